@@ -1,0 +1,291 @@
+//! `fleet-agent bench`: measured figures, never assertions. `bench poll` starts a
+//! synthetic fleet (a child `fleet-agent simulate` process, so its CPU is not counted as
+//! ours), polls every printer for the full report, and prints printers/s, CPU seconds and
+//! peak RSS; with Debian's `prometheus-snmp-exporter` installed it scrapes the same
+//! printers with the `printer_mib` module and prints the ratio.
+
+use crate::poller;
+use crate::snmp::{Security, Target, UdpClient};
+use clap::{Args, Subcommand};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// Bench subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Poll N simulated printers for the full report; compare with snmp_exporter.
+    Poll(PollBench),
+}
+
+/// `bench poll` arguments.
+#[derive(Args, Debug)]
+pub struct PollBench {
+    /// Number of simulated printers.
+    #[arg(long, default_value_t = 1000)]
+    pub printers: usize,
+    /// Printers polled at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Full passes over the fleet (the best and median are printed).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// First loopback address of the simulated fleet.
+    #[arg(long, default_value = "127.20.0.1")]
+    pub fleet_start: Ipv4Addr,
+    /// UDP port of the simulated printers.
+    #[arg(long, default_value_t = 161)]
+    pub port: u16,
+    /// snmp_exporter binary ("none" to skip).
+    #[arg(long, default_value = "prometheus-snmp-exporter")]
+    pub exporter: String,
+    /// snmp_exporter configuration with the printer_mib module.
+    #[arg(long, default_value = "../shared/bench/snmp_exporter-printer_mib.yml")]
+    pub exporter_config: PathBuf,
+    /// Print the figures as JSON too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Dispatches a bench subcommand.
+///
+/// # Errors
+/// When the simulator cannot start or the poll fails wholesale.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Poll(b) => poll_bench(b).await,
+    }
+}
+
+/// CPU seconds (user + system) of a process from /proc (Linux).
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let s = std::fs::read_to_string(path).ok()?;
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Resident set size (current, peak) in KiB of a process from /proc (Linux).
+pub fn rss_kib(pid: Option<u32>) -> Option<(u64, u64)> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let s = std::fs::read_to_string(path).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_fleet(b: &PollBench) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "simulate",
+            "--synthetic",
+            &b.printers.to_string(),
+            "--fleet-start",
+            &b.fleet_start.to_string(),
+            "--port",
+            &b.port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no simulator stdout"))?;
+    let guard = ChildGuard(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    if !first.starts_with("listening") {
+        anyhow::bail!("simulator did not start: {first}");
+    }
+    let mut addrs = Vec::with_capacity(b.printers);
+    let mut ip = b.fleet_start;
+    for _ in 0..b.printers {
+        addrs.push(SocketAddr::new(ip.into(), b.port));
+        let mut n = u32::from(ip).wrapping_add(1);
+        while matches!(n & 0xff, 0 | 255) {
+            n += 1;
+        }
+        ip = Ipv4Addr::from(n);
+    }
+    Ok((guard, addrs))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
+    println!("bench poll: {} synthetic printers, concurrency {}, {} rounds", b.printers, b.concurrency, b.rounds);
+    let (sim, addrs) = start_fleet(&b)?;
+    let client = UdpClient::new()?;
+    let targets: Vec<Target> = addrs
+        .iter()
+        .map(|a| {
+            let mut t = Target::new(*a, Security::v2c("public"));
+            t.timeout = Duration::from_millis(2000);
+            t.max_repetitions = 60;
+            t
+        })
+        .collect();
+    let cpu0 = cpu_seconds(None).unwrap_or(0.0);
+    let mut times = Vec::new();
+    let mut cpus = Vec::new();
+    let mut ok = 0;
+    let mut requests = 0u64;
+    for round in 0..b.rounds.max(1) {
+        let c0 = cpu_seconds(None).unwrap_or(0.0);
+        let t0 = Instant::now();
+        let results = poller::poll_many(&client, &targets, b.concurrency).await;
+        let dt = t0.elapsed().as_secs_f64();
+        let dc = cpu_seconds(None).unwrap_or(0.0) - c0;
+        ok = results.iter().filter(|r| r.is_ok()).count();
+        requests = results.iter().filter_map(|r| r.as_ref().ok()).map(|(_, s)| u64::from(s.requests)).sum();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            eprintln!("  round {}: first failure: {e}", round + 1);
+        }
+        println!(
+            "  round {}: {ok}/{} printers in {dt:.3} s = {:.0} printers/s, agent CPU {dc:.3} s, {requests} SNMP requests",
+            round + 1,
+            targets.len(),
+            targets.len() as f64 / dt
+        );
+        times.push(dt);
+        cpus.push(dc);
+    }
+    let cpu_total = cpu_seconds(None).unwrap_or(0.0) - cpu0;
+    let (rss, hwm) = rss_kib(None).unwrap_or((0, 0));
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let med = median(times.clone());
+    let cpu_med = median(cpus.clone());
+    let ours_per_cpu = targets.len() as f64 / cpu_med.max(1e-9);
+    println!("fleet-agent: best {best:.3} s, median {med:.3} s for {} printers ({:.0} printers/s median)", targets.len(), targets.len() as f64 / med);
+    println!("fleet-agent: CPU {cpu_total:.3} s over {} rounds ({cpu_med:.3} s median per round = {ours_per_cpu:.0} printers per CPU-second)", b.rounds);
+    println!("fleet-agent: RSS {:.1} MiB now, peak {:.1} MiB", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    let client_stats = client.stats();
+    println!(
+        "fleet-agent: {} datagrams sent, {} received, {} stale dropped, {} attempts timed out",
+        client_stats.sent, client_stats.received, client_stats.stale, client_stats.timeouts
+    );
+
+    let exporter = if b.exporter == "none" { None } else { exporter_bench(&b, &addrs).await.map_err(|e| eprintln!("snmp_exporter: skipped: {e:#}")).ok() };
+    if let Some(e) = &exporter {
+        println!(
+            "snmp_exporter printer_mib: {}/{} scrapes in {:.3} s = {:.0} printers/s, exporter CPU {:.3} s = {:.0} printers per CPU-second, RSS peak {:.1} MiB",
+            e.ok,
+            addrs.len(),
+            e.seconds,
+            addrs.len() as f64 / e.seconds,
+            e.cpu,
+            addrs.len() as f64 / e.cpu.max(1e-9),
+            e.hwm_kib as f64 / 1024.0
+        );
+        println!(
+            "ratio: fleet-agent does {:.1}x the printers per CPU-second of snmp_exporter (full report vs printer_mib module), wall time {:.1}x",
+            ours_per_cpu / (addrs.len() as f64 / e.cpu.max(1e-9)),
+            e.seconds / med
+        );
+    }
+    if b.json {
+        let v = serde_json::json!({
+            "printers": targets.len(), "ok": ok, "bestSeconds": best, "medianSeconds": med,
+            "cpuSecondsMedian": cpu_med, "printersPerCpuSecond": ours_per_cpu,
+            "rssKib": rss, "peakRssKib": hwm, "requestsPerRound": requests,
+            "exporter": exporter.as_ref().map(|e| serde_json::json!({"seconds": e.seconds, "cpu": e.cpu, "ok": e.ok, "peakRssKib": e.hwm_kib})),
+        });
+        println!("{v}");
+    }
+    drop(sim);
+    Ok(())
+}
+
+struct ExporterFigures {
+    seconds: f64,
+    cpu: f64,
+    ok: usize,
+    hwm_kib: u64,
+}
+
+async fn exporter_bench(b: &PollBench, addrs: &[SocketAddr]) -> anyhow::Result<ExporterFigures> {
+    if !b.exporter_config.exists() {
+        anyhow::bail!("config {} not found", b.exporter_config.display());
+    }
+    let listen = "127.0.0.1:19116";
+    let child = Command::new(&b.exporter)
+        .arg(format!("--config.file={}", b.exporter_config.display()))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", b.exporter))?;
+    let pid = child.id();
+    let _guard = ChildGuard(child);
+    // Wait until it listens.
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        anyhow::bail!("did not listen on {listen}");
+    }
+    let cpu0 = cpu_seconds(Some(pid)).unwrap_or(0.0);
+    let t0 = Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for a in addrs.iter().copied() {
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await.ok()?;
+            let path = format!("/snmp?module=printer_mib&target={}:{}", a.ip(), a.port());
+            let body = http_get(listen, &path).await.ok()?;
+            Some(body.contains("prtMarkerSuppliesLevel"))
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        if let Ok(Some(true)) = r {
+            ok += 1;
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(Some(pid)).unwrap_or(0.0) - cpu0;
+    let hwm_kib = rss_kib(Some(pid)).map_or(0, |r| r.1);
+    Ok(ExporterFigures { seconds, cpu, ok, hwm_kib })
+}
+
+async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}

@@ -1,0 +1,526 @@
+//! Command-line interface: clap definitions and the handlers behind them.
+//!
+//! Exit codes (documented in the README): 0 success; 1 unexpected failure; 2 usage error;
+//! 3 no response (timeout or port unreachable); 4 SNMP credentials rejected; 5 the agent
+//! answered but the answer is unusable; 66 an input file or directory cannot be read.
+
+use crate::poller::{self, PollError};
+use crate::printer::PrinterReport;
+use crate::secret::Secret;
+use crate::simulator::{self, Layout, Simulator, snmprec, synth};
+use crate::snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
+use crate::snmp::{Oid, Security, SnmpError, Target, UdpClient, UsmUser, Version, walk};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code: unexpected failure.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: no response from the agent.
+pub const EXIT_NO_RESPONSE: i32 = 3;
+/// Exit code: SNMP credentials rejected.
+pub const EXIT_AUTH: i32 = 4;
+/// Exit code: unusable answer.
+pub const EXIT_BAD_ANSWER: i32 = 5;
+/// Exit code: input file unreadable (sysexits EX_NOINPUT).
+pub const EXIT_NO_INPUT: i32 = 66;
+
+/// Fleet Agent: discovers and polls printers, and reports to the cloud.
+#[derive(Parser, Debug)]
+#[command(name = "fleet-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read one printer over SNMP and print its report.
+    Poll(PollArgs),
+    /// Walk an OID subtree of one agent (the "MIB walk" printer log).
+    Walk(WalkArgs),
+    /// Serve simulated printers over SNMP (recordings or synthetic), until Ctrl-C.
+    Simulate(SimulateArgs),
+    /// Measure polling throughput, CPU and memory against simulated printers.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Print the version.
+    Version,
+}
+
+/// SNMP credentials and patience, shared by `poll` and `walk`.
+#[derive(Args, Debug, Clone)]
+pub struct SnmpArgs {
+    /// v1/v2c community.
+    #[arg(short = 'c', long, default_value = "public", env = "FLEET_AGENT_COMMUNITY", hide_env_values = true)]
+    pub community: String,
+    /// Use SNMPv1 instead of v2c (with --community).
+    #[arg(long, conflicts_with = "v3_user")]
+    pub v1: bool,
+    /// SNMPv3 user name (switches to SNMPv3).
+    #[arg(long)]
+    pub v3_user: Option<String>,
+    /// SNMPv3 authentication protocol: md5, sha1, sha224, sha256, sha384, sha512.
+    #[arg(long, requires = "v3_user")]
+    pub auth_protocol: Option<AuthProtocol>,
+    /// SNMPv3 authentication pass phrase (or env FLEET_AGENT_AUTH_PASS).
+    #[arg(long, env = "FLEET_AGENT_AUTH_PASS", hide_env_values = true, requires = "auth_protocol")]
+    pub auth_pass: Option<String>,
+    /// SNMPv3 privacy protocol: des, aes128, aes192, aes256.
+    #[arg(long, requires = "auth_protocol")]
+    pub priv_protocol: Option<PrivProtocol>,
+    /// SNMPv3 privacy pass phrase (or env FLEET_AGENT_PRIV_PASS).
+    #[arg(long, env = "FLEET_AGENT_PRIV_PASS", hide_env_values = true, requires = "priv_protocol")]
+    pub priv_pass: Option<String>,
+    /// Key extension for AES-192/256 with short hashes: blumenthal (net-snmp) or reeder.
+    #[arg(long, default_value = "blumenthal")]
+    pub key_extension: KeyExtension,
+    /// SNMPv3 context name.
+    #[arg(long, default_value = "")]
+    pub context: String,
+    /// Time to wait for each attempt, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+    /// Extra attempts after a timeout.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
+    /// Varbinds asked per GETBULK response.
+    #[arg(long, default_value_t = 40)]
+    pub max_repetitions: u32,
+}
+
+impl SnmpArgs {
+    /// Builds the target for `addr`.
+    ///
+    /// # Errors
+    /// When a v3 protocol is given without its pass phrase (or the pass phrase is short).
+    pub fn target(&self, addr: SocketAddr) -> anyhow::Result<Target> {
+        let security = match &self.v3_user {
+            Some(user) => {
+                let auth = match (self.auth_protocol, &self.auth_pass) {
+                    (Some(p), Some(pw)) if pw.len() >= 8 => Some((p, Secret::new(pw.clone()))),
+                    (Some(_), Some(_)) => anyhow::bail!("--auth-pass: SNMPv3 pass phrases need at least 8 characters"),
+                    (Some(_), None) => anyhow::bail!("--auth-protocol needs --auth-pass (or FLEET_AGENT_AUTH_PASS)"),
+                    (None, _) => None,
+                };
+                let privacy = match (self.priv_protocol, &self.priv_pass) {
+                    (Some(p), Some(pw)) if pw.len() >= 8 => Some((p, Secret::new(pw.clone()))),
+                    (Some(_), Some(_)) => anyhow::bail!("--priv-pass: SNMPv3 pass phrases need at least 8 characters"),
+                    (Some(_), None) => anyhow::bail!("--priv-protocol needs --priv-pass (or FLEET_AGENT_PRIV_PASS)"),
+                    (None, _) => None,
+                };
+                Security::Usm(Arc::new(
+                    UsmUser::new(user.clone(), auth, privacy)
+                        .with_context(self.context.clone())
+                        .with_extension(self.key_extension),
+                ))
+            }
+            None if self.v1 => Security::v1(&self.community),
+            None => Security::v2c(&self.community),
+        };
+        Ok(Target {
+            addr,
+            security,
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            retries: self.retries,
+            max_repetitions: self.max_repetitions.max(1),
+        })
+    }
+}
+
+/// `poll` arguments.
+#[derive(Args, Debug)]
+pub struct PollArgs {
+    /// Printer address: IPv4, [IPv6] or host name, with optional :port (default 161).
+    pub host: String,
+    /// Credentials and timing.
+    #[command(flatten)]
+    pub snmp: SnmpArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output format of `walk`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WalkFormat {
+    /// `OID = TYPE: value`, like net-snmp's snmpwalk -On.
+    Text,
+    /// snmpsim's `.snmprec` (servable by `fleet-agent simulate` and snmpsim).
+    Snmprec,
+}
+
+/// `walk` arguments.
+#[derive(Args, Debug)]
+pub struct WalkArgs {
+    /// Agent address: IPv4, [IPv6] or host name, with optional :port (default 161).
+    pub host: String,
+    /// Subtree to walk (default: the whole MIB view, 1.3.6.1).
+    #[arg(default_value = "1.3.6.1")]
+    pub oid: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: WalkFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Credentials and timing.
+    #[command(flatten)]
+    pub snmp: SnmpArgs,
+}
+
+/// `simulate` arguments.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Directory of .snmprec recordings to serve (repeatable).
+    #[arg(long)]
+    pub data_dir: Vec<PathBuf>,
+    /// A single .snmprec recording to serve (repeatable).
+    #[arg(long)]
+    pub file: Vec<PathBuf>,
+    /// Number of synthetic printers to add (counters advance, toners fall).
+    #[arg(long, default_value_t = 0)]
+    pub synthetic: usize,
+    /// Serve everything on this one address; the community (v3: context) picks the printer.
+    #[arg(long, conflicts_with = "fleet_start")]
+    pub listen: Option<SocketAddr>,
+    /// Fleet mode: first loopback address (one address per printer, counting up).
+    #[arg(long)]
+    pub fleet_start: Option<Ipv4Addr>,
+    /// Fleet mode: UDP port of every printer.
+    #[arg(long, default_value_t = 161)]
+    pub port: u16,
+    /// Fleet mode: community every printer accepts (besides its own name).
+    #[arg(long, default_value = "public")]
+    pub community: String,
+    /// SNMPv3 user accepted by every printer: NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS],
+    /// e.g. fleet:sha256:authpass123:aes128:privpass123 (repeatable).
+    #[arg(long)]
+    pub v3_user: Vec<String>,
+    /// Simulated seconds per real second for synthetic printers.
+    #[arg(long, default_value_t = 60.0)]
+    pub speed: f64,
+    /// Seed for synthetic printers' starting state.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the list of served printers (JSON) to this file once listening.
+    #[arg(long)]
+    pub targets_out: Option<PathBuf>,
+}
+
+/// Parses `NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS]`.
+///
+/// # Errors
+/// On a malformed specification or unknown protocol.
+pub fn parse_v3_user(spec: &str) -> anyhow::Result<UsmUser> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    match parts.as_slice() {
+        [name] => Ok(UsmUser::new(*name, None, None)),
+        [name, ap, apw] => Ok(UsmUser::new(
+            *name,
+            Some((ap.parse().map_err(anyhow::Error::msg)?, Secret::new(*apw))),
+            None,
+        )),
+        [name, ap, apw, pp, ppw] => Ok(UsmUser::new(
+            *name,
+            Some((ap.parse().map_err(anyhow::Error::msg)?, Secret::new(*apw))),
+            Some((pp.parse().map_err(anyhow::Error::msg)?, Secret::new(*ppw))),
+        )),
+        _ => anyhow::bail!("--v3-user {:?}: expected NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS]", parts.first().unwrap_or(&"")),
+    }
+}
+
+/// Resolves `host[:port]` (IPv6 in brackets) to one socket address.
+///
+/// # Errors
+/// When the name does not resolve or the port is invalid.
+pub async fn resolve(host: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = host.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        host.to_string()
+    } else {
+        format!("{host}:{default_port}")
+    };
+    tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("{host}: cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host}: the name resolved to no address"))
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Exit {
+    /// Process exit code.
+    pub code: i32,
+    /// Message for standard error.
+    pub message: String,
+}
+
+fn snmp_exit(e: &SnmpError) -> i32 {
+    match e {
+        SnmpError::Timeout { .. } | SnmpError::Unreachable { .. } => EXIT_NO_RESPONSE,
+        SnmpError::UnknownUser { .. }
+        | SnmpError::WrongDigest { .. }
+        | SnmpError::NotInTimeWindow { .. }
+        | SnmpError::DecryptionError { .. }
+        | SnmpError::UnsupportedSecLevel { .. }
+        | SnmpError::BadResponse { .. } => EXIT_AUTH,
+        SnmpError::Io { .. } => EXIT_FAILURE,
+        _ => EXIT_BAD_ANSWER,
+    }
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        let code = e
+            .downcast_ref::<PollError>()
+            .map(|p| p.snmp().map_or(EXIT_BAD_ANSWER, snmp_exit))
+            .or_else(|| e.downcast_ref::<SnmpError>().map(snmp_exit))
+            .unwrap_or(EXIT_FAILURE);
+        Exit {
+            code,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+/// Runs a parsed command.
+///
+/// # Errors
+/// Returns the exit code and message to print.
+pub async fn run(cli: Cli) -> Result<(), Exit> {
+    match cli.command {
+        Command::Poll(a) => poll(a).await.map_err(Exit::from),
+        Command::Walk(a) => walk_cmd(a).await.map_err(Exit::from),
+        Command::Simulate(a) => simulate(a).await,
+        Command::Bench(b) => crate::bench::run(b).await.map_err(Exit::from),
+        Command::Version => {
+            println!("fleet-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+async fn poll(a: PollArgs) -> anyhow::Result<()> {
+    let addr = resolve(&a.host, 161).await?;
+    let target = a.snmp.target(addr)?;
+    let client = UdpClient::new()?;
+    let (report, stats) = poller::poll_printer(&client, &target).await?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render(&report, addr, target.security.version()))?;
+        writeln!(out, "\n({} SNMP requests, {} values)", stats.requests, stats.values)?;
+    }
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), T::to_string)
+}
+
+/// Renders a report for humans.
+pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
+    use std::fmt::Write as _;
+    let v = match version {
+        Version::V1 => "v1",
+        Version::V2c => "v2c",
+        Version::V3 => "v3",
+    };
+    let d = &r.device;
+    let mut s = String::new();
+    let _ = writeln!(s, "Printer {addr} (SNMP {v})");
+    let rows = [
+        ("Manufacturer", opt(&r.manufacturer)),
+        ("Model", opt(&r.model_name)),
+        (
+            "Serial",
+            match (&r.serial_number, &d.serial_source) {
+                (Some(sn), Some(src)) => format!("{sn}  (from {src})"),
+                (sn, _) => opt(sn),
+            },
+        ),
+        ("Firmware", opt(&d.firmware_version)),
+        ("MAC", opt(&d.mac_address)),
+        ("sysName", opt(&d.sys_name)),
+        ("Location", opt(&d.sys_location)),
+        ("sysObjectID", opt(&d.sys_object_id)),
+        ("sysDescr", opt(&d.sys_descr)),
+        (
+            "Uptime",
+            d.uptime_seconds.map_or("-".into(), |u| format!("{}d {:02}:{:02}", u / 86400, u % 86400 / 3600, u % 3600 / 60)),
+        ),
+        (
+            "State",
+            format!(
+                "{} (hrDeviceStatus {}, hrPrinterStatus {}{})",
+                d.printer_state,
+                opt(&d.hr_device_status),
+                opt(&d.hr_printer_status),
+                if d.hr_printer_detected_error_state.is_empty() {
+                    String::new()
+                } else {
+                    format!(", errors: {}", d.hr_printer_detected_error_state.join(", "))
+                }
+            ),
+        ),
+        (
+            "Life count",
+            match (r.counters.lifetime_count, &r.counters.lifetime_count_unit) {
+                (Some(c), Some(u)) => format!("{c} {u}"),
+                (Some(c), None) => c.to_string(),
+                _ => "-".into(),
+            },
+        ),
+    ];
+    for (k, val) in rows {
+        let _ = writeln!(s, "  {k:<13}{val}");
+    }
+    let _ = writeln!(s, "Supplies");
+    if r.supplies.is_empty() {
+        let _ = writeln!(s, "  (none reported)");
+    }
+    for sp in &r.supplies {
+        let state = sp.ext.level_state.map_or("-".to_string(), |l| format!("{l:?}"));
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<34} {:<15} level {:>6} / max {:>7}  {:>4}  {}{}",
+            sp.supply_key,
+            sp.description.as_deref().unwrap_or("-").replace('\n', "\\n"),
+            sp.kind.as_deref().unwrap_or("-"),
+            opt(&sp.ext.prt_marker_supplies_level),
+            opt(&sp.ext.prt_marker_supplies_max_capacity),
+            sp.current_level.map_or("-".into(), |p| format!("{p}%")),
+            state.to_lowercase(),
+            if sp.ext.prt_marker_supplies_class == Some(4) { " (receptacle: level = free space)" } else { "" },
+        );
+    }
+    if !d.input_trays.is_empty() {
+        let _ = writeln!(s, "Trays");
+        for t in &d.input_trays {
+            let _ = writeln!(
+                s,
+                "  {:<7} {:<20} level {:>5} / max {:>5}",
+                t.index,
+                t.name.as_deref().unwrap_or("-"),
+                opt(&t.current_level),
+                opt(&t.max_capacity)
+            );
+        }
+    }
+    let _ = writeln!(s, "Alerts");
+    if r.alerts.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for a in &r.alerts {
+        let _ = writeln!(s, "  {:<7} {:<16} {}", a.status.unwrap_or("-"), a.alert_key, a.issue.as_deref().unwrap_or("-"));
+    }
+    s
+}
+
+async fn walk_cmd(a: WalkArgs) -> anyhow::Result<()> {
+    let root: Oid = a.oid.parse().map_err(|e| anyhow::anyhow!("OID argument: {e}"))?;
+    let addr = resolve(&a.host, 161).await?;
+    let target = a.snmp.target(addr)?;
+    let client = UdpClient::new()?;
+    let values = walk::walk(&client, &target, &root).await?;
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for vb in &values {
+        match a.format {
+            WalkFormat::Snmprec => writeln!(out, "{}", snmprec::format_line(&vb.oid, &vb.value))?,
+            WalkFormat::Text => writeln!(out, ".{} = {:?}", vb.oid, vb.value)?,
+        }
+    }
+    out.flush()?;
+    if values.is_empty() {
+        eprintln!("{addr}: no object under {root}");
+    }
+    Ok(())
+}
+
+async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
+    let fail = |code: i32, message: String| Exit { code, message };
+    let mut printers = Vec::new();
+    let mut warnings = Vec::new();
+    for dir in &a.data_dir {
+        let (views, w) = simulator::load_dir(dir).map_err(|e| fail(EXIT_NO_INPUT, format!("--data-dir {}: {e}", dir.display())))?;
+        warnings.extend(w);
+        printers.extend(views.into_iter().map(|(name, v)| simulator::Printer::recorded(name, v)));
+    }
+    for f in &a.file {
+        let (pairs, w) = snmprec::read(f).map_err(|e| fail(EXIT_NO_INPUT, format!("--file {}: {e}", f.display())))?;
+        warnings.extend(w);
+        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        printers.push(simulator::Printer::recorded(name, Arc::new(crate::snmp::agent::MibView::new(pairs))));
+    }
+    for w in &warnings {
+        eprintln!("warning: {w} (line skipped)");
+    }
+    if a.synthetic > 0 {
+        if !(a.speed.is_finite() && a.speed >= 0.0) {
+            return Err(fail(2, format!("--speed {}: must be a finite number >= 0", a.speed)));
+        }
+        printers.extend(simulator::synthetic_fleet(a.synthetic, synth::SynthParams { speed: a.speed, seed: a.seed }));
+    }
+    if printers.is_empty() {
+        return Err(fail(2, "nothing to serve: give --data-dir, --file or --synthetic N".into()));
+    }
+    let users = a
+        .v3_user
+        .iter()
+        .map(|s| parse_v3_user(s).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| fail(2, format!("{e:#}")))?;
+    let layout = match (a.listen, a.fleet_start) {
+        (Some(addr), _) => Layout::SinglePort(addr),
+        (None, start) => Layout::Fleet {
+            start: start.unwrap_or(Ipv4Addr::new(127, 1, 0, 1)),
+            port: a.port,
+            community: a.community.clone(),
+        },
+    };
+    let count = printers.len();
+    let sim = Simulator::start(printers, layout, users)
+        .await
+        .map_err(|e| fail(EXIT_FAILURE, format!("cannot start the simulator: {e}")))?;
+    let served = sim.served();
+    if let Some(p) = &a.targets_out {
+        let json = serde_json::to_vec_pretty(&served).map_err(|e| fail(EXIT_FAILURE, e.to_string()))?;
+        std::fs::write(p, json).map_err(|e| fail(EXIT_FAILURE, format!("{}: {e}", p.display())))?;
+    }
+    let addrs = sim.addrs();
+    if addrs.len() == 1 {
+        println!("listening on {} ({count} printers; community = printer name)", addrs[0]);
+    } else {
+        println!("listening on {} addresses from {} ({count} printers; community {:?} or the printer name)", addrs.len(), addrs[0], a.community);
+    }
+    for s in served.iter().take(20) {
+        println!("  {:<28} {:<22} community {}", s.name, s.addr, s.community);
+    }
+    if served.len() > 20 {
+        println!("  ... and {} more (--targets-out FILE lists them all)", served.len() - 20);
+    }
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping ({} requests answered)", sim.requests());
+    sim.stop().await;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Fleet Agent: an on-premises printer fleet agent.
+//!
+//! # Layout
+//! - [`snmp`]: SNMP v1/v2c/v3 codec, client (one shared socket, timeouts, retries, walks),
+//!   agent-side responder and USM engine. Knows nothing about printers.
+//! - [`printer`]: the printer data model (asset, counters, supplies, alerts) and the pure
+//!   decoding of SNMP values into it, driven by one table of OIDs.
+//! - [`poller`]: reading one printer over SNMP into a report (the collection plan run
+//!   through an [`snmp::SnmpClient`]).
+//! - [`simulator`]: simulated printers served over real UDP: `.snmprec` recordings
+//!   (snmpsim's format), one port with community = file stem, a fleet on loopback
+//!   addresses, and synthetic printers whose counters advance and toners fall.
+//! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
+//! - [`cli`]: command-line definitions and their handlers.
+//! - [`secret`]: the `Secret` type that never prints its value.
+
+pub mod bench;
+pub mod cli;
+pub mod poller;
+pub mod printer;
+pub mod secret;
+pub mod simulator;
+pub mod snmp;

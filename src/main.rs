@@ -1,0 +1,27 @@
+//! `fleet-agent` binary: parses the command line, sets up logging, runs the command and
+//! maps its result to an exit code. All logic lives in the library.
+
+use clap::Parser;
+use fleet_agent::cli;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(cli::EXIT_FAILURE);
+        }
+    };
+    if let Err(e) = rt.block_on(cli::run(cli)) {
+        eprintln!("error: {}", e.message);
+        std::process::exit(e.code);
+    }
+}

@@ -1,0 +1,126 @@
+//! Reading printers: runs the printer module's poll plan through an [`SnmpClient`] and
+//! decodes the result. One printer's failure is its own: callers poll many printers
+//! concurrently with [`poll_many`], each with its own result.
+
+use crate::printer::{self, PrinterReport};
+use crate::snmp::{SnmpClient, SnmpError, Target, walk};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+/// Why a printer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// SNMP failed (timeout, credentials, agent error).
+    #[error("printer {addr}: {source}")]
+    Snmp {
+        /// Printer address.
+        addr: std::net::SocketAddr,
+        /// The SNMP error.
+        #[source]
+        source: SnmpError,
+    },
+    /// The agent answered but served no system group: not something we can report on.
+    #[error("printer {addr}: the agent answered but serves neither sysDescr nor sysObjectID")]
+    Empty {
+        /// Printer address.
+        addr: std::net::SocketAddr,
+    },
+}
+
+impl PollError {
+    /// Returns the underlying SNMP error, when there is one.
+    pub fn snmp(&self) -> Option<&SnmpError> {
+        match self {
+            PollError::Snmp { source, .. } => Some(source),
+            PollError::Empty { .. } => None,
+        }
+    }
+}
+
+/// Current wall-clock time in Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Statistics of one poll.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollStats {
+    /// SNMP round trips.
+    pub requests: u32,
+    /// Values collected.
+    pub values: usize,
+}
+
+/// Reads one printer fully: identity, counters, supplies, alerts, trays.
+///
+/// # Errors
+/// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it serves
+/// nothing we recognise.
+pub async fn poll_printer<C: SnmpClient>(client: &C, target: &Target) -> Result<(PrinterReport, PollStats), PollError> {
+    let (firsts, columns) = printer::plan();
+    let c = walk::collect(client, target, &firsts, &columns)
+        .await
+        .map_err(|source| PollError::Snmp {
+            addr: target.addr,
+            source,
+        })?;
+    let collected = printer::Collected {
+        values: &c.values,
+        ip: Some(target.addr.ip()),
+        collected_at: now_ms(),
+        version: Some(target.security.version()),
+    };
+    let report = printer::decode(&collected);
+    if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {
+        return Err(PollError::Empty { addr: target.addr });
+    }
+    Ok((
+        report,
+        PollStats {
+            requests: c.requests,
+            values: c.values.len(),
+        },
+    ))
+}
+
+/// Polls every target with at most `concurrency` in flight; results keep target order.
+pub async fn poll_many<C: SnmpClient + Clone>(
+    client: &C,
+    targets: &[Target],
+    concurrency: usize,
+) -> Vec<Result<(PrinterReport, PollStats), PollError>> {
+    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, t) in targets.iter().cloned().enumerate() {
+        let client = client.clone();
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore closed");
+            (i, poll_printer(&client, &t).await)
+        });
+    }
+    let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> = (0..targets.len()).map(|_| None).collect();
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, res)) = r {
+            out[i] = Some(res);
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                Err(PollError::Snmp {
+                    addr: targets[i].addr,
+                    source: SnmpError::Io {
+                        target: targets[i].addr,
+                        source: std::io::Error::other("poll task panicked"),
+                    },
+                })
+            })
+        })
+        .collect()
+}

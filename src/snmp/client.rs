@@ -1,0 +1,548 @@
+//! The real SNMP client: one UDP socket per address family shared by every target,
+//! replies routed by request-id/msgID, per-attempt timeouts with retries, late and
+//! stray replies dropped and counted, SNMPv3 engine discovery and one time resync.
+
+use super::message::{
+    self, MsgData, Pdu, PduType, ScopedPdu, UsmParams, V3Out, Version, decode_community,
+    encode_community, encode_v3, flags, parse_v3, peek_correlation_id,
+};
+use super::usm::{self, LocalizedKeys};
+use super::{Request, Security, SnmpClient, SnmpError, Target, UsmUser};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Largest datagram we accept and advertise (IPv4 UDP payload limit).
+const MAX_DATAGRAM: usize = 65_507;
+
+/// Counters of what the client saw, for diagnostics and benchmarks.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStats {
+    /// Datagrams sent (retries included).
+    pub sent: u64,
+    /// Datagrams received and routed to a waiting request.
+    pub received: u64,
+    /// Datagrams dropped: late replies after a retry was answered, unknown ids, wrong source.
+    pub stale: u64,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    stale: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+struct Pending {
+    from: SocketAddr,
+    tx: oneshot::Sender<Vec<u8>>,
+}
+
+/// SNMPv3 state learned from one authoritative engine.
+#[derive(Clone)]
+struct EngineState {
+    engine_id: Vec<u8>,
+    boots: u32,
+    time: u32,
+    learned_at: Instant,
+    keys: Arc<LocalizedKeys>,
+}
+
+impl EngineState {
+    fn clock(&self) -> (u32, u32) {
+        let elapsed = self.learned_at.elapsed().as_secs();
+        let t = u64::from(self.time).saturating_add(elapsed).min(i32::MAX as u64) as u32;
+        (self.boots, t)
+    }
+}
+
+struct Shared {
+    sock4: UdpSocket,
+    sock6: Option<UdpSocket>,
+    pending: Mutex<HashMap<i32, Pending>>,
+    next_id: AtomicU32,
+    salt: AtomicU64,
+    engines: Mutex<HashMap<(SocketAddr, String), EngineState>>,
+    counters: Counters,
+}
+
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    _tasks: Tasks,
+}
+
+/// The real SNMP client. Cheap to clone; all clones share the sockets.
+#[derive(Clone)]
+pub struct UdpClient {
+    inner: Arc<Inner>,
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // A burst of replies from hundreds of printers must not overflow the default buffer.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(1 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+impl UdpClient {
+    /// Creates a client bound to ephemeral ports on all addresses (IPv6 when available).
+    ///
+    /// # Errors
+    /// Fails when no IPv4 UDP socket can be created.
+    pub fn new() -> std::io::Result<Self> {
+        Self::bind_to(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Creates a client whose IPv4 socket is bound to `local` (tests use a loopback address).
+    ///
+    /// # Errors
+    /// Fails when the socket cannot be bound.
+    pub fn bind_to(local: IpAddr) -> std::io::Result<Self> {
+        let sock4 = bind(SocketAddr::new(local, 0))?;
+        let sock6 = bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)).ok();
+        let seed = fastrand::u32(1..0x4000_0000);
+        let shared = Arc::new(Shared {
+            sock4,
+            sock6,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(seed),
+            salt: AtomicU64::new(fastrand::u64(..)),
+            engines: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        });
+        let mut tasks = vec![tokio::spawn(receive_loop(shared.clone(), false))];
+        if shared.sock6.is_some() {
+            tasks.push(tokio::spawn(receive_loop(shared.clone(), true)));
+        }
+        Ok(UdpClient {
+            inner: Arc::new(Inner {
+                shared,
+                _tasks: Tasks(tasks),
+            }),
+        })
+    }
+
+    /// Returns the counters so far.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.shared.counters;
+        ClientStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forgets learned SNMPv3 engine state for `addr` (e.g. after a device swap).
+    pub fn forget_engine(&self, addr: SocketAddr) {
+        if let Ok(mut e) = self.inner.shared.engines.lock() {
+            e.retain(|(a, _), _| *a != addr);
+        }
+    }
+
+    fn next_id(&self) -> i32 {
+        // Positive, non-zero, wrapping inside i32 range.
+        let v = self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+        if v == 0 { 1 } else { v as i32 }
+    }
+
+    async fn exchange(&self, target: &Target, id: i32, bytes: &[u8], hint: &'static str) -> Result<Vec<u8>, SnmpError> {
+        let shared = &self.inner.shared;
+        let addr = normalize(target.addr);
+        let sock = match addr {
+            SocketAddr::V4(_) => &shared.sock4,
+            SocketAddr::V6(_) => shared.sock6.as_ref().ok_or_else(|| SnmpError::Io {
+                target: target.addr,
+                source: std::io::Error::new(std::io::ErrorKind::Unsupported, "IPv6 is not available on this host"),
+            })?,
+        };
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut p = shared.pending.lock().expect("pending map poisoned");
+            p.insert(id, Pending { from: addr, tx });
+        }
+        // Removes the entry if this future is dropped or times out.
+        struct Unregister<'a>(&'a Shared, i32);
+        impl Drop for Unregister<'_> {
+            fn drop(&mut self) {
+                if let Ok(mut p) = self.0.pending.lock() {
+                    p.remove(&self.1);
+                }
+            }
+        }
+        let _guard = Unregister(shared, id);
+        let attempts = target.retries + 1;
+        for _ in 0..attempts {
+            if let Err(e) = sock.send_to(bytes, addr).await {
+                return Err(SnmpError::Io {
+                    target: target.addr,
+                    source: e,
+                });
+            }
+            shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(target.timeout, &mut rx).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(SnmpError::Timeout {
+            target: target.addr,
+            attempts,
+            timeout: target.timeout,
+            hint,
+        })
+    }
+
+    async fn request_community(&self, target: &Target, version: Version, community: &[u8], req: Request) -> Result<Pdu, SnmpError> {
+        let id = self.next_id();
+        let pdu = to_pdu(id, req);
+        let bytes = encode_community(version, community, &pdu);
+        let reply = self.exchange(target, id, &bytes, "").await?;
+        let msg = decode_community(&reply).map_err(|source| SnmpError::Malformed {
+            target: target.addr,
+            source,
+        })?;
+        check_response(target, id, msg.pdu)
+    }
+
+    async fn engine(&self, target: &Target, user: &UsmUser) -> Result<EngineState, SnmpError> {
+        let key = (normalize(target.addr), user.name.clone());
+        if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get(&key) {
+            return Ok(s.clone());
+        }
+        // Engine discovery (RFC 3414 §4): an unauthenticated, empty GET with no user.
+        let id = self.next_id();
+        let scoped = ScopedPdu {
+            context_engine_id: Vec::new(),
+            context_name: Vec::new(),
+            pdu: Pdu {
+                kind: PduType::Get,
+                request_id: id,
+                error_status: 0,
+                error_index: 0,
+                varbinds: Vec::new(),
+            },
+        };
+        let usm = UsmParams::default();
+        let bytes = encode_v3(&V3Out {
+            msg_id: id,
+            max_size: MAX_DATAGRAM as i32,
+            reportable: true,
+            usm: &usm,
+            keys: None,
+            auth: false,
+            privacy: false,
+            salt: 0,
+            scoped: &scoped,
+        });
+        let reply = self.exchange(target, id, &bytes, "").await?;
+        let parsed = parse_v3(&reply).map_err(|source| SnmpError::Malformed {
+            target: target.addr,
+            source,
+        })?;
+        if parsed.usm.engine_id.is_empty() {
+            return Err(SnmpError::EngineDiscovery {
+                target: target.addr,
+                reason: "the report carried no engine ID".into(),
+            });
+        }
+        // Deriving master keys hashes 1 MiB per pass phrase: keep it off the reactor.
+        let master_ready = user.master_keys();
+        let keys = Arc::new(master_ready.localize(&parsed.usm.engine_id));
+        let state = EngineState {
+            engine_id: parsed.usm.engine_id.clone(),
+            boots: parsed.usm.boots,
+            time: parsed.usm.time,
+            learned_at: Instant::now(),
+            keys,
+        };
+        self.inner
+            .shared
+            .engines
+            .lock()
+            .expect("engines poisoned")
+            .insert(key, state.clone());
+        Ok(state)
+    }
+
+    fn update_engine(&self, target: &Target, user: &UsmUser, f: impl FnOnce(&mut EngineState)) {
+        let key = (normalize(target.addr), user.name.clone());
+        if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get_mut(&key) {
+            f(s);
+        }
+    }
+
+    async fn request_usm(&self, target: &Target, user: &UsmUser, req: Request) -> Result<Pdu, SnmpError> {
+        let mut resynced = false;
+        let mut rediscovered = false;
+        let want_auth = user.auth.is_some();
+        let want_priv = user.privacy.is_some();
+        let hint = if want_priv {
+            " (with SNMPv3 authPriv a wrong privacy pass phrase also looks like this)"
+        } else {
+            ""
+        };
+        loop {
+            let state = self.engine(target, user).await?;
+            let (boots, time) = state.clock();
+            let id = self.next_id();
+            let scoped = ScopedPdu {
+                context_engine_id: state.engine_id.clone(),
+                context_name: user.context.as_bytes().to_vec(),
+                pdu: to_pdu(id, req.clone()),
+            };
+            let usm = UsmParams {
+                engine_id: state.engine_id.clone(),
+                boots,
+                time,
+                user: user.name.as_bytes().to_vec(),
+            };
+            let salt = self.inner.shared.salt.fetch_add(1, Ordering::Relaxed);
+            let bytes = encode_v3(&V3Out {
+                msg_id: id,
+                max_size: MAX_DATAGRAM as i32,
+                reportable: true,
+                usm: &usm,
+                keys: Some(&state.keys),
+                auth: want_auth,
+                privacy: want_priv,
+                salt,
+                scoped: &scoped,
+            });
+            let reply = self.exchange(target, id, &bytes, hint).await?;
+            let parsed = parse_v3(&reply).map_err(|source| SnmpError::Malformed {
+                target: target.addr,
+                source,
+            })?;
+            let authenticated = parsed.flags & flags::AUTH != 0;
+            if authenticated {
+                let Some((proto, key)) = state.keys.auth.as_ref() else {
+                    return Err(SnmpError::BadResponse {
+                        target: target.addr,
+                        what: "authentication (agent signed, we have no key)",
+                    });
+                };
+                if !message::verify_auth(&reply, &parsed, *proto, key) {
+                    return Err(SnmpError::BadResponse {
+                        target: target.addr,
+                        what: "authentication",
+                    });
+                }
+            }
+            let scoped_bytes;
+            let scoped = match parsed.data {
+                MsgData::Plain(p) => ScopedPdu::decode(p),
+                MsgData::Encrypted(c) => {
+                    let Some((proto, key)) = state.keys.privacy.as_ref() else {
+                        return Err(SnmpError::BadResponse {
+                            target: target.addr,
+                            what: "decryption (agent encrypted, we have no key)",
+                        });
+                    };
+                    scoped_bytes = usm::decrypt(*proto, key, parsed.usm.boots, parsed.usm.time, parsed.priv_params, c)
+                        .map_err(|_| SnmpError::BadResponse {
+                            target: target.addr,
+                            what: "decryption",
+                        })?;
+                    ScopedPdu::decode(&scoped_bytes)
+                }
+            }
+            .map_err(|source| SnmpError::Malformed {
+                target: target.addr,
+                source,
+            })?;
+            if scoped.pdu.kind == PduType::Report {
+                let oid = scoped.pdu.varbinds.first().map(|v| v.oid.arcs().to_vec()).unwrap_or_default();
+                let usm_stat = |s: &[u32]| oid.as_slice() == s;
+                if usm_stat(usm::stats::NOT_IN_TIME_WINDOWS) {
+                    if resynced {
+                        return Err(SnmpError::NotInTimeWindow { target: target.addr });
+                    }
+                    resynced = true;
+                    let (b, t) = (parsed.usm.boots, parsed.usm.time);
+                    self.update_engine(target, user, |s| {
+                        s.boots = b;
+                        s.time = t;
+                        s.learned_at = Instant::now();
+                    });
+                    continue;
+                }
+                if usm_stat(usm::stats::UNKNOWN_ENGINE_IDS) {
+                    if rediscovered {
+                        return Err(SnmpError::EngineDiscovery {
+                            target: target.addr,
+                            reason: "the agent still reports an unknown engine ID".into(),
+                        });
+                    }
+                    rediscovered = true;
+                    self.forget_engine(target.addr);
+                    continue;
+                }
+                let t = target.addr;
+                return Err(if usm_stat(usm::stats::UNKNOWN_USER_NAMES) {
+                    SnmpError::UnknownUser {
+                        target: t,
+                        user: user.name.clone(),
+                    }
+                } else if usm_stat(usm::stats::WRONG_DIGESTS) {
+                    SnmpError::WrongDigest { target: t }
+                } else if usm_stat(usm::stats::DECRYPTION_ERRORS) {
+                    SnmpError::DecryptionError { target: t }
+                } else if usm_stat(usm::stats::UNSUPPORTED_SEC_LEVELS) {
+                    SnmpError::UnsupportedSecLevel { target: t }
+                } else {
+                    SnmpError::EngineDiscovery {
+                        target: t,
+                        reason: format!(
+                            "unexpected report {}",
+                            scoped.pdu.varbinds.first().map(|v| v.oid.to_string()).unwrap_or_default()
+                        ),
+                    }
+                });
+            }
+            if want_auth && !authenticated {
+                return Err(SnmpError::BadResponse {
+                    target: target.addr,
+                    what: "authentication (response was not signed)",
+                });
+            }
+            if authenticated {
+                let (b, t) = (parsed.usm.boots, parsed.usm.time);
+                self.update_engine(target, user, |s| {
+                    s.boots = b;
+                    s.time = t;
+                    s.learned_at = Instant::now();
+                });
+            }
+            return check_response(target, id, scoped.pdu);
+        }
+    }
+}
+
+fn to_pdu(id: i32, req: Request) -> Pdu {
+    let (es, ei) = if req.kind == PduType::GetBulk {
+        (
+            i32::try_from(req.non_repeaters).unwrap_or(i32::MAX),
+            i32::try_from(req.max_repetitions).unwrap_or(i32::MAX),
+        )
+    } else {
+        (0, 0)
+    };
+    Pdu {
+        kind: req.kind,
+        request_id: id,
+        error_status: es,
+        error_index: ei,
+        varbinds: req.varbinds,
+    }
+}
+
+fn check_response(target: &Target, id: i32, pdu: Pdu) -> Result<Pdu, SnmpError> {
+    if pdu.kind != PduType::Response || pdu.request_id != id {
+        return Err(SnmpError::Malformed {
+            target: target.addr,
+            source: super::ber::BerError {
+                offset: 0,
+                reason: "reply is not a Response to our request",
+            },
+        });
+    }
+    Ok(pdu)
+}
+
+/// Maps IPv4-mapped IPv6 addresses to plain IPv4 so replies match what was sent.
+fn normalize(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        SocketAddr::V4(_) => a,
+    }
+}
+
+async fn receive_loop(shared: Arc<Shared>, v6: bool) {
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let sock = if v6 {
+            shared.sock6.as_ref().expect("v6 loop without v6 socket")
+        } else {
+            &shared.sock4
+        };
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors surface here on some platforms; they carry no request id.
+                tracing::trace!(error = %e, "SNMP socket receive error.");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        let from = normalize(from);
+        let Some(id) = peek_correlation_id(data) else {
+            shared.counters.stale.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let waiter = {
+            let mut p = shared.pending.lock().expect("pending map poisoned");
+            match p.get(&id) {
+                Some(w) if w.from == from => p.remove(&id),
+                _ => None,
+            }
+        };
+        match waiter {
+            Some(w) => {
+                shared.counters.received.fetch_add(1, Ordering::Relaxed);
+                let _ = w.tx.send(data.to_vec());
+            }
+            None => {
+                shared.counters.stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl SnmpClient for UdpClient {
+    async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+        match &target.security {
+            Security::Community { version, community } => {
+                self.request_community(target, *version, community.expose().as_bytes(), request)
+                    .await
+            }
+            Security::Usm(user) => self.request_usm(target, user, request).await,
+        }
+    }
+}
