@@ -455,7 +455,7 @@ impl UsmAgent {
         };
         let has_auth = au.keys.auth.is_some();
         let has_priv = au.keys.privacy.is_some();
-        if (want_auth && !has_auth) || (want_priv && !has_priv) || (want_priv && !want_auth) || (has_auth && !want_auth) {
+        if (want_auth && !has_auth) || (want_priv && !has_priv) || (want_priv && !want_auth) || (has_auth && !want_auth) || (has_priv && !want_priv) {
             let n = bump(&self.stats.unsupported_sec_levels);
             return V3Incoming::Reply(self.report(p.msg_id, plain_req_id, &p.usm.user, usm::stats::UNSUPPORTED_SEC_LEVELS, n, None));
         }

@@ -1,0 +1,83 @@
+//! Shared test harness: run the real binary, start simulators, locate fixtures.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Path of the built `fleet-agent` binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleet-agent")
+}
+
+/// The project's own small fixtures.
+pub fn own_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snmprec")
+}
+
+/// The LibreNMS recordings (GPL-3.0 data, never copied into the project):
+/// `$FLEET_AGENT_LIBRENMS_DIR`, default `../shared/fixtures/librenms`.
+pub fn librenms_dir() -> PathBuf {
+    std::env::var_os("FLEET_AGENT_LIBRENMS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/librenms"))
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub first_line: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `fleet-agent simulate ARGS` and waits for its "listening on" line.
+pub fn simulate(args: &[&str]) -> Proc {
+    let mut child = Command::new(bin())
+        .arg("simulate")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn simulator");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on"), "simulator did not start: {line:?}");
+    Proc { child, first_line: line }
+}
+
+/// Starts the simulator on one loopback port serving `dir`; returns it and its address.
+pub fn simulate_dir(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let p = simulate(&args);
+    let addr = p.first_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    (p, addr)
+}
+
+/// Runs `fleet-agent ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run fleet-agent")
+}
+
+/// Runs `fleet-agent poll ADDR ARGS --json` and parses the report.
+pub fn poll_json(addr: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let a = addr.to_string();
+    let mut all = vec!["poll", a.as_str(), "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(
+        out.status.success(),
+        "poll {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("poll --json output is JSON")
+}
