@@ -150,13 +150,22 @@ impl Simulator {
     /// # Errors
     /// When a socket cannot be bound (port in use, too many open files).
     pub async fn start(printers: Vec<Printer>, layout: Layout, v3_users: Vec<Arc<UsmUser>>) -> std::io::Result<Simulator> {
-        raise_fd_limit();
         let usm = (!v3_users.is_empty()).then(|| {
             let mut engine_id = vec![0x80, 0x00, 0xfa, 0xfa, 0x04];
             engine_id.extend_from_slice(b"fleet-sim-");
             engine_id.extend_from_slice(&fastrand::u32(..).to_be_bytes());
             UsmAgent::new(engine_id, 1, v3_users)
         });
+        Self::start_with_engine(printers, layout, usm).await
+    }
+
+    /// Like [`Simulator::start`] with a given SNMPv3 engine (fixed engine ID and boots,
+    /// e.g. to simulate an agent reboot).
+    ///
+    /// # Errors
+    /// When a socket cannot be bound.
+    pub async fn start_with_engine(printers: Vec<Printer>, layout: Layout, usm: Option<UsmAgent>) -> std::io::Result<Simulator> {
+        raise_fd_limit();
         let names: Vec<String> = printers.iter().map(|p| p.name.clone()).collect();
         let shared = Arc::new(Shared {
             printers: printers.into_iter().map(Mutex::new).collect(),
@@ -170,7 +179,8 @@ impl Simulator {
                 let local = sock.local_addr()?;
                 let ep = Arc::new(Endpoint {
                     by_name: names.iter().enumerate().map(|(i, n)| (n.as_bytes().to_vec(), i)).collect(),
-                    default: None,
+                    // With a single printer, an SNMPv3 request without a context gets it.
+                    default: (names.len() == 1).then_some(0),
                     accept: Vec::new(),
                     silent: AtomicBool::new(false),
                 });
@@ -299,7 +309,10 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                 Some(i) => *i,
                 None if ep.accept.contains(&msg.community) => ep.default?,
                 // A wrong community is dropped silently, as real agents do.
-                None => return None,
+                None => {
+                    tracing::debug!(community_len = msg.community.len(), "Request with an unknown community dropped.");
+                    return None;
+                }
             };
             let mut p = shared.printers[slot].lock().ok()?;
             let resp = agent::respond(p.store.as_mut(), msg.version, &msg.pdu, 65_507)?;
@@ -311,9 +324,12 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                 V3Incoming::Drop => None,
                 V3Incoming::Reply(r) => Some(r),
                 V3Incoming::Request(req) => {
-                    let slot = match ep.by_name.get(&req.context_name) {
-                        Some(i) => *i,
-                        None => ep.default?,
+                    let slot = match ep.by_name.get(&req.context_name).copied().or(ep.default) {
+                        Some(i) => i,
+                        None => {
+                            tracing::debug!(context = %String::from_utf8_lossy(&req.context_name), "SNMPv3 request for an unknown context dropped.");
+                            return None;
+                        }
                     };
                     let mut p = shared.printers[slot].lock().ok()?;
                     let resp = agent::respond(p.store.as_mut(), Version::V3, &req.pdu, req.max_size())?;

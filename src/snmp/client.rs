@@ -47,14 +47,14 @@ struct Pending {
     tx: oneshot::Sender<Vec<u8>>,
 }
 
-/// SNMPv3 state learned from one authoritative engine.
+/// SNMPv3 state learned from one authoritative engine (per agent address, whatever the
+/// user: keys are localized per user and engine in [`UsmUser::keys_for`]).
 #[derive(Clone)]
 struct EngineState {
     engine_id: Vec<u8>,
     boots: u32,
     time: u32,
     learned_at: Instant,
-    keys: Arc<LocalizedKeys>,
 }
 
 impl EngineState {
@@ -71,7 +71,7 @@ struct Shared {
     pending: Mutex<HashMap<i32, Pending>>,
     next_id: AtomicU32,
     salt: AtomicU64,
-    engines: Mutex<HashMap<(SocketAddr, String), EngineState>>,
+    engines: Mutex<HashMap<SocketAddr, EngineState>>,
     counters: Counters,
 }
 
@@ -166,7 +166,7 @@ impl UdpClient {
     /// Forgets learned SNMPv3 engine state for `addr` (e.g. after a device swap).
     pub fn forget_engine(&self, addr: SocketAddr) {
         if let Ok(mut e) = self.inner.shared.engines.lock() {
-            e.retain(|(a, _), _| *a != addr);
+            e.remove(&normalize(addr));
         }
     }
 
@@ -238,8 +238,8 @@ impl UdpClient {
         check_response(target, id, msg.pdu)
     }
 
-    async fn engine(&self, target: &Target, user: &UsmUser) -> Result<EngineState, SnmpError> {
-        let key = (normalize(target.addr), user.name.clone());
+    async fn engine(&self, target: &Target) -> Result<EngineState, SnmpError> {
+        let key = normalize(target.addr);
         if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get(&key) {
             return Ok(s.clone());
         }
@@ -279,15 +279,11 @@ impl UdpClient {
                 reason: "the report carried no engine ID".into(),
             });
         }
-        // Deriving master keys hashes 1 MiB per pass phrase: keep it off the reactor.
-        let master_ready = user.master_keys();
-        let keys = Arc::new(master_ready.localize(&parsed.usm.engine_id));
         let state = EngineState {
             engine_id: parsed.usm.engine_id.clone(),
             boots: parsed.usm.boots,
             time: parsed.usm.time,
             learned_at: Instant::now(),
-            keys,
         };
         self.inner
             .shared
@@ -298,8 +294,8 @@ impl UdpClient {
         Ok(state)
     }
 
-    fn update_engine(&self, target: &Target, user: &UsmUser, f: impl FnOnce(&mut EngineState)) {
-        let key = (normalize(target.addr), user.name.clone());
+    fn update_engine(&self, target: &Target, f: impl FnOnce(&mut EngineState)) {
+        let key = normalize(target.addr);
         if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get_mut(&key) {
             f(s);
         }
@@ -316,7 +312,8 @@ impl UdpClient {
             ""
         };
         loop {
-            let state = self.engine(target, user).await?;
+            let state = self.engine(target).await?;
+            let keys: Arc<LocalizedKeys> = user.keys_for(&state.engine_id);
             let (boots, time) = state.clock();
             let id = self.next_id();
             let scoped = ScopedPdu {
@@ -336,7 +333,7 @@ impl UdpClient {
                 max_size: MAX_DATAGRAM as i32,
                 reportable: true,
                 usm: &usm,
-                keys: Some(&state.keys),
+                keys: Some(&keys),
                 auth: want_auth,
                 privacy: want_priv,
                 salt,
@@ -349,7 +346,7 @@ impl UdpClient {
             })?;
             let authenticated = parsed.flags & flags::AUTH != 0;
             if authenticated {
-                let Some((proto, key)) = state.keys.auth.as_ref() else {
+                let Some((proto, key)) = keys.auth.as_ref() else {
                     return Err(SnmpError::BadResponse {
                         target: target.addr,
                         what: "authentication (agent signed, we have no key)",
@@ -366,7 +363,7 @@ impl UdpClient {
             let scoped = match parsed.data {
                 MsgData::Plain(p) => ScopedPdu::decode(p),
                 MsgData::Encrypted(c) => {
-                    let Some((proto, key)) = state.keys.privacy.as_ref() else {
+                    let Some((proto, key)) = keys.privacy.as_ref() else {
                         return Err(SnmpError::BadResponse {
                             target: target.addr,
                             what: "decryption (agent encrypted, we have no key)",
@@ -393,7 +390,7 @@ impl UdpClient {
                     }
                     resynced = true;
                     let (b, t) = (parsed.usm.boots, parsed.usm.time);
-                    self.update_engine(target, user, |s| {
+                    self.update_engine(target, |s| {
                         s.boots = b;
                         s.time = t;
                         s.learned_at = Instant::now();
@@ -441,7 +438,7 @@ impl UdpClient {
             }
             if authenticated {
                 let (b, t) = (parsed.usm.boots, parsed.usm.time);
-                self.update_engine(target, user, |s| {
+                self.update_engine(target, |s| {
                     s.boots = b;
                     s.time = t;
                     s.learned_at = Instant::now();

@@ -95,6 +95,8 @@ pub struct UsmUser {
     /// Context name (snmpsim uses it to pick a recording).
     pub context: String,
     master: OnceLock<MasterKeys>,
+    /// Keys localized per authoritative engine ID (cheap, but done once per engine).
+    localized: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<usm::LocalizedKeys>>>,
 }
 
 impl fmt::Debug for UsmUser {
@@ -123,6 +125,7 @@ impl UsmUser {
             extension: KeyExtension::Blumenthal,
             context: String::new(),
             master: OnceLock::new(),
+            localized: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -145,6 +148,18 @@ impl UsmUser {
             (Some(_), None) => SecurityLevel::AuthNoPriv,
             (Some(_), Some(_)) => SecurityLevel::AuthPriv,
         }
+    }
+
+    /// Returns this user's keys localized to `engine_id`, computing them once per engine.
+    pub fn keys_for(&self, engine_id: &[u8]) -> Arc<usm::LocalizedKeys> {
+        if let Some(k) = self.localized.lock().ok().and_then(|m| m.get(engine_id).cloned()) {
+            return k;
+        }
+        let k = Arc::new(self.master_keys().localize(engine_id));
+        if let Ok(mut m) = self.localized.lock() {
+            m.insert(engine_id.to_vec(), k.clone());
+        }
+        k
     }
 
     /// Returns the master keys, deriving them on first use.
