@@ -95,8 +95,8 @@ struct ChildGuard(Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
 
@@ -115,7 +115,10 @@ fn start_fleet(b: &PollBench) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no simulator stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no simulator stdout"))?;
     let guard = ChildGuard(child);
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first)?;
@@ -141,7 +144,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
-    println!("bench poll: {} synthetic printers, concurrency {}, {} rounds", b.printers, b.concurrency, b.rounds);
+    println!(
+        "bench poll: {} synthetic printers, concurrency {}, {} rounds",
+        b.printers, b.concurrency, b.rounds
+    );
     let (sim, addrs) = start_fleet(&b)?;
     let client = UdpClient::new()?;
     let targets: Vec<Target> = addrs
@@ -165,7 +171,11 @@ async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
         let dt = t0.elapsed().as_secs_f64();
         let dc = cpu_seconds(None).unwrap_or(0.0) - c0;
         ok = results.iter().filter(|r| r.is_ok()).count();
-        requests = results.iter().filter_map(|r| r.as_ref().ok()).map(|(_, s)| u64::from(s.requests)).sum();
+        requests = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(_, s)| u64::from(s.requests))
+            .sum();
         if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
             eprintln!("  round {}: first failure: {e}", round + 1);
         }
@@ -184,16 +194,34 @@ async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
     let med = median(times.clone());
     let cpu_med = median(cpus.clone());
     let ours_per_cpu = targets.len() as f64 / cpu_med.max(1e-9);
-    println!("fleet-agent: best {best:.3} s, median {med:.3} s for {} printers ({:.0} printers/s median)", targets.len(), targets.len() as f64 / med);
-    println!("fleet-agent: CPU {cpu_total:.3} s over {} rounds ({cpu_med:.3} s median per round = {ours_per_cpu:.0} printers per CPU-second)", b.rounds);
-    println!("fleet-agent: RSS {:.1} MiB now, peak {:.1} MiB", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "fleet-agent: best {best:.3} s, median {med:.3} s for {} printers ({:.0} printers/s median)",
+        targets.len(),
+        targets.len() as f64 / med
+    );
+    println!(
+        "fleet-agent: CPU {cpu_total:.3} s over {} rounds ({cpu_med:.3} s median per round = {ours_per_cpu:.0} printers per CPU-second)",
+        b.rounds
+    );
+    println!(
+        "fleet-agent: RSS {:.1} MiB now, peak {:.1} MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     let client_stats = client.stats();
     println!(
         "fleet-agent: {} datagrams sent, {} received, {} stale dropped, {} attempts timed out",
         client_stats.sent, client_stats.received, client_stats.stale, client_stats.timeouts
     );
 
-    let exporter = if b.exporter == "none" { None } else { exporter_bench(&b, &addrs).await.map_err(|e| eprintln!("snmp_exporter: skipped: {e:#}")).ok() };
+    let exporter = if b.exporter == "none" {
+        None
+    } else {
+        exporter_bench(&b, &addrs)
+            .await
+            .map_err(|e| eprintln!("snmp_exporter: skipped: {e:#}"))
+            .ok()
+    };
     if let Some(e) = &exporter {
         println!(
             "snmp_exporter printer_mib: {}/{} scrapes in {:.3} s = {:.0} printers/s, exporter CPU {:.3} s = {:.0} printers per CPU-second, RSS peak {:.1} MiB",
@@ -261,7 +289,7 @@ async fn exporter_bench(b: &PollBench, addrs: &[SocketAddr]) -> anyhow::Result<E
     let t0 = Instant::now();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for a in addrs.iter().copied() {
+    for &a in addrs {
         let sem = sem.clone();
         set.spawn(async move {
             let _p = sem.acquire_owned().await.ok()?;
@@ -279,12 +307,18 @@ async fn exporter_bench(b: &PollBench, addrs: &[SocketAddr]) -> anyhow::Result<E
     let seconds = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(Some(pid)).unwrap_or(0.0) - cpu0;
     let hwm_kib = rss_kib(Some(pid)).map_or(0, |r| r.1);
-    Ok(ExporterFigures { seconds, cpu, ok, hwm_kib })
+    Ok(ExporterFigures {
+        seconds,
+        cpu,
+        ok,
+        hwm_kib,
+    })
 }
 
 async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     Ok(String::from_utf8_lossy(&buf).into_owned())

@@ -40,6 +40,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the built-in demo: a simulated fleet polled on a schedule (Ctrl-C stops).
+    Demo(crate::demo::DemoArgs),
     /// Read one printer over SNMP and print its report.
     Poll(PollArgs),
     /// Walk an OID subtree of one agent (the "MIB walk" printer log).
@@ -57,7 +59,13 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct SnmpArgs {
     /// v1/v2c community.
-    #[arg(short = 'c', long, default_value = "public", env = "FLEET_AGENT_COMMUNITY", hide_env_values = true)]
+    #[arg(
+        short = 'c',
+        long,
+        default_value = "public",
+        env = "FLEET_AGENT_COMMUNITY",
+        hide_env_values = true
+    )]
     pub community: String,
     /// Use SNMPv1 instead of v2c (with --community).
     #[arg(long, conflicts_with = "v3_user")]
@@ -69,13 +77,23 @@ pub struct SnmpArgs {
     #[arg(long, requires = "v3_user")]
     pub auth_protocol: Option<AuthProtocol>,
     /// SNMPv3 authentication pass phrase (or env FLEET_AGENT_AUTH_PASS).
-    #[arg(long, env = "FLEET_AGENT_AUTH_PASS", hide_env_values = true, requires = "auth_protocol")]
+    #[arg(
+        long,
+        env = "FLEET_AGENT_AUTH_PASS",
+        hide_env_values = true,
+        requires = "auth_protocol"
+    )]
     pub auth_pass: Option<String>,
     /// SNMPv3 privacy protocol: des, aes128, aes192, aes256.
     #[arg(long, requires = "auth_protocol")]
     pub priv_protocol: Option<PrivProtocol>,
     /// SNMPv3 privacy pass phrase (or env FLEET_AGENT_PRIV_PASS).
-    #[arg(long, env = "FLEET_AGENT_PRIV_PASS", hide_env_values = true, requires = "priv_protocol")]
+    #[arg(
+        long,
+        env = "FLEET_AGENT_PRIV_PASS",
+        hide_env_values = true,
+        requires = "priv_protocol"
+    )]
     pub priv_pass: Option<String>,
     /// Key extension for AES-192/256 with short hashes: blumenthal (net-snmp) or reeder.
     #[arg(long, default_value = "blumenthal")]
@@ -104,14 +122,22 @@ impl SnmpArgs {
             Some(user) => {
                 let auth = match (self.auth_protocol, &self.auth_pass) {
                     (Some(p), Some(pw)) if pw.len() >= 8 => Some((p, Secret::new(pw.clone()))),
-                    (Some(_), Some(_)) => anyhow::bail!("--auth-pass: SNMPv3 pass phrases need at least 8 characters"),
-                    (Some(_), None) => anyhow::bail!("--auth-protocol needs --auth-pass (or FLEET_AGENT_AUTH_PASS)"),
+                    (Some(_), Some(_)) => {
+                        anyhow::bail!("--auth-pass: SNMPv3 pass phrases need at least 8 characters")
+                    }
+                    (Some(_), None) => anyhow::bail!(
+                        "--auth-protocol needs --auth-pass (or FLEET_AGENT_AUTH_PASS)"
+                    ),
                     (None, _) => None,
                 };
                 let privacy = match (self.priv_protocol, &self.priv_pass) {
                     (Some(p), Some(pw)) if pw.len() >= 8 => Some((p, Secret::new(pw.clone()))),
-                    (Some(_), Some(_)) => anyhow::bail!("--priv-pass: SNMPv3 pass phrases need at least 8 characters"),
-                    (Some(_), None) => anyhow::bail!("--priv-protocol needs --priv-pass (or FLEET_AGENT_PRIV_PASS)"),
+                    (Some(_), Some(_)) => {
+                        anyhow::bail!("--priv-pass: SNMPv3 pass phrases need at least 8 characters")
+                    }
+                    (Some(_), None) => anyhow::bail!(
+                        "--priv-protocol needs --priv-pass (or FLEET_AGENT_PRIV_PASS)"
+                    ),
                     (None, _) => None,
                 };
                 Security::Usm(Arc::new(
@@ -231,7 +257,10 @@ pub fn parse_v3_user(spec: &str) -> anyhow::Result<UsmUser> {
             Some((ap.parse().map_err(anyhow::Error::msg)?, Secret::new(*apw))),
             Some((pp.parse().map_err(anyhow::Error::msg)?, Secret::new(*ppw))),
         )),
-        _ => anyhow::bail!("--v3-user {:?}: expected NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS]", parts.first().unwrap_or(&"")),
+        _ => anyhow::bail!(
+            "--v3-user {:?}: expected NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS]",
+            parts.first().unwrap_or(&"")
+        ),
     }
 }
 
@@ -246,7 +275,10 @@ pub async fn resolve(host: &str, default_port: u16) -> anyhow::Result<SocketAddr
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, default_port));
     }
-    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         host.to_string()
     } else {
         format!("{host}:{default_port}")
@@ -301,6 +333,7 @@ impl From<anyhow::Error> for Exit {
 /// Returns the exit code and message to print.
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     match cli.command {
+        Command::Demo(a) => crate::demo::run(a).await.map_err(Exit::from),
         Command::Poll(a) => poll(a).await.map_err(Exit::from),
         Command::Walk(a) => walk_cmd(a).await.map_err(Exit::from),
         Command::Simulate(a) => simulate(a).await,
@@ -323,7 +356,11 @@ async fn poll(a: PollArgs) -> anyhow::Result<()> {
         writeln!(out)?;
     } else {
         write!(out, "{}", render(&report, addr, target.security.version()))?;
-        writeln!(out, "\n({} SNMP requests, {} values)", stats.requests, stats.values)?;
+        writeln!(
+            out,
+            "\n({} SNMP requests, {} values)",
+            stats.requests, stats.values
+        )?;
     }
     Ok(())
 }
@@ -342,7 +379,7 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
     };
     let d = &r.device;
     let mut s = String::new();
-    let _ = writeln!(s, "Printer {addr} (SNMP {v})");
+    writeln!(s, "Printer {addr} (SNMP {v})").ok();
     let rows = [
         ("Manufacturer", opt(&r.manufacturer)),
         ("Model", opt(&r.model_name)),
@@ -361,7 +398,14 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
         ("sysDescr", opt(&d.sys_descr)),
         (
             "Uptime",
-            d.uptime_seconds.map_or("-".into(), |u| format!("{}d {:02}:{:02}", u / 86400, u % 86400 / 3600, u % 3600 / 60)),
+            d.uptime_seconds.map_or("-".into(), |u| {
+                format!(
+                    "{}d {:02}:{:02}",
+                    u / 86400,
+                    u % 86400 / 3600,
+                    u % 3600 / 60
+                )
+            }),
         ),
         (
             "State",
@@ -387,52 +431,74 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
         ),
     ];
     for (k, val) in rows {
-        let _ = writeln!(s, "  {k:<13}{val}");
+        writeln!(s, "  {k:<13}{val}").ok();
     }
-    let _ = writeln!(s, "Supplies");
+    writeln!(s, "Supplies").ok();
     if r.supplies.is_empty() {
-        let _ = writeln!(s, "  (none reported)");
+        writeln!(s, "  (none reported)").ok();
     }
     for sp in &r.supplies {
-        let state = sp.ext.level_state.map_or("-".to_string(), |l| format!("{l:?}"));
-        let _ = writeln!(
+        let state = sp
+            .ext
+            .level_state
+            .map_or("-".to_string(), |l| format!("{l:?}"));
+        writeln!(
             s,
             "  {:<7} {:<34} {:<15} level {:>6} / max {:>7}  {:>4}  {}{}",
             sp.supply_key,
-            sp.description.as_deref().unwrap_or("-").replace('\n', "\\n"),
+            sp.description
+                .as_deref()
+                .unwrap_or("-")
+                .replace('\n', "\\n"),
             sp.kind.as_deref().unwrap_or("-"),
             opt(&sp.ext.prt_marker_supplies_level),
             opt(&sp.ext.prt_marker_supplies_max_capacity),
             sp.current_level.map_or("-".into(), |p| format!("{p}%")),
             state.to_lowercase(),
-            if sp.ext.prt_marker_supplies_class == Some(4) { " (receptacle: level = free space)" } else { "" },
-        );
+            if sp.ext.prt_marker_supplies_class == Some(4) {
+                " (receptacle: level = free space)"
+            } else {
+                ""
+            },
+        )
+        .ok();
     }
     if !d.input_trays.is_empty() {
-        let _ = writeln!(s, "Trays");
+        writeln!(s, "Trays").ok();
         for t in &d.input_trays {
-            let _ = writeln!(
+            writeln!(
                 s,
                 "  {:<7} {:<20} level {:>5} / max {:>5}",
                 t.index,
                 t.name.as_deref().unwrap_or("-"),
                 opt(&t.current_level),
                 opt(&t.max_capacity)
-            );
+            )
+            .ok();
         }
     }
-    let _ = writeln!(s, "Alerts");
+    writeln!(s, "Alerts").ok();
     if r.alerts.is_empty() {
-        let _ = writeln!(s, "  (none)");
+        writeln!(s, "  (none)").ok();
     }
     for a in &r.alerts {
-        let _ = writeln!(s, "  {:<7} {:<16} {}", a.status.unwrap_or("-"), a.alert_key, a.issue.as_deref().unwrap_or("-"));
+        writeln!(
+            s,
+            "  {:<7} {:<16} {}",
+            a.status.unwrap_or("-"),
+            a.alert_key,
+            a.issue.as_deref().unwrap_or("-")
+        )
+        .ok();
     }
     s
 }
 
 async fn walk_cmd(a: WalkArgs) -> anyhow::Result<()> {
-    let root: Oid = a.oid.parse().map_err(|e| anyhow::anyhow!("OID argument: {e}"))?;
+    let root: Oid = a
+        .oid
+        .parse()
+        .map_err(|e| anyhow::anyhow!("OID argument: {e}"))?;
     let addr = resolve(&a.host, 161).await?;
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
@@ -461,27 +527,51 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
     let mut printers = Vec::new();
     let mut warnings = Vec::new();
     for dir in &a.data_dir {
-        let (views, w) = simulator::load_dir(dir).map_err(|e| fail(EXIT_NO_INPUT, format!("--data-dir {}: {e}", dir.display())))?;
+        let (views, w) = simulator::load_dir(dir)
+            .map_err(|e| fail(EXIT_NO_INPUT, format!("--data-dir {}: {e}", dir.display())))?;
         warnings.extend(w);
-        printers.extend(views.into_iter().map(|(name, v)| simulator::Printer::recorded(name, v)));
+        printers.extend(
+            views
+                .into_iter()
+                .map(|(name, v)| simulator::Printer::recorded(name, v)),
+        );
     }
     for f in &a.file {
-        let (pairs, w) = snmprec::read(f).map_err(|e| fail(EXIT_NO_INPUT, format!("--file {}: {e}", f.display())))?;
+        let (pairs, w) = snmprec::read(f)
+            .map_err(|e| fail(EXIT_NO_INPUT, format!("--file {}: {e}", f.display())))?;
         warnings.extend(w);
-        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        printers.push(simulator::Printer::recorded(name, Arc::new(crate::snmp::agent::MibView::new(pairs))));
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        printers.push(simulator::Printer::recorded(
+            name,
+            Arc::new(crate::snmp::agent::MibView::new(pairs)),
+        ));
     }
     for w in &warnings {
         eprintln!("warning: {w} (line skipped)");
     }
     if a.synthetic > 0 {
         if !(a.speed.is_finite() && a.speed >= 0.0) {
-            return Err(fail(2, format!("--speed {}: must be a finite number >= 0", a.speed)));
+            return Err(fail(
+                2,
+                format!("--speed {}: must be a finite number >= 0", a.speed),
+            ));
         }
-        printers.extend(simulator::synthetic_fleet(a.synthetic, synth::SynthParams { speed: a.speed, seed: a.seed }));
+        printers.extend(simulator::synthetic_fleet(
+            a.synthetic,
+            synth::SynthParams {
+                speed: a.speed,
+                seed: a.seed,
+            },
+        ));
     }
     if printers.is_empty() {
-        return Err(fail(2, "nothing to serve: give --data-dir, --file or --synthetic N".into()));
+        return Err(fail(
+            2,
+            "nothing to serve: give --data-dir, --file or --synthetic N".into(),
+        ));
     }
     let users = a
         .v3_user
@@ -503,23 +593,35 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
         .map_err(|e| fail(EXIT_FAILURE, format!("cannot start the simulator: {e}")))?;
     let served = sim.served();
     if let Some(p) = &a.targets_out {
-        let json = serde_json::to_vec_pretty(&served).map_err(|e| fail(EXIT_FAILURE, e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&served).map_err(|e| fail(EXIT_FAILURE, e.to_string()))?;
         std::fs::write(p, json).map_err(|e| fail(EXIT_FAILURE, format!("{}: {e}", p.display())))?;
     }
     let addrs = sim.addrs();
     if addrs.len() == 1 {
-        println!("listening on {} ({count} printers; community = printer name)", addrs[0]);
+        println!(
+            "listening on {} ({count} printers; community = printer name)",
+            addrs[0]
+        );
     } else {
-        println!("listening on {} addresses from {} ({count} printers; community {:?} or the printer name)", addrs.len(), addrs[0], a.community);
+        println!(
+            "listening on {} addresses from {} ({count} printers; community {:?} or the printer name)",
+            addrs.len(),
+            addrs[0],
+            a.community
+        );
     }
     for s in served.iter().take(20) {
         println!("  {:<28} {:<22} community {}", s.name, s.addr, s.community);
     }
     if served.len() > 20 {
-        println!("  ... and {} more (--targets-out FILE lists them all)", served.len() - 20);
+        println!(
+            "  ... and {} more (--targets-out FILE lists them all)",
+            served.len() - 20
+        );
     }
-    let _ = std::io::stdout().flush();
-    let _ = tokio::signal::ctrl_c().await;
+    std::io::stdout().flush().ok();
+    crate::demo::shutdown_signal().await;
     eprintln!("stopping ({} requests answered)", sim.requests());
     sim.stop().await;
     Ok(())

@@ -12,10 +12,12 @@
 //!   addresses, and synthetic printers whose counters advance and toners fall.
 //! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
 //! - [`cli`]: command-line definitions and their handlers.
+//! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`secret`]: the `Secret` type that never prints its value.
 
 pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod poller;
 pub mod printer;
 pub mod secret;

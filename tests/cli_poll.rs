@@ -7,7 +7,12 @@ use common::*;
 use serde_json::{Value, json};
 
 fn supply<'a>(r: &'a Value, key: &str) -> &'a Value {
-    r["supplies"].as_array().unwrap().iter().find(|s| s["supplyKey"] == key).unwrap_or_else(|| panic!("no supply {key}"))
+    r["supplies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["supplyKey"] == key)
+        .unwrap_or_else(|| panic!("no supply {key}"))
 }
 
 #[test]
@@ -34,7 +39,10 @@ fn poll_reports_identity_counters_supplies_and_alerts() {
     assert_eq!(d["uptimeSeconds"], 86400);
     assert_eq!(d["hrDeviceStatus"], 3);
     assert_eq!(d["printerState"], "nonCriticalAlert");
-    assert_eq!(d["hrPrinterDetectedErrorState"], json!(["lowToner", "serviceRequested"]));
+    assert_eq!(
+        d["hrPrinterDetectedErrorState"],
+        json!(["lowToner", "serviceRequested"])
+    );
     assert_eq!(d["consoleDisplay"], json!(["Ready"]));
     assert_eq!(d["inputTrays"][0]["levelState"], "someRemaining");
     assert_eq!(d["snmpVersion"], "v2c");
@@ -59,7 +67,10 @@ fn poll_reports_identity_counters_supplies_and_alerts() {
     assert_eq!(s["maximumCapacity"], 20000);
     // Receptacle: level is free space; percentRemaining stays null, percentFilled is set.
     let s = supply(&r, "m:1.3");
-    assert_eq!(s["description"], "Wien \u{b7} l\u{b7}\u{e4}lo", "Latin-1 fallback");
+    assert_eq!(
+        s["description"], "Wien \u{b7} l\u{b7}\u{e4}lo",
+        "Latin-1 fallback"
+    );
     assert_eq!(s["type"], "Waste Toner");
     assert_eq!(s["color"], "none");
     assert_eq!(s["currentLevel"], 25);
@@ -80,11 +91,17 @@ fn poll_reports_identity_counters_supplies_and_alerts() {
     assert_eq!(alerts.len(), 2);
     assert_eq!(alerts[0]["alertKey"], "a:11.2.1104");
     assert_eq!(alerts[0]["status"], "WARNING");
-    assert_eq!(alerts[0]["issue"], "Black toner low ", "alert text is kept untrimmed");
+    assert_eq!(
+        alerts[0]["issue"], "Black toner low ",
+        "alert text is kept untrimmed"
+    );
     assert_eq!(alerts[0]["ext"]["binary"], true);
     assert_eq!(alerts[0]["ext"]["supplyAlert"], true);
     let collected = r["collectedAt"].as_i64().unwrap();
-    assert_eq!(alerts[0]["ext"]["raisedAt"].as_i64().unwrap(), collected - 100_000);
+    assert_eq!(
+        alerts[0]["ext"]["raisedAt"].as_i64().unwrap(),
+        collected - 100_000
+    );
     assert_eq!(alerts[1]["alertKey"], "a:6.1.3.3");
     assert_eq!(alerts[1]["status"], "ERROR");
     assert_eq!(alerts[1]["ext"]["codeName"], "coverOpen");
@@ -93,7 +110,11 @@ fn poll_reports_identity_counters_supplies_and_alerts() {
 #[test]
 fn simulator_warns_about_bad_lines_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(own_fixtures().join("acme-color.snmprec"), dir.path().join("acme-color.snmprec")).unwrap();
+    std::fs::copy(
+        own_fixtures().join("acme-color.snmprec"),
+        dir.path().join("acme-color.snmprec"),
+    )
+    .unwrap();
     let (mut sim, addr) = simulate_dir(dir.path(), &[]);
     // The printer is still served despite the bad lines.
     let r = poll_json(addr, &["-c", "acme-color"]);
@@ -109,7 +130,10 @@ fn simulator_warns_about_bad_lines_with_file_and_line() {
         .map(|(i, _)| i + 1)
         .collect();
     for n in lines {
-        assert!(err.contains(&format!("acme-color.snmprec:{n}: ")), "no warning for line {n} in {err}");
+        assert!(
+            err.contains(&format!("acme-color.snmprec:{n}: ")),
+            "no warning for line {n} in {err}"
+        );
     }
 }
 
@@ -145,8 +169,21 @@ fn walk_snmprec_output_is_servable_and_polls_identically() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("copy.snmprec");
     let a = addr.to_string();
-    let out = run(&["walk", &a, "-c", "acme-color", "--format", "snmprec", "-o", out_file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "walk",
+        &a,
+        "-c",
+        "acme-color",
+        "--format",
+        "snmprec",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&out_file).unwrap();
     // 81 good lines (83 minus 2 bad) in the source recording, every one walked back.
     assert_eq!(text.lines().count(), 81);
@@ -168,13 +205,34 @@ fn walk_snmprec_output_is_servable_and_polls_identically() {
 fn wrong_community_and_closed_port_exit_3_with_a_clear_message() {
     let (_sim, addr) = simulate_dir(&own_fixtures(), &[]);
     let a = addr.to_string();
-    let out = run(&["poll", &a, "-c", "nope", "--timeout-ms", "200", "--retries", "1"]);
+    let out = run(&[
+        "poll",
+        &a,
+        "-c",
+        "nope",
+        "--timeout-ms",
+        "200",
+        "--retries",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("printer {a}: {a}: no response after 2 attempt(s) of 200 ms")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "printer {a}: {a}: no response after 2 attempt(s) of 200 ms"
+        )),
+        "{err}"
+    );
     // The secret community never appears in the error.
     assert!(!err.contains("nope"), "{err}");
-    let out = run(&["poll", "127.0.0.1:9", "--timeout-ms", "100", "--retries", "0"]);
+    let out = run(&[
+        "poll",
+        "127.0.0.1:9",
+        "--timeout-ms",
+        "100",
+        "--retries",
+        "0",
+    ]);
     assert_eq!(out.status.code(), Some(3));
 }
 
@@ -182,39 +240,118 @@ fn wrong_community_and_closed_port_exit_3_with_a_clear_message() {
 fn snmpv3_users_and_distinct_errors_against_the_simulator() {
     let (_sim, addr) = simulate_dir(
         &own_fixtures(),
-        &["--v3-user", "fleet:sha256:authpass123:aes128:privpass123", "--v3-user", "legacy:md5:authpass123:des:privpass123"],
+        &[
+            "--v3-user",
+            "fleet:sha256:authpass123:aes128:privpass123",
+            "--v3-user",
+            "legacy:md5:authpass123:des:privpass123",
+        ],
     );
     let r = poll_json(
         addr,
-        &["--v3-user", "fleet", "--auth-protocol", "sha256", "--auth-pass", "authpass123", "--priv-protocol", "aes128", "--priv-pass", "privpass123", "--context", "acme-color"],
+        &[
+            "--v3-user",
+            "fleet",
+            "--auth-protocol",
+            "sha256",
+            "--auth-pass",
+            "authpass123",
+            "--priv-protocol",
+            "aes128",
+            "--priv-pass",
+            "privpass123",
+            "--context",
+            "acme-color",
+        ],
     );
     assert_eq!(r["serialNumber"], "ACX123456");
     assert_eq!(r["device"]["snmpVersion"], "v3");
     let r = poll_json(
         addr,
-        &["--v3-user", "legacy", "--auth-protocol", "md5", "--auth-pass", "authpass123", "--priv-protocol", "des", "--priv-pass", "privpass123", "--context", "acme-mono-v1"],
+        &[
+            "--v3-user",
+            "legacy",
+            "--auth-protocol",
+            "md5",
+            "--auth-pass",
+            "authpass123",
+            "--priv-protocol",
+            "des",
+            "--priv-pass",
+            "privpass123",
+            "--context",
+            "acme-mono-v1",
+        ],
     );
     assert_eq!(r["serialNumber"], "PHBXK12345");
 
     let a = addr.to_string();
-    let base = ["poll", a.as_str(), "--timeout-ms", "300", "--retries", "0", "--context", "acme-color"];
+    let base = [
+        "poll",
+        a.as_str(),
+        "--timeout-ms",
+        "300",
+        "--retries",
+        "0",
+        "--context",
+        "acme-color",
+    ];
     let case = |extra: &[&str]| {
         let mut v: Vec<&str> = base.to_vec();
         v.extend_from_slice(extra);
         let out = run(&v);
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let (code, err) = case(&["--v3-user", "fleet", "--auth-protocol", "sha256", "--auth-pass", "wrongpass99", "--priv-protocol", "aes128", "--priv-pass", "privpass123"]);
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "wrongpass99",
+        "--priv-protocol",
+        "aes128",
+        "--priv-pass",
+        "privpass123",
+    ]);
     assert_eq!(code, Some(4));
     assert!(err.contains("wrong digest"), "{err}");
     assert!(!err.contains("wrongpass99"));
-    let (code, err) = case(&["--v3-user", "nobody", "--auth-protocol", "sha256", "--auth-pass", "authpass123"]);
+    let (code, err) = case(&[
+        "--v3-user",
+        "nobody",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+    ]);
     assert_eq!(code, Some(4));
     assert!(err.contains("unknown user name \"nobody\""), "{err}");
-    let (code, err) = case(&["--v3-user", "fleet", "--auth-protocol", "sha256", "--auth-pass", "authpass123", "--priv-protocol", "aes128", "--priv-pass", "wrongpriv99"]);
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+        "--priv-protocol",
+        "aes128",
+        "--priv-pass",
+        "wrongpriv99",
+    ]);
     assert_eq!(code, Some(4));
     assert!(err.contains("decryption error"), "{err}");
-    let (code, err) = case(&["--v3-user", "fleet", "--auth-protocol", "sha256", "--auth-pass", "authpass123"]);
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+    ]);
     assert_eq!(code, Some(4));
     assert!(err.contains("security level not supported"), "{err}");
 }
@@ -223,7 +360,14 @@ fn snmpv3_users_and_distinct_errors_against_the_simulator() {
 fn synthetic_fleet_answers_on_its_own_loopback_addresses() {
     let port = 20000 + (std::process::id() % 20000) as u16;
     let p = port.to_string();
-    let _sim = simulate(&["--synthetic", "6", "--fleet-start", "127.77.0.1", "--port", &p]);
+    let _sim = simulate(&[
+        "--synthetic",
+        "6",
+        "--fleet-start",
+        "127.77.0.1",
+        "--port",
+        &p,
+    ]);
     let mut serials = std::collections::BTreeSet::new();
     for i in 1..=6 {
         let addr: std::net::SocketAddr = format!("127.77.0.{i}:{port}").parse().unwrap();
@@ -233,7 +377,11 @@ fn synthetic_fleet_answers_on_its_own_loopback_addresses() {
         assert_eq!(r["device"]["ipAddress"], format!("127.77.0.{i}"));
         serials.insert(r["serialNumber"].as_str().unwrap().to_string());
     }
-    assert_eq!(serials.len(), 6, "every synthetic printer has its own serial");
+    assert_eq!(
+        serials.len(),
+        6,
+        "every synthetic printer has its own serial"
+    );
 }
 
 #[test]

@@ -21,8 +21,8 @@ struct Snmpd {
 
 impl Drop for Snmpd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 
@@ -37,9 +37,12 @@ async fn start_snmpd() -> Snmpd {
     let dir = tempfile::tempdir().unwrap();
     let port = 40000 + (std::process::id() % 20000) as u16;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut conf = format!("agentAddress udp:{addr}\nsysName snmpd-printer\nrocommunity public 127.0.0.1\n");
+    let mut conf =
+        format!("agentAddress udp:{addr}\nsysName snmpd-printer\nrocommunity public 127.0.0.1\n");
     for (u, a, p) in USERS {
-        conf.push_str(&format!("createUser {u} {a} \"authpass123\" {p} \"privpass123\"\nrouser {u} priv\n"));
+        conf.push_str(&format!(
+            "createUser {u} {a} \"authpass123\" {p} \"privpass123\"\nrouser {u} priv\n"
+        ));
     }
     conf.push_str("createUser authonly SHA-256 \"authpass123\"\nrouser authonly auth\n");
     // snmpd has no Printer-MIB: fake a few objects the way RUST-STACK.md §2.1 describes.
@@ -54,22 +57,31 @@ async fn start_snmpd() -> Snmpd {
     std::fs::write(&conf_path, conf).unwrap();
     let persist = dir.path().join("persist");
     std::fs::create_dir_all(&persist).unwrap();
-    let child = Command::new(std::env::var("FLEET_AGENT_SNMPD").unwrap_or_else(|_| "/usr/sbin/snmpd".into()))
-        .env("SNMP_PERSISTENT_DIR", &persist)
-        .env("MIBS", "")
-        .args(["-f", "-Lo", "-C", "-c"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("snmpd (apt-get install snmpd, or set FLEET_AGENT_SNMPD)");
-    let s = Snmpd { child, _dir: dir, addr };
+    let child = Command::new(
+        std::env::var("FLEET_AGENT_SNMPD").unwrap_or_else(|_| "/usr/sbin/snmpd".into()),
+    )
+    .env("SNMP_PERSISTENT_DIR", &persist)
+    .env("MIBS", "")
+    .args(["-f", "-Lo", "-C", "-c"])
+    .arg(&conf_path)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("snmpd (apt-get install snmpd, or set FLEET_AGENT_SNMPD)");
+    let s = Snmpd {
+        child,
+        _dir: dir,
+        addr,
+    };
     let client = UdpClient::new().unwrap();
     let mut t = Target::new(addr, Security::v2c("public"));
     t.timeout = Duration::from_millis(200);
     t.retries = 0;
     for _ in 0..100 {
-        if walk::get(&client, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()]).await.is_ok_and(|v| !v.is_empty()) {
+        if walk::get(&client, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()])
+            .await
+            .is_ok_and(|v| !v.is_empty())
+        {
             return s;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -77,7 +89,12 @@ async fn start_snmpd() -> Snmpd {
     panic!("snmpd did not answer on {addr}");
 }
 
-fn user(name: &str, auth: AuthProtocol, apw: &str, privacy: Option<(PrivProtocol, &str)>) -> Security {
+fn user(
+    name: &str,
+    auth: AuthProtocol,
+    apw: &str,
+    privacy: Option<(PrivProtocol, &str)>,
+) -> Security {
     Security::Usm(Arc::new(UsmUser::new(
         name,
         Some((auth, Secret::new(apw))),
@@ -104,19 +121,39 @@ async fn v3_auth_priv_users_poll_a_real_agent() {
         ("sha1aes256", AuthProtocol::Sha1, PrivProtocol::Aes256),
     ];
     for (name, a, p) in cases {
-        let t = target(d.addr, user(name, a, "authpass123", Some((p, "privpass123"))));
-        let (r, _) = poller::poll_printer(&client, &t).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t = target(
+            d.addr,
+            user(name, a, "authpass123", Some((p, "privpass123"))),
+        );
+        let (r, _) = poller::poll_printer(&client, &t)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.serial_number.as_deref(), Some("SNMPD-SERIAL-1"), "{name}");
         assert_eq!(r.counters.lifetime_count, Some(123_456), "{name}");
-        assert_eq!(r.supplies[0].ext.prt_marker_supplies_level, Some(4200), "{name}");
+        assert_eq!(
+            r.supplies[0].ext.prt_marker_supplies_level,
+            Some(4200),
+            "{name}"
+        );
         assert_eq!(r.supplies[0].current_level, Some(42), "{name}");
-        assert_eq!(r.device.sys_name.as_deref(), Some("snmpd-printer"), "{name}");
+        assert_eq!(
+            r.device.sys_name.as_deref(),
+            Some("snmpd-printer"),
+            "{name}"
+        );
         // A walk of a large subtree also works encrypted (many GETBULK round trips).
-        let w = walk::walk(&client, &t, &"1.3.6.1.2.1.25".parse().unwrap()).await.unwrap();
+        let w = walk::walk(&client, &t, &"1.3.6.1.2.1.25".parse().unwrap())
+            .await
+            .unwrap();
         assert!(w.len() > 50, "{name}: {} values", w.len());
     }
-    let t = target(d.addr, user("authonly", AuthProtocol::Sha256, "authpass123", None));
-    let got = walk::get(&client, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()]).await.unwrap();
+    let t = target(
+        d.addr,
+        user("authonly", AuthProtocol::Sha256, "authpass123", None),
+    );
+    let got = walk::get(&client, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
 }
 
@@ -126,19 +163,55 @@ async fn v3_errors_are_distinct() {
     let d = start_snmpd().await;
     let client = UdpClient::new().unwrap();
     let oid = ["1.3.6.1.2.1.1.5.0".parse().unwrap()];
-    let t = target(d.addr, user("sha256aes", AuthProtocol::Sha256, "wrongpass99", Some((PrivProtocol::Aes128, "privpass123"))));
+    let t = target(
+        d.addr,
+        user(
+            "sha256aes",
+            AuthProtocol::Sha256,
+            "wrongpass99",
+            Some((PrivProtocol::Aes128, "privpass123")),
+        ),
+    );
     let e = walk::get(&client, &t, &oid).await.unwrap_err();
-    assert!(matches!(e, SnmpError::WrongDigest { .. }), "wrong auth pass: {e}");
-    let t = target(d.addr, user("nobody", AuthProtocol::Sha256, "authpass123", None));
+    assert!(
+        matches!(e, SnmpError::WrongDigest { .. }),
+        "wrong auth pass: {e}"
+    );
+    let t = target(
+        d.addr,
+        user("nobody", AuthProtocol::Sha256, "authpass123", None),
+    );
     let e = walk::get(&client, &t, &oid).await.unwrap_err();
-    assert!(matches!(e, SnmpError::UnknownUser { .. }), "unknown user: {e}");
+    assert!(
+        matches!(e, SnmpError::UnknownUser { .. }),
+        "unknown user: {e}"
+    );
     // Wrong auth protocol for an existing user is a wrong digest too.
-    let t = target(d.addr, user("md5des", AuthProtocol::Sha1, "authpass123", Some((PrivProtocol::Des, "privpass123"))));
+    let t = target(
+        d.addr,
+        user(
+            "md5des",
+            AuthProtocol::Sha1,
+            "authpass123",
+            Some((PrivProtocol::Des, "privpass123")),
+        ),
+    );
     let e = walk::get(&client, &t, &oid).await.unwrap_err();
-    assert!(matches!(e, SnmpError::WrongDigest { .. }), "wrong auth protocol: {e}");
+    assert!(
+        matches!(e, SnmpError::WrongDigest { .. }),
+        "wrong auth protocol: {e}"
+    );
     // A wrong privacy pass phrase: snmpd drops the request, so it is a timeout, and the
     // error says that this is what a wrong privacy pass phrase looks like.
-    let mut t = target(d.addr, user("sha256aes", AuthProtocol::Sha256, "authpass123", Some((PrivProtocol::Aes128, "wrongpriv99"))));
+    let mut t = target(
+        d.addr,
+        user(
+            "sha256aes",
+            AuthProtocol::Sha256,
+            "authpass123",
+            Some((PrivProtocol::Aes128, "wrongpriv99")),
+        ),
+    );
     t.timeout = Duration::from_millis(300);
     t.retries = 0;
     let e = walk::get(&client, &t, &oid).await.unwrap_err();

@@ -6,7 +6,9 @@ use fleet_agent::simulator::{Layout, Printer, Simulator};
 use fleet_agent::snmp::agent::{MibView, UsmAgent};
 use fleet_agent::snmp::message::{Pdu, PduType, Version, decode_community, encode_community};
 use fleet_agent::snmp::usm::{AuthProtocol, PrivProtocol};
-use fleet_agent::snmp::{Oid, Security, SnmpError, Target, UdpClient, UsmUser, Value, VarBind, walk};
+use fleet_agent::snmp::{
+    Oid, Security, SnmpError, Target, UdpClient, UsmUser, Value, VarBind, walk,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,12 @@ fn reply_to(req: &[u8], id_override: Option<i32>) -> Vec<u8> {
         request_id: id_override.unwrap_or(m.pdu.request_id),
         error_status: 0,
         error_index: 0,
-        varbinds: m.pdu.varbinds.iter().map(|v| VarBind::new(v.oid.clone(), Value::Integer(7))).collect(),
+        varbinds: m
+            .pdu
+            .varbinds
+            .iter()
+            .map(|v| VarBind::new(v.oid.clone(), Value::Integer(7)))
+            .collect(),
     };
     encode_community(Version::V2c, &m.community, &pdu)
 }
@@ -51,12 +58,19 @@ async fn a_late_reply_answers_the_retry_and_the_duplicate_is_dropped() {
         agent.send_to(&reply_to(&second, None), from).await.unwrap();
         // Then a normal exchange.
         let (n, from) = agent.recv_from(&mut buf).await.unwrap();
-        agent.send_to(&reply_to(&buf[..n], None), from).await.unwrap();
+        agent
+            .send_to(&reply_to(&buf[..n], None), from)
+            .await
+            .unwrap();
     });
-    let got = walk::get(&client, &target(addr, 150, 2), &oid()).await.unwrap();
+    let got = walk::get(&client, &target(addr, 150, 2), &oid())
+        .await
+        .unwrap();
     assert_eq!(got[0].value, Value::Integer(7));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let got = walk::get(&client, &target(addr, 500, 0), &oid()).await.unwrap();
+    let got = walk::get(&client, &target(addr, 500, 0), &oid())
+        .await
+        .unwrap();
     assert_eq!(got[0].value, Value::Integer(7));
     responder.await.unwrap();
     let s = client.stats();
@@ -73,10 +87,18 @@ async fn replies_with_a_wrong_id_or_from_another_address_are_ignored() {
     let responder = tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         let (n, from) = agent.recv_from(&mut buf).await.unwrap();
-        agent.send_to(&reply_to(&buf[..n], Some(12345)), from).await.unwrap();
-        other.send_to(&reply_to(&buf[..n], None), from).await.unwrap();
+        agent
+            .send_to(&reply_to(&buf[..n], Some(12345)), from)
+            .await
+            .unwrap();
+        other
+            .send_to(&reply_to(&buf[..n], None), from)
+            .await
+            .unwrap();
     });
-    let e = walk::get(&client, &target(addr, 300, 0), &oid()).await.unwrap_err();
+    let e = walk::get(&client, &target(addr, 300, 0), &oid())
+        .await
+        .unwrap_err();
     assert!(matches!(e, SnmpError::Timeout { attempts: 1, .. }), "{e}");
     responder.await.unwrap();
     assert_eq!(client.stats().stale, 2);
@@ -84,7 +106,10 @@ async fn replies_with_a_wrong_id_or_from_another_address_are_ignored() {
 
 #[tokio::test]
 async fn many_concurrent_requests_share_one_socket() {
-    let view = MibView::new(vec![("1.3.6.1.2.1.1.5.0".parse().unwrap(), Value::OctetString(b"p".to_vec()))]);
+    let view = MibView::new(vec![(
+        "1.3.6.1.2.1.1.5.0".parse().unwrap(),
+        Value::OctetString(b"p".to_vec()),
+    )]);
     let sim = Simulator::start(
         vec![Printer::recorded("p", Arc::new(view))],
         Layout::SinglePort("127.0.0.1:0".parse().unwrap()),
@@ -103,7 +128,10 @@ async fn many_concurrent_requests_share_one_socket() {
     }
     let mut ok = 0;
     while let Some(r) = set.join_next().await {
-        assert_eq!(r.unwrap().unwrap()[0].value, Value::OctetString(b"p".to_vec()));
+        assert_eq!(
+            r.unwrap().unwrap()[0].value,
+            Value::OctetString(b"p".to_vec())
+        );
         ok += 1;
     }
     assert_eq!(ok, 500);
@@ -117,11 +145,18 @@ async fn v3_resynchronises_once_after_an_agent_reboot() {
         Some((AuthProtocol::Sha256, Secret::new("authpass123"))),
         Some((PrivProtocol::Aes128, Secret::new("privpass123"))),
     ));
-    let view = Arc::new(MibView::new(vec![("1.3.6.1.2.1.1.5.0".parse().unwrap(), Value::OctetString(b"v3".to_vec()))]));
+    let view = Arc::new(MibView::new(vec![(
+        "1.3.6.1.2.1.1.5.0".parse().unwrap(),
+        Value::OctetString(b"v3".to_vec()),
+    )]));
     let engine = b"\x80\x00\xfa\xfa\x04reboot-test".to_vec();
     let start = |boots: u32, addr: SocketAddr| {
         let usm = UsmAgent::new(engine.clone(), boots, vec![user.clone()]);
-        Simulator::start_with_engine(vec![Printer::recorded("p", view.clone())], Layout::SinglePort(addr), Some(usm))
+        Simulator::start_with_engine(
+            vec![Printer::recorded("p", view.clone())],
+            Layout::SinglePort(addr),
+            Some(usm),
+        )
     };
     let sim = start(1, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = sim.addrs()[0];
@@ -136,6 +171,10 @@ async fn v3_resynchronises_once_after_an_agent_reboot() {
     let sim = start(2, addr).await.unwrap();
     let sent_before = client.stats().sent;
     assert_eq!(walk::get(&client, &t, &o).await.unwrap().len(), 1);
-    assert_eq!(client.stats().sent - sent_before, 2, "one rejected request, one resynchronised retry");
+    assert_eq!(
+        client.stats().sent - sent_before,
+        2,
+        "one rejected request, one resynchronised retry"
+    );
     sim.stop().await;
 }

@@ -16,9 +16,9 @@ pub enum PollError {
     Snmp {
         /// Printer address.
         addr: std::net::SocketAddr,
-        /// The SNMP error.
+        /// The SNMP error (boxed: SnmpError is large and this travels in results).
         #[source]
-        source: SnmpError,
+        source: Box<SnmpError>,
     },
     /// The agent answered but served no system group: not something we can report on.
     #[error("printer {addr}: the agent answered but serves neither sysDescr nor sysObjectID")]
@@ -32,7 +32,7 @@ impl PollError {
     /// Returns the underlying SNMP error, when there is one.
     pub fn snmp(&self) -> Option<&SnmpError> {
         match self {
-            PollError::Snmp { source, .. } => Some(source),
+            PollError::Snmp { source, .. } => Some(source.as_ref()),
             PollError::Empty { .. } => None,
         }
     }
@@ -60,13 +60,16 @@ pub struct PollStats {
 /// # Errors
 /// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it serves
 /// nothing we recognise.
-pub async fn poll_printer<C: SnmpClient>(client: &C, target: &Target) -> Result<(PrinterReport, PollStats), PollError> {
+pub async fn poll_printer<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+) -> Result<(PrinterReport, PollStats), PollError> {
     let (firsts, columns) = printer::plan();
     let c = walk::collect(client, target, &firsts, &columns)
         .await
         .map_err(|source| PollError::Snmp {
             addr: target.addr,
-            source,
+            source: Box::new(source),
         })?;
     let collected = printer::Collected {
         values: &c.values,
@@ -103,7 +106,8 @@ pub async fn poll_many<C: SnmpClient + Clone>(
             (i, poll_printer(&client, &t).await)
         });
     }
-    let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> = (0..targets.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> =
+        (0..targets.len()).map(|_| None).collect();
     while let Some(r) = set.join_next().await {
         if let Ok((i, res)) = r {
             out[i] = Some(res);
@@ -115,10 +119,10 @@ pub async fn poll_many<C: SnmpClient + Clone>(
             r.unwrap_or_else(|| {
                 Err(PollError::Snmp {
                     addr: targets[i].addr,
-                    source: SnmpError::Io {
+                    source: Box::new(SnmpError::Io {
                         target: targets[i].addr,
                         source: std::io::Error::other("poll task panicked"),
-                    },
+                    }),
                 })
             })
         })

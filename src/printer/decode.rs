@@ -3,8 +3,8 @@
 use super::oids::{self, Fetch};
 use super::text;
 use super::{
-    Alert, AlertExt, Counters, Device, InputTray, LevelState, Marker, PrinterReport,
-    Supply, SupplyExt,
+    Alert, AlertExt, Counters, Device, InputTray, LevelState, Marker, PrinterReport, Supply,
+    SupplyExt,
 };
 use crate::snmp::{Oid, Value, Version};
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,7 +75,9 @@ impl Collected<'_> {
     }
 
     fn text(&self, col: &[u32], index: &[u32]) -> Option<String> {
-        self.cell(col, index).and_then(Value::as_bytes).map(text::decode)
+        self.cell(col, index)
+            .and_then(Value::as_bytes)
+            .map(text::decode)
     }
 
     /// Indexes present in any of `cols`, as owned suffixes, in order.
@@ -136,13 +138,44 @@ pub fn percent(level: i64, max: Option<i64>, unit: Option<i64>) -> Option<u8> {
 /// IANA PrtMarkerSuppliesTypeTC names.
 pub fn supply_type_name(code: i64) -> Option<&'static str> {
     const NAMES: [&str; 34] = [
-        "other", "unknown", "toner", "wasteToner", "ink", "inkCartridge", "inkRibbon", "wasteInk", "opc",
-        "developer", "fuserOil", "solidWax", "ribbonWax", "wasteWax", "fuser", "coronaWire", "fuserOilWick",
-        "cleanerUnit", "fuserCleaningPad", "transferUnit", "tonerCartridge", "fuserOiler", "water", "wasteWater",
-        "glueWaterAdditive", "wastePaper", "bindingSupply", "bandingSupply", "stitchingWire", "shrinkWrap",
-        "paperWrap", "staples", "inserts", "covers",
+        "other",
+        "unknown",
+        "toner",
+        "wasteToner",
+        "ink",
+        "inkCartridge",
+        "inkRibbon",
+        "wasteInk",
+        "opc",
+        "developer",
+        "fuserOil",
+        "solidWax",
+        "ribbonWax",
+        "wasteWax",
+        "fuser",
+        "coronaWire",
+        "fuserOilWick",
+        "cleanerUnit",
+        "fuserCleaningPad",
+        "transferUnit",
+        "tonerCartridge",
+        "fuserOiler",
+        "water",
+        "wasteWater",
+        "glueWaterAdditive",
+        "wastePaper",
+        "bindingSupply",
+        "bandingSupply",
+        "stitchingWire",
+        "shrinkWrap",
+        "paperWrap",
+        "staples",
+        "inserts",
+        "covers",
     ];
-    usize::try_from(code - 1).ok().and_then(|i| NAMES.get(i).copied())
+    usize::try_from(code - 1)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
 }
 
 fn supply_display_type(code: i64) -> &'static str {
@@ -285,9 +318,18 @@ pub fn error_state_bits(bytes: &[u8]) -> Vec<&'static str> {
 
 fn printer_state(dev: Option<i64>, prt: Option<i64>, bits: &[&str]) -> &'static str {
     let has = |n: &str| bits.contains(&n);
-    let critical = ["noPaper", "noToner", "doorOpen", "jammed", "inputTrayMissing", "outputTrayMissing", "markerSupplyMissing", "outputFull"]
-        .iter()
-        .any(|b| has(b));
+    let critical = [
+        "noPaper",
+        "noToner",
+        "doorOpen",
+        "jammed",
+        "inputTrayMissing",
+        "outputTrayMissing",
+        "markerSupplyMissing",
+        "outputFull",
+    ]
+    .iter()
+    .any(|b| has(b));
     match (dev, prt) {
         (Some(5), _) if has("offline") => "offline",
         (Some(5), _) if critical => "criticalAlert",
@@ -306,20 +348,35 @@ fn printer_state(dev: Option<i64>, prt: Option<i64>, bits: &[&str]) -> &'static 
 /// Decodes collected values into a report.
 pub fn decode(c: &Collected<'_>) -> PrinterReport {
     let sys_descr = text_of(c.first(oids::SYS_DESCR));
-    let sys_object_id = c.first(oids::SYS_OBJECT_ID).and_then(Value::as_oid).cloned();
-    let enterprise = sys_object_id
-        .as_ref()
-        .and_then(|o| o.suffix(&Oid::from_slice(&[1, 3, 6, 1, 4, 1])).and_then(|s| s.first().copied()));
+    let sys_object_id = c
+        .first(oids::SYS_OBJECT_ID)
+        .and_then(Value::as_oid)
+        .cloned();
+    let enterprise = sys_object_id.as_ref().and_then(|o| {
+        o.suffix(&Oid::from_slice(&[1, 3, 6, 1, 4, 1]))
+            .and_then(|s| s.first().copied())
+    });
     let vendor = enterprise.and_then(oids::vendor);
 
     // The printer's hrDeviceIndex: the hrDeviceTable row typed hrDevicePrinter, else the
     // first index used by the Printer-MIB supplies or markers.
     let hr_index = c
         .column(oids::HR_DEVICE_TYPE)
-        .find(|(_, v)| v.as_oid().is_some_and(|o| o.arcs() == oids::HR_DEVICE_PRINTER))
+        .find(|(_, v)| {
+            v.as_oid()
+                .is_some_and(|o| o.arcs() == oids::HR_DEVICE_PRINTER)
+        })
         .map(|(s, _)| s[0])
-        .or_else(|| c.column(oids::PRT_SUPPLIES_DESCRIPTION).next().map(|(s, _)| s[0]))
-        .or_else(|| c.column(oids::PRT_MARKER_LIFE_COUNT).next().map(|(s, _)| s[0]));
+        .or_else(|| {
+            c.column(oids::PRT_SUPPLIES_DESCRIPTION)
+                .next()
+                .map(|(s, _)| s[0])
+        })
+        .or_else(|| {
+            c.column(oids::PRT_MARKER_LIFE_COUNT)
+                .next()
+                .map(|(s, _)| s[0])
+        });
     let hr_ix = hr_index.map(|i| vec![i]).unwrap_or_default();
     let hr_device_descr = hr_index.and_then(|i| text_of(c.cell(oids::HR_DEVICE_DESCR, &[i])));
 
@@ -331,17 +388,43 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
             .flat_map(|v| v.device_id.iter())
             .find_map(|o| text_of(c.get(o)))
     });
-    let fields = device_id.as_deref().map(text::parse_1284).unwrap_or_default();
+    let fields = device_id
+        .as_deref()
+        .map(text::parse_1284)
+        .unwrap_or_default();
 
-    let descr_lower = sys_descr.as_deref().unwrap_or_default().to_ascii_lowercase();
-    let oem = ["ta_utax", "utax", "triumph-adler", "develop", "gestetner", "lanier", "savin", "nrg", "dell"];
+    let descr_lower = sys_descr
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let oem = [
+        "ta_utax",
+        "utax",
+        "triumph-adler",
+        "develop",
+        "gestetner",
+        "lanier",
+        "savin",
+        "nrg",
+        "dell",
+    ];
     let brand = oids::BRANDS
         .iter()
         .find(|(p, _)| descr_lower.starts_with(p))
         .map(|(p, name)| (oem.contains(p), *name));
     let manufacturer = text::field_1284(&fields, &["MFG", "MANUFACTURER"])
-        .map(|m| if m.eq_ignore_ascii_case("hewlett-packard") { "HP".to_string() } else { m.to_string() })
-        .or_else(|| brand.filter(|(is_oem, _)| *is_oem).map(|(_, n)| n.to_string()))
+        .map(|m| {
+            if m.eq_ignore_ascii_case("hewlett-packard") {
+                "HP".to_string()
+            } else {
+                m.to_string()
+            }
+        })
+        .or_else(|| {
+            brand
+                .filter(|(is_oem, _)| *is_oem)
+                .map(|(_, n)| n.to_string())
+        })
         .or_else(|| vendor.map(|v| v.name.to_string()))
         .or_else(|| brand.map(|(_, n)| n.to_string()));
 
@@ -380,7 +463,9 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         sys_object_id: sys_object_id.map(|o| o.to_string()),
         sys_location: text_of(c.first(oids::SYS_LOCATION)),
         sys_contact: text_of(c.first(oids::SYS_CONTACT)),
-        printer_name: c.column(oids::PRT_GENERAL_PRINTER_NAME).find_map(|(_, v)| text_of(Some(v))),
+        printer_name: c
+            .column(oids::PRT_GENERAL_PRINTER_NAME)
+            .find_map(|(_, v)| text_of(Some(v))),
         ieee1284_device_id: device_id,
         firmware_version,
         uptime_seconds: uptime_ticks.map(|t| t / 100),
@@ -413,15 +498,39 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
 
 fn strip_model(model: &str, manufacturer: Option<&str>) -> String {
     let mut m = model.trim().to_string();
-    let mut prefixes: Vec<String> = manufacturer.map(|s| vec![s.to_string()]).unwrap_or_default();
-    prefixes.extend(["HP", "Hewlett-Packard", "Brother", "Lexmark", "Dell", "Canon", "Kyocera", "KONICA MINOLTA", "Xerox", "Ricoh", "Epson", "Sharp"].map(String::from));
+    let mut prefixes: Vec<String> = manufacturer
+        .map(|s| vec![s.to_string()])
+        .unwrap_or_default();
+    prefixes.extend(
+        [
+            "HP",
+            "Hewlett-Packard",
+            "Brother",
+            "Lexmark",
+            "Dell",
+            "Canon",
+            "Kyocera",
+            "KONICA MINOLTA",
+            "Xerox",
+            "Ricoh",
+            "Epson",
+            "Sharp",
+        ]
+        .map(String::from),
+    );
     for p in prefixes {
-        if m.len() > p.len() + 1 && m[..p.len()].eq_ignore_ascii_case(&p) && m.as_bytes()[p.len()] == b' ' {
+        if m.len() > p.len() + 1
+            && m[..p.len()].eq_ignore_ascii_case(&p)
+            && m.as_bytes()[p.len()] == b' '
+        {
             m = m[p.len() + 1..].trim_start().to_string();
             break;
         }
     }
-    if let Some(s) = m.strip_suffix(" series").or_else(|| m.strip_suffix(" Series")) {
+    if let Some(s) = m
+        .strip_suffix(" series")
+        .or_else(|| m.strip_suffix(" Series"))
+    {
         m = s.trim_end().to_string();
     }
     m
@@ -431,7 +540,10 @@ fn firmware_from_descr(d: &str) -> Option<String> {
     for key in ["version ", "Firmware Ver."] {
         if let Some(i) = d.find(key) {
             let rest = &d[i + key.len()..];
-            let v: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',' && *c != ';').collect();
+            let v: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ',' && *c != ';')
+                .collect();
             if !v.is_empty() {
                 return Some(v);
             }
@@ -449,7 +561,10 @@ fn serial(
     let from_prt = (!hr_ix.is_empty())
         .then(|| ident_of(c.cell(oids::PRT_GENERAL_SERIAL_NUMBER, hr_ix)))
         .flatten()
-        .or_else(|| c.column(oids::PRT_GENERAL_SERIAL_NUMBER).find_map(|(_, v)| ident_of(Some(v))));
+        .or_else(|| {
+            c.column(oids::PRT_GENERAL_SERIAL_NUMBER)
+                .find_map(|(_, v)| ident_of(Some(v)))
+        });
     if let Some(s) = from_prt {
         return (Some(s), Some("prtGeneralSerialNumber".into()));
     }
@@ -462,7 +577,9 @@ fn serial(
             }
         }
     }
-    if let Some(s) = text::field_1284(fields, &["SN", "SERN", "SERIALNUMBER"]).and_then(|s| text::identity(s.as_bytes())) {
+    if let Some(s) = text::field_1284(fields, &["SN", "SERN", "SERIALNUMBER"])
+        .and_then(|s| text::identity(s.as_bytes()))
+    {
         return (Some(s), Some("ieee1284".into()));
     }
     (None, None)
@@ -473,7 +590,10 @@ fn mac(c: &Collected<'_>) -> Option<String> {
         let ix: Vec<u32> = ip.octets().iter().map(|&b| u32::from(b)).collect();
         if let Some(if_index) = c.int(oids::IP_AD_ENT_IF_INDEX, &ix)
             && let Ok(i) = u32::try_from(if_index)
-            && let Some(m) = c.cell(oids::IF_PHYS_ADDRESS, &[i]).and_then(Value::as_bytes).and_then(text::mac)
+            && let Some(m) = c
+                .cell(oids::IF_PHYS_ADDRESS, &[i])
+                .and_then(Value::as_bytes)
+                .and_then(text::mac)
         {
             return Some(m);
         }
@@ -482,17 +602,28 @@ fn mac(c: &Collected<'_>) -> Option<String> {
     c.column(oids::IF_PHYS_ADDRESS)
         .filter(|(ix, _)| physical(ix))
         .find_map(|(_, v)| v.as_bytes().and_then(text::mac))
-        .or_else(|| c.column(oids::IF_PHYS_ADDRESS).find_map(|(_, v)| v.as_bytes().and_then(text::mac)))
+        .or_else(|| {
+            c.column(oids::IF_PHYS_ADDRESS)
+                .find_map(|(_, v)| v.as_bytes().and_then(text::mac))
+        })
 }
 
 fn counters(c: &Collected<'_>, hr_index: Option<u32>) -> Counters {
-    let rows = c.rows(&[oids::PRT_MARKER_LIFE_COUNT, oids::PRT_MARKER_COUNTER_UNIT, oids::PRT_MARKER_POWER_ON_COUNT]);
+    let rows = c.rows(&[
+        oids::PRT_MARKER_LIFE_COUNT,
+        oids::PRT_MARKER_COUNTER_UNIT,
+        oids::PRT_MARKER_POWER_ON_COUNT,
+    ]);
     let markers: Vec<Marker> = rows
         .iter()
         .map(|ix| Marker {
             index: index_str(ix),
-            life_count: c.cell(oids::PRT_MARKER_LIFE_COUNT, ix).and_then(Value::as_u64),
-            power_on_count: c.cell(oids::PRT_MARKER_POWER_ON_COUNT, ix).and_then(Value::as_u64),
+            life_count: c
+                .cell(oids::PRT_MARKER_LIFE_COUNT, ix)
+                .and_then(Value::as_u64),
+            power_on_count: c
+                .cell(oids::PRT_MARKER_POWER_ON_COUNT, ix)
+                .and_then(Value::as_u64),
             counter_unit: c.int(oids::PRT_MARKER_COUNTER_UNIT, ix),
             process_colorants: c.int(oids::PRT_MARKER_PROCESS_COLORANTS, ix),
         })
@@ -500,7 +631,10 @@ fn counters(c: &Collected<'_>, hr_index: Option<u32>) -> Counters {
     let main = rows
         .iter()
         .position(|ix| Some(ix[0]) == hr_index && c.cell(oids::PRT_MARKER_LIFE_COUNT, ix).is_some())
-        .or_else(|| rows.iter().position(|ix| c.cell(oids::PRT_MARKER_LIFE_COUNT, ix).is_some()));
+        .or_else(|| {
+            rows.iter()
+                .position(|ix| c.cell(oids::PRT_MARKER_LIFE_COUNT, ix).is_some())
+        });
     let mut out = Counters::default();
     if let Some(m) = main {
         let mk = &markers[m];
@@ -512,9 +646,10 @@ fn counters(c: &Collected<'_>, hr_index: Option<u32>) -> Counters {
         });
         out.ext.prt_marker_counter_unit = mk.counter_unit;
         out.ext.prt_marker_power_on_count = mk.power_on_count;
-        out.ext
-            .sources
-            .insert("lifetimeCount".into(), format!("printer-mib:prtMarkerLifeCount.{}", mk.index));
+        out.ext.sources.insert(
+            "lifetimeCount".into(),
+            format!("printer-mib:prtMarkerLifeCount.{}", mk.index),
+        );
     }
     out.ext.markers = markers;
     pwg_counters(c, &mut out);
@@ -531,39 +666,96 @@ fn pwg_counters(c: &Collected<'_>, out: &mut Counters) {
         let mut set = |name: &str, field: &mut Option<u64>, col: &[u32], col_name: &str| {
             if let Some(val) = cell(col) {
                 *field = Some(val);
-                out.ext.sources.insert(name.into(), format!("pwg:{col_name}.{key}.3.3"));
+                out.ext
+                    .sources
+                    .insert(name.into(), format!("pwg:{col_name}.{key}.3.3"));
             }
         };
         let (mut a, mut b, mut d, mut e) = (None, None, None, None);
         match service {
             3 => {
-                set("totalSideCount", &mut a, oids::IC_IMP_TOTAL, "icImpressionTotalImps");
-                set("monoSideCount", &mut b, oids::IC_IMP_MONO, "icImpressionMonochromeImps");
-                set("colorSideCount", &mut d, oids::IC_IMP_FULL_COLOR, "icImpressionFullColorImps");
-                set("totalSheetCount", &mut e, oids::IC_SHEET_TOTAL, "icSheetTotalSheets");
+                set(
+                    "totalSideCount",
+                    &mut a,
+                    oids::IC_IMP_TOTAL,
+                    "icImpressionTotalImps",
+                );
+                set(
+                    "monoSideCount",
+                    &mut b,
+                    oids::IC_IMP_MONO,
+                    "icImpressionMonochromeImps",
+                );
+                set(
+                    "colorSideCount",
+                    &mut d,
+                    oids::IC_IMP_FULL_COLOR,
+                    "icImpressionFullColorImps",
+                );
+                set(
+                    "totalSheetCount",
+                    &mut e,
+                    oids::IC_SHEET_TOTAL,
+                    "icSheetTotalSheets",
+                );
                 out.total_side_count = a.or(out.total_side_count);
                 out.mono_side_count = b.or(out.mono_side_count);
                 out.color_side_count = d.or(out.color_side_count);
                 out.total_sheet_count = e.or(out.total_sheet_count);
             }
             11 => {
-                set("printSideCount", &mut a, oids::IC_IMP_TOTAL, "icImpressionTotalImps");
-                set("monoPrintSideCount", &mut b, oids::IC_IMP_MONO, "icImpressionMonochromeImps");
-                set("colorPrintSideCount", &mut d, oids::IC_IMP_FULL_COLOR, "icImpressionFullColorImps");
+                set(
+                    "printSideCount",
+                    &mut a,
+                    oids::IC_IMP_TOTAL,
+                    "icImpressionTotalImps",
+                );
+                set(
+                    "monoPrintSideCount",
+                    &mut b,
+                    oids::IC_IMP_MONO,
+                    "icImpressionMonochromeImps",
+                );
+                set(
+                    "colorPrintSideCount",
+                    &mut d,
+                    oids::IC_IMP_FULL_COLOR,
+                    "icImpressionFullColorImps",
+                );
                 out.print_side_count = a.or(out.print_side_count);
                 out.mono_print_side_count = b.or(out.mono_print_side_count);
                 out.color_print_side_count = d.or(out.color_print_side_count);
             }
             4 => {
-                set("copySideCount", &mut a, oids::IC_IMP_TOTAL, "icImpressionTotalImps");
-                set("monoCopySideCount", &mut b, oids::IC_IMP_MONO, "icImpressionMonochromeImps");
-                set("colorCopySideCount", &mut d, oids::IC_IMP_FULL_COLOR, "icImpressionFullColorImps");
+                set(
+                    "copySideCount",
+                    &mut a,
+                    oids::IC_IMP_TOTAL,
+                    "icImpressionTotalImps",
+                );
+                set(
+                    "monoCopySideCount",
+                    &mut b,
+                    oids::IC_IMP_MONO,
+                    "icImpressionMonochromeImps",
+                );
+                set(
+                    "colorCopySideCount",
+                    &mut d,
+                    oids::IC_IMP_FULL_COLOR,
+                    "icImpressionFullColorImps",
+                );
                 out.copy_side_count = a.or(out.copy_side_count);
                 out.mono_copy_side_count = b.or(out.mono_copy_side_count);
                 out.color_copy_side_count = d.or(out.color_copy_side_count);
             }
             7 => {
-                set("faxSideCount", &mut a, oids::IC_IMP_TOTAL, "icImpressionTotalImps");
+                set(
+                    "faxSideCount",
+                    &mut a,
+                    oids::IC_IMP_TOTAL,
+                    "icImpressionTotalImps",
+                );
                 out.fax_side_count = a.or(out.fax_side_count);
             }
             _ => {}
@@ -623,7 +815,11 @@ fn supplies(c: &Collected<'_>) -> Vec<Supply> {
                     prt_marker_supplies_level: level,
                     level_state: level.map(level_state),
                     colorant_value,
-                    percent_filled: if receptacle { pct.map(|p| 100 - p) } else { None },
+                    percent_filled: if receptacle {
+                        pct.map(|p| 100 - p)
+                    } else {
+                        None
+                    },
                 },
             }
         })
@@ -631,7 +827,11 @@ fn supplies(c: &Collected<'_>) -> Vec<Supply> {
 }
 
 fn alerts(c: &Collected<'_>, sys_uptime: Option<u64>) -> Vec<Alert> {
-    let rows = c.rows(&[oids::PRT_ALERT_SEVERITY, oids::PRT_ALERT_CODE, oids::PRT_ALERT_DESCRIPTION]);
+    let rows = c.rows(&[
+        oids::PRT_ALERT_SEVERITY,
+        oids::PRT_ALERT_CODE,
+        oids::PRT_ALERT_DESCRIPTION,
+    ]);
     rows.iter()
         .filter(|ix| ix.len() == 2)
         .map(|ix| {
@@ -653,7 +853,10 @@ fn alerts(c: &Collected<'_>, sys_uptime: Option<u64>) -> Vec<Alert> {
                     Some(1 | 4 | 5) => Some("WARNING"),
                     _ => None,
                 },
-                issue: c.cell(oids::PRT_ALERT_DESCRIPTION, ix).and_then(Value::as_bytes).map(text::decode),
+                issue: c
+                    .cell(oids::PRT_ALERT_DESCRIPTION, ix)
+                    .and_then(Value::as_bytes)
+                    .map(text::decode),
                 ext: AlertExt {
                     source: "printer-mib",
                     prt_alert_index: ix[1],
@@ -680,7 +883,11 @@ fn alerts(c: &Collected<'_>, sys_uptime: Option<u64>) -> Vec<Alert> {
 }
 
 fn inputs(c: &Collected<'_>) -> Vec<InputTray> {
-    let rows = c.rows(&[oids::PRT_INPUT_NAME, oids::PRT_INPUT_MAX_CAPACITY, oids::PRT_INPUT_CURRENT_LEVEL]);
+    let rows = c.rows(&[
+        oids::PRT_INPUT_NAME,
+        oids::PRT_INPUT_MAX_CAPACITY,
+        oids::PRT_INPUT_CURRENT_LEVEL,
+    ]);
     rows.iter()
         .filter(|ix| ix.len() == 2)
         .map(|ix| {

@@ -33,8 +33,12 @@ pub fn identity(bytes: &[u8]) -> Option<String> {
 
 fn is_placeholder(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    matches!(l.as_str(), "unknown" | "none" | "n/a" | "na" | "-" | "0" | "null" | "<private>")
-        || s.chars().all(|c| c == '0' || c == ' ' || c == 'x' || c == 'X')
+    matches!(
+        l.as_str(),
+        "unknown" | "none" | "n/a" | "na" | "-" | "0" | "null" | "<private>"
+    ) || s
+        .chars()
+        .all(|c| c == '0' || c == ' ' || c == 'x' || c == 'X')
 }
 
 /// Parses an IEEE 1284 device ID (`MFG:HP;MDL:LaserJet;SN:...;`) into upper-cased keys.
@@ -51,8 +55,12 @@ pub fn parse_1284(s: &str) -> Vec<(String, String)> {
 
 /// Looks up one of `keys` in a parsed 1284 ID.
 pub fn field_1284<'a>(fields: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> {
-    keys.iter()
-        .find_map(|k| fields.iter().find(|(fk, _)| fk == k).map(|(_, v)| v.as_str()))
+    keys.iter().find_map(|k| {
+        fields
+            .iter()
+            .find(|(fk, _)| fk == k)
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 /// Formats a MAC address from 6 raw octets or from text such as `0:50:56:b6:2c:10`
@@ -106,8 +114,14 @@ mod tests {
 
     #[test]
     fn identity_strips_binary_prefixes_and_placeholders() {
-        assert_eq!(identity(b"\x01\x15VNCRC48198").as_deref(), Some("VNCRC48198"));
-        assert_eq!(identity(b"\x01\x15U64969H9N19924\n32").as_deref(), Some("U64969H9N19924"));
+        assert_eq!(
+            identity(b"\x01\x15VNCRC48198").as_deref(),
+            Some("VNCRC48198")
+        );
+        assert_eq!(
+            identity(b"\x01\x15U64969H9N19924\n32").as_deref(),
+            Some("U64969H9N19924")
+        );
         assert_eq!(identity(b"  MKRA012345 \0").as_deref(), Some("MKRA012345"));
         assert_eq!(identity(b"0000000000"), None);
         assert_eq!(identity(b"<private>"), None);
@@ -116,9 +130,16 @@ mod tests {
 
     #[test]
     fn parses_1284_ids() {
-        let f = parse_1284("MFG:Hewlett-Packard;CMD:PJL,PCL;MDL:HP Color LaserJet M452nw;CLS:PRINTER;");
-        assert_eq!(field_1284(&f, &["MFG", "MANUFACTURER"]), Some("Hewlett-Packard"));
-        assert_eq!(field_1284(&f, &["MDL", "MODEL"]), Some("HP Color LaserJet M452nw"));
+        let f =
+            parse_1284("MFG:Hewlett-Packard;CMD:PJL,PCL;MDL:HP Color LaserJet M452nw;CLS:PRINTER;");
+        assert_eq!(
+            field_1284(&f, &["MFG", "MANUFACTURER"]),
+            Some("Hewlett-Packard")
+        );
+        assert_eq!(
+            field_1284(&f, &["MDL", "MODEL"]),
+            Some("HP Color LaserJet M452nw")
+        );
         assert_eq!(field_1284(&f, &["SN"]), None);
         let f = parse_1284("COMMAND SET:;MODEL:Dell S5830dn");
         assert_eq!(field_1284(&f, &["MDL", "MODEL"]), Some("Dell S5830dn"));
@@ -126,8 +147,14 @@ mod tests {
 
     #[test]
     fn macs_from_octets_and_text() {
-        assert_eq!(mac(&[0, 0x1b, 0xa9, 0x0b, 0xa7, 0x52]).as_deref(), Some("00:1b:a9:0b:a7:52"));
-        assert_eq!(mac(b"0:50:56:b6:2c:10").as_deref(), Some("00:50:56:b6:2c:10"));
+        assert_eq!(
+            mac(&[0, 0x1b, 0xa9, 0x0b, 0xa7, 0x52]).as_deref(),
+            Some("00:1b:a9:0b:a7:52")
+        );
+        assert_eq!(
+            mac(b"0:50:56:b6:2c:10").as_deref(),
+            Some("00:50:56:b6:2c:10")
+        );
         assert_eq!(mac(&[0; 6]), None);
         assert_eq!(mac(b"garbage"), None);
     }

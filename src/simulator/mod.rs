@@ -21,10 +21,16 @@ use tokio::task::JoinSet;
 
 /// Objects a simulated printer lets managers write (the agent's SET commands use them).
 pub fn writable_objects() -> Vec<Oid> {
-    ["1.3.6.1.2.1.1.4", "1.3.6.1.2.1.1.5", "1.3.6.1.2.1.1.6", "1.3.6.1.2.1.43.16.5.1.2", "1.3.6.1.2.1.43.5.1.1.3"]
-        .iter()
-        .map(|s| s.parse().expect("static OID"))
-        .collect()
+    [
+        "1.3.6.1.2.1.1.4",
+        "1.3.6.1.2.1.1.5",
+        "1.3.6.1.2.1.1.6",
+        "1.3.6.1.2.1.43.16.5.1.2",
+        "1.3.6.1.2.1.43.5.1.1.3",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("static OID"))
+    .collect()
 }
 
 /// One printer to serve.
@@ -52,12 +58,15 @@ impl Printer {
     }
 }
 
+/// Recordings loaded from a directory: (file stem, view) in name order.
+pub type Loaded = Vec<(String, Arc<MibView>)>;
+
 /// Loads every `*.snmprec` under `dir` (sorted by name). Bad lines are skipped; their
 /// warnings are returned with the views.
 ///
 /// # Errors
 /// When the directory cannot be read or holds no recording.
-pub fn load_dir(dir: &Path) -> std::io::Result<(Vec<(String, Arc<MibView>)>, Vec<snmprec::Warning>)> {
+pub fn load_dir(dir: &Path) -> std::io::Result<(Loaded, Vec<snmprec::Warning>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "snmprec"))
@@ -74,7 +83,10 @@ pub fn load_dir(dir: &Path) -> std::io::Result<(Vec<(String, Arc<MibView>)>, Vec
     for f in files {
         let (pairs, w) = snmprec::read(&f)?;
         warnings.extend(w);
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         out.push((stem, Arc::new(MibView::new(pairs))));
     }
     Ok((out, warnings))
@@ -149,7 +161,11 @@ impl Simulator {
     ///
     /// # Errors
     /// When a socket cannot be bound (port in use, too many open files).
-    pub async fn start(printers: Vec<Printer>, layout: Layout, v3_users: Vec<Arc<UsmUser>>) -> std::io::Result<Simulator> {
+    pub async fn start(
+        printers: Vec<Printer>,
+        layout: Layout,
+        v3_users: Vec<Arc<UsmUser>>,
+    ) -> std::io::Result<Simulator> {
         let usm = (!v3_users.is_empty()).then(|| {
             let mut engine_id = vec![0x80, 0x00, 0xfa, 0xfa, 0x04];
             engine_id.extend_from_slice(b"fleet-sim-");
@@ -164,7 +180,11 @@ impl Simulator {
     ///
     /// # Errors
     /// When a socket cannot be bound.
-    pub async fn start_with_engine(printers: Vec<Printer>, layout: Layout, usm: Option<UsmAgent>) -> std::io::Result<Simulator> {
+    pub async fn start_with_engine(
+        printers: Vec<Printer>,
+        layout: Layout,
+        usm: Option<UsmAgent>,
+    ) -> std::io::Result<Simulator> {
         raise_fd_limit();
         let names: Vec<String> = printers.iter().map(|p| p.name.clone()).collect();
         let shared = Arc::new(Shared {
@@ -178,7 +198,11 @@ impl Simulator {
                 let sock = UdpSocket::bind(addr).await?;
                 let local = sock.local_addr()?;
                 let ep = Arc::new(Endpoint {
-                    by_name: names.iter().enumerate().map(|(i, n)| (n.as_bytes().to_vec(), i)).collect(),
+                    by_name: names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (n.as_bytes().to_vec(), i))
+                        .collect(),
                     // With a single printer, an SNMPv3 request without a context gets it.
                     default: (names.len() == 1).then_some(0),
                     accept: Vec::new(),
@@ -186,7 +210,11 @@ impl Simulator {
                 });
                 endpoints.push((local, ep, sock));
             }
-            Layout::Fleet { start, port, community } => {
+            Layout::Fleet {
+                start,
+                port,
+                community,
+            } => {
                 let mut ip = start;
                 for (i, n) in names.iter().enumerate() {
                     let addr = SocketAddr::new(IpAddr::V4(ip), port);
@@ -224,7 +252,11 @@ impl Simulator {
             let mut names: Vec<(&Vec<u8>, &usize)> = ep.by_name.iter().collect();
             names.sort_by_key(|(_, i)| **i);
             for (n, i) in names {
-                let name = self.shared.printers[*i].lock().expect("printer poisoned").name.clone();
+                let name = self.shared.printers[*i]
+                    .lock()
+                    .expect("printer poisoned")
+                    .name
+                    .clone();
                 out.push(Served {
                     name,
                     addr: *addr,
@@ -268,7 +300,7 @@ fn raise_fd_limit() {
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
         && soft < hard
     {
-        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+        rlimit::Resource::NOFILE.set(hard, hard).ok();
     }
 }
 
@@ -288,7 +320,7 @@ async fn serve(sock: UdpSocket, ep: Arc<Endpoint>, shared: Arc<Shared>) {
             match reply {
                 Ok(Some((bytes, to))) => {
                     shared.requests.fetch_add(1, Ordering::Relaxed);
-                    let _ = sock.try_send_to(&bytes, to);
+                    sock.try_send_to(&bytes, to).ok();
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -310,7 +342,10 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                 None if ep.accept.contains(&msg.community) => ep.default?,
                 // A wrong community is dropped silently, as real agents do.
                 None => {
-                    tracing::debug!(community_len = msg.community.len(), "Request with an unknown community dropped.");
+                    tracing::debug!(
+                        community_len = msg.community.len(),
+                        "Request with an unknown community dropped."
+                    );
                     return None;
                 }
             };
@@ -332,7 +367,8 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                         }
                     };
                     let mut p = shared.printers[slot].lock().ok()?;
-                    let resp = agent::respond(p.store.as_mut(), Version::V3, &req.pdu, req.max_size())?;
+                    let resp =
+                        agent::respond(p.store.as_mut(), Version::V3, &req.pdu, req.max_size())?;
                     drop(p);
                     Some(usm.encode_response(&req, &resp))
                 }
@@ -343,7 +379,8 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
 
 /// Builds `n` synthetic printers cycling through the built-in models.
 pub fn synthetic_fleet(n: usize, params: synth::SynthParams) -> Vec<Printer> {
-    let templates: Vec<Arc<synth::Template>> = synth::MODELS.iter().map(synth::Template::new).collect();
+    let templates: Vec<Arc<synth::Template>> =
+        synth::MODELS.iter().map(synth::Template::new).collect();
     (0..n)
         .map(|i| {
             let t = templates[i % templates.len()].clone();

@@ -25,8 +25,11 @@ impl fmt::Display for Warning {
     }
 }
 
+/// The objects of one recording, in file order (duplicates kept).
+pub type Records = Vec<(Oid, Value)>;
+
 /// Parses recording text. `file` names the source in warnings.
-pub fn parse(file: &str, text: &str) -> (Vec<(Oid, Value)>, Vec<Warning>) {
+pub fn parse(file: &str, text: &str) -> (Records, Vec<Warning>) {
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for (i, raw) in text.split('\n').enumerate() {
@@ -50,7 +53,7 @@ pub fn parse(file: &str, text: &str) -> (Vec<(Oid, Value)>, Vec<Warning>) {
 ///
 /// # Errors
 /// Only when the file cannot be read.
-pub fn read(path: &Path) -> std::io::Result<(Vec<(Oid, Value)>, Vec<Warning>)> {
+pub fn read(path: &Path) -> std::io::Result<(Records, Vec<Warning>)> {
     let bytes = std::fs::read(path)?;
     let text = match String::from_utf8(bytes) {
         Ok(s) => s,
@@ -66,20 +69,29 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
     let value = parts.next().ok_or("missing '|' after the tag")?;
     let oid: Oid = oid_text.parse().map_err(|e| format!("bad OID: {e}"))?;
     if tag.contains(':') {
-        return Err(format!("tag {tag:?} uses a snmpsim variation module, which is not supported"));
+        return Err(format!(
+            "tag {tag:?} uses a snmpsim variation module, which is not supported"
+        ));
     }
     let (num, hex) = match tag.strip_suffix('x') {
         Some(n) => (n, true),
         None => (tag, false),
     };
-    let num: u8 = num.trim().parse().map_err(|_| format!("unknown tag {tag:?}"))?;
+    let num: u8 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("unknown tag {tag:?}"))?;
     let bytes = if hex {
         Some(decode_hex(value).ok_or_else(|| format!("tag {tag}: value is not hex: {value:?}"))?)
     } else {
         None
     };
     let text = || value.to_string();
-    let int = |t: &str| -> Result<i64, String> { t.trim().parse::<i64>().map_err(|_| format!("tag {tag}: not an integer: {value:?}")) };
+    let int = |t: &str| -> Result<i64, String> {
+        t.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("tag {tag}: not an integer: {value:?}"))
+    };
     let uint = |t: &str, max: u64| -> Result<u64, String> {
         t.trim()
             .parse::<u64>()
@@ -102,7 +114,9 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
                     .octets()
                     .to_vec(),
             };
-            let a: [u8; 4] = b.try_into().map_err(|_| "tag 64: IpAddress must be 4 octets".to_string())?;
+            let a: [u8; 4] = b
+                .try_into()
+                .map_err(|_| "tag 64: IpAddress must be 4 octets".to_string())?;
             Value::IpAddress(a)
         }
         65 => Value::Counter32(uint(value, u64::from(u32::MAX))? as u32),
@@ -120,7 +134,7 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -131,7 +145,11 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 fn printable(b: &[u8]) -> bool {
     match std::str::from_utf8(b) {
-        Ok(s) => !s.chars().any(|c| c.is_control() || c == '|') && !s.starts_with(' ') && !s.ends_with(' '),
+        Ok(s) => {
+            !s.chars().any(|c| c.is_control() || c == '|')
+                && !s.starts_with(' ')
+                && !s.ends_with(' ')
+        }
         Err(_) => false,
     }
 }
@@ -180,8 +198,14 @@ mod tests {
         let (pairs, warnings) = parse("t.snmprec", text);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(pairs.len(), 12);
-        assert_eq!(pairs[0].1, Value::OctetString(b"Printer | with pipe".to_vec()));
-        assert_eq!(pairs[1].1, Value::ObjectId("1.3.6.1.4.1.1129.1.2.1".parse().unwrap()));
+        assert_eq!(
+            pairs[0].1,
+            Value::OctetString(b"Printer | with pipe".to_vec())
+        );
+        assert_eq!(
+            pairs[1].1,
+            Value::ObjectId("1.3.6.1.4.1.1129.1.2.1".parse().unwrap())
+        );
         assert_eq!(pairs[3].1, Value::OctetString(vec![0x20, 0x00]));
         assert_eq!(pairs[5].1, Value::IpAddress([10, 0, 0, 2]));
         assert_eq!(pairs[9].1, Value::Counter64(u64::MAX));

@@ -44,9 +44,33 @@ pub const MODELS: &[Model] = &[
         enterprise: 641,
         colorants: &["black"],
         supplies: &[
-            SupplyDef { descr: "Black Toner Cartridge", class: 3, kind: 3, unit: 7, max: 15_000, colorant: 1, milli_per_page: 1000 },
-            SupplyDef { descr: "Imaging Unit", class: 3, kind: 9, unit: 7, max: 60_000, colorant: 0, milli_per_page: 1000 },
-            SupplyDef { descr: "Maintenance Kit", class: 3, kind: 1, unit: 7, max: 200_000, colorant: 0, milli_per_page: 1000 },
+            SupplyDef {
+                descr: "Black Toner Cartridge",
+                class: 3,
+                kind: 3,
+                unit: 7,
+                max: 15_000,
+                colorant: 1,
+                milli_per_page: 1000,
+            },
+            SupplyDef {
+                descr: "Imaging Unit",
+                class: 3,
+                kind: 9,
+                unit: 7,
+                max: 60_000,
+                colorant: 0,
+                milli_per_page: 1000,
+            },
+            SupplyDef {
+                descr: "Maintenance Kit",
+                class: 3,
+                kind: 1,
+                unit: 7,
+                max: 200_000,
+                colorant: 0,
+                milli_per_page: 1000,
+            },
         ],
         trays: &[("Tray 1", 550), ("MP Feeder", 100)],
         pages_per_hour: 120,
@@ -58,12 +82,60 @@ pub const MODELS: &[Model] = &[
         enterprise: 641,
         colorants: &["cyan", "magenta", "yellow", "black"],
         supplies: &[
-            SupplyDef { descr: "Cyan Toner", class: 3, kind: 3, unit: 19, max: 100, colorant: 1, milli_per_page: 10 },
-            SupplyDef { descr: "Magenta Toner", class: 3, kind: 3, unit: 19, max: 100, colorant: 2, milli_per_page: 12 },
-            SupplyDef { descr: "Yellow Toner", class: 3, kind: 3, unit: 19, max: 100, colorant: 3, milli_per_page: 9 },
-            SupplyDef { descr: "Black Toner", class: 3, kind: 3, unit: 19, max: 100, colorant: 4, milli_per_page: 15 },
-            SupplyDef { descr: "Waste Toner Bottle", class: 4, kind: 4, unit: 7, max: 90_000, colorant: 0, milli_per_page: 1000 },
-            SupplyDef { descr: "Fuser", class: 3, kind: 15, unit: 7, max: 150_000, colorant: 0, milli_per_page: 1000 },
+            SupplyDef {
+                descr: "Cyan Toner",
+                class: 3,
+                kind: 3,
+                unit: 19,
+                max: 100,
+                colorant: 1,
+                milli_per_page: 10,
+            },
+            SupplyDef {
+                descr: "Magenta Toner",
+                class: 3,
+                kind: 3,
+                unit: 19,
+                max: 100,
+                colorant: 2,
+                milli_per_page: 12,
+            },
+            SupplyDef {
+                descr: "Yellow Toner",
+                class: 3,
+                kind: 3,
+                unit: 19,
+                max: 100,
+                colorant: 3,
+                milli_per_page: 9,
+            },
+            SupplyDef {
+                descr: "Black Toner",
+                class: 3,
+                kind: 3,
+                unit: 19,
+                max: 100,
+                colorant: 4,
+                milli_per_page: 15,
+            },
+            SupplyDef {
+                descr: "Waste Toner Bottle",
+                class: 4,
+                kind: 4,
+                unit: 7,
+                max: 90_000,
+                colorant: 0,
+                milli_per_page: 1000,
+            },
+            SupplyDef {
+                descr: "Fuser",
+                class: 3,
+                kind: 15,
+                unit: 7,
+                max: 150_000,
+                colorant: 0,
+                milli_per_page: 1000,
+            },
         ],
         trays: &[("Tray 1", 550), ("Tray 2", 550), ("Bypass", 100)],
         pages_per_hour: 90,
@@ -72,13 +144,45 @@ pub const MODELS: &[Model] = &[
         code: "INK",
         manufacturer: "Acme Imaging",
         model: "OfficeJet Pro 910",
-        enterprise: 11,
+        enterprise: 641,
         colorants: &["cyan", "magenta", "yellow", "black"],
         supplies: &[
-            SupplyDef { descr: "Cyan Ink", class: 3, kind: 6, unit: 19, max: 100, colorant: 1, milli_per_page: 25 },
-            SupplyDef { descr: "Magenta Ink", class: 3, kind: 6, unit: 19, max: 100, colorant: 2, milli_per_page: 25 },
-            SupplyDef { descr: "Yellow Ink", class: 3, kind: 6, unit: 19, max: 100, colorant: 3, milli_per_page: 25 },
-            SupplyDef { descr: "Black Ink", class: 3, kind: 6, unit: 19, max: 100, colorant: 4, milli_per_page: 40 },
+            SupplyDef {
+                descr: "Cyan Ink",
+                class: 3,
+                kind: 6,
+                unit: 19,
+                max: 100,
+                colorant: 1,
+                milli_per_page: 25,
+            },
+            SupplyDef {
+                descr: "Magenta Ink",
+                class: 3,
+                kind: 6,
+                unit: 19,
+                max: 100,
+                colorant: 2,
+                milli_per_page: 25,
+            },
+            SupplyDef {
+                descr: "Yellow Ink",
+                class: 3,
+                kind: 6,
+                unit: 19,
+                max: 100,
+                colorant: 3,
+                milli_per_page: 25,
+            },
+            SupplyDef {
+                descr: "Black Ink",
+                class: 3,
+                kind: 6,
+                unit: 19,
+                max: 100,
+                colorant: 4,
+                milli_per_page: 40,
+            },
         ],
         trays: &[("Main Tray", 250)],
         pages_per_hour: 40,
@@ -124,8 +228,17 @@ impl Template {
             d.insert(o(oid), kind);
             v.push((o(oid), Value::Null));
         };
-        v.push((o("1.3.6.1.2.1.1.1.0"), s(&format!("{} {} version FA.1.0.4 kernel 5.10", model.manufacturer, model.model))));
-        v.push((o("1.3.6.1.2.1.1.2.0"), Value::ObjectId(o(&format!("1.3.6.1.4.1.{}.1.{}", model.enterprise, 4200)))));
+        v.push((
+            o("1.3.6.1.2.1.1.1.0"),
+            s(&format!(
+                "{} {} version FA.1.0.4 kernel 5.10",
+                model.manufacturer, model.model
+            )),
+        ));
+        v.push((
+            o("1.3.6.1.2.1.1.2.0"),
+            Value::ObjectId(o(&format!("1.3.6.1.4.1.{}.1.{}", model.enterprise, 4200))),
+        ));
         dynamic("1.3.6.1.2.1.1.3.0", Dynamic::Uptime, &mut v);
         v.push((o("1.3.6.1.2.1.1.4.0"), s("helpdesk@example.test")));
         dynamic("1.3.6.1.2.1.1.5.0", Dynamic::SysName, &mut v);
@@ -133,8 +246,14 @@ impl Template {
         v.push((o("1.3.6.1.2.1.2.2.1.3.1"), Value::Integer(6)));
         dynamic("1.3.6.1.2.1.2.2.1.6.1", Dynamic::Mac, &mut v);
         dynamic("1.3.6.1.2.1.25.1.1.0", Dynamic::Uptime, &mut v);
-        v.push((o("1.3.6.1.2.1.25.3.2.1.2.1"), Value::ObjectId(o("1.3.6.1.2.1.25.3.1.5"))));
-        v.push((o("1.3.6.1.2.1.25.3.2.1.3.1"), s(&format!("{} {}", model.manufacturer, model.model))));
+        v.push((
+            o("1.3.6.1.2.1.25.3.2.1.2.1"),
+            Value::ObjectId(o("1.3.6.1.2.1.25.3.1.5")),
+        ));
+        v.push((
+            o("1.3.6.1.2.1.25.3.2.1.3.1"),
+            s(&format!("{} {}", model.manufacturer, model.model)),
+        ));
         dynamic("1.3.6.1.2.1.25.3.2.1.5.1", Dynamic::DeviceStatus, &mut v);
         v.push((o("1.3.6.1.2.1.25.3.5.1.1.1"), Value::Integer(3)));
         dynamic("1.3.6.1.2.1.25.3.5.1.2.1", Dynamic::ErrorState, &mut v);
@@ -142,37 +261,89 @@ impl Template {
         dynamic("1.3.6.1.2.1.43.5.1.1.17.1", Dynamic::Serial, &mut v);
         for (i, (name, max)) in model.trays.iter().enumerate() {
             let ix = i + 1;
-            v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.2.1.{ix}")), Value::Integer(if i == 0 { 4 } else { 5 })));
-            v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.8.1.{ix}")), Value::Integer(8)));
-            v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.9.1.{ix}")), Value::Integer(*max)));
-            v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.10.1.{ix}")), Value::Integer(if i == 0 { max / 2 } else { -3 })));
-            v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.11.1.{ix}")), Value::Integer(0)));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.8.2.1.2.1.{ix}")),
+                Value::Integer(if i == 0 { 4 } else { 5 }),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.8.2.1.8.1.{ix}")),
+                Value::Integer(8),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.8.2.1.9.1.{ix}")),
+                Value::Integer(*max),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.8.2.1.10.1.{ix}")),
+                Value::Integer(if i == 0 { max / 2 } else { -3 }),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.8.2.1.11.1.{ix}")),
+                Value::Integer(0),
+            ));
             v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.12.1.{ix}")), s("A4")));
             v.push((o(&format!("1.3.6.1.2.1.43.8.2.1.13.1.{ix}")), s(name)));
         }
         v.push((o("1.3.6.1.2.1.43.10.2.1.3.1.1"), Value::Integer(7)));
         dynamic("1.3.6.1.2.1.43.10.2.1.4.1.1", Dynamic::LifeCount, &mut v);
         dynamic("1.3.6.1.2.1.43.10.2.1.5.1.1", Dynamic::PowerOnCount, &mut v);
-        v.push((o("1.3.6.1.2.1.43.10.2.1.6.1.1"), Value::Integer(model.colorants.len() as i64)));
+        v.push((
+            o("1.3.6.1.2.1.43.10.2.1.6.1.1"),
+            Value::Integer(model.colorants.len() as i64),
+        ));
         for (i, sd) in model.supplies.iter().enumerate() {
             let ix = i + 1;
-            v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.3.1.{ix}")), Value::Integer(sd.colorant)));
-            v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.4.1.{ix}")), Value::Integer(sd.class)));
-            v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.5.1.{ix}")), Value::Integer(sd.kind)));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.3.1.{ix}")),
+                Value::Integer(sd.colorant),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.4.1.{ix}")),
+                Value::Integer(sd.class),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.5.1.{ix}")),
+                Value::Integer(sd.kind),
+            ));
             v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.6.1.{ix}")), s(sd.descr)));
-            v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.7.1.{ix}")), Value::Integer(sd.unit)));
-            v.push((o(&format!("1.3.6.1.2.1.43.11.1.1.8.1.{ix}")), Value::Integer(sd.max)));
-            dynamic(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{ix}"), Dynamic::SupplyLevel(i), &mut v);
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.7.1.{ix}")),
+                Value::Integer(sd.unit),
+            ));
+            v.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.8.1.{ix}")),
+                Value::Integer(sd.max),
+            ));
+            dynamic(
+                &format!("1.3.6.1.2.1.43.11.1.1.9.1.{ix}"),
+                Dynamic::SupplyLevel(i),
+                &mut v,
+            );
         }
         for (i, c) in model.colorants.iter().enumerate() {
             v.push((o(&format!("1.3.6.1.2.1.43.12.1.1.4.1.{}", i + 1)), s(c)));
         }
         v.push((o("1.3.6.1.2.1.43.16.5.1.2.1.1"), s("Ready")));
+        v.push((
+            o("1.3.6.1.4.1.2699.1.2.1.2.1.1.3.1"),
+            s(&format!(
+                "MFG:{};MDL:{};CLS:PRINTER;",
+                model.manufacturer, model.model
+            )),
+        ));
         // One alert row that shows the lowest supply when it runs low (binary event).
-        dynamic("1.3.6.1.2.1.43.18.1.1.2.1.1", Dynamic::AlertSeverity, &mut v);
+        dynamic(
+            "1.3.6.1.2.1.43.18.1.1.2.1.1",
+            Dynamic::AlertSeverity,
+            &mut v,
+        );
         v.push((o("1.3.6.1.2.1.43.18.1.1.3.1.1"), Value::Integer(4)));
         v.push((o("1.3.6.1.2.1.43.18.1.1.4.1.1"), Value::Integer(11)));
-        dynamic("1.3.6.1.2.1.43.18.1.1.5.1.1", Dynamic::AlertGroupIndex, &mut v);
+        dynamic(
+            "1.3.6.1.2.1.43.18.1.1.5.1.1",
+            Dynamic::AlertGroupIndex,
+            &mut v,
+        );
         v.push((o("1.3.6.1.2.1.43.18.1.1.6.1.1"), Value::Integer(-1)));
         dynamic("1.3.6.1.2.1.43.18.1.1.7.1.1", Dynamic::AlertCode, &mut v);
         dynamic("1.3.6.1.2.1.43.18.1.1.8.1.1", Dynamic::AlertDescr, &mut v);
@@ -261,7 +432,8 @@ impl SynthPrinter {
     }
 
     fn pages(&self) -> i64 {
-        self.base_pages + (self.sim_secs() * self.template.model.pages_per_hour as f64 / 3600.0) as i64
+        self.base_pages
+            + (self.sim_secs() * self.template.model.pages_per_hour as f64 / 3600.0) as i64
     }
 
     fn printed_since_start(&self) -> i64 {
@@ -296,16 +468,31 @@ impl SynthPrinter {
         Some(match kind {
             Dynamic::Uptime => Value::TimeTicks(ticks() as u32),
             Dynamic::Serial => Value::OctetString(self.serial().into_bytes()),
-            Dynamic::SysName => Value::OctetString(format!("sim-{}-{:05}", self.template.model.code.to_lowercase(), self.index).into_bytes()),
+            Dynamic::SysName => Value::OctetString(
+                format!(
+                    "sim-{}-{:05}",
+                    self.template.model.code.to_lowercase(),
+                    self.index
+                )
+                .into_bytes(),
+            ),
             Dynamic::Mac => {
                 let b = self.index.to_be_bytes();
                 Value::OctetString(vec![0x02, 0xfa, b[0], b[1], b[2], b[3]])
             }
-            Dynamic::LifeCount => Value::Counter32((self.pages() as u64 % (u64::from(u32::MAX) + 1)) as u32),
+            Dynamic::LifeCount => {
+                Value::Counter32((self.pages() as u64 % (u64::from(u32::MAX) + 1)) as u32)
+            }
             Dynamic::PowerOnCount => Value::Counter32(self.printed_since_start() as u32),
             Dynamic::SupplyLevel(i) => Value::Integer(self.level(i)),
-            Dynamic::DeviceStatus => Value::Integer(if self.low_supply().is_some() { 3 } else { 2 }),
-            Dynamic::ErrorState => Value::OctetString(if self.low_supply().is_some() { vec![0x20, 0x00] } else { vec![0x00, 0x00] }),
+            Dynamic::DeviceStatus => {
+                Value::Integer(if self.low_supply().is_some() { 3 } else { 2 })
+            }
+            Dynamic::ErrorState => Value::OctetString(if self.low_supply().is_some() {
+                vec![0x20, 0x00]
+            } else {
+                vec![0x00, 0x00]
+            }),
             Dynamic::AlertSeverity => {
                 self.low_supply()?;
                 Value::Integer(5)
@@ -314,7 +501,13 @@ impl SynthPrinter {
             Dynamic::AlertCode => {
                 let (i, _) = self.low_supply()?;
                 let sd = &self.template.model.supplies[i];
-                Value::Integer(if sd.class == 4 { 1107 } else if sd.kind == 6 { 1105 } else { 1104 })
+                Value::Integer(if sd.class == 4 {
+                    1107
+                } else if sd.kind == 6 {
+                    1105
+                } else {
+                    1104
+                })
             }
             Dynamic::AlertDescr => {
                 let (i, _) = self.low_supply()?;
@@ -381,7 +574,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn counters_advance_and_supplies_fall_with_time() {
         let t = Template::new(&MODELS[0]);
-        let p = SynthPrinter::new(t, 7, SynthParams { speed: 3600.0, seed: 1 });
+        let p = SynthPrinter::new(
+            t,
+            7,
+            SynthParams {
+                speed: 3600.0,
+                seed: 1,
+            },
+        );
         let life = o("1.3.6.1.2.1.43.10.2.1.4.1.1");
         let toner = o("1.3.6.1.2.1.43.11.1.1.9.1.1");
         let c0 = p.get(&life).unwrap().as_u64().unwrap();
@@ -391,16 +591,36 @@ mod tests {
         let l1 = p.get(&toner).unwrap().as_i64().unwrap();
         // 10 real s at 3600x = 10 simulated hours = 1200 pages on this model.
         assert_eq!(c1 - c0, 1200);
-        assert!(l1 < l0 || l1 > 14_000, "toner fell or was replaced: {l0} -> {l1}");
+        assert!(
+            l1 < l0 || l1 > 14_000,
+            "toner fell or was replaced: {l0} -> {l1}"
+        );
         assert_eq!(p.get(&o("1.3.6.1.2.1.43.5.1.1.17.1.0")), None);
-        assert_eq!(p.get(&o("1.3.6.1.2.1.43.5.1.1.17.1")), Some(Value::OctetString(b"FAMLX0000007".to_vec())));
+        assert_eq!(
+            p.get(&o("1.3.6.1.2.1.43.5.1.1.17.1")),
+            Some(Value::OctetString(b"FAMLX0000007".to_vec()))
+        );
     }
 
     #[test]
     fn printers_differ_and_walks_are_ordered() {
         let t = Template::new(&MODELS[1]);
-        let a = SynthPrinter::new(t.clone(), 1, SynthParams { speed: 1.0, seed: 9 });
-        let b = SynthPrinter::new(t, 2, SynthParams { speed: 1.0, seed: 9 });
+        let a = SynthPrinter::new(
+            t.clone(),
+            1,
+            SynthParams {
+                speed: 1.0,
+                seed: 9,
+            },
+        );
+        let b = SynthPrinter::new(
+            t,
+            2,
+            SynthParams {
+                speed: 1.0,
+                seed: 9,
+            },
+        );
         let sys_name = o("1.3.6.1.2.1.1.5.0");
         assert_ne!(a.get(&sys_name), b.get(&sys_name));
         let mut cur = o("1.3");

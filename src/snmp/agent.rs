@@ -2,12 +2,13 @@
 //! semantics, v1 error mapping) and the authoritative USM engine for v3 requests.
 //! Used by the printer simulator and by the in-memory fake client.
 
+use super::ber::Writer;
 use super::message::{
-    self, MsgData, Pdu, PduType, ScopedPdu, UsmParams, V3Out, Version, error_status, flags, parse_v3,
+    self, MsgData, Pdu, PduType, ScopedPdu, UsmParams, V3Out, Version, error_status, flags,
+    parse_v3,
 };
 use super::usm::{self, LocalizedKeys};
 use super::{Oid, UsmUser, Value, VarBind};
-use super::ber::Writer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -103,13 +104,19 @@ impl WritableView {
 
 impl MibStore for WritableView {
     fn get(&self, oid: &Oid) -> Option<Value> {
-        self.overlay.get(oid).cloned().or_else(|| self.base.get(oid))
+        self.overlay
+            .get(oid)
+            .cloned()
+            .or_else(|| self.base.get(oid))
     }
     fn next(&self, oid: &Oid) -> Option<(Oid, Value)> {
         let b = self.base.after(oid).cloned();
         let o = self
             .overlay
-            .range((std::ops::Bound::Excluded(oid.clone()), std::ops::Bound::Unbounded))
+            .range((
+                std::ops::Bound::Excluded(oid.clone()),
+                std::ops::Bound::Unbounded,
+            ))
             .next()
             .map(|(k, v)| (k.clone(), v.clone()));
         match (b, o) {
@@ -175,7 +182,12 @@ fn v1_status(s: i32) -> i32 {
 
 /// Answers one request PDU from `store`, limiting the response to `max_size` octets.
 /// Returns `None` for PDU types an agent does not answer.
-pub fn respond(store: &mut dyn MibStore, version: Version, req: &Pdu, max_size: usize) -> Option<Pdu> {
+pub fn respond(
+    store: &mut dyn MibStore,
+    version: Version,
+    req: &Pdu,
+    max_size: usize,
+) -> Option<Pdu> {
     let v1 = version == Version::V1;
     let budget = max_size.saturating_sub(HEADER_ALLOWANCE);
     let ok = |varbinds| error_pdu(req, 0, 0, varbinds);
@@ -183,11 +195,18 @@ pub fn respond(store: &mut dyn MibStore, version: Version, req: &Pdu, max_size: 
         PduType::Get => {
             let mut out = Vec::with_capacity(req.varbinds.len());
             for (i, vb) in req.varbinds.iter().enumerate() {
-                let v = store.get(&vb.oid).filter(|v| !(v1 && matches!(v, Value::Counter64(_))));
+                let v = store
+                    .get(&vb.oid)
+                    .filter(|v| !(v1 && matches!(v, Value::Counter64(_))));
                 match v {
                     Some(v) => out.push(VarBind::new(vb.oid.clone(), v)),
                     None if v1 => {
-                        return Some(error_pdu(req, error_status::NO_SUCH_NAME, i as i32 + 1, req.varbinds.clone()));
+                        return Some(error_pdu(
+                            req,
+                            error_status::NO_SUCH_NAME,
+                            i as i32 + 1,
+                            req.varbinds.clone(),
+                        ));
                     }
                     None => out.push(VarBind::new(vb.oid.clone(), Value::NoSuchInstance)),
                 }
@@ -200,7 +219,12 @@ pub fn respond(store: &mut dyn MibStore, version: Version, req: &Pdu, max_size: 
                 match next_for(store, &vb.oid, v1) {
                     Some((o, v)) => out.push(VarBind::new(o, v)),
                     None if v1 => {
-                        return Some(error_pdu(req, error_status::NO_SUCH_NAME, i as i32 + 1, req.varbinds.clone()));
+                        return Some(error_pdu(
+                            req,
+                            error_status::NO_SUCH_NAME,
+                            i as i32 + 1,
+                            req.varbinds.clone(),
+                        ));
                     }
                     None => out.push(VarBind::new(vb.oid.clone(), Value::EndOfMibView)),
                 }
@@ -209,7 +233,12 @@ pub fn respond(store: &mut dyn MibStore, version: Version, req: &Pdu, max_size: 
         }
         PduType::GetBulk => {
             if v1 {
-                return Some(error_pdu(req, error_status::GEN_ERR, 0, req.varbinds.clone()));
+                return Some(error_pdu(
+                    req,
+                    error_status::GEN_ERR,
+                    0,
+                    req.varbinds.clone(),
+                ));
             }
             let n = req.varbinds.len();
             let nr = usize::try_from(req.error_status.max(0)).unwrap_or(0).min(n);
@@ -391,7 +420,15 @@ impl UsmAgent {
         self.started.elapsed().as_secs().min(i32::MAX as u64) as u32 + 1
     }
 
-    fn report(&self, msg_id: i32, request_id: i32, user: &[u8], stat: &[u32], count: u32, keys: Option<&LocalizedKeys>) -> Vec<u8> {
+    fn report(
+        &self,
+        msg_id: i32,
+        request_id: i32,
+        user: &[u8],
+        stat: &[u32],
+        count: u32,
+        keys: Option<&LocalizedKeys>,
+    ) -> Vec<u8> {
         let scoped = ScopedPdu {
             context_engine_id: self.engine_id.clone(),
             context_name: Vec::new(),
@@ -443,27 +480,60 @@ impl UsmAgent {
                 return V3Incoming::Drop;
             }
             let n = bump(&self.stats.unknown_engine_ids);
-            return V3Incoming::Reply(self.report(p.msg_id, plain_req_id, &p.usm.user, usm::stats::UNKNOWN_ENGINE_IDS, n, None));
+            return V3Incoming::Reply(self.report(
+                p.msg_id,
+                plain_req_id,
+                &p.usm.user,
+                usm::stats::UNKNOWN_ENGINE_IDS,
+                n,
+                None,
+            ));
         }
         let Some(au) = self.users.get(&p.usm.user) else {
             let n = bump(&self.stats.unknown_user_names);
             return if reportable {
-                V3Incoming::Reply(self.report(p.msg_id, plain_req_id, &p.usm.user, usm::stats::UNKNOWN_USER_NAMES, n, None))
+                V3Incoming::Reply(self.report(
+                    p.msg_id,
+                    plain_req_id,
+                    &p.usm.user,
+                    usm::stats::UNKNOWN_USER_NAMES,
+                    n,
+                    None,
+                ))
             } else {
                 V3Incoming::Drop
             };
         };
         let has_auth = au.keys.auth.is_some();
         let has_priv = au.keys.privacy.is_some();
-        if (want_auth && !has_auth) || (want_priv && !has_priv) || (want_priv && !want_auth) || (has_auth && !want_auth) || (has_priv && !want_priv) {
+        if (want_auth && !has_auth)
+            || (want_priv && !has_priv)
+            || (want_priv && !want_auth)
+            || (has_auth && !want_auth)
+            || (has_priv && !want_priv)
+        {
             let n = bump(&self.stats.unsupported_sec_levels);
-            return V3Incoming::Reply(self.report(p.msg_id, plain_req_id, &p.usm.user, usm::stats::UNSUPPORTED_SEC_LEVELS, n, None));
+            return V3Incoming::Reply(self.report(
+                p.msg_id,
+                plain_req_id,
+                &p.usm.user,
+                usm::stats::UNSUPPORTED_SEC_LEVELS,
+                n,
+                None,
+            ));
         }
         if want_auth {
             let (proto, key) = au.keys.auth.as_ref().expect("checked above");
             if !message::verify_auth(bytes, &p, *proto, key) {
                 let n = bump(&self.stats.wrong_digests);
-                return V3Incoming::Reply(self.report(p.msg_id, plain_req_id, &p.usm.user, usm::stats::WRONG_DIGESTS, n, None));
+                return V3Incoming::Reply(self.report(
+                    p.msg_id,
+                    plain_req_id,
+                    &p.usm.user,
+                    usm::stats::WRONG_DIGESTS,
+                    n,
+                    None,
+                ));
             }
             let now = self.time();
             if p.usm.boots != self.boots || now.abs_diff(p.usm.time) > 150 {
@@ -489,7 +559,14 @@ impl UsmAgent {
         };
         let Some(scoped) = scoped else {
             let n = bump(&self.stats.decryption_errors);
-            return V3Incoming::Reply(self.report(p.msg_id, 0, &p.usm.user, usm::stats::DECRYPTION_ERRORS, n, Some(&au.keys)));
+            return V3Incoming::Reply(self.report(
+                p.msg_id,
+                0,
+                &p.usm.user,
+                usm::stats::DECRYPTION_ERRORS,
+                n,
+                Some(&au.keys),
+            ));
         };
         let _ = &au.user;
         V3Incoming::Request(V3Request {
@@ -497,14 +574,19 @@ impl UsmAgent {
             pdu: scoped.pdu,
             user: p.usm.user.clone(),
             level: (want_auth, want_priv),
-            max_size: usize::try_from(p.max_size.max(484)).unwrap_or(65507).min(65507),
+            max_size: usize::try_from(p.max_size.max(484))
+                .unwrap_or(65507)
+                .min(65507),
             msg_id: p.msg_id,
         })
     }
 
     /// Encodes the response to a request accepted by [`UsmAgent::incoming`].
     pub fn encode_response(&self, req: &V3Request, response: &Pdu) -> Vec<u8> {
-        let au = self.users.get(&req.user).expect("request came from a known user");
+        let au = self
+            .users
+            .get(&req.user)
+            .expect("request came from a known user");
         let scoped = ScopedPdu {
             context_engine_id: self.engine_id.clone(),
             context_name: req.context_name.clone(),
@@ -537,7 +619,10 @@ mod tests {
     fn view() -> MibView {
         let o = |s: &str| s.parse::<Oid>().unwrap();
         MibView::new(vec![
-            (o("1.3.6.1.2.1.1.1.0"), Value::OctetString(b"printer".to_vec())),
+            (
+                o("1.3.6.1.2.1.1.1.0"),
+                Value::OctetString(b"printer".to_vec()),
+            ),
             (o("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(100)),
             (o("1.3.6.1.2.1.43.11.1.1.9.1.1"), Value::Integer(40)),
             (o("1.3.6.1.2.1.43.11.1.1.9.1.2"), Value::Integer(-3)),
@@ -552,41 +637,112 @@ mod tests {
             request_id: 9,
             error_status: nr,
             error_index: mr,
-            varbinds: oids.iter().map(|s| VarBind::null(s.parse().unwrap())).collect(),
+            varbinds: oids
+                .iter()
+                .map(|s| VarBind::null(s.parse().unwrap()))
+                .collect(),
         }
     }
 
     #[test]
     fn get_and_getnext_follow_rfc3416() {
         let mut v = view();
-        let r = respond(&mut v, Version::V2c, &req(PduType::Get, 0, 0, &["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"]), 65507).unwrap();
+        let r = respond(
+            &mut v,
+            Version::V2c,
+            &req(
+                PduType::Get,
+                0,
+                0,
+                &["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"],
+            ),
+            65507,
+        )
+        .unwrap();
         assert_eq!(r.varbinds[0].value, Value::OctetString(b"printer".to_vec()));
         assert_eq!(r.varbinds[1].value, Value::NoSuchInstance);
-        let r = respond(&mut v, Version::V2c, &req(PduType::GetNext, 0, 0, &["1.3.6.1.2.1.43"]), 65507).unwrap();
+        let r = respond(
+            &mut v,
+            Version::V2c,
+            &req(PduType::GetNext, 0, 0, &["1.3.6.1.2.1.43"]),
+            65507,
+        )
+        .unwrap();
         assert_eq!(r.varbinds[0].value, Value::Integer(40));
-        let r = respond(&mut v, Version::V2c, &req(PduType::GetNext, 0, 0, &["1.3.6.1.4.1.1.1"]), 65507).unwrap();
+        let r = respond(
+            &mut v,
+            Version::V2c,
+            &req(PduType::GetNext, 0, 0, &["1.3.6.1.4.1.1.1"]),
+            65507,
+        )
+        .unwrap();
         assert_eq!(r.varbinds[0].value, Value::EndOfMibView);
     }
 
     #[test]
     fn v1_maps_missing_to_no_such_name_and_hides_counter64() {
         let mut v = view();
-        let r = respond(&mut v, Version::V1, &req(PduType::Get, 0, 0, &["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"]), 65507).unwrap();
-        assert_eq!((r.error_status, r.error_index), (error_status::NO_SUCH_NAME, 2));
-        let r = respond(&mut v, Version::V1, &req(PduType::GetNext, 0, 0, &["1.3.6.1.2.1.43.11.1.1.9.1.2"]), 65507).unwrap();
+        let r = respond(
+            &mut v,
+            Version::V1,
+            &req(
+                PduType::Get,
+                0,
+                0,
+                &["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"],
+            ),
+            65507,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.error_status, r.error_index),
+            (error_status::NO_SUCH_NAME, 2)
+        );
+        let r = respond(
+            &mut v,
+            Version::V1,
+            &req(PduType::GetNext, 0, 0, &["1.3.6.1.2.1.43.11.1.1.9.1.2"]),
+            65507,
+        )
+        .unwrap();
         assert_eq!(r.error_status, error_status::NO_SUCH_NAME);
     }
 
     #[test]
     fn getbulk_repeats_and_truncates_to_fit() {
         let mut v = view();
-        let r = respond(&mut v, Version::V2c, &req(PduType::GetBulk, 1, 10, &["1.3.6.1.2.1.1", "1.3.6.1.2.1.43"]), 65507).unwrap();
+        let r = respond(
+            &mut v,
+            Version::V2c,
+            &req(
+                PduType::GetBulk,
+                1,
+                10,
+                &["1.3.6.1.2.1.1", "1.3.6.1.2.1.43"],
+            ),
+            65507,
+        )
+        .unwrap();
         // 1 non-repeater + repetitions until every repeater reached the end of the view.
         assert_eq!(r.varbinds[0].oid.to_string(), "1.3.6.1.2.1.1.1.0");
         let rest: Vec<_> = r.varbinds[1..].iter().map(|v| v.oid.to_string()).collect();
-        assert_eq!(rest, ["1.3.6.1.2.1.43.11.1.1.9.1.1", "1.3.6.1.2.1.43.11.1.1.9.1.2", "1.3.6.1.4.1.1.1", "1.3.6.1.4.1.1.1"]);
+        assert_eq!(
+            rest,
+            [
+                "1.3.6.1.2.1.43.11.1.1.9.1.1",
+                "1.3.6.1.2.1.43.11.1.1.9.1.2",
+                "1.3.6.1.4.1.1.1",
+                "1.3.6.1.4.1.1.1"
+            ]
+        );
         assert_eq!(r.varbinds.last().unwrap().value, Value::EndOfMibView);
-        let small = respond(&mut v, Version::V2c, &req(PduType::GetBulk, 0, 10, &["1.3.6.1"]), HEADER_ALLOWANCE + 40).unwrap();
+        let small = respond(
+            &mut v,
+            Version::V2c,
+            &req(PduType::GetBulk, 0, 10, &["1.3.6.1"]),
+            HEADER_ALLOWANCE + 40,
+        )
+        .unwrap();
         assert_eq!(small.error_status, 0);
         assert!(!small.varbinds.is_empty() && small.varbinds.len() < 4);
     }
@@ -600,12 +756,28 @@ mod tests {
             request_id: 1,
             error_status: 0,
             error_index: 0,
-            varbinds: vec![VarBind::new("1.3.6.1.2.1.1.1.0".parse().unwrap(), Value::OctetString(b"new".to_vec()))],
+            varbinds: vec![VarBind::new(
+                "1.3.6.1.2.1.1.1.0".parse().unwrap(),
+                Value::OctetString(b"new".to_vec()),
+            )],
         };
-        assert_eq!(respond(&mut w, Version::V2c, &set, 65507).unwrap().error_status, 0);
-        assert_eq!(w.get(&"1.3.6.1.2.1.1.1.0".parse().unwrap()), Some(Value::OctetString(b"new".to_vec())));
+        assert_eq!(
+            respond(&mut w, Version::V2c, &set, 65507)
+                .unwrap()
+                .error_status,
+            0
+        );
+        assert_eq!(
+            w.get(&"1.3.6.1.2.1.1.1.0".parse().unwrap()),
+            Some(Value::OctetString(b"new".to_vec()))
+        );
         let mut bad = set.clone();
         bad.varbinds[0].oid = "1.3.6.1.2.1.43.11.1.1.9.1.1".parse().unwrap();
-        assert_eq!(respond(&mut w, Version::V2c, &bad, 65507).unwrap().error_status, error_status::NOT_WRITABLE);
+        assert_eq!(
+            respond(&mut w, Version::V2c, &bad, 65507)
+                .unwrap()
+                .error_status,
+            error_status::NOT_WRITABLE
+        );
     }
 }

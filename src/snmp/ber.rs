@@ -381,7 +381,20 @@ mod tests {
 
     #[test]
     fn integers_round_trip() {
-        for v in [0i64, 1, -1, 127, 128, -128, -129, 255, 256, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            255,
+            256,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut w = Writer::default();
             w.integer(v);
             let mut r = Reader::new(&w.buf);

@@ -60,7 +60,9 @@ struct EngineState {
 impl EngineState {
     fn clock(&self) -> (u32, u32) {
         let elapsed = self.learned_at.elapsed().as_secs();
-        let t = u64::from(self.time).saturating_add(elapsed).min(i32::MAX as u64) as u32;
+        let t = u64::from(self.time)
+            .saturating_add(elapsed)
+            .min(i32::MAX as u64) as u32;
         (self.boots, t)
     }
 }
@@ -107,8 +109,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         s.set_only_v6(true)?;
     }
     // A burst of replies from hundreds of printers must not overflow the default buffer.
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(1 << 20);
+    s.set_recv_buffer_size(4 << 20).ok();
+    s.set_send_buffer_size(1 << 20).ok();
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())
@@ -176,14 +178,23 @@ impl UdpClient {
         if v == 0 { 1 } else { v as i32 }
     }
 
-    async fn exchange(&self, target: &Target, id: i32, bytes: &[u8], hint: &'static str) -> Result<Vec<u8>, SnmpError> {
+    async fn exchange(
+        &self,
+        target: &Target,
+        id: i32,
+        bytes: &[u8],
+        hint: &'static str,
+    ) -> Result<Vec<u8>, SnmpError> {
         let shared = &self.inner.shared;
         let addr = normalize(target.addr);
         let sock = match addr {
             SocketAddr::V4(_) => &shared.sock4,
             SocketAddr::V6(_) => shared.sock6.as_ref().ok_or_else(|| SnmpError::Io {
                 target: target.addr,
-                source: std::io::Error::new(std::io::ErrorKind::Unsupported, "IPv6 is not available on this host"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "IPv6 is not available on this host",
+                ),
             })?,
         };
         let (tx, mut rx) = oneshot::channel();
@@ -226,7 +237,13 @@ impl UdpClient {
         })
     }
 
-    async fn request_community(&self, target: &Target, version: Version, community: &[u8], req: Request) -> Result<Pdu, SnmpError> {
+    async fn request_community(
+        &self,
+        target: &Target,
+        version: Version,
+        community: &[u8],
+        req: Request,
+    ) -> Result<Pdu, SnmpError> {
         let id = self.next_id();
         let pdu = to_pdu(id, req);
         let bytes = encode_community(version, community, &pdu);
@@ -240,7 +257,14 @@ impl UdpClient {
 
     async fn engine(&self, target: &Target) -> Result<EngineState, SnmpError> {
         let key = normalize(target.addr);
-        if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get(&key) {
+        if let Some(s) = self
+            .inner
+            .shared
+            .engines
+            .lock()
+            .expect("engines poisoned")
+            .get(&key)
+        {
             return Ok(s.clone());
         }
         // Engine discovery (RFC 3414 §4): an unauthenticated, empty GET with no user.
@@ -296,12 +320,24 @@ impl UdpClient {
 
     fn update_engine(&self, target: &Target, f: impl FnOnce(&mut EngineState)) {
         let key = normalize(target.addr);
-        if let Some(s) = self.inner.shared.engines.lock().expect("engines poisoned").get_mut(&key) {
+        if let Some(s) = self
+            .inner
+            .shared
+            .engines
+            .lock()
+            .expect("engines poisoned")
+            .get_mut(&key)
+        {
             f(s);
         }
     }
 
-    async fn request_usm(&self, target: &Target, user: &UsmUser, req: Request) -> Result<Pdu, SnmpError> {
+    async fn request_usm(
+        &self,
+        target: &Target,
+        user: &UsmUser,
+        req: Request,
+    ) -> Result<Pdu, SnmpError> {
         let mut resynced = false;
         let mut rediscovered = false;
         let want_auth = user.auth.is_some();
@@ -369,11 +405,18 @@ impl UdpClient {
                             what: "decryption (agent encrypted, we have no key)",
                         });
                     };
-                    scoped_bytes = usm::decrypt(*proto, key, parsed.usm.boots, parsed.usm.time, parsed.priv_params, c)
-                        .map_err(|_| SnmpError::BadResponse {
-                            target: target.addr,
-                            what: "decryption",
-                        })?;
+                    scoped_bytes = usm::decrypt(
+                        *proto,
+                        key,
+                        parsed.usm.boots,
+                        parsed.usm.time,
+                        parsed.priv_params,
+                        c,
+                    )
+                    .map_err(|_| SnmpError::BadResponse {
+                        target: target.addr,
+                        what: "decryption",
+                    })?;
                     ScopedPdu::decode(&scoped_bytes)
                 }
             }
@@ -382,11 +425,18 @@ impl UdpClient {
                 source,
             })?;
             if scoped.pdu.kind == PduType::Report {
-                let oid = scoped.pdu.varbinds.first().map(|v| v.oid.arcs().to_vec()).unwrap_or_default();
+                let oid = scoped
+                    .pdu
+                    .varbinds
+                    .first()
+                    .map(|v| v.oid.arcs().to_vec())
+                    .unwrap_or_default();
                 let usm_stat = |s: &[u32]| oid.as_slice() == s;
                 if usm_stat(usm::stats::NOT_IN_TIME_WINDOWS) {
                     if resynced {
-                        return Err(SnmpError::NotInTimeWindow { target: target.addr });
+                        return Err(SnmpError::NotInTimeWindow {
+                            target: target.addr,
+                        });
                     }
                     resynced = true;
                     let (b, t) = (parsed.usm.boots, parsed.usm.time);
@@ -425,7 +475,12 @@ impl UdpClient {
                         target: t,
                         reason: format!(
                             "unexpected report {}",
-                            scoped.pdu.varbinds.first().map(|v| v.oid.to_string()).unwrap_or_default()
+                            scoped
+                                .pdu
+                                .varbinds
+                                .first()
+                                .map(|v| v.oid.to_string())
+                                .unwrap_or_default()
                         ),
                     }
                 });
@@ -523,7 +578,7 @@ async fn receive_loop(shared: Arc<Shared>, v6: bool) {
         match waiter {
             Some(w) => {
                 shared.counters.received.fetch_add(1, Ordering::Relaxed);
-                let _ = w.tx.send(data.to_vec());
+                w.tx.send(data.to_vec()).ok();
             }
             None => {
                 shared.counters.stale.fetch_add(1, Ordering::Relaxed);

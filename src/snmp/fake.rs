@@ -30,7 +30,10 @@ impl FakeSnmp {
 
     /// Serves a custom store at `addr`.
     pub fn add_store(&self, addr: SocketAddr, store: Store) {
-        self.agents.lock().expect("fake poisoned").insert(addr, store);
+        self.agents
+            .lock()
+            .expect("fake poisoned")
+            .insert(addr, store);
     }
 
     /// Stops answering at `addr` (requests then time out).
@@ -46,7 +49,10 @@ impl FakeSnmp {
 
 impl SnmpClient for FakeSnmp {
     async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
-        self.log.lock().expect("fake poisoned").push((target.addr, request.clone()));
+        self.log
+            .lock()
+            .expect("fake poisoned")
+            .push((target.addr, request.clone()));
         let pdu = Pdu {
             kind: request.kind,
             request_id: 1,

@@ -398,12 +398,12 @@ pub fn encode_v3(out: &V3Out<'_>) -> Vec<u8> {
     }
     w.end(s);
     let mut bytes = w.buf;
-    if let Some((proto, key)) = auth {
-        if let Ok(parsed) = parse_v3(&bytes) {
-            let (off, len) = parsed.auth_params;
-            let mac = proto.mac(key, &bytes);
-            bytes[off..off + len].copy_from_slice(&mac[..len]);
-        }
+    if let Some((proto, key)) = auth
+        && let Ok(parsed) = parse_v3(&bytes)
+    {
+        let (off, len) = parsed.auth_params;
+        let mac = proto.mac(key, &bytes);
+        bytes[off..off + len].copy_from_slice(&mac[..len]);
     }
     bytes
 }
@@ -496,7 +496,12 @@ pub fn parse_v3(bytes: &[u8]) -> Result<ParsedV3<'_>, BerError> {
 }
 
 /// Checks the MAC of a received message with `key`.
-pub fn verify_auth(bytes: &[u8], parsed: &ParsedV3<'_>, proto: usm::AuthProtocol, key: &[u8]) -> bool {
+pub fn verify_auth(
+    bytes: &[u8],
+    parsed: &ParsedV3<'_>,
+    proto: usm::AuthProtocol,
+    key: &[u8],
+) -> bool {
     let (off, len) = parsed.auth_params;
     if len != proto.mac_len() {
         return false;
@@ -590,7 +595,9 @@ mod tests {
         assert_eq!(parsed.usm, usm);
         let (ap, ak) = keys.auth.clone().unwrap();
         assert!(verify_auth(&bytes, &parsed, ap, &ak));
-        let MsgData::Encrypted(c) = parsed.data else { panic!("expected encrypted data") };
+        let MsgData::Encrypted(c) = parsed.data else {
+            panic!("expected encrypted data")
+        };
         let (pp, pk) = keys.privacy.clone().unwrap();
         let plain = usm::decrypt(pp, &pk, 7, 99, parsed.priv_params, c).unwrap();
         assert_eq!(ScopedPdu::decode(&plain).unwrap(), scoped);
@@ -622,7 +629,9 @@ mod tests {
             scoped: &scoped,
         });
         let parsed = parse_v3(&bytes).unwrap();
-        let MsgData::Plain(p) = parsed.data else { panic!("expected plain data") };
+        let MsgData::Plain(p) = parsed.data else {
+            panic!("expected plain data")
+        };
         assert_eq!(ScopedPdu::decode(p).unwrap(), scoped);
     }
 }

@@ -152,7 +152,12 @@ impl UsmUser {
 
     /// Returns this user's keys localized to `engine_id`, computing them once per engine.
     pub fn keys_for(&self, engine_id: &[u8]) -> Arc<usm::LocalizedKeys> {
-        if let Some(k) = self.localized.lock().ok().and_then(|m| m.get(engine_id).cloned()) {
+        if let Some(k) = self
+            .localized
+            .lock()
+            .ok()
+            .and_then(|m| m.get(engine_id).cloned())
+        {
             return k;
         }
         let k = Arc::new(self.master_keys().localize(engine_id));
@@ -167,7 +172,9 @@ impl UsmUser {
         self.master.get_or_init(|| {
             MasterKeys::derive(
                 self.auth.as_ref().map(|(p, s)| (*p, s.expose().as_bytes())),
-                self.privacy.as_ref().map(|(p, s)| (*p, s.expose().as_bytes())),
+                self.privacy
+                    .as_ref()
+                    .map(|(p, s)| (*p, s.expose().as_bytes())),
                 self.extension,
             )
         })

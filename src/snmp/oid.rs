@@ -234,7 +234,12 @@ mod tests {
 
     #[test]
     fn ber_round_trip() {
-        for s in ["1.3.6.1.4.1.641.2.1.2.1.6.1", "2.999.3", "0.0", "1.3.6.1.4.1.4294967295"] {
+        for s in [
+            "1.3.6.1.4.1.641.2.1.2.1.6.1",
+            "2.999.3",
+            "0.0",
+            "1.3.6.1.4.1.4294967295",
+        ] {
             let o: Oid = s.parse().unwrap();
             let mut buf = Vec::new();
             o.encode_content(&mut buf);

@@ -108,7 +108,8 @@ impl AuthProtocol {
     /// Computes the truncated HMAC of `msg` with key `kul`.
     pub fn mac(self, kul: &[u8], msg: &[u8]) -> Vec<u8> {
         fn m<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
-            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .expect("HMAC takes any key length");
             mac.update(msg);
             mac.finalize().into_bytes().to_vec()
         }
@@ -135,7 +136,11 @@ impl FromStr for AuthProtocol {
             "sha256" => AuthProtocol::Sha256,
             "sha384" => AuthProtocol::Sha384,
             "sha512" => AuthProtocol::Sha512,
-            _ => return Err(format!("unknown auth protocol {s:?} (md5, sha1, sha224, sha256, sha384, sha512)")),
+            _ => {
+                return Err(format!(
+                    "unknown auth protocol {s:?} (md5, sha1, sha224, sha256, sha384, sha512)"
+                ));
+            }
         })
     }
 }
@@ -185,7 +190,11 @@ impl FromStr for PrivProtocol {
             "aes" | "aes128" => PrivProtocol::Aes128,
             "aes192" => PrivProtocol::Aes192,
             "aes256" => PrivProtocol::Aes256,
-            _ => return Err(format!("unknown privacy protocol {s:?} (des, aes128, aes192, aes256)")),
+            _ => {
+                return Err(format!(
+                    "unknown privacy protocol {s:?} (des, aes128, aes192, aes256)"
+                ));
+            }
         })
     }
 }
@@ -360,7 +369,7 @@ pub fn decrypt(
     }
     match proto {
         PrivProtocol::Des => {
-            if cipher.len() % 8 != 0 {
+            if !cipher.len().is_multiple_of(8) {
                 return Err("DES ciphertext is not a multiple of 8 octets");
             }
             let mut iv = [0u8; 8];
@@ -453,7 +462,8 @@ mod tests {
             (AuthProtocol::Sha512, PrivProtocol::Aes256),
         ] {
             for ext in [KeyExtension::Blumenthal, KeyExtension::Reeder] {
-                let mk = MasterKeys::derive(Some((ap, b"authpass123")), Some((pp, b"privpass123")), ext);
+                let mk =
+                    MasterKeys::derive(Some((ap, b"authpass123")), Some((pp, b"privpass123")), ext);
                 let keys = mk.localize(b"\x80\x00\x1f\x88\x04engine");
                 let (_, k) = keys.privacy.clone().unwrap();
                 assert!(k.len() >= pp.key_len());
@@ -467,8 +477,18 @@ mod tests {
 
     #[test]
     fn key_extension_methods_differ() {
-        let b = MasterKeys::derive(Some((AuthProtocol::Sha1, b"a1234567")), Some((PrivProtocol::Aes256, b"p1234567")), KeyExtension::Blumenthal).localize(b"eng");
-        let r = MasterKeys::derive(Some((AuthProtocol::Sha1, b"a1234567")), Some((PrivProtocol::Aes256, b"p1234567")), KeyExtension::Reeder).localize(b"eng");
+        let b = MasterKeys::derive(
+            Some((AuthProtocol::Sha1, b"a1234567")),
+            Some((PrivProtocol::Aes256, b"p1234567")),
+            KeyExtension::Blumenthal,
+        )
+        .localize(b"eng");
+        let r = MasterKeys::derive(
+            Some((AuthProtocol::Sha1, b"a1234567")),
+            Some((PrivProtocol::Aes256, b"p1234567")),
+            KeyExtension::Reeder,
+        )
+        .localize(b"eng");
         let (bk, rk) = (b.privacy.unwrap().1, r.privacy.unwrap().1);
         assert_eq!(bk[..20], rk[..20]);
         assert_ne!(bk[20..], rk[20..]);
@@ -476,7 +496,11 @@ mod tests {
 
     #[test]
     fn mac_lengths_follow_rfc7860() {
-        for (p, n) in [(AuthProtocol::Md5, 12), (AuthProtocol::Sha256, 24), (AuthProtocol::Sha512, 48)] {
+        for (p, n) in [
+            (AuthProtocol::Md5, 12),
+            (AuthProtocol::Sha256, 24),
+            (AuthProtocol::Sha512, 48),
+        ] {
             assert_eq!(p.mac(b"k", b"msg").len(), n);
         }
     }

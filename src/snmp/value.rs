@@ -1,7 +1,7 @@
 //! SNMP values and variable bindings (owned, so they outlive the datagram they came in).
 
-use super::ber::{self, BerError, Reader, Writer, tag};
 use super::Oid;
+use super::ber::{self, BerError, Reader, Writer, tag};
 use std::fmt;
 
 /// One SNMP value as carried in a variable binding.
@@ -143,19 +143,26 @@ impl Value {
                 .ok_or(bad("unsigned 32-bit value too wide"))
         };
         Ok(match t.tag {
-            tag::INTEGER => Value::Integer(ber::decode_i64(t.content).ok_or(bad("INTEGER too long"))?),
+            tag::INTEGER => {
+                Value::Integer(ber::decode_i64(t.content).ok_or(bad("INTEGER too long"))?)
+            }
             tag::OCTET_STRING => Value::OctetString(t.content.to_vec()),
             tag::NULL => Value::Null,
             tag::OID => Value::ObjectId(Oid::decode_content(t.content).map_err(bad)?),
             tag::IP_ADDRESS => {
-                let a: [u8; 4] = t.content.try_into().map_err(|_| bad("IpAddress is not 4 octets"))?;
+                let a: [u8; 4] = t
+                    .content
+                    .try_into()
+                    .map_err(|_| bad("IpAddress is not 4 octets"))?;
                 Value::IpAddress(a)
             }
             tag::COUNTER32 => Value::Counter32(u32_of(t.content)?),
             tag::GAUGE32 => Value::Gauge32(u32_of(t.content)?),
             tag::TIMETICKS => Value::TimeTicks(u32_of(t.content)?),
             tag::OPAQUE => Value::Opaque(t.content.to_vec()),
-            tag::COUNTER64 => Value::Counter64(ber::decode_u64(t.content).ok_or(bad("Counter64 too long"))?),
+            tag::COUNTER64 => {
+                Value::Counter64(ber::decode_u64(t.content).ok_or(bad("Counter64 too long"))?)
+            }
             tag::NO_SUCH_OBJECT => Value::NoSuchObject,
             tag::NO_SUCH_INSTANCE => Value::NoSuchInstance,
             tag::END_OF_MIB_VIEW => Value::EndOfMibView,
@@ -172,7 +179,11 @@ impl fmt::Debug for Value {
         match self {
             Value::Integer(v) => write!(f, "INTEGER: {v}"),
             Value::OctetString(b) => match std::str::from_utf8(b) {
-                Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') => {
+                Ok(s)
+                    if !s
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') =>
+                {
                     write!(f, "STRING: {s:?}")
                 }
                 _ => write!(f, "Hex-STRING: {}", hex(b)),

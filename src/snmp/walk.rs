@@ -23,7 +23,11 @@ fn agent_error(target: &Target, pdu: &Pdu) -> SnmpError {
 ///
 /// # Errors
 /// Transport, security and agent errors other than "no such object".
-pub async fn get<C: SnmpClient>(client: &C, target: &Target, oids: &[Oid]) -> Result<Vec<VarBind>, SnmpError> {
+pub async fn get<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    oids: &[Oid],
+) -> Result<Vec<VarBind>, SnmpError> {
     let mut ask: Vec<Oid> = oids.to_vec();
     loop {
         if ask.is_empty() {
@@ -41,8 +45,16 @@ pub async fn get<C: SnmpClient>(client: &C, target: &Target, oids: &[Oid]) -> Re
             )
             .await?;
         match pdu.error_status {
-            0 => return Ok(pdu.varbinds.into_iter().filter(|v| !v.value.is_exception()).collect()),
-            error_status::NO_SUCH_NAME if pdu.error_index >= 1 && (pdu.error_index as usize) <= ask.len() => {
+            0 => {
+                return Ok(pdu
+                    .varbinds
+                    .into_iter()
+                    .filter(|v| !v.value.is_exception())
+                    .collect());
+            }
+            error_status::NO_SUCH_NAME
+                if pdu.error_index >= 1 && (pdu.error_index as usize) <= ask.len() =>
+            {
                 ask.remove(pdu.error_index as usize - 1);
             }
             _ => return Err(agent_error(target, &pdu)),
@@ -55,9 +67,16 @@ pub async fn get<C: SnmpClient>(client: &C, target: &Target, oids: &[Oid]) -> Re
 ///
 /// # Errors
 /// Transport, security and agent errors, and looping agents.
-pub async fn walk<C: SnmpClient>(client: &C, target: &Target, root: &Oid) -> Result<Vec<VarBind>, SnmpError> {
+pub async fn walk<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    root: &Oid,
+) -> Result<Vec<VarBind>, SnmpError> {
     let c = collect(client, target, &[], std::slice::from_ref(root)).await?;
-    Ok(c.values.into_iter().map(|(oid, value)| VarBind { oid, value }).collect())
+    Ok(c.values
+        .into_iter()
+        .map(|(oid, value)| VarBind { oid, value })
+        .collect())
 }
 
 /// What [`collect`] gathered.
@@ -113,9 +132,13 @@ pub async fn collect<C: SnmpClient>(
         }
         let ncols = cols.len().min(max_cols);
         let nr = firsts.len();
-        let reps = if ncols == 0 { 0 } else { (budget / ncols).max(1) };
+        let reps = budget.checked_div(ncols).map_or(0, |r| r.max(1));
         let mut varbinds: Vec<VarBind> = firsts.iter().cloned().map(VarBind::null).collect();
-        varbinds.extend(cols[..ncols].iter().map(|c| VarBind::null(c.cursor.clone())));
+        varbinds.extend(
+            cols[..ncols]
+                .iter()
+                .map(|c| VarBind::null(c.cursor.clone())),
+        );
         let req = if v1 {
             Request {
                 kind: PduType::GetNext,
@@ -143,7 +166,9 @@ pub async fn collect<C: SnmpClient>(
                 } else if nr > 1 {
                     deferred.extend(firsts.split_off(nr / 2));
                 } else {
-                    return Err(SnmpError::TooBig { target: target.addr });
+                    return Err(SnmpError::TooBig {
+                        target: target.addr,
+                    });
                 }
                 continue;
             }
@@ -181,7 +206,10 @@ pub async fn collect<C: SnmpClient>(
                         continue;
                     }
                     let col = &mut cols[j];
-                    if vb.value == Value::EndOfMibView || !vb.oid.starts_with(&col.root) || vb.oid == col.root {
+                    if vb.value == Value::EndOfMibView
+                        || !vb.oid.starts_with(&col.root)
+                        || vb.oid == col.root
+                    {
                         done[j] = true;
                         continue;
                     }
@@ -222,13 +250,25 @@ mod tests {
         let o = |s: &str| s.parse::<Oid>().unwrap();
         let mut pairs = vec![
             (o("1.3.6.1.2.1.1.1.0"), Value::OctetString(b"d".to_vec())),
-            (o("1.3.6.1.2.1.1.2.0"), Value::ObjectId(o("1.3.6.1.4.1.641"))),
+            (
+                o("1.3.6.1.2.1.1.2.0"),
+                Value::ObjectId(o("1.3.6.1.4.1.641")),
+            ),
         ];
         for i in 1..=30u32 {
-            pairs.push((o(&format!("1.3.6.1.2.1.43.11.1.1.6.1.{i}")), Value::OctetString(format!("s{i}").into_bytes())));
-            pairs.push((o(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}")), Value::Integer(i64::from(i))));
+            pairs.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.6.1.{i}")),
+                Value::OctetString(format!("s{i}").into_bytes()),
+            ));
+            pairs.push((
+                o(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}")),
+                Value::Integer(i64::from(i)),
+            ));
         }
-        pairs.push((o("1.3.6.1.2.1.43.12.1.1.4.1.1"), Value::OctetString(b"black".to_vec())));
+        pairs.push((
+            o("1.3.6.1.2.1.43.12.1.1.4.1.1"),
+            Value::OctetString(b"black".to_vec()),
+        ));
         let addr: SocketAddr = "127.0.0.1:161".parse().unwrap();
         let f = FakeSnmp::new();
         f.add(addr, MibView::new(pairs));
@@ -244,14 +284,24 @@ mod tests {
             let c = collect(
                 &f,
                 &t,
-                &["1.3.6.1.2.1.1.1".parse().unwrap(), "1.3.6.1.2.1.1.9".parse().unwrap()],
-                &["1.3.6.1.2.1.43.11.1.1.6".parse().unwrap(), "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap(), "1.3.6.1.2.1.43.12.1.1.4".parse().unwrap()],
+                &[
+                    "1.3.6.1.2.1.1.1".parse().unwrap(),
+                    "1.3.6.1.2.1.1.9".parse().unwrap(),
+                ],
+                &[
+                    "1.3.6.1.2.1.43.11.1.1.6".parse().unwrap(),
+                    "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap(),
+                    "1.3.6.1.2.1.43.12.1.1.4".parse().unwrap(),
+                ],
             )
             .await
             .unwrap();
             assert_eq!(c.values.len(), 1 + 60 + 1, "{t:?}");
             assert!(c.values.contains_key(&"1.3.6.1.2.1.1.1.0".parse().unwrap()));
-            assert_eq!(c.values[&"1.3.6.1.2.1.43.11.1.1.9.1.30".parse().unwrap()], Value::Integer(30));
+            assert_eq!(
+                c.values[&"1.3.6.1.2.1.43.11.1.1.9.1.30".parse().unwrap()],
+                Value::Integer(30)
+            );
         }
     }
 
@@ -260,7 +310,17 @@ mod tests {
         let (f, addr) = fake();
         let mut t = Target::new(addr, Security::v2c("public"));
         t.max_repetitions = 64;
-        let c = collect(&f, &t, &[], &["1.3.6.1.2.1.43.11.1.1.6".parse().unwrap(), "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap()]).await.unwrap();
+        let c = collect(
+            &f,
+            &t,
+            &[],
+            &[
+                "1.3.6.1.2.1.43.11.1.1.6".parse().unwrap(),
+                "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
         assert_eq!(c.values.len(), 60);
         assert!(c.requests <= 2, "took {} requests", c.requests);
     }
@@ -270,7 +330,16 @@ mod tests {
         let (f, addr) = fake();
         for sec in [Security::v2c("public"), Security::v1("public")] {
             let t = Target::new(addr, sec);
-            let got = get(&f, &t, &["1.3.6.1.2.1.1.9.0".parse().unwrap(), "1.3.6.1.2.1.1.1.0".parse().unwrap()]).await.unwrap();
+            let got = get(
+                &f,
+                &t,
+                &[
+                    "1.3.6.1.2.1.1.9.0".parse().unwrap(),
+                    "1.3.6.1.2.1.1.1.0".parse().unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].oid.to_string(), "1.3.6.1.2.1.1.1.0");
         }
@@ -293,7 +362,9 @@ mod tests {
         let addr: SocketAddr = "127.0.0.2:161".parse().unwrap();
         f.add_store(addr, Box::new(Loop));
         let t = Target::new(addr, Security::v2c("public"));
-        let err = walk(&f, &t, &"1.3.6.1.2.1.43".parse().unwrap()).await.unwrap_err();
+        let err = walk(&f, &t, &"1.3.6.1.2.1.43".parse().unwrap())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SnmpError::NonIncreasing { .. }), "{err}");
     }
 }

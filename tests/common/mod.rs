@@ -21,7 +21,9 @@ pub fn own_fixtures() -> PathBuf {
 pub fn librenms_dir() -> PathBuf {
     std::env::var_os("FLEET_AGENT_LIBRENMS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/librenms"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/librenms")
+        })
 }
 
 /// A child process killed on drop.
@@ -32,8 +34,8 @@ pub struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 
@@ -49,22 +51,42 @@ pub fn simulate(args: &[&str]) -> Proc {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on"), "simulator did not start: {line:?}");
-    Proc { child, first_line: line }
+    assert!(
+        line.starts_with("listening on"),
+        "simulator did not start: {line:?}"
+    );
+    Proc {
+        child,
+        first_line: line,
+    }
 }
 
 /// Starts the simulator on one loopback port serving `dir`; returns it and its address.
 pub fn simulate_dir(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut args = vec!["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let mut args = vec![
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
     args.extend_from_slice(extra);
     let p = simulate(&args);
-    let addr = p.first_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let addr = p
+        .first_line
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     (p, addr)
 }
 
 /// Runs `fleet-agent ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run fleet-agent")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run fleet-agent")
 }
 
 /// Runs `fleet-agent poll ADDR ARGS --json` and parses the report.
