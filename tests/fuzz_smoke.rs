@@ -15,12 +15,24 @@ fn seeds() -> Vec<Vec<u8>> {
         error_index: 5,
         varbinds: vec![
             VarBind::null("1.3.6.1.2.1.1.1".parse().unwrap()),
-            VarBind::new("1.3.6.1.2.1.43.11.1.1.9.1.1".parse().unwrap(), Value::Integer(-3)),
+            VarBind::new(
+                "1.3.6.1.2.1.43.11.1.1.9.1.1".parse().unwrap(),
+                Value::Integer(-3),
+            ),
         ],
     };
     let mut out = vec![message::encode_community(Version::V2c, b"public", &pdu)];
-    let usm = message::UsmParams { engine_id: b"\x80\x00\x00\x01e".to_vec(), boots: 1, time: 2, user: b"u".to_vec() };
-    let scoped = ScopedPdu { context_engine_id: vec![], context_name: vec![], pdu };
+    let usm = message::UsmParams {
+        engine_id: b"\x80\x00\x00\x01e".to_vec(),
+        boots: 1,
+        time: 2,
+        user: b"u".to_vec(),
+    };
+    let scoped = ScopedPdu {
+        context_engine_id: vec![],
+        context_name: vec![],
+        pdu,
+    };
     out.push(message::encode_v3(&message::V3Out {
         msg_id: 9,
         max_size: 1500,
@@ -39,11 +51,16 @@ fn seeds() -> Vec<Vec<u8>> {
 fn decoders_never_panic_on_mutated_input() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let usm = UsmAgent::new(b"\x80\x00\x00\x01fuzz".to_vec(), 1, vec![]);
-    let mut view = MibView::new(vec![("1.3.6.1.2.1.1.1.0".parse().unwrap(), Value::Integer(1))]);
+    let mut view = MibView::new(vec![(
+        "1.3.6.1.2.1.1.1.0".parse().unwrap(),
+        Value::Integer(1),
+    )]);
     let seeds = seeds();
     for i in 0..60_000 {
         let mut data = if i % 4 == 0 {
-            (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect::<Vec<u8>>()
+            (0..rng.usize(0..64))
+                .map(|_| rng.u8(..))
+                .collect::<Vec<u8>>()
         } else {
             seeds[i % seeds.len()].clone()
         };

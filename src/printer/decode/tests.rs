@@ -15,7 +15,11 @@ fn percent_is_only_computed_from_real_values() {
         (150, Some(100), Some(7), Some(100)), // level above capacity is clamped
     ];
     for &(level, max, unit, want) in cases {
-        assert_eq!(percent(level, max, unit), want, "level {level} max {max:?} unit {unit:?}");
+        assert_eq!(
+            percent(level, max, unit),
+            want,
+            "level {level} max {max:?} unit {unit:?}"
+        );
     }
 }
 
@@ -45,8 +49,14 @@ fn printer_states_follow_rfc3805() {
     assert_eq!(printer_state(Some(2), Some(4), &[]), "busy");
     assert_eq!(printer_state(Some(2), Some(5), &[]), "warmup");
     assert_eq!(printer_state(Some(2), Some(1), &[]), "standby");
-    assert_eq!(printer_state(Some(3), Some(3), &["lowToner"]), "nonCriticalAlert");
-    assert_eq!(printer_state(Some(5), Some(1), &["jammed"]), "criticalAlert");
+    assert_eq!(
+        printer_state(Some(3), Some(3), &["lowToner"]),
+        "nonCriticalAlert"
+    );
+    assert_eq!(
+        printer_state(Some(5), Some(1), &["jammed"]),
+        "criticalAlert"
+    );
     assert_eq!(printer_state(Some(5), Some(1), &[]), "unavailable");
     assert_eq!(printer_state(Some(5), Some(1), &["offline"]), "offline");
     assert_eq!(printer_state(None, None, &[]), "unknown");
@@ -54,9 +64,18 @@ fn printer_states_follow_rfc3805() {
 
 #[test]
 fn model_names_lose_the_maker_prefix_and_series() {
-    assert_eq!(strip_model("HP Color LaserJet M452nw", Some("HP")), "Color LaserJet M452nw");
-    assert_eq!(strip_model("HL-5370DW series", Some("Brother")), "HL-5370DW");
-    assert_eq!(strip_model("Brother MFC-L2710DW series", Some("Brother")), "MFC-L2710DW");
+    assert_eq!(
+        strip_model("HP Color LaserJet M452nw", Some("HP")),
+        "Color LaserJet M452nw"
+    );
+    assert_eq!(
+        strip_model("HL-5370DW series", Some("Brother")),
+        "HL-5370DW"
+    );
+    assert_eq!(
+        strip_model("Brother MFC-L2710DW series", Some("Brother")),
+        "MFC-L2710DW"
+    );
     assert_eq!(strip_model("Dell S5830dn", Some("Dell")), "S5830dn");
     assert_eq!(strip_model("CX825", Some("Lexmark")), "CX825");
     assert_eq!(strip_model("HP", Some("HP")), "HP");
@@ -64,8 +83,15 @@ fn model_names_lose_the_maker_prefix_and_series() {
 
 #[test]
 fn firmware_from_sysdescr_patterns() {
-    assert_eq!(firmware_from_descr("Lexmark T640 version NS.NP.N219 kernel 2.6.6 All-N-1").as_deref(), Some("NS.NP.N219"));
-    assert_eq!(firmware_from_descr("Brother NC-6800h, Firmware Ver.1.01  (08.12.12),MID 84UB05").as_deref(), Some("1.01"));
+    assert_eq!(
+        firmware_from_descr("Lexmark T640 version NS.NP.N219 kernel 2.6.6 All-N-1").as_deref(),
+        Some("NS.NP.N219")
+    );
+    assert_eq!(
+        firmware_from_descr("Brother NC-6800h, Firmware Ver.1.01  (08.12.12),MID 84UB05")
+            .as_deref(),
+        Some("1.01")
+    );
     assert_eq!(firmware_from_descr("SHARP MX-3570N"), None);
 }
 
@@ -77,7 +103,10 @@ fn the_plan_walks_columns_and_asks_vendor_objects_by_parent() {
     assert!(has(&columns, "1.3.6.1.2.1.43.11.1.1.9"));
     // Lexmark prtgenSerialNo.1 (641.2.1.2.1.6.1), asked as GETNEXT of its column.
     assert!(has(&firsts, "1.3.6.1.4.1.641.2.1.2.1.6"));
-    assert!(!has(&firsts, "1.3.6.1.4.1.641.21.2.1"), "the GLPI pitfall OID is not used");
+    assert!(
+        !has(&firsts, "1.3.6.1.4.1.641.21.2.1"),
+        "the GLPI pitfall OID is not used"
+    );
     let mut f = firsts.clone();
     f.sort();
     f.dedup();
@@ -87,7 +116,12 @@ fn the_plan_walks_columns_and_asks_vendor_objects_by_parent() {
 #[test]
 fn decode_of_an_empty_collection_is_all_null_not_guessed() {
     let values = BTreeMap::new();
-    let r = decode(&Collected { values: &values, ip: None, collected_at: 1000, version: None });
+    let r = decode(&Collected {
+        values: &values,
+        ip: None,
+        collected_at: 1000,
+        version: None,
+    });
     assert_eq!(r.manufacturer, None);
     assert_eq!(r.serial_number, None);
     assert!(r.supplies.is_empty() && r.alerts.is_empty());
