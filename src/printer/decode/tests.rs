@@ -2,7 +2,8 @@ use super::*;
 
 #[test]
 fn percent_is_only_computed_from_real_values() {
-    let cases: &[(i64, Option<i64>, Option<i64>, Option<u8>)] = &[
+    type Case = (i64, Option<i64>, Option<i64>, Option<u8>);
+    let cases: &[Case] = &[
         (42, Some(100), Some(19), Some(42)),
         (42, Some(-2), Some(19), Some(42)), // percent unit, unknown max
         (11501, Some(12000), Some(7), Some(96)),
