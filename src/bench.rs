@@ -120,11 +120,14 @@ fn start_fleet(b: &PollBench) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
         .take()
         .ok_or_else(|| anyhow::anyhow!("no simulator stdout"))?;
     let guard = ChildGuard(child);
+    let mut reader = BufReader::new(stdout);
     let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first)?;
+    reader.read_line(&mut first)?;
     if !first.starts_with("listening") {
         anyhow::bail!("simulator did not start: {first}");
     }
+    // Drain the rest so the simulator never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let mut addrs = Vec::with_capacity(b.printers);
     let mut ip = b.fleet_start;
     for _ in 0..b.printers {

@@ -598,31 +598,51 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
         std::fs::write(p, json).map_err(|e| fail(EXIT_FAILURE, format!("{}: {e}", p.display())))?;
     }
     let addrs = sim.addrs();
+    // Standard output may be a pipe that the reader closes after the first line: write
+    // errors must not stop the simulator.
+    let mut out = std::io::stdout().lock();
     if addrs.len() == 1 {
-        println!(
+        writeln!(
+            out,
             "listening on {} ({count} printers; community = printer name)",
             addrs[0]
-        );
+        )
+        .ok();
     } else {
-        println!(
+        writeln!(
+            out,
             "listening on {} addresses from {} ({count} printers; community {:?} or the printer name)",
             addrs.len(),
             addrs[0],
             a.community
-        );
+        )
+        .ok();
     }
     for s in served.iter().take(20) {
-        println!("  {:<28} {:<22} community {}", s.name, s.addr, s.community);
+        writeln!(
+            out,
+            "  {:<28} {:<22} community {}",
+            s.name, s.addr, s.community
+        )
+        .ok();
     }
     if served.len() > 20 {
-        println!(
+        writeln!(
+            out,
             "  ... and {} more (--targets-out FILE lists them all)",
             served.len() - 20
-        );
+        )
+        .ok();
     }
-    std::io::stdout().flush().ok();
+    out.flush().ok();
+    drop(out);
     crate::demo::shutdown_signal().await;
-    eprintln!("stopping ({} requests answered)", sim.requests());
+    writeln!(
+        std::io::stderr(),
+        "stopping ({} requests answered)",
+        sim.requests()
+    )
+    .ok();
     sim.stop().await;
     Ok(())
 }

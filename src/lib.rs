@@ -11,12 +11,14 @@
 //!   (snmpsim's format), one port with community = file stem, a fleet on loopback
 //!   addresses, and synthetic printers whose counters advance and toners fall.
 //! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
+//! - [`config`]: `fleet-agent.toml`, parsed strictly and validated whole into `Config`.
 //! - [`cli`]: command-line definitions and their handlers.
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`secret`]: the `Secret` type that never prints its value.
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod poller;
 pub mod printer;

@@ -1,0 +1,467 @@
+//! Configuration: `fleet-agent.toml` parsed strictly, then validated whole into a typed
+//! [`Config`] that reports every problem with its key path (or file:line for syntax).
+
+mod raw;
+
+use crate::secret::Secret;
+use crate::snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
+use crate::snmp::{Security, Target, UsmUser};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The commented default configuration, shipped in `config/fleet-agent.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../config/fleet-agent.toml");
+
+/// A validated configuration: the only configuration type the rest of the crate sees.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store lives (`None`: the platform default, see [`default_state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// Log filter (`info`, `debug`, `fleet_agent=trace`, ...).
+    pub log_level: String,
+    /// Local web listener (metrics now; the UI later).
+    pub web_listen: SocketAddr,
+    /// Poller settings.
+    pub poller: PollerConfig,
+    /// SNMP profiles by name, in file order.
+    pub profiles: Vec<Profile>,
+    /// Printers polled on schedule (a static target list).
+    pub printers: Vec<PrinterEntry>,
+}
+
+/// Scheduled polling.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// Time between two full polls of a healthy printer.
+    pub interval: Duration,
+    /// Time allowed for one printer's poll (kept below the interval).
+    pub deadline: Duration,
+    /// Printers polled at the same time, at most.
+    pub max_in_flight: usize,
+    /// Longest wait between attempts on an unreachable printer.
+    pub backoff_max: Duration,
+    /// Consecutive failed polls before a printer is "not communicating".
+    pub not_communicating_after: u32,
+    /// Pages per minute above which a counter jump is flagged.
+    pub max_pages_per_minute: u64,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        PollerConfig {
+            interval: Duration::from_secs(300),
+            deadline: Duration::from_secs(60),
+            max_in_flight: 128,
+            backoff_max: Duration::from_secs(3600),
+            not_communicating_after: 3,
+            max_pages_per_minute: 600,
+        }
+    }
+}
+
+/// An SNMP profile: credentials and patience.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Unique name.
+    pub name: String,
+    /// Credentials.
+    pub security: Security,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Extra attempts.
+    pub retries: u32,
+    /// GETBULK varbind budget.
+    pub max_repetitions: u32,
+}
+
+impl Profile {
+    /// Builds the SNMP target for `addr` with this profile.
+    pub fn target(&self, addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            security: self.security.clone(),
+            timeout: self.timeout,
+            retries: self.retries,
+            max_repetitions: self.max_repetitions,
+        }
+    }
+}
+
+/// One configured printer.
+#[derive(Debug, Clone)]
+pub struct PrinterEntry {
+    /// Address (port 161 unless given).
+    pub address: SocketAddr,
+    /// Index into [`Config::profiles`].
+    pub profile: usize,
+}
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path (`printers[2].address`) or `line N, column M` for syntax errors.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    /// The file (or `<default>`).
+    pub source: String,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} problem(s):", self.source, self.errors.len())?;
+        for e in &self.errors {
+            writeln!(f, "  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Returns the platform's state directory: `/var/lib/fleet-agent` for root on Unix,
+/// `%ProgramData%\FleetAgent` on Windows, else the user's data directory.
+pub fn default_state_dir() -> PathBuf {
+    #[cfg(windows)]
+    {
+        if let Some(pd) = std::env::var_os("ProgramData") {
+            return PathBuf::from(pd).join("FleetAgent");
+        }
+    }
+    #[cfg(unix)]
+    {
+        if is_root() {
+            return PathBuf::from("/var/lib/fleet-agent");
+        }
+    }
+    directories::ProjectDirs::from("org", "FleetAgent", "fleet-agent")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".fleet-agent"))
+}
+
+#[cfg(unix)]
+fn is_root() -> bool {
+    // The process owner of /proc/self is the effective user.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Loads and validates a configuration file.
+///
+/// # Errors
+/// Every syntax and validation problem, with its location.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source: path.display().to_string(),
+        errors: vec![ConfigError {
+            path: "file".into(),
+            message: e.to_string(),
+        }],
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses and validates configuration text; `source` names it in errors.
+///
+/// # Errors
+/// Every syntax and validation problem, with its location.
+pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let path = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let col = span.start
+                    - text[..span.start.min(text.len())]
+                        .rfind('\n')
+                        .map_or(0, |p| p + 1)
+                    + 1;
+                format!("line {line}, column {col}")
+            }
+            None => "syntax".into(),
+        };
+        ConfigErrors {
+            source: source.into(),
+            errors: vec![ConfigError {
+                path,
+                message: e.message().to_string(),
+            }],
+        }
+    })?;
+    validate(source, raw)
+}
+
+fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
+
+    let log_level = raw.agent.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        err(
+            "agent.log_level".into(),
+            format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
+        );
+    }
+    let web_listen = match raw
+        .web
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:8080")
+        .parse::<SocketAddr>()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            err("web.listen".into(), format!("not an address:port: {e}"));
+            "127.0.0.1:8080".parse().expect("static address")
+        }
+    };
+
+    let d = PollerConfig::default();
+    let p = raw.poller;
+    let interval = Duration::from_secs(p.interval_secs.unwrap_or(d.interval.as_secs()));
+    if interval < Duration::from_secs(10) {
+        err("poller.interval_secs".into(), "must be at least 10".into());
+    }
+    let deadline = match p.deadline_secs {
+        Some(s) => Duration::from_secs(s),
+        None => d.deadline.min(interval.mul_f32(0.8)),
+    };
+    if deadline.is_zero() || deadline >= interval {
+        err(
+            "poller.deadline_secs".into(),
+            format!(
+                "must be above 0 and below poller.interval_secs ({})",
+                interval.as_secs()
+            ),
+        );
+    }
+    let max_in_flight = p.max_in_flight.unwrap_or(d.max_in_flight);
+    if max_in_flight == 0 || max_in_flight > 4096 {
+        err(
+            "poller.max_in_flight".into(),
+            "must be between 1 and 4096".into(),
+        );
+    }
+    let backoff_max = Duration::from_secs(p.backoff_max_secs.unwrap_or(d.backoff_max.as_secs()));
+    if backoff_max < interval {
+        err(
+            "poller.backoff_max_secs".into(),
+            "must be at least poller.interval_secs".into(),
+        );
+    }
+    let not_communicating_after = p
+        .not_communicating_after
+        .unwrap_or(d.not_communicating_after);
+    if not_communicating_after == 0 {
+        err(
+            "poller.not_communicating_after".into(),
+            "must be at least 1".into(),
+        );
+    }
+    let poller = PollerConfig {
+        interval,
+        deadline,
+        max_in_flight,
+        backoff_max,
+        not_communicating_after,
+        max_pages_per_minute: p.max_pages_per_minute.unwrap_or(d.max_pages_per_minute),
+    };
+
+    let mut profiles = Vec::new();
+    let raw_profiles = if raw.snmp_profiles.is_empty() {
+        vec![raw::RawProfile {
+            name: "default".into(),
+            auth: raw::RawAuth::V2c {
+                community: Secret::new("public"),
+            },
+            timeout_ms: None,
+            retries: None,
+            max_repetitions: None,
+        }]
+    } else {
+        raw.snmp_profiles
+    };
+    for (i, rp) in raw_profiles.into_iter().enumerate() {
+        let at = |k: &str| format!("snmp_profiles[{i}].{k}");
+        if rp.name.trim().is_empty() {
+            err(at("name"), "must not be empty".into());
+        }
+        if profiles.iter().any(|p: &Profile| p.name == rp.name) {
+            err(
+                at("name"),
+                format!("profile {:?} is defined twice", rp.name),
+            );
+        }
+        let timeout = Duration::from_millis(rp.timeout_ms.unwrap_or(1000));
+        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+            err(at("timeout_ms"), "must be between 10 and 60000".into());
+        }
+        let retries = rp.retries.unwrap_or(1);
+        if retries > 10 {
+            err(at("retries"), "must be at most 10".into());
+        }
+        if timeout * (retries + 1) >= deadline {
+            err(
+                at("timeout_ms"),
+                format!(
+                    "timeout_ms × (retries + 1) must stay below poller.deadline_secs ({} s)",
+                    deadline.as_secs()
+                ),
+            );
+        }
+        let security = match rp.auth {
+            raw::RawAuth::V1 { community } => Security::Community {
+                version: crate::snmp::Version::V1,
+                community,
+            },
+            raw::RawAuth::V2c { community } => Security::Community {
+                version: crate::snmp::Version::V2c,
+                community,
+            },
+            raw::RawAuth::V3 {
+                user,
+                auth_protocol,
+                auth_pass,
+                priv_protocol,
+                priv_pass,
+                context,
+                key_extension,
+            } => {
+                let ap = auth_protocol.map(|s| s.parse::<AuthProtocol>());
+                let pp = priv_protocol.map(|s| s.parse::<PrivProtocol>());
+                let mut auth = None;
+                let mut privacy = None;
+                match (ap, auth_pass) {
+                    (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => auth = Some((p, pw)),
+                    (Some(Ok(_)), Some(_)) => err(
+                        at("auth.auth_pass"),
+                        "SNMPv3 pass phrases need at least 8 characters".into(),
+                    ),
+                    (Some(Ok(_)), None) => {
+                        err(at("auth.auth_pass"), "required with auth_protocol".into())
+                    }
+                    (Some(Err(e)), _) => err(at("auth.auth_protocol"), e),
+                    (None, Some(_)) => {
+                        err(at("auth.auth_protocol"), "required with auth_pass".into())
+                    }
+                    (None, None) => {}
+                }
+                match (pp, priv_pass) {
+                    (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => privacy = Some((p, pw)),
+                    (Some(Ok(_)), Some(_)) => err(
+                        at("auth.priv_pass"),
+                        "SNMPv3 pass phrases need at least 8 characters".into(),
+                    ),
+                    (Some(Ok(_)), None) => {
+                        err(at("auth.priv_pass"), "required with priv_protocol".into())
+                    }
+                    (Some(Err(e)), _) => err(at("auth.priv_protocol"), e),
+                    (None, Some(_)) => {
+                        err(at("auth.priv_protocol"), "required with priv_pass".into())
+                    }
+                    (None, None) => {}
+                }
+                if privacy.is_some() && auth.is_none() {
+                    err(
+                        at("auth.priv_protocol"),
+                        "privacy needs authentication (auth_protocol and auth_pass)".into(),
+                    );
+                }
+                let ext = match key_extension.as_deref().map(str::parse::<KeyExtension>) {
+                    None => KeyExtension::Blumenthal,
+                    Some(Ok(k)) => k,
+                    Some(Err(e)) => {
+                        err(at("auth.key_extension"), e);
+                        KeyExtension::Blumenthal
+                    }
+                };
+                if user.is_empty() {
+                    err(at("auth.user"), "must not be empty".into());
+                }
+                Security::Usm(Arc::new(
+                    UsmUser::new(user, auth, privacy)
+                        .with_context(context.unwrap_or_default())
+                        .with_extension(ext),
+                ))
+            }
+        };
+        profiles.push(Profile {
+            name: rp.name,
+            security,
+            timeout,
+            retries,
+            max_repetitions: rp.max_repetitions.unwrap_or(40).clamp(1, 200),
+        });
+    }
+
+    let mut printers = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, rp) in raw.printers.into_iter().enumerate() {
+        let at = |k: &str| format!("printers[{i}].{k}");
+        let address = match parse_address(&rp.address) {
+            Ok(a) => a,
+            Err(e) => {
+                err(at("address"), e);
+                continue;
+            }
+        };
+        if !seen.insert(address) {
+            err(at("address"), format!("{address} is listed twice"));
+        }
+        let profile = match rp.profile.as_deref() {
+            None => 0,
+            Some(name) => match profiles.iter().position(|p| p.name == name) {
+                Some(ix) => ix,
+                None => {
+                    err(
+                        at("profile"),
+                        format!("no snmp_profiles entry named {name:?}"),
+                    );
+                    0
+                }
+            },
+        };
+        printers.push(PrinterEntry { address, profile });
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors {
+            source: source.into(),
+            errors,
+        });
+    }
+    Ok(Config {
+        state_dir: raw.agent.state_dir.map(PathBuf::from),
+        log_level,
+        web_listen,
+        poller,
+        profiles,
+        printers,
+    })
+}
+
+/// Parses `ip`, `ip:port` or `[v6]:port` (port 161 by default). Host names are resolved
+/// by discovery at each run, not here: configuration never touches the network.
+pub fn parse_address(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 161));
+    }
+    Err(format!("{s:?} is not an IP address with optional :port"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! Serde mirror of `fleet-agent.toml`: strict (`deny_unknown_fields`), with defaults.
+//! Private to `config`; the rest of the crate sees only the validated [`super::Config`].
+
+use crate::secret::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub web: RawWeb,
+    #[serde(default)]
+    pub poller: RawPoller,
+    #[serde(default)]
+    pub snmp_profiles: Vec<RawProfile>,
+    #[serde(default)]
+    pub printers: Vec<RawPrinter>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub state_dir: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeb {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPoller {
+    pub interval_secs: Option<u64>,
+    pub deadline_secs: Option<u64>,
+    pub max_in_flight: Option<usize>,
+    pub backoff_max_secs: Option<u64>,
+    pub not_communicating_after: Option<u32>,
+    pub max_pages_per_minute: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub name: String,
+    pub auth: RawAuth,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub max_repetitions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub(super) enum RawAuth {
+    V1 {
+        community: Secret,
+    },
+    V2c {
+        community: Secret,
+    },
+    V3 {
+        user: String,
+        auth_protocol: Option<String>,
+        auth_pass: Option<Secret>,
+        priv_protocol: Option<String>,
+        priv_pass: Option<Secret>,
+        context: Option<String>,
+        key_extension: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrinter {
+    pub address: String,
+    pub profile: Option<String>,
+}

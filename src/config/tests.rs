@@ -1,0 +1,100 @@
+use super::*;
+
+#[test]
+fn the_shipped_default_config_parses() {
+    let c = parse("config/fleet-agent.toml", DEFAULT_TOML).unwrap();
+    assert_eq!(c.poller.interval, Duration::from_secs(300));
+    assert_eq!(c.profiles.len(), 1);
+    assert_eq!(c.profiles[0].name, "default");
+    assert!(c.printers.is_empty());
+    assert_eq!(c.web_listen, "127.0.0.1:8080".parse().unwrap());
+}
+
+#[test]
+fn an_empty_file_gets_every_default() {
+    let c = parse("empty", "").unwrap();
+    assert_eq!(c.profiles[0].name, "default");
+    assert_eq!(c.poller.not_communicating_after, 3);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let text = r#"
+[agent]
+log_level = "loud=="
+[web]
+listen = "localhost"
+[poller]
+interval_secs = 5
+max_in_flight = 0
+[[snmp_profiles]]
+name = "v3"
+auth = { type = "v3", user = "", auth_protocol = "sha999", priv_protocol = "aes128", priv_pass = "short" }
+[[snmp_profiles]]
+name = "v3"
+auth = { type = "v2c", community = "public" }
+retries = 50
+[[printers]]
+address = "printer.example"
+[[printers]]
+address = "192.0.2.1"
+profile = "missing"
+[[printers]]
+address = "192.0.2.1:161"
+"#;
+    let e = parse("bad.toml", text).unwrap_err();
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "agent.log_level",
+        "web.listen",
+        "poller.interval_secs",
+        "poller.max_in_flight",
+        "snmp_profiles[0].auth.auth_protocol",
+        "snmp_profiles[0].auth.priv_pass",
+        "snmp_profiles[0].auth.user",
+        "snmp_profiles[1].name",
+        "snmp_profiles[1].retries",
+        "printers[0].address",
+        "printers[1].profile",
+        "printers[2].address",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let shown = e.to_string();
+    assert!(shown.starts_with("bad.toml: "));
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_name_the_line() {
+    let e = parse("x.toml", "[poller]\ninterval_sec = 60\n").unwrap_err();
+    assert_eq!(e.errors[0].path, "line 2, column 1");
+    assert!(
+        e.errors[0].message.contains("unknown field"),
+        "{}",
+        e.errors[0].message
+    );
+    let e = parse(
+        "x.toml",
+        "[[snmp_profiles]]\nname = \"a\"\nauth = { type = \"v4\" }\n",
+    )
+    .unwrap_err();
+    assert!(e.errors[0].path.starts_with("line 3"), "{:?}", e.errors);
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let text = r#"
+[[snmp_profiles]]
+name = "c"
+auth = { type = "v2c", community = "s3cret-community" }
+[[snmp_profiles]]
+name = "u"
+auth = { type = "v3", user = "ops", auth_protocol = "sha256", auth_pass = "auth-s3cret", priv_protocol = "aes128", priv_pass = "priv-s3cret" }
+"#;
+    let c = parse("s.toml", text).unwrap();
+    let dbg = format!("{c:?}");
+    for s in ["s3cret-community", "auth-s3cret", "priv-s3cret"] {
+        assert!(!dbg.contains(s), "{s} leaked: {dbg}");
+    }
+    assert!(dbg.contains("ops"));
+}
