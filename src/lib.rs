@@ -14,6 +14,8 @@
 //! - [`config`]: `fleet-agent.toml`, parsed strictly and validated whole into `Config`.
 //! - [`cli`]: command-line definitions and their handlers.
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
+//! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
+//! - [`telemetry`]: the agent's own Prometheus metrics.
 //! - [`secret`]: the `Secret` type that never prints its value.
 
 pub mod bench;
@@ -25,3 +27,5 @@ pub mod printer;
 pub mod secret;
 pub mod simulator;
 pub mod snmp;
+pub mod store;
+pub mod telemetry;

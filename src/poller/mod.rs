@@ -1,6 +1,10 @@
 //! Reading printers: runs the printer module's poll plan through an [`SnmpClient`] and
 //! decodes the result. One printer's failure is its own: callers poll many printers
-//! concurrently with [`poll_many`], each with its own result.
+//! concurrently with [`poll_many`], each with its own result. The scheduled component
+//! (intervals, health, backoff, integrity events) is [`scheduler::Poller`].
+
+pub mod integrity;
+pub mod scheduler;
 
 use crate::printer::{self, PrinterReport};
 use crate::snmp::{SnmpClient, SnmpError, Target, walk};

@@ -1,0 +1,430 @@
+//! The `poller` component: polls every managed printer at the refresh interval with
+//! start-up jitter, a per-printer deadline below the interval, a global cap on printers
+//! in flight and skip-missed-ticks semantics; unreachable printers back off (capped,
+//! jittered, exponential) and recover at once when sighted. Results and change events go
+//! to the store in batches.
+
+use super::integrity::{self, Memory};
+use super::poll_printer;
+use crate::config::PollerConfig;
+use crate::snmp::{SnmpClient, Target};
+use crate::store::{Event, Health, PollRecord, Store};
+use crate::telemetry::Metrics;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{Duration, Instant};
+
+/// A printer the poller manages.
+#[derive(Clone, Debug)]
+pub struct Managed {
+    /// How to reach it.
+    pub target: Target,
+    /// Its store row id.
+    pub printer_id: i64,
+}
+
+/// What happened to one poll, for observers (tests, the CLI, later the UI).
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// Printer address.
+    pub addr: SocketAddr,
+    /// When the poll started (tokio clock).
+    pub started: Instant,
+    /// `None` on success, else the failure code (`timeout`, `deadline`, ...).
+    pub failure: Option<String>,
+    /// Health after the poll.
+    pub health: Health,
+    /// Events the poll produced.
+    pub events: Vec<&'static str>,
+    /// When the next poll of this printer is due.
+    pub next_due: Instant,
+}
+
+/// Control messages to a running poller.
+#[derive(Debug)]
+enum Control {
+    Sighted(SocketAddr),
+}
+
+/// A handle to a running poller.
+#[derive(Clone)]
+pub struct PollerHandle {
+    tx: mpsc::UnboundedSender<Control>,
+}
+
+impl PollerHandle {
+    /// Reports that `addr` was seen alive (mDNS announcement, discovery hit): a printer
+    /// that is backing off is polled at once.
+    pub fn sighted(&self, addr: SocketAddr) {
+        self.tx.send(Control::Sighted(addr)).ok();
+    }
+}
+
+struct Slot {
+    target: Target,
+    id: i64,
+    health: Health,
+    failures: u32,
+    in_flight: bool,
+    due: Instant,
+    memory: Memory,
+}
+
+/// The scheduled poller.
+pub struct Poller<C> {
+    client: C,
+    cfg: PollerConfig,
+    slots: Vec<Slot>,
+    store: Option<Store>,
+    metrics: Arc<Metrics>,
+    rx: mpsc::UnboundedReceiver<Control>,
+    observer: Option<mpsc::UnboundedSender<Observed>>,
+    rng: fastrand::Rng,
+    spread: bool,
+}
+
+/// Deterministic start-up offset in `[0, interval)` from the address, so printers are
+/// spread over the interval and keep their phase across restarts.
+pub fn startup_offset(addr: SocketAddr, interval: Duration) -> Duration {
+    let h = addr
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    let frac = (h % 1_000_000) as f64 / 1_000_000.0;
+    interval.mul_f64(frac)
+}
+
+/// Wait before the next attempt after `failures` consecutive failures (≥ 1): the
+/// interval doubled per extra failure, capped, then jittered by ±10 %.
+pub fn backoff(
+    interval: Duration,
+    cap: Duration,
+    failures: u32,
+    rng: &mut fastrand::Rng,
+) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let base = interval.saturating_mul(1u32 << exp).min(cap);
+    base.mul_f64(0.9 + 0.2 * rng.f64())
+}
+
+impl<C: SnmpClient + Clone> Poller<C> {
+    /// Creates a poller for `printers`. With `store`, results and events are written to it.
+    pub fn new(
+        client: C,
+        cfg: PollerConfig,
+        printers: Vec<Managed>,
+        store: Option<Store>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, PollerHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let slots = printers
+            .into_iter()
+            .map(|m| Slot {
+                due: now,
+                target: m.target,
+                id: m.printer_id,
+                health: Health::Unknown,
+                failures: 0,
+                in_flight: false,
+                memory: Memory::default(),
+            })
+            .collect();
+        (
+            Poller {
+                client,
+                cfg,
+                slots,
+                store,
+                metrics,
+                rx,
+                observer: None,
+                rng: fastrand::Rng::new(),
+                spread: true,
+            },
+            PollerHandle { tx },
+        )
+    }
+
+    /// Sends every poll outcome to `tx` as well.
+    pub fn observe(mut self, tx: mpsc::UnboundedSender<Observed>) -> Self {
+        self.observer = Some(tx);
+        self
+    }
+
+    /// Polls every printer at start instead of spreading them over the interval
+    /// (benchmarks measure the raw cycle time this way).
+    pub fn without_startup_spread(mut self) -> Self {
+        self.spread = false;
+        self
+    }
+
+    /// Seeds the backoff jitter (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = fastrand::Rng::with_seed(seed);
+        self
+    }
+
+    fn health_counts(&self) {
+        let mut c = [0i64; 4];
+        for s in &self.slots {
+            c[match s.health {
+                Health::Ok => 0,
+                Health::Suspect => 1,
+                Health::NotCommunicating => 2,
+                Health::Unknown => 3,
+            }] += 1;
+        }
+        self.metrics.set_health_counts(&[
+            ("ok", c[0]),
+            ("suspect", c[1]),
+            ("not_communicating", c[2]),
+            ("unknown", c[3]),
+        ]);
+    }
+
+    /// Runs until `shutdown` completes; pending store writes are flushed before return.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let start = Instant::now();
+        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
+            BinaryHeap::with_capacity(self.slots.len());
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            s.due = if self.spread {
+                start + startup_offset(s.target.addr, self.cfg.interval)
+            } else {
+                start
+            };
+            heap.push(Reverse((s.due, i)));
+        }
+        self.health_counts();
+        let permits = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut batch: Vec<PollRecord> = Vec::new();
+        let mut flush = tokio::time::interval(Duration::from_millis(500));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tracing::info!(
+            printers = self.slots.len(),
+            interval_secs = self.cfg.interval.as_secs(),
+            "Poller started."
+        );
+        loop {
+            let next = heap.peek().map(|Reverse((t, _))| *t);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(c) = self.rx.recv() => match c {
+                    Control::Sighted(addr) => {
+                        let now = Instant::now();
+                        for (i, s) in self.slots.iter_mut().enumerate() {
+                            if s.target.addr == addr && !s.in_flight && s.health != Health::Ok && s.due > now {
+                                s.due = now;
+                                heap.push(Reverse((now, i)));
+                            }
+                        }
+                    }
+                },
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok((i, started, result, took)) = done {
+                        if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
+                            batch.push(rec);
+                        }
+                        if batch.len() >= 512 {
+                            self.write(&mut batch).await;
+                        }
+                    }
+                },
+                _ = flush.tick() => {
+                    if !batch.is_empty() {
+                        self.write(&mut batch).await;
+                    }
+                },
+                _ = sleep_until_opt(next) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((t, i))) = heap.peek().copied() {
+                        if t > now {
+                            break;
+                        }
+                        heap.pop();
+                        let s = &mut self.slots[i];
+                        // Stale heap entries (rescheduled since) and printers still being
+                        // polled are skipped: a slow cycle never piles up.
+                        if s.due != t || s.in_flight {
+                            continue;
+                        }
+                        s.in_flight = true;
+                        let (client, target, permits, deadline) = (self.client.clone(), s.target.clone(), permits.clone(), self.cfg.deadline);
+                        let metrics = self.metrics.clone();
+                        running.spawn(async move {
+                            let _permit = permits.acquire_owned().await.expect("poller semaphore closed");
+                            let started = Instant::now();
+                            metrics.polls.inc();
+                            metrics.polls_in_flight.inc();
+                            let r = match tokio::time::timeout(deadline, poll_printer(&client, &target)).await {
+                                Ok(Ok(ok)) => Ok(ok),
+                                Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
+                                Err(_) => Err(format!("deadline|printer {}: no complete answer within the {} s deadline", target.addr, deadline.as_secs())),
+                            };
+                            metrics.polls_in_flight.dec();
+                            (i, started, r, started.elapsed())
+                        });
+                    }
+                },
+            }
+        }
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+        if !batch.is_empty() {
+            self.write(&mut batch).await;
+        }
+        tracing::info!("Poller stopped.");
+    }
+
+    async fn write(&self, batch: &mut Vec<PollRecord>) {
+        let Some(store) = self.store.clone() else {
+            batch.clear();
+            return;
+        };
+        let records = std::mem::take(batch);
+        let n = records.len();
+        match tokio::task::spawn_blocking(move || store.save_polls(&records)).await {
+            Ok(Ok(())) => tracing::debug!(records = n, "Poll results stored."),
+            Ok(Err(e)) => {
+                self.metrics.store_errors.inc();
+                tracing::error!(error = %e, records = n, "Could not store poll results.");
+            }
+            Err(e) => tracing::error!(error = %e, "Store writer task failed."),
+        }
+    }
+
+    fn finish(
+        &mut self,
+        i: usize,
+        started: Instant,
+        result: Result<(crate::printer::PrinterReport, super::PollStats), String>,
+        took: Duration,
+        heap: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    ) -> Option<PollRecord> {
+        self.metrics.poll_duration.observe(took.as_secs_f64());
+        let now = Instant::now();
+        let cfg = &self.cfg;
+        let s = &mut self.slots[i];
+        s.in_flight = false;
+        let before = s.health;
+        let mut events: Vec<Event> = Vec::new();
+        let at_ms = super::now_ms();
+        let (record, failure) = match result {
+            Ok((report, _stats)) => {
+                s.failures = 0;
+                s.health = Health::Ok;
+                events.extend(integrity::compare(
+                    &s.memory,
+                    &report,
+                    cfg.max_pages_per_minute,
+                ));
+                s.memory = Memory::of(&report);
+                // Skip missed ticks: the next due time stays on the printer's phase.
+                let mut next = s.due + cfg.interval;
+                while next <= now {
+                    next += cfg.interval;
+                }
+                s.due = next;
+                let json = serde_json::to_string(&report).unwrap_or_default();
+                (
+                    PollRecord {
+                        printer_id: s.id,
+                        at_ms,
+                        health: Health::Ok,
+                        reason: None,
+                        failures: 0,
+                        success: Some(crate::store::Success {
+                            serial: report.serial_number.clone(),
+                            manufacturer: report.manufacturer.clone(),
+                            model: report.model_name.clone(),
+                            report: json,
+                        }),
+                        events: Vec::new(),
+                    },
+                    None,
+                )
+            }
+            Err(msg) => {
+                let (code, text) = msg.split_once('|').unwrap_or(("error", msg.as_str()));
+                s.failures = s.failures.saturating_add(1);
+                s.health = if s.failures >= cfg.not_communicating_after {
+                    Health::NotCommunicating
+                } else {
+                    Health::Suspect
+                };
+                s.due = now + backoff(cfg.interval, cfg.backoff_max, s.failures, &mut self.rng);
+                self.metrics.poll_failed(code);
+                tracing::debug!(printer = %s.target.addr, error = %text, failures = s.failures, "Poll failed.");
+                (
+                    PollRecord {
+                        printer_id: s.id,
+                        at_ms,
+                        health: s.health,
+                        reason: Some(text.to_string()),
+                        failures: s.failures,
+                        success: None,
+                        events: Vec::new(),
+                    },
+                    Some(code.to_string()),
+                )
+            }
+        };
+        if before != s.health {
+            events.push(Event {
+                kind: "healthChanged",
+                detail: serde_json::json!({"from": before.as_str(), "to": s.health.as_str(), "reason": record.reason}),
+            });
+            if s.health == Health::NotCommunicating {
+                tracing::warn!(printer = %s.target.addr, reason = record.reason.as_deref().unwrap_or(""), "Printer not communicating.");
+            }
+        }
+        heap.push(Reverse((s.due, i)));
+        for e in &events {
+            self.metrics.event(e.kind);
+        }
+        let health = s.health;
+        let (addr, due) = (s.target.addr, s.due);
+        self.health_counts();
+        if let Some(tx) = &self.observer {
+            tx.send(Observed {
+                addr,
+                started,
+                failure,
+                health,
+                events: events.iter().map(|e| e.kind).collect(),
+                next_due: due,
+            })
+            .ok();
+        }
+        let mut record = record;
+        record.events = events;
+        Some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A finished poll: slot, start, outcome (report or `code|message`), duration.
+type Finished = (
+    usize,
+    Instant,
+    Result<(crate::printer::PrinterReport, super::PollStats), String>,
+    Duration,
+);
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,272 @@
+use super::*;
+use crate::snmp::agent::MibView;
+use crate::snmp::fake::FakeSnmp;
+use crate::snmp::{Oid, Pdu, Request, Security, SnmpError, Value};
+
+fn cfg(interval_s: u64) -> PollerConfig {
+    PollerConfig {
+        interval: Duration::from_secs(interval_s),
+        deadline: Duration::from_secs(interval_s * 8 / 10),
+        max_in_flight: 64,
+        backoff_max: Duration::from_secs(interval_s * 8),
+        not_communicating_after: 3,
+        max_pages_per_minute: 600,
+    }
+}
+
+fn view(pages: u32) -> MibView {
+    let o = |s: &str| s.parse::<Oid>().unwrap();
+    MibView::new(vec![
+        (
+            o("1.3.6.1.2.1.1.1.0"),
+            Value::OctetString(b"printer".to_vec()),
+        ),
+        (o("1.3.6.1.2.1.43.10.2.1.4.1.1"), Value::Counter32(pages)),
+    ])
+}
+
+fn addr(i: usize) -> SocketAddr {
+    format!("127.9.{}.{}:161", i / 200, i % 200 + 1)
+        .parse()
+        .unwrap()
+}
+
+fn managed(n: usize) -> Vec<Managed> {
+    (0..n)
+        .map(|i| {
+            let mut t = Target::new(addr(i), Security::v2c("public"));
+            t.timeout = Duration::from_secs(2);
+            t.retries = 1;
+            Managed {
+                target: t,
+                printer_id: i as i64,
+            }
+        })
+        .collect()
+}
+
+/// Runs a poller for `for_secs` of (paused) time and returns every observation.
+async fn run_for<C: SnmpClient + Clone>(p: Poller<C>, for_secs: u64) -> Vec<Observed> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let p = p.observe(tx).with_seed(7);
+    let stop = tokio::time::sleep(Duration::from_secs(for_secs));
+    p.run(stop).await;
+    let mut out = Vec::new();
+    while let Ok(o) = rx.try_recv() {
+        out.push(o);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_jitter_spreads_printers_over_the_interval() {
+    let fake = FakeSnmp::new();
+    for i in 0..200 {
+        fake.add(addr(i), view(100));
+    }
+    let t0 = Instant::now();
+    let (p, _h) = Poller::new(fake, cfg(300), managed(200), None, Arc::new(Metrics::new()));
+    let obs = run_for(p, 299).await;
+    assert_eq!(
+        obs.len(),
+        200,
+        "every printer polled once in the first interval"
+    );
+    let mut buckets = [0usize; 10];
+    for o in &obs {
+        let off = (o.started - t0).as_secs();
+        assert!(off < 300);
+        buckets[(off / 30) as usize] += 1;
+    }
+    assert!(
+        buckets.iter().all(|&b| b > 0 && b < 60),
+        "spread over the interval: {buckets:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_printers_keep_their_cadence() {
+    let fake = FakeSnmp::new();
+    for i in 0..5 {
+        fake.add(addr(i), view(100));
+    }
+    let (p, _h) = Poller::new(fake, cfg(60), managed(5), None, Arc::new(Metrics::new()));
+    let obs = run_for(p, 60 * 5 + 59).await;
+    for i in 0..5 {
+        let starts: Vec<Instant> = obs
+            .iter()
+            .filter(|o| o.addr == addr(i))
+            .map(|o| o.started)
+            .collect();
+        assert!(starts.len() >= 5, "printer {i}: {} polls", starts.len());
+        for w in starts.windows(2) {
+            assert_eq!(w[1] - w[0], Duration::from_secs(60));
+        }
+    }
+}
+
+/// A client whose every request takes `delay` (a slow network or printer).
+#[derive(Clone)]
+struct Slow(FakeSnmp, Duration);
+
+impl SnmpClient for Slow {
+    async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+        tokio::time::sleep(self.1).await;
+        self.0.request(target, request).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overrunning_cycle_never_piles_up() {
+    let fake = FakeSnmp::new();
+    for i in 0..10 {
+        fake.add(addr(i), view(100));
+    }
+    // One poll takes ~20 s (2 round trips of 10 s); one at a time; 10 printers = 200 s of
+    // work per 60 s interval: the cycle overruns by far.
+    let mut c = cfg(60);
+    c.max_in_flight = 1;
+    c.deadline = Duration::from_secs(50);
+    let (p, _h) = Poller::new(
+        Slow(fake, Duration::from_secs(10)),
+        c,
+        managed(10),
+        None,
+        Arc::new(Metrics::new()),
+    );
+    let obs = run_for(p.without_startup_spread(), 1200).await;
+    assert!(obs.iter().all(|o| o.failure.is_none()));
+    // Work-conserving: about 1200 s / 20 s polls happened, no more (no queued duplicates).
+    assert!(obs.len() <= 61 && obs.len() >= 50, "{} polls", obs.len());
+    for i in 0..10 {
+        let starts: Vec<Instant> = obs
+            .iter()
+            .filter(|o| o.addr == addr(i))
+            .map(|o| o.started)
+            .collect();
+        for w in starts.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_secs(60),
+                "printer {i} polled twice within one interval"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreachable_printers_back_off_with_a_cap_and_change_state() {
+    let fake = FakeSnmp::new(); // nothing answers
+    let c = cfg(60);
+    let (p, _h) = Poller::new(fake, c.clone(), managed(1), None, Arc::new(Metrics::new()));
+    let obs = run_for(p.without_startup_spread(), 6000).await;
+    let health: Vec<Health> = obs.iter().map(|o| o.health).collect();
+    assert_eq!(
+        &health[..4],
+        &[
+            Health::Suspect,
+            Health::Suspect,
+            Health::NotCommunicating,
+            Health::NotCommunicating
+        ]
+    );
+    assert_eq!(obs[0].events, ["healthChanged"]);
+    assert!(obs[1].events.is_empty());
+    assert_eq!(obs[2].events, ["healthChanged"]);
+    assert!(obs.iter().all(|o| o.failure.as_deref() == Some("timeout")));
+    // Waits double from the interval up to the cap (480 s), each within ±10 %.
+    let waits: Vec<f64> = obs
+        .windows(2)
+        .map(|w| (w[1].started - w[0].started).as_secs_f64())
+        .collect();
+    let expect = [60.0, 120.0, 240.0, 480.0, 480.0, 480.0];
+    for (i, (w, e)) in waits.iter().zip(expect).enumerate() {
+        // Each attempt itself takes 4 s (2 s timeout, 1 retry) before the backoff starts.
+        let backoff = w - 4.0;
+        assert!(
+            backoff >= e * 0.9 - 0.01 && backoff <= e * 1.1 + 0.01,
+            "wait {i}: {backoff} vs {e}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sighting_brings_a_sick_printer_back_at_once() {
+    let fake = FakeSnmp::new();
+    let (p, h) = Poller::new(
+        fake.clone(),
+        cfg(60),
+        managed(1),
+        None,
+        Arc::new(Metrics::new()),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(
+        p.observe(tx)
+            .without_startup_spread()
+            .run(tokio::time::sleep(Duration::from_secs(3000))),
+    );
+    // Three failures: not communicating, next attempt far away.
+    for _ in 0..3 {
+        rx.recv().await.unwrap();
+    }
+    let last = rx.recv().await;
+    let _ = last;
+    fake.add(addr(0), view(500));
+    let seen_at = Instant::now();
+    h.sighted(addr(0));
+    let o = rx.recv().await.unwrap();
+    assert!(
+        o.started - seen_at < Duration::from_secs(1),
+        "polled right after the sighting"
+    );
+    assert_eq!(o.health, Health::Ok);
+    assert_eq!(o.events, ["healthChanged"]);
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_and_events_reach_the_store() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), view(1000));
+    let store = Store::open_in_memory().unwrap();
+    let id = store.printer_id(&addr(0).to_string()).unwrap();
+    let mut m = managed(1);
+    m[0].printer_id = id;
+    let (p, _h) = Poller::new(
+        fake.clone(),
+        cfg(60),
+        m,
+        Some(store.clone()),
+        Arc::new(Metrics::new()),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(
+        p.observe(tx)
+            .without_startup_spread()
+            .run(tokio::time::sleep(Duration::from_secs(200))),
+    );
+    rx.recv().await.unwrap();
+    // The counter goes backwards before the next poll: a reset event, raw value kept.
+    fake.add(addr(0), view(7));
+    rx.recv().await.unwrap();
+    task.await.unwrap();
+    let rows = store.printers().unwrap();
+    assert_eq!(rows[0].health, Health::Ok);
+    let report: serde_json::Value =
+        serde_json::from_str(&store.latest_report(id).unwrap().unwrap()).unwrap();
+    assert_eq!(report["counters"]["lifetimeCount"], 7);
+    let kinds: Vec<String> = store.events(id).unwrap().into_iter().map(|e| e.1).collect();
+    assert_eq!(kinds, ["healthChanged", "counterReset"]);
+}
+
+#[test]
+fn backoff_is_capped_and_jittered() {
+    let mut rng = fastrand::Rng::with_seed(1);
+    let i = Duration::from_secs(60);
+    let cap = Duration::from_secs(600);
+    for f in 1..30 {
+        let b = backoff(i, cap, f, &mut rng).as_secs_f64();
+        let base = (60.0 * 2f64.powi(f as i32 - 1)).min(600.0);
+        assert!(b >= base * 0.9 && b <= base * 1.1, "failures {f}: {b}");
+    }
+}

@@ -1,0 +1,436 @@
+//! The store: SQLite (bundled) in WAL mode with embedded numbered migrations. The only
+//! module with SQL. Opening refuses to go on after a failed migration, naming it.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Embedded migrations, applied in order; `PRAGMA user_version` records the last one.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("migrations/0001_init.sql"))];
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory or database file cannot be used.
+    #[error("store {path}: {source}")]
+    Open {
+        /// Database path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A migration failed; the database is left at the previous version.
+    #[error("store migration {name} failed: {source}")]
+    Migration {
+        /// Migration file name.
+        name: &'static str,
+        /// SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database is newer than this agent.
+    #[error(
+        "store schema version {found} is newer than this agent knows ({known}); refusing to touch it"
+    )]
+    TooNew {
+        /// Version found.
+        found: i64,
+        /// Latest version known.
+        known: i64,
+    },
+    /// A query failed.
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Health of a printer as the poller sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Health {
+    /// Not polled yet.
+    Unknown,
+    /// Last poll succeeded.
+    Ok,
+    /// Missed one or more polls, below the not-communicating threshold.
+    Suspect,
+    /// Missed at least the configured number of polls.
+    NotCommunicating,
+}
+
+impl Health {
+    /// Stable text form (stored, shown and used as a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Ok => "ok",
+            Health::Suspect => "suspect",
+            Health::NotCommunicating => "not_communicating",
+        }
+    }
+
+    fn parse(s: &str) -> Health {
+        match s {
+            "ok" => Health::Ok,
+            "suspect" => Health::Suspect,
+            "not_communicating" => Health::NotCommunicating,
+            _ => Health::Unknown,
+        }
+    }
+}
+
+/// One event to record.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Event {
+    /// Event kind (`counterReset`, `supplyReplaced`, `healthChanged`, ...).
+    pub kind: &'static str,
+    /// Details (JSON).
+    pub detail: serde_json::Value,
+}
+
+/// What a successful poll stores.
+#[derive(Clone, Debug)]
+pub struct Success {
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// The report, JSON.
+    pub report: String,
+}
+
+/// The outcome of one poll, written in one transaction with others.
+#[derive(Clone, Debug)]
+pub struct PollRecord {
+    /// Printer row id.
+    pub printer_id: i64,
+    /// When the poll ended (epoch ms).
+    pub at_ms: i64,
+    /// Health after this poll.
+    pub health: Health,
+    /// Why (error text) when not ok.
+    pub reason: Option<String>,
+    /// Consecutive failures after this poll.
+    pub failures: u32,
+    /// On success: identity and the report JSON.
+    pub success: Option<Success>,
+    /// Events produced by this poll.
+    pub events: Vec<Event>,
+}
+
+/// A printer row as `status` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrinterRow {
+    /// Row id.
+    pub id: i64,
+    /// Address.
+    pub address: String,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Health.
+    pub health: Health,
+    /// Why, when not ok.
+    pub health_reason: Option<String>,
+    /// Consecutive failed polls.
+    pub consecutive_failures: u32,
+    /// Last successful poll (epoch ms).
+    pub last_seen_ms: Option<i64>,
+    /// Last attempt (epoch ms).
+    pub last_attempt_ms: Option<i64>,
+}
+
+/// A handle on the database. Cheap to clone; calls are blocking (run them off the
+/// async reactor with `spawn_blocking`).
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating) `fleet-agent.db` in `dir`, which is created owner-only.
+    ///
+    /// # Errors
+    /// When the directory or file cannot be used, or a migration fails.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("fleet-agent.db");
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.clone(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| open_err(Box::new(e)))?;
+        }
+        let conn = Connection::open(&path).map_err(|e| open_err(Box::new(e)))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(Box::new(e)))?;
+        Self::init(conn)
+    }
+
+    /// Opens a private in-memory database (tests, benchmarks).
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StoreError::TooNew {
+                found: current,
+                known,
+            });
+        }
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn
+                .transaction()
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.execute_batch(sql)
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.commit()
+                .map_err(|source| StoreError::Migration { name, source })?;
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns the row id of `address`, creating the row.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn printer_id(&self, address: &str) -> Result<i64, StoreError> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO printers(address) VALUES (?1) ON CONFLICT(address) DO NOTHING",
+            params![address],
+        )?;
+        Ok(c.query_row(
+            "SELECT id FROM printers WHERE address = ?1",
+            params![address],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Writes a batch of poll outcomes in one transaction.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing of the batch is written).
+    pub fn save_polls(&self, batch: &[PollRecord]) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut up_ok = tx.prepare_cached(
+                "UPDATE printers SET serial = ?2, manufacturer = ?3, model = ?4, health = ?5, health_reason = NULL,
+                 consecutive_failures = 0, first_seen_ms = COALESCE(first_seen_ms, ?6), last_seen_ms = ?6, last_attempt_ms = ?6
+                 WHERE id = ?1",
+            )?;
+            let mut up_fail = tx.prepare_cached(
+                "UPDATE printers SET health = ?2, health_reason = ?3, consecutive_failures = ?4, last_attempt_ms = ?5 WHERE id = ?1",
+            )?;
+            let mut state = tx.prepare_cached(
+                "INSERT INTO latest_state(printer_id, collected_at_ms, report) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(printer_id) DO UPDATE SET collected_at_ms = excluded.collected_at_ms, report = excluded.report",
+            )?;
+            let mut ev = tx.prepare_cached(
+                "INSERT INTO events(printer_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in batch {
+                match &r.success {
+                    Some(ok) => {
+                        up_ok.execute(params![
+                            r.printer_id,
+                            ok.serial,
+                            ok.manufacturer,
+                            ok.model,
+                            r.health.as_str(),
+                            r.at_ms
+                        ])?;
+                        state.execute(params![r.printer_id, r.at_ms, ok.report])?;
+                    }
+                    None => {
+                        up_fail.execute(params![
+                            r.printer_id,
+                            r.health.as_str(),
+                            r.reason,
+                            r.failures,
+                            r.at_ms
+                        ])?;
+                    }
+                }
+                for e in &r.events {
+                    ev.execute(params![r.printer_id, r.at_ms, e.kind, e.detail.to_string()])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Lists every printer.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn printers(&self) -> Result<Vec<PrinterRow>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare(
+            "SELECT id, address, serial, manufacturer, model, health, health_reason, consecutive_failures, last_seen_ms, last_attempt_ms
+             FROM printers ORDER BY id",
+        )?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(PrinterRow {
+                    id: r.get(0)?,
+                    address: r.get(1)?,
+                    serial: r.get(2)?,
+                    manufacturer: r.get(3)?,
+                    model: r.get(4)?,
+                    health: Health::parse(&r.get::<_, String>(5)?),
+                    health_reason: r.get(6)?,
+                    consecutive_failures: r.get(7)?,
+                    last_seen_ms: r.get(8)?,
+                    last_attempt_ms: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Returns the latest report JSON of a printer.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn latest_report(&self, printer_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT report FROM latest_state WHERE printer_id = ?1",
+                params![printer_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Returns the events of a printer, oldest first: (at_ms, kind, detail JSON).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn events(&self, printer_id: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let c = self.conn();
+        let mut q =
+            c.prepare("SELECT at_ms, kind, detail FROM events WHERE printer_id = ?1 ORDER BY id")?;
+        let rows = q
+            .query_map(params![printer_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_saves_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let id = s.printer_id("127.0.0.1:161").unwrap();
+        assert_eq!(s.printer_id("127.0.0.1:161").unwrap(), id);
+        s.save_polls(&[PollRecord {
+            printer_id: id,
+            at_ms: 1000,
+            health: Health::Ok,
+            reason: None,
+            failures: 0,
+            success: Some(Success {
+                serial: Some("SN1".into()),
+                manufacturer: Some("Acme".into()),
+                model: Some("M1".into()),
+                report: "{\"a\":1}".into(),
+            }),
+            events: vec![Event {
+                kind: "counterReset",
+                detail: serde_json::json!({"from": 10, "to": 2}),
+            }],
+        }])
+        .unwrap();
+        s.save_polls(&[PollRecord {
+            printer_id: id,
+            at_ms: 2000,
+            health: Health::Suspect,
+            reason: Some("timeout".into()),
+            failures: 1,
+            success: None,
+            events: vec![],
+        }])
+        .unwrap();
+        drop(s);
+        // Reopening keeps everything and does not re-run migrations.
+        let s = Store::open(dir.path()).unwrap();
+        let p = &s.printers().unwrap()[0];
+        assert_eq!(p.serial.as_deref(), Some("SN1"));
+        assert_eq!(p.health, Health::Suspect);
+        assert_eq!(p.health_reason.as_deref(), Some("timeout"));
+        assert_eq!(p.last_seen_ms, Some(1000));
+        assert_eq!(p.last_attempt_ms, Some(2000));
+        assert_eq!(s.latest_report(id).unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(s.events(id).unwrap()[0].1, "counterReset");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+        }
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("fleet-agent.db")).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = Store::open(dir.path()).err().unwrap();
+        assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_failed_migration_is_named() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // A table that collides with the first migration.
+        conn.execute_batch("CREATE TABLE printers(x);").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.commit().unwrap();
+        let e = Store::init(conn).err().unwrap();
+        assert!(e.to_string().contains("0001_init.sql"), "{e}");
+    }
+}

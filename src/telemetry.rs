@@ -1,0 +1,144 @@
+//! The agent's own metrics (Prometheus text format at `/metrics`) and log setup.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Metrics the components update. Names follow Prometheus conventions (`_total` for
+/// counters, base units, `fleet_agent_` prefix).
+pub struct Metrics {
+    registry: Registry,
+    /// Managed printers by health (`ok`, `suspect`, `not_communicating`, `unknown`).
+    pub printers: Family<Labels, Gauge>,
+    /// Polls started.
+    pub polls: Counter,
+    /// Failed polls by reason code (`timeout`, `wrongDigest`, `deadline`, ...).
+    pub poll_failures: Family<Labels, Counter>,
+    /// Duration of one printer's poll, seconds.
+    pub poll_duration: Histogram,
+    /// Polls in flight.
+    pub polls_in_flight: Gauge,
+    /// Events recorded by kind (counter resets, supply replacements, ...).
+    pub events: Family<Labels, Counter>,
+    /// Store write failures.
+    pub store_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fleet_agent");
+        let printers = Family::<Labels, Gauge>::default();
+        registry.register(
+            "printers",
+            "Managed printers by health state",
+            printers.clone(),
+        );
+        let polls = Counter::default();
+        registry.register("polls", "Printer polls started", polls.clone());
+        let poll_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "poll_failures",
+            "Failed printer polls by reason",
+            poll_failures.clone(),
+        );
+        let poll_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "poll_duration_seconds",
+            "Duration of one printer poll",
+            poll_duration.clone(),
+        );
+        let polls_in_flight = Gauge::default();
+        registry.register(
+            "polls_in_flight",
+            "Printer polls in progress",
+            polls_in_flight.clone(),
+        );
+        let events = Family::<Labels, Counter>::default();
+        registry.register("events", "Printer events recorded by kind", events.clone());
+        let store_errors = Counter::default();
+        registry.register("store_errors", "Store write failures", store_errors.clone());
+        for h in ["ok", "suspect", "not_communicating", "unknown"] {
+            printers
+                .get_or_create(&vec![("health".into(), h.into())])
+                .set(0);
+        }
+        Metrics {
+            registry,
+            printers,
+            polls,
+            poll_failures,
+            poll_duration,
+            polls_in_flight,
+            events,
+            store_errors,
+        }
+    }
+
+    /// Sets the per-health printer gauges.
+    pub fn set_health_counts(&self, counts: &[(&str, i64)]) {
+        for (h, n) in counts {
+            self.printers
+                .get_or_create(&vec![("health".into(), (*h).into())])
+                .set(*n);
+        }
+    }
+
+    /// Counts a failed poll.
+    pub fn poll_failed(&self, reason: &str) {
+        self.poll_failures
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// Counts an event.
+    pub fn event(&self, kind: &str) {
+        self.events
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc();
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        encode(&mut s, &self.registry).ok();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_conventional_names() {
+        let m = Metrics::new();
+        m.polls.inc();
+        m.poll_failed("timeout");
+        m.poll_duration.observe(0.02);
+        m.set_health_counts(&[("ok", 3)]);
+        let t = m.render();
+        assert!(t.contains("fleet_agent_polls_total 1"), "{t}");
+        assert!(
+            t.contains("fleet_agent_poll_failures_total{reason=\"timeout\"} 1"),
+            "{t}"
+        );
+        assert!(t.contains("fleet_agent_printers{health=\"ok\"} 3"), "{t}");
+        assert!(
+            t.contains("fleet_agent_poll_duration_seconds_bucket"),
+            "{t}"
+        );
+        assert!(t.ends_with("# EOF\n"));
+    }
+}
