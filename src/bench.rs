@@ -20,6 +20,32 @@ use tokio::time::Instant;
 pub enum BenchCommand {
     /// Poll N simulated printers for the full report; compare with snmp_exporter.
     Poll(PollBench),
+    /// Run the scheduled poller (with its SQLite store) over N simulated printers for
+    /// several cycles: cycle time, CPU, RSS, and idle CPU between cycles.
+    PollCycle(PollCycleBench),
+}
+
+/// `bench poll-cycle` arguments.
+#[derive(Args, Debug)]
+pub struct PollCycleBench {
+    /// Number of simulated printers.
+    #[arg(long, default_value_t = 10_000)]
+    pub printers: usize,
+    /// Cycles to run.
+    #[arg(long, default_value_t = 3)]
+    pub cycles: usize,
+    /// Poll interval (one cycle per interval).
+    #[arg(long, default_value_t = 60)]
+    pub interval_secs: u64,
+    /// Printers polled at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// First loopback address of the simulated fleet.
+    #[arg(long, default_value = "127.30.0.1")]
+    pub fleet_start: Ipv4Addr,
+    /// UDP port of the simulated printers.
+    #[arg(long, default_value_t = 161)]
+    pub port: u16,
 }
 
 /// `bench poll` arguments.
@@ -58,6 +84,7 @@ pub struct PollBench {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Poll(b) => poll_bench(b).await,
+        BenchCommand::PollCycle(b) => poll_cycle_bench(b).await,
     }
 }
 
@@ -93,6 +120,12 @@ pub fn rss_kib(pid: Option<u32>) -> Option<(u64, u64)> {
 
 struct ChildGuard(Child);
 
+struct Fleet {
+    printers: usize,
+    fleet_start: Ipv4Addr,
+    port: u16,
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.0.kill().ok();
@@ -101,6 +134,19 @@ impl Drop for ChildGuard {
 }
 
 fn start_fleet(b: &PollBench) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
+    spawn_fleet(b.printers, b.fleet_start, b.port)
+}
+
+fn spawn_fleet(
+    printers: usize,
+    fleet_start: Ipv4Addr,
+    port: u16,
+) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
+    let b = Fleet {
+        printers,
+        fleet_start,
+        port,
+    };
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args([
@@ -144,6 +190,119 @@ fn start_fleet(b: &PollBench) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+async fn poll_cycle_bench(b: PollCycleBench) -> anyhow::Result<()> {
+    use crate::config::PollerConfig;
+    use crate::poller::scheduler::{Managed, Poller};
+    use crate::store::Store;
+    use crate::telemetry::Metrics;
+    println!(
+        "bench poll-cycle: {} synthetic printers, {} cycles of {} s, {} in flight, SQLite store on disk",
+        b.printers, b.cycles, b.interval_secs, b.concurrency
+    );
+    let (sim, addrs) = spawn_fleet(b.printers, b.fleet_start, b.port)?;
+    let dir = tempfile_dir()?;
+    let store = Store::open(&dir)?;
+    let mut managed = Vec::with_capacity(addrs.len());
+    for a in &addrs {
+        let mut t = Target::new(*a, Security::v2c("public"));
+        t.timeout = Duration::from_millis(2000);
+        t.max_repetitions = 60;
+        managed.push(Managed {
+            target: t,
+            printer_id: store.printer_id(&a.to_string())?,
+        });
+    }
+    let interval = Duration::from_secs(b.interval_secs.max(2));
+    let cfg = PollerConfig {
+        interval,
+        deadline: interval.mul_f64(0.8).min(Duration::from_secs(50)),
+        max_in_flight: b.concurrency.max(1),
+        backoff_max: interval * 8,
+        not_communicating_after: 3,
+        max_pages_per_minute: 1_000_000,
+    };
+    let (rss_before, _) = rss_kib(None).unwrap_or((0, 0));
+    let (poller, _h) = Poller::new(
+        UdpClient::new()?,
+        cfg,
+        managed,
+        Some(store.clone()),
+        std::sync::Arc::new(Metrics::new()),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(poller.observe(tx).without_startup_spread().run(async move {
+        stop_rx.await.ok();
+    }));
+    let n = addrs.len();
+    let mut last_end_cpu = None::<(f64, Instant)>;
+    let mut idle = Vec::new();
+    let mut figures = Vec::new();
+    for cycle in 1..=b.cycles.max(1) {
+        let mut done = 0;
+        let mut failed = 0;
+        let mut first = None;
+        let c0 = cpu_seconds(None).unwrap_or(0.0);
+        while done < n {
+            let Some(o) = rx.recv().await else { break };
+            first.get_or_insert(o.started);
+            if o.failure.is_some() {
+                failed += 1;
+            }
+            done += 1;
+        }
+        let end = Instant::now();
+        let start = first.unwrap_or(end);
+        let took = (end - start).as_secs_f64();
+        let cpu = cpu_seconds(None).unwrap_or(0.0) - c0;
+        if let Some((cpu_end, t_end)) = last_end_cpu {
+            // CPU spent between the end of the previous cycle and this cycle's start.
+            let idle_secs = (start - t_end).as_secs_f64().max(1e-9);
+            idle.push((c0 - cpu_end) / idle_secs * 100.0);
+        }
+        let (rss, hwm) = rss_kib(None).unwrap_or((0, 0));
+        println!(
+            "  cycle {cycle}: {} printers in {took:.2} s ({failed} failed), CPU {cpu:.2} s, RSS {:.1} MiB (peak {:.1} MiB)",
+            n,
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+        figures.push((took, cpu, rss, hwm));
+        last_end_cpu = Some((cpu_seconds(None).unwrap_or(0.0), Instant::now()));
+    }
+    stop_tx.send(()).ok();
+    task.await.ok();
+    let worst = figures.iter().map(|f| f.0).fold(0.0, f64::max);
+    let steady = figures.last().map_or(0, |f| f.2);
+    let peak = figures.iter().map(|f| f.3).max().unwrap_or(0);
+    println!(
+        "poll-cycle: worst cycle {worst:.2} s for {n} printers (interval {} s)",
+        b.interval_secs
+    );
+    println!(
+        "poll-cycle: steady RSS {:.1} MiB, peak {:.1} MiB, {:.1} KiB per printer above the empty agent ({:.1} MiB)",
+        steady as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        steady.saturating_sub(rss_before) as f64 / n as f64,
+        rss_before as f64 / 1024.0
+    );
+    if !idle.is_empty() {
+        println!(
+            "poll-cycle: idle CPU between cycles {:.2} % of one core (mean)",
+            idle.iter().sum::<f64>() / idle.len() as f64
+        );
+    }
+    drop(sim);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("fleet-agent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
 
 async fn poll_bench(b: PollBench) -> anyhow::Result<()> {

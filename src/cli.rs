@@ -42,6 +42,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in demo: a simulated fleet polled on a schedule (Ctrl-C stops).
     Demo(crate::demo::DemoArgs),
+    /// Run the agent in the foreground: poll the configured printers on schedule, serve
+    /// /metrics; SIGTERM or Ctrl-C stops it.
+    Run(AgentArgs),
+    /// Show every managed printer's latest state and health from the store.
+    Status(StatusArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Read one printer over SNMP and print its report.
     Poll(PollArgs),
     /// Walk an OID subtree of one agent (the "MIB walk" printer log).
@@ -53,6 +61,86 @@ pub enum Command {
     Bench(crate::bench::BenchCommand),
     /// Print the version.
     Version,
+}
+
+/// Where the configuration and state are.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml when it exists, else
+    /// the built-in defaults).
+    #[arg(long, env = "FLEET_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory (overrides `agent.state_dir`).
+    #[arg(long, env = "FLEET_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `status` arguments.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Configuration and state.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Print JSON (every printer with its latest report).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `config` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check a configuration file and print every problem with its key path; exit 64 if
+    /// it is invalid.
+    Validate {
+        /// The file (default: as for `run`).
+        file: Option<PathBuf>,
+    },
+    /// Print the commented default configuration.
+    Default,
+}
+
+/// Exit code: invalid configuration (sysexits EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+fn config_path(explicit: Option<&PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.clone());
+    }
+    let system = PathBuf::from("/etc/fleet-agent/fleet-agent.toml");
+    (cfg!(unix) && system.exists()).then_some(system)
+}
+
+/// Loads the configuration `run`, `status` and `config validate` use.
+///
+/// # Errors
+/// Every problem found, as an exit with code 64.
+pub fn load_config(explicit: Option<&PathBuf>) -> Result<crate::config::Config, Exit> {
+    let r = match config_path(explicit) {
+        Some(p) => crate::config::load(&p),
+        None => crate::config::parse("<built-in defaults>", crate::config::DEFAULT_TOML),
+    };
+    r.map_err(|e| Exit {
+        code: EXIT_CONFIG,
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+fn state_dir(a: &AgentArgs, c: &crate::config::Config) -> PathBuf {
+    a.state_dir
+        .clone()
+        .or_else(|| c.state_dir.clone())
+        .unwrap_or_else(crate::config::default_state_dir)
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init()
+        .ok();
 }
 
 /// SNMP credentials and patience, shared by `poll` and `walk`.
@@ -332,7 +420,35 @@ impl From<anyhow::Error> for Exit {
 /// # Errors
 /// Returns the exit code and message to print.
 pub async fn run(cli: Cli) -> Result<(), Exit> {
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging("warn");
+    }
     match cli.command {
+        Command::Run(a) => {
+            let c = load_config(a.config.as_ref())?;
+            init_logging(&c.log_level);
+            let dir = state_dir(&a, &c);
+            crate::app::run(c, dir, crate::demo::shutdown_signal())
+                .await
+                .map_err(Exit::from)
+        }
+        Command::Status(a) => status(a).await,
+        Command::Config(ConfigCommand::Validate { file }) => {
+            let c = load_config(file.as_ref())?;
+            println!(
+                "{}: valid ({} SNMP profile(s), {} printer(s), poll every {} s)",
+                config_path(file.as_ref())
+                    .map_or("<built-in defaults>".into(), |p| p.display().to_string()),
+                c.profiles.len(),
+                c.printers.len(),
+                c.poller.interval.as_secs()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", crate::config::DEFAULT_TOML);
+            Ok(())
+        }
         Command::Demo(a) => crate::demo::run(a).await.map_err(Exit::from),
         Command::Poll(a) => poll(a).await.map_err(Exit::from),
         Command::Walk(a) => walk_cmd(a).await.map_err(Exit::from),
@@ -343,6 +459,114 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             Ok(())
         }
     }
+}
+
+async fn status(a: StatusArgs) -> Result<(), Exit> {
+    let c = load_config(a.agent.config.as_ref())?;
+    let dir = state_dir(&a.agent, &c);
+    if !dir.join("fleet-agent.db").exists() {
+        return Err(Exit {
+            code: EXIT_NO_INPUT,
+            message: format!(
+                "{}: no store yet (has `fleet-agent run` been started with this state directory?)",
+                dir.display()
+            ),
+        });
+    }
+    let rows = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<(crate::store::PrinterRow, Option<String>)>> {
+            let store = crate::store::Store::open(&dir)?;
+            let rows = store.printers()?;
+            rows.into_iter()
+                .map(|r| {
+                    let rep = store.latest_report(r.id)?;
+                    Ok((r, rep))
+                })
+                .collect()
+        },
+    )
+    .await
+    .map_err(|e| Exit::from(anyhow::Error::from(e)))?
+    .map_err(Exit::from)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(r, rep)| {
+                serde_json::json!({
+                    "printer": r,
+                    "report": rep.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v).ok();
+        writeln!(out).ok();
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<22} {:<18} {:<16} {:<20} {:>9}  {:<26} last seen",
+        "address", "health", "serial", "model", "pages", "lowest supply"
+    )
+    .ok();
+    for (r, rep) in &rows {
+        let v = rep
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        let pages = v
+            .as_ref()
+            .and_then(|v| v["counters"]["lifetimeCount"].as_u64())
+            .map_or("-".into(), |p| p.to_string());
+        let low = v
+            .as_ref()
+            .and_then(|v| {
+                v["supplies"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| {
+                        Some((
+                            s["percentRemaining"].as_u64()?,
+                            s["description"].as_str().unwrap_or("?").to_string(),
+                        ))
+                    })
+                    .min_by_key(|x| x.0)
+            })
+            .map_or("-".into(), |(p, d)| format!("{d} {p}%"));
+        let seen = r.last_seen_ms.map_or("never".to_string(), |ms| {
+            let ago = (crate::poller::now_ms() - ms).max(0) / 1000;
+            format!("{ago} s ago")
+        });
+        let health = match &r.health_reason {
+            Some(reason) if r.health != crate::store::Health::Ok => {
+                format!("{} ({})", r.health.as_str(), short(reason))
+            }
+            _ => r.health.as_str().to_string(),
+        };
+        writeln!(
+            out,
+            "{:<22} {:<18} {:<16} {:<20} {:>9}  {:<26} {seen}",
+            r.address,
+            health,
+            r.serial.as_deref().unwrap_or("-"),
+            r.model.as_deref().unwrap_or("-"),
+            pages,
+            low
+        )
+        .ok();
+    }
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "(no printers yet: add [[printers]] to the configuration)"
+        )
+        .ok();
+    }
+    Ok(())
+}
+
+fn short(s: &str) -> String {
+    let code = s.rsplit(": ").next().unwrap_or(s);
+    code.chars().take(40).collect()
 }
 
 async fn poll(a: PollArgs) -> anyhow::Result<()> {

@@ -10,6 +10,8 @@
 //! - [`simulator`]: simulated printers served over real UDP: `.snmprec` recordings
 //!   (snmpsim's format), one port with community = file stem, a fleet on loopback
 //!   addresses, and synthetic printers whose counters advance and toners fall.
+//! - [`app`]: the agent: starts store, web listener and poller, stops them in reverse.
+//! - [`web`]: the local listener: `/metrics` and a small JSON API.
 //! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
 //! - [`config`]: `fleet-agent.toml`, parsed strictly and validated whole into `Config`.
 //! - [`cli`]: command-line definitions and their handlers.
@@ -18,6 +20,7 @@
 //! - [`telemetry`]: the agent's own Prometheus metrics.
 //! - [`secret`]: the `Secret` type that never prints its value.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -29,3 +32,4 @@ pub mod simulator;
 pub mod snmp;
 pub mod store;
 pub mod telemetry;
+pub mod web;

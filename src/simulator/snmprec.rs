@@ -133,13 +133,18 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
+    // Work on bytes: any non-ASCII character simply is not a hex digit.
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    digits
+        .chunks(2)
+        .map(|p| {
+            let hi = char::from(p[0]).to_digit(16)?;
+            let lo = char::from(p[1]).to_digit(16)?;
+            Some((hi * 16 + lo) as u8)
+        })
         .collect()
 }
 
@@ -220,6 +225,14 @@ mod tests {
         let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
         assert_eq!(lines, [2, 3, 4, 5, 6, 7, 8]);
         assert!(warnings[0].to_string().starts_with("bad.snmprec:2: "));
+    }
+
+    #[test]
+    fn hex_values_with_non_ascii_characters_are_rejected_not_panicking() {
+        // Found by cargo-fuzz: slicing "é0" at byte 2 split a character.
+        let (pairs, warnings) = parse("f", "1.3.6|4x|\u{e9}0\n1.3.7|4x|0\u{e9}\n");
+        assert!(pairs.is_empty());
+        assert_eq!(warnings.len(), 2);
     }
 
     #[test]
