@@ -151,7 +151,10 @@ async fn sick_printers_back_off_and_recover_while_healthy_ones_keep_cadence() {
 }
 
 #[test]
-#[allow(clippy::disallowed_methods, reason = "a synchronous black-box test waiting on a child process")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a synchronous black-box test waiting on a child process"
+)]
 fn run_status_and_config_commands_work_end_to_end() {
     let port = 22000 + (std::process::id() % 20000) as u16;
     let p = port.to_string();

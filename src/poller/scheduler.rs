@@ -11,10 +11,10 @@ use crate::snmp::{SnmpClient, Target};
 use crate::store::{Event, Health, PollRecord, Store};
 use crate::telemetry::Metrics;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
@@ -204,7 +204,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
             heap.push(Reverse((s.due, i)));
         }
         self.health_counts();
-        let permits = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
+        // Due printers wait here (not as spawned tasks) until a slot in the cap frees up,
+        // so memory stays bounded by max_in_flight even when thousands are due at once.
+        let mut ready: VecDeque<usize> = VecDeque::new();
+        let cap = self.cfg.max_in_flight.max(1);
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut batch: Vec<PollRecord> = Vec::new();
         let mut flush = tokio::time::interval(Duration::from_millis(500));
@@ -234,6 +237,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
                             batch.push(rec);
                         }
+                        self.launch(&mut ready, &mut running, cap);
                         if batch.len() >= 512 {
                             self.write(&mut batch).await;
                         }
@@ -258,22 +262,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             continue;
                         }
                         s.in_flight = true;
-                        let (client, target, permits, deadline) = (self.client.clone(), s.target.clone(), permits.clone(), self.cfg.deadline);
-                        let metrics = self.metrics.clone();
-                        running.spawn(async move {
-                            let _permit = permits.acquire_owned().await.expect("poller semaphore closed");
-                            let started = Instant::now();
-                            metrics.polls.inc();
-                            metrics.polls_in_flight.inc();
-                            let r = match tokio::time::timeout(deadline, poll_printer(&client, &target)).await {
-                                Ok(Ok(ok)) => Ok(ok),
-                                Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
-                                Err(_) => Err(format!("deadline|printer {}: no complete answer within the {} s deadline", target.addr, deadline.as_secs())),
-                            };
-                            metrics.polls_in_flight.dec();
-                            (i, started, r, started.elapsed())
-                        });
+                        ready.push_back(i);
                     }
+                    self.launch(&mut ready, &mut running, cap);
                 },
             }
         }
@@ -283,6 +274,35 @@ impl<C: SnmpClient + Clone> Poller<C> {
             self.write(&mut batch).await;
         }
         tracing::info!("Poller stopped.");
+    }
+
+    /// Starts polls from `ready` while fewer than `cap` are running.
+    fn launch(&self, ready: &mut VecDeque<usize>, running: &mut JoinSet<Finished>, cap: usize) {
+        while running.len() < cap {
+            let Some(i) = ready.pop_front() else { break };
+            let (client, target, deadline) = (
+                self.client.clone(),
+                self.slots[i].target.clone(),
+                self.cfg.deadline,
+            );
+            let metrics = self.metrics.clone();
+            running.spawn(async move {
+                let started = Instant::now();
+                metrics.polls.inc();
+                metrics.polls_in_flight.inc();
+                let r = match tokio::time::timeout(deadline, poll_printer(&client, &target)).await {
+                    Ok(Ok(ok)) => Ok(ok),
+                    Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
+                    Err(_) => Err(format!(
+                        "deadline|printer {}: no complete answer within the {} s deadline",
+                        target.addr,
+                        deadline.as_secs()
+                    )),
+                };
+                metrics.polls_in_flight.dec();
+                (i, started, r, started.elapsed())
+            });
+        }
     }
 
     async fn write(&self, batch: &mut Vec<PollRecord>) {
