@@ -5,6 +5,7 @@
 //!   agent-side responder and USM engine. Knows nothing about printers.
 //! - [`printer`]: the printer data model (asset, counters, supplies, alerts) and the pure
 //!   decoding of SNMP values into it, driven by one table of OIDs.
+//! - [`discovery`]: targets, polite SNMP sweeps, mDNS, stable identity, per-IP report.
 //! - [`poller`]: reading one printer over SNMP into a report (the collection plan run
 //!   through an [`snmp::SnmpClient`]).
 //! - [`simulator`]: simulated printers served over real UDP: `.snmprec` recordings
@@ -25,6 +26,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod poller;
 pub mod printer;
 pub mod secret;

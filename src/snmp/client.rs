@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 
 /// Largest datagram we accept and advertise (IPv4 UDP payload limit).
 const MAX_DATAGRAM: usize = 65_507;
@@ -89,6 +89,11 @@ impl Drop for Tasks {
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Each exchange uses its own connected socket (discovery sweeps: ICMP port
+    /// unreachable then surfaces as `Unreachable` instead of a timeout).
+    connected: bool,
+    /// Minimum spacing between two datagrams (politeness), with the next free slot.
+    pacing: Option<(Duration, Mutex<Instant>)>,
     _tasks: Tasks,
 }
 
@@ -149,9 +154,64 @@ impl UdpClient {
         Ok(UdpClient {
             inner: Arc::new(Inner {
                 shared,
+                connected: false,
+                pacing: None,
                 _tasks: Tasks(tasks),
             }),
         })
+    }
+
+    /// Creates a client whose every exchange uses its own connected socket, so an ICMP
+    /// port-unreachable answer is reported as [`SnmpError::Unreachable`] at once. Meant
+    /// for discovery sweeps, where most addresses never answer; replies up to 16 KiB.
+    ///
+    /// # Errors
+    /// Fails when no IPv4 UDP socket can be created.
+    pub fn connected() -> std::io::Result<Self> {
+        Self::new()?.with(true, None)
+    }
+
+    /// Limits this client to `packets_per_second` datagrams (every send, retries
+    /// included); `None` or 0 means no limit. Must be called before the client is cloned.
+    ///
+    /// # Errors
+    /// When the client was already cloned.
+    pub fn with_rate_limit(self, packets_per_second: Option<f64>) -> std::io::Result<Self> {
+        let connected = self.inner.connected;
+        self.with(connected, packets_per_second)
+    }
+
+    fn with(self, connected: bool, pps: Option<f64>) -> std::io::Result<Self> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| std::io::Error::other("the client is already shared"))?;
+        let pacing = pps.filter(|r| r.is_finite() && *r > 0.0).map(|r| {
+            (
+                Duration::from_nanos((1e9 / r) as u64),
+                Mutex::new(Instant::now()),
+            )
+        });
+        Ok(UdpClient {
+            inner: Arc::new(Inner {
+                connected,
+                pacing: pacing.or(inner.pacing),
+                ..inner
+            }),
+        })
+    }
+
+    /// Waits for the next send slot when a rate limit is set.
+    async fn pace(&self) {
+        let Some((gap, next)) = &self.inner.pacing else {
+            return;
+        };
+        let slot = {
+            let mut n = next.lock().expect("pacing lock poisoned");
+            let now = Instant::now();
+            let slot = (*n).max(now);
+            *n = slot + *gap;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 
     /// Returns the counters so far.
@@ -185,6 +245,9 @@ impl UdpClient {
         bytes: &[u8],
         hint: &'static str,
     ) -> Result<Vec<u8>, SnmpError> {
+        if self.inner.connected {
+            return self.exchange_connected(target, id, bytes, hint).await;
+        }
         let shared = &self.inner.shared;
         let addr = normalize(target.addr);
         let sock = match addr {
@@ -214,6 +277,7 @@ impl UdpClient {
         let _guard = Unregister(shared, id);
         let attempts = target.retries + 1;
         for _ in 0..attempts {
+            self.pace().await;
             if let Err(e) = sock.send_to(bytes, addr).await {
                 return Err(SnmpError::Io {
                     target: target.addr,
@@ -226,6 +290,71 @@ impl UdpClient {
                 Ok(Err(_)) => break,
                 Err(_) => {
                     shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(SnmpError::Timeout {
+            target: target.addr,
+            attempts,
+            timeout: target.timeout,
+            hint,
+        })
+    }
+
+    async fn exchange_connected(
+        &self,
+        target: &Target,
+        id: i32,
+        bytes: &[u8],
+        hint: &'static str,
+    ) -> Result<Vec<u8>, SnmpError> {
+        let counters = &self.inner.shared.counters;
+        let addr = normalize(target.addr);
+        let io = |source: std::io::Error| SnmpError::Io {
+            target: target.addr,
+            source,
+        };
+        let local: SocketAddr = if addr.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = UdpSocket::bind(local).await.map_err(io)?;
+        sock.connect(addr).await.map_err(io)?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let attempts = target.retries + 1;
+        for _ in 0..attempts {
+            self.pace().await;
+            match sock.send(bytes).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(SnmpError::Unreachable {
+                        target: target.addr,
+                    });
+                }
+                Err(e) => return Err(io(e)),
+            }
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + target.timeout;
+            loop {
+                match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+                    Ok(Ok(n)) => {
+                        if peek_correlation_id(&buf[..n]) == Some(id) {
+                            counters.received.fetch_add(1, Ordering::Relaxed);
+                            return Ok(buf[..n].to_vec());
+                        }
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return Err(SnmpError::Unreachable {
+                            target: target.addr,
+                        });
+                    }
+                    Ok(Err(e)) => return Err(io(e)),
+                    Err(_) => {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                 }
             }
         }

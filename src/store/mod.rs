@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("migrations/0001_init.sql")),
+    (
+        "0002_discovery.sql",
+        include_str!("migrations/0002_discovery.sql"),
+    ),
+];
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +151,36 @@ pub struct PrinterRow {
     /// Last attempt (epoch ms).
     pub last_attempt_ms: Option<i64>,
 }
+
+/// A device as discovery records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    /// Stable identity.
+    pub device_key: String,
+    /// Serial.
+    pub serial: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// MAC.
+    pub mac: Option<String>,
+    /// mDNS UUID.
+    pub mdns_uuid: Option<String>,
+    /// Last address (`ip:port`).
+    pub address: Option<String>,
+    /// SNMP profile that last worked.
+    pub profile: Option<String>,
+    /// How it was seen (`snmp,mdns`).
+    pub sources: String,
+}
+
+/// A recorded address change: (from, to).
+pub type Move = (Option<String>, Option<String>);
+
+/// Per device key: (new to the store, previous address when it moved).
+pub type Moves = std::collections::HashMap<String, (bool, Option<String>)>;
 
 /// A handle on the database. Cheap to clone; calls are blocking (run them off the
 /// async reactor with `spawn_blocking`).
@@ -334,6 +370,131 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Lists every discovered device.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare(
+            "SELECT device_key, serial, manufacturer, model, mac, mdns_uuid, address, profile, sources FROM devices ORDER BY id",
+        )?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(DeviceRecord {
+                    device_key: r.get(0)?,
+                    serial: r.get(1)?,
+                    manufacturer: r.get(2)?,
+                    model: r.get(3)?,
+                    mac: r.get(4)?,
+                    mdns_uuid: r.get(5)?,
+                    address: r.get(6)?,
+                    profile: r.get(7)?,
+                    sources: r.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records a discovery run in one transaction: upserts `devices` (recording a move
+    /// when a known device answers at a new address; another device at that address
+    /// loses it) and replaces the per-IP report with `results` (address, outcome code,
+    /// detail JSON). Returns, per device key, whether it was new and where it moved from.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is written).
+    pub fn save_discovery(
+        &self,
+        at_ms: i64,
+        devices: &[DeviceRecord],
+        results: &[(String, String, String)],
+    ) -> Result<Moves, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut moves = Moves::new();
+        for d in devices {
+            let old: Option<(i64, Option<String>)> = tx
+                .query_row(
+                    "SELECT id, address FROM devices WHERE device_key = ?1",
+                    params![d.device_key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            // The address now belongs to this device only.
+            tx.execute(
+                "UPDATE devices SET address = NULL WHERE address = ?1 AND device_key <> ?2",
+                params![d.address, d.device_key],
+            )?;
+            match old {
+                Some((id, prev)) => {
+                    let moved = prev
+                        .as_ref()
+                        .filter(|p| Some(*p) != d.address.as_ref())
+                        .cloned();
+                    if let Some(from) = &moved {
+                        tx.execute(
+                            "INSERT INTO device_moves(device_id, at_ms, from_address, to_address) VALUES (?1, ?2, ?3, ?4)",
+                            params![id, at_ms, from, d.address],
+                        )?;
+                    }
+                    tx.execute(
+                        "UPDATE devices SET serial = COALESCE(?2, serial), manufacturer = COALESCE(?3, manufacturer), model = COALESCE(?4, model),
+                         mac = COALESCE(?5, mac), mdns_uuid = COALESCE(?6, mdns_uuid), address = ?7, profile = COALESCE(?8, profile),
+                         sources = ?9, last_seen_ms = ?10 WHERE id = ?1",
+                        params![id, d.serial, d.manufacturer, d.model, d.mac, d.mdns_uuid, d.address, d.profile, d.sources, at_ms],
+                    )?;
+                    moves.insert(d.device_key.clone(), (false, moved));
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO devices(device_key, serial, manufacturer, model, mac, mdns_uuid, address, profile, sources, first_seen_ms, last_seen_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                        params![d.device_key, d.serial, d.manufacturer, d.model, d.mac, d.mdns_uuid, d.address, d.profile, d.sources, at_ms],
+                    )?;
+                    moves.insert(d.device_key.clone(), (true, None));
+                }
+            }
+        }
+        tx.execute("DELETE FROM discovery_results", [])?;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO discovery_results(address, outcome, detail, at_ms) VALUES (?1, ?2, ?3, ?4)")?;
+            for (a, o, d) in results {
+                ins.execute(params![a, o, d, at_ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(moves)
+    }
+
+    /// Returns the last discovery run's per-IP report rows (detail JSON).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn discovery_results(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare("SELECT detail FROM discovery_results ORDER BY rowid")?;
+        let rows = q
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Returns the recorded moves of a device: (from, to).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn device_moves(&self, device_key: &str) -> Result<Vec<Move>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare(
+            "SELECT m.from_address, m.to_address FROM device_moves m JOIN devices d ON d.id = m.device_id WHERE d.device_key = ?1 ORDER BY m.id",
+        )?;
+        let rows = q
+            .query_map(params![device_key], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// Returns the events of a printer, oldest first: (at_ms, kind, detail JSON).

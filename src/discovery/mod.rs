@@ -1,0 +1,768 @@
+//! Discovery: sweeps include/exclude targets (and optionally the local networks) with a
+//! polite, rate-limited SNMP probe per address, trying SNMP profiles in order (the one
+//! that worked last time first), classifies printer / not a printer before any full
+//! poll, folds mDNS sightings into the same device records, gives every device a stable
+//! identity that survives IP changes, and records one outcome for every address tried.
+
+pub mod local;
+pub mod mdns;
+pub mod targets;
+
+use crate::config::Profile;
+use crate::poller;
+use crate::snmp::{Oid, SnmpClient, SnmpError, Value, walk};
+use crate::store::{DeviceRecord, Store};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use targets::TargetSet;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+/// What happened at one address (the per-IP report).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Outcome {
+    /// Covered by the include list but excluded.
+    Excluded,
+    /// A host name that did not resolve.
+    DnsFailure {
+        /// The resolver's message.
+        reason: String,
+    },
+    /// No answer within the timeout and retries, with every profile.
+    NoAnswer,
+    /// ICMP port unreachable: the host is up, no SNMP agent listens.
+    Unreachable,
+    /// SNMPv3 user unknown to the agent.
+    V3UnknownUser,
+    /// SNMPv3 wrong authentication pass phrase or protocol.
+    V3WrongDigest,
+    /// SNMPv3 time window could not be synchronised.
+    V3NotInTimeWindow,
+    /// Another SNMP failure (code as in `SnmpError::code`).
+    SnmpError {
+        /// Failure code.
+        code: String,
+        /// Message.
+        reason: String,
+    },
+    /// An SNMP agent that is not a printer.
+    NotAPrinter {
+        /// sysObjectID.
+        #[serde(rename = "sysObjectID")]
+        sys_object_id: Option<String>,
+        /// sysDescr.
+        sys_descr: Option<String>,
+    },
+    /// The same device as one found at another address in this run.
+    Duplicate {
+        /// The device key.
+        device_key: String,
+        /// Where it was found first.
+        first_address: IpAddr,
+    },
+    /// A printer.
+    Found {
+        /// Stable device key.
+        device_key: String,
+        /// Whether it is new to the store.
+        new: bool,
+        /// Previous address when the device moved.
+        moved_from: Option<String>,
+    },
+}
+
+impl Outcome {
+    /// Short code for CSV and summaries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Outcome::Excluded => "excluded",
+            Outcome::DnsFailure { .. } => "dnsFailure",
+            Outcome::NoAnswer => "noAnswer",
+            Outcome::Unreachable => "unreachable",
+            Outcome::V3UnknownUser => "v3UnknownUser",
+            Outcome::V3WrongDigest => "v3WrongDigest",
+            Outcome::V3NotInTimeWindow => "v3NotInTimeWindow",
+            Outcome::SnmpError { .. } => "snmpError",
+            Outcome::NotAPrinter { .. } => "notAPrinter",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Found { .. } => "found",
+        }
+    }
+}
+
+/// One row of the per-IP report.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpResult {
+    /// The address.
+    pub address: IpAddr,
+    /// The host name it came from, if any.
+    pub name: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The SNMP profile that answered.
+    pub profile: Option<String>,
+    /// Where the address came from: `target`, `localNetwork`, `mdns`.
+    pub sources: Vec<&'static str>,
+}
+
+/// A device found by this run.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundDevice {
+    /// Stable key (`sn:`, `mac:`, `uuid:`, `ip:`).
+    pub device_key: String,
+    /// Address.
+    pub address: IpAddr,
+    /// Serial.
+    pub serial: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// MAC.
+    pub mac: Option<String>,
+    /// How it was seen: `snmp`, `mdns`.
+    pub discovered_by: Vec<&'static str>,
+    /// mDNS TXT hints (UUID, ty, product, adminurl, note) when seen by mDNS.
+    pub mdns: BTreeMap<String, String>,
+    /// SNMP profile that answered.
+    pub profile: Option<String>,
+}
+
+/// Progress of a run (streamed while it runs).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Addresses finished.
+    pub done: usize,
+    /// Addresses to try.
+    pub total: usize,
+    /// Printers found so far.
+    pub found: usize,
+    /// Addresses per second so far.
+    pub rate: f64,
+    /// Estimated seconds left.
+    pub eta_secs: f64,
+    /// Whether the run is over.
+    pub finished: bool,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// Start, epoch ms.
+    pub started_at: i64,
+    /// End, epoch ms.
+    pub finished_at: i64,
+    /// One row per address tried (and per excluded address).
+    pub results: Vec<IpResult>,
+    /// Devices found (one per device, not per address).
+    pub devices: Vec<FoundDevice>,
+    /// Warnings (e.g. capped local networks).
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    /// Counts outcomes by code.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for r in &self.results {
+            *m.entry(r.outcome.code()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Writes the per-IP report as CSV.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("address,name,outcome,profile,detail\n");
+        for r in &self.results {
+            let detail = match &r.outcome {
+                Outcome::DnsFailure { reason } | Outcome::SnmpError { reason, .. } => {
+                    reason.clone()
+                }
+                Outcome::NotAPrinter {
+                    sys_object_id,
+                    sys_descr,
+                } => {
+                    format!(
+                        "{} {}",
+                        sys_object_id.as_deref().unwrap_or(""),
+                        sys_descr.as_deref().unwrap_or("")
+                    )
+                }
+                Outcome::Duplicate {
+                    device_key,
+                    first_address,
+                } => format!("{device_key} at {first_address}"),
+                Outcome::Found {
+                    device_key,
+                    moved_from,
+                    ..
+                } => match moved_from {
+                    Some(f) => format!("{device_key} (moved from {f})"),
+                    None => device_key.clone(),
+                },
+                _ => String::new(),
+            };
+            let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+            s.push_str(&format!(
+                "{},{},{},{},{}\n",
+                r.address,
+                q(r.name.as_deref().unwrap_or("")),
+                r.outcome.code(),
+                q(r.profile.as_deref().unwrap_or("")),
+                q(detail.trim())
+            ));
+        }
+        s
+    }
+}
+
+/// How to run discovery.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Include/exclude lists.
+    pub targets: TargetSet,
+    /// Also sweep the host's local networks.
+    pub local_network: bool,
+    /// SNMP profiles to try, in order.
+    pub profiles: Vec<Profile>,
+    /// UDP port of the agents (161).
+    pub port: u16,
+    /// Addresses probed at the same time, at most.
+    pub max_in_flight: usize,
+    /// Cap on the number of addresses (no accidental /8).
+    pub max_addresses: u128,
+    /// How long to listen for mDNS announcements (zero: no mDNS).
+    pub mdns: Duration,
+}
+
+/// Classifies the answer to the cheap probe.
+fn classify(values: &BTreeMap<Oid, Value>) -> (bool, Option<String>, Option<String>) {
+    let under = |p: &[u32]| {
+        values
+            .iter()
+            .find(|(k, _)| k.arcs().starts_with(p))
+            .map(|(_, v)| v)
+    };
+    let descr = under(&[1, 3, 6, 1, 2, 1, 1, 1])
+        .and_then(Value::as_bytes)
+        .map(crate::printer::text::decode);
+    let oid = under(&[1, 3, 6, 1, 2, 1, 1, 2])
+        .and_then(Value::as_oid)
+        .map(ToString::to_string);
+    let printer_mib = values
+        .keys()
+        .any(|k| k.arcs().starts_with(&[1, 3, 6, 1, 2, 1, 43]));
+    let hr_printer = values.iter().any(|(k, v)| {
+        k.arcs().starts_with(&[1, 3, 6, 1, 2, 1, 25, 3, 2, 1, 2])
+            && v.as_oid()
+                .is_some_and(|o| o.arcs() == [1, 3, 6, 1, 2, 1, 25, 3, 1, 5])
+    });
+    (printer_mib || hr_printer, oid, descr)
+}
+
+/// The cheap probe: sysDescr, sysObjectID, the first hrDeviceType and the first object
+/// of the Printer-MIB general table, in one round trip.
+fn probe_objects() -> Vec<Oid> {
+    [
+        &[1u32, 3, 6, 1, 2, 1, 1, 1][..],
+        &[1, 3, 6, 1, 2, 1, 1, 2],
+        &[1, 3, 6, 1, 2, 1, 25, 3, 2, 1, 2],
+        &[1, 3, 6, 1, 2, 1, 43, 5, 1, 1],
+    ]
+    .iter()
+    .map(|a| Oid::from_slice(a))
+    .collect()
+}
+
+fn error_outcome(e: &SnmpError) -> Outcome {
+    match e {
+        SnmpError::Timeout { .. } => Outcome::NoAnswer,
+        SnmpError::Unreachable { .. } => Outcome::Unreachable,
+        SnmpError::UnknownUser { .. } => Outcome::V3UnknownUser,
+        SnmpError::WrongDigest { .. } => Outcome::V3WrongDigest,
+        SnmpError::NotInTimeWindow { .. } => Outcome::V3NotInTimeWindow,
+        other => Outcome::SnmpError {
+            code: other.code().into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Rank of an outcome when several profiles fail: keep the most informative one.
+fn rank(o: &Outcome) -> u8 {
+    match o {
+        Outcome::NoAnswer => 0,
+        Outcome::Unreachable => 1,
+        Outcome::SnmpError { .. } => 2,
+        _ => 3,
+    }
+}
+
+struct Probed {
+    outcome: Outcome,
+    profile: Option<String>,
+    report: Option<crate::printer::PrinterReport>,
+}
+
+async fn probe<C: SnmpClient>(client: &C, ip: IpAddr, port: u16, profiles: &[&Profile]) -> Probed {
+    let mut worst: Option<Outcome> = None;
+    for p in profiles {
+        let target = p.target(SocketAddr::new(ip, port));
+        match walk::collect(client, &target, &probe_objects(), &[]).await {
+            Ok(c) => {
+                let (printer, sys_object_id, sys_descr) = classify(&c.values);
+                if !printer {
+                    return Probed {
+                        outcome: Outcome::NotAPrinter {
+                            sys_object_id,
+                            sys_descr,
+                        },
+                        profile: Some(p.name.clone()),
+                        report: None,
+                    };
+                }
+                // A printer: the full read gives the identity (serial, MAC).
+                return match poller::poll_printer(client, &target).await {
+                    Ok((report, _)) => Probed {
+                        outcome: Outcome::Found {
+                            device_key: String::new(),
+                            new: true,
+                            moved_from: None,
+                        },
+                        profile: Some(p.name.clone()),
+                        report: Some(report),
+                    },
+                    Err(e) => Probed {
+                        outcome: e.snmp().map_or(Outcome::NoAnswer, error_outcome),
+                        profile: Some(p.name.clone()),
+                        report: None,
+                    },
+                };
+            }
+            Err(e) => {
+                let o = error_outcome(&e);
+                let unreachable = o == Outcome::Unreachable;
+                if worst.as_ref().is_none_or(|w| rank(&o) > rank(w)) {
+                    worst = Some(o);
+                }
+                // Nothing listens: other profiles will not change that.
+                if unreachable {
+                    break;
+                }
+            }
+        }
+    }
+    Probed {
+        outcome: worst.unwrap_or(Outcome::NoAnswer),
+        profile: None,
+        report: None,
+    }
+}
+
+/// The stable identity of a device: serial (+ manufacturer), else MAC, else mDNS UUID,
+/// else the address.
+pub fn device_key(
+    serial: Option<&str>,
+    manufacturer: Option<&str>,
+    mac: Option<&str>,
+    uuid: Option<&str>,
+    ip: IpAddr,
+) -> String {
+    if let Some(sn) = serial {
+        return format!(
+            "sn:{}|{}",
+            manufacturer.unwrap_or("").to_lowercase(),
+            sn.to_uppercase()
+        );
+    }
+    if let Some(m) = mac {
+        return format!("mac:{}", m.to_lowercase());
+    }
+    if let Some(u) = uuid {
+        return format!("uuid:{}", u.to_lowercase());
+    }
+    format!("ip:{ip}")
+}
+
+/// Runs one discovery. Progress is published on `progress`; with a store, devices are
+/// upserted (moves recorded) and the per-IP report of this run replaces the last one.
+pub async fn run<C: SnmpClient + Clone>(
+    client: C,
+    opts: Options,
+    store: Option<Store>,
+    progress: watch::Sender<Progress>,
+) -> RunReport {
+    let started_at = poller::now_ms();
+    let t0 = Instant::now();
+    let mut warnings = Vec::new();
+    let mut set = opts.targets.clone();
+    if opts.local_network {
+        let (specs, w) = local::local_networks(22, false);
+        warnings.extend(w);
+        set.include.extend(specs);
+    }
+    let mut results: Vec<IpResult> = Vec::new();
+    let expanded = match set.expand(opts.max_addresses) {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(e.to_string());
+            progress.send_replace(Progress {
+                finished: true,
+                ..Progress::default()
+            });
+            return RunReport {
+                started_at,
+                finished_at: poller::now_ms(),
+                results,
+                devices: Vec::new(),
+                warnings,
+            };
+        }
+    };
+    for ip in &expanded.excluded {
+        results.push(IpResult {
+            address: *ip,
+            name: None,
+            outcome: Outcome::Excluded,
+            profile: None,
+            sources: vec!["target"],
+        });
+    }
+    // Addresses to probe, with where they came from.
+    let mut order: Vec<IpAddr> = Vec::new();
+    let mut meta: HashMap<IpAddr, (Option<String>, Vec<&'static str>)> = HashMap::new();
+    let local_set: Vec<targets::Spec> = if opts.local_network {
+        set.include
+            .iter()
+            .skip(opts.targets.include.len())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for ip in &expanded.addresses {
+        let src = if local_set.iter().any(|s| s.contains(*ip))
+            && !opts.targets.include.iter().any(|s| s.contains(*ip))
+        {
+            "localNetwork"
+        } else {
+            "target"
+        };
+        order.push(*ip);
+        meta.insert(*ip, (None, vec![src]));
+    }
+    for name in &expanded.names {
+        match tokio::net::lookup_host((name.as_str(), opts.port)).await {
+            Ok(addrs) => {
+                let mut any = false;
+                for a in addrs {
+                    any = true;
+                    let ip = a.ip();
+                    if set.excluded(ip) {
+                        results.push(IpResult {
+                            address: ip,
+                            name: Some(name.clone()),
+                            outcome: Outcome::Excluded,
+                            profile: None,
+                            sources: vec!["target"],
+                        });
+                        continue;
+                    }
+                    let e = meta.entry(ip).or_insert_with(|| {
+                        order.push(ip);
+                        (None, vec!["target"])
+                    });
+                    e.0 = Some(name.clone());
+                }
+                if !any {
+                    results.push(IpResult {
+                        address: IpAddr::from([0, 0, 0, 0]),
+                        name: Some(name.clone()),
+                        outcome: Outcome::DnsFailure {
+                            reason: "the name has no address".into(),
+                        },
+                        profile: None,
+                        sources: vec!["target"],
+                    });
+                }
+            }
+            Err(e) => results.push(IpResult {
+                address: IpAddr::from([0, 0, 0, 0]),
+                name: Some(name.clone()),
+                outcome: Outcome::DnsFailure {
+                    reason: e.to_string(),
+                },
+                profile: None,
+                sources: vec!["target"],
+            }),
+        }
+    }
+    // mDNS: listen while the sweep starts; sightings add addresses and hints.
+    let sightings = if opts.mdns.is_zero() {
+        Vec::new()
+    } else {
+        match mdns::browse(opts.mdns).await {
+            Ok(s) => s,
+            Err(e) => {
+                warnings.push(format!("mDNS browse failed: {e}"));
+                Vec::new()
+            }
+        }
+    };
+    let mut mdns_by_ip: HashMap<IpAddr, &mdns::Sighting> = HashMap::new();
+    for s in &sightings {
+        for ip in &s.addresses {
+            if set.excluded(*ip) {
+                continue;
+            }
+            mdns_by_ip.entry(*ip).or_insert(s);
+            let e = meta.entry(*ip).or_insert_with(|| {
+                order.push(*ip);
+                (None, Vec::new())
+            });
+            if !e.1.contains(&"mdns") {
+                e.1.push("mdns");
+            }
+        }
+    }
+
+    // Remembered profiles: the one that worked for the device last at this address.
+    let remembered: HashMap<String, String> = match &store {
+        Some(s) => {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || s.devices())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|d| Some((d.address?, d.profile?)))
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+
+    let total = order.len();
+    progress.send_replace(Progress {
+        total,
+        ..Progress::default()
+    });
+    let profiles = Arc::new(opts.profiles.clone());
+    let sem = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for ip in order.iter().copied() {
+        let (client, profiles, sem) = (client.clone(), profiles.clone(), sem.clone());
+        let first = remembered
+            .get(&SocketAddr::new(ip, opts.port).to_string())
+            .cloned();
+        let port = opts.port;
+        tasks.spawn(async move {
+            let _p = sem
+                .acquire_owned()
+                .await
+                .expect("discovery semaphore closed");
+            let mut ordered: Vec<&Profile> = profiles.iter().collect();
+            if let Some(name) = first
+                && let Some(pos) = ordered.iter().position(|p| p.name == name)
+            {
+                let p = ordered.remove(pos);
+                ordered.insert(0, p);
+            }
+            (ip, probe(&client, ip, port, &ordered).await)
+        });
+    }
+    let mut probed: HashMap<IpAddr, Probed> = HashMap::with_capacity(total);
+    let mut found = 0usize;
+    while let Some(r) = tasks.join_next().await {
+        let Ok((ip, p)) = r else { continue };
+        if p.report.is_some() {
+            found += 1;
+        }
+        probed.insert(ip, p);
+        let done = probed.len();
+        let secs = t0.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        progress.send_replace(Progress {
+            done,
+            total,
+            found,
+            rate,
+            eta_secs: if rate > 0.0 {
+                (total - done) as f64 / rate
+            } else {
+                0.0
+            },
+            finished: false,
+        });
+    }
+
+    // Fold SNMP and mDNS into devices, in address order (stable across runs).
+    let mut devices: Vec<FoundDevice> = Vec::new();
+    let mut by_key: HashMap<String, IpAddr> = HashMap::new();
+    for ip in order {
+        let (name, sources) = meta.remove(&ip).unwrap_or_default();
+        let p = probed.remove(&ip).unwrap_or(Probed {
+            outcome: Outcome::NoAnswer,
+            profile: None,
+            report: None,
+        });
+        let sighting = mdns_by_ip.get(&ip).copied();
+        let uuid = sighting.and_then(|s| s.txt.get("UUID").or_else(|| s.txt.get("uuid")).cloned());
+        let (outcome, device) = match (&p.report, sighting) {
+            (Some(r), _) => {
+                let key = device_key(
+                    r.serial_number.as_deref(),
+                    r.manufacturer.as_deref(),
+                    r.device.mac_address.as_deref(),
+                    uuid.as_deref(),
+                    ip,
+                );
+                let mut by = vec!["snmp"];
+                if sighting.is_some() {
+                    by.push("mdns");
+                }
+                let d = FoundDevice {
+                    device_key: key.clone(),
+                    address: ip,
+                    serial: r.serial_number.clone(),
+                    manufacturer: r.manufacturer.clone(),
+                    model: r.model_name.clone(),
+                    mac: r.device.mac_address.clone(),
+                    discovered_by: by,
+                    mdns: sighting.map(|s| s.txt.clone()).unwrap_or_default(),
+                    profile: p.profile.clone(),
+                };
+                (
+                    Outcome::Found {
+                        device_key: key,
+                        new: true,
+                        moved_from: None,
+                    },
+                    Some(d),
+                )
+            }
+            (None, Some(s)) if !matches!(p.outcome, Outcome::NotAPrinter { .. }) => {
+                // Seen only by mDNS (no SNMP answer): still a device, keyed by UUID.
+                let key = device_key(None, None, None, uuid.as_deref(), ip);
+                let d = FoundDevice {
+                    device_key: key.clone(),
+                    address: ip,
+                    serial: None,
+                    manufacturer: s.txt.get("usb_MFG").cloned(),
+                    model: s.txt.get("ty").or_else(|| s.txt.get("product")).cloned(),
+                    mac: None,
+                    discovered_by: vec!["mdns"],
+                    mdns: s.txt.clone(),
+                    profile: None,
+                };
+                (
+                    Outcome::Found {
+                        device_key: key,
+                        new: true,
+                        moved_from: None,
+                    },
+                    Some(d),
+                )
+            }
+            _ => (p.outcome, None),
+        };
+        let outcome = match (outcome, device) {
+            (Outcome::Found { device_key, .. }, Some(d)) => match by_key.get(&device_key) {
+                Some(first) => Outcome::Duplicate {
+                    device_key,
+                    first_address: *first,
+                },
+                None => {
+                    by_key.insert(device_key.clone(), ip);
+                    devices.push(d);
+                    Outcome::Found {
+                        device_key,
+                        new: true,
+                        moved_from: None,
+                    }
+                }
+            },
+            (o, _) => o,
+        };
+        results.push(IpResult {
+            address: ip,
+            name,
+            outcome,
+            profile: p.profile,
+            sources,
+        });
+    }
+
+    // Identity across runs: upsert devices, detect moves, keep this run's report.
+    if let Some(s) = store {
+        let records: Vec<DeviceRecord> = devices
+            .iter()
+            .map(|d| DeviceRecord {
+                device_key: d.device_key.clone(),
+                serial: d.serial.clone(),
+                manufacturer: d.manufacturer.clone(),
+                model: d.model.clone(),
+                mac: d.mac.clone(),
+                mdns_uuid: d.mdns.get("UUID").cloned(),
+                address: Some(SocketAddr::new(d.address, opts.port).to_string()),
+                profile: d.profile.clone(),
+                sources: d.discovered_by.join(","),
+            })
+            .collect();
+        let rows: Vec<(String, String, String)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r.address.to_string(),
+                    r.outcome.code().to_string(),
+                    serde_json::to_string(r).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let at = poller::now_ms();
+        match tokio::task::spawn_blocking(move || s.save_discovery(at, &records, &rows)).await {
+            Ok(Ok(moves)) => {
+                for r in &mut results {
+                    if let Outcome::Found {
+                        device_key,
+                        new,
+                        moved_from,
+                    } = &mut r.outcome
+                        && let Some((was_new, from)) = moves.get(device_key)
+                    {
+                        *new = *was_new;
+                        *moved_from = from.clone();
+                    }
+                }
+            }
+            Ok(Err(e)) => warnings.push(format!("could not store the discovery results: {e}")),
+            Err(e) => warnings.push(format!("store task failed: {e}")),
+        }
+    }
+    results.sort_by_key(|r| r.address);
+    let done = Progress {
+        done: total,
+        total,
+        found: devices.len(),
+        rate: total as f64 / t0.elapsed().as_secs_f64().max(1e-3),
+        eta_secs: 0.0,
+        finished: true,
+    };
+    progress.send_replace(done);
+    RunReport {
+        started_at,
+        finished_at: poller::now_ms(),
+        results,
+        devices,
+        warnings,
+    }
+}
