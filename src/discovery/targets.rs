@@ -207,12 +207,10 @@ pub fn parse_import(file: &str, text: &str) -> (Vec<Spec>, Vec<ImportError>) {
             .filter(|c| !c.is_empty())
             .collect();
         let parsed: Vec<Result<Spec, String>> = cells.iter().map(|c| c.parse::<Spec>()).collect();
-        if !seen_data
-            && parsed.iter().all(Result::is_err)
-            && cells
-                .iter()
-                .all(|c| c.contains(' ') || c.chars().all(|ch| ch.is_alphabetic() || ch == '_'))
-        {
+        let address_like = parsed
+            .iter()
+            .any(|r| matches!(r, Ok(Spec::Ip(_) | Spec::Cidr(_) | Spec::Range(..))));
+        if !seen_data && !address_like && parsed.iter().any(Result::is_err) {
             // A header such as "IP Address" or "address": skip it.
             seen_data = true;
             continue;
