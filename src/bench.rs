@@ -23,6 +23,32 @@ pub enum BenchCommand {
     /// Run the scheduled poller (with its SQLite store) over N simulated printers for
     /// several cycles: cycle time, CPU, RSS, and idle CPU between cycles.
     PollCycle(PollCycleBench),
+    /// Sweep a /16 (65,536 addresses, ~1 % printers, the rest silent) inside a network
+    /// namespace created for the run; prints time, packets/s against the limit, CPU, RSS.
+    Discover(DiscoverBench),
+}
+
+/// `bench discover` arguments.
+#[derive(Args, Debug)]
+pub struct DiscoverBench {
+    /// Simulated printers among the 65,536 addresses.
+    #[arg(long, default_value_t = 655)]
+    pub printers: usize,
+    /// Per-attempt timeout.
+    #[arg(long, default_value_t = 250)]
+    pub timeout_ms: u64,
+    /// Retries.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
+    /// Microseconds between probe packets (the seed's network usage delay; 250 = 4,000/s).
+    #[arg(long, default_value_t = 250)]
+    pub network_delay: u64,
+    /// Addresses in flight.
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// Internal: already inside the namespace.
+    #[arg(long, hide = true)]
+    pub inside: bool,
 }
 
 /// `bench poll-cycle` arguments.
@@ -85,6 +111,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Poll(b) => poll_bench(b).await,
         BenchCommand::PollCycle(b) => poll_cycle_bench(b).await,
+        BenchCommand::Discover(b) => discover_bench(b).await,
     }
 }
 
@@ -296,6 +323,150 @@ async fn poll_cycle_bench(b: PollCycleBench) -> anyhow::Result<()> {
     }
     drop(sim);
     std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+async fn discover_bench(b: DiscoverBench) -> anyhow::Result<()> {
+    if !b.inside {
+        // Run ourselves inside a fresh network namespace: only its loopback exists there,
+        // so a catch-all socket can swallow probes to silent addresses (real timeouts,
+        // no ICMP shortcut) without touching any real network.
+        let ns = format!("fa-bench-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            anyhow::bail!("cannot create network namespace {ns} (needs root and iproute2)");
+        }
+        let exe = std::env::current_exe()?;
+        let status = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(exe)
+            .args([
+                "bench",
+                "discover",
+                "--inside",
+                "--printers",
+                &b.printers.to_string(),
+                "--timeout-ms",
+                &b.timeout_ms.to_string(),
+                "--retries",
+                &b.retries.to_string(),
+                "--network-delay",
+                &b.network_delay.to_string(),
+                "--max-in-flight",
+                &b.max_in_flight.to_string(),
+            ])
+            .status();
+        Command::new("ip").args(["netns", "del", &ns]).status().ok();
+        let status = status?;
+        if !status.success() {
+            anyhow::bail!("the benchmark failed inside the namespace ({status})");
+        }
+        return Ok(());
+    }
+    Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()?;
+    let start = Ipv4Addr::new(127, 1, 0, 1);
+    let (sim, _addrs) = spawn_fleet(b.printers, start, 161)?;
+    // Everything else on port 161 of this namespace is swallowed.
+    let swallow = crate::simulator::bind_reusable("0.0.0.0:161".parse()?)?;
+    let swallowed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = swallowed.clone();
+    let sink = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while swallow.recv_from(&mut buf).await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let targets = crate::discovery::targets::TargetSet {
+        include: vec![
+            "127.1.0.0-127.1.255.255"
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        ],
+        exclude: vec![],
+    };
+    let profile = crate::config::Profile {
+        name: "public".into(),
+        security: Security::v2c("public"),
+        timeout: Duration::from_millis(b.timeout_ms),
+        retries: b.retries,
+        max_repetitions: 40,
+    };
+    let pps = (b.network_delay > 0).then(|| 1e6 / b.network_delay as f64);
+    let client = UdpClient::connected()?.with_rate_limit(pps)?;
+    let opts = crate::discovery::Options {
+        targets,
+        local_network: false,
+        profiles: vec![profile],
+        port: 161,
+        max_in_flight: b.max_in_flight,
+        max_addresses: 65_536,
+        mdns: Duration::ZERO,
+    };
+    println!(
+        "bench discover: 65,536 addresses (127.1.0.0/16 in a private namespace), {} printers, timeout {} ms, {} retry, limit {} packets/s, {} in flight",
+        b.printers,
+        b.timeout_ms,
+        b.retries,
+        pps.map_or("none".into(), |p| format!("{p:.0}")),
+        b.max_in_flight
+    );
+    let (tx, mut rx) = tokio::sync::watch::channel(crate::discovery::Progress::default());
+    let progress = tokio::spawn(async move {
+        let mut last = Instant::now();
+        while rx.changed().await.is_ok() {
+            let p = rx.borrow_and_update().clone();
+            if last.elapsed() >= Duration::from_secs(10) || p.finished {
+                last = Instant::now();
+                println!(
+                    "  progress: {}/{} done, {} found, {:.0} addresses/s, ETA {:.0} s",
+                    p.done, p.total, p.found, p.rate, p.eta_secs
+                );
+            }
+            if p.finished {
+                break;
+            }
+        }
+    });
+    let c0 = cpu_seconds(None).unwrap_or(0.0);
+    let t0 = Instant::now();
+    let report = crate::discovery::run(client.clone(), opts, None, tx).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(None).unwrap_or(0.0) - c0;
+    progress.await.ok();
+    let stats = client.stats();
+    let (rss, hwm) = rss_kib(None).unwrap_or((0, 0));
+    let summary: Vec<String> = report
+        .summary()
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "discover: {} addresses in {secs:.1} s ({:.0} addresses/s), {} printers found",
+        report.results.len(),
+        report.results.len() as f64 / secs,
+        report.devices.len()
+    );
+    println!("discover: outcomes {}", summary.join(", "));
+    println!(
+        "discover: {} packets sent = {:.0} packets/s (limit {}), {} swallowed by silent addresses",
+        stats.sent,
+        stats.sent as f64 / secs,
+        pps.map_or("none".into(), |p| format!("{p:.0}")),
+        swallowed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "discover: CPU {cpu:.2} s, RSS {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    sink.abort();
+    drop(sim);
     Ok(())
 }
 

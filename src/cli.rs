@@ -62,6 +62,9 @@ pub enum Command {
     /// Measure polling throughput, CPU and memory against simulated printers.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Advertise a printer service over mDNS/DNS-SD until Ctrl-C (labs and tests).
+    #[command(hide = true)]
+    MdnsAdvertise(MdnsAdvertiseArgs),
     /// Print the version.
     Version,
 }
@@ -140,6 +143,26 @@ pub struct DiscoverArgs {
     /// Configuration and state.
     #[command(flatten)]
     pub agent: AgentArgs,
+}
+
+/// `mdns-advertise` arguments.
+#[derive(Args, Debug)]
+pub struct MdnsAdvertiseArgs {
+    /// Instance name.
+    #[arg(long)]
+    pub instance: String,
+    /// Service type.
+    #[arg(long, default_value = "_ipp._tcp.local.")]
+    pub service_type: String,
+    /// Address of the advertised host.
+    #[arg(long)]
+    pub ip: IpAddr,
+    /// Port.
+    #[arg(long, default_value_t = 631)]
+    pub port: u16,
+    /// TXT record entry KEY=VALUE (repeatable).
+    #[arg(long)]
+    pub txt: Vec<String>,
 }
 
 /// Exit code: bad input data (sysexits EX_DATAERR).
@@ -525,6 +548,39 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Walk(a) => walk_cmd(a).await.map_err(Exit::from),
         Command::Simulate(a) => simulate(a).await,
         Command::Bench(b) => crate::bench::run(b).await.map_err(Exit::from),
+        Command::MdnsAdvertise(a) => {
+            let txt: Vec<(String, String)> = a
+                .txt
+                .iter()
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            let pairs: Vec<(&str, &str)> =
+                txt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let host = format!("{}.local.", a.instance.to_lowercase().replace(' ', "-"));
+            let daemon = crate::discovery::mdns::advertise(
+                &a.instance,
+                &a.service_type,
+                &host,
+                a.ip,
+                a.port,
+                &pairs,
+            )
+            .map_err(|e| Exit {
+                code: EXIT_FAILURE,
+                message: format!("mDNS: {e}"),
+            })?;
+            println!(
+                "advertising {} ({}) at {}:{}",
+                a.instance, a.service_type, a.ip, a.port
+            );
+            std::io::stdout().flush().ok();
+            crate::demo::shutdown_signal().await;
+            daemon.shutdown().ok();
+            Ok(())
+        }
         Command::Version => {
             println!("fleet-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use targets::TargetSet;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What happened at one address (the per-IP report).
@@ -310,7 +310,8 @@ fn rank(o: &Outcome) -> u8 {
 struct Probed {
     outcome: Outcome,
     profile: Option<String>,
-    report: Option<crate::printer::PrinterReport>,
+    /// Boxed: most addresses have none, and a report is large.
+    report: Option<Box<crate::printer::PrinterReport>>,
 }
 
 async fn probe<C: SnmpClient>(client: &C, ip: IpAddr, port: u16, profiles: &[&Profile]) -> Probed {
@@ -339,7 +340,7 @@ async fn probe<C: SnmpClient>(client: &C, ip: IpAddr, port: u16, profiles: &[&Pr
                             moved_from: None,
                         },
                         profile: Some(p.name.clone()),
-                        report: Some(report),
+                        report: Some(Box::new(report)),
                     },
                     Err(e) => Probed {
                         outcome: e.snmp().map_or(Outcome::NoAnswer, error_outcome),
@@ -557,19 +558,18 @@ pub async fn run<C: SnmpClient + Clone>(
         ..Progress::default()
     });
     let profiles = Arc::new(opts.profiles.clone());
-    let sem = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    // Addresses are started as slots free up (not spawned all at once), so memory stays
+    // bounded by max_in_flight even for a /16.
+    let cap = opts.max_in_flight.max(1);
+    let port = opts.port;
+    let mut pending = order.iter().copied();
     let mut tasks = tokio::task::JoinSet::new();
-    for ip in order.iter().copied() {
-        let (client, profiles, sem) = (client.clone(), profiles.clone(), sem.clone());
+    let spawn_next = |tasks: &mut tokio::task::JoinSet<(IpAddr, Probed)>, ip: IpAddr| {
+        let (client, profiles) = (client.clone(), profiles.clone());
         let first = remembered
-            .get(&SocketAddr::new(ip, opts.port).to_string())
+            .get(&SocketAddr::new(ip, port).to_string())
             .cloned();
-        let port = opts.port;
         tasks.spawn(async move {
-            let _p = sem
-                .acquire_owned()
-                .await
-                .expect("discovery semaphore closed");
             let mut ordered: Vec<&Profile> = profiles.iter().collect();
             if let Some(name) = first
                 && let Some(pos) = ordered.iter().position(|p| p.name == name)
@@ -579,10 +579,16 @@ pub async fn run<C: SnmpClient + Clone>(
             }
             (ip, probe(&client, ip, port, &ordered).await)
         });
+    };
+    for ip in pending.by_ref().take(cap) {
+        spawn_next(&mut tasks, ip);
     }
     let mut probed: HashMap<IpAddr, Probed> = HashMap::with_capacity(total);
     let mut found = 0usize;
     while let Some(r) = tasks.join_next().await {
+        if let Some(ip) = pending.next() {
+            spawn_next(&mut tasks, ip);
+        }
         let Ok((ip, p)) = r else { continue };
         if p.report.is_some() {
             found += 1;

@@ -218,7 +218,7 @@ impl Simulator {
                 let mut ip = start;
                 for (i, n) in names.iter().enumerate() {
                     let addr = SocketAddr::new(IpAddr::V4(ip), port);
-                    let sock = UdpSocket::bind(addr).await.map_err(|e| {
+                    let sock = bind_reusable(addr).map_err(|e| {
                         std::io::Error::new(e.kind(), format!("bind {addr} for printer {n}: {e}"))
                     })?;
                     let ep = Arc::new(Endpoint {
@@ -293,6 +293,21 @@ impl Simulator {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Binds a UDP socket with SO_REUSEADDR, so a catch-all socket on the same port can
+/// coexist (the most specific address wins; used to simulate silent addresses).
+pub fn bind_reusable(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
 }
 
 /// Raises the open-files soft limit to the hard limit: a fleet uses one socket per printer.
