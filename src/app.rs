@@ -17,6 +17,115 @@ use tokio::sync::watch;
 /// Default time allowed for components to stop.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Runs discovery at the configured interval (and when `now` receives), one run at a
+/// time, handing new printers to the poller and reporting sightings of known ones.
+async fn discovery_loop(
+    config: Config,
+    store: Store,
+    poller: crate::poller::scheduler::PollerHandle,
+    metrics: Arc<Metrics>,
+    mut now: tokio::sync::mpsc::Receiver<()>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use crate::discovery;
+    tokio::pin!(stop);
+    let d = &config.discovery;
+    loop {
+        let pps = (d.network_delay_us > 0).then(|| 1e6 / d.network_delay_us as f64);
+        let client = match UdpClient::connected().and_then(|c| c.with_rate_limit(pps)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "Discovery cannot open SNMP sockets.");
+                return;
+            }
+        };
+        let opts = discovery::Options {
+            targets: d.targets.clone(),
+            local_network: d.local_network,
+            profiles: d
+                .profiles
+                .iter()
+                .map(|i| config.profiles[*i].clone())
+                .collect(),
+            port: d.port,
+            max_in_flight: d.max_in_flight,
+            max_addresses: d.max_addresses,
+            mdns: d.mdns,
+        };
+        let (tx, mut rx) = tokio::sync::watch::channel(discovery::Progress::default());
+        let m = metrics.clone();
+        let progress = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = rx.borrow_and_update().clone();
+                m.discovery_done.set(p.done as i64);
+                m.discovery_total.set(p.total as i64);
+                m.discovery_found.set(p.found as i64);
+                if p.finished {
+                    break;
+                }
+            }
+        });
+        let run = discovery::run(client, opts, Some(store.clone()), tx);
+        let report = tokio::select! {
+            r = run => r,
+            _ = &mut stop => return,
+        };
+        progress.await.ok();
+        metrics.discovery_runs.inc();
+        let known: std::collections::HashSet<String> = {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.printers())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.address)
+                .collect()
+        };
+        let mut added = 0;
+        for dev in report
+            .devices
+            .iter()
+            .filter(|d| d.discovered_by.contains(&"snmp"))
+        {
+            let addr = std::net::SocketAddr::new(dev.address, d.port);
+            if known.contains(&addr.to_string()) {
+                poller.sighted(addr);
+                continue;
+            }
+            let profile = config
+                .profiles
+                .iter()
+                .find(|p| Some(&p.name) == dev.profile.as_ref())
+                .unwrap_or(&config.profiles[0]);
+            let s = store.clone();
+            let key = addr.to_string();
+            if let Ok(Ok(id)) = tokio::task::spawn_blocking(move || s.printer_id(&key)).await {
+                poller.add(Managed {
+                    target: profile.target(addr),
+                    printer_id: id,
+                });
+                added += 1;
+            }
+        }
+        for w in &report.warnings {
+            tracing::warn!(warning = %w, "Discovery warning.");
+        }
+        tracing::info!(
+            found = report.devices.len(),
+            new = added,
+            addresses = report.results.len(),
+            "Discovery run finished."
+        );
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(d.interval) => {}
+            Some(()) = now.recv() => {}
+        }
+    }
+}
+
 /// Runs the agent until `shutdown` completes.
 ///
 /// # Errors
@@ -73,13 +182,28 @@ pub async fn run(
         )
     });
     let client = UdpClient::new().context("cannot open the SNMP socket")?;
-    let (poller, _handle) = Poller::new(
+    let (poller, handle) = Poller::new(
         client,
         config.poller.clone(),
         managed,
         Some(store.clone()),
         metrics.clone(),
     );
+    if config.discovery.enabled() {
+        let (cfg, store, metrics, stop) = (
+            config.clone(),
+            store.clone(),
+            metrics.clone(),
+            stopped(stop_rx.clone()),
+        );
+        // "Discover now" requests (from jobs and the UI, later) go through this channel;
+        // runs never overlap because the loop awaits each one.
+        let (_now_tx, now_rx) = tokio::sync::mpsc::channel::<()>(1);
+        components.spawn(async move {
+            discovery_loop(cfg, store, handle, metrics, now_rx, stop).await;
+            ("discovery", Ok(()))
+        });
+    }
     let poll_stop = stopped(stop_rx.clone());
     components.spawn(async move {
         poller.run(poll_stop).await;

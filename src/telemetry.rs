@@ -27,6 +27,14 @@ pub struct Metrics {
     pub events: Family<Labels, Counter>,
     /// Store write failures.
     pub store_errors: Counter,
+    /// Addresses finished in the current (or last) discovery run.
+    pub discovery_done: Gauge,
+    /// Addresses to try in the current (or last) discovery run.
+    pub discovery_total: Gauge,
+    /// Printers found by the current (or last) discovery run.
+    pub discovery_found: Gauge,
+    /// Discovery runs completed.
+    pub discovery_runs: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +77,30 @@ impl Metrics {
         registry.register("events", "Printer events recorded by kind", events.clone());
         let store_errors = Counter::default();
         registry.register("store_errors", "Store write failures", store_errors.clone());
+        let discovery_done = Gauge::default();
+        registry.register(
+            "discovery_addresses_done",
+            "Addresses finished in the current or last discovery run",
+            discovery_done.clone(),
+        );
+        let discovery_total = Gauge::default();
+        registry.register(
+            "discovery_addresses",
+            "Addresses to try in the current or last discovery run",
+            discovery_total.clone(),
+        );
+        let discovery_found = Gauge::default();
+        registry.register(
+            "discovery_printers_found",
+            "Printers found by the current or last discovery run",
+            discovery_found.clone(),
+        );
+        let discovery_runs = Counter::default();
+        registry.register(
+            "discovery_runs",
+            "Discovery runs completed",
+            discovery_runs.clone(),
+        );
         for h in ["ok", "suspect", "not_communicating", "unknown"] {
             printers
                 .get_or_create(&vec![("health".into(), h.into())])
@@ -83,6 +115,10 @@ impl Metrics {
             polls_in_flight,
             events,
             store_errors,
+            discovery_done,
+            discovery_total,
+            discovery_found,
+            discovery_runs,
         }
     }
 

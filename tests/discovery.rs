@@ -370,3 +370,77 @@ fn the_cli_reports_bad_import_lines_and_refuses_huge_lists() {
         "nothing was sent"
     );
 }
+
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a synchronous black-box test waiting on a child process"
+)]
+fn scheduled_discovery_hands_new_printers_to_the_poller() {
+    let port = 26000 + (std::process::id() % 20000) as u16;
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args([
+            "simulate",
+            "--synthetic",
+            "3",
+            "--fleet-start",
+            "127.95.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let web = 27000 + (std::process::id() % 20000) as u16;
+    let conf = dir.path().join("a.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [discovery]\ninclude = [\"127.95.0.1-127.95.0.6\"]\nport = {port}\n[[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"public\" }}\ntimeout_ms = 200\nretries = 0\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args(["run", "--config", conf.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+            .args(["status", "--config", conf.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v.as_array()
+                .is_some_and(|a| a.len() == 3 && a.iter().all(|p| p["printer"]["health"] == "ok"))
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the three discovered printers are managed and polled");
+    let body = http_get(web, "/api/discovery");
+    let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.iter().filter(|r| r["outcome"] == "found").count(), 3);
+    assert!(http_get(web, "/metrics").contains("fleet_agent_discovery_printers_found 3"));
+    agent.kill().ok();
+    agent.wait().ok();
+    sim.kill().ok();
+    sim.wait().ok();
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

@@ -26,6 +26,8 @@ pub struct Config {
     pub web_listen: SocketAddr,
     /// Poller settings.
     pub poller: PollerConfig,
+    /// Scheduled discovery.
+    pub discovery: DiscoveryConfig,
     /// SNMP profiles by name, in file order.
     pub profiles: Vec<Profile>,
     /// Printers polled on schedule (a static target list).
@@ -59,6 +61,36 @@ impl Default for PollerConfig {
             not_communicating_after: 3,
             max_pages_per_minute: 600,
         }
+    }
+}
+
+/// Scheduled discovery (off when it has no targets and no local-network search).
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// Include and exclude lists (import files already merged).
+    pub targets: crate::discovery::targets::TargetSet,
+    /// Also search the local networks.
+    pub local_network: bool,
+    /// Time between two runs.
+    pub interval: Duration,
+    /// Microseconds between two probe packets (the seed's "network usage delay").
+    pub network_delay_us: u64,
+    /// Addresses probed at once.
+    pub max_in_flight: usize,
+    /// Cap on addresses per run.
+    pub max_addresses: u128,
+    /// Seconds of mDNS listening per run.
+    pub mdns: Duration,
+    /// SNMP agent port.
+    pub port: u16,
+    /// Indexes into [`Config::profiles`] to try, in order.
+    pub profiles: Vec<usize>,
+}
+
+impl DiscoveryConfig {
+    /// Tells whether scheduled discovery has anything to do.
+    pub fn enabled(&self) -> bool {
+        !self.targets.include.is_empty() || self.local_network || !self.mdns.is_zero()
     }
 }
 
@@ -404,6 +436,66 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         });
     }
 
+    let rd = raw.discovery;
+    let mut targets = crate::discovery::targets::TargetSet::default();
+    for (key, list, out) in [
+        ("include", &rd.include, &mut targets.include),
+        ("exclude", &rd.exclude, &mut targets.exclude),
+    ] {
+        for (i, t) in list.iter().enumerate() {
+            match t.parse() {
+                Ok(spec) => out.push(spec),
+                Err(e) => err(format!("discovery.{key}[{i}]"), e),
+            }
+        }
+    }
+    for (i, f) in rd.import.iter().enumerate() {
+        match crate::discovery::targets::read_import(Path::new(f)) {
+            Ok((specs, errors)) => {
+                for e in errors {
+                    err(format!("discovery.import[{i}]"), e.to_string());
+                }
+                targets.include.extend(specs);
+            }
+            Err(e) => err(format!("discovery.import[{i}]"), format!("{f}: {e}")),
+        }
+    }
+    let mut discovery_profiles = Vec::new();
+    for (i, n) in rd.profiles.iter().enumerate() {
+        match profiles.iter().position(|p| &p.name == n) {
+            Some(ix) => discovery_profiles.push(ix),
+            None => err(
+                format!("discovery.profiles[{i}]"),
+                format!("no snmp_profiles entry named {n:?}"),
+            ),
+        }
+    }
+    if discovery_profiles.is_empty() {
+        discovery_profiles = (0..profiles.len()).collect();
+    }
+    let d_interval = Duration::from_secs(rd.interval_secs.unwrap_or(86_400));
+    if d_interval < Duration::from_secs(60) {
+        err(
+            "discovery.interval_secs".into(),
+            "must be at least 60".into(),
+        );
+    }
+    let max_addresses = u128::from(rd.max_addresses.unwrap_or(65_536));
+    if let Err(e) = targets.expand(max_addresses) {
+        err("discovery.include".into(), e.to_string());
+    }
+    let discovery = DiscoveryConfig {
+        targets,
+        local_network: rd.local_network.unwrap_or(false),
+        interval: d_interval,
+        network_delay_us: rd.network_delay_us.unwrap_or(250),
+        max_in_flight: rd.max_in_flight.unwrap_or(512).clamp(1, 4096),
+        max_addresses,
+        mdns: Duration::from_secs(rd.mdns_secs.unwrap_or(0)),
+        port: rd.port.unwrap_or(161),
+        profiles: discovery_profiles,
+    };
+
     let mut printers = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, rp) in raw.printers.into_iter().enumerate() {
@@ -445,6 +537,7 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         log_level,
         web_listen,
         poller,
+        discovery,
         profiles,
         printers,
     })

@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub poller: RawPoller,
     #[serde(default)]
+    pub discovery: RawDiscovery,
+    #[serde(default)]
     pub snmp_profiles: Vec<RawProfile>,
     #[serde(default)]
     pub printers: Vec<RawPrinter>,
@@ -78,4 +80,24 @@ pub(super) enum RawAuth {
 pub(super) struct RawPrinter {
     pub address: String,
     pub profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub import: Vec<String>,
+    pub local_network: Option<bool>,
+    pub interval_secs: Option<u64>,
+    pub network_delay_us: Option<u64>,
+    pub max_in_flight: Option<usize>,
+    pub max_addresses: Option<u64>,
+    pub mdns_secs: Option<u64>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }

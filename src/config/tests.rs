@@ -98,3 +98,30 @@ auth = { type = "v3", user = "ops", auth_protocol = "sha256", auth_pass = "auth-
     }
     assert!(dbg.contains("ops"));
 }
+
+#[test]
+fn discovery_settings_are_validated_with_key_paths() {
+    let text = r#"
+[discovery]
+include = ["192.0.2.0/24", "bad..entry"]
+exclude = ["10.0.0.0/33"]
+interval_secs = 5
+profiles = ["nope"]
+"#;
+    let e = parse("d.toml", text).unwrap_err();
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "discovery.include[1]",
+        "discovery.exclude[0]",
+        "discovery.interval_secs",
+        "discovery.profiles[0]",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let c = parse("ok.toml", "[discovery]\ninclude = [\"192.0.2.0/24\"]\n").unwrap();
+    assert!(c.discovery.enabled());
+    assert_eq!(c.discovery.network_delay_us, 250);
+    let e = parse("big.toml", "[discovery]\ninclude = [\"10.0.0.0/8\"]\n").unwrap_err();
+    assert_eq!(e.errors[0].path, "discovery.include");
+    assert!(!parse("x", "").unwrap().discovery.enabled());
+}

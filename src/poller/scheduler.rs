@@ -48,6 +48,7 @@ pub struct Observed {
 #[derive(Debug)]
 enum Control {
     Sighted(SocketAddr),
+    Add(Box<Managed>),
 }
 
 /// A handle to a running poller.
@@ -61,6 +62,12 @@ impl PollerHandle {
     /// that is backing off is polled at once.
     pub fn sighted(&self, addr: SocketAddr) {
         self.tx.send(Control::Sighted(addr)).ok();
+    }
+
+    /// Starts managing a printer (found by discovery); it is polled at once. A printer
+    /// already managed at that address is left as it is.
+    pub fn add(&self, printer: Managed) {
+        self.tx.send(Control::Add(Box::new(printer))).ok();
     }
 }
 
@@ -229,6 +236,22 @@ impl<C: SnmpClient + Clone> Poller<C> {
                                 s.due = now;
                                 heap.push(Reverse((now, i)));
                             }
+                        }
+                    }
+                    Control::Add(m) => {
+                        if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
+                            let now = Instant::now();
+                            self.slots.push(Slot {
+                                due: now,
+                                target: m.target,
+                                id: m.printer_id,
+                                health: Health::Unknown,
+                                failures: 0,
+                                in_flight: false,
+                                memory: Memory::default(),
+                            });
+                            heap.push(Reverse((now, self.slots.len() - 1)));
+                            self.health_counts();
                         }
                     }
                 },

@@ -33,6 +33,7 @@ pub fn router(state: WebState) -> Router {
             }),
         )
         .route("/api/printers", get(printers))
+        .route("/api/discovery", get(discovery_report))
         .with_state(state)
 }
 
@@ -65,6 +66,30 @@ async fn printers(State(s): State<WebState>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+async fn discovery_report(State(s): State<WebState>) -> Response {
+    let Some(store) = s.store else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"reason": "no store"})),
+        )
+            .into_response();
+    };
+    match tokio::task::spawn_blocking(move || store.discovery_results()).await {
+        Ok(Ok(rows)) => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .filter_map(|r| serde_json::from_str(r).ok())
+                .collect();
+            axum::Json(v).into_response()
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"reason": "store unavailable"})),
+        )
+            .into_response(),
     }
 }
 
