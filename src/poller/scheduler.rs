@@ -81,6 +81,20 @@ struct Slot {
     memory: Memory,
 }
 
+impl Slot {
+    fn new(m: Managed, due: Instant) -> Slot {
+        Slot {
+            due,
+            target: m.target,
+            id: m.printer_id,
+            health: Health::Unknown,
+            failures: 0,
+            in_flight: false,
+            memory: Memory::default(),
+        }
+    }
+}
+
 /// The scheduled poller.
 pub struct Poller<C> {
     client: C,
@@ -131,18 +145,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
     ) -> (Self, PollerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let now = Instant::now();
-        let slots = printers
-            .into_iter()
-            .map(|m| Slot {
-                due: now,
-                target: m.target,
-                id: m.printer_id,
-                health: Health::Unknown,
-                failures: 0,
-                in_flight: false,
-                memory: Memory::default(),
-            })
-            .collect();
+        let slots = printers.into_iter().map(|m| Slot::new(m, now)).collect();
         (
             Poller {
                 client,
@@ -241,15 +244,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     Control::Add(m) => {
                         if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
                             let now = Instant::now();
-                            self.slots.push(Slot {
-                                due: now,
-                                target: m.target,
-                                id: m.printer_id,
-                                health: Health::Unknown,
-                                failures: 0,
-                                in_flight: false,
-                                memory: Memory::default(),
-                            });
+                            self.slots.push(Slot::new(*m, now));
                             heap.push(Reverse((now, self.slots.len() - 1)));
                             self.health_counts();
                         }

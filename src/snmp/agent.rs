@@ -170,6 +170,16 @@ fn error_pdu(req: &Pdu, status: i32, index: i32, varbinds: Vec<VarBind>) -> Pdu 
     }
 }
 
+/// The SNMPv1 answer for a missing object at varbind `i` (0-based).
+fn no_such_name(req: &Pdu, i: usize) -> Pdu {
+    error_pdu(
+        req,
+        error_status::NO_SUCH_NAME,
+        i as i32 + 1,
+        req.varbinds.clone(),
+    )
+}
+
 /// Maps a v2 error-status to the v1 one (RFC 3584 §4.4).
 fn v1_status(s: i32) -> i32 {
     match s {
@@ -200,14 +210,7 @@ pub fn respond(
                     .filter(|v| !(v1 && matches!(v, Value::Counter64(_))));
                 match v {
                     Some(v) => out.push(VarBind::new(vb.oid.clone(), v)),
-                    None if v1 => {
-                        return Some(error_pdu(
-                            req,
-                            error_status::NO_SUCH_NAME,
-                            i as i32 + 1,
-                            req.varbinds.clone(),
-                        ));
-                    }
+                    None if v1 => return Some(no_such_name(req, i)),
                     None => out.push(VarBind::new(vb.oid.clone(), Value::NoSuchInstance)),
                 }
             }
@@ -218,14 +221,7 @@ pub fn respond(
             for (i, vb) in req.varbinds.iter().enumerate() {
                 match next_for(store, &vb.oid, v1) {
                     Some((o, v)) => out.push(VarBind::new(o, v)),
-                    None if v1 => {
-                        return Some(error_pdu(
-                            req,
-                            error_status::NO_SUCH_NAME,
-                            i as i32 + 1,
-                            req.varbinds.clone(),
-                        ));
-                    }
+                    None if v1 => return Some(no_such_name(req, i)),
                     None => out.push(VarBind::new(vb.oid.clone(), Value::EndOfMibView)),
                 }
             }
