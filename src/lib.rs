@@ -15,6 +15,7 @@
 //! - [`web`]: the local listener: `/metrics` and a small JSON API.
 //! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
 //! - [`config`]: `fleet-agent.toml`, parsed strictly and validated whole into `Config`.
+//! - [`cloud`]: the cloud link (so far: the upload rule and snapshot/delta payloads).
 //! - [`cli`]: command-line definitions and their handlers.
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
@@ -24,6 +25,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod demo;
 pub mod discovery;

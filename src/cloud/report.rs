@@ -1,0 +1,407 @@
+//! Upload decisions and payloads: the keyed view of a printer report (supplies and alerts
+//! become objects keyed by `supplyKey` / `alertKey`, so a delta can touch one element),
+//! RFC 7396 merge-patch diffs over it, and the seed's rule for when to send.
+
+use crate::printer::PrinterReport;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Why an upload happens (the upload schema's `trigger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// First successful poll of a new printer.
+    Enrolment,
+    /// At least 24 h since the last full upload.
+    #[serde(rename = "heartbeat24h")]
+    Heartbeat24h,
+    /// An alert was raised or cleared.
+    AlertChange,
+    /// A supply level went down.
+    SupplyDecrease,
+    /// A supply level went up (replaced, or a receptacle emptied).
+    SupplyReplaced,
+    /// Serial, model, manufacturer or firmware changed.
+    IdentityChange,
+    /// The cloud or the user asked for a refresh.
+    OnDemand,
+    /// The cloud answered "resync".
+    Resync,
+}
+
+/// What to send after a poll.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing (page counters alone never trigger an upload).
+    Nothing,
+    /// The whole keyed report.
+    Snapshot(Trigger),
+    /// A merge patch against the last sent state.
+    Delta(Trigger, Value),
+}
+
+/// Thresholds beyond the seed's defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// Full upload at least this often (the seed: 24 h).
+    pub heartbeat_ms: i64,
+    /// A supply percentage must drop by at least this many points to count (seed: any
+    /// decrease, i.e. 1).
+    pub min_percent_drop: u8,
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Rule {
+            heartbeat_ms: 24 * 3600 * 1000,
+            min_percent_drop: 1,
+        }
+    }
+}
+
+/// The last state sent to the cloud for one printer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sent {
+    /// Keyed view of what the cloud holds.
+    pub keyed: Value,
+    /// Its report sequence number.
+    pub seq: u64,
+    /// When the last snapshot was sent (epoch ms).
+    pub last_snapshot_ms: i64,
+}
+
+fn rekey(v: &mut Value, field: &str, key: &str) {
+    if let Some(Value::Array(items)) = v.get_mut(field) {
+        let mut m = Map::new();
+        for it in items.drain(..) {
+            if let Some(k) = it.get(key).and_then(Value::as_str) {
+                m.insert(k.to_string(), it);
+            }
+        }
+        v[field] = Value::Object(m);
+    }
+}
+
+fn unkey(v: &mut Value, field: &str) {
+    if let Some(Value::Object(m)) = v.get_mut(field) {
+        // Object keys come back sorted (serde_json's map is ordered by key).
+        let items: Vec<Value> = std::mem::take(m).into_iter().map(|(_, x)| x).collect();
+        v[field] = Value::Array(items);
+    }
+}
+
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// Returns the keyed view of a report (without `collectedAt`, which travels beside it).
+/// Null members are left out: absent means null (DATA-MODEL.md §1.2), which is also what
+/// a merge patch can express, so applying a delta reproduces this view exactly.
+pub fn keyed(report: &PrinterReport) -> Value {
+    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.remove("collectedAt");
+    }
+    strip_nulls(&mut v);
+    rekey(&mut v, "supplies", "supplyKey");
+    rekey(&mut v, "alerts", "alertKey");
+    v
+}
+
+/// Turns a keyed view back into the API shape (arrays sorted by key).
+pub fn unkeyed(keyed: &Value) -> Value {
+    let mut v = keyed.clone();
+    unkey(&mut v, "supplies");
+    unkey(&mut v, "alerts");
+    v
+}
+
+/// Computes the RFC 7396 merge patch that turns `old` into `new` (`None` when equal).
+/// Objects are diffed member by member; anything else is replaced; members missing from
+/// `new` become `null` (delete). A `null` value present in `new` cannot be expressed by a
+/// merge patch, so it is also sent as `null` and the member disappears: consumers treat
+/// absent as null (DATA-MODEL.md §1.2).
+pub fn diff(old: &Value, new: &Value) -> Option<Value> {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut patch = Map::new();
+            for (k, va) in a {
+                match b.get(k) {
+                    None => {
+                        patch.insert(k.clone(), Value::Null);
+                    }
+                    Some(vb) => {
+                        if va.is_object() && vb.is_object() {
+                            if let Some(p) = diff(va, vb) {
+                                patch.insert(k.clone(), p);
+                            }
+                        } else if va != vb {
+                            patch.insert(k.clone(), vb.clone());
+                        }
+                    }
+                }
+            }
+            for (k, vb) in b {
+                if !a.contains_key(k) && !vb.is_null() {
+                    patch.insert(k.clone(), vb.clone());
+                }
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        _ => (old != new).then(|| new.clone()),
+    }
+}
+
+/// Applies a merge patch (RFC 7396).
+pub fn apply(target: &mut Value, patch: &Value) {
+    json_patch::merge(target, patch);
+}
+
+fn percent_of(s: &Value) -> Option<i64> {
+    s.get("currentLevel").and_then(Value::as_i64)
+}
+
+fn raw_level(s: &Value) -> Option<i64> {
+    s.pointer("/ext/prtMarkerSuppliesLevel")
+        .and_then(Value::as_i64)
+        .filter(|l| *l >= 0)
+}
+
+/// Decides what to upload after a poll, following the seed: a new printer gets a
+/// snapshot; at least one snapshot per heartbeat period; otherwise a delta only when an
+/// alert changed, a supply went down (or was replaced) or the identity changed. Page
+/// counter changes alone wait (they ride along in the next upload).
+pub fn decide(prev: Option<&Sent>, report: &PrinterReport, now_ms: i64, rule: Rule) -> Decision {
+    let Some(prev) = prev else {
+        return Decision::Snapshot(Trigger::Enrolment);
+    };
+    if now_ms - prev.last_snapshot_ms >= rule.heartbeat_ms {
+        return Decision::Snapshot(Trigger::Heartbeat24h);
+    }
+    let new = keyed(report);
+    let Some(patch) = diff(&prev.keyed, &new) else {
+        return Decision::Nothing;
+    };
+    let old = &prev.keyed;
+    let alerts_changed = {
+        let keys = |v: &Value| {
+            v.get("alerts")
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        keys(old) != keys(&new)
+    };
+    if alerts_changed {
+        return Decision::Delta(Trigger::AlertChange, patch);
+    }
+    let identity_changed = ["serialNumber", "modelName", "manufacturer"]
+        .iter()
+        .any(|k| old.get(*k) != new.get(*k))
+        || old.pointer("/device/firmwareVersion") != new.pointer("/device/firmwareVersion");
+    if identity_changed {
+        return Decision::Delta(Trigger::IdentityChange, patch);
+    }
+    let mut decreased = false;
+    let mut replaced = false;
+    if let (Some(Value::Object(a)), Some(Value::Object(b))) =
+        (old.get("supplies"), new.get("supplies"))
+    {
+        for (k, sa) in a {
+            let Some(sb) = b.get(k) else { continue };
+            match (percent_of(sa), percent_of(sb)) {
+                (Some(x), Some(y)) if y < x => {
+                    decreased |= (x - y) >= i64::from(rule.min_percent_drop)
+                }
+                (Some(x), Some(y)) if y > x => replaced = true,
+                _ => match (raw_level(sa), raw_level(sb)) {
+                    (Some(x), Some(y)) if y < x => decreased = true,
+                    (Some(x), Some(y)) if y > x => replaced = true,
+                    _ => {}
+                },
+            }
+        }
+    }
+    if replaced {
+        return Decision::Delta(Trigger::SupplyReplaced, patch);
+    }
+    if decreased {
+        return Decision::Delta(Trigger::SupplyDecrease, patch);
+    }
+    Decision::Nothing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::{Collected, decode};
+    use crate::snmp::{Oid, Value as V};
+    use std::collections::BTreeMap;
+
+    fn report(pages: u32, black: i64, alert: bool, serial: &str) -> PrinterReport {
+        let o = |s: &str| s.parse::<Oid>().unwrap();
+        let mut m = BTreeMap::new();
+        m.insert(o("1.3.6.1.2.1.1.1.0"), V::OctetString(b"printer".to_vec()));
+        m.insert(
+            o("1.3.6.1.2.1.43.5.1.1.17.1"),
+            V::OctetString(serial.as_bytes().to_vec()),
+        );
+        m.insert(o("1.3.6.1.2.1.43.10.2.1.4.1.1"), V::Counter32(pages));
+        for (i, (d, l)) in [("Black Toner", black), ("Cyan Toner", 60)]
+            .iter()
+            .enumerate()
+        {
+            let ix = i + 1;
+            m.insert(
+                o(&format!("1.3.6.1.2.1.43.11.1.1.6.1.{ix}")),
+                V::OctetString(d.as_bytes().to_vec()),
+            );
+            m.insert(
+                o(&format!("1.3.6.1.2.1.43.11.1.1.8.1.{ix}")),
+                V::Integer(100),
+            );
+            m.insert(
+                o(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{ix}")),
+                V::Integer(*l),
+            );
+        }
+        if alert {
+            m.insert(o("1.3.6.1.2.1.43.18.1.1.2.1.4"), V::Integer(5));
+            m.insert(o("1.3.6.1.2.1.43.18.1.1.4.1.4"), V::Integer(8));
+            m.insert(o("1.3.6.1.2.1.43.18.1.1.5.1.4"), V::Integer(1));
+            m.insert(o("1.3.6.1.2.1.43.18.1.1.7.1.4"), V::Integer(807));
+            m.insert(
+                o("1.3.6.1.2.1.43.18.1.1.8.1.4"),
+                V::OctetString(b"Tray 1 Low ".to_vec()),
+            );
+        }
+        decode(&Collected {
+            values: &m,
+            ip: None,
+            collected_at: 0,
+            version: None,
+        })
+    }
+
+    fn sent(r: &PrinterReport, at: i64) -> Sent {
+        Sent {
+            keyed: keyed(r),
+            seq: 1,
+            last_snapshot_ms: at,
+        }
+    }
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn the_seed_upload_rule() {
+        let base = report(1000, 50, true, "SN1");
+        assert_eq!(
+            decide(None, &base, 0, Rule::default()),
+            Decision::Snapshot(Trigger::Enrolment)
+        );
+        let s = sent(&base, 0);
+        // Page counts alone: nothing, even hours later.
+        assert_eq!(
+            decide(
+                Some(&s),
+                &report(1500, 50, true, "SN1"),
+                5 * H,
+                Rule::default()
+            ),
+            Decision::Nothing
+        );
+        // Toner down: a delta touching that supply (and the counters riding along).
+        match decide(Some(&s), &report(1100, 49, true, "SN1"), H, Rule::default()) {
+            Decision::Delta(Trigger::SupplyDecrease, p) => {
+                assert_eq!(p["supplies"]["m:1.1"]["currentLevel"], 49);
+                assert_eq!(p["supplies"]["m:1.1"]["ext"]["prtMarkerSuppliesLevel"], 49);
+                assert!(
+                    p["supplies"].get("m:1.2").is_none(),
+                    "only the changed supply: {p}"
+                );
+                assert_eq!(p["counters"]["lifetimeCount"], 1100);
+            }
+            d => panic!("{d:?}"),
+        }
+        // The alert cleared: a delta deleting it by key.
+        match decide(
+            Some(&s),
+            &report(1000, 50, false, "SN1"),
+            H,
+            Rule::default(),
+        ) {
+            Decision::Delta(Trigger::AlertChange, p) => {
+                assert_eq!(p["alerts"]["a:8.1.807"], serde_json::Value::Null)
+            }
+            d => panic!("{d:?}"),
+        }
+        // A toner went up: replaced.
+        assert!(matches!(
+            decide(
+                Some(&s),
+                &report(1000, 100, true, "SN1"),
+                H,
+                Rule::default()
+            ),
+            Decision::Delta(Trigger::SupplyReplaced, _)
+        ));
+        // Serial changed: identity.
+        assert!(matches!(
+            decide(Some(&s), &report(1000, 50, true, "SN2"), H, Rule::default()),
+            Decision::Delta(Trigger::IdentityChange, _)
+        ));
+        // 24 h after the last snapshot: a snapshot even without change.
+        assert_eq!(
+            decide(Some(&s), &base, 24 * H, Rule::default()),
+            Decision::Snapshot(Trigger::Heartbeat24h)
+        );
+        // A configurable threshold: a 1-point drop is ignored with min_percent_drop 5.
+        let rule = Rule {
+            min_percent_drop: 5,
+            ..Rule::default()
+        };
+        assert_eq!(
+            decide(Some(&s), &report(1000, 49, true, "SN1"), H, rule),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn applying_the_delta_to_the_keyed_state_gives_the_new_state() {
+        let a = report(1000, 50, true, "SN1");
+        let b = report(1234, 40, false, "SN1");
+        let patch = diff(&keyed(&a), &keyed(&b)).unwrap();
+        let mut state = keyed(&a);
+        apply(&mut state, &patch);
+        assert_eq!(state, keyed(&b));
+        // And back to the API shape: arrays sorted by key.
+        let api = unkeyed(&state);
+        let keys: Vec<&str> = api["supplies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["supplyKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["m:1.1", "m:1.2"]);
+        assert!(api["alerts"].as_array().unwrap().is_empty());
+        assert_eq!(diff(&keyed(&a), &keyed(&a)), None);
+        // A level that becomes -3 (someRemaining): the percentage disappears.
+        let c = report(1234, -3, false, "SN1");
+        let patch = diff(&keyed(&b), &keyed(&c)).unwrap();
+        assert_eq!(
+            patch["supplies"]["m:1.1"]["currentLevel"],
+            serde_json::Value::Null
+        );
+        let mut state = keyed(&b);
+        apply(&mut state, &patch);
+        assert_eq!(state, keyed(&c));
+    }
+}
