@@ -249,6 +249,7 @@ async fn poll_cycle_bench(b: PollCycleBench) -> anyhow::Result<()> {
         backoff_max: interval * 8,
         not_communicating_after: 3,
         max_pages_per_minute: 1_000_000,
+        status_interval: None,
     };
     let (rss_before, _) = rss_kib(None).unwrap_or((0, 0));
     let (poller, _h) = Poller::new(

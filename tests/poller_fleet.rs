@@ -57,6 +57,7 @@ async fn sick_printers_back_off_and_recover_while_healthy_ones_keep_cadence() {
         backoff_max: Duration::from_millis(4000),
         not_communicating_after: 2,
         max_pages_per_minute: 1_000_000,
+        status_interval: None,
     };
     let (poller, handle) = Poller::new(
         UdpClient::new().unwrap(),

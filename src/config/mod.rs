@@ -49,6 +49,9 @@ pub struct PollerConfig {
     pub not_communicating_after: u32,
     /// Pages per minute above which a counter jump is flagged.
     pub max_pages_per_minute: u64,
+    /// Cheaper status checks between full polls (alerts, status, supply levels); a change
+    /// triggers a full poll at once. `None`: off.
+    pub status_interval: Option<Duration>,
 }
 
 impl Default for PollerConfig {
@@ -60,6 +63,7 @@ impl Default for PollerConfig {
             backoff_max: Duration::from_secs(3600),
             not_communicating_after: 3,
             max_pages_per_minute: 600,
+            status_interval: None,
         }
     }
 }
@@ -307,6 +311,19 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         backoff_max,
         not_communicating_after,
         max_pages_per_minute: p.max_pages_per_minute.unwrap_or(d.max_pages_per_minute),
+        status_interval: match p.status_interval_secs.unwrap_or(0) {
+            0 => None,
+            n => {
+                let si = Duration::from_secs(n);
+                if si >= interval {
+                    err(
+                        "poller.status_interval_secs".into(),
+                        "must be below poller.interval_secs (0 turns status checks off)".into(),
+                    );
+                }
+                Some(si)
+            }
+        },
     };
 
     let mut profiles = Vec::new();

@@ -43,6 +43,7 @@ pub(super) struct RawPoller {
     pub backoff_max_secs: Option<u64>,
     pub not_communicating_after: Option<u32>,
     pub max_pages_per_minute: Option<u64>,
+    pub status_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,6 +79,9 @@ struct Slot {
     in_flight: bool,
     due: Instant,
     memory: Memory,
+    /// Next cheap status check (when status checks are on).
+    status_due: Option<Instant>,
+    checking: bool,
 }
 
 impl Slot {
@@ -91,8 +94,52 @@ impl Slot {
             failures: 0,
             in_flight: false,
             memory: Memory::default(),
+            status_due: None,
+            checking: false,
         }
     }
+}
+
+/// Columns of the cheap status check: device and printer status, error bits, supply
+/// levels and the alert table's identity columns (one or two round trips).
+fn status_columns() -> Vec<crate::snmp::Oid> {
+    use crate::printer::oids::*;
+    [
+        HR_DEVICE_TYPE,
+        HR_DEVICE_STATUS,
+        HR_PRINTER_STATUS,
+        HR_PRINTER_ERROR_STATE,
+        PRT_SUPPLIES_MAX_CAPACITY,
+        PRT_SUPPLIES_LEVEL,
+        PRT_ALERT_SEVERITY,
+        PRT_ALERT_GROUP,
+        PRT_ALERT_GROUP_INDEX,
+        PRT_ALERT_CODE,
+        PRT_ALERT_LOCATION,
+    ]
+    .iter()
+    .map(|o| crate::snmp::Oid::from_slice(o))
+    .collect()
+}
+
+/// Runs one status check: `Some(true)` when alerts or supply levels differ from `memory`.
+async fn status_check<C: SnmpClient>(client: &C, target: &Target, memory: &Memory) -> Option<bool> {
+    let c = crate::snmp::walk::collect(client, target, &[], &status_columns())
+        .await
+        .ok()?;
+    let partial = crate::printer::decode(&crate::printer::Collected {
+        values: &c.values,
+        ip: None,
+        collected_at: 0,
+        version: None,
+    });
+    let now = Memory::of(&partial);
+    let levels = |m: &Memory| m.supplies.iter().map(|x| (x.0, x.2)).collect::<Vec<_>>();
+    let mut a = now.alerts.clone();
+    let mut b = memory.alerts.clone();
+    a.sort_unstable();
+    b.sort_unstable();
+    Some(levels(&now) != levels(memory) || a != b)
 }
 
 /// The scheduled poller.
@@ -205,6 +252,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
         let start = Instant::now();
         let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
             BinaryHeap::with_capacity(self.slots.len());
+        let status_every = self.cfg.status_interval;
+        let mut status_heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
         for (i, s) in self.slots.iter_mut().enumerate() {
             s.due = if self.spread {
                 start + startup_offset(s.target.addr, self.cfg.interval)
@@ -212,7 +261,13 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 start
             };
             heap.push(Reverse((s.due, i)));
+            if let Some(every) = status_every {
+                let t = s.due + every;
+                s.status_due = Some(t);
+                status_heap.push(Reverse((t, i)));
+            }
         }
+        let mut checks: JoinSet<(usize, Option<bool>)> = JoinSet::new();
         self.health_counts();
         // Due printers wait here (not as spawned tasks) until a slot in the cap frees up,
         // so memory stays bounded by max_in_flight even when thousands are due at once.
@@ -229,6 +284,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
         );
         loop {
             let next = heap.peek().map(|Reverse((t, _))| *t);
+            let next_status = status_heap.peek().map(|Reverse((t, _))| *t);
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(c) = self.rx.recv() => match c {
@@ -245,7 +301,12 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
                             let now = Instant::now();
                             self.slots.push(Slot::new(*m, now));
-                            heap.push(Reverse((now, self.slots.len() - 1)));
+                            let i = self.slots.len() - 1;
+                            heap.push(Reverse((now, i)));
+                            if let Some(every) = status_every {
+                                self.slots[i].status_due = Some(now + every);
+                                status_heap.push(Reverse((now + every, i)));
+                            }
                             self.health_counts();
                         }
                     }
@@ -259,6 +320,52 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         if batch.len() >= 512 {
                             self.write(&mut batch).await;
                         }
+                    }
+                },
+                Some(done) = checks.join_next(), if !checks.is_empty() => {
+                    if let Ok((i, changed)) = done {
+                        let now = Instant::now();
+                        let s = &mut self.slots[i];
+                        s.checking = false;
+                        if changed == Some(true) && !s.in_flight && s.due > now {
+                            // An alert or a supply level changed: read everything now.
+                            s.due = now;
+                            heap.push(Reverse((now, i)));
+                        }
+                        if let Some(every) = status_every {
+                            let t = now + every;
+                            s.status_due = Some(t);
+                            status_heap.push(Reverse((t, i)));
+                        }
+                    }
+                },
+                _ = sleep_until_opt(next_status) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((t, i))) = status_heap.peek().copied() {
+                        if t > now {
+                            break;
+                        }
+                        status_heap.pop();
+                        let s = &mut self.slots[i];
+                        if s.status_due != Some(t) || s.checking {
+                            continue;
+                        }
+                        // Sick printers, and those about to get a full poll, are not checked.
+                        if s.in_flight || s.health != Health::Ok || running.len() + checks.len() >= cap {
+                            if let Some(every) = status_every {
+                                let t = now + every;
+                                s.status_due = Some(t);
+                                status_heap.push(Reverse((t, i)));
+                            }
+                            continue;
+                        }
+                        s.checking = true;
+                        let (client, target, memory) = (self.client.clone(), s.target.clone(), s.memory.clone());
+                        let deadline = self.cfg.deadline;
+                        checks.spawn(async move {
+                            let r = tokio::time::timeout(deadline, status_check(&client, &target, &memory)).await.ok().flatten();
+                            (i, r)
+                        });
                     }
                 },
                 _ = flush.tick() => {
@@ -287,7 +394,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
             }
         }
         running.abort_all();
+        checks.abort_all();
         while running.join_next().await.is_some() {}
+        while checks.join_next().await.is_some() {}
         if !batch.is_empty() {
             self.write(&mut batch).await;
         }

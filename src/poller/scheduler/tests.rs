@@ -11,6 +11,7 @@ fn cfg(interval_s: u64) -> PollerConfig {
         backoff_max: Duration::from_secs(interval_s * 8),
         not_communicating_after: 3,
         max_pages_per_minute: 600,
+        status_interval: None,
     }
 }
 
@@ -269,4 +270,63 @@ fn backoff_is_capped_and_jittered() {
         let base = (60.0 * 2f64.powi(f as i32 - 1)).min(600.0);
         assert!(b >= base * 0.9 && b <= base * 1.1, "failures {f}: {b}");
     }
+}
+
+fn alert_view(pages: u32, alert: bool) -> MibView {
+    let o = |s: &str| s.parse::<Oid>().unwrap();
+    let mut v = vec![
+        (
+            o("1.3.6.1.2.1.1.1.0"),
+            Value::OctetString(b"printer".to_vec()),
+        ),
+        (o("1.3.6.1.2.1.43.10.2.1.4.1.1"), Value::Counter32(pages)),
+        (o("1.3.6.1.2.1.43.11.1.1.8.1.1"), Value::Integer(100)),
+        (o("1.3.6.1.2.1.43.11.1.1.9.1.1"), Value::Integer(40)),
+    ];
+    if alert {
+        v.push((o("1.3.6.1.2.1.43.18.1.1.2.1.1"), Value::Integer(3)));
+        v.push((o("1.3.6.1.2.1.43.18.1.1.4.1.1"), Value::Integer(6)));
+        v.push((o("1.3.6.1.2.1.43.18.1.1.7.1.1"), Value::Integer(3)));
+    }
+    MibView::new(v)
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_checks_catch_an_alert_before_the_next_full_poll() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), alert_view(100, false));
+    let mut c = cfg(300);
+    c.status_interval = Some(Duration::from_secs(10));
+    let (p, _h) = Poller::new(fake.clone(), c, managed(1), None, Arc::new(Metrics::new()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    let task = tokio::spawn(
+        p.observe(tx)
+            .without_startup_spread()
+            .run(tokio::time::sleep(Duration::from_secs(400))),
+    );
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first.started, t0);
+    // Counters alone change: status checks do not trigger a full poll.
+    fake.add(addr(0), alert_view(101, false));
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert!(rx.try_recv().is_err(), "no full poll for a counter change");
+    let before = fake.requests().len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let per_check = fake.requests().len() - before;
+    assert!(
+        (1..=2).contains(&per_check),
+        "a status check costs {per_check} round trips"
+    );
+    // A door opens: the next status check (within 10 s) triggers a full poll.
+    let raised = Instant::now();
+    fake.add(addr(0), alert_view(101, true));
+    let o = rx.recv().await.unwrap();
+    assert!(
+        o.started - raised <= Duration::from_secs(11),
+        "full poll {:?} after the alert",
+        o.started - raised
+    );
+    assert_eq!(o.events, ["alertRaised"]);
+    task.abort();
 }
