@@ -1,6 +1,8 @@
 //! The store: SQLite (bundled) in WAL mode with embedded numbered migrations. The only
 //! module with SQL. Opening refuses to go on after a failed migration, naming it.
 
+pub mod outbox;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +13,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_discovery.sql",
         include_str!("migrations/0002_discovery.sql"),
+    ),
+    (
+        "0003_outbox.sql",
+        include_str!("migrations/0003_outbox.sql"),
     ),
 ];
 
