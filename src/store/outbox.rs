@@ -284,31 +284,21 @@ mod tests {
                 .unwrap(),
             0
         );
-        // 130: the oldest delta goes first.
-        assert_eq!(
-            s.enqueue("s-a2", Some("sn:a"), "snapshot", &body(30), 5, cap)
-                .unwrap(),
-            1
-        );
-        let left: Vec<String> = s
-            .due_messages(10, 10)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.message_id)
-            .collect();
-        assert_eq!(left, ["s-a1", "s-b1", "d-b1", "s-a2"]);
-        // Another 30: the remaining delta, then the superseded snapshot of printer a.
-        assert_eq!(
-            s.enqueue("s-c1", Some("sn:c"), "snapshot", &body(30), 6, cap)
-                .unwrap(),
-            2
-        );
-        let left: Vec<String> = s
-            .due_messages(10, 10)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.message_id)
-            .collect();
+        // 130: deltas go first, oldest first, until it fits (110, then 90).
+        let n = s.enqueue("s-a2", Some("sn:a"), "snapshot", &body(30), 5, cap);
+        assert_eq!(n.unwrap(), 2);
+        let ids = |s: &Store| -> Vec<String> {
+            s.due_messages(10, 10)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.message_id)
+                .collect()
+        };
+        assert_eq!(ids(&s), ["s-a1", "s-b1", "s-a2"]);
+        // Another 30 (120): no delta left, so printer a's superseded snapshot goes.
+        let n = s.enqueue("s-c1", Some("sn:c"), "snapshot", &body(30), 6, cap);
+        assert_eq!(n.unwrap(), 1);
+        let left = ids(&s);
         assert_eq!(left, ["s-b1", "s-a2", "s-c1"]);
         // Only latest snapshots remain: they are kept even over the cap.
         assert_eq!(
