@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Outbox byte cap (oldest deltas are evicted first; the cloud link makes it configurable).
+pub const OUTBOX_MAX_BYTES: u64 = 64 << 20;
+
 /// Default time allowed for components to stop.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -189,6 +192,22 @@ pub async fn run(
         Some(store.clone()),
         metrics.clone(),
     );
+    // Readings flow from the poller to the uploader, which queues uploads in the outbox.
+    let (readings_tx, readings_rx) = tokio::sync::mpsc::channel(4096);
+    let poller = poller.with_readings(readings_tx);
+    {
+        let uploader = crate::cloud::uploader::Uploader::new(
+            store.clone(),
+            crate::cloud::report::Rule::default(),
+            OUTBOX_MAX_BYTES,
+        )
+        .with_metrics(metrics.clone());
+        let stop = stopped(stop_rx.clone());
+        components.spawn(async move {
+            uploader.run(readings_rx, stop).await;
+            ("uploader", Ok(()))
+        });
+    }
     if config.discovery.enabled() {
         let (cfg, store, metrics, stop) = (
             config.clone(),

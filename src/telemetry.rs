@@ -35,6 +35,12 @@ pub struct Metrics {
     pub discovery_found: Gauge,
     /// Discovery runs completed.
     pub discovery_runs: Counter,
+    /// Messages waiting in the outbox.
+    pub outbox_messages: Gauge,
+    /// Bytes waiting in the outbox.
+    pub outbox_bytes: Gauge,
+    /// Messages queued for upload, by kind (snapshot, delta).
+    pub uploads_queued: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -101,6 +107,24 @@ impl Metrics {
             "Discovery runs completed",
             discovery_runs.clone(),
         );
+        let outbox_messages = Gauge::default();
+        registry.register(
+            "outbox_messages",
+            "Messages waiting in the outbox",
+            outbox_messages.clone(),
+        );
+        let outbox_bytes = Gauge::default();
+        registry.register(
+            "outbox_bytes",
+            "Bytes waiting in the outbox",
+            outbox_bytes.clone(),
+        );
+        let uploads_queued = Family::<Labels, Counter>::default();
+        registry.register(
+            "uploads_queued",
+            "Uploads queued by kind",
+            uploads_queued.clone(),
+        );
         for h in ["ok", "suspect", "not_communicating", "unknown"] {
             printers
                 .get_or_create(&vec![("health".into(), h.into())])
@@ -119,6 +143,9 @@ impl Metrics {
             discovery_total,
             discovery_found,
             discovery_runs,
+            outbox_messages,
+            outbox_bytes,
+            uploads_queued,
         }
     }
 

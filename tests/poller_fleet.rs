@@ -218,6 +218,15 @@ fn run_status_and_config_commands_work_end_to_end() {
         "{metrics}"
     );
     assert!(metrics.contains("fleet_agent_polls_total"));
+    // Each new printer's first reading queued one snapshot in the durable outbox.
+    assert!(
+        metrics.contains("fleet_agent_uploads_queued_total{kind=\"snapshot\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleet_agent_outbox_messages 2"),
+        "{metrics}"
+    );
     // SIGTERM-like stop through the shutdown path: the process exits cleanly.
     agent.kill().ok();
     agent.wait().ok();

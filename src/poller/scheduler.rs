@@ -151,6 +151,9 @@ pub struct Poller<C> {
     metrics: Arc<Metrics>,
     rx: mpsc::UnboundedReceiver<Control>,
     observer: Option<mpsc::UnboundedSender<Observed>>,
+    /// Successful readings for the uploader (bounded: a full queue drops a reading, and
+    /// the next poll's decision covers it).
+    readings: Option<mpsc::Sender<crate::cloud::uploader::Reading>>,
     rng: fastrand::Rng,
     spread: bool,
 }
@@ -202,6 +205,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 metrics,
                 rx,
                 observer: None,
+                readings: None,
                 rng: fastrand::Rng::new(),
                 spread: true,
             },
@@ -212,6 +216,12 @@ impl<C: SnmpClient + Clone> Poller<C> {
     /// Sends every poll outcome to `tx` as well.
     pub fn observe(mut self, tx: mpsc::UnboundedSender<Observed>) -> Self {
         self.observer = Some(tx);
+        self
+    }
+
+    /// Hands every successful reading to the uploader through `tx`.
+    pub fn with_readings(mut self, tx: mpsc::Sender<crate::cloud::uploader::Reading>) -> Self {
+        self.readings = Some(tx);
         self
     }
 
@@ -482,6 +492,17 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 }
                 s.due = next;
                 let json = serde_json::to_string(&report).unwrap_or_default();
+                if let Some(tx) = &self.readings
+                    && tx
+                        .try_send(crate::cloud::uploader::Reading {
+                            printer_id: s.id,
+                            report: report.clone(),
+                            on_demand: false,
+                        })
+                        .is_err()
+                {
+                    tracing::warn!(printer = %s.target.addr, "Upload queue full; this reading waits for the next poll.");
+                }
                 (
                     PollRecord {
                         printer_id: s.id,

@@ -18,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_outbox.sql",
         include_str!("migrations/0003_outbox.sql"),
     ),
+    (
+        "0004_sent_state.sql",
+        include_str!("migrations/0004_sent_state.sql"),
+    ),
 ];
 
 /// Store errors.
@@ -577,6 +581,18 @@ mod tests {
                 0o700
             );
         }
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(files, embedded);
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub struct OutboxStats {
     pub rejected: u64,
 }
 
+/// The last state uploaded for one printer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRow {
+    /// Report sequence number of that state.
+    pub seq: u64,
+    /// Keyed view (JSON).
+    pub keyed: String,
+    /// When the last snapshot was queued (epoch ms).
+    pub last_snapshot_ms: i64,
+}
+
 /// Returns a fresh idempotency key (128 random bits, hex).
 pub fn new_message_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
@@ -48,6 +59,65 @@ fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result
         params![name, by],
     )?;
     Ok(())
+}
+
+/// Inserts a message and applies the byte cap inside `tx`; returns evictions.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_in(
+    tx: &rusqlite::Transaction<'_>,
+    message_id: &str,
+    printer_key: Option<&str>,
+    kind: &str,
+    body: &str,
+    now_ms: i64,
+    cap_bytes: u64,
+) -> Result<u64, StoreError> {
+    tx.execute(
+            "INSERT INTO outbox(message_id, printer_key, kind, body, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![message_id, printer_key, kind, body, body.len() as i64, now_ms],
+        )?;
+    let mut evicted = 0u64;
+    loop {
+        let total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| {
+            r.get(0)
+        })?;
+        if total as u64 <= cap_bytes {
+            break;
+        }
+        let victim: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let victim = match victim {
+                Some(v) => Some(v),
+                None => tx
+                    .query_row(
+                        "SELECT o.id FROM outbox o WHERE o.kind = 'snapshot' AND EXISTS (
+                             SELECT 1 FROM outbox n WHERE n.kind = 'snapshot' AND n.printer_key IS o.printer_key AND n.id > o.id)
+                         ORDER BY o.id LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .or(tx
+                        .query_row(
+                            "SELECT id FROM outbox WHERE kind NOT IN ('snapshot', 'delta') ORDER BY id LIMIT 1",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?),
+            };
+        let Some(v) = victim else { break };
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![v])?;
+        evicted += 1;
+    }
+    if evicted > 0 {
+        bump(&tx, "outbox_dropped", evicted as i64)?;
+    }
+    Ok(evicted)
 }
 
 impl Store {
@@ -68,52 +138,64 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut c = self.conn();
         let tx = c.transaction()?;
-        tx.execute(
-            "INSERT INTO outbox(message_id, printer_key, kind, body, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![message_id, printer_key, kind, body, body.len() as i64, now_ms],
+        let evicted = enqueue_in(&tx, message_id, printer_key, kind, body, now_ms, cap_bytes)?;
+        tx.commit()?;
+        Ok(evicted)
+    }
+
+    /// Returns the last uploaded state of a printer.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn sent_state(&self, printer_key: &str) -> Result<Option<SentRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT seq, keyed, last_snapshot_ms FROM sent_state WHERE printer_key = ?1",
+                params![printer_key],
+                |r| {
+                    Ok(SentRow {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        keyed: r.get(1)?,
+                        last_snapshot_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Queues an upload and records the state it leaves the cloud in, atomically: after
+    /// a crash either both happened or neither.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is written).
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue_upload(
+        &self,
+        printer_key: &str,
+        state: &SentRow,
+        message_id: &str,
+        kind: &str,
+        body: &str,
+        now_ms: i64,
+        cap_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let evicted = enqueue_in(
+            &tx,
+            message_id,
+            Some(printer_key),
+            kind,
+            body,
+            now_ms,
+            cap_bytes,
         )?;
-        let mut evicted = 0u64;
-        loop {
-            let total: i64 =
-                tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| {
-                    r.get(0)
-                })?;
-            if total as u64 <= cap_bytes {
-                break;
-            }
-            let victim: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let victim = match victim {
-                Some(v) => Some(v),
-                None => tx
-                    .query_row(
-                        "SELECT o.id FROM outbox o WHERE o.kind = 'snapshot' AND EXISTS (
-                             SELECT 1 FROM outbox n WHERE n.kind = 'snapshot' AND n.printer_key IS o.printer_key AND n.id > o.id)
-                         ORDER BY o.id LIMIT 1",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .or(tx
-                        .query_row(
-                            "SELECT id FROM outbox WHERE kind NOT IN ('snapshot', 'delta') ORDER BY id LIMIT 1",
-                            [],
-                            |r| r.get(0),
-                        )
-                        .optional()?),
-            };
-            let Some(v) = victim else { break };
-            tx.execute("DELETE FROM outbox WHERE id = ?1", params![v])?;
-            evicted += 1;
-        }
-        if evicted > 0 {
-            bump(&tx, "outbox_dropped", evicted as i64)?;
-        }
+        tx.execute(
+            "INSERT INTO sent_state(printer_key, seq, keyed, last_snapshot_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(printer_key) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, last_snapshot_ms = excluded.last_snapshot_ms",
+            params![printer_key, state.seq as i64, state.keyed, state.last_snapshot_ms],
+        )?;
         tx.commit()?;
         Ok(evicted)
     }

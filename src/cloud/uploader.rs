@@ -1,0 +1,319 @@
+//! The `uploader` component, agent side of the upload rule: after every successful poll
+//! it compares the report with what the cloud holds (`sent_state`), and when the seed's
+//! rule says so queues a snapshot or a merge-patch delta in the durable outbox, together
+//! with the new sent state, in one transaction. Delivery to the cloud drains the outbox.
+
+use super::report::{self, Decision, Rule, Sent, Trigger};
+use crate::printer::PrinterReport;
+use crate::store::outbox::{SentRow, new_message_id};
+use crate::store::{Store, StoreError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One successful poll, as the poller hands it over.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// Store id of the printer.
+    pub printer_id: i64,
+    /// The report.
+    pub report: PrinterReport,
+    /// Force a snapshot (the seed's on-demand refresh).
+    pub on_demand: bool,
+}
+
+/// What was queued for one reading (for logs, metrics and tests).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queued {
+    /// Printer key.
+    pub printer_key: String,
+    /// `snapshot` or `delta`.
+    pub kind: &'static str,
+    /// Why.
+    pub trigger: Trigger,
+    /// Its report sequence number.
+    pub seq: u64,
+}
+
+/// The key the cloud knows a printer by: its serial, else its store id.
+pub fn printer_key(printer_id: i64, report: &PrinterReport) -> String {
+    match &report.serial_number {
+        Some(sn) => format!("sn:{sn}"),
+        None => format!("printer:{printer_id}"),
+    }
+}
+
+/// Decides and queues for one reading; returns what was queued, if anything.
+///
+/// # Errors
+/// On store failure (nothing is queued).
+pub fn process(
+    store: &Store,
+    rule: Rule,
+    cap_bytes: u64,
+    now_ms: i64,
+    r: &Reading,
+) -> Result<Option<Queued>, StoreError> {
+    let key = printer_key(r.printer_id, &r.report);
+    let prev = store.sent_state(&key)?.and_then(|row| {
+        serde_json::from_str::<Value>(&row.keyed)
+            .ok()
+            .map(|keyed| Sent {
+                keyed,
+                seq: row.seq,
+                last_snapshot_ms: row.last_snapshot_ms,
+            })
+    });
+    let decision = if r.on_demand {
+        Decision::Snapshot(Trigger::OnDemand)
+    } else {
+        report::decide(prev.as_ref(), &r.report, now_ms, rule)
+    };
+    let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+    let keyed = report::keyed(&r.report);
+    let (kind, trigger, body, last_snapshot_ms) = match decision {
+        Decision::Nothing => return Ok(None),
+        Decision::Snapshot(t) => {
+            let mut body = serde_json::to_value(&r.report).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut body {
+                m.insert("kind".into(), json!("snapshot"));
+                m.insert("reportSeq".into(), json!(seq));
+                m.insert("trigger".into(), json!(t));
+            }
+            ("snapshot", t, body, now_ms)
+        }
+        Decision::Delta(t, patch) => {
+            let base = prev.as_ref().map_or(0, |p| p.seq);
+            let body = json!({
+                "kind": "delta",
+                "serialNumber": r.report.serial_number,
+                "reportSeq": seq,
+                "baseReportSeq": base,
+                "collectedAt": r.report.collected_at,
+                "trigger": t,
+                "patch": patch,
+            });
+            (
+                "delta",
+                t,
+                body,
+                prev.as_ref().map_or(now_ms, |p| p.last_snapshot_ms),
+            )
+        }
+    };
+    let state = SentRow {
+        seq,
+        keyed: keyed.to_string(),
+        last_snapshot_ms,
+    };
+    store.queue_upload(
+        &key,
+        &state,
+        &new_message_id(),
+        kind,
+        &body.to_string(),
+        now_ms,
+        cap_bytes,
+    )?;
+    Ok(Some(Queued {
+        printer_key: key,
+        kind,
+        trigger,
+        seq,
+    }))
+}
+
+/// The uploader component.
+pub struct Uploader {
+    store: Store,
+    rule: Rule,
+    cap_bytes: u64,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    observer: Option<mpsc::UnboundedSender<Queued>>,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
+}
+
+impl Uploader {
+    /// Creates the component; `cap_bytes` bounds the outbox.
+    pub fn new(store: Store, rule: Rule, cap_bytes: u64) -> Self {
+        Uploader {
+            store,
+            rule,
+            cap_bytes,
+            clock: Arc::new(crate::poller::now_ms),
+            observer: None,
+            metrics: None,
+        }
+    }
+
+    /// Counts queued uploads and keeps the outbox gauges current.
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Uses another clock (tests move time by days).
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports every queued message to `tx` as well.
+    pub fn observe(mut self, tx: mpsc::UnboundedSender<Queued>) -> Self {
+        self.observer = Some(tx);
+        self
+    }
+
+    /// Runs until `readings` closes or `shutdown` completes.
+    pub async fn run(
+        self,
+        mut readings: mpsc::Receiver<Reading>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let first = tokio::select! {
+                _ = &mut shutdown => break,
+                r = readings.recv() => match r { Some(r) => r, None => break },
+            };
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match readings.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let (store, rule, cap, now) = (
+                self.store.clone(),
+                self.rule,
+                self.cap_bytes,
+                (self.clock)(),
+            );
+            let joined = tokio::task::spawn_blocking(move || {
+                let results: Vec<_> = batch
+                    .iter()
+                    .map(|r| process(&store, rule, cap, now, r))
+                    .collect();
+                (results, store.outbox_stats().ok())
+            })
+            .await;
+            let (out, stats) = joined.unwrap_or_default();
+            if let (Some(m), Some(st)) = (&self.metrics, stats) {
+                m.outbox_messages.set(st.messages as i64);
+                m.outbox_bytes.set(st.bytes as i64);
+            }
+            for r in out {
+                match r {
+                    Ok(Some(q)) => {
+                        if let Some(m) = &self.metrics {
+                            m.uploads_queued
+                                .get_or_create(&vec![("kind".into(), q.kind.into())])
+                                .inc();
+                        }
+                        tracing::debug!(printer = %q.printer_key, kind = q.kind, trigger = ?q.trigger, seq = q.seq, "Upload queued.");
+                        if let Some(tx) = &self.observer {
+                            tx.send(q).ok();
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "Could not queue an upload."),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::{Collected, decode};
+    use crate::snmp::{Oid, Value as V};
+    use std::collections::BTreeMap;
+
+    fn report(pages: u32, toner: i64) -> PrinterReport {
+        let o = |s: &str| s.parse::<Oid>().unwrap();
+        let mut m = BTreeMap::new();
+        m.insert(o("1.3.6.1.2.1.1.1.0"), V::OctetString(b"p".to_vec()));
+        m.insert(
+            o("1.3.6.1.2.1.43.5.1.1.17.1"),
+            V::OctetString(b"SN9".to_vec()),
+        );
+        m.insert(o("1.3.6.1.2.1.43.10.2.1.4.1.1"), V::Counter32(pages));
+        m.insert(o("1.3.6.1.2.1.43.11.1.1.8.1.1"), V::Integer(100));
+        m.insert(o("1.3.6.1.2.1.43.11.1.1.9.1.1"), V::Integer(toner));
+        decode(&Collected {
+            values: &m,
+            ip: None,
+            collected_at: 0,
+            version: None,
+        })
+    }
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn one_snapshot_one_delta_per_decrease_nothing_for_counters_then_the_daily_snapshot() {
+        let store = Store::open_in_memory().unwrap();
+        let rule = Rule::default();
+        let go = |pages, toner, now| {
+            process(
+                &store,
+                rule,
+                1 << 20,
+                now,
+                &Reading {
+                    printer_id: 1,
+                    report: report(pages, toner),
+                    on_demand: false,
+                },
+            )
+            .unwrap()
+        };
+        let q = go(100, 50, 0).unwrap();
+        assert_eq!(
+            (q.kind, q.trigger, q.seq),
+            ("snapshot", Trigger::Enrolment, 1)
+        );
+        assert_eq!(go(150, 50, H), None, "counters only");
+        assert_eq!(go(200, 50, 2 * H), None);
+        let q = go(210, 49, 3 * H).unwrap();
+        assert_eq!(
+            (q.kind, q.trigger, q.seq),
+            ("delta", Trigger::SupplyDecrease, 2)
+        );
+        assert_eq!(go(220, 49, 4 * H), None, "the same level again: nothing");
+        let q = go(230, 49, 24 * H).unwrap();
+        assert_eq!(
+            (q.kind, q.trigger, q.seq),
+            ("snapshot", Trigger::Heartbeat24h, 3)
+        );
+        // The outbox holds exactly those three messages, in order, and the delta names its
+        // base and carries the counters that moved since.
+        let msgs = store.due_messages(10, i64::MAX).unwrap();
+        let kinds: Vec<&str> = msgs.iter().map(|m| m.kind.as_str()).collect();
+        assert_eq!(kinds, ["snapshot", "delta", "snapshot"]);
+        let delta: Value = serde_json::from_str(&msgs[1].body).unwrap();
+        assert_eq!(delta["baseReportSeq"], 1);
+        assert_eq!(delta["patch"]["counters"]["lifetimeCount"], 210);
+        assert_eq!(delta["patch"]["supplies"]["m:1.1"]["currentLevel"], 49);
+        let snap: Value = serde_json::from_str(&msgs[0].body).unwrap();
+        assert_eq!(snap["serialNumber"], "SN9");
+        assert_eq!(snap["reportSeq"], 1);
+        assert_eq!(snap["trigger"], "enrolment");
+        // An on-demand refresh always sends a snapshot.
+        let q = process(
+            &store,
+            rule,
+            1 << 20,
+            25 * H,
+            &Reading {
+                printer_id: 1,
+                report: report(230, 49),
+                on_demand: true,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((q.kind, q.trigger), ("snapshot", Trigger::OnDemand));
+    }
+}
