@@ -115,7 +115,7 @@ fn enqueue_in(
         evicted += 1;
     }
     if evicted > 0 {
-        bump(&tx, "outbox_dropped", evicted as i64)?;
+        bump(tx, "outbox_dropped", evicted as i64)?;
     }
     Ok(evicted)
 }
