@@ -70,9 +70,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         a.port,
         a.interval_secs
     );
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "fleet-agent".into());
+    println!("Try in another terminal:  {exe} poll {}", addrs[0]);
     println!(
-        "Try in another terminal:  fleet-agent poll {}   |   fleet-agent walk {} 1.3.6.1.2.1.43",
-        addrs[0], addrs[0]
+        "                          {exe} walk {} 1.3.6.1.2.1.43",
+        addrs[0]
     );
     println!("Ctrl-C stops.\n");
     let client = UdpClient::new()?;
