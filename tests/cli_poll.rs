@@ -219,7 +219,7 @@ fn wrong_community_and_closed_port_exit_3_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
-            "printer {a}: {a}: no response after 2 attempt(s) of 200 ms"
+            "printer {a}: no response after 2 attempt(s) of 200 ms"
         )),
         "{err}"
     );

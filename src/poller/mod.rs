@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     /// SNMP failed (timeout, credentials, agent error).
-    #[error("printer {addr}: {source}")]
+    #[error("printer {source}")]
     Snmp {
         /// Printer address.
         addr: std::net::SocketAddr,
