@@ -507,34 +507,9 @@ pub async fn run<C: SnmpClient + Clone>(
             }),
         }
     }
-    // mDNS: listen while the sweep starts; sightings add addresses and hints.
-    let sightings = if opts.mdns.is_zero() {
-        Vec::new()
-    } else {
-        match mdns::browse(opts.mdns).await {
-            Ok(s) => s,
-            Err(e) => {
-                warnings.push(format!("mDNS browse failed: {e}"));
-                Vec::new()
-            }
-        }
-    };
-    let mut mdns_by_ip: HashMap<IpAddr, &mdns::Sighting> = HashMap::new();
-    for s in &sightings {
-        for ip in &s.addresses {
-            if set.excluded(*ip) {
-                continue;
-            }
-            mdns_by_ip.entry(*ip).or_insert(s);
-            let e = meta.entry(*ip).or_insert_with(|| {
-                order.push(*ip);
-                (None, Vec::new())
-            });
-            if !e.1.contains(&"mdns") {
-                e.1.push("mdns");
-            }
-        }
-    }
+    // mDNS listens while the SNMP sweep runs; its sightings are probed afterwards.
+    let mut browse = (!opts.mdns.is_zero()).then(|| tokio::spawn(mdns::browse(opts.mdns)));
+    let mut sightings: Vec<mdns::Sighting> = Vec::new();
 
     // Remembered profiles: the one that worked for the device last at this address.
     let remembered: HashMap<String, String> = match &store {
@@ -552,7 +527,7 @@ pub async fn run<C: SnmpClient + Clone>(
         None => HashMap::new(),
     };
 
-    let total = order.len();
+    let mut total = order.len();
     progress.send_replace(Progress {
         total,
         ..Progress::default()
@@ -562,8 +537,6 @@ pub async fn run<C: SnmpClient + Clone>(
     // bounded by max_in_flight even for a /16.
     let cap = opts.max_in_flight.max(1);
     let port = opts.port;
-    let mut pending = order.iter().copied();
-    let mut tasks = tokio::task::JoinSet::new();
     let spawn_next = |tasks: &mut tokio::task::JoinSet<(IpAddr, Probed)>, ip: IpAddr| {
         let (client, profiles) = (client.clone(), profiles.clone());
         let first = remembered
@@ -580,35 +553,73 @@ pub async fn run<C: SnmpClient + Clone>(
             (ip, probe(&client, ip, port, &ordered).await)
         });
     };
-    for ip in pending.by_ref().take(cap) {
-        spawn_next(&mut tasks, ip);
-    }
     let mut probed: HashMap<IpAddr, Probed> = HashMap::with_capacity(total);
     let mut found = 0usize;
-    while let Some(r) = tasks.join_next().await {
-        if let Some(ip) = pending.next() {
+    let mut batch: Vec<IpAddr> = order.clone();
+    loop {
+        let mut pending = batch.iter().copied();
+        let mut tasks = tokio::task::JoinSet::new();
+        for ip in pending.by_ref().take(cap) {
             spawn_next(&mut tasks, ip);
         }
-        let Ok((ip, p)) = r else { continue };
-        if p.report.is_some() {
-            found += 1;
+        while let Some(r) = tasks.join_next().await {
+            if let Some(ip) = pending.next() {
+                spawn_next(&mut tasks, ip);
+            }
+            let Ok((ip, p)) = r else { continue };
+            if p.report.is_some() {
+                found += 1;
+            }
+            probed.insert(ip, p);
+            let done = probed.len();
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            let rate = done as f64 / secs;
+            progress.send_replace(Progress {
+                done,
+                total,
+                found,
+                rate,
+                eta_secs: if rate > 0.0 {
+                    (total.saturating_sub(done)) as f64 / rate
+                } else {
+                    0.0
+                },
+                finished: false,
+            });
         }
-        probed.insert(ip, p);
-        let done = probed.len();
-        let secs = t0.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        progress.send_replace(Progress {
-            done,
-            total,
-            found,
-            rate,
-            eta_secs: if rate > 0.0 {
-                (total - done) as f64 / rate
-            } else {
-                0.0
-            },
-            finished: false,
-        });
+        // Then the addresses only mDNS announced.
+        let Some(b) = browse.take() else { break };
+        match b.await {
+            Ok(Ok(s)) => sightings = s,
+            Ok(Err(e)) => warnings.push(format!("mDNS browse failed: {e}")),
+            Err(e) => warnings.push(format!("mDNS browse task failed: {e}")),
+        }
+        batch.clear();
+        for s in &sightings {
+            for ip in &s.addresses {
+                if set.excluded(*ip) {
+                    continue;
+                }
+                let e = meta.entry(*ip).or_insert_with(|| {
+                    order.push(*ip);
+                    batch.push(*ip);
+                    (None, Vec::new())
+                });
+                if !e.1.contains(&"mdns") {
+                    e.1.push("mdns");
+                }
+            }
+        }
+        total += batch.len();
+        if batch.is_empty() {
+            break;
+        }
+    }
+    let mut mdns_by_ip: HashMap<IpAddr, &mdns::Sighting> = HashMap::new();
+    for s in &sightings {
+        for ip in &s.addresses {
+            mdns_by_ip.entry(*ip).or_insert(s);
+        }
     }
 
     // Fold SNMP and mDNS into devices, in address order (stable across runs).
