@@ -3,6 +3,9 @@
 //! that swallow requests, so they really time out), excluded and duplicate addresses;
 //! every per-IP outcome must be exactly right. Then an IP change between two runs.
 
+mod common;
+
+use common::http_get;
 use fleet_agent::config::Profile;
 use fleet_agent::discovery::{self, Options, Outcome, Progress, targets::TargetSet};
 use fleet_agent::secret::Secret;
@@ -434,13 +437,4 @@ fn scheduled_discovery_hands_new_printers_to_the_poller() {
     agent.wait().ok();
     sim.kill().ok();
     sim.wait().ok();
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }

@@ -212,7 +212,7 @@ fn run_status_and_config_commands_work_end_to_end() {
         }
     }
     assert!(ok, "both printers polled and stored");
-    let metrics = http_get(web_port, "/metrics");
+    let metrics = common::http_get(web_port, "/metrics");
     assert!(
         metrics.contains("fleet_agent_printers{health=\"ok\"} 2"),
         "{metrics}"
@@ -251,13 +251,4 @@ fn run_status_and_config_commands_work_end_to_end() {
     );
     let out = common::run(&["config", "default"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("[poller]"));
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }

@@ -103,3 +103,13 @@ pub fn poll_json(addr: SocketAddr, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("poll --json output is JSON")
 }
+
+/// A plain HTTP/1.0 GET on 127.0.0.1 (the agent's local listener); returns the raw reply.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
