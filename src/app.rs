@@ -129,6 +129,50 @@ async fn discovery_loop(
     }
 }
 
+/// Builds the cloud client and loads the activation credentials, when both exist.
+async fn cloud_link(
+    config: &Config,
+    state_dir: &std::path::Path,
+    store: &Store,
+) -> anyhow::Result<
+    Option<(
+        Arc<crate::cloud::client::CloudClient>,
+        crate::cloud::client::Credentials,
+    )>,
+> {
+    let Some(url) = config.cloud.url.clone() else {
+        return Ok(None);
+    };
+    let ca = match &config.cloud.ca_file {
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("cloud.ca_file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let (s, dir) = (store.clone(), state_dir.to_path_buf());
+    let creds = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Option<crate::cloud::client::Credentials>> {
+            let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
+            let (Some(agent_id), Some(client_id), Some(client_secret)) = (
+                s.setting("cloud.agent_id")?,
+                s.setting("cloud.client_id")?,
+                s.secret(&key, "cloud.client_secret")?,
+            ) else {
+                return Ok(None);
+            };
+            Ok(Some(crate::cloud::client::Credentials {
+                agent_id,
+                client_id,
+                client_secret,
+            }))
+        },
+    )
+    .await??;
+    let Some(creds) = creds else { return Ok(None) };
+    let client = crate::cloud::client::CloudClient::new(&url, ca.as_deref(), config.cloud.timeout)?;
+    Ok(Some((Arc::new(client), creds)))
+}
+
 /// Runs the agent until `shutdown` completes.
 ///
 /// # Errors
@@ -199,7 +243,7 @@ pub async fn run(
         let uploader = crate::cloud::uploader::Uploader::new(
             store.clone(),
             crate::cloud::report::Rule::default(),
-            OUTBOX_MAX_BYTES,
+            config.cloud.outbox_max_bytes,
         )
         .with_metrics(metrics.clone());
         let stop = stopped(stop_rx.clone());
@@ -207,6 +251,21 @@ pub async fn run(
             uploader.run(readings_rx, stop).await;
             ("uploader", Ok(()))
         });
+    }
+    // The sender drains the outbox once the agent is activated and a cloud URL is set.
+    match cloud_link(&config, &state_dir, &store).await {
+        Ok(Some((client, creds))) => {
+            let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
+            tracing::info!(agent = %creds.agent_id, "Cloud link ready.");
+            components.spawn(async move {
+                crate::cloud::sender::run(client, creds, store, stop).await;
+                ("sender", Ok(()))
+            });
+        }
+        Ok(None) => tracing::info!("Not activated or no cloud URL: uploads wait in the outbox."),
+        Err(e) => {
+            tracing::error!(error = %e, "Cloud link unavailable: uploads wait in the outbox.")
+        }
     }
     if config.discovery.enabled() {
         let (cfg, store, metrics, stop) = (

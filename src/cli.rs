@@ -47,6 +47,8 @@ pub enum Command {
     Run(AgentArgs),
     /// Show every managed printer's latest state and health from the store.
     Status(StatusArgs),
+    /// Activate this agent with a code created in the cloud (valid 72 h, single use).
+    Activate(ActivateArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -167,6 +169,17 @@ pub struct MdnsAdvertiseArgs {
 
 /// Exit code: bad input data (sysexits EX_DATAERR).
 pub const EXIT_DATA: i32 = 65;
+
+/// `activate` arguments.
+#[derive(Args, Debug)]
+pub struct ActivateArgs {
+    /// The activation code (XXXX-XXXX-XXXX).
+    #[arg(long)]
+    pub code: String,
+    /// Configuration and state.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
 
 /// `status` arguments.
 #[derive(Args, Debug)]
@@ -526,6 +539,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 .map_err(Exit::from)
         }
         Command::Status(a) => status(a).await,
+        Command::Activate(a) => activate(a).await,
         Command::Discover(a) => discover(a).await,
         Command::Config(ConfigCommand::Validate { file }) => {
             let c = load_config(file.as_ref())?;
@@ -586,6 +600,46 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             Ok(())
         }
     }
+}
+
+async fn activate(a: ActivateArgs) -> Result<(), Exit> {
+    let c = load_config(a.agent.config.as_ref())?;
+    let fail = |message: String| Exit {
+        code: EXIT_FAILURE,
+        message,
+    };
+    let Some(url) = c.cloud.url.clone() else {
+        return Err(Exit {
+            code: EXIT_CONFIG,
+            message: "cloud.url is not set in the configuration".into(),
+        });
+    };
+    let ca = match &c.cloud.ca_file {
+        Some(p) => Some(
+            std::fs::read(p).map_err(|e| fail(format!("cloud.ca_file {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let client = crate::cloud::client::CloudClient::new(&url, ca.as_deref(), c.cloud.timeout)
+        .map_err(|e| fail(e.to_string()))?;
+    let creds = client
+        .activate(a.code.trim())
+        .await
+        .map_err(|e| fail(format!("activation failed: {e}")))?;
+    let dir = state_dir(&a.agent, &c);
+    let id = creds.agent_id.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+        let store = crate::store::Store::open(&dir)?;
+        let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
+        store.set_setting("cloud.agent_id", &creds.agent_id)?;
+        store.set_setting("cloud.client_id", &creds.client_id)?;
+        store.set_secret(&key, "cloud.client_secret", &creds.client_secret)
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(e.to_string()))?;
+    println!("activated as {id}; `fleet-agent run` now uploads to {url}");
+    Ok(())
 }
 
 async fn discover(a: DiscoverArgs) -> Result<(), Exit> {

@@ -20,6 +20,7 @@
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
 //! - [`telemetry`]: the agent's own Prometheus metrics.
+//! - [`refcloud`]: the reference cloud (`fleet-cloud` binary) implementing docs/protocol.md.
 //! - [`secret`]: the `Secret` type that never prints its value.
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod discovery;
 pub mod poller;
 pub mod printer;
+pub mod refcloud;
 pub mod secret;
 pub mod simulator;
 pub mod snmp;

@@ -105,7 +105,11 @@ fn strip_nulls(v: &mut Value) {
 /// Null members are left out: absent means null (DATA-MODEL.md §1.2), which is also what
 /// a merge patch can express, so applying a delta reproduces this view exactly.
 pub fn keyed(report: &PrinterReport) -> Value {
-    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    keyed_json(serde_json::to_value(report).unwrap_or(Value::Null))
+}
+
+/// Like [`keyed`], from a report already in JSON form (the cloud side of a snapshot).
+pub fn keyed_json(mut v: Value) -> Value {
     if let Value::Object(m) = &mut v {
         m.remove("collectedAt");
     }

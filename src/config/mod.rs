@@ -28,6 +28,8 @@ pub struct Config {
     pub poller: PollerConfig,
     /// Scheduled discovery.
     pub discovery: DiscoveryConfig,
+    /// The cloud link.
+    pub cloud: CloudConfig,
     /// SNMP profiles by name, in file order.
     pub profiles: Vec<Profile>,
     /// Printers polled on schedule (a static target list).
@@ -66,6 +68,19 @@ impl Default for PollerConfig {
             status_interval: None,
         }
     }
+}
+
+/// The cloud link (off when `url` is empty).
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// Base URL (https only); `None` runs offline, uploads wait in the outbox.
+    pub url: Option<String>,
+    /// Extra CA certificate (PEM) trusted besides the platform roots.
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout (the seed's "server timeout").
+    pub timeout: Duration,
+    /// Outbox byte cap.
+    pub outbox_max_bytes: u64,
 }
 
 /// Scheduled discovery (off when it has no targets and no local-network search).
@@ -513,6 +528,35 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         profiles: discovery_profiles,
     };
 
+    let rc = raw.cloud;
+    let url = rc.url.filter(|u| !u.trim().is_empty());
+    if let Some(u) = &url
+        && !u.starts_with("https://")
+    {
+        err(
+            "cloud.url".into(),
+            format!("{u:?} must start with https:// (the cloud is reached over HTTPS only)"),
+        );
+    }
+    let ca_file = rc
+        .ca_file
+        .filter(|f| !f.trim().is_empty())
+        .map(PathBuf::from);
+    if let Some(f) = &ca_file
+        && !f.exists()
+    {
+        err(
+            "cloud.ca_file".into(),
+            format!("{} does not exist", f.display()),
+        );
+    }
+    let cloud = CloudConfig {
+        url,
+        ca_file,
+        timeout: Duration::from_secs(rc.timeout_secs.unwrap_or(30).max(1)),
+        outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
+    };
+
     let mut printers = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, rp) in raw.printers.into_iter().enumerate() {
@@ -555,6 +599,7 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         web_listen,
         poller,
         discovery,
+        cloud,
         profiles,
         printers,
     })

@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub discovery: RawDiscovery,
     #[serde(default)]
+    pub cloud: RawCloud,
+    #[serde(default)]
     pub snmp_profiles: Vec<RawProfile>,
     #[serde(default)]
     pub printers: Vec<RawPrinter>,
@@ -101,4 +103,13 @@ pub(super) struct RawDiscovery {
     pub port: Option<u16>,
     #[serde(default)]
     pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCloud {
+    pub url: Option<String>,
+    pub ca_file: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub outbox_max_bytes: Option<u64>,
 }

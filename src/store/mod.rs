@@ -2,6 +2,8 @@
 //! module with SQL. Opening refuses to go on after a failed migration, naming it.
 
 pub mod outbox;
+pub mod refcloud;
+pub mod secrets;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_sent_state.sql",
         include_str!("migrations/0004_sent_state.sql"),
+    ),
+    (
+        "0005_settings.sql",
+        include_str!("migrations/0005_settings.sql"),
     ),
 ];
 

@@ -200,6 +200,19 @@ impl Store {
         Ok(evicted)
     }
 
+    /// Forgets what the cloud holds for a printer (after a resync request), so the next
+    /// reading goes out as a snapshot.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn forget_sent(&self, printer_key: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM sent_state WHERE printer_key = ?1",
+            params![printer_key],
+        )?;
+        Ok(())
+    }
+
     /// Returns up to `n` messages due at `now_ms`, oldest first.
     ///
     /// # Errors

@@ -1,0 +1,216 @@
+//! The HTTPS client for `docs/protocol.md` (reqwest + rustls): activation, bearer tokens
+//! refreshed early, and uploads. HTTP status maps to the action the caller takes.
+
+use crate::secret::Secret;
+use serde_json::{Value, json};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a cloud call failed; each variant calls for a different action.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// 401: get a new token (or re-activate).
+    #[error("cloud: unauthorized ({0})")]
+    Unauthorized(String),
+    /// 429: back off.
+    #[error("cloud: rate limited")]
+    RateLimited,
+    /// 5xx or network: back off and retry.
+    #[error("cloud: temporarily unavailable: {0}")]
+    Transient(String),
+    /// Another 4xx: drop the message, count it, log the reason.
+    #[error("cloud: rejected ({status}): {reason}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The cloud's reason.
+        reason: String,
+    },
+    /// Local configuration problem (bad URL, unreadable CA).
+    #[error("cloud: {0}")]
+    Config(String),
+}
+
+/// Credentials obtained at activation.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// Agent instance id.
+    pub agent_id: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Secret,
+}
+
+/// A cloud connection.
+pub struct CloudClient {
+    http: reqwest::Client,
+    base: String,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+fn classify(e: reqwest::Error) -> CloudError {
+    CloudError::Transient(e.to_string())
+}
+
+async fn error_of(r: reqwest::Response) -> CloudError {
+    let status = r.status().as_u16();
+    let reason = r
+        .json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    match status {
+        401 => CloudError::Unauthorized(reason),
+        429 => CloudError::RateLimited,
+        s if s >= 500 => CloudError::Transient(format!("HTTP {s} {reason}")),
+        s => CloudError::Rejected { status: s, reason },
+    }
+}
+
+impl CloudClient {
+    /// Creates a client for `base_url` (https only), trusting the platform roots plus
+    /// `extra_ca` (PEM). Certificate verification is never turned off.
+    ///
+    /// # Errors
+    /// On a non-https URL or an unreadable CA.
+    pub fn new(
+        base_url: &str,
+        extra_ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CloudClient, CloudError> {
+        super::install_crypto();
+        if !base_url.starts_with("https://") {
+            return Err(CloudError::Config(format!(
+                "{base_url}: the cloud URL must start with https://"
+            )));
+        }
+        let mut b = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("fleet-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = extra_ca {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| CloudError::Config(format!("extra CA: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b.build().map_err(|e| CloudError::Config(e.to_string()))?;
+        Ok(CloudClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// Exchanges an activation code for credentials.
+    ///
+    /// # Errors
+    /// Rejected (with the cloud's reason: malformed, unknown, expired, used) or transient.
+    pub async fn activate(&self, code: &str) -> Result<Credentials, CloudError> {
+        let r = self
+            .http
+            .post(format!("{}/v1/activate", self.base))
+            .header("Fleet-Agent-Protocol", "1")
+            .json(&json!({ "activationCode": code, "agentVersion": env!("CARGO_PKG_VERSION") }))
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let v: Value = r.json().await.map_err(classify)?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(Credentials {
+            agent_id: s("agentId"),
+            client_id: s("clientId"),
+            client_secret: Secret::new(s("clientSecret")),
+        })
+    }
+
+    /// Forgets the cached token (after a 401).
+    pub fn invalidate_token(&self) {
+        *self.token.lock().expect("token lock") = None;
+    }
+
+    async fn bearer(&self, creds: &Credentials) -> Result<String, CloudError> {
+        if let Some((t, until)) = self.token.lock().expect("token lock").clone()
+            && Instant::now() < until
+        {
+            return Ok(t);
+        }
+        let r = self
+            .http
+            .post(format!("{}/v1/oauth/token", self.base))
+            .header("Fleet-Agent-Protocol", "1")
+            .json(&json!({ "grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret.expose() }))
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let v: Value = r.json().await.map_err(classify)?;
+        let t = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let life = v.get("expires_in").and_then(Value::as_u64).unwrap_or(600);
+        // Refresh at 80 % of the lifetime.
+        let until = Instant::now() + Duration::from_secs(life * 8 / 10);
+        *self.token.lock().expect("token lock") = Some((t.clone(), until));
+        Ok(t)
+    }
+
+    /// Uploads one envelope with `reports`; returns each report's status.
+    ///
+    /// # Errors
+    /// As [`CloudError`].
+    pub async fn upload(
+        &self,
+        creds: &Credentials,
+        message_id: &str,
+        reports: Vec<Value>,
+    ) -> Result<Vec<String>, CloudError> {
+        let token = self.bearer(creds).await?;
+        let body = json!({
+            "schemaVersion": "fleet-agent-upload/1",
+            "messageId": message_id,
+            "agentId": creds.agent_id,
+            "agentVersion": env!("CARGO_PKG_VERSION"),
+            "sentAt": crate::poller::now_ms(),
+            "reports": reports,
+        });
+        let r = self
+            .http
+            .post(format!(
+                "{}/v1/agents/{}/uploads",
+                self.base, creds.agent_id
+            ))
+            .header("Fleet-Agent-Protocol", "1")
+            .header("Idempotency-Key", message_id)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let v: Value = r.json().await.map_err(classify)?;
+        Ok(v.get("results")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        x.get("status")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,83 @@
+//! The `sender` component: drains the outbox to the cloud in order, acknowledging accepted
+//! messages, dropping rejected ones with a counted reason, renewing the token after a
+//! 401 and backing off (capped, jittered) on 429, 5xx and network errors. A "resync"
+//! answer clears the printer's sent state so its next reading goes out as a snapshot.
+
+use super::client::{CloudClient, CloudError, Credentials};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::time::Duration;
+
+/// Longest wait between two delivery attempts while the cloud is unavailable.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Runs until `shutdown` completes.
+pub async fn run(
+    client: Arc<CloudClient>,
+    creds: Credentials,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let s = store.clone();
+        let now = crate::poller::now_ms();
+        let due = tokio::task::spawn_blocking(move || s.due_messages(20, now))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let mut wait = Duration::from_millis(500);
+        for m in due {
+            let body: serde_json::Value =
+                serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null);
+            let s = store.clone();
+            match client.upload(&creds, &m.message_id, vec![body]).await {
+                Ok(statuses) => {
+                    backoff = Duration::from_secs(1);
+                    let resync = statuses.iter().any(|x| x == "resync");
+                    let key = m.printer_key.clone();
+                    tokio::task::spawn_blocking(move || {
+                        s.ack(&[m.id]).ok();
+                        if resync && let Some(k) = key {
+                            s.forget_sent(&k).ok();
+                        }
+                    })
+                    .await
+                    .ok();
+                    if resync {
+                        tracing::info!(
+                            printer = m.printer_key.as_deref().unwrap_or(""),
+                            "Cloud asked for a resync; the next reading goes out as a snapshot."
+                        );
+                    }
+                }
+                Err(CloudError::Unauthorized(r)) => {
+                    tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
+                    client.invalidate_token();
+                    wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    break;
+                }
+                Err(CloudError::Rejected { status, reason }) => {
+                    tracing::warn!(status, reason = %reason, message = %m.message_id, "Cloud rejected a message; dropped.");
+                    tokio::task::spawn_blocking(move || s.reject(&[m.id]).ok())
+                        .await
+                        .ok();
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "Cloud unavailable; backing off.");
+                    let jitter = backoff.mul_f64(0.9 + 0.2 * fastrand::f64());
+                    wait = jitter;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

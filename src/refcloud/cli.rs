@@ -1,0 +1,171 @@
+//! The `fleet-cloud` command line: `serve`, `create-agent`, `assets`.
+
+use super::{Cloud, tls};
+use crate::store::refcloud::CloudDb;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The reference cloud for Fleet Agent (tests, demo, integrators).
+#[derive(Parser, Debug)]
+#[command(name = "fleet-cloud", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the protocol over HTTPS until Ctrl-C.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Database directory (default: in memory).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Bearer token for the admin API.
+        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Write the generated CA certificate here (agents trust it with --cloud-ca).
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+    },
+    /// Create an agent instance and print its activation code (valid 72 h).
+    CreateAgent {
+        /// Cloud URL.
+        #[arg(long)]
+        url: String,
+        /// Admin token.
+        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Extra CA certificate (PEM) to trust.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Instance name.
+        #[arg(long, default_value = "fleet agent")]
+        name: String,
+    },
+    /// Print the assembled printers (the seed API's shape) as JSON.
+    Assets {
+        /// Cloud URL.
+        #[arg(long)]
+        url: String,
+        /// Admin token.
+        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Extra CA certificate (PEM) to trust.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+}
+
+/// Starts the reference cloud on `listener` with a generated certificate; returns the CA
+/// PEM and a handle that stops it.
+///
+/// # Errors
+/// When certificates cannot be generated or the listener is unusable.
+pub async fn start(
+    listener: std::net::TcpListener,
+    cloud: Cloud,
+) -> anyhow::Result<(String, axum_server::Handle<SocketAddr>)> {
+    crate::cloud::install_crypto();
+    let ip = listener.local_addr()?.ip().to_string();
+    let g = tls::generate(&["localhost", &ip])?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        g.cert_pem.into_bytes(),
+        g.key_pem.into_bytes(),
+    )
+    .await?;
+    let handle = axum_server::Handle::new();
+    listener.set_nonblocking(true)?;
+    let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(cloud.router().into_make_service()).await {
+            tracing::error!(error = %e, "Reference cloud stopped.");
+        }
+    });
+    Ok((g.ca_pem, handle))
+}
+
+fn client(ca: Option<&PathBuf>) -> anyhow::Result<reqwest::Client> {
+    crate::cloud::install_crypto();
+    let mut b = reqwest::Client::builder();
+    if let Some(p) = ca {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(p)?)?);
+    }
+    Ok(b.build()?)
+}
+
+/// Runs the `fleet-cloud` command line.
+///
+/// # Errors
+/// Start-up and request failures.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Cmd::Serve {
+                listen,
+                state_dir,
+                admin_token,
+                ca_out,
+            } => {
+                let db = CloudDb::open(state_dir.as_deref())?;
+                let listener = std::net::TcpListener::bind(listen)?;
+                let addr = listener.local_addr()?;
+                let (ca, handle) = start(listener, Cloud::new(db, &admin_token)).await?;
+                if let Some(p) = ca_out {
+                    std::fs::write(&p, &ca)?;
+                }
+                println!("listening on https://{addr}");
+                crate::demo::shutdown_signal().await;
+                handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                Ok(())
+            }
+            Cmd::CreateAgent {
+                url,
+                admin_token,
+                ca,
+                name,
+            } => {
+                let r = client(ca.as_ref())?
+                    .post(format!("{}/admin/v1/agents", url.trim_end_matches('/')))
+                    .bearer_auth(admin_token)
+                    .json(&serde_json::json!({ "name": name }))
+                    .send()
+                    .await?;
+                let status = r.status();
+                let v: serde_json::Value = r.json().await?;
+                if !status.is_success() {
+                    anyhow::bail!("{status}: {}", v["reason"]);
+                }
+                println!(
+                    "agent {} activation code {} (valid until {} ms)",
+                    v["agentId"].as_str().unwrap_or(""),
+                    v["activationCode"].as_str().unwrap_or(""),
+                    v["expiresAt"]
+                );
+                Ok(())
+            }
+            Cmd::Assets {
+                url,
+                admin_token,
+                ca,
+            } => {
+                let v: serde_json::Value = client(ca.as_ref())?
+                    .get(format!("{}/v1.0/assets", url.trim_end_matches('/')))
+                    .bearer_auth(admin_token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,383 @@
+//! The reference cloud (`fleet-cloud`): the server side of `docs/protocol.md`, used by the
+//! tests, the demo and integrators. Creates agent instances with single-use activation
+//! codes (72 h), exchanges codes for client credentials, issues bearer tokens, accepts
+//! uploads (snapshots and merge-patch deltas applied in sequence, resync otherwise, each
+//! message id counted once) and serves assembled printers shaped like the seed's API.
+
+pub mod cli;
+pub mod tls;
+
+use crate::cloud::report;
+use crate::store::refcloud::{AssetRow, CloudDb, CodeProblem};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Activation codes stay valid this long (the seed: 72 h).
+pub const CODE_VALIDITY_MS: i64 = 72 * 3600 * 1000;
+/// Bearer token lifetime (the seed's API: 7200 s).
+pub const TOKEN_SECS: i64 = 7200;
+
+/// Server state.
+#[derive(Clone)]
+pub struct Cloud {
+    db: CloudDb,
+    admin_token: Arc<str>,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+fn reason(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({ "reason": text }))).into_response()
+}
+
+fn random_token(n: usize) -> String {
+    (0..n)
+        .map(|_| format!("{:016x}", fastrand::u64(..)))
+        .collect()
+}
+
+fn hash(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Cloud {
+    /// Creates the server state; admin calls need `admin_token`.
+    pub fn new(db: CloudDb, admin_token: &str) -> Self {
+        Cloud {
+            db,
+            admin_token: admin_token.into(),
+            clock: Arc::new(crate::poller::now_ms),
+        }
+    }
+
+    /// Uses another clock (tests expire codes).
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Creates an agent instance; returns (agent id, activation code, expiry epoch ms).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn create_agent(
+        &self,
+        name: &str,
+        settings: &Value,
+    ) -> Result<(String, String, i64), crate::store::StoreError> {
+        let id = format!("agent-{}", &random_token(1)[..12]);
+        let raw = random_token(1).to_uppercase();
+        let code = format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12]);
+        let now = (self.clock)();
+        self.db.create_agent(
+            &id,
+            name,
+            &settings.to_string(),
+            &code,
+            now,
+            now + CODE_VALIDITY_MS,
+        )?;
+        Ok((id, code, now + CODE_VALIDITY_MS))
+    }
+
+    /// The database (tests and the admin CLI read assets from it).
+    pub fn db(&self) -> &CloudDb {
+        &self.db
+    }
+
+    /// Builds the router.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/v1/activate", post(activate))
+            .route("/v1/oauth/token", post(token))
+            .route("/v1/agents/{agent_id}/uploads", post(upload))
+            .route("/admin/v1/agents", post(admin_create))
+            .route("/v1.0/assets", get(assets))
+            .with_state(self)
+    }
+
+    fn bearer(&self, headers: &HeaderMap) -> Option<String> {
+        let v = headers.get("authorization")?.to_str().ok()?;
+        let t = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))?;
+        self.db.agent_by_token(t, (self.clock)()).ok().flatten()
+    }
+
+    fn admin(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == &*self.admin_token)
+    }
+}
+
+fn valid_code_shape(c: &str) -> bool {
+    c.len() == 14
+        && c.split('-').count() == 3
+        && c.split('-')
+            .all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+async fn activate(State(c): State<Cloud>, body: axum::Json<Value>) -> Response {
+    let code = body
+        .get("activationCode")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_uppercase();
+    if !valid_code_shape(&code) {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "malformed activation code (expected XXXX-XXXX-XXXX)",
+        );
+    }
+    let client_id = format!("client-{}", random_token(1));
+    let secret = random_token(2);
+    match c
+        .db
+        .activate(&code, &client_id, &hash(&secret), (c.clock)())
+    {
+        Ok(Ok(agent)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "agentId": agent, "clientId": client_id, "clientSecret": secret })),
+        )
+            .into_response(),
+        Ok(Err(CodeProblem::Unknown)) => reason(StatusCode::NOT_FOUND, "unknown activation code"),
+        Ok(Err(CodeProblem::Expired)) => reason(
+            StatusCode::GONE,
+            "activation code expired (valid for 72 hours); generate a new one",
+        ),
+        Ok(Err(CodeProblem::Used)) => reason(
+            StatusCode::GONE,
+            "activation code already used; generate a new one",
+        ),
+        Err(_) => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+async fn token(State(c): State<Cloud>, body: axum::Json<Value>) -> Response {
+    let get = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if get("grant_type") != "client_credentials" {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "grant_type must be client_credentials",
+        );
+    }
+    match c
+        .db
+        .agent_by_credentials(&get("client_id"), &hash(&get("client_secret")))
+    {
+        Ok(Some(agent)) => {
+            let t = random_token(2);
+            let now = (c.clock)();
+            if c.db.add_token(&t, &agent, now + TOKEN_SECS * 1000).is_err() {
+                return reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
+            }
+            axum::Json(json!({ "access_token": t, "token_type": "bearer", "expires_in": TOKEN_SECS, "created_at": now / 1000 })).into_response()
+        }
+        Ok(None) => reason(StatusCode::UNAUTHORIZED, "invalid client credentials"),
+        Err(_) => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// Applies one report to the stored state; returns its status.
+fn apply_report(
+    db: &CloudDb,
+    agent: &str,
+    r: &Value,
+    now: i64,
+) -> Result<&'static str, crate::store::StoreError> {
+    let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+    let serial = r
+        .get("serialNumber")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let seq = r.get("reportSeq").and_then(Value::as_u64).unwrap_or(0);
+    let collected = r.get("collectedAt").and_then(Value::as_i64).unwrap_or(now);
+    if serial.is_empty() {
+        return Ok("rejected");
+    }
+    let existing = db.asset(agent, &serial)?;
+    match kind {
+        "snapshot" => {
+            let mut body = r.clone();
+            if let Value::Object(m) = &mut body {
+                for k in ["kind", "reportSeq", "trigger", "collectedAt"] {
+                    m.remove(k);
+                }
+            }
+            // Same keyed view as the agent computes (nulls dropped, arrays keyed).
+            let keyed = report::keyed_json(body);
+            db.put_asset(&AssetRow {
+                agent_id: agent.into(),
+                serial,
+                seq,
+                keyed: keyed.to_string(),
+                date_created_ms: existing.as_ref().map_or(now, |e| e.date_created_ms),
+                date_modified_ms: now,
+                last_data_refresh: collected,
+            })?;
+            Ok("applied")
+        }
+        "delta" => {
+            let base = r.get("baseReportSeq").and_then(Value::as_u64).unwrap_or(0);
+            let Some(e) = existing else {
+                return Ok("resync");
+            };
+            if e.seq != base {
+                return Ok(if e.seq >= seq { "duplicate" } else { "resync" });
+            }
+            let mut state: Value = serde_json::from_str(&e.keyed).unwrap_or(Value::Null);
+            report::apply(&mut state, r.get("patch").unwrap_or(&Value::Null));
+            db.put_asset(&AssetRow {
+                seq,
+                keyed: state.to_string(),
+                date_modified_ms: now,
+                last_data_refresh: collected,
+                ..e
+            })?;
+            Ok("applied")
+        }
+        _ => Ok("rejected"),
+    }
+}
+
+async fn upload(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    let Some(agent) = c.bearer(&headers) else {
+        return reason(StatusCode::UNAUTHORIZED, "missing or expired token");
+    };
+    if agent != agent_id {
+        return reason(StatusCode::FORBIDDEN, "token of another agent");
+    }
+    let Some(mid) = body
+        .get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return reason(StatusCode::BAD_REQUEST, "messageId missing");
+    };
+    let reports = body
+        .get("reports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let db = c.db.clone();
+    let now = (c.clock)();
+    let out = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, crate::store::StoreError> {
+        let first = db.first_sight(&mid, &agent, now)?;
+        reports
+            .iter()
+            .map(|r| {
+                let status = if first { apply_report(&db, &agent, r, now)? } else { "duplicate" };
+                Ok(json!({ "serialNumber": r.get("serialNumber"), "reportSeq": r.get("reportSeq"), "status": status }))
+            })
+            .collect()
+    })
+    .await;
+    match out {
+        Ok(Ok(results)) => axum::Json(json!({ "results": results })).into_response(),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+async fn admin_create(
+    State(c): State<Cloud>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("fleet agent");
+    let settings = body.get("settings").cloned().unwrap_or(json!({}));
+    match c.create_agent(name, &settings) {
+        Ok((id, code, exp)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "agentId": id, "activationCode": code, "expiresAt": exp })),
+        )
+            .into_response(),
+        Err(_) => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// Builds one asset in the seed API's shape (DATA-MODEL.md §1.4, §4.4).
+pub fn asset_json(a: &AssetRow) -> Value {
+    let state: Value = serde_json::from_str(&a.keyed).unwrap_or(Value::Null);
+    let api = report::unkeyed(&state);
+    let strip = |arr: Option<&Value>, key: &str| -> Value {
+        let items = arr.and_then(Value::as_array).cloned().unwrap_or_default();
+        Value::Array(
+            items
+                .into_iter()
+                .map(|mut x| {
+                    if let Value::Object(m) = &mut x {
+                        m.remove(key);
+                        m.remove("ext");
+                    }
+                    x
+                })
+                .collect(),
+        )
+    };
+    let mut counters = api.get("counters").cloned().unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut counters {
+        m.remove("ext");
+    }
+    json!({
+        "manufacturer": api.get("manufacturer"),
+        "modelName": api.get("modelName"),
+        "serialNumber": a.serial,
+        "accountId": a.agent_id,
+        "name": null,
+        "description": null,
+        "dateCreated": a.date_created_ms,
+        "dateModified": a.date_modified_ms,
+        "lastCommunication": a.date_modified_ms,
+        "lastDataRefresh": a.last_data_refresh,
+        "communicating": true,
+        "authenticated": null,
+        "baseFirmwareLastModifiedDate": null,
+        "counters": counters,
+        "diagnosticEvents": [],
+        "supplies": strip(api.get("supplies"), "supplyKey"),
+        "alerts": strip(api.get("alerts"), "alertKey"),
+    })
+}
+
+async fn assets(State(c): State<Cloud>, headers: HeaderMap) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    match c.db.assets() {
+        Ok(rows) => {
+            let content: Vec<Value> = rows.iter().map(asset_json).collect();
+            let n = content.len();
+            axum::Json(json!({ "content": content, "totalElements": n, "totalPages": 1, "numberOfElements": n, "size": 200, "number": 0, "first": true, "last": true, "empty": n == 0 })).into_response()
+        }
+        Err(_) => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}

@@ -1,0 +1,280 @@
+//! The reference cloud's database (SQLite, same migration scheme as the agent's store):
+//! agent instances and their activation codes, client credentials and tokens, received
+//! message ids (idempotency) and the assembled printer assets.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "refcloud 0001_init.sql",
+    include_str!("refcloud_migrations/0001_init.sql"),
+)];
+
+/// Why an activation code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeProblem {
+    /// No such code.
+    Unknown,
+    /// Past its 72 h.
+    Expired,
+    /// Already used.
+    Used,
+}
+
+/// One stored asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRow {
+    /// Owning agent.
+    pub agent_id: String,
+    /// Serial number.
+    pub serial: String,
+    /// Last applied report sequence.
+    pub seq: u64,
+    /// Keyed state (JSON).
+    pub keyed: String,
+    /// First accepted snapshot (epoch ms).
+    pub date_created_ms: i64,
+    /// Last change (epoch ms).
+    pub date_modified_ms: i64,
+    /// `collectedAt` of the last applied report.
+    pub last_data_refresh: i64,
+}
+
+/// A handle on the reference cloud database.
+#[derive(Clone)]
+pub struct CloudDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl CloudDb {
+    /// Opens (creating) `fleet-cloud.db` in `dir`, or a private in-memory one with `None`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub fn open(dir: Option<&Path>) -> Result<CloudDb, StoreError> {
+        let mut conn = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| StoreError::Open {
+                    path: d.to_path_buf(),
+                    source: Box::new(e),
+                })?;
+                let c = Connection::open(d.join("fleet-cloud.db"))?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c
+            }
+            None => Connection::open_in_memory()?,
+        };
+        let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn
+                .transaction()
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.execute_batch(sql)
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|source| StoreError::Migration { name, source })?;
+            tx.commit()
+                .map_err(|source| StoreError::Migration { name, source })?;
+        }
+        Ok(CloudDb {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates an agent instance with an activation code valid until `expires_ms`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn create_agent(
+        &self,
+        id: &str,
+        name: &str,
+        settings: &str,
+        code: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO agents(id, name, settings, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, name, settings, now_ms],
+        )?;
+        tx.execute(
+            "INSERT INTO activation_codes(code, agent_id, expires_ms) VALUES (?1, ?2, ?3)",
+            params![code, id, expires_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Consumes an activation code and stores the agent's client credentials. Returns the
+    /// agent id, or why the code is refused.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn activate(
+        &self,
+        code: &str,
+        client_id: &str,
+        client_secret: &str,
+        now_ms: i64,
+    ) -> Result<Result<String, CodeProblem>, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let row: Option<(String, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT agent_id, expires_ms, used_ms FROM activation_codes WHERE code = ?1",
+                params![code],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((agent, expires, used)) = row else {
+            return Ok(Err(CodeProblem::Unknown));
+        };
+        if used.is_some() {
+            return Ok(Err(CodeProblem::Used));
+        }
+        if now_ms > expires {
+            return Ok(Err(CodeProblem::Expired));
+        }
+        tx.execute(
+            "UPDATE activation_codes SET used_ms = ?2 WHERE code = ?1",
+            params![code, now_ms],
+        )?;
+        tx.execute(
+            "UPDATE agents SET client_id = ?2, client_secret = ?3 WHERE id = ?1",
+            params![agent, client_id, client_secret],
+        )?;
+        tx.commit()?;
+        Ok(Ok(agent))
+    }
+
+    /// Checks client credentials; returns the agent id.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn agent_by_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM agents WHERE client_id = ?1 AND client_secret = ?2",
+                params![client_id, client_secret],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores a bearer token.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn add_token(
+        &self,
+        token: &str,
+        agent_id: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO tokens(token, agent_id, expires_ms) VALUES (?1, ?2, ?3)",
+            params![token, agent_id, expires_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Resolves a bearer token that has not expired.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn agent_by_token(&self, token: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT agent_id FROM tokens WHERE token = ?1 AND expires_ms > ?2",
+                params![token, now_ms],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records a message id; returns `false` when it was already seen (a resend).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn first_sight(
+        &self,
+        message_id: &str,
+        agent_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO messages(message_id, agent_id, received_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
+            params![message_id, agent_id, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Returns one asset.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn asset(&self, agent_id: &str, serial: &str) -> Result<Option<AssetRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh FROM assets WHERE agent_id = ?1 AND serial = ?2",
+                params![agent_id, serial],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Inserts or replaces an asset's state.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn put_asset(&self, a: &AssetRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO assets(agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(agent_id, serial) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, date_modified_ms = excluded.date_modified_ms,
+             last_data_refresh = excluded.last_data_refresh",
+            params![a.agent_id, a.serial, a.seq as i64, a.keyed, a.date_created_ms, a.date_modified_ms, a.last_data_refresh],
+        )?;
+        Ok(())
+    }
+
+    /// Lists every asset.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn assets(&self) -> Result<Vec<AssetRow>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare("SELECT agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh FROM assets ORDER BY serial")?;
+        let rows = q.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRow> {
+    Ok(AssetRow {
+        agent_id: r.get(0)?,
+        serial: r.get(1)?,
+        seq: r.get::<_, i64>(2)? as u64,
+        keyed: r.get(3)?,
+        date_created_ms: r.get(4)?,
+        date_modified_ms: r.get(5)?,
+        last_data_refresh: r.get(6)?,
+    })
+}

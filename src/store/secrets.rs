@@ -1,0 +1,213 @@
+//! Settings and secrets at rest: secrets are sealed with ChaCha20-Poly1305 under a random
+//! key kept in `secret.key` in the state directory (created owner-only).
+
+use super::{Store, StoreError};
+use crate::secret::Secret;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rusqlite::{OptionalExtension, params};
+use std::path::Path;
+
+/// The key that seals secrets in one state directory.
+#[derive(Clone)]
+pub struct SealKey(Key);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(<redacted>)")
+    }
+}
+
+impl SealKey {
+    /// Loads `secret.key` from `dir`, creating it (mode 0600) on first use.
+    ///
+    /// # Errors
+    /// When the file cannot be read or written, or has the wrong size.
+    pub fn load_or_create(dir: &Path) -> Result<SealKey, StoreError> {
+        let path = dir.join("secret.key");
+        let err = |e: std::io::Error| StoreError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        };
+        if let Ok(bytes) = std::fs::read(&path) {
+            let arr: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| err(std::io::Error::other("secret.key must hold 32 bytes")))?;
+            return Ok(SealKey(arr.into()));
+        }
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut k = [0u8; 32];
+        for b in &mut k {
+            *b = fastrand::u8(..);
+        }
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(err)?;
+            f.write_all(&k).map_err(err)?;
+        }
+        #[cfg(not(unix))]
+        std::fs::write(&path, k).map_err(err)?;
+        Ok(SealKey(k.into()))
+    }
+
+    fn seal(&self, plain: &str) -> String {
+        let mut n = [0u8; 12];
+        for b in &mut n {
+            *b = fastrand::u8(..);
+        }
+        let c = ChaCha20Poly1305::new(&self.0)
+            .encrypt(Nonce::from_slice(&n), plain.as_bytes())
+            .expect("sealing cannot fail");
+        let mut out: Vec<u8> = n.to_vec();
+        out.extend_from_slice(&c);
+        out.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn open(&self, sealed: &str) -> Option<String> {
+        let bytes: Vec<u8> = (0..sealed.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(sealed.get(i..i + 2)?, 16).ok())
+            .collect();
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (n, c) = bytes.split_at(12);
+        let p = ChaCha20Poly1305::new(&self.0)
+            .decrypt(Nonce::from_slice(n), c)
+            .ok()?;
+        String::from_utf8(p).ok()
+    }
+}
+
+impl Store {
+    /// Stores a plain setting.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO settings(name, value, encrypted) VALUES (?1, ?2, 0) ON CONFLICT(name) DO UPDATE SET value = excluded.value, encrypted = 0",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+
+    /// Reads a plain setting.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM settings WHERE name = ?1 AND encrypted = 0",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores a secret, sealed with `key`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_secret(&self, key: &SealKey, name: &str, value: &Secret) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO settings(name, value, encrypted) VALUES (?1, ?2, 1) ON CONFLICT(name) DO UPDATE SET value = excluded.value, encrypted = 1",
+            params![name, key.seal(value.expose())],
+        )?;
+        Ok(())
+    }
+
+    /// Reads a secret (`None` when absent or sealed with another key).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn secret(&self, key: &SealKey, name: &str) -> Result<Option<Secret>, StoreError> {
+        let v: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT value FROM settings WHERE name = ?1 AND encrypted = 1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| key.open(&s)).map(Secret::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_sealed_at_rest_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::load_or_create(dir.path()).unwrap();
+        store
+            .set_secret(
+                &key,
+                "cloud.client_secret",
+                &Secret::new("very-secret-value"),
+            )
+            .unwrap();
+        store.set_setting("cloud.agent_id", "agent-1").unwrap();
+        assert_eq!(
+            store
+                .secret(&key, "cloud.client_secret")
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "very-secret-value"
+        );
+        assert_eq!(
+            store.setting("cloud.agent_id").unwrap().as_deref(),
+            Some("agent-1")
+        );
+        drop(store);
+        let raw = std::fs::read(dir.path().join("fleet-agent.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("fleet-agent.db-wal")).unwrap_or_default();
+        let needle = b"very-secret-value";
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle)
+                && !wal.windows(needle.len()).any(|w| w == needle),
+            "plaintext on disk"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(dir.path().join("secret.key"))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o600
+            );
+        }
+        // The same key is loaded again; another key cannot read it.
+        let key2 = SealKey::load_or_create(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(
+            store
+                .secret(&key2, "cloud.client_secret")
+                .unwrap()
+                .is_some()
+        );
+        let other = SealKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(
+            store
+                .secret(&other, "cloud.client_secret")
+                .unwrap()
+                .is_none()
+        );
+    }
+}

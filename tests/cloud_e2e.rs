@@ -1,0 +1,178 @@
+//! End to end over HTTPS: simulator → agent (`run`) → reference cloud. Activation with
+//! malformed, unknown, expired and reused codes; the assembled assets equal what the
+//! simulated printers serve.
+
+mod common;
+
+use fleet_agent::poller;
+use fleet_agent::refcloud::{Cloud, cli as refcli};
+use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use fleet_agent::snmp::{Security, Target, UdpClient};
+use fleet_agent::store::refcloud::CloudDb;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_reach_the_reference_cloud_over_https() {
+    let clock = Arc::new(AtomicI64::new(poller::now_ms()));
+    let c2 = clock.clone();
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret")
+        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)));
+    let (_, code, _) = cloud
+        .create_agent("site A", &serde_json::json!({}))
+        .unwrap();
+    let (_, old_code, _) = cloud
+        .create_agent("site B", &serde_json::json!({}))
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (ca, handle) = refcli::start(listener, cloud).await.unwrap();
+
+    let snmp_port = 28000 + (std::process::id() % 20000) as u16;
+    // Speed 0: the simulated printers do not change, so the cloud must show exactly them.
+    let sim = Simulator::start(
+        simulator::synthetic_fleet(
+            2,
+            synth::SynthParams {
+                speed: 0.0,
+                seed: 11,
+            },
+        ),
+        Layout::Fleet {
+            start: Ipv4Addr::new(127, 96, 0, 1),
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let web = 29000 + (std::process::id() % 20000) as u16;
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [cloud]\nurl = \"https://127.0.0.1:{port}\"\nca_file = \"{}\"\n\
+             [[printers]]\naddress = \"127.96.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.96.0.2:{snmp_port}\"\n",
+            dir.path().join("state").display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let conf_s = conf.to_str().unwrap().to_string();
+
+    // Activation errors are clear; the right code works once.
+    let (code1, _, err) = tokio::task::spawn_blocking({
+        let c = conf_s.clone();
+        move || run_cli(&["activate", "--config", &c, "--code", "bad"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code1, Some(1));
+    assert!(err.contains("malformed activation code"), "{err}");
+    let (_, _, err) = tokio::task::spawn_blocking({
+        let c = conf_s.clone();
+        move || run_cli(&["activate", "--config", &c, "--code", "ZZZZ-ZZZZ-ZZZZ"])
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("unknown activation code"), "{err}");
+    clock.fetch_add(73 * 3600 * 1000, Ordering::SeqCst);
+    let (_, _, err) = tokio::task::spawn_blocking({
+        let (c, k) = (conf_s.clone(), old_code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("expired"), "{err}");
+    clock.fetch_sub(73 * 3600 * 1000, Ordering::SeqCst);
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let (c, k) = (conf_s.clone(), code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok, Some(0), "{err}");
+    assert!(out.contains("activated as agent-"), "{out}");
+    let (_, _, err) = tokio::task::spawn_blocking({
+        let (c, k) = (conf_s.clone(), code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("already used"), "{err}");
+
+    let mut agent = std::process::Command::new(common::bin())
+        .args(["run", "--config", &conf_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut assets = Vec::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assets = db.assets().unwrap();
+        if assets.len() == 2 {
+            break;
+        }
+    }
+    agent.kill().ok();
+    agent.wait().ok();
+    assert_eq!(assets.len(), 2, "both printers reached the cloud");
+
+    // Compare with a direct read of each simulated printer.
+    let client = UdpClient::new().unwrap();
+    for (i, a) in sim.addrs().iter().enumerate() {
+        let (r, _) = poller::poll_printer(&client, &Target::new(*a, Security::v2c("public")))
+            .await
+            .unwrap();
+        let serial = r.serial_number.clone().unwrap();
+        let row = assets
+            .iter()
+            .find(|x| x.serial == serial)
+            .unwrap_or_else(|| panic!("printer {i} ({serial}) missing"));
+        let asset = fleet_agent::refcloud::asset_json(row);
+        assert_eq!(asset["modelName"], serde_json::json!(r.model_name));
+        assert_eq!(asset["manufacturer"], serde_json::json!(r.manufacturer));
+        assert_eq!(
+            asset["counters"]["lifetimeCount"],
+            serde_json::json!(r.counters.lifetime_count)
+        );
+        let supplies = asset["supplies"].as_array().unwrap();
+        assert_eq!(supplies.len(), r.supplies.len());
+        for (s, want) in supplies.iter().zip(&r.supplies) {
+            assert_eq!(s["description"], serde_json::json!(want.description));
+            assert_eq!(
+                s.get("currentLevel")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+                serde_json::json!(want.current_level)
+            );
+            assert!(
+                s.get("supplyKey").is_none() && s.get("ext").is_none(),
+                "agent-only fields are stripped"
+            );
+        }
+    }
+    handle.shutdown();
+    sim.stop().await;
+}
