@@ -628,16 +628,10 @@ async fn activate(a: ActivateArgs) -> Result<(), Exit> {
         .map_err(|e| fail(format!("activation failed: {e}")))?;
     let dir = state_dir(&a.agent, &c);
     let id = creds.agent_id.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
-        let store = crate::store::Store::open(&dir)?;
-        let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
-        store.set_setting("cloud.agent_id", &creds.agent_id)?;
-        store.set_setting("cloud.client_id", &creds.client_id)?;
-        store.set_secret(&key, "cloud.client_secret", &creds.client_secret)
-    })
-    .await
-    .map_err(|e| fail(e.to_string()))?
-    .map_err(|e| fail(e.to_string()))?;
+    tokio::task::spawn_blocking(move || crate::cloud::save_credentials(&dir, &creds))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
     println!("activated as {id}; `fleet-agent run` now uploads to {url}");
     Ok(())
 }

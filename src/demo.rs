@@ -1,13 +1,17 @@
-//! `fleet-agent demo`: the built-in default run. Starts a synthetic fleet on loopback,
-//! polls every printer on a schedule and prints what it reads, until Ctrl-C.
-//! (Later stages add the reference cloud and the local web UI to the same command.)
+//! `fleet-agent demo`: the built-in default run. Starts a synthetic fleet on loopback, the
+//! reference cloud (HTTPS, generated CA) and the agent itself (store, poller, uploader,
+//! sender, local web listener) activated against that cloud with a fresh code, then prints
+//! what the cloud holds after each polling interval, until Ctrl-C.
 
-use crate::poller;
+use crate::refcloud::{self, Cloud};
 use crate::simulator::{self, Layout, Simulator, synth};
-use crate::snmp::{Security, Target, UdpClient};
+use crate::store::refcloud::CloudDb;
+use anyhow::Context;
 use clap::Args;
+use serde_json::Value;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `demo` arguments.
@@ -16,8 +20,8 @@ pub struct DemoArgs {
     /// Number of simulated printers.
     #[arg(long, default_value_t = 24)]
     pub printers: usize,
-    /// Seconds between polls of the whole fleet.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between polls of the whole fleet (10 at least, as for the agent).
+    #[arg(long, default_value_t = 10)]
     pub interval_secs: u64,
     /// Simulated seconds per real second (600 = ten minutes of printing per second).
     #[arg(long, default_value_t = 600.0)]
@@ -28,7 +32,17 @@ pub struct DemoArgs {
     /// UDP port of the simulated printers (unprivileged by default).
     #[arg(long, default_value_t = 16161)]
     pub port: u16,
-    /// Stop after this many polling rounds (0 = until Ctrl-C).
+    /// Local web listener of the agent (/metrics, /api/...); 0 picks a free port.
+    #[arg(long, default_value_t = 18080)]
+    pub web_port: u16,
+    /// HTTPS port of the reference cloud on 127.0.0.1; 0 picks a free port.
+    #[arg(long, default_value_t = 18443)]
+    pub cloud_port: u16,
+    /// State directory of the demo (agent store, cloud database, CA). Default: a fresh
+    /// directory under the system temporary directory, removed at the end.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Stop after this many rounds of printing the cloud's view (0 = until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub rounds: u64,
 }
@@ -36,10 +50,22 @@ pub struct DemoArgs {
 /// Runs the demo.
 ///
 /// # Errors
-/// When the simulated fleet cannot start (address or port in use).
+/// When a part cannot start (address or port in use, state directory not writable).
 pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     if !(a.speed.is_finite() && a.speed >= 0.0) {
         anyhow::bail!("--speed {}: must be a finite number >= 0", a.speed);
+    }
+    let interval = a.interval_secs.max(10);
+    let (dir, temporary) = match &a.state_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("fleet-agent-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let (agent_dir, cloud_dir) = (dir.join("agent"), dir.join("cloud"));
+    for d in [&agent_dir, &cloud_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
     }
     let printers = simulator::synthetic_fleet(
         a.printers.max(1),
@@ -62,110 +88,217 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot start the simulated fleet: {e} (try --port or --fleet-start)")
     })?;
     let addrs = sim.addrs();
+
+    // The reference cloud, with an agent record and its one-time activation code.
+    let db = {
+        let d = cloud_dir.clone();
+        tokio::task::spawn_blocking(move || CloudDb::open(Some(&d))).await??
+    };
+    let admin_token = refcloud::random_token(2);
+    let cloud = Cloud::new(db.clone(), &admin_token);
+    let (_, code, _) = cloud.create_agent("demo agent", &serde_json::json!({}))?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", a.cloud_port)).with_context(|| {
+        format!(
+            "cannot listen on 127.0.0.1:{} for the reference cloud (try --cloud-port)",
+            a.cloud_port
+        )
+    })?;
+    let cloud_addr = listener.local_addr()?;
+    let (ca_pem, cloud_handle) = refcloud::cli::start(listener, cloud).await?;
+    let ca_file = dir.join("cloud-ca.pem");
+    std::fs::write(&ca_file, &ca_pem)
+        .with_context(|| format!("{}: cannot write", ca_file.display()))?;
+    let url = format!("https://127.0.0.1:{}", cloud_addr.port());
+    // The admin token is a secret: it goes to an owner-only file, not to the terminal.
+    let token_file = dir.join("cloud-admin-token");
+    write_private(&token_file, &admin_token)
+        .with_context(|| format!("{}: cannot write", token_file.display()))?;
+
+    // The agent's configuration: the simulated printers, the cloud, the local listener.
+    let web = std::net::TcpListener::bind(("127.0.0.1", a.web_port)).with_context(|| {
+        format!(
+            "cannot listen on 127.0.0.1:{} for the agent's web page (try --web-port)",
+            a.web_port
+        )
+    })?;
+    let web_addr = web.local_addr()?;
+    drop(web);
+    let config = demo_config(
+        &addrs,
+        interval,
+        &web_addr.to_string(),
+        &url,
+        &ca_file.display().to_string(),
+    );
+    let config =
+        crate::config::parse("demo configuration", &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Activation, as an administrator would do it with `fleet-agent activate --code`.
+    let client = crate::cloud::client::CloudClient::new(
+        &url,
+        Some(ca_pem.as_bytes()),
+        config.cloud.timeout,
+    )?;
+    let creds = client
+        .activate(&code)
+        .await
+        .context("activation against the reference cloud")?;
+    let agent_id = creds.agent_id.clone();
+    {
+        let d = agent_dir.clone();
+        tokio::task::spawn_blocking(move || crate::cloud::save_credentials(&d, &creds)).await??;
+    }
+
     println!(
-        "Fleet Agent demo: {} simulated printers on {}..{} port {} (community public), polled every {} s.",
+        "Fleet Agent demo: {} simulated printers on {}..{} port {} (community public)",
         addrs.len(),
         addrs[0].ip(),
         addrs[addrs.len() - 1].ip(),
         a.port,
-        a.interval_secs
     );
+    println!("  reference cloud   {url}  (CA {})", ca_file.display());
+    println!("  agent             {agent_id}, activated with code {code}");
+    println!("  agent web         http://{web_addr}/api/printers  /metrics");
+    println!("  state             {}", dir.display());
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "fleet-agent".into());
     println!("Try in another terminal:  {exe} poll {}", addrs[0]);
     println!(
-        "                          {exe} walk {} 1.3.6.1.2.1.43",
-        addrs[0]
+        "  fleet-cloud assets --url {url} --ca {} --admin-token \"$(cat {})\"",
+        ca_file.display(),
+        token_file.display()
     );
-    println!("Ctrl-C stops.\n");
-    let client = UdpClient::new()?;
-    let targets: Vec<Target> = addrs
-        .iter()
-        .map(|ad| Target::new(*ad, Security::v2c("public")))
-        .collect();
-    let mut tick = tokio::time::interval(Duration::from_secs(a.interval_secs.max(1)));
+    println!("Polled every {interval} s; the table is the cloud's view. Ctrl-C stops.\n");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(crate::app::run(config, agent_dir, async move {
+        stop_rx.await.ok();
+    }));
+    let mut tick = tokio::time::interval(Duration::from_secs(interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
     let mut round = 0u64;
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    loop {
+    let outcome = loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut stop => break Ok(()),
             _ = tick.tick() => {}
         }
+        if agent.is_finished() {
+            break Err(anyhow::anyhow!("the agent stopped on its own"));
+        }
         round += 1;
-        let t0 = tokio::time::Instant::now();
-        let results = poller::poll_many(&client, &targets, 64).await;
-        let dt = t0.elapsed();
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "round {round}: {} printers polled in {} ms",
-            results.len(),
-            dt.as_millis()
-        )
-        .ok();
-        writeln!(
-            out,
-            "  {:<20} {:<20} {:<14} {:>9}  {:<28} alerts",
-            "address", "model", "serial", "pages", "lowest supply"
-        )
-        .ok();
-        for (t, r) in targets.iter().zip(&results) {
-            match r {
-                Ok((rep, _)) => {
-                    let low = rep
-                        .supplies
-                        .iter()
-                        .filter(|s| s.percent_remaining.is_some())
-                        .min_by_key(|s| s.percent_remaining);
-                    let low = low.map_or("-".into(), |s| {
-                        format!(
-                            "{} {}%",
-                            s.description.as_deref().unwrap_or("?"),
-                            s.percent_remaining.unwrap_or(0)
-                        )
-                    });
-                    let alerts: Vec<&str> = rep
-                        .alerts
-                        .iter()
-                        .filter_map(|al| al.issue.as_deref())
-                        .collect();
-                    writeln!(
-                        out,
-                        "  {:<20} {:<20} {:<14} {:>9}  {:<28} {}",
-                        t.addr.to_string(),
-                        rep.model_name.as_deref().unwrap_or("-"),
-                        rep.serial_number.as_deref().unwrap_or("-"),
-                        rep.counters
-                            .lifetime_count
-                            .map_or("-".into(), |c| c.to_string()),
-                        low,
-                        if alerts.is_empty() {
-                            "-".into()
-                        } else {
-                            alerts.join("; ")
-                        }
-                    )
-                    .ok();
-                }
-                Err(e) => {
-                    writeln!(out, "  {:<20} error: {e}", t.addr.to_string()).ok();
-                }
-            }
-        }
-        writeln!(out).ok();
+        let rows = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.assets()).await??
+        };
+        let assets: Vec<Value> = rows.iter().map(refcloud::asset_json).collect();
+        print_assets(round, &assets);
         if a.rounds > 0 && round >= a.rounds {
-            break;
+            break Ok(());
         }
+    };
+    stop_tx.send(()).ok();
+    match agent.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "Agent stopped with an error."),
+        Err(e) => tracing::error!(error = %e, "Agent task failed."),
     }
+    cloud_handle.graceful_shutdown(Some(Duration::from_secs(2)));
     println!(
         "stopping: {} SNMP requests answered by the simulated fleet",
         sim.requests()
     );
     sim.stop().await;
-    Ok(())
+    if temporary {
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    outcome
+}
+
+/// The agent configuration the demo runs with (TOML, checked by the normal parser).
+fn demo_config(
+    addrs: &[std::net::SocketAddr],
+    interval: u64,
+    web: &str,
+    url: &str,
+    ca_file: &str,
+) -> String {
+    let mut t = format!(
+        "[web]\nlisten = \"{web}\"\n\n[poller]\ninterval_secs = {interval}\ndeadline_secs = 5\n\n\
+         [cloud]\nurl = \"{url}\"\nca_file = {}\ntimeout_secs = 10\n\n\
+         [[snmp_profiles]]\nname = \"demo\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n",
+        toml_string(ca_file),
+    );
+    for ad in addrs {
+        t.push_str(&format!("\n[[printers]]\naddress = \"{ad}\"\n"));
+    }
+    t
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(text.as_bytes())
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn print_assets(round: u64, assets: &[Value]) {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "round {round}: the cloud holds {} assets",
+        assets.len()
+    )
+    .ok();
+    writeln!(
+        out,
+        "  {:<22} {:<16} {:>9}  {:<30} alerts",
+        "model", "serial", "pages", "lowest supply"
+    )
+    .ok();
+    for v in assets {
+        let s = |x: &Value| x.as_str().unwrap_or("-").to_string();
+        let low = v["supplies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| Some((x["percentRemaining"].as_u64()?, x)))
+            .min_by_key(|(p, _)| *p)
+            .map_or("-".into(), |(p, x)| {
+                format!("{} {p}%", s(&x["description"]))
+            });
+        let alerts: Vec<String> = v["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["issue"].as_str().map(str::to_string))
+            .collect();
+        writeln!(
+            out,
+            "  {:<22} {:<16} {:>9}  {:<30} {}",
+            s(&v["modelName"]),
+            s(&v["serialNumber"]),
+            v["counters"]["lifetimeCount"]
+                .as_u64()
+                .map_or("-".into(), |c| c.to_string()),
+            low,
+            if alerts.is_empty() {
+                "-".into()
+            } else {
+                alerts.join("; ")
+            }
+        )
+        .ok();
+    }
+    writeln!(out).ok();
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.

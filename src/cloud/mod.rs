@@ -1,8 +1,8 @@
-//! The cloud link. So far: what to send and when — the seed's upload rule evaluated after
-//! each poll (the `uploader` component), snapshots and JSON Merge Patch deltas over a keyed
-//! view of the report (DATA-MODEL.md §4.2–§4.3), queued in the store's durable outbox. The
-//! HTTPS transport that drains the outbox, activation and the reference cloud are the
-//! cloud-link issue's remaining work (docs/protocol.md).
+//! The cloud link (the only HTTP client): what to send and when — the seed's upload rule
+//! evaluated after each poll (`uploader`), snapshots and JSON Merge Patch deltas over a
+//! keyed view of the report (DATA-MODEL.md §4.2–§4.3) queued in the store's durable
+//! outbox — and the HTTPS transport (`client`, `sender`): activation, tokens, uploads in
+//! order. The protocol is docs/protocol.md.
 
 pub mod client;
 pub mod report;
@@ -18,4 +18,19 @@ pub fn install_crypto() {
             .install_default()
             .ok();
     });
+}
+
+/// Stores activation credentials in the state directory (the secret sealed).
+///
+/// # Errors
+/// On store failure.
+pub fn save_credentials(
+    dir: &std::path::Path,
+    creds: &client::Credentials,
+) -> Result<(), crate::store::StoreError> {
+    let store = crate::store::Store::open(dir)?;
+    let key = crate::store::secrets::SealKey::load_or_create(dir)?;
+    store.set_setting("cloud.agent_id", &creds.agent_id)?;
+    store.set_setting("cloud.client_id", &creds.client_id)?;
+    store.set_secret(&key, "cloud.client_secret", &creds.client_secret)
 }

@@ -34,7 +34,7 @@ fn reason(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "reason": text }))).into_response()
 }
 
-fn random_token(n: usize) -> String {
+pub(crate) fn random_token(n: usize) -> String {
     (0..n)
         .map(|_| format!("{:016x}", fastrand::u64(..)))
         .collect()
