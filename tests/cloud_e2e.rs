@@ -176,3 +176,125 @@ async fn readings_reach_the_reference_cloud_over_https() {
     handle.shutdown();
     sim.stop().await;
 }
+
+/// The agent keeps polling through a cloud outage and a SIGKILL of its own process: the
+/// readings wait in the durable outbox and reach the cloud, accepted, once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_and_sigkill_lose_nothing() {
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret");
+    let (_, code, _) = cloud
+        .create_agent("site C", &serde_json::json!({}))
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cloud_addr = listener.local_addr().unwrap();
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let handle = refcli::start_with(listener, cloud.clone(), &cert)
+        .await
+        .unwrap();
+    let url = format!("https://{cloud_addr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let client = fleet_agent::cloud::client::CloudClient::new(
+        &url,
+        Some(cert.ca_pem.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let creds = client.activate(&code).await.unwrap();
+    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+
+    // The cloud goes away before the agent's first upload.
+    handle.shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let snmp_port = 30000 + (std::process::id() % 20000) as u16;
+    let sim = Simulator::start(
+        simulator::synthetic_fleet(
+            2,
+            synth::SynthParams {
+                speed: 600.0,
+                seed: 12,
+            },
+        ),
+        Layout::Fleet {
+            start: Ipv4Addr::new(127, 97, 0, 1),
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[printers]]\naddress = \"127.97.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.97.0.2:{snmp_port}\"\n",
+            state.display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let conf_s = conf.to_str().unwrap().to_string();
+    let spawn_agent = || {
+        std::process::Command::new(common::bin())
+            .args(["run", "--config", &conf_s])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    // Two polling rounds with no cloud, then SIGKILL.
+    let mut agent = spawn_agent();
+    let mut queued = 0;
+    for _ in 0..250 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let store = fleet_agent::store::Store::open(&state).unwrap();
+        queued = store.outbox_stats().unwrap().messages;
+        if queued >= 2 {
+            break;
+        }
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(queued >= 2, "the first readings wait in the outbox");
+    let after_kill = fleet_agent::store::Store::open(&state)
+        .unwrap()
+        .outbox_stats()
+        .unwrap();
+    assert!(after_kill.messages >= queued, "{after_kill:?}");
+    assert!(db.assets().unwrap().is_empty());
+
+    // The cloud comes back on the same address and certificate; the agent restarts.
+    let listener = std::net::TcpListener::bind(cloud_addr).unwrap();
+    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    let mut agent = spawn_agent();
+    let mut stats = after_kill;
+    let mut assets = Vec::new();
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assets = db.assets().unwrap();
+        stats = fleet_agent::store::Store::open(&state)
+            .unwrap()
+            .outbox_stats()
+            .unwrap();
+        if assets.len() == 2 && stats.messages == 0 {
+            break;
+        }
+    }
+    agent.kill().ok();
+    agent.wait().ok();
+    assert_eq!(assets.len(), 2, "both printers reached the cloud");
+    assert_eq!(stats.messages, 0, "the outbox drained: {stats:?}");
+    assert_eq!(stats.rejected, 0, "nothing rejected: {stats:?}");
+    assert_eq!(stats.dropped, 0, "nothing evicted: {stats:?}");
+    handle.shutdown();
+    sim.stop().await;
+}

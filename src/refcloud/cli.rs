@@ -69,12 +69,26 @@ pub async fn start(
     listener: std::net::TcpListener,
     cloud: Cloud,
 ) -> anyhow::Result<(String, axum_server::Handle<SocketAddr>)> {
-    crate::cloud::install_crypto();
     let ip = listener.local_addr()?.ip().to_string();
     let g = tls::generate(&["localhost", &ip])?;
+    let handle = start_with(listener, cloud, &g).await?;
+    Ok((g.ca_pem, handle))
+}
+
+/// Starts the reference cloud with a given certificate (a restart that agents must
+/// still trust, as after an outage).
+///
+/// # Errors
+/// When the certificate or the listener is unusable.
+pub async fn start_with(
+    listener: std::net::TcpListener,
+    cloud: Cloud,
+    g: &tls::Generated,
+) -> anyhow::Result<axum_server::Handle<SocketAddr>> {
+    crate::cloud::install_crypto();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        g.cert_pem.into_bytes(),
-        g.key_pem.into_bytes(),
+        g.cert_pem.clone().into_bytes(),
+        g.key_pem.clone().into_bytes(),
     )
     .await?;
     let handle = axum_server::Handle::new();
@@ -85,7 +99,7 @@ pub async fn start(
             tracing::error!(error = %e, "Reference cloud stopped.");
         }
     });
-    Ok((g.ca_pem, handle))
+    Ok(handle)
 }
 
 fn client(ca: Option<&PathBuf>) -> anyhow::Result<reqwest::Client> {
