@@ -169,7 +169,12 @@ async fn cloud_link(
     )
     .await??;
     let Some(creds) = creds else { return Ok(None) };
-    let client = crate::cloud::client::CloudClient::new(&url, ca.as_deref(), config.cloud.timeout)?;
+    let client = crate::cloud::client::CloudClient::with_proxy(
+        &url,
+        ca.as_deref(),
+        config.cloud.timeout,
+        &config.cloud.proxy,
+    )?;
     Ok(Some((Arc::new(client), creds)))
 }
 

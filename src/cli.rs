@@ -620,8 +620,13 @@ async fn activate(a: ActivateArgs) -> Result<(), Exit> {
         ),
         None => None,
     };
-    let client = crate::cloud::client::CloudClient::new(&url, ca.as_deref(), c.cloud.timeout)
-        .map_err(|e| fail(e.to_string()))?;
+    let client = crate::cloud::client::CloudClient::with_proxy(
+        &url,
+        ca.as_deref(),
+        c.cloud.timeout,
+        &c.cloud.proxy,
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let creds = client
         .activate(a.code.trim())
         .await

@@ -134,10 +134,11 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         crate::config::parse("demo configuration", &config).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // Activation, as an administrator would do it with `fleet-agent activate --code`.
-    let client = crate::cloud::client::CloudClient::new(
+    let client = crate::cloud::client::CloudClient::with_proxy(
         &url,
         Some(ca_pem.as_bytes()),
         config.cloud.timeout,
+        &config.cloud.proxy,
     )?;
     let creds = client
         .activate(&code)
@@ -228,7 +229,7 @@ fn demo_config(
 ) -> String {
     let mut t = format!(
         "[web]\nlisten = \"{web}\"\n\n[poller]\ninterval_secs = {interval}\ndeadline_secs = 5\n\n\
-         [cloud]\nurl = \"{url}\"\nca_file = {}\ntimeout_secs = 10\n\n\
+         [cloud]\nurl = \"{url}\"\nca_file = {}\ntimeout_secs = 10\nproxy = {{ type = \"none\" }}\n\n\
          [[snmp_profiles]]\nname = \"demo\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n",
         toml_string(ca_file),
     );

@@ -298,3 +298,117 @@ async fn outage_and_sigkill_lose_nothing() {
     handle.shutdown();
     sim.stop().await;
 }
+
+/// A minimal HTTP CONNECT proxy on loopback that demands basic authentication and records
+/// every request line it receives.
+async fn connect_proxy(
+    expected_auth: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or("").to_string();
+                log.lock().unwrap().push(line.clone());
+                let authorized = head.lines().any(|h| {
+                    h.to_ascii_lowercase().starts_with("proxy-authorization:")
+                        && h.ends_with(&format!("Basic {expected_auth}"))
+                });
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                if !line.starts_with("CONNECT ") || !authorized {
+                    c.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n").await.ok();
+                    return;
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(&target).await else {
+                    c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await.ok();
+                    return;
+                };
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok();
+                tokio::io::copy_bidirectional(&mut c, &mut up).await.ok();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_through_an_authenticating_proxy() {
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret");
+    let (_, code, _) = cloud
+        .create_agent("site D", &serde_json::json!({}))
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cloud_addr = listener.local_addr().unwrap();
+    let (ca, handle) = refcli::start(listener, cloud).await.unwrap();
+    // "agent:s3cret-proxy" in base64.
+    let (proxy, seen) = connect_proxy("YWdlbnQ6czNjcmV0LXByb3h5").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let write_conf = |name: &str, password: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[agent]\nstate_dir = \"{}\"\n[cloud]\nurl = \"https://{cloud_addr}\"\nca_file = \"{}\"\n\
+                 proxy = {{ type = \"http\", url = \"http://{proxy}\", user = \"agent\", password = \"{password}\" }}\n",
+                dir.path().join("state").display(),
+                ca_file.display()
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let wrong = write_conf("wrong.toml", "not-the-password");
+    let right = write_conf("right.toml", "s3cret-proxy");
+
+    // A wrong proxy password: a clear failure, the code stays usable, no secret printed.
+    let (status, out, err) = tokio::task::spawn_blocking({
+        let (c, k) = (wrong.clone(), code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(1), "{out}{err}");
+    assert!(err.contains("activation failed"), "{err}");
+    assert!(err.to_lowercase().contains("tunnel"), "{err}");
+    assert!(!err.contains("not-the-password") && !out.contains("not-the-password"));
+
+    let (status, out, err) = tokio::task::spawn_blocking({
+        let (c, k) = (right.clone(), code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(0), "{out}{err}");
+    assert!(out.contains("activated as agent-"), "{out}");
+    assert!(!err.contains("s3cret-proxy") && !out.contains("s3cret-proxy"));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(&format!("CONNECT {cloud_addr} "))),
+        "the cloud was reached through the proxy: {seen:?}"
+    );
+    handle.shutdown();
+}

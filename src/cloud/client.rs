@@ -51,7 +51,18 @@ pub struct CloudClient {
 }
 
 fn classify(e: reqwest::Error) -> CloudError {
-    CloudError::Transient(e.to_string())
+    // reqwest's own message hides the cause (refused, TLS, proxy tunnel): add the chain.
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(c) = src {
+        let m = c.to_string();
+        if !text.contains(&m) {
+            text.push_str(": ");
+            text.push_str(&m);
+        }
+        src = c.source();
+    }
+    CloudError::Transient(text)
 }
 
 async fn error_of(r: reqwest::Response) -> CloudError {
@@ -81,6 +92,19 @@ impl CloudClient {
         extra_ca: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<CloudClient, CloudError> {
+        Self::with_proxy(base_url, extra_ca, timeout, &crate::config::Proxy::System)
+    }
+
+    /// Like [`CloudClient::new`], reaching the cloud the way `proxy` says.
+    ///
+    /// # Errors
+    /// On a non-https URL, an unreadable CA or an unusable proxy URL.
+    pub fn with_proxy(
+        base_url: &str,
+        extra_ca: Option<&[u8]>,
+        timeout: Duration,
+        proxy: &crate::config::Proxy,
+    ) -> Result<CloudClient, CloudError> {
         super::install_crypto();
         if !base_url.starts_with("https://") {
             return Err(CloudError::Config(format!(
@@ -94,6 +118,22 @@ impl CloudClient {
             let cert = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| CloudError::Config(format!("extra CA: {e}")))?;
             b = b.add_root_certificate(cert);
+        }
+        match proxy {
+            crate::config::Proxy::System => {}
+            crate::config::Proxy::None => b = b.no_proxy(),
+            crate::config::Proxy::Http {
+                url,
+                user,
+                password,
+            } => {
+                let mut p = reqwest::Proxy::all(url)
+                    .map_err(|e| CloudError::Config(format!("cloud.proxy.url {url:?}: {e}")))?;
+                if let Some(u) = user {
+                    p = p.basic_auth(u, password.as_ref().map_or("", |s| s.expose()));
+                }
+                b = b.proxy(p);
+            }
         }
         let http = b.build().map_err(|e| CloudError::Config(e.to_string()))?;
         Ok(CloudClient {

@@ -81,6 +81,27 @@ pub struct CloudConfig {
     pub timeout: Duration,
     /// Outbox byte cap.
     pub outbox_max_bytes: u64,
+    /// How the cloud is reached.
+    pub proxy: Proxy,
+}
+
+/// The way to the cloud (the seed's proxy settings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Proxy {
+    /// The platform's settings: `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY` (the default).
+    #[default]
+    System,
+    /// Direct connections only, whatever the environment says.
+    None,
+    /// An HTTP proxy (CONNECT tunnels for HTTPS), with optional basic authentication.
+    Http {
+        /// `http://host:port` or `https://host:port`.
+        url: String,
+        /// Proxy user.
+        user: Option<String>,
+        /// Proxy password (never printed).
+        password: Option<crate::secret::Secret>,
+    },
 }
 
 /// Scheduled discovery (off when it has no targets and no local-network search).
@@ -550,11 +571,51 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
             format!("{} does not exist", f.display()),
         );
     }
+    let proxy = match rc.proxy {
+        None | Some(raw::RawProxy::System) => Proxy::System,
+        Some(raw::RawProxy::None) => Proxy::None,
+        Some(raw::RawProxy::Http {
+            url,
+            user,
+            password,
+        }) => {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            match rest {
+                None => err(
+                    "cloud.proxy.url".into(),
+                    format!("{url:?} must start with http:// or https://"),
+                ),
+                Some(r) if r.trim_end_matches('/').is_empty() => {
+                    err("cloud.proxy.url".into(), format!("{url:?} has no host"))
+                }
+                Some(r) if r.split('/').next().is_some_and(|h| h.contains('@')) => err(
+                    "cloud.proxy.url".into(),
+                    "credentials go in cloud.proxy.user and cloud.proxy.password, not in the URL"
+                        .into(),
+                ),
+                Some(_) => {}
+            }
+            if password.is_some() && user.as_deref().is_none_or(str::is_empty) {
+                err(
+                    "cloud.proxy.password".into(),
+                    "a password needs cloud.proxy.user".into(),
+                );
+            }
+            Proxy::Http {
+                url,
+                user: user.filter(|u| !u.is_empty()),
+                password,
+            }
+        }
+    };
     let cloud = CloudConfig {
         url,
         ca_file,
         timeout: Duration::from_secs(rc.timeout_secs.unwrap_or(30).max(1)),
         outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
+        proxy,
     };
 
     let mut printers = Vec::new();

@@ -112,4 +112,17 @@ pub(super) struct RawCloud {
     pub ca_file: Option<String>,
     pub timeout_secs: Option<u64>,
     pub outbox_max_bytes: Option<u64>,
+    pub proxy: Option<RawProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub(super) enum RawProxy {
+    System,
+    None,
+    Http {
+        url: String,
+        user: Option<String>,
+        password: Option<Secret>,
+    },
 }

@@ -90,10 +90,17 @@ auth = { type = "v2c", community = "s3cret-community" }
 [[snmp_profiles]]
 name = "u"
 auth = { type = "v3", user = "ops", auth_protocol = "sha256", auth_pass = "auth-s3cret", priv_protocol = "aes128", priv_pass = "priv-s3cret" }
+[cloud]
+proxy = { type = "http", url = "http://proxy.example:3128", user = "ops", password = "proxy-s3cret" }
 "#;
     let c = parse("s.toml", text).unwrap();
     let dbg = format!("{c:?}");
-    for s in ["s3cret-community", "auth-s3cret", "priv-s3cret"] {
+    for s in [
+        "s3cret-community",
+        "auth-s3cret",
+        "priv-s3cret",
+        "proxy-s3cret",
+    ] {
         assert!(!dbg.contains(s), "{s} leaked: {dbg}");
     }
     assert!(dbg.contains("ops"));
@@ -124,4 +131,38 @@ profiles = ["nope"]
     let e = parse("big.toml", "[discovery]\ninclude = [\"10.0.0.0/8\"]\n").unwrap_err();
     assert_eq!(e.errors[0].path, "discovery.include");
     assert!(!parse("x", "").unwrap().discovery.enabled());
+}
+
+#[test]
+fn proxy_settings_are_validated() {
+    assert_eq!(parse("x", "").unwrap().cloud.proxy, Proxy::System);
+    let c = parse("n", "[cloud]\nproxy = { type = \"none\" }\n").unwrap();
+    assert_eq!(c.cloud.proxy, Proxy::None);
+    for (text, path, words) in [
+        (
+            "[cloud]\nproxy = { type = \"http\", url = \"proxy:3128\" }\n",
+            "cloud.proxy.url",
+            "http://",
+        ),
+        (
+            "[cloud]\nproxy = { type = \"http\", url = \"http://u:p@proxy:3128\" }\n",
+            "cloud.proxy.url",
+            "cloud.proxy.user",
+        ),
+        (
+            "[cloud]\nproxy = { type = \"http\", url = \"http://proxy:3128\", password = \"x\" }\n",
+            "cloud.proxy.password",
+            "needs",
+        ),
+    ] {
+        let e = parse("p.toml", text).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        assert_eq!(e.errors[0].path, path, "{e}");
+        assert!(e.to_string().contains(words), "{e}");
+    }
+    let e = parse("p.toml", "[cloud]\nproxy = { type = \"socks\" }\n").unwrap_err();
+    assert!(
+        e.to_string().contains("line 2") && e.to_string().contains("socks"),
+        "{e}"
+    );
 }
