@@ -262,6 +262,18 @@ pub async fn run(
         Ok(Some((client, creds))) => {
             let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
             tracing::info!(agent = %creds.agent_id, "Cloud link ready.");
+            {
+                let (client, creds, store, stop) = (
+                    client.clone(),
+                    creds.clone(),
+                    store.clone(),
+                    stopped(stop_rx.clone()),
+                );
+                components.spawn(async move {
+                    crate::cloud::heartbeat::run(client, creds, store, stop).await;
+                    ("heartbeat", Ok(()))
+                });
+            }
             components.spawn(async move {
                 crate::cloud::sender::run(client, creds, store, stop).await;
                 ("sender", Ok(()))

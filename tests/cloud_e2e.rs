@@ -135,9 +135,49 @@ async fn readings_reach_the_reference_cloud_over_https() {
             break;
         }
     }
+    // The agent's heartbeat reached the cloud (sent at start, then every minute), and the
+    // administration lists it.
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..50 {
+        fleet_agent::cloud::install_crypto();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        listed = http
+            .get(format!("https://127.0.0.1:{port}/admin/v1/agents"))
+            .bearer_auth("admin-secret")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let site_a = listed["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == "site A");
+        if site_a.is_some_and(|a| a["lastHeartbeat"].is_object()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     agent.kill().ok();
     agent.wait().ok();
     assert_eq!(assets.len(), 2, "both printers reached the cloud");
+    let agents = listed["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2, "{listed}");
+    let a = agents.iter().find(|a| a["name"] == "site A").unwrap();
+    let b = agents.iter().find(|a| a["name"] == "site B").unwrap();
+    assert_eq!(a["activated"], true);
+    assert_eq!(b["activated"], false, "site B's code expired unused");
+    let hb = &a["lastHeartbeat"];
+    assert_eq!(hb["agentVersion"], env!("CARGO_PKG_VERSION"), "{listed}");
+    assert_eq!(hb["printers"]["total"], 2, "{listed}");
+    assert!(hb["outbox"]["messages"].is_u64(), "{listed}");
+    assert!(b["lastHeartbeat"].is_null());
 
     // Compare with a direct read of each simulated printer.
     let client = UdpClient::new().unwrap();

@@ -253,4 +253,28 @@ impl CloudClient {
             })
             .unwrap_or_default())
     }
+
+    /// Sends a heartbeat; returns the cloud's answer (`jobsWaiting`, `nextHeartbeatSecs`).
+    ///
+    /// # Errors
+    /// As [`CloudError`].
+    pub async fn heartbeat(&self, creds: &Credentials, body: &Value) -> Result<Value, CloudError> {
+        let token = self.bearer(creds).await?;
+        let r = self
+            .http
+            .post(format!(
+                "{}/v1/agents/{}/heartbeat",
+                self.base, creds.agent_id
+            ))
+            .header("Fleet-Agent-Protocol", "1")
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        r.json().await.map_err(classify)
+    }
 }

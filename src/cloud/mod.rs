@@ -5,6 +5,7 @@
 //! order. The protocol is docs/protocol.md.
 
 pub mod client;
+pub mod heartbeat;
 pub mod report;
 pub mod sender;
 pub mod uploader;

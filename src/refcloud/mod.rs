@@ -99,7 +99,9 @@ impl Cloud {
             .route("/v1/activate", post(activate))
             .route("/v1/oauth/token", post(token))
             .route("/v1/agents/{agent_id}/uploads", post(upload))
+            .route("/v1/agents/{agent_id}/heartbeat", post(heartbeat))
             .route("/admin/v1/agents", post(admin_create))
+            .route("/admin/v1/agents", get(admin_list))
             .route("/v1.0/assets", get(assets))
             .with_state(self)
     }
@@ -297,6 +299,54 @@ async fn upload(
     .await;
     match out {
         Ok(Ok(results)) => axum::Json(json!({ "results": results })).into_response(),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// How often agents are asked to send a heartbeat.
+pub const HEARTBEAT_SECS: u64 = 60;
+
+async fn heartbeat(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    let Some(agent) = c.bearer(&headers) else {
+        return reason(StatusCode::UNAUTHORIZED, "missing or expired token");
+    };
+    if agent != agent_id {
+        return reason(StatusCode::FORBIDDEN, "token of another agent");
+    }
+    let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
+    match tokio::task::spawn_blocking(move || db.put_heartbeat(&agent, now, &text)).await {
+        Ok(Ok(())) => {
+            axum::Json(json!({ "jobsWaiting": false, "nextHeartbeatSecs": HEARTBEAT_SECS }))
+                .into_response()
+        }
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+async fn admin_list(State(c): State<Cloud>, headers: HeaderMap) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.agents()).await {
+        Ok(Ok(rows)) => {
+            let agents: Vec<Value> = rows
+                .iter()
+                .map(|a| {
+                    let (at, body) = match &a.heartbeat {
+                        Some((t, b)) => (json!(t), serde_json::from_str(b).unwrap_or(Value::Null)),
+                        None => (Value::Null, Value::Null),
+                    };
+                    json!({ "agentId": a.id, "name": a.name, "activated": a.activated, "lastHeartbeatAt": at, "lastHeartbeat": body })
+                })
+                .collect();
+            axum::Json(json!({ "agents": agents })).into_response()
+        }
         _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
     }
 }

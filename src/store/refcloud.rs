@@ -7,10 +7,29 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "refcloud 0001_init.sql",
-    include_str!("refcloud_migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "refcloud 0001_init.sql",
+        include_str!("refcloud_migrations/0001_init.sql"),
+    ),
+    (
+        "refcloud 0002_heartbeats.sql",
+        include_str!("refcloud_migrations/0002_heartbeats.sql"),
+    ),
+];
+
+/// One agent instance as the administration sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    /// Agent id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether its activation code was used.
+    pub activated: bool,
+    /// Last heartbeat: when (epoch ms) and its body (JSON).
+    pub heartbeat: Option<(i64, String)>,
+}
 
 /// Why an activation code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +106,42 @@ impl CloudDb {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records an agent's heartbeat (the last one wins).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn put_heartbeat(&self, agent_id: &str, now_ms: i64, body: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO heartbeats (agent_id, received_ms, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(agent_id) DO UPDATE SET received_ms = excluded.received_ms, body = excluded.body",
+            rusqlite::params![agent_id, now_ms, body],
+        )?;
+        Ok(())
+    }
+
+    /// Every agent instance with its last heartbeat.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT a.id, a.name, a.client_id IS NOT NULL, h.received_ms, h.body
+             FROM agents a LEFT JOIN heartbeats h ON h.agent_id = a.id ORDER BY a.created_ms, a.id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let at: Option<i64> = r.get(3)?;
+            let body: Option<String> = r.get(4)?;
+            Ok(AgentRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                activated: r.get(2)?,
+                heartbeat: at.zip(body),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Creates an agent instance with an activation code valid until `expires_ms`.

@@ -1,0 +1,79 @@
+//! The `heartbeat` component: tells the cloud every minute (or as often as it asks) that
+//! the agent is alive, with its version, uptime, outbox figures and printers by health, so
+//! a silent agent can be told apart from a site with nothing to report.
+
+use super::client::{CloudClient, CloudError, Credentials};
+use crate::store::Store;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::time::Duration;
+
+/// Default period, until the cloud says otherwise.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+
+/// Builds the heartbeat body from the store.
+///
+/// # Errors
+/// On store failure.
+pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::StoreError> {
+    let outbox = store.outbox_stats()?;
+    let mut by_health = serde_json::Map::new();
+    let printers = store.printers()?;
+    for p in &printers {
+        let n = by_health
+            .entry(p.health.as_str())
+            .or_insert(json!(0))
+            .as_u64()
+            .unwrap_or(0);
+        by_health.insert(p.health.as_str().into(), json!(n + 1));
+    }
+    let now = crate::poller::now_ms();
+    Ok(json!({
+        "agentVersion": env!("CARGO_PKG_VERSION"),
+        "protocol": 1,
+        "state": "running",
+        "sentAt": now,
+        "uptimeSecs": (now - started_ms).max(0) / 1000,
+        "outbox": {
+            "messages": outbox.messages,
+            "bytes": outbox.bytes,
+            "dropped": outbox.dropped,
+            "rejected": outbox.rejected,
+        },
+        "printers": { "total": printers.len(), "byHealth": by_health },
+    }))
+}
+
+/// Runs until `shutdown` completes. Failures are logged at DEBUG (the sender already
+/// reports an unreachable cloud) and the next beat comes on schedule.
+pub async fn run(
+    client: Arc<CloudClient>,
+    creds: Credentials,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let started = crate::poller::now_ms();
+    let mut period = DEFAULT_PERIOD;
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || body(&s, started)).await {
+            Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
+                Ok(answer) => {
+                    if let Some(secs) = answer.get("nextHeartbeatSecs").and_then(Value::as_u64) {
+                        // Bounded so a confused cloud cannot make the agent chatty or mute.
+                        period = Duration::from_secs(secs.clamp(10, 3600));
+                    }
+                }
+                Err(CloudError::Unauthorized(_)) => client.invalidate_token(),
+                Err(e) => tracing::debug!(error = %e, "Heartbeat not delivered."),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "Heartbeat: store unavailable."),
+            Err(e) => tracing::warn!(error = %e, "Heartbeat task failed."),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
