@@ -1,7 +1,7 @@
 //! `fleet-agent demo`: the built-in default run. Starts a synthetic fleet on loopback, the
-//! reference cloud (HTTPS, generated CA) and the agent itself (store, poller, uploader,
-//! sender, local web listener) activated against that cloud with a fresh code, then prints
-//! what the cloud holds after each polling interval, until Ctrl-C.
+//! reference cloud (HTTPS, generated CA) and the agent itself (store, discovery, poller,
+//! uploader, sender, heartbeat, local web listener) activated against that cloud with a
+//! fresh code, then prints what the cloud holds after each polling interval, until Ctrl-C.
 
 use crate::refcloud::{self, Cloud};
 use crate::simulator::{self, Layout, Simulator, synth};
@@ -170,7 +170,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         ca_file.display(),
         token_file.display()
     );
-    println!("Polled every {interval} s; the table is the cloud's view. Ctrl-C stops.\n");
+    println!(
+        "The agent discovers the fleet's range, polls every {interval} s and uploads; the table\nbelow is what the cloud holds. Ctrl-C stops.\n"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(crate::app::run(config, agent_dir, async move {
@@ -227,16 +229,19 @@ fn demo_config(
     url: &str,
     ca_file: &str,
 ) -> String {
-    let mut t = format!(
+    // The agent finds the printers by discovery over the fleet's range, as at a customer
+    // site, rather than from a static list.
+    let (first, last) = (addrs[0], addrs[addrs.len() - 1]);
+    format!(
         "[web]\nlisten = \"{web}\"\n\n[poller]\ninterval_secs = {interval}\ndeadline_secs = 5\n\n\
          [cloud]\nurl = \"{url}\"\nca_file = {}\ntimeout_secs = 10\nproxy = {{ type = \"none\" }}\n\n\
-         [[snmp_profiles]]\nname = \"demo\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n",
+         [[snmp_profiles]]\nname = \"demo\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\n\
+         [discovery]\ninclude = [\"{}-{}\"]\nport = {}\ninterval_secs = 3600\n",
         toml_string(ca_file),
-    );
-    for ad in addrs {
-        t.push_str(&format!("\n[[printers]]\naddress = \"{ad}\"\n"));
-    }
-    t
+        first.ip(),
+        last.ip(),
+        first.port(),
+    )
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {

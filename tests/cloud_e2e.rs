@@ -392,6 +392,66 @@ async fn connect_proxy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activation_through_an_authenticating_proxy() {
+    // "agent:s3cret-proxy" in base64.
+    let (proxy, seen) = connect_proxy("YWdlbnQ6czNjcmV0LXByb3h5").await;
+    let cloud_addr = activate_through(proxy).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(&format!("CONNECT {cloud_addr} "))),
+        "the cloud was reached through the proxy: {seen:?}"
+    );
+}
+
+/// The same through Debian's tinyproxy with Basic authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tinyproxy (Debian tinyproxy-bin); .ci/run installs it"]
+async fn activation_through_tinyproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("tinyproxy.conf");
+    let log = dir.path().join("tinyproxy.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nAllow 127.0.0.1\n\
+             BasicAuth agent s3cret-proxy\nLogLevel Connect\nLogFile \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new("tinyproxy")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tinyproxy not installed (apt-get install tinyproxy-bin)");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cloud_addr = activate_through(addr).await;
+    proxy.kill().ok();
+    proxy.wait().ok();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log.contains(&format!("CONNECT {cloud_addr}")),
+        "tinyproxy carried the activation: {log}"
+    );
+}
+
+/// Activates an agent through the proxy at `proxy` (user "agent", password
+/// "s3cret-proxy"): a wrong password fails clearly without printing it, the right one
+/// works. Returns the cloud's address.
+async fn activate_through(proxy: std::net::SocketAddr) -> std::net::SocketAddr {
     let db = CloudDb::open(None).unwrap();
     let cloud = Cloud::new(db.clone(), "admin-secret");
     let (_, code, _) = cloud
@@ -400,8 +460,6 @@ async fn activation_through_an_authenticating_proxy() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cloud_addr = listener.local_addr().unwrap();
     let (ca, handle) = refcli::start(listener, cloud).await.unwrap();
-    // "agent:s3cret-proxy" in base64.
-    let (proxy, seen) = connect_proxy("YWdlbnQ6czNjcmV0LXByb3h5").await;
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -444,11 +502,58 @@ async fn activation_through_an_authenticating_proxy() {
     assert_eq!(status, Some(0), "{out}{err}");
     assert!(out.contains("activated as agent-"), "{out}");
     assert!(!err.contains("s3cret-proxy") && !out.contains("s3cret-proxy"));
-    let seen = seen.lock().unwrap().clone();
-    assert!(
-        seen.iter()
-            .any(|l| l.starts_with(&format!("CONNECT {cloud_addr} "))),
-        "the cloud was reached through the proxy: {seen:?}"
-    );
+    handle.shutdown();
+    cloud_addr
+}
+
+/// Hosts in `no_proxy` are reached directly; others go to the (here dead) proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proxy_hosts_bypass_the_proxy() {
+    let cloud = Cloud::new(CloudDb::open(None).unwrap(), "admin-secret");
+    let (_, code, _) = cloud
+        .create_agent("site E", &serde_json::json!({}))
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cloud_addr = listener.local_addr().unwrap();
+    let (ca, handle) = refcli::start(listener, cloud).await.unwrap();
+    // A port nobody listens on: the proxy is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let write_conf = |name: &str, no_proxy: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[agent]\nstate_dir = \"{}\"\n[cloud]\nurl = \"https://{cloud_addr}\"\nca_file = \"{}\"\n\
+                 proxy = {{ type = \"http\", url = \"http://{dead}\", no_proxy = [{no_proxy}] }}\n",
+                dir.path().join("state").display(),
+                ca_file.display()
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let via_proxy = write_conf("via.toml", "\"printers.example\"");
+    let direct = write_conf("direct.toml", "\"printers.example\", \"127.0.0.0/8\"");
+    let (status, _, err) = tokio::task::spawn_blocking({
+        let (c, k) = (via_proxy, code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("activation failed"), "{err}");
+    let (status, out, err) = tokio::task::spawn_blocking({
+        let (c, k) = (direct, code.clone());
+        move || run_cli(&["activate", "--config", &c, "--code", &k])
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(0), "{out}{err}");
     handle.shutdown();
 }

@@ -126,11 +126,15 @@ impl CloudClient {
                 url,
                 user,
                 password,
+                no_proxy,
             } => {
                 let mut p = reqwest::Proxy::all(url)
                     .map_err(|e| CloudError::Config(format!("cloud.proxy.url {url:?}: {e}")))?;
                 if let Some(u) = user {
                     p = p.basic_auth(u, password.as_ref().map_or("", |s| s.expose()));
+                }
+                if !no_proxy.is_empty() {
+                    p = p.no_proxy(reqwest::NoProxy::from_string(&no_proxy.join(",")));
                 }
                 b = b.proxy(p);
             }

@@ -101,6 +101,9 @@ pub enum Proxy {
         user: Option<String>,
         /// Proxy password (never printed).
         password: Option<crate::secret::Secret>,
+        /// Hosts reached directly: names (`.corp.example` covers subdomains), IP
+        /// addresses or subnets.
+        no_proxy: Vec<String>,
     },
 }
 
@@ -578,6 +581,7 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
             url,
             user,
             password,
+            no_proxy,
         }) => {
             let rest = url
                 .strip_prefix("http://")
@@ -603,10 +607,21 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
                     "a password needs cloud.proxy.user".into(),
                 );
             }
+            for (i, h) in no_proxy.iter().enumerate() {
+                if h.trim().is_empty()
+                    || h.contains([',', ' ', '/']) && h.parse::<ipnetwork::IpNetwork>().is_err()
+                {
+                    err(
+                        format!("cloud.proxy.no_proxy[{i}]"),
+                        format!("{h:?} is not a host name, address or subnet"),
+                    );
+                }
+            }
             Proxy::Http {
                 url,
                 user: user.filter(|u| !u.is_empty()),
                 password,
+                no_proxy,
             }
         }
     };

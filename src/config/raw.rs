@@ -124,5 +124,7 @@ pub(super) enum RawProxy {
         url: String,
         user: Option<String>,
         password: Option<Secret>,
+        #[serde(default)]
+        no_proxy: Vec<String>,
     },
 }

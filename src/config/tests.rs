@@ -160,6 +160,13 @@ fn proxy_settings_are_validated() {
         assert_eq!(e.errors[0].path, path, "{e}");
         assert!(e.to_string().contains(words), "{e}");
     }
+    let e = parse(
+        "p.toml",
+        "[cloud]\nproxy = { type = \"http\", url = \"http://p:3128\", no_proxy = [\"a.example\", \"10.0.0.0/8\", \"a, b\"] }\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "cloud.proxy.no_proxy[2]", "{e}");
     let e = parse("p.toml", "[cloud]\nproxy = { type = \"socks\" }\n").unwrap_err();
     assert!(
         e.to_string().contains("line 2") && e.to_string().contains("socks"),
