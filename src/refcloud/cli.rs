@@ -27,7 +27,7 @@ enum Cmd {
         /// Bearer token for the admin API.
         #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
-        /// Write the generated CA certificate here (agents trust it with --cloud-ca).
+        /// Write the generated CA certificate here (agents trust it with `cloud.ca_file`).
         #[arg(long)]
         ca_out: Option<PathBuf>,
     },
@@ -48,6 +48,18 @@ enum Cmd {
     },
     /// Print the assembled printers (the seed API's shape) as JSON.
     Assets {
+        /// Cloud URL.
+        #[arg(long)]
+        url: String,
+        /// Admin token.
+        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Extra CA certificate (PEM) to trust.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Print the agent instances with their last heartbeat as JSON.
+    Agents {
         /// Cloud URL.
         #[arg(long)]
         url: String,
@@ -169,17 +181,29 @@ pub fn main() -> anyhow::Result<()> {
                 url,
                 admin_token,
                 ca,
-            } => {
-                let v: serde_json::Value = client(ca.as_ref())?
-                    .get(format!("{}/v1.0/assets", url.trim_end_matches('/')))
-                    .bearer_auth(admin_token)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                Ok(())
-            }
+            } => admin_get(&url, "/v1.0/assets", &admin_token, ca.as_ref()).await,
+            Cmd::Agents {
+                url,
+                admin_token,
+                ca,
+            } => admin_get(&url, "/admin/v1/agents", &admin_token, ca.as_ref()).await,
         }
     })
+}
+
+/// GETs an admin resource and prints it as JSON; a refusal becomes an error with the
+/// cloud's reason.
+async fn admin_get(url: &str, path: &str, token: &str, ca: Option<&PathBuf>) -> anyhow::Result<()> {
+    let r = client(ca)?
+        .get(format!("{}{path}", url.trim_end_matches('/')))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("{status}: {}", v["reason"]);
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }

@@ -1,0 +1,95 @@
+//! The `fleet-cloud` binary: serve with a generated CA, create an agent, list agents and
+//! assets through the admin API, refuse a wrong admin token with the cloud's reason.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
+        .args(args)
+        .env_remove("FLEET_CLOUD_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_create_agent_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let ca_s = ca.to_str().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t0ken-admin",
+            "--ca-out",
+            ca_s,
+            "--state-dir",
+        ])
+        .arg(dir.path().join("db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let admin = ["--url", &url, "--ca", ca_s, "--admin-token", "t0ken-admin"];
+    let (ok, out, err) = cli(&[&["create-agent", "--name", "branch office"][..], &admin].concat());
+    assert!(ok, "{err}");
+    let code = out
+        .split_whitespace()
+        .skip_while(|w| *w != "code")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no code in {out:?}"));
+    assert_eq!(code.len(), 14, "{out}");
+    assert_eq!(code.matches('-').count(), 2, "{out}");
+
+    let (ok, out, err) = cli(&[&["agents"][..], &admin].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let agents = v["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{out}");
+    assert_eq!(agents[0]["name"], "branch office");
+    assert_eq!(agents[0]["activated"], false);
+    assert!(agents[0]["lastHeartbeat"].is_null());
+
+    let (ok, out, err) = cli(&[&["assets"][..], &admin].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["totalElements"], 0, "{out}");
+
+    let (ok, _, err) = cli(&[
+        "agents",
+        "--url",
+        &url,
+        "--ca",
+        ca_s,
+        "--admin-token",
+        "wrong",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("401") && err.contains("admin token required"),
+        "{err}"
+    );
+    assert!(!err.contains("t0ken-admin"));
+
+    server.kill().ok();
+    server.wait().ok();
+}
