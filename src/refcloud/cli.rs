@@ -33,43 +33,30 @@ enum Cmd {
     },
     /// Create an agent instance and print its activation code (valid 72 h).
     CreateAgent {
-        /// Cloud URL.
-        #[arg(long)]
-        url: String,
-        /// Admin token.
-        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
-        /// Extra CA certificate (PEM) to trust.
-        #[arg(long)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Instance name.
         #[arg(long, default_value = "fleet agent")]
         name: String,
     },
     /// Print the assembled printers (the seed API's shape) as JSON.
-    Assets {
-        /// Cloud URL.
-        #[arg(long)]
-        url: String,
-        /// Admin token.
-        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
-        /// Extra CA certificate (PEM) to trust.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-    },
+    Assets(AdminArgs),
     /// Print the agent instances with their last heartbeat as JSON.
-    Agents {
-        /// Cloud URL.
-        #[arg(long)]
-        url: String,
-        /// Admin token.
-        #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
-        /// Extra CA certificate (PEM) to trust.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-    },
+    Agents(AdminArgs),
+}
+
+/// How an admin command reaches the cloud.
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// Cloud URL.
+    #[arg(long)]
+    url: String,
+    /// Admin token.
+    #[arg(long, env = "FLEET_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Extra CA certificate (PEM) to trust.
+    #[arg(long)]
+    ca: Option<PathBuf>,
 }
 
 /// Starts the reference cloud on `listener` with a generated certificate; returns the CA
@@ -152,15 +139,13 @@ pub fn main() -> anyhow::Result<()> {
                 handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
                 Ok(())
             }
-            Cmd::CreateAgent {
-                url,
-                admin_token,
-                ca,
-                name,
-            } => {
-                let r = client(ca.as_ref())?
-                    .post(format!("{}/admin/v1/agents", url.trim_end_matches('/')))
-                    .bearer_auth(admin_token)
+            Cmd::CreateAgent { admin, name } => {
+                let r = client(admin.ca.as_ref())?
+                    .post(format!(
+                        "{}/admin/v1/agents",
+                        admin.url.trim_end_matches('/')
+                    ))
+                    .bearer_auth(&admin.admin_token)
                     .json(&serde_json::json!({ "name": name }))
                     .send()
                     .await?;
@@ -177,26 +162,18 @@ pub fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            Cmd::Assets {
-                url,
-                admin_token,
-                ca,
-            } => admin_get(&url, "/v1.0/assets", &admin_token, ca.as_ref()).await,
-            Cmd::Agents {
-                url,
-                admin_token,
-                ca,
-            } => admin_get(&url, "/admin/v1/agents", &admin_token, ca.as_ref()).await,
+            Cmd::Assets(a) => admin_get(&a, "/v1.0/assets").await,
+            Cmd::Agents(a) => admin_get(&a, "/admin/v1/agents").await,
         }
     })
 }
 
 /// GETs an admin resource and prints it as JSON; a refusal becomes an error with the
 /// cloud's reason.
-async fn admin_get(url: &str, path: &str, token: &str, ca: Option<&PathBuf>) -> anyhow::Result<()> {
-    let r = client(ca)?
-        .get(format!("{}{path}", url.trim_end_matches('/')))
-        .bearer_auth(token)
+async fn admin_get(a: &AdminArgs, path: &str) -> anyhow::Result<()> {
+    let r = client(a.ca.as_ref())?
+        .get(format!("{}{path}", a.url.trim_end_matches('/')))
+        .bearer_auth(&a.admin_token)
         .send()
         .await?;
     let status = r.status();

@@ -106,6 +106,21 @@ impl Cloud {
             .with_state(self)
     }
 
+    /// The agent a request's bearer token belongs to, when it is the one in the path.
+    fn agent_for(
+        &self,
+        headers: &HeaderMap,
+        agent_id: &str,
+    ) -> Result<String, (StatusCode, &'static str)> {
+        let Some(agent) = self.bearer(headers) else {
+            return Err((StatusCode::UNAUTHORIZED, "missing or expired token"));
+        };
+        if agent != agent_id {
+            return Err((StatusCode::FORBIDDEN, "token of another agent"));
+        }
+        Ok(agent)
+    }
+
     fn bearer(&self, headers: &HeaderMap) -> Option<String> {
         let v = headers.get("authorization")?.to_str().ok()?;
         let t = v
@@ -266,12 +281,10 @@ async fn upload(
     headers: HeaderMap,
     body: axum::Json<Value>,
 ) -> Response {
-    let Some(agent) = c.bearer(&headers) else {
-        return reason(StatusCode::UNAUTHORIZED, "missing or expired token");
+    let agent = match c.agent_for(&headers, &agent_id) {
+        Ok(a) => a,
+        Err((status, text)) => return reason(status, text),
     };
-    if agent != agent_id {
-        return reason(StatusCode::FORBIDDEN, "token of another agent");
-    }
     let Some(mid) = body
         .get("messageId")
         .and_then(Value::as_str)
@@ -312,12 +325,10 @@ async fn heartbeat(
     headers: HeaderMap,
     body: axum::Json<Value>,
 ) -> Response {
-    let Some(agent) = c.bearer(&headers) else {
-        return reason(StatusCode::UNAUTHORIZED, "missing or expired token");
+    let agent = match c.agent_for(&headers, &agent_id) {
+        Ok(a) => a,
+        Err((status, text)) => return reason(status, text),
     };
-    if agent != agent_id {
-        return reason(StatusCode::FORBIDDEN, "token of another agent");
-    }
     let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
     match tokio::task::spawn_blocking(move || db.put_heartbeat(&agent, now, &text)).await {
         Ok(Ok(())) => {
