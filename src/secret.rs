@@ -24,6 +24,13 @@ impl Secret {
     }
 }
 
+/// Fills `buf` from the operating system's cryptographic random source (keys, nonces,
+/// tokens, activation codes: never a fast non-cryptographic generator).
+pub fn random_bytes(buf: &mut [u8]) {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    chacha20poly1305::aead::OsRng.fill_bytes(buf);
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

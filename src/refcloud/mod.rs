@@ -34,10 +34,11 @@ fn reason(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "reason": text }))).into_response()
 }
 
+/// `n` × 64 random bits from the OS's cryptographic source, as hex.
 pub(crate) fn random_token(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:016x}", fastrand::u64(..)))
-        .collect()
+    let mut b = vec![0u8; n * 8];
+    crate::secret::random_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn hash(secret: &str) -> String {

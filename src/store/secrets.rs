@@ -37,9 +37,7 @@ impl SealKey {
         }
         std::fs::create_dir_all(dir).map_err(err)?;
         let mut k = [0u8; 32];
-        for b in &mut k {
-            *b = fastrand::u8(..);
-        }
+        crate::secret::random_bytes(&mut k);
         #[cfg(unix)]
         {
             use std::io::Write;
@@ -59,9 +57,7 @@ impl SealKey {
 
     fn seal(&self, plain: &str) -> String {
         let mut n = [0u8; 12];
-        for b in &mut n {
-            *b = fastrand::u8(..);
-        }
+        crate::secret::random_bytes(&mut n);
         let c = ChaCha20Poly1305::new(&self.0)
             .encrypt(Nonce::from_slice(&n), plain.as_bytes())
             .expect("sealing cannot fail");
