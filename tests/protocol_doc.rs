@@ -159,3 +159,39 @@ async fn every_documented_endpoint_answers() {
         "only {checked} endpoints found in the document"
     );
 }
+
+#[tokio::test]
+async fn another_protocol_version_gets_426() {
+    use fleet_agent::refcloud::Cloud;
+    use fleet_agent::store::refcloud::CloudDb;
+    let cloud = Cloud::new(CloudDb::open(None).unwrap(), "admin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, cloud.router()).await.ok();
+    });
+    fleet_agent::cloud::install_crypto();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let send = |version: &'static str| {
+        http.post(format!("http://{addr}/v1/activate"))
+            .header("Fleet-Agent-Protocol", version)
+            .json(&serde_json::json!({ "activationCode": "ABCD-EFGH-JKLM" }))
+            .send()
+    };
+    let r = send("2").await.unwrap();
+    assert_eq!(r.status().as_u16(), 426);
+    assert_eq!(r.headers()["fleet-agent-protocol"], "1");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["reason"].as_str().unwrap().contains("speaks 1"), "{v}");
+    // Version 1 reaches the handler (an unknown code, not a version problem).
+    let r = send("1").await.unwrap();
+    assert_ne!(r.status().as_u16(), 426);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown activation code"),
+        "{v}"
+    );
+}

@@ -104,6 +104,7 @@ impl Cloud {
             .route("/admin/v1/agents", post(admin_create))
             .route("/admin/v1/agents", get(admin_list))
             .route("/v1.0/assets", get(assets))
+            .layer(axum::middleware::from_fn(protocol_version))
             .with_state(self)
     }
 
@@ -314,6 +315,31 @@ async fn upload(
     match out {
         Ok(Ok(results)) => axum::Json(json!({ "results": results })).into_response(),
         _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// The protocol version this cloud speaks.
+pub const PROTOCOL: &str = "1";
+
+/// Refuses requests that announce another protocol version (426, with the version spoken);
+/// requests without the header (curl, integrators' scripts) are served as version 1.
+async fn protocol_version(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match req.headers().get("fleet-agent-protocol") {
+        Some(v) if v.as_bytes() != PROTOCOL.as_bytes() => {
+            let mut r = reason(
+                StatusCode::UPGRADE_REQUIRED,
+                &format!(
+                    "protocol {} is not spoken here; this cloud speaks {PROTOCOL}",
+                    String::from_utf8_lossy(v.as_bytes())
+                ),
+            );
+            r.headers_mut().insert(
+                "fleet-agent-protocol",
+                axum::http::HeaderValue::from_static(PROTOCOL),
+            );
+            r
+        }
+        _ => next.run(req).await,
     }
 }
 
