@@ -106,8 +106,8 @@ fn every_route_is_documented() {
     );
 }
 
-#[tokio::test]
-async fn every_documented_endpoint_answers() {
+/// The reference cloud's router over plain HTTP on loopback, and a client for it.
+async fn serve_plain() -> (std::net::SocketAddr, reqwest::Client) {
     use fleet_agent::refcloud::Cloud;
     use fleet_agent::store::refcloud::CloudDb;
     let cloud = Cloud::new(CloudDb::open(None).unwrap(), "admin");
@@ -118,6 +118,12 @@ async fn every_documented_endpoint_answers() {
     });
     fleet_agent::cloud::install_crypto();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    (addr, http)
+}
+
+#[tokio::test]
+async fn every_documented_endpoint_answers() {
+    let (addr, http) = serve_plain().await;
     let mut checked = 0;
     for ((method, path), planned) in documented() {
         if planned {
@@ -162,16 +168,7 @@ async fn every_documented_endpoint_answers() {
 
 #[tokio::test]
 async fn another_protocol_version_gets_426() {
-    use fleet_agent::refcloud::Cloud;
-    use fleet_agent::store::refcloud::CloudDb;
-    let cloud = Cloud::new(CloudDb::open(None).unwrap(), "admin");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, cloud.router()).await.ok();
-    });
-    fleet_agent::cloud::install_crypto();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (addr, http) = serve_plain().await;
     let send = |version: &'static str| {
         http.post(format!("http://{addr}/v1/activate"))
             .header("Fleet-Agent-Protocol", version)

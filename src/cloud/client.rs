@@ -152,18 +152,14 @@ impl CloudClient {
     /// # Errors
     /// Rejected (with the cloud's reason: malformed, unknown, expired, used) or transient.
     pub async fn activate(&self, code: &str) -> Result<Credentials, CloudError> {
-        let r = self
-            .http
-            .post(format!("{}/v1/activate", self.base))
-            .header("Fleet-Agent-Protocol", "1")
-            .json(&json!({ "activationCode": code, "agentVersion": env!("CARGO_PKG_VERSION") }))
-            .send()
-            .await
-            .map_err(classify)?;
-        if !r.status().is_success() {
-            return Err(error_of(r).await);
-        }
-        let v: Value = r.json().await.map_err(classify)?;
+        let v = self
+            .post(
+                "/v1/activate",
+                None,
+                None,
+                &json!({ "activationCode": code, "agentVersion": env!("CARGO_PKG_VERSION") }),
+            )
+            .await?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         Ok(Credentials {
             agent_id: s("agentId"),
@@ -183,18 +179,14 @@ impl CloudClient {
         {
             return Ok(t);
         }
-        let r = self
-            .http
-            .post(format!("{}/v1/oauth/token", self.base))
-            .header("Fleet-Agent-Protocol", "1")
-            .json(&json!({ "grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret.expose() }))
-            .send()
-            .await
-            .map_err(classify)?;
-        if !r.status().is_success() {
-            return Err(error_of(r).await);
-        }
-        let v: Value = r.json().await.map_err(classify)?;
+        let v = self
+            .post(
+                "/v1/oauth/token",
+                None,
+                None,
+                &json!({ "grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret.expose() }),
+            )
+            .await?;
         let t = v
             .get("access_token")
             .and_then(Value::as_str)
@@ -226,23 +218,14 @@ impl CloudClient {
             "sentAt": crate::poller::now_ms(),
             "reports": reports,
         });
-        let r = self
-            .http
-            .post(format!(
-                "{}/v1/agents/{}/uploads",
-                self.base, creds.agent_id
-            ))
-            .header("Fleet-Agent-Protocol", "1")
-            .header("Idempotency-Key", message_id)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(classify)?;
-        if !r.status().is_success() {
-            return Err(error_of(r).await);
-        }
-        let v: Value = r.json().await.map_err(classify)?;
+        let v = self
+            .post(
+                &format!("/v1/agents/{}/uploads", creds.agent_id),
+                Some(&token),
+                Some(message_id),
+                &body,
+            )
+            .await?;
         Ok(v.get("results")
             .and_then(Value::as_array)
             .map(|a| {
@@ -264,18 +247,36 @@ impl CloudClient {
     /// As [`CloudError`].
     pub async fn heartbeat(&self, creds: &Credentials, body: &Value) -> Result<Value, CloudError> {
         let token = self.bearer(creds).await?;
-        let r = self
+        self.post(
+            &format!("/v1/agents/{}/heartbeat", creds.agent_id),
+            Some(&token),
+            None,
+            body,
+        )
+        .await
+    }
+
+    /// POSTs `body` to `path` with the protocol header (and the bearer token and
+    /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, CloudError> {
+        let mut req = self
             .http
-            .post(format!(
-                "{}/v1/agents/{}/heartbeat",
-                self.base, creds.agent_id
-            ))
+            .post(format!("{}{path}", self.base))
             .header("Fleet-Agent-Protocol", "1")
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(classify)?;
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let r = req.send().await.map_err(classify)?;
         if !r.status().is_success() {
             return Err(error_of(r).await);
         }
