@@ -178,13 +178,61 @@ async fn cloud_link(
     Ok(Some((Arc::new(client), creds)))
 }
 
+/// Why the running components are being stopped.
+enum Next {
+    /// Shut the agent down.
+    Stop,
+    /// Restart the components with this configuration.
+    Apply(Box<Config>, &'static str),
+}
+
+/// Resolves when the watch turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// SIGHUP, where the platform has it (Windows reloads through the service manager).
+struct Hangup {
+    #[cfg(unix)]
+    sig: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            sig: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Waits for the next SIGHUP (never, where there is none).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.sig {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Runs the agent until `shutdown` completes.
 ///
+/// The configuration in force is `source` with the cloud's stored settings laid over it.
+/// Settings accepted from the cloud and SIGHUP (which re-reads the file) restart the
+/// reloadable components (poller, discovery, uploader, sender, heartbeat) with the new
+/// configuration; an invalid one is refused with its reasons and the old one keeps
+/// running. The store and the web listener stay up throughout.
+///
 /// # Errors
-/// Start-up failures (store, listener); runtime faults are logged and retried inside
-/// the components.
+/// Start-up failures (store, listener, an invalid file); runtime faults are logged and
+/// retried inside the components.
 pub async fn run(
-    config: Config,
+    source: crate::config::Source,
     state_dir: PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -193,6 +241,162 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Store::open(&dir)).await??
     };
     tracing::info!(state_dir = %state_dir.display(), "Store opened.");
+    let key = {
+        let dir = state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::store::secrets::SealKey::load_or_create(&dir))
+            .await??
+    };
+    let stored = crate::cloud::settings::stored(&store, &key)?;
+    let (mut config, unfit) = crate::cloud::settings::effective(&source, stored.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(e) = unfit {
+        tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
+    }
+    crate::telemetry::set_log_level(&config.log_level);
+    let mut source = source;
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(config.web_listen)
+        .await
+        .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?;
+    if !config.web_listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.web_listen, "The local web listener is reachable from the network.");
+    }
+    let web_listen = config.web_listen;
+    tracing::info!(listen = %listener.local_addr()?, "Web listener ready.");
+    let (web_stop_tx, web_stop_rx) = watch::channel(false);
+    let web = tokio::spawn(web::serve(
+        listener,
+        web::WebState {
+            metrics: metrics.clone(),
+            store: Some(store.clone()),
+        },
+        stopped(web_stop_rx),
+    ));
+    let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
+    let mut sighup = Hangup::new();
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    loop {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut components = start_components(
+            &config,
+            &source,
+            &state_dir,
+            &store,
+            &key,
+            &metrics,
+            &stop_rx,
+            apply_tx.clone(),
+        )
+        .await?;
+        tracing::info!(printers = config.printers.len(), "Agent running.");
+        let next = loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("Shutting down.");
+                    break Next::Stop;
+                }
+                Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud settings"),
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration.");
+                    let s = store.clone();
+                    let k = key.clone();
+                    let stored = tokio::task::spawn_blocking(move || crate::cloud::settings::stored(&s, &k))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    let fresh = source.reread().and_then(|src| {
+                        let c = match &stored {
+                            Some(doc) => src.parse_with_cloud(doc)?,
+                            None => src.parse()?,
+                        };
+                        Ok((src, c))
+                    });
+                    match fresh {
+                        Ok((src, c)) => {
+                            source = src;
+                            break Next::Apply(Box::new(c), "SIGHUP");
+                        }
+                        Err(e) => tracing::error!(problems = %e, "The new configuration is invalid; the running one stays."),
+                    }
+                }
+                Some(r) = components.join_next() => {
+                    if let Ok((name, res)) = r {
+                        tracing::error!(component = name, result = ?res.as_ref().err().map(|e| e.to_string()), "A component stopped on its own; shutting down.");
+                    }
+                    result = Err(anyhow::anyhow!("a component stopped on its own"));
+                    break Next::Stop;
+                }
+            }
+        };
+        stop_tx.send(true).ok();
+        stop_all(&mut components).await?;
+        match next {
+            Next::Stop => break,
+            Next::Apply(c, why) => {
+                if c.web_listen != web_listen {
+                    tracing::warn!(listen = %c.web_listen, "web.listen changed; it takes effect at the next start.");
+                }
+                config = *c;
+                crate::telemetry::set_log_level(&config.log_level);
+                tracing::info!(from = why, "Configuration applied; components restarted.");
+            }
+        }
+    }
+    web_stop_tx.send(true).ok();
+    match tokio::time::timeout(STOP_DEADLINE, web).await {
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(component = "web", error = %e, "Component stopped with an error.")
+        }
+        Ok(_) => tracing::info!(component = "web", "Component stopped."),
+        Err(_) => tracing::error!(component = "web", "Stop deadline passed."),
+    }
+    tracing::info!("Agent stopped.");
+    result
+}
+
+type Components = tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>;
+
+/// Stops every component within [`STOP_DEADLINE`], naming the ones that stop.
+async fn stop_all(components: &mut Components) -> anyhow::Result<()> {
+    let deadline = tokio::time::sleep(STOP_DEADLINE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = components.join_next() => match r {
+                Some(Ok((name, res))) => {
+                    if let Err(e) = res {
+                        tracing::warn!(component = name, error = %e, "Component stopped with an error.");
+                    } else {
+                        tracing::debug!(component = name, "Component stopped.");
+                    }
+                }
+                Some(Err(e)) => tracing::error!(error = %e, "Component task failed."),
+                None => return Ok(()),
+            },
+            _ = &mut deadline => {
+                tracing::error!(remaining = components.len(), "Stop deadline passed; aborting the remaining components.");
+                components.abort_all();
+                anyhow::bail!("components did not stop within {} s", STOP_DEADLINE.as_secs());
+            }
+        }
+    }
+}
+
+/// Starts the reloadable components (poller, uploader, cloud link, discovery) for one
+/// configuration; they stop when `stop_rx` turns true.
+#[allow(clippy::too_many_arguments)]
+async fn start_components(
+    config: &Config,
+    source: &crate::config::Source,
+    state_dir: &std::path::Path,
+    store: &Store,
+    key: &crate::store::secrets::SealKey,
+    metrics: &Arc<Metrics>,
+    stop_rx: &watch::Receiver<bool>,
+    apply: tokio::sync::mpsc::Sender<Box<Config>>,
+) -> anyhow::Result<Components> {
     let mut managed = Vec::new();
     for p in &config.printers {
         let s = store.clone();
@@ -203,36 +407,7 @@ pub async fn run(
             printer_id: id,
         });
     }
-    let metrics = Arc::new(Metrics::new());
-    let listener = tokio::net::TcpListener::bind(config.web_listen)
-        .await
-        .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?;
-    if !config.web_listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.web_listen, "The local web listener is reachable from the network.");
-    }
-    tracing::info!(listen = %listener.local_addr()?, "Web listener ready.");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    let mut components = tokio::task::JoinSet::new();
-    let web_state = web::WebState {
-        metrics: metrics.clone(),
-        store: Some(store.clone()),
-    };
-    let web_stop = stopped(stop_rx.clone());
-    components.spawn(async move {
-        (
-            "web",
-            web::serve(listener, web_state, web_stop)
-                .await
-                .map_err(anyhow::Error::from),
-        )
-    });
+    let mut components = Components::new();
     let client = UdpClient::new().context("cannot open the SNMP socket")?;
     let (poller, handle) = Poller::new(
         client,
@@ -258,24 +433,27 @@ pub async fn run(
         });
     }
     // The sender drains the outbox once the agent is activated and a cloud URL is set.
-    match cloud_link(&config, &state_dir, &store).await {
+    match cloud_link(config, state_dir, store).await {
         Ok(Some((client, creds))) => {
-            let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
             tracing::info!(agent = %creds.agent_id, "Cloud link ready.");
-            {
-                let (client, creds, store, stop) = (
-                    client.clone(),
-                    creds.clone(),
-                    store.clone(),
-                    stopped(stop_rx.clone()),
-                );
-                components.spawn(async move {
-                    crate::cloud::heartbeat::run(client, creds, store, stop).await;
-                    ("heartbeat", Ok(()))
-                });
-            }
+            let link = crate::cloud::heartbeat::SettingsLink {
+                source: source.clone(),
+                key: key.clone(),
+                apply,
+            };
+            let (c, cr, s, stop) = (
+                client.clone(),
+                creds.clone(),
+                store.clone(),
+                stopped(stop_rx.clone()),
+            );
             components.spawn(async move {
-                crate::cloud::sender::run(client, creds, store, stop).await;
+                crate::cloud::heartbeat::run(c, cr, s, Some(link), stop).await;
+                ("heartbeat", Ok(()))
+            });
+            let (s, stop) = (store.clone(), stopped(stop_rx.clone()));
+            components.spawn(async move {
+                crate::cloud::sender::run(client, creds, s, stop).await;
                 ("sender", Ok(()))
             });
         }
@@ -285,7 +463,7 @@ pub async fn run(
         }
     }
     if config.discovery.enabled() {
-        let (cfg, store, metrics, stop) = (
+        let (cfg, s, m, stop) = (
             config.clone(),
             store.clone(),
             metrics.clone(),
@@ -295,7 +473,7 @@ pub async fn run(
         // runs never overlap because the loop awaits each one.
         let (_now_tx, now_rx) = tokio::sync::mpsc::channel::<()>(1);
         components.spawn(async move {
-            discovery_loop(cfg, store, handle, metrics, now_rx, stop).await;
+            discovery_loop(cfg, s, handle, m, now_rx, stop).await;
             ("discovery", Ok(()))
         });
     }
@@ -304,38 +482,5 @@ pub async fn run(
         poller.run(poll_stop).await;
         ("poller", Ok(()))
     });
-    tracing::info!(printers = config.printers.len(), "Agent running.");
-    tokio::select! {
-        _ = shutdown => tracing::info!("Shutting down."),
-        Some(r) = components.join_next() => {
-            if let Ok((name, res)) = r {
-                tracing::error!(component = name, result = ?res.as_ref().err().map(|e| e.to_string()), "A component stopped on its own; shutting down.");
-            }
-        }
-    }
-    stop_tx.send(true).ok();
-    let deadline = tokio::time::sleep(STOP_DEADLINE);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            r = components.join_next() => match r {
-                Some(Ok((name, res))) => {
-                    if let Err(e) = res {
-                        tracing::warn!(component = name, error = %e, "Component stopped with an error.");
-                    } else {
-                        tracing::info!(component = name, "Component stopped.");
-                    }
-                }
-                Some(Err(e)) => tracing::error!(error = %e, "Component task failed."),
-                None => break,
-            },
-            _ = &mut deadline => {
-                tracing::error!(remaining = components.len(), "Stop deadline passed; aborting the remaining components.");
-                components.abort_all();
-                anyhow::bail!("components did not stop within {} s", STOP_DEADLINE.as_secs());
-            }
-        }
-    }
-    tracing::info!("Agent stopped.");
-    Ok(())
+    Ok(components)
 }

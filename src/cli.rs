@@ -221,14 +221,29 @@ fn config_path(explicit: Option<&PathBuf>) -> Option<PathBuf> {
 /// # Errors
 /// Every problem found, as an exit with code 64.
 pub fn load_config(explicit: Option<&PathBuf>) -> Result<crate::config::Config, Exit> {
-    let r = match config_path(explicit) {
-        Some(p) => crate::config::load(&p),
-        None => crate::config::parse("<built-in defaults>", crate::config::DEFAULT_TOML),
-    };
-    r.map_err(|e| Exit {
+    let source = load_source(explicit)?;
+    source.parse().map_err(config_exit)
+}
+
+fn config_exit(e: crate::config::ConfigErrors) -> Exit {
+    Exit {
         code: EXIT_CONFIG,
         message: e.to_string().trim_end().to_string(),
-    })
+    }
+}
+
+/// Reads the configuration file `run` uses (or the built-in defaults).
+///
+/// # Errors
+/// An unreadable file, as an exit with code 64.
+pub fn load_source(explicit: Option<&PathBuf>) -> Result<crate::config::Source, Exit> {
+    match config_path(explicit) {
+        Some(p) => crate::config::Source::read(&p).map_err(config_exit),
+        None => Ok(crate::config::Source::new(
+            "<built-in defaults>",
+            crate::config::DEFAULT_TOML,
+        )),
+    }
 }
 
 fn state_dir(a: &AgentArgs, c: &crate::config::Config) -> PathBuf {
@@ -236,17 +251,6 @@ fn state_dir(a: &AgentArgs, c: &crate::config::Config) -> PathBuf {
         .clone()
         .or_else(|| c.state_dir.clone())
         .unwrap_or_else(crate::config::default_state_dir)
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init()
-        .ok();
 }
 
 /// SNMP credentials and patience, shared by `poll` and `walk`.
@@ -527,14 +531,15 @@ impl From<anyhow::Error> for Exit {
 /// Returns the exit code and message to print.
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     if !matches!(cli.command, Command::Run(_)) {
-        init_logging("warn");
+        crate::telemetry::init_logging("warn");
     }
     match cli.command {
         Command::Run(a) => {
-            let c = load_config(a.config.as_ref())?;
-            init_logging(&c.log_level);
+            let source = load_source(a.config.as_ref())?;
+            let c = source.parse().map_err(config_exit)?;
+            crate::telemetry::init_logging(&c.log_level);
             let dir = state_dir(&a, &c);
-            crate::app::run(c, dir, crate::demo::shutdown_signal())
+            crate::app::run(source, dir, crate::demo::shutdown_signal())
                 .await
                 .map_err(Exit::from)
         }

@@ -130,8 +130,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         &url,
         &ca_file.display().to_string(),
     );
-    let config =
-        crate::config::parse("demo configuration", &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = crate::config::Source::new("demo configuration", &config);
+    let config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // Activation, as an administrator would do it with `fleet-agent activate --code`.
     let client = crate::cloud::client::CloudClient::with_proxy(
@@ -175,7 +175,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(crate::app::run(config, agent_dir, async move {
+    let agent = tokio::spawn(crate::app::run(source, agent_dir, async move {
         stop_rx.await.ok();
     }));
     let mut tick = tokio::time::interval(Duration::from_secs(interval));

@@ -180,6 +180,46 @@ impl Metrics {
     }
 }
 
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// Installs the process's log subscriber (stderr; journald and the Windows service pick it
+/// up from there). `FLEET_AGENT_LOG` overrides `default` and then also wins over later
+/// [`set_log_level`] calls, so an operator's debugging filter is never replaced.
+pub fn init_logging(default: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG").ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ok = tracing_subscriber::registry()
+        .with(layer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .try_init()
+        .is_ok();
+    if ok && !pinned {
+        LOG_FILTER.set(handle).ok();
+    }
+}
+
+/// Changes the log filter at run time (settings from the cloud, SIGHUP). A filter that
+/// does not parse was already refused by configuration validation; it is ignored here.
+pub fn set_log_level(filter: &str) {
+    if let (Some(h), Ok(f)) = (
+        LOG_FILTER.get(),
+        tracing_subscriber::EnvFilter::try_new(filter),
+    ) {
+        h.reload(f).ok();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,8 +217,9 @@ async fn readings_reach_the_reference_cloud_over_https() {
     sim.stop().await;
 }
 
-/// The agent keeps polling through a cloud outage and a SIGKILL of its own process: the
-/// readings wait in the durable outbox and reach the cloud, accepted, once it is back.
+/// The agent keeps polling through a cloud outage and a SIGKILL of its own process, and is
+/// killed again during the uploads that follow: the readings wait in the durable outbox and
+/// reach the cloud once it is back, each applied exactly once and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_and_sigkill_lose_nothing() {
     let db = CloudDb::open(None).unwrap();
@@ -315,6 +316,16 @@ async fn outage_and_sigkill_lose_nothing() {
     // The cloud comes back on the same address and certificate; the agent restarts.
     let listener = std::net::TcpListener::bind(cloud_addr).unwrap();
     let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    // Killed again as soon as the first upload lands, while the rest are in flight.
+    let mut agent = spawn_agent();
+    for _ in 0..1500 {
+        if !db.assets().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
     let mut agent = spawn_agent();
     let mut stats = after_kill;
     let mut assets = Vec::new();
@@ -335,6 +346,13 @@ async fn outage_and_sigkill_lose_nothing() {
     assert_eq!(stats.messages, 0, "the outbox drained: {stats:?}");
     assert_eq!(stats.rejected, 0, "nothing rejected: {stats:?}");
     assert_eq!(stats.dropped, 0, "nothing evicted: {stats:?}");
+    // Exactly once: every report the agent queued (sequence 1..=n per printer, nothing
+    // evicted) was applied once, in order, although some were resent after the SIGKILL.
+    for a in &assets {
+        let seqs = db.applied_seqs(&a.agent_id, &a.serial).unwrap();
+        let want: Vec<u64> = (1..=a.seq).collect();
+        assert_eq!(seqs, want, "printer {}: applied reports", a.serial);
+    }
     handle.shutdown();
     sim.stop().await;
 }

@@ -256,6 +256,42 @@ impl CloudClient {
         .await
     }
 
+    /// Fetches the instance settings unless `etag` is still current: `None` on 304,
+    /// else the new entity tag and document.
+    ///
+    /// # Errors
+    /// As [`CloudError`]; a body that is not a JSON object is `Rejected`.
+    pub async fn config(
+        &self,
+        creds: &Credentials,
+        etag: Option<&str>,
+    ) -> Result<Option<(String, Value)>, CloudError> {
+        let token = self.bearer(creds).await?;
+        let mut req = self
+            .http
+            .get(format!("{}/v1/agents/{}/config", self.base, creds.agent_id))
+            .header("Fleet-Agent-Protocol", "1")
+            .bearer_auth(token);
+        if let Some(t) = etag {
+            req = req.header("If-None-Match", t);
+        }
+        let r = req.send().await.map_err(classify)?;
+        if r.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let tag = r
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let v: Value = r.json().await.map_err(classify)?;
+        Ok(Some((tag, v)))
+    }
+
     /// POSTs `body` to `path` with the protocol header (and the bearer token and
     /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
     async fn post(

@@ -41,25 +41,76 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
             "rejected": outbox.rejected,
         },
         "printers": { "total": printers.len(), "byHealth": by_health },
+        "config": super::settings::status(store)?.to_json(),
     }))
 }
 
+/// What the heartbeat needs to pull settings when the cloud's `configEtag` is new.
+pub struct SettingsLink {
+    /// The local configuration the settings are laid over.
+    pub source: crate::config::Source,
+    /// Seals the stored document.
+    pub key: crate::store::secrets::SealKey,
+    /// Where an accepted configuration goes (the supervisor applies it).
+    pub apply: tokio::sync::mpsc::Sender<Box<crate::config::Config>>,
+}
+
+async fn maybe_pull(
+    client: &CloudClient,
+    creds: &Credentials,
+    store: &Store,
+    link: &SettingsLink,
+    answer: &Value,
+) -> bool {
+    let Some(tag) = answer.get("configEtag").and_then(Value::as_str) else {
+        return false;
+    };
+    let s = store.clone();
+    let known = tokio::task::spawn_blocking(move || super::settings::status(&s))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|st| st.knows(tag));
+    if known {
+        return false;
+    }
+    match super::settings::pull(client, creds, store, &link.key, &link.source).await {
+        Ok(super::settings::Outcome::Applied(c)) => {
+            link.apply.send(c).await.ok();
+            true
+        }
+        Ok(super::settings::Outcome::Rejected(_)) => true,
+        Ok(super::settings::Outcome::Unchanged) => false,
+        Err(e) => {
+            tracing::debug!(error = %e, "Settings not pulled; next heartbeat retries.");
+            false
+        }
+    }
+}
+
 /// Runs until `shutdown` completes. Failures are logged at DEBUG (the sender already
-/// reports an unreachable cloud) and the next beat comes on schedule.
+/// reports an unreachable cloud) and the next beat comes on schedule. With `settings`,
+/// a `configEtag` the agent does not know yet makes it pull the settings.
 pub async fn run(
     client: Arc<CloudClient>,
     creds: Credentials,
     store: Store,
+    settings: Option<SettingsLink>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let started = crate::poller::now_ms();
     let mut period = DEFAULT_PERIOD;
     loop {
+        // Set when the settings status changed, so the cloud hears of it at once.
+        let mut again = false;
         let s = store.clone();
         match tokio::task::spawn_blocking(move || body(&s, started)).await {
             Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
                 Ok(answer) => {
+                    if let Some(link) = &settings {
+                        again = maybe_pull(&client, &creds, &store, link, &answer).await;
+                    }
                     if let Some(secs) = answer.get("nextHeartbeatSecs").and_then(Value::as_u64) {
                         // Bounded so a confused cloud cannot make the agent chatty or mute.
                         period = Duration::from_secs(secs.clamp(10, 3600));
@@ -71,9 +122,10 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(error = %e, "Heartbeat: store unavailable."),
             Err(e) => tracing::warn!(error = %e, "Heartbeat task failed."),
         }
+        let wait = if again { Duration::ZERO } else { period };
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod heartbeat;
 pub mod report;
 pub mod sender;
+pub mod settings;
 pub mod uploader;
 
 /// Installs the ring crypto provider for rustls once (reqwest and the reference cloud use

@@ -276,6 +276,240 @@ pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
     validate(source, raw)
 }
 
+/// Keys the cloud's settings document may set (`docs/protocol.md`, Configuration): the
+/// rest (state directory, listener, cloud URL, CA, proxy, import files) belong to the host.
+const CLOUD_KEYS: &[(&str, &[&str])] = &[
+    ("agent", &["log_level"]),
+    (
+        "poller",
+        &[
+            "interval_secs",
+            "deadline_secs",
+            "max_in_flight",
+            "backoff_max_secs",
+            "not_communicating_after",
+            "max_pages_per_minute",
+            "status_interval_secs",
+        ],
+    ),
+    (
+        "discovery",
+        &[
+            "include",
+            "exclude",
+            "local_network",
+            "interval_secs",
+            "network_delay_us",
+            "max_in_flight",
+            "max_addresses",
+            "mdns_secs",
+            "port",
+            "profiles",
+        ],
+    ),
+    ("cloud", &["timeout_secs", "outbox_max_bytes"]),
+    ("snmp_profiles", &[]),
+    ("printers", &[]),
+];
+
+/// The local configuration text, kept so that settings pushed by the cloud can be laid
+/// over it and the whole validated again (and so SIGHUP can re-read the file).
+#[derive(Clone)]
+pub struct Source {
+    /// Where it came from (a path, or a description), used in errors.
+    pub name: String,
+    /// The file to re-read on reload, if any.
+    pub path: Option<PathBuf>,
+    /// The TOML text.
+    pub text: String,
+}
+
+impl fmt::Debug for Source {
+    // The text may hold communities and pass phrases.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// A source from text (the built-in defaults, the demo, tests).
+    pub fn new(name: &str, text: &str) -> Source {
+        Source {
+            name: name.into(),
+            path: None,
+            text: text.into(),
+        }
+    }
+
+    /// Reads a configuration file.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn read(path: &Path) -> Result<Source, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: path.display().to_string(),
+            errors: vec![ConfigError {
+                path: "file".into(),
+                message: e.to_string(),
+            }],
+        })?;
+        Ok(Source {
+            name: path.display().to_string(),
+            path: Some(path.to_path_buf()),
+            text,
+        })
+    }
+
+    /// The same source read again from its file (unchanged when it has none).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn reread(&self) -> Result<Source, ConfigErrors> {
+        match &self.path {
+            Some(p) => Source::read(p),
+            None => Ok(self.clone()),
+        }
+    }
+
+    /// Validates the text alone.
+    ///
+    /// # Errors
+    /// Every problem, with its location.
+    pub fn parse(&self) -> Result<Config, ConfigErrors> {
+        parse(&self.name, &self.text)
+    }
+
+    /// Validates the text with the cloud's settings document laid over it (JSON Merge
+    /// Patch semantics: objects merge, a `null` removes the local value, arrays replace).
+    ///
+    /// # Errors
+    /// Keys the cloud may not set, and every problem of the merged whole, with key paths;
+    /// the source is named "cloud settings over <file>".
+    pub fn parse_with_cloud(&self, cloud: &serde_json::Value) -> Result<Config, ConfigErrors> {
+        let source = format!("cloud settings over {}", self.name);
+        let fail = |errors: Vec<ConfigError>| ConfigErrors {
+            source: source.clone(),
+            errors,
+        };
+        let mut base: toml::Table = toml::from_str(&self.text).map_err(|e| {
+            fail(vec![ConfigError {
+                path: "syntax".into(),
+                message: e.message().to_string(),
+            }])
+        })?;
+        let serde_json::Value::Object(doc) = cloud else {
+            return Err(fail(vec![ConfigError {
+                path: "(document)".into(),
+                message: "the settings document must be a JSON object".into(),
+            }]));
+        };
+        let mut errors = Vec::new();
+        for (section, v) in doc {
+            let Some((_, allowed)) = CLOUD_KEYS.iter().find(|(s, _)| s == section) else {
+                errors.push(ConfigError {
+                    path: section.clone(),
+                    message: "a section the cloud may not set (it belongs to this host)".into(),
+                });
+                continue;
+            };
+            if allowed.is_empty() || v.is_null() {
+                continue;
+            }
+            match v {
+                serde_json::Value::Object(m) => {
+                    for k in m.keys().filter(|k| !allowed.contains(&k.as_str())) {
+                        errors.push(ConfigError {
+                            path: format!("{section}.{k}"),
+                            message: "set on this host only (or unknown); the cloud may not set it"
+                                .into(),
+                        });
+                    }
+                }
+                _ => errors.push(ConfigError {
+                    path: section.clone(),
+                    message: "must be an object".into(),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        merge(&mut base, doc, "", &mut errors);
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        // serde_path_to_error keeps the key path that a value-level error would lose.
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(base))
+            .map_err(|e| {
+                fail(vec![ConfigError {
+                    path: e.path().to_string(),
+                    message: e.inner().message().to_string(),
+                }])
+            })?;
+        validate(&source, raw)
+    }
+}
+
+/// Lays `patch` over `base` (RFC 7386), converting JSON values to TOML.
+fn merge(
+    base: &mut toml::Table,
+    patch: &serde_json::Map<String, serde_json::Value>,
+    prefix: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (k, v) in patch {
+        let path = format!("{prefix}{k}");
+        match v {
+            serde_json::Value::Null => {
+                base.remove(k);
+            }
+            serde_json::Value::Object(m) => {
+                let entry = base
+                    .entry(k.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !entry.is_table() {
+                    *entry = toml::Value::Table(toml::Table::new());
+                }
+                if let toml::Value::Table(t) = entry {
+                    merge(t, m, &format!("{path}."), errors);
+                }
+            }
+            other => match json_to_toml(other) {
+                Some(t) => {
+                    base.insert(k.clone(), t);
+                }
+                None => errors.push(ConfigError {
+                    path,
+                    message: "null inside an array, or a number out of range".into(),
+                }),
+            },
+        }
+    }
+}
+
+fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Array(a) => toml::Value::Array(a.iter().map(json_to_toml).collect::<Option<_>>()?),
+        J::Object(m) => toml::Value::Table(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
+
 fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut err = |path: String, message: String| errors.push(ConfigError { path, message });

@@ -173,3 +173,78 @@ fn proxy_settings_are_validated() {
         "{e}"
     );
 }
+
+#[test]
+fn cloud_settings_lay_over_the_file_and_are_validated_whole() {
+    let file = Source::new(
+        "site.toml",
+        "[web]\nlisten = \"127.0.0.1:9999\"\n[poller]\ninterval_secs = 600\ndeadline_secs = 30\n\
+         [[snmp_profiles]]\nname = \"site\"\nauth = { type = \"v2c\", community = \"local\" }\n",
+    );
+    let c = file
+        .parse_with_cloud(&serde_json::json!({
+            "poller": { "interval_secs": 120, "deadline_secs": null },
+            "discovery": { "include": ["192.0.2.0/30"], "network_delay_us": 500, "profiles": ["office"] },
+            "snmp_profiles": [ { "name": "office", "auth": { "type": "v2c", "community": "c" }, "timeout_ms": 800 } ],
+            "agent": { "log_level": "debug" },
+            "cloud": { "timeout_secs": 12 }
+        }))
+        .unwrap();
+    assert_eq!(c.poller.interval, Duration::from_secs(120), "cloud wins");
+    assert_eq!(
+        c.poller.deadline,
+        Duration::from_secs(60),
+        "null restores the default"
+    );
+    assert_eq!(
+        c.web_listen,
+        "127.0.0.1:9999".parse().unwrap(),
+        "host keys stay"
+    );
+    assert_eq!(c.profiles.len(), 1, "arrays replace");
+    assert_eq!(c.profiles[0].name, "office");
+    assert_eq!(c.discovery.network_delay_us, 500);
+    assert_eq!(c.discovery.profiles, vec![0]);
+    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.cloud.timeout, Duration::from_secs(12));
+    // An empty document is the file alone.
+    let alone = file.parse_with_cloud(&serde_json::json!({})).unwrap();
+    assert_eq!(alone.poller.interval, Duration::from_secs(600));
+}
+
+#[test]
+fn cloud_settings_cannot_touch_host_keys_and_bad_values_name_their_path() {
+    let file = Source::new("site.toml", "");
+    let e = file
+        .parse_with_cloud(&serde_json::json!({
+            "web": { "listen": "0.0.0.0:80" },
+            "cloud": { "url": "https://evil.example", "timeout_secs": 5 },
+            "discovery": { "import": ["/etc/passwd"] }
+        }))
+        .unwrap_err();
+    assert!(e.source.starts_with("cloud settings over site.toml"), "{e}");
+    let mut paths: Vec<&str> = e.errors.iter().map(|x| x.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["cloud.url", "discovery.import", "web"], "{e}");
+
+    let e = file
+        .parse_with_cloud(&serde_json::json!({ "poller": { "interval_secs": 5 }, "discovery": { "include": ["not an address!"] } }))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("poller.interval_secs"), "{text}");
+    assert!(text.contains("discovery.include"), "{text}");
+    let e = file
+        .parse_with_cloud(&serde_json::json!({ "poller": { "interval_secs": "soon" } }))
+        .unwrap_err();
+    assert!(e.to_string().contains("interval_secs"), "{e}");
+    assert!(file.parse_with_cloud(&serde_json::json!([1])).is_err());
+}
+
+#[test]
+fn a_source_never_prints_its_text() {
+    let s = Source::new(
+        "x",
+        "[[snmp_profiles]]\nname = \"a\"\nauth = { type = \"v2c\", community = \"hunter2\" }\n",
+    );
+    assert!(!format!("{s:?}").contains("hunter2"));
+}

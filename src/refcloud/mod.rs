@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ pub struct Cloud {
     db: CloudDb,
     admin_token: Arc<str>,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    heartbeat_secs: u64,
 }
 
 fn reason(status: StatusCode, text: &str) -> Response {
@@ -56,7 +57,14 @@ impl Cloud {
             db,
             admin_token: admin_token.into(),
             clock: Arc::new(crate::poller::now_ms),
+            heartbeat_secs: HEARTBEAT_SECS,
         }
+    }
+
+    /// Asks agents for a heartbeat this often (tests use the agent's 10 s minimum).
+    pub fn with_heartbeat_secs(mut self, secs: u64) -> Self {
+        self.heartbeat_secs = secs;
+        self
     }
 
     /// Uses another clock (tests expire codes).
@@ -103,6 +111,8 @@ impl Cloud {
             .route("/v1/agents/{agent_id}/heartbeat", post(heartbeat))
             .route("/admin/v1/agents", post(admin_create))
             .route("/admin/v1/agents", get(admin_list))
+            .route("/v1/agents/{agent_id}/config", get(config))
+            .route("/admin/v1/agents/{agent_id}/settings", put(admin_settings))
             .route("/v1.0/assets", get(assets))
             .layer(axum::middleware::from_fn(protocol_version))
             .with_state(self)
@@ -245,13 +255,14 @@ fn apply_report(
             let keyed = report::keyed_json(body);
             db.put_asset(&AssetRow {
                 agent_id: agent.into(),
-                serial,
+                serial: serial.clone(),
                 seq,
                 keyed: keyed.to_string(),
                 date_created_ms: existing.as_ref().map_or(now, |e| e.date_created_ms),
                 date_modified_ms: now,
                 last_data_refresh: collected,
             })?;
+            db.log_applied(agent, &serial, seq, "snapshot", now)?;
             Ok("applied")
         }
         "delta" => {
@@ -271,6 +282,7 @@ fn apply_report(
                 last_data_refresh: collected,
                 ..e
             })?;
+            db.log_applied(agent, &serial, seq, "delta", now)?;
             Ok("applied")
         }
         _ => Ok("rejected"),
@@ -357,11 +369,78 @@ async fn heartbeat(
         Err((status, text)) => return reason(status, text),
     };
     let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
-    match tokio::task::spawn_blocking(move || db.put_heartbeat(&agent, now, &text)).await {
-        Ok(Ok(())) => {
-            axum::Json(json!({ "jobsWaiting": false, "nextHeartbeatSecs": HEARTBEAT_SECS }))
-                .into_response()
-        }
+    let settings = tokio::task::spawn_blocking(move || {
+        db.put_heartbeat(&agent, now, &text)?;
+        db.settings(&agent)
+    })
+    .await;
+    match settings {
+        Ok(Ok(settings)) => axum::Json(json!({
+            "jobsWaiting": false,
+            "nextHeartbeatSecs": c.heartbeat_secs,
+            "configEtag": settings.as_deref().map(etag),
+        }))
+        .into_response(),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// The strong entity tag of a settings document.
+pub fn etag(settings: &str) -> String {
+    format!("\"{}\"", &hash(settings)[..16])
+}
+
+/// `GET /v1/agents/{id}/config`: the settings document, or 304 when the agent's
+/// `If-None-Match` already names it.
+async fn config(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match c.agent_for(&headers, &agent_id) {
+        Ok(a) => a,
+        Err((status, text)) => return reason(status, text),
+    };
+    let db = c.db.clone();
+    let Ok(Ok(Some(settings))) = tokio::task::spawn_blocking(move || db.settings(&agent)).await
+    else {
+        return reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
+    };
+    let tag = etag(&settings);
+    let header = axum::http::HeaderValue::from_str(&tag).expect("hex etag");
+    let cached = headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut r = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body: Value = serde_json::from_str(&settings).unwrap_or_else(|_| json!({}));
+        axum::Json(body).into_response()
+    };
+    r.headers_mut().insert(axum::http::header::ETAG, header);
+    r
+}
+
+/// `PUT /admin/v1/agents/{id}/settings`: replaces the settings document (any JSON
+/// object; the agent validates it and reports a rejection in its heartbeat).
+async fn admin_settings(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    if !body.is_object() {
+        return reason(StatusCode::BAD_REQUEST, "settings must be a JSON object");
+    }
+    let (db, text) = (c.db.clone(), body.0.to_string());
+    let tag = etag(&text);
+    match tokio::task::spawn_blocking(move || db.set_settings(&agent_id, &text)).await {
+        Ok(Ok(true)) => axum::Json(json!({ "etag": tag })).into_response(),
+        Ok(Ok(false)) => reason(StatusCode::NOT_FOUND, "no such agent"),
         _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
     }
 }

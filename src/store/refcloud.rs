@@ -16,6 +16,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0002_heartbeats.sql",
         include_str!("refcloud_migrations/0002_heartbeats.sql"),
     ),
+    (
+        "refcloud 0003_applied_reports.sql",
+        include_str!("refcloud_migrations/0003_applied_reports.sql"),
+    ),
 ];
 
 /// One agent instance as the administration sees it.
@@ -106,6 +110,68 @@ impl CloudDb {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An agent's settings document (JSON text), if the agent exists.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn settings(&self, agent_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT settings FROM agents WHERE id = ?1",
+                params![agent_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Replaces an agent's settings document; false when there is no such agent.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_settings(&self, agent_id: &str, settings: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE agents SET settings = ?2 WHERE id = ?1",
+            params![agent_id, settings],
+        )? == 1)
+    }
+
+    /// Records one applied report.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn log_applied(
+        &self,
+        agent_id: &str,
+        serial: &str,
+        seq: u64,
+        kind: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO applied_reports (agent_id, serial, seq, kind, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![agent_id, serial, seq as i64, kind, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The sequence numbers of every report applied for one printer, in arrival order.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn applied_seqs(&self, agent_id: &str, serial: &str) -> Result<Vec<u64>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT seq FROM applied_reports WHERE agent_id = ?1 AND serial = ?2 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![agent_id, serial], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|x| x as u64)
+            .collect())
     }
 
     /// Records an agent's heartbeat (the last one wins).

@@ -1,0 +1,264 @@
+//! Settings defined in the cloud (docs/protocol.md, Configuration) reach a running agent
+//! process: pulled with an entity tag, laid over the local file, applied by restarting the
+//! components; a document the agent refuses is reported with its reason in the heartbeat
+//! and the running configuration stays; SIGHUP re-reads the file and keeps the old
+//! configuration when the new one is invalid.
+
+mod common;
+
+use fleet_agent::refcloud::{Cloud, cli as refcli};
+use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use fleet_agent::store::refcloud::CloudDb;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const COMMUNITY: &str = "s3cr3t-comm";
+
+async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(x) = f() {
+            return x;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret").with_heartbeat_secs(10);
+    let (agent_id, code, _) = cloud.create_agent("site S", &json!({})).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    fleet_agent::cloud::install_crypto();
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let client = fleet_agent::cloud::client::CloudClient::new(
+        &url,
+        Some(cert.ca_pem.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let creds = client.activate(&code).await.unwrap();
+    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+
+    let snmp_port = 31000 + (std::process::id() % 20000) as u16;
+    let sim = Simulator::start(
+        simulator::synthetic_fleet(
+            3,
+            synth::SynthParams {
+                speed: 0.0,
+                seed: 5,
+            },
+        ),
+        Layout::Fleet {
+            start: Ipv4Addr::new(127, 95, 0, 1),
+            port: snmp_port,
+            community: COMMUNITY.into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let printer = |n: u8| format!("127.95.0.{n}:{snmp_port}");
+
+    // The file knows one printer and the wrong community: alone, nothing reaches the cloud.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let conf = dir.path().join("agent.toml");
+    let file = |extra: &str| {
+        format!(
+            "{extra}[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[snmp_profiles]]\nname = \"site\"\nauth = {{ type = \"v2c\", community = \"wrong\" }}\ntimeout_ms = 300\nretries = 0\n\
+             [[printers]]\naddress = \"{}\"\n",
+            state.display(),
+            ca_file.display(),
+            printer(1)
+        )
+    };
+    std::fs::write(&conf, file("")).unwrap();
+
+    // The cloud's settings: the right community and a second printer.
+    let put = |body: Value| {
+        let (admin, url, agent_id) = (admin.clone(), url.clone(), agent_id.clone());
+        async move {
+            let r = admin
+                .put(format!("{url}/admin/v1/agents/{agent_id}/settings"))
+                .bearer_auth("admin-secret")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap()["etag"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let good = put(json!({
+        "snmp_profiles": [ { "name": "site", "auth": { "type": "v2c", "community": COMMUNITY }, "timeout_ms": 500 } ],
+        "printers": [ { "address": printer(1) }, { "address": printer(2) } ],
+        "poller": { "interval_secs": 10 }
+    }))
+    .await;
+
+    // The protocol itself: 200 with the tag, then 304 for the same tag.
+    let token: Value = admin
+        .post(format!("{url}/v1/oauth/token"))
+        .json(&json!({ "grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret.expose() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    let get = |tag: Option<&str>| {
+        let mut r = admin
+            .get(format!("{url}/v1/agents/{agent_id}/config"))
+            .bearer_auth(&bearer);
+        if let Some(t) = tag {
+            r = r.header("If-None-Match", t);
+        }
+        r.send()
+    };
+    let r = get(None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), good);
+    assert_eq!(get(Some(&good)).await.unwrap().status(), 304);
+    assert_eq!(get(Some("\"other\"")).await.unwrap().status(), 200);
+
+    let log = dir.path().join("agent.log");
+    let mut agent = common::Proc {
+        child: std::process::Command::new(common::bin())
+            .args(["run", "--config", conf.to_str().unwrap()])
+            .env("FLEET_AGENT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+
+    let serials = wait_for("both printers in the cloud", 60, || {
+        let a = db.assets().unwrap();
+        (a.len() == 2).then(|| a.iter().map(|x| x.serial.clone()).collect::<Vec<_>>())
+    })
+    .await;
+    let agents = || {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            admin
+                .get(format!("{url}/admin/v1/agents"))
+                .bearer_auth("admin-secret")
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["agents"][0]["lastHeartbeat"]["config"]
+                .clone()
+        }
+    };
+    let mut status = Value::Null;
+    for _ in 0..150 {
+        status = agents().await;
+        if status["etag"] == json!(good) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status["etag"],
+        json!(good),
+        "the heartbeat names the settings in force"
+    );
+    assert!(status["rejected"].is_null(), "{status}");
+
+    // The community from the cloud is sealed at rest, in every file of the state directory.
+    for f in std::fs::read_dir(&state).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(COMMUNITY.len())
+                .any(|w| w == COMMUNITY.as_bytes()),
+            "community in clear in the state directory"
+        );
+    }
+
+    // A document with a host-only key and a third printer is refused as a whole.
+    let bad = put(json!({
+        "web": { "listen": "0.0.0.0:80" },
+        "snmp_profiles": [ { "name": "site", "auth": { "type": "v2c", "community": COMMUNITY } } ],
+        "printers": [ { "address": printer(1) }, { "address": printer(2) }, { "address": printer(3) } ]
+    }))
+    .await;
+    let mut status = Value::Null;
+    for _ in 0..250 {
+        status = agents().await;
+        if status["rejected"]["etag"] == json!(bad) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = status["rejected"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("web") && reason.contains("may not set"),
+        "{status}"
+    );
+    assert_eq!(
+        status["etag"],
+        json!(good),
+        "the old settings stay in force"
+    );
+
+    // SIGHUP with an invalid file: refused, still running; then a valid one applies.
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &agent.child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    std::fs::write(&conf, file("bogus = 1\n")).unwrap();
+    assert!(hup().success());
+    let text = wait_for("the refusal in the log", 20, || {
+        let t = std::fs::read_to_string(&log).unwrap();
+        t.contains("The new configuration is invalid").then_some(t)
+    })
+    .await;
+    assert!(text.contains("bogus"), "the reason names the key:\n{text}");
+    std::fs::write(&conf, file("")).unwrap();
+    assert!(hup().success());
+    wait_for("the SIGHUP reload", 20, || {
+        let t = std::fs::read_to_string(&log).unwrap();
+        (t.matches("Configuration applied").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+
+    // Still two printers: the refused document's third printer was never polled.
+    let assets = db.assets().unwrap();
+    assert_eq!(assets.len(), 2);
+    assert!(assets.iter().all(|a| serials.contains(&a.serial)));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(COMMUNITY), "no community in the log");
+
+    drop(agent);
+    handle.shutdown();
+    sim.stop().await;
+}
