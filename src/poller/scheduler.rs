@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
@@ -49,6 +49,27 @@ pub struct Observed {
 enum Control {
     Sighted(SocketAddr),
     Add(Box<Managed>),
+    Refresh(Option<SocketAddr>, oneshot::Sender<Vec<Refreshed>>),
+}
+
+/// The outcome of one printer's on-demand refresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Printer address.
+    pub addr: SocketAddr,
+    /// Store id.
+    pub printer_id: i64,
+    /// Serial number, when the poll read one.
+    pub serial: Option<String>,
+    /// Why the poll failed (`None`: it succeeded).
+    pub failure: Option<String>,
+}
+
+/// A refresh waiting for its printers' polls.
+struct Waiter {
+    waiting: std::collections::HashSet<usize>,
+    got: Vec<Refreshed>,
+    tx: oneshot::Sender<Vec<Refreshed>>,
 }
 
 /// A handle to a running poller.
@@ -69,6 +90,16 @@ impl PollerHandle {
     pub fn add(&self, printer: Managed) {
         self.tx.send(Control::Add(Box::new(printer))).ok();
     }
+
+    /// Polls one printer (`Some(addr)`) or every managed printer now, outside the
+    /// schedule; each successful reading is uploaded as a snapshot (the seed's "refresh").
+    /// Resolves with every printer's outcome once all polls finished (empty when no
+    /// printer matches; an error when the poller stopped first).
+    pub fn refresh(&self, addr: Option<SocketAddr>) -> oneshot::Receiver<Vec<Refreshed>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Control::Refresh(addr, tx)).ok();
+        rx
+    }
 }
 
 struct Slot {
@@ -82,6 +113,8 @@ struct Slot {
     /// Next cheap status check (when status checks are on).
     status_due: Option<Instant>,
     checking: bool,
+    /// The current or next poll was asked for (its reading is uploaded as a snapshot).
+    on_demand: bool,
 }
 
 impl Slot {
@@ -96,6 +129,7 @@ impl Slot {
             memory: Memory::default(),
             status_due: None,
             checking: false,
+            on_demand: false,
         }
     }
 }
@@ -156,6 +190,7 @@ pub struct Poller<C> {
     readings: Option<mpsc::Sender<crate::cloud::uploader::Reading>>,
     rng: fastrand::Rng,
     spread: bool,
+    refreshes: Vec<Waiter>,
 }
 
 /// Deterministic start-up offset in `[0, interval)` from the address, so printers are
@@ -208,6 +243,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 readings: None,
                 rng: fastrand::Rng::new(),
                 spread: true,
+                refreshes: Vec::new(),
             },
             PollerHandle { tx },
         )
@@ -307,6 +343,27 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             }
                         }
                     }
+                    Control::Refresh(addr, tx) => {
+                        let now = Instant::now();
+                        let mut waiting = std::collections::HashSet::new();
+                        for (i, s) in self.slots.iter_mut().enumerate() {
+                            if addr.is_some_and(|a| a != s.target.addr) {
+                                continue;
+                            }
+                            s.on_demand = true;
+                            waiting.insert(i);
+                            // A poll in flight answers the refresh when it finishes.
+                            if !s.in_flight {
+                                s.due = now;
+                                heap.push(Reverse((now, i)));
+                            }
+                        }
+                        if waiting.is_empty() {
+                            tx.send(Vec::new()).ok();
+                        } else {
+                            self.refreshes.push(Waiter { waiting, got: Vec::new(), tx });
+                        }
+                    }
                     Control::Add(m) => {
                         if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
                             let now = Instant::now();
@@ -324,6 +381,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, started, result, took)) = done {
                         if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
+                            self.refresh_done(i, &rec);
                             batch.push(rec);
                         }
                         self.launch(&mut ready, &mut running, cap);
@@ -442,6 +500,32 @@ impl<C: SnmpClient + Clone> Poller<C> {
         }
     }
 
+    /// Hands a finished poll to the refreshes waiting for it.
+    fn refresh_done(&mut self, i: usize, rec: &PollRecord) {
+        if self.refreshes.is_empty() {
+            return;
+        }
+        self.slots[i].on_demand = false;
+        let outcome = Refreshed {
+            addr: self.slots[i].target.addr,
+            printer_id: rec.printer_id,
+            serial: rec.success.as_ref().and_then(|s| s.serial.clone()),
+            failure: rec.reason.clone(),
+        };
+        for w in &mut self.refreshes {
+            if w.waiting.remove(&i) {
+                w.got.push(outcome.clone());
+            }
+        }
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.refreshes)
+            .into_iter()
+            .partition(|w| w.waiting.is_empty());
+        self.refreshes = wait;
+        for w in done {
+            w.tx.send(w.got).ok();
+        }
+    }
+
     async fn write(&self, batch: &mut Vec<PollRecord>) {
         let Some(store) = self.store.clone() else {
             batch.clear();
@@ -497,7 +581,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         .try_send(crate::cloud::uploader::Reading {
                             printer_id: s.id,
                             report: report.clone(),
-                            on_demand: false,
+                            on_demand: std::mem::take(&mut s.on_demand),
                         })
                         .is_err()
                 {

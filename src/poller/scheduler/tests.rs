@@ -330,3 +330,47 @@ async fn status_checks_catch_an_alert_before_the_next_full_poll() {
     assert_eq!(o.events, ["alertRaised"]);
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_polls_now_uploads_snapshots_and_reports_each_printer() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), view(100));
+    fake.add(addr(1), view(200));
+    // addr(2) answers nothing.
+    let (p, h) = Poller::new(
+        fake.clone(),
+        cfg(300),
+        managed(3),
+        None,
+        Arc::new(Metrics::new()),
+    );
+    let (rtx, mut readings) = mpsc::channel(16);
+    let task = tokio::spawn(
+        p.with_readings(rtx)
+            .without_startup_spread()
+            .run(tokio::time::sleep(Duration::from_secs(3000))),
+    );
+    // The scheduled first round: not on demand.
+    for _ in 0..2 {
+        assert!(!readings.recv().await.unwrap().on_demand);
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let asked = Instant::now();
+    let mut got = h.refresh(None).await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10), "polled at once, not at 300 s");
+    got.sort_by_key(|r| r.printer_id);
+    assert_eq!(got.len(), 3);
+    assert!(got[0].failure.is_none() && got[1].failure.is_none());
+    assert!(got[2].failure.is_some(), "{got:?}");
+    for _ in 0..2 {
+        assert!(readings.recv().await.unwrap().on_demand, "refreshed readings force a snapshot");
+    }
+    // One printer, and an address nobody manages.
+    let one = h.refresh(Some(addr(1))).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].addr, addr(1));
+    assert!(h.refresh(Some(addr(7))).await.unwrap().is_empty());
+    task.abort();
+    // A stopped poller answers with an error, never hangs.
+    assert!(h.refresh(None).await.is_err());
+}
