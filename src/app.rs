@@ -27,12 +27,14 @@ async fn discovery_loop(
     store: Store,
     poller: crate::poller::scheduler::PollerHandle,
     metrics: Arc<Metrics>,
-    mut now: tokio::sync::mpsc::Receiver<()>,
+    mut now: tokio::sync::mpsc::Receiver<crate::jobs::DiscoverRequest>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     use crate::discovery;
     tokio::pin!(stop);
     let d = &config.discovery;
+    // Jobs waiting for the end of the current run.
+    let mut waiting: Vec<crate::jobs::DiscoverRequest> = Vec::new();
     loop {
         let pps = (d.network_delay_us > 0).then(|| 1e6 / d.network_delay_us as f64);
         let client = match UdpClient::connected().and_then(|c| c.with_rate_limit(pps)) {
@@ -121,10 +123,23 @@ async fn discovery_loop(
             addresses = report.results.len(),
             "Discovery run finished."
         );
+        let summary = crate::jobs::DiscoverySummary {
+            addresses: report.results.len(),
+            found: report.devices.len(),
+            added,
+        };
+        for w in waiting.drain(..) {
+            w.send(summary).ok();
+        }
+        // A request that arrived during the run gets a fresh run of its own.
+        if let Ok(w) = now.try_recv() {
+            waiting.push(w);
+            continue;
+        }
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(d.interval) => {}
-            Some(()) = now.recv() => {}
+            Some(w) = now.recv() => waiting.push(w),
         }
     }
 }
@@ -432,6 +447,10 @@ async fn start_components(
             ("uploader", Ok(()))
         });
     }
+    // "Discover now" requests (jobs, later the web page) reach the discovery loop here;
+    // runs never overlap because the loop awaits each one.
+    let (now_tx, now_rx) = tokio::sync::mpsc::channel::<crate::jobs::DiscoverRequest>(8);
+    let discover = config.discovery.enabled().then_some(now_tx);
     // The sender drains the outbox once the agent is activated and a cloud URL is set.
     match cloud_link(config, state_dir, store).await {
         Ok(Some((client, creds))) => {
@@ -441,6 +460,17 @@ async fn start_components(
                 key: key.clone(),
                 apply,
             };
+            let jobs = crate::jobs::Context {
+                store: store.clone(),
+                poller: handle.clone(),
+                discover,
+                settings: Some(link.clone()),
+            };
+            let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
+            components.spawn(async move {
+                crate::jobs::run(c, cr, jobs, stop).await;
+                ("jobs", Ok(()))
+            });
             let (c, cr, s, stop) = (
                 client.clone(),
                 creds.clone(),
@@ -469,9 +499,6 @@ async fn start_components(
             metrics.clone(),
             stopped(stop_rx.clone()),
         );
-        // "Discover now" requests (from jobs and the UI, later) go through this channel;
-        // runs never overlap because the loop awaits each one.
-        let (_now_tx, now_rx) = tokio::sync::mpsc::channel::<()>(1);
         components.spawn(async move {
             discovery_loop(cfg, s, handle, m, now_rx, stop).await;
             ("discovery", Ok(()))

@@ -11,11 +11,16 @@
 //! - [`simulator`]: simulated printers served over real UDP: `.snmprec` recordings
 //!   (snmpsim's format), one port with community = file stem, a fleet on loopback
 //!   addresses, and synthetic printers whose counters advance and toners fall.
-//! - [`app`]: the agent: starts store, web listener and poller, stops them in reverse.
+//! - [`app`]: the agent's supervisor: store and web listener, then the reloadable
+//!   components (poller, discovery, uploader, sender, heartbeat, jobs), stopped in
+//!   reverse within a deadline; restarts them when settings change (cloud, SIGHUP).
 //! - [`web`]: the local listener: `/metrics` and a small JSON API.
 //! - [`bench`]: the `bench` subcommand's measurements (printers/s, CPU, RSS).
 //! - [`config`]: `fleet-agent.toml`, parsed strictly and validated whole into `Config`.
-//! - [`cloud`]: the cloud link (so far: the upload rule and snapshot/delta payloads).
+//! - [`cloud`]: the cloud link (the only HTTP client): activation, tokens, the upload
+//!   rule, snapshot/delta payloads, the durable outbox sender, heartbeat, cloud settings.
+//! - [`jobs`]: jobs from the cloud: long-poll, recorded before they run, results kept
+//!   until delivered.
 //! - [`cli`]: command-line definitions and their handlers.
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
@@ -30,6 +35,7 @@ pub mod cloud;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod jobs;
 pub mod poller;
 pub mod printer;
 pub mod refcloud;

@@ -67,15 +67,14 @@ fn served() -> BTreeSet<Endpoint> {
     let src =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/refcloud/mod.rs"))
             .unwrap();
+    // rustfmt may spread a call over lines: read the source without whitespace.
+    let flat: String = src.chars().filter(|c| !c.is_whitespace()).collect();
     let mut set = BTreeSet::new();
-    for line in src.lines() {
-        let Some(i) = line.find(".route(\"") else {
-            continue;
-        };
-        let rest = &line[i + 8..];
-        let end = rest.find('"').unwrap();
-        let path = &rest[..end];
-        let after = rest[end + 1..].trim_start_matches([',', ' ']);
+    for piece in flat.split(".route(\"").skip(1) {
+        let end = piece.find('"').unwrap();
+        let path = &piece[..end];
+        // The method handler, possibly qualified (`jobs::poll` is not a method: `post(`).
+        let after = piece[end + 1..].trim_start_matches(',');
         let method: String = after
             .chars()
             .take_while(char::is_ascii_alphabetic)

@@ -292,6 +292,62 @@ impl CloudClient {
         Ok(Some((tag, v)))
     }
 
+    /// Long-polls for pending jobs, waiting up to `wait` for one.
+    ///
+    /// # Errors
+    /// As [`CloudError`].
+    pub async fn jobs(
+        &self,
+        creds: &Credentials,
+        wait: Duration,
+    ) -> Result<Vec<Value>, CloudError> {
+        let token = self.bearer(creds).await?;
+        let r = self
+            .http
+            .get(format!(
+                "{}/v1/agents/{}/jobs?waitSecs={}",
+                self.base,
+                creds.agent_id,
+                wait.as_secs()
+            ))
+            .header("Fleet-Agent-Protocol", "1")
+            .bearer_auth(token)
+            // The cloud holds the request open: allow for that beyond the usual timeout.
+            .timeout(wait + Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let v: Value = r.json().await.map_err(classify)?;
+        Ok(v.get("jobs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Posts to one of a job's endpoints (`ack`, `progress`, `result`).
+    ///
+    /// # Errors
+    /// As [`CloudError`]; a job that was stopped or expired is `Rejected` with 409.
+    pub async fn job_post(
+        &self,
+        creds: &Credentials,
+        job_id: &str,
+        what: &str,
+        body: &Value,
+    ) -> Result<Value, CloudError> {
+        let token = self.bearer(creds).await?;
+        self.post(
+            &format!("/v1/agents/{}/jobs/{job_id}/{what}", creds.agent_id),
+            Some(&token),
+            None,
+            body,
+        )
+        .await
+    }
+
     /// POSTs `body` to `path` with the protocol header (and the bearer token and
     /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
     async fn post(

@@ -46,6 +46,7 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
 }
 
 /// What the heartbeat needs to pull settings when the cloud's `configEtag` is new.
+#[derive(Clone)]
 pub struct SettingsLink {
     /// The local configuration the settings are laid over.
     pub source: crate::config::Source,

@@ -5,6 +5,7 @@
 //! message id counted once) and serves assembled printers shaped like the seed's API.
 
 pub mod cli;
+pub mod jobs;
 pub mod tls;
 
 use crate::cloud::report;
@@ -29,6 +30,8 @@ pub struct Cloud {
     admin_token: Arc<str>,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     heartbeat_secs: u64,
+    /// Wakes long-polls when a job is queued.
+    jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 fn reason(status: StatusCode, text: &str) -> Response {
@@ -58,6 +61,7 @@ impl Cloud {
             admin_token: admin_token.into(),
             clock: Arc::new(crate::poller::now_ms),
             heartbeat_secs: HEARTBEAT_SECS,
+            jobs_queued: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -113,6 +117,19 @@ impl Cloud {
             .route("/admin/v1/agents", get(admin_list))
             .route("/v1/agents/{agent_id}/config", get(config))
             .route("/admin/v1/agents/{agent_id}/settings", put(admin_settings))
+            .route("/v1/agents/{agent_id}/jobs", get(jobs::poll))
+            .route("/v1/agents/{agent_id}/jobs/{job_id}/ack", post(jobs::ack))
+            .route(
+                "/v1/agents/{agent_id}/jobs/{job_id}/progress",
+                post(jobs::progress),
+            )
+            .route(
+                "/v1/agents/{agent_id}/jobs/{job_id}/result",
+                post(jobs::result),
+            )
+            .route("/admin/v1/agents/{agent_id}/jobs", post(jobs::admin_create))
+            .route("/admin/v1/jobs", get(jobs::admin_list))
+            .route("/admin/v1/jobs/{job_id}/stop", post(jobs::admin_stop))
             .route("/v1.0/assets", get(assets))
             .layer(axum::middleware::from_fn(protocol_version))
             .with_state(self)
@@ -371,12 +388,14 @@ async fn heartbeat(
     let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
     let settings = tokio::task::spawn_blocking(move || {
         db.put_heartbeat(&agent, now, &text)?;
-        db.settings(&agent)
+        db.expire_jobs(now)?;
+        let waiting = !db.jobs(Some(&agent), Some("pending"))?.is_empty();
+        Ok::<_, crate::store::StoreError>((db.settings(&agent)?, waiting))
     })
     .await;
     match settings {
-        Ok(Ok(settings)) => axum::Json(json!({
-            "jobsWaiting": false,
+        Ok(Ok((settings, waiting))) => axum::Json(json!({
+            "jobsWaiting": waiting,
             "nextHeartbeatSecs": c.heartbeat_secs,
             "configEtag": settings.as_deref().map(etag),
         }))

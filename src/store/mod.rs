@@ -1,6 +1,7 @@
 //! The store: SQLite (bundled) in WAL mode with embedded numbered migrations. The only
 //! module with SQL. Opening refuses to go on after a failed migration, naming it.
 
+pub mod jobs;
 pub mod outbox;
 pub mod refcloud;
 pub mod secrets;
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_settings.sql",
         include_str!("migrations/0005_settings.sql"),
     ),
+    ("0006_jobs.sql", include_str!("migrations/0006_jobs.sql")),
 ];
 
 /// Store errors.

@@ -20,7 +20,75 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0003_applied_reports.sql",
         include_str!("refcloud_migrations/0003_applied_reports.sql"),
     ),
+    (
+        "refcloud 0004_jobs.sql",
+        include_str!("refcloud_migrations/0004_jobs.sql"),
+    ),
 ];
+
+/// Pending jobs expire after a week undelivered (SEED-AGENT.md §2.3).
+pub const PENDING_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Jobs in progress expire after 24 h.
+pub const IN_PROGRESS_MS: i64 = 24 * 3600 * 1000;
+
+/// One job as the cloud keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Job id.
+    pub job_id: String,
+    /// Agent it is for.
+    pub agent_id: String,
+    /// Job type (`refresh`, `discover`, …).
+    pub kind: String,
+    /// Target printer (JSON), for printer jobs.
+    pub printer: Option<String>,
+    /// Parameters (JSON).
+    pub params: String,
+    /// pending, inProgress, completed, failed, stopped, expired.
+    pub state: String,
+    /// Created (epoch ms).
+    pub created_ms: i64,
+    /// A pending job expires at this time (a firmware window's end).
+    pub not_after_ms: Option<i64>,
+    /// Acknowledged (epoch ms).
+    pub ack_ms: Option<i64>,
+    /// Finished (epoch ms).
+    pub done_ms: Option<i64>,
+    /// Last progress report (JSON).
+    pub progress: Option<String>,
+    /// Result (JSON).
+    pub result: Option<String>,
+}
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        job_id: r.get(0)?,
+        agent_id: r.get(1)?,
+        kind: r.get(2)?,
+        printer: r.get(3)?,
+        params: r.get(4)?,
+        state: r.get(5)?,
+        created_ms: r.get(6)?,
+        not_after_ms: r.get(7)?,
+        ack_ms: r.get(8)?,
+        done_ms: r.get(9)?,
+        progress: r.get(10)?,
+        result: r.get(11)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "job_id, agent_id, kind, printer, params, state, created_ms, not_after_ms, ack_ms, done_ms, progress, result";
+
+/// What a state change found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Done; the job's state now.
+    Done(String),
+    /// Not allowed from the state the job is in (named).
+    Refused(String),
+    /// No such job for this agent.
+    Unknown,
+}
 
 /// One agent instance as the administration sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +240,120 @@ impl CloudDb {
             .into_iter()
             .map(|x| x as u64)
             .collect())
+    }
+
+    /// Queues a job.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn add_job(&self, j: &JobRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![j.job_id, j.agent_id, j.kind, j.printer, j.params, j.state, j.created_ms, j.not_after_ms, j.ack_ms, j.done_ms, j.progress, j.result],
+        )?;
+        Ok(())
+    }
+
+    /// Expires what has waited too long: pending past a week or past its window,
+    /// in progress past 24 h. Returns how many expired.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn expire_jobs(&self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE jobs SET state = 'expired', done_ms = ?1
+             WHERE (state = 'pending' AND (created_ms + ?2 <= ?1 OR (not_after_ms IS NOT NULL AND not_after_ms <= ?1)))
+                OR (state = 'inProgress' AND ack_ms + ?3 <= ?1)",
+            params![now_ms, PENDING_MS, IN_PROGRESS_MS],
+        )?)
+    }
+
+    /// Jobs of one agent (all agents with `None`), optionally in one state, oldest first.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn jobs(
+        &self,
+        agent_id: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY created_ms, rowid"
+        ))?;
+        let rows = st.query_map(params![agent_id, state], job_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Moves a job of `agent_id` from one of `from` to `to`, stamping `column` (and
+    /// storing `data` in `data_column` when given). Moving to the state it is already in
+    /// is accepted (the agent resends after a lost answer).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    #[allow(clippy::too_many_arguments)]
+    pub fn move_job(
+        &self,
+        agent_id: Option<&str>,
+        job_id: &str,
+        from: &[&str],
+        to: &str,
+        stamp: Option<(&str, i64)>,
+        data: Option<(&str, &str)>,
+    ) -> Result<Transition, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let state: Option<String> = tx
+            .query_row(
+                "SELECT state FROM jobs WHERE job_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
+                params![job_id, agent_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(state) = state else {
+            return Ok(Transition::Unknown);
+        };
+        if state == to {
+            return Ok(Transition::Done(state));
+        }
+        if !from.contains(&state.as_str()) {
+            return Ok(Transition::Refused(state));
+        }
+        tx.execute(
+            "UPDATE jobs SET state = ?2 WHERE job_id = ?1",
+            params![job_id, to],
+        )?;
+        // Column names come from the caller's constants, never from requests.
+        if let Some((col, at)) = stamp {
+            tx.execute(
+                &format!("UPDATE jobs SET {col} = ?2 WHERE job_id = ?1"),
+                params![job_id, at],
+            )?;
+        }
+        if let Some((col, v)) = data {
+            tx.execute(
+                &format!("UPDATE jobs SET {col} = ?2 WHERE job_id = ?1"),
+                params![job_id, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Transition::Done(to.to_string()))
+    }
+
+    /// Stores a progress report of a job in progress; false when it is not in progress.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn job_progress(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        progress: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE jobs SET progress = ?3 WHERE job_id = ?1 AND agent_id = ?2 AND state = 'inProgress'",
+            params![job_id, agent_id, progress],
+        )? == 1)
     }
 
     /// Records an agent's heartbeat (the last one wins).

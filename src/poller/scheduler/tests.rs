@@ -357,13 +357,19 @@ async fn a_refresh_polls_now_uploads_snapshots_and_reports_each_printer() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let asked = Instant::now();
     let mut got = h.refresh(None).await.unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(10), "polled at once, not at 300 s");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "polled at once, not at 300 s"
+    );
     got.sort_by_key(|r| r.printer_id);
     assert_eq!(got.len(), 3);
     assert!(got[0].failure.is_none() && got[1].failure.is_none());
     assert!(got[2].failure.is_some(), "{got:?}");
     for _ in 0..2 {
-        assert!(readings.recv().await.unwrap().on_demand, "refreshed readings force a snapshot");
+        assert!(
+            readings.recv().await.unwrap().on_demand,
+            "refreshed readings force a snapshot"
+        );
     }
     // One printer, and an address nobody manages.
     let one = h.refresh(Some(addr(1))).await.unwrap();

@@ -1,0 +1,488 @@
+//! The `jobs` component: jobs from the cloud (docs/protocol.md, Jobs), fetched by
+//! long-poll, recorded in the store before they run (a restart never runs one twice and
+//! never loses a result), acknowledged, executed a few at a time, and answered with the
+//! seed's result statuses — including an honest `agentNotSupported` for job types this
+//! agent does not implement.
+
+use crate::cloud::client::{CloudClient, CloudError, Credentials};
+use crate::poller::scheduler::PollerHandle;
+use crate::store::Store;
+use crate::store::jobs::JobState;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Duration;
+
+/// Long-poll length asked of the cloud.
+pub const WAIT: Duration = Duration::from_secs(25);
+/// Jobs running at once, at most.
+pub const MAX_RUNNING: usize = 4;
+
+/// What a discovery run found, for the job that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiscoverySummary {
+    /// Addresses probed.
+    pub addresses: usize,
+    /// Devices found.
+    pub found: usize,
+    /// Printers newly handed to the poller.
+    pub added: usize,
+}
+
+/// A "discover now" request: the reply comes when the run finished.
+pub type DiscoverRequest = oneshot::Sender<DiscoverySummary>;
+
+/// What the jobs need from the rest of the agent.
+#[derive(Clone)]
+pub struct Context {
+    /// The store (job records, printers).
+    pub store: Store,
+    /// The poller, for refreshes.
+    pub poller: PollerHandle,
+    /// The discovery loop, when discovery has something to search.
+    pub discover: Option<mpsc::Sender<DiscoverRequest>>,
+    /// Settings pull, for `editSettings`.
+    pub settings: Option<crate::cloud::heartbeat::SettingsLink>,
+}
+
+/// A job id is used in URL paths: only plain tokens are accepted.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn msg(level: &str, text: impl Into<String>) -> Value {
+    json!({ "level": level, "text": text.into() })
+}
+
+fn result(status: &str, messages: Vec<Value>, printers: Vec<Value>) -> Value {
+    json!({
+        "status": status,
+        "messages": messages,
+        "printers": printers,
+        "finishedAt": crate::poller::now_ms(),
+    })
+}
+
+/// Runs one job and returns its result document.
+pub async fn execute(
+    ctx: &Context,
+    client: &CloudClient,
+    creds: &Credentials,
+    job: &Value,
+) -> Value {
+    let kind = job.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "refresh" => refresh(ctx, None).await,
+        "refreshPrinter" => {
+            let p = job.get("printer").cloned().unwrap_or(Value::Null);
+            match find_printer(ctx, &p).await {
+                Some(addr) => refresh(ctx, Some(addr)).await,
+                None => result(
+                    "failed",
+                    vec![msg(
+                        "error",
+                        format!("printer {p} is not managed by this agent"),
+                    )],
+                    vec![],
+                ),
+            }
+        }
+        "discover" => discover(ctx).await,
+        "editSettings" => edit_settings(ctx, client, creds).await,
+        other => result(
+            "agentNotSupported",
+            vec![msg(
+                "error",
+                format!(
+                    "this agent (version {}) does not implement the job type {other:?}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            )],
+            vec![],
+        ),
+    }
+}
+
+async fn find_printer(ctx: &Context, p: &Value) -> Option<std::net::SocketAddr> {
+    let serial = p
+        .get("serialNumber")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let address = p.get("address").and_then(Value::as_str).map(str::to_string);
+    let s = ctx.store.clone();
+    let rows = tokio::task::spawn_blocking(move || s.printers())
+        .await
+        .ok()?
+        .ok()?;
+    rows.iter()
+        .find(|r| {
+            serial.is_some() && r.serial == serial
+                || address.as_deref().is_some_and(|a| {
+                    r.address == a || r.address.rsplit_once(':').is_some_and(|(ip, _)| ip == a)
+                })
+        })
+        .and_then(|r| r.address.parse().ok())
+}
+
+async fn refresh(ctx: &Context, addr: Option<std::net::SocketAddr>) -> Value {
+    let Ok(done) = ctx.poller.refresh(addr).await else {
+        return result("failed", vec![msg("error", "the poller stopped")], vec![]);
+    };
+    let printers: Vec<Value> = done
+        .iter()
+        .map(|r| {
+            json!({
+                "address": r.addr.to_string(),
+                "serialNumber": r.serial,
+                "status": if r.failure.is_none() { "completed" } else { "printerNotCommunicating" },
+                "message": r.failure,
+            })
+        })
+        .collect();
+    let failed = done.iter().filter(|r| r.failure.is_some()).count();
+    if addr.is_some() {
+        let status = if failed == 0 {
+            "completed"
+        } else {
+            "printerNotCommunicating"
+        };
+        return result(status, vec![], printers);
+    }
+    let mut messages = vec![msg(
+        "info",
+        format!(
+            "{} of {} printers refreshed",
+            done.len() - failed,
+            done.len()
+        ),
+    )];
+    if failed > 0 {
+        messages.push(msg(
+            "warning",
+            format!("{failed} printers not communicating"),
+        ));
+    }
+    if done.is_empty() {
+        messages = vec![msg("warning", "no printers are managed yet")];
+    }
+    result("completed", messages, printers)
+}
+
+async fn discover(ctx: &Context) -> Value {
+    let Some(tx) = &ctx.discover else {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                "discovery has nothing to search: set discovery.include, discovery.import or discovery.local_network",
+            )],
+            vec![],
+        );
+    };
+    let (reply, rx) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return result("failed", vec![msg("error", "discovery stopped")], vec![]);
+    }
+    match rx.await {
+        Ok(s) => result(
+            "completed",
+            vec![msg(
+                "info",
+                format!(
+                    "{} addresses searched, {} devices found, {} new printers enrolled",
+                    s.addresses, s.found, s.added
+                ),
+            )],
+            vec![],
+        ),
+        Err(_) => result(
+            "failed",
+            vec![msg("error", "discovery stopped before the run finished")],
+            vec![],
+        ),
+    }
+}
+
+async fn edit_settings(ctx: &Context, client: &CloudClient, creds: &Credentials) -> Value {
+    use crate::cloud::settings::{Outcome, pull};
+    let Some(link) = &ctx.settings else {
+        return result(
+            "failed",
+            vec![msg("error", "no cloud settings link")],
+            vec![],
+        );
+    };
+    match pull(client, creds, &ctx.store, &link.key, &link.source).await {
+        Ok(Outcome::Applied(c)) => {
+            link.apply.send(c).await.ok();
+            result(
+                "completed",
+                vec![msg("info", "new settings applied")],
+                vec![],
+            )
+        }
+        Ok(Outcome::Unchanged) => result(
+            "completed",
+            vec![msg("info", "the settings in force are already the latest")],
+            vec![],
+        ),
+        Ok(Outcome::Rejected(r)) => result("failed", vec![msg("error", r)], vec![]),
+        Err(e) => result(
+            "failed",
+            vec![msg("error", format!("settings not fetched: {e}"))],
+            vec![],
+        ),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Jobs: store unavailable.");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Jobs: store task failed.");
+            None
+        }
+    }
+}
+
+/// Sends every stored result the cloud does not have yet.
+async fn send_results(client: &CloudClient, creds: &Credentials, store: &Store) {
+    let s = store.clone();
+    let Some(unsent) = blocking(move || s.jobs_unsent()).await else {
+        return;
+    };
+    for j in unsent {
+        let body: Value = j
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or(Value::Null);
+        match client.job_post(creds, &j.job_id, "result", &body).await {
+            // Accepted, or the cloud no longer wants it (stopped, expired, unknown).
+            Ok(_) | Err(CloudError::Rejected { .. }) => {
+                let (s, id) = (store.clone(), j.job_id.clone());
+                blocking(move || s.job_result_sent(&id)).await;
+                tracing::info!(job = %j.job_id, kind = %j.kind, "Job result delivered.");
+            }
+            Err(CloudError::Unauthorized(_)) => {
+                client.invalidate_token();
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(job = %j.job_id, error = %e, "Job result not delivered; retried later.");
+                return;
+            }
+        }
+    }
+}
+
+/// Starts a recorded job: acknowledges it, marks it running, and spawns its execution.
+async fn start(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    job_id: String,
+    body: Value,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    match client.job_post(creds, &job_id, "ack", &json!({})).await {
+        Ok(_) => {}
+        Err(CloudError::Rejected { status, reason }) => {
+            // Stopped or expired while it waited: never run, nothing to report.
+            tracing::info!(job = %job_id, status, reason = %reason, "Job withdrawn by the cloud; not run.");
+            let (s, id) = (ctx.store.clone(), job_id.clone());
+            let r = result(
+                "failed",
+                vec![msg("info", format!("not run: {reason}"))],
+                vec![],
+            );
+            blocking(move || {
+                s.job_finish(&id, &r.to_string(), crate::poller::now_ms())?;
+                s.job_result_sent(&id)
+            })
+            .await;
+            return;
+        }
+        Err(e) => {
+            if matches!(e, CloudError::Unauthorized(_)) {
+                client.invalidate_token();
+            }
+            tracing::debug!(job = %job_id, error = %e, "Job not acknowledged; retried when delivered again.");
+            return;
+        }
+    }
+    let (s, id) = (ctx.store.clone(), job_id.clone());
+    if blocking(move || s.job_start(&id)).await.is_none() {
+        return;
+    }
+    let kind = body
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    tracing::info!(job = %job_id, kind = %kind, "Job started.");
+    let (ctx, client, creds) = (ctx.clone(), client.clone(), creds.clone());
+    running.spawn(async move {
+        let r = execute(&ctx, &client, &creds, &body).await;
+        let status = r
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (s, id) = (ctx.store.clone(), job_id.clone());
+        blocking(move || s.job_finish(&id, &r.to_string(), crate::poller::now_ms())).await;
+        tracing::info!(job = %job_id, kind = %kind, status = %status, "Job finished.");
+        send_results(&client, &creds, &ctx.store).await;
+    });
+}
+
+/// Handles the jobs one long-poll returned.
+async fn receive(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    jobs: Vec<Value>,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    for job in jobs {
+        let id = job
+            .get("jobId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !valid_id(&id) {
+            tracing::warn!(job = %id, "Job with an unusable id ignored.");
+            continue;
+        }
+        let kind = job
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (s, i, b) = (ctx.store.clone(), id.clone(), job.to_string());
+        let Some(existing) =
+            blocking(move || s.job_accept(&i, &kind, &b, crate::poller::now_ms())).await
+        else {
+            continue;
+        };
+        match existing.map(|r| r.state) {
+            // New, or recorded but never started (the ack was lost): start it.
+            None | Some(JobState::Accepted) => {
+                while running.len() >= MAX_RUNNING {
+                    running.join_next().await;
+                }
+                start(ctx, client, creds, id, job, running).await;
+            }
+            // Running or done here already: never a second time.
+            Some(_) => tracing::debug!(job = %id, "Job delivered again; already handled."),
+        }
+    }
+}
+
+/// Reports jobs a restart interrupted (they are not run again: a half-done action
+/// repeated could do harm) and starts the ones recorded but never started.
+async fn recover(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    let s = ctx.store.clone();
+    let Some(interrupted) = blocking(move || s.jobs_in(JobState::Running)).await else {
+        return;
+    };
+    for j in interrupted {
+        tracing::warn!(job = %j.job_id, kind = %j.kind, "Job interrupted by an agent restart; reported as failed, not run again.");
+        let r = result(
+            "failed",
+            vec![msg(
+                "error",
+                "the agent restarted while this job ran; it was not run again",
+            )],
+            vec![],
+        );
+        let (s, id) = (ctx.store.clone(), j.job_id.clone());
+        blocking(move || s.job_finish(&id, &r.to_string(), crate::poller::now_ms())).await;
+    }
+    send_results(client, creds, &ctx.store).await;
+    let s = ctx.store.clone();
+    if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
+        for j in waiting {
+            let body = serde_json::from_str(&j.body).unwrap_or(Value::Null);
+            start(ctx, client, creds, j.job_id, body, running).await;
+        }
+    }
+}
+
+/// Runs until `shutdown` completes. Jobs still running then are cut short; a restart
+/// reports them as interrupted.
+pub async fn run(
+    client: Arc<CloudClient>,
+    creds: Credentials,
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut running = tokio::task::JoinSet::new();
+    recover(&ctx, &client, &creds, &mut running).await;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let poll = client.jobs(&creds, WAIT);
+        tokio::pin!(poll);
+        let got = loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    running.abort_all();
+                    return;
+                }
+                r = &mut poll => break r,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        };
+        match got {
+            Ok(jobs) => {
+                backoff = Duration::from_secs(1);
+                if !jobs.is_empty() {
+                    receive(&ctx, &client, &creds, jobs, &mut running).await;
+                }
+                send_results(&client, &creds, &ctx.store).await;
+                continue;
+            }
+            Err(CloudError::Unauthorized(_)) => client.invalidate_token(),
+            Err(e) => tracing::debug!(error = %e, "Job poll failed; backing off."),
+        }
+        let wait = backoff.mul_f64(0.5 + fastrand::f64());
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        tokio::select! {
+            _ = &mut shutdown => {
+                running.abort_all();
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_plain_tokens() {
+        assert!(valid_id("job-0a1b2c"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("../../admin"));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id(&"x".repeat(101)));
+    }
+}

@@ -1,0 +1,320 @@
+//! Jobs from the reference cloud reach a running agent process by long-poll and end in
+//! the seed's states: refresh (all, one printer), discover now, an unknown type answered
+//! `agentNotSupported`; a job interrupted by a SIGKILL is reported failed after the
+//! restart, never run twice; pending jobs can be stopped and expire after a week.
+
+mod common;
+
+use fleet_agent::refcloud::{Cloud, cli as refcli};
+use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use fleet_agent::store::refcloud::CloudDb;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_once_and_end_in_the_seed_states() {
+    let clock = Arc::new(AtomicI64::new(fleet_agent::poller::now_ms()));
+    let c2 = clock.clone();
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret")
+        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)));
+    let (agent_id, code, _) = cloud.create_agent("site J", &json!({})).unwrap();
+    let (idle_agent, _, _) = cloud.create_agent("idle site", &json!({})).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    fleet_agent::cloud::install_crypto();
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let client = fleet_agent::cloud::client::CloudClient::new(
+        &url,
+        Some(cert.ca_pem.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let creds = client.activate(&code).await.unwrap();
+    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+
+    let snmp_port = 32000 + (std::process::id() % 20000) as u16;
+    let sim = Simulator::start(
+        simulator::synthetic_fleet(
+            2,
+            synth::SynthParams {
+                speed: 0.0,
+                seed: 9,
+            },
+        ),
+        Layout::Fleet {
+            start: Ipv4Addr::new(127, 94, 0, 1),
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let conf = dir.path().join("agent.toml");
+    // Discovery also searches a silent /24 at 100 probes/s, so a run lasts seconds (time
+    // to kill it).
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 3600\ndeadline_secs = 5\n\
+             [discovery]\ninclude = [\"127.94.0.1-127.94.0.2\", \"127.94.1.0/24\"]\nport = {snmp_port}\ninterval_secs = 86400\nnetwork_delay_us = 10000\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\ntimeout_ms = 1500\nretries = 1\n\
+             [[printers]]\naddress = \"127.94.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.94.0.2:{snmp_port}\"\n",
+            state.display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let spawn = || common::Proc {
+        child: std::process::Command::new(common::bin())
+            .args(["run", "--config", conf.to_str().unwrap()])
+            .env("FLEET_AGENT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+    let agent = spawn();
+    for _ in 0..300 {
+        if db.assets().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let assets = db.assets().unwrap();
+    assert_eq!(assets.len(), 2, "both printers enrolled");
+    let serial = assets[0].serial.clone();
+    let snapshots_before = db.applied_seqs(&agent_id, &serial).unwrap().len();
+
+    let queue = |agent: String, body: Value| {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let r = admin
+                .post(format!("{url}/admin/v1/agents/{agent}/jobs"))
+                .bearer_auth("admin-secret")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["jobId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let jobs = || {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let v: Value = admin
+                .get(format!("{url}/admin/v1/jobs"))
+                .bearer_auth("admin-secret")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["jobs"].as_array().unwrap().clone()
+        }
+    };
+    let job = |all: &[Value], id: &str| all.iter().find(|j| j["jobId"] == id).unwrap().clone();
+    let finished = |j: &Value| j["state"] == "completed" || j["state"] == "failed";
+
+    let refresh = queue(agent_id.clone(), json!({ "type": "refresh" })).await;
+    let one = queue(
+        agent_id.clone(),
+        json!({ "type": "refreshPrinter", "printer": { "serialNumber": serial } }),
+    )
+    .await;
+    let unknown = queue(agent_id.clone(), json!({ "type": "frobnicate" })).await;
+    let missing = queue(
+        agent_id.clone(),
+        json!({ "type": "refreshPrinter", "printer": { "serialNumber": "NOPE" } }),
+    )
+    .await;
+    let ids = [&refresh, &one, &unknown, &missing];
+    let mut all = Vec::new();
+    for _ in 0..300 {
+        all = jobs().await;
+        if ids.iter().all(|id| finished(&job(&all, id))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = job(&all, &refresh);
+    assert_eq!(r["state"], "completed", "{r}");
+    assert_eq!(r["result"]["status"], "completed");
+    let printers = r["result"]["printers"].as_array().unwrap();
+    assert_eq!(printers.len(), 2, "{r}");
+    assert!(printers.iter().all(|p| p["status"] == "completed"), "{r}");
+    assert!(r["acknowledgedAt"].is_i64());
+    let o = job(&all, &one);
+    assert_eq!(o["state"], "completed", "{o}");
+    assert_eq!(o["result"]["printers"][0]["serialNumber"], json!(serial));
+    let u = job(&all, &unknown);
+    assert_eq!(u["state"], "failed");
+    assert_eq!(u["result"]["status"], "agentNotSupported", "{u}");
+    let m = job(&all, &missing);
+    assert_eq!(m["state"], "failed");
+    assert!(
+        m["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not managed"),
+        "{m}"
+    );
+    // Refreshed readings were uploaded as snapshots (counters alone would send nothing).
+    let mut after = 0;
+    for _ in 0..100 {
+        after = db.applied_seqs(&agent_id, &serial).unwrap().len();
+        if after >= snapshots_before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        after >= snapshots_before + 2,
+        "refresh and refreshPrinter each uploaded: {snapshots_before} → {after}"
+    );
+
+    // Discover now, killed while it runs: after the restart it is reported, not rerun.
+    let discover = queue(agent_id.clone(), json!({ "type": "discover" })).await;
+    for _ in 0..300 {
+        if job(&jobs().await, &discover)["state"] == "inProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(job(&jobs().await, &discover)["state"], "inProgress");
+    drop(agent); // SIGKILL
+    let agent = spawn();
+    let mut d = Value::Null;
+    for _ in 0..300 {
+        d = job(&jobs().await, &discover);
+        if finished(&d) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(d["state"], "failed", "{d}");
+    assert!(
+        d["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("restarted"),
+        "{d}"
+    );
+    // A second discover runs to the end and reports what it found.
+    let discover2 = queue(agent_id.clone(), json!({ "type": "discover" })).await;
+    let mut d = Value::Null;
+    for _ in 0..400 {
+        d = job(&jobs().await, &discover2);
+        if finished(&d) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(d["state"], "completed", "{d}");
+    let text = d["result"]["messages"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("256 addresses searched, 2 devices found"),
+        "{text}"
+    );
+
+    // Stop and expiry, on an agent that never polls.
+    let stop_me = queue(idle_agent.clone(), json!({ "type": "refresh" })).await;
+    let r = admin
+        .post(format!("{url}/admin/v1/jobs/{stop_me}/stop"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = admin
+        .post(format!("{url}/admin/v1/jobs/{stop_me}/stop"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "stopping twice is harmless");
+    let r = admin
+        .post(format!("{url}/admin/v1/jobs/{refresh}/stop"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "only pending jobs stop");
+    let unenroll = queue(idle_agent.clone(), json!({ "type": "unenroll" })).await;
+    let r = admin
+        .post(format!("{url}/admin/v1/jobs/{unenroll}/stop"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "unenroll cannot be stopped");
+    let windowed = queue(
+        idle_agent.clone(),
+        json!({ "type": "firmwareUpdate", "notAfter": clock.load(Ordering::SeqCst) + 3_600_000 }),
+    )
+    .await;
+    clock.fetch_add(2 * 3_600_000, Ordering::SeqCst);
+    let all = jobs().await;
+    assert_eq!(job(&all, &stop_me)["state"], "stopped");
+    assert_eq!(
+        job(&all, &windowed)["state"],
+        "expired",
+        "its window closed"
+    );
+    assert_eq!(job(&all, &unenroll)["state"], "pending");
+    clock.fetch_add(7 * 24 * 3_600_000, Ordering::SeqCst);
+    assert_eq!(
+        job(&jobs().await, &unenroll)["state"],
+        "expired",
+        "a week undelivered"
+    );
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("Job started.").count(),
+        text.lines()
+            .filter(|l| l.contains("Job started."))
+            .map(|l| l
+                .split("job=")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or(""))
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        "no job started twice:\n{text}"
+    );
+    drop(agent);
+    handle.shutdown();
+    sim.stop().await;
+}
