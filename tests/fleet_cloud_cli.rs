@@ -1,5 +1,6 @@
 //! The `fleet-cloud` binary: serve with a generated CA, create an agent, list agents and
-//! assets through the admin API, refuse a wrong admin token with the cloud's reason.
+//! assets through the admin API, refuse a wrong admin token with the cloud's reason, set
+//! settings from a file, queue and list jobs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -89,6 +90,49 @@ fn serve_create_agent_and_list() {
         "{err}"
     );
     assert!(!err.contains("t0ken-admin"));
+
+    // Settings from a file (a JSON error names file:line:column) and jobs.
+    let agent_id = agents[0]["agentId"].as_str().unwrap().to_string();
+    let settings = dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        "{\n  \"poller\": { \"interval_secs\": 120 }\n}\n",
+    )
+    .unwrap();
+    let s = settings.to_str().unwrap();
+    let (ok, out, err) = cli(&[&["settings", &agent_id, s][..], &admin].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("etag"), "{out}");
+    std::fs::write(&settings, "{\n  \"poller\": ,\n}\n").unwrap();
+    let (ok, _, err) = cli(&[&["settings", &agent_id, s][..], &admin].concat());
+    assert!(!ok);
+    assert!(err.contains("settings.json:2:"), "{err}");
+    let (ok, out, err) = cli(&[
+        &[
+            "job",
+            &agent_id,
+            "--type",
+            "refreshPrinter",
+            "--serial",
+            "X1",
+        ][..],
+        &admin,
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "pending");
+    assert_eq!(job["printer"]["serialNumber"], "X1");
+    let (ok, out, err) = cli(&[&["jobs"][..], &admin].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["jobs"][0]["jobId"], job["jobId"]);
+    let (ok, _, err) = cli(&[&["job", "agent-nope", "--type", "refresh"][..], &admin].concat());
+    assert!(!ok);
+    assert!(
+        err.contains("404") && err.contains("no such agent"),
+        "{err}"
+    );
 
     server.kill().ok();
     server.wait().ok();

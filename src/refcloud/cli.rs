@@ -1,4 +1,5 @@
-//! The `fleet-cloud` command line: `serve`, `create-agent`, `assets`.
+//! The `fleet-cloud` command line: `serve`, `create-agent`, `agents`, `assets`,
+//! `settings`, `job`, `jobs`.
 
 use super::{Cloud, tls};
 use crate::store::refcloud::CloudDb;
@@ -43,6 +44,30 @@ enum Cmd {
     Assets(AdminArgs),
     /// Print the agent instances with their last heartbeat as JSON.
     Agents(AdminArgs),
+    /// Replace an agent's settings with a JSON file (docs/protocol.md, Configuration).
+    Settings {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Agent id.
+        agent: String,
+        /// JSON object, e.g. {"poller": {"interval_secs": 120}}.
+        file: PathBuf,
+    },
+    /// Queue a job for an agent and print it as JSON.
+    Job {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Agent id.
+        agent: String,
+        /// Job type: refresh, refreshPrinter, discover, editSettings, …
+        #[arg(long = "type")]
+        kind: String,
+        /// Target printer's serial number (printer jobs).
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    /// Print the jobs (all agents) with their states and results as JSON.
+    Jobs(AdminArgs),
 }
 
 /// How an admin command reaches the cloud.
@@ -164,6 +189,38 @@ pub fn main() -> anyhow::Result<()> {
             }
             Cmd::Assets(a) => admin_get(&a, "/v1.0/assets").await,
             Cmd::Agents(a) => admin_get(&a, "/admin/v1/agents").await,
+            Cmd::Jobs(a) => admin_get(&a, "/admin/v1/jobs").await,
+            Cmd::Settings { admin, agent, file } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{}:{}:{}: {e}", file.display(), e.line(), e.column())
+                })?;
+                let r = client(admin.ca.as_ref())?
+                    .put(format!(
+                        "{}/admin/v1/agents/{agent}/settings",
+                        admin.url.trim_end_matches('/')
+                    ))
+                    .bearer_auth(&admin.admin_token)
+                    .json(&body);
+                admin_send(r).await
+            }
+            Cmd::Job {
+                admin,
+                agent,
+                kind,
+                serial,
+            } => {
+                let printer = serial.map(|s| serde_json::json!({ "serialNumber": s }));
+                let r = client(admin.ca.as_ref())?
+                    .post(format!(
+                        "{}/admin/v1/agents/{agent}/jobs",
+                        admin.url.trim_end_matches('/')
+                    ))
+                    .bearer_auth(&admin.admin_token)
+                    .json(&serde_json::json!({ "type": kind, "printer": printer }));
+                admin_send(r).await
+            }
         }
     })
 }
@@ -173,9 +230,14 @@ pub fn main() -> anyhow::Result<()> {
 async fn admin_get(a: &AdminArgs, path: &str) -> anyhow::Result<()> {
     let r = client(a.ca.as_ref())?
         .get(format!("{}{path}", a.url.trim_end_matches('/')))
-        .bearer_auth(&a.admin_token)
-        .send()
-        .await?;
+        .bearer_auth(&a.admin_token);
+    admin_send(r).await
+}
+
+/// Sends an admin request and prints the answer as JSON; a refusal becomes an error with
+/// the cloud's reason.
+async fn admin_send(r: reqwest::RequestBuilder) -> anyhow::Result<()> {
+    let r = r.send().await?;
     let status = r.status();
     let v: serde_json::Value = r.json().await?;
     if !status.is_success() {
