@@ -437,7 +437,7 @@ async fn start_components(
     {
         let uploader = crate::cloud::uploader::Uploader::new(
             store.clone(),
-            crate::cloud::report::Rule::default(),
+            config.upload,
             config.cloud.outbox_max_bytes,
         )
         .with_metrics(metrics.clone());

@@ -34,6 +34,8 @@ pub struct Config {
     pub profiles: Vec<Profile>,
     /// Printers polled on schedule (a static target list).
     pub printers: Vec<PrinterEntry>,
+    /// The upload rule's thresholds (`[upload]`).
+    pub upload: crate::cloud::report::Rule,
 }
 
 /// Scheduled polling.
@@ -308,6 +310,10 @@ const CLOUD_KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("cloud", &["timeout_secs", "outbox_max_bytes"]),
+    (
+        "upload",
+        &["snapshot_interval_secs", "supply_drop_min_percent"],
+    ),
     ("snmp_profiles", &[]),
     ("printers", &[]),
 ];
@@ -867,6 +873,29 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         proxy,
     };
 
+    let upload = {
+        let secs = raw.upload.snapshot_interval_secs.unwrap_or(86_400);
+        if !(600..=86_400).contains(&secs) {
+            err(
+                "upload.snapshot_interval_secs".into(),
+                format!(
+                    "{secs} is outside 600..=86400 (the seed asks for a full upload at least every 24 h)"
+                ),
+            );
+        }
+        let drop = raw.upload.supply_drop_min_percent.unwrap_or(1);
+        if !(1..=50).contains(&drop) {
+            err(
+                "upload.supply_drop_min_percent".into(),
+                format!("{drop} is outside 1..=50"),
+            );
+        }
+        crate::cloud::report::Rule {
+            heartbeat_ms: secs as i64 * 1000,
+            min_percent_drop: drop.clamp(1, 50) as u8,
+        }
+    };
+
     let mut printers = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, rp) in raw.printers.into_iter().enumerate() {
@@ -912,6 +941,7 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         cloud,
         profiles,
         printers,
+        upload,
     })
 }
 

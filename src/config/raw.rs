@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub cloud: RawCloud,
     #[serde(default)]
+    pub upload: RawUpload,
+    #[serde(default)]
     pub snmp_profiles: Vec<RawProfile>,
     #[serde(default)]
     pub printers: Vec<RawPrinter>,
@@ -127,4 +129,11 @@ pub(super) enum RawProxy {
         #[serde(default)]
         no_proxy: Vec<String>,
     },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpload {
+    pub snapshot_interval_secs: Option<u64>,
+    pub supply_drop_min_percent: Option<u64>,
 }

@@ -248,3 +248,32 @@ fn a_source_never_prints_its_text() {
     );
     assert!(!format!("{s:?}").contains("hunter2"));
 }
+
+#[test]
+fn upload_thresholds_are_configurable_within_the_seed_rule() {
+    let c = parse(
+        "u",
+        "[upload]\nsnapshot_interval_secs = 3600\nsupply_drop_min_percent = 5\n",
+    )
+    .unwrap();
+    assert_eq!(c.upload.heartbeat_ms, 3_600_000);
+    assert_eq!(c.upload.min_percent_drop, 5);
+    let d = parse("u", "").unwrap();
+    assert_eq!(
+        d.upload.heartbeat_ms, 86_400_000,
+        "the seed's 24 h by default"
+    );
+    assert_eq!(d.upload.min_percent_drop, 1, "any decrease by default");
+    let e = parse(
+        "u",
+        "[upload]\nsnapshot_interval_secs = 172800\nsupply_drop_min_percent = 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("upload.snapshot_interval_secs"), "{e}");
+    assert!(e.contains("upload.supply_drop_min_percent"), "{e}");
+    let cloud = Source::new("u", "")
+        .parse_with_cloud(&serde_json::json!({ "upload": { "supply_drop_min_percent": 10 } }))
+        .unwrap();
+    assert_eq!(cloud.upload.min_percent_drop, 10, "the cloud may set it");
+}
