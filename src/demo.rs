@@ -249,7 +249,8 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)?.write_all(text.as_bytes())
+    o.open(path)?.write_all(text.as_bytes())?;
+    crate::platform::restrict_to_owner(path)
 }
 
 fn toml_string(s: &str) -> String {

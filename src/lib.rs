@@ -27,6 +27,7 @@
 //! - [`telemetry`]: the agent's own Prometheus metrics.
 //! - [`refcloud`]: the reference cloud (`fleet-cloud` binary) implementing docs/protocol.md.
 //! - [`secret`]: the `Secret` type that never prints its value.
+//! - [`platform`]: host differences (owner-only files on Unix and Windows).
 
 pub mod app;
 pub mod bench;
@@ -36,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod jobs;
+pub mod platform;
 pub mod poller;
 pub mod printer;
 pub mod refcloud;

@@ -219,12 +219,7 @@ impl Store {
             source: e,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| open_err(Box::new(e)))?;
-        }
+        crate::platform::restrict_to_owner(dir).map_err(|e| open_err(Box::new(e)))?;
         let conn = Connection::open(&path).map_err(|e| open_err(Box::new(e)))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| open_err(Box::new(e)))?;

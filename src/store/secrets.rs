@@ -1,5 +1,6 @@
 //! Settings and secrets at rest: secrets are sealed with ChaCha20-Poly1305 under a random
-//! key kept in `secret.key` in the state directory (created owner-only).
+//! key kept in `secret.key` in the state directory (created owner-only: mode 0600 on
+//! Unix, an ACL for SYSTEM, Administrators and the agent's account on Windows).
 
 use super::{Store, StoreError};
 use crate::secret::Secret;
@@ -36,6 +37,8 @@ impl SealKey {
             return Ok(SealKey(arr.into()));
         }
         std::fs::create_dir_all(dir).map_err(err)?;
+        // The directory first: on Windows the new file then inherits its restricted ACL.
+        crate::platform::restrict_to_owner(dir).map_err(err)?;
         let mut k = [0u8; 32];
         crate::secret::random_bytes(&mut k);
         #[cfg(unix)]
@@ -51,7 +54,10 @@ impl SealKey {
             f.write_all(&k).map_err(err)?;
         }
         #[cfg(not(unix))]
-        std::fs::write(&path, k).map_err(err)?;
+        {
+            std::fs::write(&path, k).map_err(err)?;
+            crate::platform::restrict_to_owner(&path).map_err(err)?;
+        }
         Ok(SealKey(k.into()))
     }
 
