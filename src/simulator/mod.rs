@@ -311,7 +311,9 @@ pub fn bind_reusable(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Raises the open-files soft limit to the hard limit: a fleet uses one socket per printer.
+/// (Windows has no such limit on sockets.)
 fn raise_fd_limit() {
+    #[cfg(unix)]
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
         && soft < hard
     {
