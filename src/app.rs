@@ -290,6 +290,16 @@ pub async fn run(
     let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
     let mut sighup = Hangup::new();
     tokio::pin!(shutdown);
+    // The service manager's watchdog, when it asked for one (systemd WatchdogSec).
+    let watchdog = crate::platform::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                crate::platform::notify(crate::platform::ServiceState::Alive);
+            }
+        })
+    });
     let mut result = Ok(());
     loop {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -305,6 +315,10 @@ pub async fn run(
         )
         .await?;
         tracing::info!(printers = config.printers.len(), "Agent running.");
+        crate::platform::notify(crate::platform::ServiceState::Ready(&format!(
+            "running; {} configured printers",
+            config.printers.len()
+        )));
         let next = loop {
             tokio::select! {
                 _ = &mut shutdown => {
@@ -345,6 +359,10 @@ pub async fn run(
                 }
             }
         };
+        crate::platform::notify(match next {
+            Next::Stop => crate::platform::ServiceState::Stopping,
+            Next::Apply(..) => crate::platform::ServiceState::Reloading,
+        });
         stop_tx.send(true).ok();
         stop_all(&mut components).await?;
         match next {
@@ -358,6 +376,9 @@ pub async fn run(
                 tracing::info!(from = why, "Configuration applied; components restarted.");
             }
         }
+    }
+    if let Some(w) = watchdog {
+        w.abort();
     }
     web_stop_tx.send(true).ok();
     match tokio::time::timeout(STOP_DEADLINE, web).await {

@@ -539,7 +539,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             let c = source.parse().map_err(config_exit)?;
             crate::telemetry::init_logging(&c.log_level);
             let dir = state_dir(&a, &c);
-            crate::app::run(source, dir, crate::demo::shutdown_signal())
+            crate::app::run(source, dir, crate::platform::shutdown_signal())
                 .await
                 .map_err(Exit::from)
         }
@@ -596,7 +596,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 a.instance, a.service_type, a.ip, a.port
             );
             std::io::stdout().flush().ok();
-            crate::demo::shutdown_signal().await;
+            crate::platform::shutdown_signal().await;
             daemon.shutdown().ok();
             Ok(())
         }
@@ -1279,7 +1279,7 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
     }
     out.flush().ok();
     drop(out);
-    crate::demo::shutdown_signal().await;
+    crate::platform::shutdown_signal().await;
     writeln!(
         std::io::stderr(),
         "stopping ({} requests answered)",

@@ -182,7 +182,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
     let mut round = 0u64;
-    let stop = shutdown_signal();
+    let stop = crate::platform::shutdown_signal();
     tokio::pin!(stop);
     let outcome = loop {
         tokio::select! {
@@ -306,27 +306,4 @@ fn print_assets(round: u64, assets: &[Value]) {
         .ok();
     }
     writeln!(out).ok();
-}
-
-/// Completes on Ctrl-C, or SIGTERM on Unix.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    tokio::signal::ctrl_c().await.ok();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.ok();
-    }
 }

@@ -1,6 +1,8 @@
 //! What differs between Linux and Windows hosts: keeping the state directory and secret
 //! files readable by the agent's account only (mode 0700/0600 on Unix; on Windows an ACL
-//! without inherited entries granting SYSTEM, Administrators and the running account).
+//! without inherited entries granting SYSTEM, Administrators and the running account),
+//! stop signals (a second one quits at once), and service-manager notifications
+//! (systemd `Type=notify`: READY, RELOADING, STOPPING, watchdog).
 
 use std::path::Path;
 
@@ -66,6 +68,90 @@ fn windows_acl(path: &Path) -> std::io::Result<()> {
             path.display(),
             String::from_utf8_lossy(&out.stdout).trim()
         )))
+    }
+}
+
+/// Resolves at the first stop request (Ctrl-C, SIGTERM; on Windows Ctrl-C, and the
+/// service manager's stop through the same path). After it, a second request quits at
+/// once with status 130 instead of waiting for the components' stop deadline.
+pub async fn shutdown_signal() {
+    stop_request().await;
+    tokio::spawn(async {
+        stop_request().await;
+        tracing::warn!("Second stop request: quitting at once.");
+        std::process::exit(130);
+    });
+}
+
+async fn stop_request() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::signal::ctrl_c().await.ok();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.ok();
+    }
+}
+
+/// What the service manager is told (systemd's sd_notify; nothing elsewhere or when the
+/// agent was not started by systemd with `Type=notify`).
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceState<'a> {
+    /// Listeners bound, components started.
+    Ready(&'a str),
+    /// Re-reading the configuration (READY follows).
+    Reloading,
+    /// Stopping.
+    Stopping,
+    /// Still alive (the watchdog).
+    Alive,
+}
+
+/// Tells the service manager about the agent's state. Errors are ignored: a missing or
+/// broken notification socket must not stop the agent.
+pub fn notify(state: ServiceState<'_>) {
+    #[cfg(unix)]
+    {
+        use sd_notify::NotifyState as N;
+        let mono = N::monotonic_usec_now().ok();
+        let states: Vec<N<'_>> = match state {
+            ServiceState::Ready(status) => vec![N::Ready, N::Status(status)],
+            ServiceState::Reloading => {
+                let mut v = vec![N::Reloading];
+                v.extend(mono);
+                v
+            }
+            ServiceState::Stopping => vec![N::Stopping, N::Status("stopping")],
+            ServiceState::Alive => vec![N::Watchdog],
+        };
+        sd_notify::notify(&states).ok();
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
+/// How often to tell the watchdog the agent is alive (half of `WatchdogSec`), when the
+/// service manager asked for it.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    #[cfg(unix)]
+    {
+        sd_notify::watchdog_enabled().map(|d| d / 2)
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 

@@ -160,7 +160,7 @@ pub fn main() -> anyhow::Result<()> {
                     std::fs::write(&p, &ca)?;
                 }
                 println!("listening on https://{addr}");
-                crate::demo::shutdown_signal().await;
+                crate::platform::shutdown_signal().await;
                 handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
                 Ok(())
             }
