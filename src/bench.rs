@@ -26,6 +26,27 @@ pub enum BenchCommand {
     /// Sweep a /16 (65,536 addresses, ~1 % printers, the rest silent) inside a network
     /// namespace created for the run; prints time, packets/s against the limit, CPU, RSS.
     Discover(DiscoverBench),
+    /// The agent as a service process (`fleet-agent run`): start-up time to systemd's
+    /// READY=1, idle RSS with no printers, RSS with N printers after a full cycle, and the
+    /// time from SIGTERM to exit.
+    Service(ServiceBench),
+}
+
+/// `bench service` arguments.
+#[derive(Args, Debug)]
+pub struct ServiceBench {
+    /// Simulated printers for the loaded measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub printers: usize,
+    /// First loopback address of the simulated fleet.
+    #[arg(long, default_value = "127.60.0.1")]
+    pub fleet_start: Ipv4Addr,
+    /// UDP port of the simulated printers.
+    #[arg(long, default_value_t = 161)]
+    pub port: u16,
+    /// Poll interval of the loaded agent (printers are spread over it; 10 at least).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(10..))]
+    pub interval_secs: u64,
 }
 
 /// `bench discover` arguments.
@@ -112,7 +133,140 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Poll(b) => poll_bench(b).await,
         BenchCommand::PollCycle(b) => poll_cycle_bench(b).await,
         BenchCommand::Discover(b) => discover_bench(b).await,
+        BenchCommand::Service(b) => service_bench(b).await,
     }
+}
+
+/// One `fleet-agent run` process watched through a notify socket.
+#[cfg(unix)]
+struct AgentProc {
+    child: ChildGuard,
+    sock: std::os::unix::net::UnixDatagram,
+    dir: PathBuf,
+}
+
+#[cfg(unix)]
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[cfg(unix)]
+impl AgentProc {
+    /// Starts the agent with `printers`; returns it and the time to READY=1.
+    fn start(printers: &[SocketAddr], interval_secs: u64) -> anyhow::Result<(AgentProc, Duration)> {
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fleet-agent-bench-{}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let sock_path = dir.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path)?;
+        let mut conf = format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = {interval_secs}\ndeadline_secs = {}\n",
+            dir.join("state").display(),
+            (interval_secs * 8 / 10).max(1)
+        );
+        for a in printers {
+            conf.push_str(&format!("[[printers]]\naddress = \"{a}\"\n"));
+        }
+        crate::config::parse("bench configuration", &conf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let conf_path = dir.join("agent.toml");
+        std::fs::write(&conf_path, conf)?;
+        let t = Instant::now();
+        let child = Command::new(std::env::current_exe()?)
+            .args(["run", "--config"])
+            .arg(&conf_path)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let p = AgentProc {
+            child: ChildGuard(child),
+            sock,
+            dir,
+        };
+        p.wait_for("READY=1", Duration::from_secs(30))?;
+        Ok((p, t.elapsed()))
+    }
+
+    fn wait_for(&self, what: &str, within: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + within;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < until {
+            self.sock.set_read_timeout(Some(until - Instant::now()))?;
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                break;
+            };
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == what)
+            {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the agent did not say {what} within {within:?}")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// SIGTERM, then the time until the process exited (and its status).
+    fn stop(&mut self) -> anyhow::Result<(Duration, Option<i32>)> {
+        let t = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        let status = self.child.0.wait()?;
+        Ok((t.elapsed(), status.code()))
+    }
+}
+
+#[cfg(unix)]
+async fn service_bench(b: ServiceBench) -> anyhow::Result<()> {
+    let mib = |k: u64| k as f64 / 1024.0;
+    // Idle: no printers, no cloud.
+    let (mut idle, ready) = AgentProc::start(&[], 300)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu0 = cpu_seconds(Some(idle.pid())).unwrap_or(0.0);
+    let (idle_rss, _) = rss_kib(Some(idle.pid())).unwrap_or((0, 0));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cpu = cpu_seconds(Some(idle.pid())).unwrap_or(0.0) - cpu0;
+    let (stop_idle, code_idle) = idle.stop()?;
+    println!(
+        "service, idle: READY=1 after {:.0} ms, RSS {:.1} MiB, CPU {:.2} % over 5 s, SIGTERM to exit {:.0} ms (status {code_idle:?})",
+        ready.as_secs_f64() * 1000.0,
+        mib(idle_rss),
+        idle_cpu / 5.0 * 100.0,
+        stop_idle.as_secs_f64() * 1000.0
+    );
+    // Loaded: N simulated printers, one full cycle.
+    let (_fleet, addrs) = spawn_fleet(b.printers, b.fleet_start, b.port)?;
+    let (mut agent, ready) = AgentProc::start(&addrs, b.interval_secs)?;
+    tokio::time::sleep(Duration::from_secs(b.interval_secs + 3)).await;
+    let (rss, peak) = rss_kib(Some(agent.pid())).unwrap_or((0, 0));
+    let cpu = cpu_seconds(Some(agent.pid())).unwrap_or(0.0);
+    let (stop, code) = agent.stop()?;
+    println!(
+        "service, {} printers: READY=1 after {:.0} ms, after one {} s cycle RSS {:.1} MiB (peak {:.1} MiB), CPU {:.2} s, SIGTERM to exit {:.0} ms (status {code:?})",
+        b.printers,
+        ready.as_secs_f64() * 1000.0,
+        b.interval_secs,
+        mib(rss),
+        mib(peak),
+        cpu,
+        stop.as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn service_bench(_: ServiceBench) -> anyhow::Result<()> {
+    anyhow::bail!("bench service measures through systemd's notify socket and /proc: Linux only")
 }
 
 /// CPU seconds (user + system) of a process from /proc (Linux).
