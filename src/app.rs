@@ -445,6 +445,8 @@ async fn start_components(
     }
     let mut components = Components::new();
     let client = UdpClient::new().context("cannot open the SNMP socket")?;
+    // Printer commands share the poller's socket.
+    let snmp = client.clone();
     let (poller, handle) = Poller::new(
         client,
         config.poller.clone(),
@@ -486,6 +488,7 @@ async fn start_components(
                 poller: handle.clone(),
                 discover,
                 settings: Some(link.clone()),
+                snmp: snmp.clone(),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
             components.spawn(async move {

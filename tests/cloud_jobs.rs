@@ -1,12 +1,14 @@
 //! Jobs from the reference cloud reach a running agent process by long-poll and end in
 //! the seed's states: refresh (all, one printer), discover now, an unknown type answered
 //! `agentNotSupported`; a job interrupted by a SIGKILL is reported failed after the
-//! restart, never run twice; pending jobs can be stopped and expire after a week.
+//! restart, never run twice; printer commands (panel message and clear, reboot refused as
+//! not supported, unenroll); pending jobs can be stopped and expire after a week.
 
 mod common;
 
 use fleet_agent::refcloud::{Cloud, cli as refcli};
 use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use fleet_agent::snmp::{Security, Target, UdpClient};
 use fleet_agent::store::refcloud::CloudDb;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
@@ -245,6 +247,79 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         text.contains("256 addresses searched, 2 devices found"),
         "{text}"
     );
+
+    // Printer commands over SNMP with the poller's credentials.
+    let run = |body: Value| {
+        let agent_id = agent_id.clone();
+        async move {
+            let id = queue(agent_id, body).await;
+            for _ in 0..300 {
+                let all = jobs().await;
+                let j = all.iter().find(|j| j["jobId"] == id).unwrap().clone();
+                if j["state"] == "completed" || j["state"] == "failed" {
+                    return j;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("job {id} did not finish");
+        }
+    };
+    let target = json!({ "serialNumber": serial });
+    let console = |addr: std::net::SocketAddr| async move {
+        let c = UdpClient::new().unwrap();
+        let t = Target::new(addr, Security::v2c("public"));
+        let v =
+            fleet_agent::snmp::walk::get(&c, &t, &["1.3.6.1.2.1.43.16.5.1.2.1.1".parse().unwrap()])
+                .await
+                .unwrap();
+        String::from_utf8_lossy(v[0].value.as_bytes().unwrap()).into_owned()
+    };
+    let addr: std::net::SocketAddr = r["result"]["printers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["serialNumber"] == json!(serial))
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let j = run(json!({ "type": "panelMessage", "printer": target, "params": { "message": "tonerOrdered" } })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert_eq!(console(addr).await, "Toner cartridge ordered");
+    let j =
+        run(json!({ "type": "panelMessage", "printer": target, "params": { "message": "hello" } }))
+            .await;
+    assert_eq!(j["state"], "failed");
+    assert!(
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("tonerShipped"),
+        "{j}"
+    );
+    let j = run(json!({ "type": "clearPanelMessage", "printer": target })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert_eq!(console(addr).await, "");
+    // The simulated printer does not let prtGeneralReset be written: honest "not supported".
+    let j = run(json!({ "type": "reboot", "printer": target })).await;
+    assert_eq!(j["state"], "failed");
+    assert_eq!(j["result"]["status"], "notSupported", "{j}");
+    assert!(
+        j["result"]["printers"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("notWritable"),
+        "{j}"
+    );
+    // Unenroll: the printer leaves the cloud's list and the agent's schedule.
+    let j = run(json!({ "type": "unenroll", "printer": target })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let left = db.assets().unwrap();
+    assert_eq!(left.len(), 1, "the unenrolled printer left the assets");
+    assert_ne!(left[0].serial, serial);
+    let j = run(json!({ "type": "refresh" })).await;
+    assert_eq!(j["result"]["printers"].as_array().unwrap().len(), 1, "{j}");
 
     // Stop and expiry, on an agent that never polls.
     let stop_me = queue(idle_agent.clone(), json!({ "type": "refresh" })).await;

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Duration;
 
+mod printer;
+pub use printer::PANEL_MESSAGES;
+
 /// Long-poll length asked of the cloud.
 pub const WAIT: Duration = Duration::from_secs(25);
 /// Jobs running at once, at most.
@@ -43,6 +46,8 @@ pub struct Context {
     pub discover: Option<mpsc::Sender<DiscoverRequest>>,
     /// Settings pull, for `editSettings`.
     pub settings: Option<crate::cloud::heartbeat::SettingsLink>,
+    /// SNMP, for printer commands (the poller's targets give the credentials).
+    pub snmp: crate::snmp::UdpClient,
 }
 
 /// A job id is used in URL paths: only plain tokens are accepted.
@@ -93,6 +98,10 @@ pub async fn execute(
         }
         "discover" => discover(ctx).await,
         "editSettings" => edit_settings(ctx, client, creds).await,
+        "reboot" => printer::reboot(ctx, job).await,
+        "panelMessage" => printer::panel(ctx, job, false).await,
+        "clearPanelMessage" => printer::panel(ctx, job, true).await,
+        "unenroll" => printer::unenroll(ctx, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(

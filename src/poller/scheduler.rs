@@ -50,6 +50,8 @@ enum Control {
     Sighted(SocketAddr),
     Add(Box<Managed>),
     Refresh(Option<SocketAddr>, oneshot::Sender<Vec<Refreshed>>),
+    Target(SocketAddr, oneshot::Sender<Option<Target>>),
+    Remove(SocketAddr, oneshot::Sender<bool>),
 }
 
 /// The outcome of one printer's on-demand refresh.
@@ -100,6 +102,20 @@ impl PollerHandle {
         self.tx.send(Control::Refresh(addr, tx)).ok();
         rx
     }
+
+    /// The SNMP target (address, credentials, patience) the poller uses for a printer.
+    pub async fn target(&self, addr: SocketAddr) -> Option<Target> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Control::Target(addr, tx)).ok();
+        rx.await.ok().flatten()
+    }
+
+    /// Stops polling a printer (unenroll); false when it was not managed.
+    pub async fn remove(&self, addr: SocketAddr) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Control::Remove(addr, tx)).ok();
+        rx.await.unwrap_or(false)
+    }
 }
 
 struct Slot {
@@ -115,6 +131,8 @@ struct Slot {
     checking: bool,
     /// The current or next poll was asked for (its reading is uploaded as a snapshot).
     on_demand: bool,
+    /// Unenrolled: skipped by every schedule.
+    removed: bool,
 }
 
 impl Slot {
@@ -130,6 +148,7 @@ impl Slot {
             status_due: None,
             checking: false,
             on_demand: false,
+            removed: false,
         }
     }
 }
@@ -276,7 +295,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
 
     fn health_counts(&self) {
         let mut c = [0i64; 4];
-        for s in &self.slots {
+        for s in self.slots.iter().filter(|s| !s.removed) {
             c[match s.health {
                 Health::Ok => 0,
                 Health::Suspect => 1,
@@ -343,11 +362,27 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             }
                         }
                     }
+                    Control::Target(addr, tx) => {
+                        let t = self.slots.iter().find(|s| s.target.addr == addr && !s.removed).map(|s| s.target.clone());
+                        tx.send(t).ok();
+                    }
+                    Control::Remove(addr, tx) => {
+                        let mut found = false;
+                        for s in self.slots.iter_mut().filter(|s| s.target.addr == addr && !s.removed) {
+                            // The slot stays (indexes in the heaps), marked: never polled again.
+                            s.removed = true;
+                            found = true;
+                        }
+                        if found {
+                            self.health_counts();
+                        }
+                        tx.send(found).ok();
+                    }
                     Control::Refresh(addr, tx) => {
                         let now = Instant::now();
                         let mut waiting = std::collections::HashSet::new();
                         for (i, s) in self.slots.iter_mut().enumerate() {
-                            if addr.is_some_and(|a| a != s.target.addr) {
+                            if s.removed || addr.is_some_and(|a| a != s.target.addr) {
                                 continue;
                             }
                             s.on_demand = true;
@@ -365,7 +400,14 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         }
                     }
                     Control::Add(m) => {
-                        if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
+                        if let Some(i) = self.slots.iter().position(|s| s.target.addr == m.target.addr && s.removed) {
+                            // Unenrolled, then found again by discovery: managed again.
+                            let now = Instant::now();
+                            self.slots[i].removed = false;
+                            self.slots[i].due = now;
+                            heap.push(Reverse((now, i)));
+                            self.health_counts();
+                        } else if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {
                             let now = Instant::now();
                             self.slots.push(Slot::new(*m, now));
                             let i = self.slots.len() - 1;
@@ -415,7 +457,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         }
                         status_heap.pop();
                         let s = &mut self.slots[i];
-                        if s.status_due != Some(t) || s.checking {
+                        if s.status_due != Some(t) || s.checking || s.removed {
                             continue;
                         }
                         // Sick printers, and those about to get a full poll, are not checked.
@@ -451,7 +493,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         let s = &mut self.slots[i];
                         // Stale heap entries (rescheduled since) and printers still being
                         // polled are skipped: a slow cycle never piles up.
-                        if s.due != t || s.in_flight {
+                        if s.due != t || s.in_flight || s.removed {
                             continue;
                         }
                         s.in_flight = true;

@@ -185,15 +185,39 @@ pub async fn result(
         "failed"
     };
     let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
+    let unenrolled: Vec<String> = body
+        .get("printers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("status").and_then(Value::as_str) == Some("completed"))
+        .filter_map(|p| {
+            p.get("serialNumber")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
     let t = tokio::task::spawn_blocking(move || {
-        db.move_job(
+        let t = db.move_job(
             Some(&agent),
             &job_id,
             &["inProgress"],
             to,
             Some(("done_ms", now)),
             Some(("result", &text)),
-        )
+        )?;
+        // An unenrolled printer leaves the asset list.
+        let kind = db
+            .jobs(Some(&agent), None)?
+            .into_iter()
+            .find(|j| j.job_id == job_id)
+            .map(|j| j.kind);
+        if t == Transition::Done("completed".into()) && kind.as_deref() == Some("unenroll") {
+            for sn in &unenrolled {
+                db.delete_asset(&agent, sn)?;
+            }
+        }
+        Ok(t)
     })
     .await
     .unwrap_or_else(|e| {

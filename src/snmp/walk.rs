@@ -62,6 +62,33 @@ pub async fn get<C: SnmpClient>(
     }
 }
 
+/// SETs `varbinds` in one request.
+///
+/// # Errors
+/// Transport and security errors, and the agent's refusal (`SnmpError::Agent` with its
+/// error-status: notWritable, noAccess, wrongType, ...).
+pub async fn set<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    varbinds: Vec<VarBind>,
+) -> Result<(), SnmpError> {
+    let pdu = client
+        .request(
+            target,
+            Request {
+                kind: PduType::Set,
+                non_repeaters: 0,
+                max_repetitions: 0,
+                varbinds,
+            },
+        )
+        .await?;
+    match pdu.error_status {
+        0 => Ok(()),
+        _ => Err(agent_error(target, &pdu)),
+    }
+}
+
 /// Walks the subtree under `root` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the
 /// end of the subtree and failing on a non-increasing OID.
 ///

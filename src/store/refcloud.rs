@@ -356,6 +356,17 @@ impl CloudDb {
         )? == 1)
     }
 
+    /// Removes a printer from an agent's assets (after an unenroll); false when absent.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn delete_asset(&self, agent_id: &str, serial: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM assets WHERE agent_id = ?1 AND serial = ?2",
+            params![agent_id, serial],
+        )? == 1)
+    }
+
     /// Records an agent's heartbeat (the last one wins).
     ///
     /// # Errors

@@ -1,0 +1,182 @@
+//! Printer commands from the cloud (SEED-AGENT.md §2.2), carried out over SNMP with the
+//! credentials the poller uses for the printer: reboot (Printer-MIB `prtGeneralReset`),
+//! a control-panel message and its clearing (`prtConsoleDisplayBufferText`), unenroll.
+//! A printer that refuses a write is reported `notSupported` with its error-status; one
+//! that does not answer, `printerNotCommunicating`.
+
+use super::{Context, msg, result};
+use crate::snmp::message::error_status;
+use crate::snmp::{Oid, SnmpError, Target, Value as Snmp, VarBind};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+/// prtGeneralReset for the first printer (hrDeviceIndex 1).
+const GENERAL_RESET: &str = "1.3.6.1.2.1.43.5.1.1.3.1";
+/// powerCycleReset(4).
+const POWER_CYCLE_RESET: i64 = 4;
+/// prtConsoleDisplayBufferText, first console line.
+const CONSOLE_LINE: &str = "1.3.6.1.2.1.43.16.5.1.2.1.1";
+
+/// The seed's four control-panel messages (L4048-4068), by the key a job names.
+pub const PANEL_MESSAGES: &[(&str, &str)] = &[
+    ("serviceScheduled", "Service has been scheduled"),
+    ("tonerDelivered", "Toner cartridge delivered"),
+    ("tonerOrdered", "Toner cartridge ordered"),
+    ("tonerShipped", "Toner cartridge shipped"),
+];
+
+fn oid(s: &str) -> Oid {
+    s.parse().expect("static OID")
+}
+
+fn one(addr: SocketAddr, serial: Option<&str>, status: &str, message: Option<String>) -> Value {
+    json!({ "address": addr.to_string(), "serialNumber": serial, "status": status, "message": message })
+}
+
+/// The printer a job names and its SNMP target, or the result that ends the job.
+async fn resolve(ctx: &Context, job: &Value) -> Result<(SocketAddr, Target), Value> {
+    let p = job.get("printer").cloned().unwrap_or(Value::Null);
+    let Some(addr) = super::find_printer(ctx, &p).await else {
+        return Err(result(
+            "failed",
+            vec![msg(
+                "error",
+                format!("printer {p} is not managed by this agent"),
+            )],
+            vec![],
+        ));
+    };
+    match ctx.poller.target(addr).await {
+        Some(t) => Ok((addr, t)),
+        None => Err(result(
+            "failed",
+            vec![msg(
+                "error",
+                format!("{addr} is no longer polled by this agent"),
+            )],
+            vec![],
+        )),
+    }
+}
+
+/// SETs one object and turns the outcome into a job result.
+async fn set(ctx: &Context, addr: SocketAddr, target: &Target, what: &str, vb: VarBind) -> Value {
+    let serial = serial_of(ctx, addr).await;
+    let (status, text) = match crate::snmp::walk::set(&ctx.snmp, target, vec![vb]).await {
+        Ok(()) => ("completed", None),
+        Err(SnmpError::Agent { status, .. })
+            if matches!(
+                status,
+                error_status::NOT_WRITABLE
+                    | error_status::NO_ACCESS
+                    | error_status::READ_ONLY
+                    | error_status::NO_SUCH_NAME
+                    | error_status::WRONG_TYPE
+                    | 11 // noCreation
+            ) =>
+        {
+            (
+                "notSupported",
+                Some(format!(
+                    "the printer refuses to set {what} ({})",
+                    error_status::name(status)
+                )),
+            )
+        }
+        Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
+            ("printerNotCommunicating", Some(e.to_string()))
+        }
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    result(
+        status,
+        vec![],
+        vec![one(addr, serial.as_deref(), status, text)],
+    )
+}
+
+async fn serial_of(ctx: &Context, addr: SocketAddr) -> Option<String> {
+    let s = ctx.store.clone();
+    let a = addr.to_string();
+    tokio::task::spawn_blocking(move || s.printers())
+        .await
+        .ok()?
+        .ok()?
+        .into_iter()
+        .find(|r| r.address == a)
+        .and_then(|r| r.serial)
+}
+
+/// `reboot`: prtGeneralReset ← powerCycleReset(4).
+pub async fn reboot(ctx: &Context, job: &Value) -> Value {
+    match resolve(ctx, job).await {
+        Ok((addr, t)) => {
+            let vb = VarBind {
+                oid: oid(GENERAL_RESET),
+                value: Snmp::Integer(POWER_CYCLE_RESET),
+            };
+            set(ctx, addr, &t, "prtGeneralReset", vb).await
+        }
+        Err(r) => r,
+    }
+}
+
+/// `panelMessage` with `params.message` one of [`PANEL_MESSAGES`]; `clearPanelMessage`
+/// empties the line. (The seed's 48 h lifetime is not enforced by this agent yet.)
+pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
+    let text = if clear {
+        String::new()
+    } else {
+        let key = job
+            .pointer("/params/message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match PANEL_MESSAGES.iter().find(|(k, _)| *k == key) {
+            Some((_, t)) => (*t).to_string(),
+            None => {
+                let keys: Vec<&str> = PANEL_MESSAGES.iter().map(|(k, _)| *k).collect();
+                return result(
+                    "failed",
+                    vec![msg(
+                        "error",
+                        format!("params.message {key:?} is not one of {}", keys.join(", ")),
+                    )],
+                    vec![],
+                );
+            }
+        }
+    };
+    match resolve(ctx, job).await {
+        Ok((addr, t)) => {
+            let vb = VarBind {
+                oid: oid(CONSOLE_LINE),
+                value: Snmp::OctetString(text.into_bytes()),
+            };
+            set(ctx, addr, &t, "prtConsoleDisplayBufferText", vb).await
+        }
+        Err(r) => r,
+    }
+}
+
+/// `unenroll`: the printer is no longer polled nor uploaded (a later discovery run that
+/// finds it again enrolls it again, as the seed describes; exclude it to keep it out).
+pub async fn unenroll(ctx: &Context, job: &Value) -> Value {
+    let (addr, _) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    ctx.poller.remove(addr).await;
+    if let Some(sn) = serial.clone() {
+        // A re-enrolled printer starts again with a snapshot.
+        let s = ctx.store.clone();
+        tokio::task::spawn_blocking(move || s.forget_sent(&format!("sn:{sn}")))
+            .await
+            .ok();
+    }
+    result(
+        "completed",
+        vec![msg("info", format!("{addr} is no longer managed"))],
+        vec![one(addr, serial.as_deref(), "completed", None)],
+    )
+}
