@@ -180,6 +180,64 @@ impl Metrics {
     }
 }
 
+/// Log lines kept in memory for the "request agent logs" job (the process logs to
+/// standard error, which journald or the service wrapper owns).
+const RING_LINES: usize = 5000;
+
+static RING: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Writes log output to standard error and keeps the last [`RING_LINES`] lines.
+struct Tee;
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(buf)?;
+        let text = strip_ansi(&String::from_utf8_lossy(buf));
+        let mut ring = RING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if ring.len() == RING_LINES {
+                ring.pop_front();
+            }
+            ring.push_back(line.to_string());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The last log lines (oldest first), as written to standard error, colours removed.
+pub fn recent_logs() -> Vec<String> {
+    RING.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
 type FilterHandle =
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
@@ -199,7 +257,7 @@ pub fn init_logging(default: &str) {
         .with(layer)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(|| Tee)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .try_init()
@@ -222,6 +280,18 @@ pub fn set_log_level(filter: &str) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn log_lines_are_kept_without_colours() {
+        use std::io::Write;
+        Tee.write_all(b"\x1b[2m2026-11-28\x1b[0m \x1b[32m INFO\x1b[0m ring test line\n")
+            .unwrap();
+        let logs = super::recent_logs();
+        assert!(
+            logs.iter().any(|l| l == "2026-11-28  INFO ring test line"),
+            "{logs:?}"
+        );
+    }
     use super::*;
 
     #[test]

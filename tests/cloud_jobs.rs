@@ -147,7 +147,15 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     let job = |all: &[Value], id: &str| all.iter().find(|j| j["jobId"] == id).unwrap().clone();
     let finished = |j: &Value| j["state"] == "completed" || j["state"] == "failed";
 
+    // Refresh first, alone: two refreshes asked at the same moment are rightly served by
+    // one poll, so the second one waits for this one to finish.
     let refresh = queue(agent_id.clone(), json!({ "type": "refresh" })).await;
+    for _ in 0..300 {
+        if finished(&job(&jobs().await, &refresh)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let one = queue(
         agent_id.clone(),
         json!({ "type": "refreshPrinter", "printer": { "serialNumber": serial } }),
@@ -312,6 +320,57 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
             .contains("notWritable"),
         "{j}"
     );
+    // Printer log (MIB walk) and agent logs arrive as files of their jobs.
+    let download = |job: String, name: String| {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let r = admin
+                .get(format!("{url}/admin/v1/jobs/{job}/files/{name}"))
+                .bearer_auth("admin-secret")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let gz = r.bytes().await.unwrap();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+                .unwrap();
+            text
+        }
+    };
+    let j = run(json!({ "type": "mibWalk", "printer": target })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let name = j["result"]["files"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.ends_with(".snmprec.gz"), "{name}");
+    let walk = download(j["jobId"].as_str().unwrap().to_string(), name).await;
+    let lines: Vec<&str> = walk.lines().collect();
+    assert!(lines.len() > 50, "{} lines", lines.len());
+    assert!(
+        lines.iter().any(|l| l.starts_with("1.3.6.1.2.1.1.1.0|4")),
+        "sysDescr"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(&serial)),
+        "the walk holds the serial"
+    );
+    let j = run(json!({ "type": "requestLogs" })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let logs = download(
+        j["jobId"].as_str().unwrap().to_string(),
+        "fleet-agent-logs.txt.gz".into(),
+    )
+    .await;
+    assert!(logs.contains("== recent log lines =="), "{logs}");
+    assert!(logs.contains("Job started."), "{logs}");
+    assert!(logs.contains(&serial), "printers listed");
+    assert!(
+        !logs.contains(creds.client_secret.expose()),
+        "no secret in the bundle"
+    );
+
     // Unenroll: the printer leaves the cloud's list and the agent's schedule.
     let j = run(json!({ "type": "unenroll", "printer": target })).await;
     assert_eq!(j["state"], "completed", "{j}");

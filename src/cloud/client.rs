@@ -348,6 +348,37 @@ impl CloudClient {
         .await
     }
 
+    /// Uploads a file for a job in progress (`name`: letters, digits, `.`, `-`, `_`).
+    ///
+    /// # Errors
+    /// As [`CloudError`].
+    pub async fn job_file(
+        &self,
+        creds: &Credentials,
+        job_id: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<(), CloudError> {
+        let token = self.bearer(creds).await?;
+        let r = self
+            .http
+            .post(format!(
+                "{}/v1/agents/{}/jobs/{job_id}/files/{name}",
+                self.base, creds.agent_id
+            ))
+            .header("Fleet-Agent-Protocol", "1")
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        Ok(())
+    }
+
     /// POSTs `body` to `path` with the protocol header (and the bearer token and
     /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
     async fn post(

@@ -102,6 +102,8 @@ pub async fn execute(
         "panelMessage" => printer::panel(ctx, job, false).await,
         "clearPanelMessage" => printer::panel(ctx, job, true).await,
         "unenroll" => printer::unenroll(ctx, job).await,
+        "mibWalk" => printer::mib_walk(ctx, client, creds, job).await,
+        "requestLogs" => logs(ctx, client, creds, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(
@@ -243,6 +245,77 @@ async fn edit_settings(ctx: &Context, client: &CloudClient, creds: &Credentials)
         Err(e) => result(
             "failed",
             vec![msg("error", format!("settings not fetched: {e}"))],
+            vec![],
+        ),
+    }
+}
+
+/// `requestLogs`: the agent's recent log lines (secrets never reach the log: they are a
+/// type that prints `<redacted>`), its printers' health, recent jobs and outbox figures,
+/// gzip-compressed and uploaded as a file of the job.
+async fn logs(ctx: &Context, client: &CloudClient, creds: &Credentials, job: &Value) -> Value {
+    use std::fmt::Write;
+    let mut text = format!(
+        "Fleet Agent {} log bundle, {} (epoch ms)\n\n== recent log lines ==\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::poller::now_ms()
+    );
+    for l in crate::telemetry::recent_logs() {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let s = ctx.store.clone();
+    let snapshot =
+        blocking(move || Ok((s.printers()?, s.recent_jobs(50)?, s.outbox_stats()?))).await;
+    if let Some((printers, jobs, outbox)) = snapshot {
+        text.push_str("\n== printers ==\n");
+        for p in printers {
+            writeln!(
+                text,
+                "{} serial={} model={} health={} reason={} last_seen_ms={}",
+                p.address,
+                p.serial.as_deref().unwrap_or("-"),
+                p.model.as_deref().unwrap_or("-"),
+                p.health.as_str(),
+                p.health_reason.as_deref().unwrap_or("-"),
+                p.last_seen_ms.map_or("-".into(), |t| t.to_string())
+            )
+            .ok();
+        }
+        text.push_str("\n== recent jobs ==\n");
+        for j in jobs {
+            writeln!(
+                text,
+                "{} {} {:?} received_ms={}",
+                j.job_id, j.kind, j.state, j.received_ms
+            )
+            .ok();
+        }
+        writeln!(text, "\n== outbox ==\n{outbox:?}").ok();
+    }
+    let body = printer::gzip(&text);
+    let size = body.len();
+    let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    let name = "fleet-agent-logs.txt.gz";
+    match client.job_file(creds, id, name, body).await {
+        Ok(()) => {
+            let mut r = result(
+                "completed",
+                vec![msg(
+                    "info",
+                    format!("log bundle uploaded ({} KiB)", size.div_ceil(1024)),
+                )],
+                vec![],
+            );
+            r["files"] = json!([{ "name": name, "bytes": size }]);
+            r
+        }
+        Err(e) => result(
+            "failed",
+            vec![msg(
+                "error",
+                format!("the log bundle could not be uploaded: {e}"),
+            )],
             vec![],
         ),
     }

@@ -180,3 +180,89 @@ pub async fn unenroll(ctx: &Context, job: &Value) -> Value {
         vec![one(addr, serial.as_deref(), "completed", None)],
     )
 }
+
+/// Compresses `text` with gzip.
+pub(super) fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).ok();
+    e.finish().unwrap_or_default()
+}
+
+/// A file name from a printer's serial (or address): letters, digits, `.`, `-`, `_`.
+fn file_stem(serial: Option<&str>, addr: SocketAddr) -> String {
+    let raw = serial.map_or_else(|| addr.ip().to_string(), str::to_string);
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `mibWalk` (the seed's "MIB Walk" printer log): the whole tree under 1.3.6.1 in
+/// snmprec form (servable by `fleet-agent simulate` and snmpsim), gzip-compressed and
+/// uploaded as a file of the job.
+pub async fn mib_walk(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let (addr, target) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let walked = crate::snmp::walk::walk(&ctx.snmp, &target, &oid("1.3.6.1")).await;
+    let vbs = match walked {
+        Ok(v) => v,
+        Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
+            let t = e.to_string();
+            return result(
+                "printerNotCommunicating",
+                vec![],
+                vec![one(
+                    addr,
+                    serial.as_deref(),
+                    "printerNotCommunicating",
+                    Some(t),
+                )],
+            );
+        }
+        Err(e) => return result("failed", vec![msg("error", e.to_string())], vec![]),
+    };
+    let mut text = String::new();
+    for vb in &vbs {
+        text.push_str(&crate::simulator::snmprec::format_line(&vb.oid, &vb.value));
+        text.push('\n');
+    }
+    let body = gzip(&text);
+    let name = format!("{}.snmprec.gz", file_stem(serial.as_deref(), addr));
+    let size = body.len();
+    let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    if let Err(e) = client.job_file(creds, id, &name, body).await {
+        return result(
+            "failed",
+            vec![msg("error", format!("the walk could not be uploaded: {e}"))],
+            vec![],
+        );
+    }
+    let mut r = result(
+        "completed",
+        vec![msg(
+            "info",
+            format!(
+                "{} objects walked, {} KiB compressed",
+                vbs.len(),
+                size.div_ceil(1024)
+            ),
+        )],
+        vec![one(addr, serial.as_deref(), "completed", None)],
+    );
+    r["files"] = json!([{ "name": name, "bytes": size }]);
+    r
+}

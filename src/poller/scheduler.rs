@@ -69,7 +69,9 @@ pub struct Refreshed {
 
 /// A refresh waiting for its printers' polls.
 struct Waiter {
-    waiting: std::collections::HashSet<usize>,
+    /// Slot → the first poll (by start count) that answers the refresh: one that starts
+    /// after the request, never one already running.
+    waiting: std::collections::HashMap<usize, u64>,
     got: Vec<Refreshed>,
     tx: oneshot::Sender<Vec<Refreshed>>,
 }
@@ -133,6 +135,8 @@ struct Slot {
     on_demand: bool,
     /// Unenrolled: skipped by every schedule.
     removed: bool,
+    /// Polls started so far.
+    started: u64,
 }
 
 impl Slot {
@@ -149,6 +153,7 @@ impl Slot {
             checking: false,
             on_demand: false,
             removed: false,
+            started: 0,
         }
     }
 }
@@ -368,26 +373,31 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     }
                     Control::Remove(addr, tx) => {
                         let mut found = false;
-                        for s in self.slots.iter_mut().filter(|s| s.target.addr == addr && !s.removed) {
+                        for (i, s) in self.slots.iter_mut().enumerate().filter(|(_, s)| s.target.addr == addr && !s.removed) {
                             // The slot stays (indexes in the heaps), marked: never polled again.
                             s.removed = true;
                             found = true;
+                            for w in &mut self.refreshes {
+                                w.waiting.remove(&i);
+                            }
                         }
                         if found {
                             self.health_counts();
+                            self.flush_refreshes();
                         }
                         tx.send(found).ok();
                     }
                     Control::Refresh(addr, tx) => {
                         let now = Instant::now();
-                        let mut waiting = std::collections::HashSet::new();
+                        let mut waiting = std::collections::HashMap::new();
                         for (i, s) in self.slots.iter_mut().enumerate() {
                             if s.removed || addr.is_some_and(|a| a != s.target.addr) {
                                 continue;
                             }
                             s.on_demand = true;
-                            waiting.insert(i);
-                            // A poll in flight answers the refresh when it finishes.
+                            waiting.insert(i, s.started + 1);
+                            // A poll already running does not answer: the next one is
+                            // scheduled when it finishes (see refresh_done).
                             if !s.in_flight {
                                 s.due = now;
                                 heap.push(Reverse((now, i)));
@@ -423,7 +433,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, started, result, took)) = done {
                         if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
-                            self.refresh_done(i, &rec);
+                            self.refresh_done(i, &rec, &mut heap);
                             batch.push(rec);
                         }
                         self.launch(&mut ready, &mut running, cap);
@@ -514,9 +524,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
     }
 
     /// Starts polls from `ready` while fewer than `cap` are running.
-    fn launch(&self, ready: &mut VecDeque<usize>, running: &mut JoinSet<Finished>, cap: usize) {
+    fn launch(&mut self, ready: &mut VecDeque<usize>, running: &mut JoinSet<Finished>, cap: usize) {
         while running.len() < cap {
             let Some(i) = ready.pop_front() else { break };
+            self.slots[i].started += 1;
             let (client, target, deadline) = (
                 self.client.clone(),
                 self.slots[i].target.clone(),
@@ -543,11 +554,18 @@ impl<C: SnmpClient + Clone> Poller<C> {
     }
 
     /// Hands a finished poll to the refreshes waiting for it.
-    fn refresh_done(&mut self, i: usize, rec: &PollRecord) {
+    fn refresh_done(
+        &mut self,
+        i: usize,
+        rec: &PollRecord,
+        heap: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    ) {
         if self.refreshes.is_empty() {
             return;
         }
         self.slots[i].on_demand = false;
+        let generation = self.slots[i].started;
+        let mut again = false;
         let outcome = Refreshed {
             addr: self.slots[i].target.addr,
             printer_id: rec.printer_id,
@@ -555,10 +573,28 @@ impl<C: SnmpClient + Clone> Poller<C> {
             failure: rec.reason.clone(),
         };
         for w in &mut self.refreshes {
-            if w.waiting.remove(&i) {
-                w.got.push(outcome.clone());
+            match w.waiting.get(&i) {
+                Some(&need) if need <= generation => {
+                    w.waiting.remove(&i);
+                    w.got.push(outcome.clone());
+                }
+                Some(_) => again = true,
+                None => {}
             }
         }
+        if again {
+            // Asked for while this poll ran: poll again now.
+            let now = Instant::now();
+            let s = &mut self.slots[i];
+            s.on_demand = true;
+            s.due = now;
+            heap.push(Reverse((now, i)));
+        }
+        self.flush_refreshes();
+    }
+
+    /// Answers the refreshes no longer waiting for any printer.
+    fn flush_refreshes(&mut self) {
         let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.refreshes)
             .into_iter()
             .partition(|w| w.waiting.is_empty());

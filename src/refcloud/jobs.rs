@@ -347,3 +347,70 @@ pub async fn admin_stop(
         Err(_) => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
     }
 }
+
+/// Largest file an agent may upload for a job (the seed's largest deployable file is
+/// 50 MB; a compressed MIB walk or log bundle is far smaller).
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// File names are plain tokens (they end up in URLs and download names).
+pub fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 120
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// `POST /v1/agents/{id}/jobs/{jobId}/files/{name}`: a file for a job in progress (raw
+/// body, e.g. a gzip-compressed snmprec walk).
+pub async fn upload_file(
+    State(c): State<Cloud>,
+    Path((agent_id, job_id, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let agent = match c.agent_for(&headers, &agent_id) {
+        Ok(a) => a,
+        Err((status, text)) => return reason(status, text),
+    };
+    if !valid_file_name(&name) {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "file names are letters, digits, '.', '-', '_'",
+        );
+    }
+    let (db, now) = (c.db.clone(), (c.clock)());
+    let size = body.len();
+    match tokio::task::spawn_blocking(move || db.put_job_file(&agent, &job_id, &name, &body, now))
+        .await
+    {
+        Ok(Ok(true)) => (StatusCode::CREATED, axum::Json(json!({ "bytes": size }))).into_response(),
+        Ok(Ok(false)) => reason(
+            StatusCode::CONFLICT,
+            "no job in progress with that id for this agent",
+        ),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// `GET /admin/v1/jobs/{jobId}/files/{name}`: downloads a job's file.
+pub async fn download_file(
+    State(c): State<Cloud>,
+    Path((job_id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.job_file(&job_id, &name)).await {
+        Ok(Ok(Some(bytes))) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Ok(Ok(None)) => reason(StatusCode::NOT_FOUND, "no such file"),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}

@@ -129,6 +129,15 @@ impl Cloud {
             )
             .route("/admin/v1/agents/{agent_id}/jobs", post(jobs::admin_create))
             .route("/admin/v1/jobs", get(jobs::admin_list))
+            .route(
+                "/v1/agents/{agent_id}/jobs/{job_id}/files/{name}",
+                post(jobs::upload_file)
+                    .layer(axum::extract::DefaultBodyLimit::max(jobs::MAX_FILE_BYTES)),
+            )
+            .route(
+                "/admin/v1/jobs/{job_id}/files/{name}",
+                get(jobs::download_file),
+            )
             .route("/admin/v1/jobs/{job_id}/stop", post(jobs::admin_stop))
             .route("/v1.0/assets", get(assets))
             .layer(axum::middleware::from_fn(protocol_version))

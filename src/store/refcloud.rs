@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0004_jobs.sql",
         include_str!("refcloud_migrations/0004_jobs.sql"),
     ),
+    (
+        "refcloud 0005_job_files.sql",
+        include_str!("refcloud_migrations/0005_job_files.sql"),
+    ),
 ];
 
 /// Pending jobs expire after a week undelivered (SEED-AGENT.md §2.3).
@@ -354,6 +358,52 @@ impl CloudDb {
             "UPDATE jobs SET progress = ?3 WHERE job_id = ?1 AND agent_id = ?2 AND state = 'inProgress'",
             params![job_id, agent_id, progress],
         )? == 1)
+    }
+
+    /// Stores a file for a job of `agent_id` that is in progress; false otherwise.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn put_job_file(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        name: &str,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn();
+        let ok: Option<String> = c
+            .query_row(
+                "SELECT state FROM jobs WHERE job_id = ?1 AND agent_id = ?2",
+                params![job_id, agent_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if ok.as_deref() != Some("inProgress") {
+            return Ok(false);
+        }
+        c.execute(
+            "INSERT INTO job_files (job_id, name, agent_id, body, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(job_id, name) DO UPDATE SET body = excluded.body, received_ms = excluded.received_ms",
+            params![job_id, name, agent_id, body, now_ms],
+        )?;
+        Ok(true)
+    }
+
+    /// A job's file.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn job_file(&self, job_id: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT body FROM job_files WHERE job_id = ?1 AND name = ?2",
+                params![job_id, name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Removes a printer from an agent's assets (after an unenroll); false when absent.

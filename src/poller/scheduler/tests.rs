@@ -380,3 +380,30 @@ async fn a_refresh_polls_now_uploads_snapshots_and_reports_each_printer() {
     // A stopped poller answers with an error, never hangs.
     assert!(h.refresh(None).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_asked_during_a_poll_waits_for_the_next_one() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), view(100));
+    let slow = Slow(fake, Duration::from_secs(2));
+    let (p, h) = Poller::new(slow, cfg(300), managed(1), None, Arc::new(Metrics::new()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(
+        p.observe(tx)
+            .without_startup_spread()
+            .run(tokio::time::sleep(Duration::from_secs(3000))),
+    );
+    // The scheduled first poll is running (it takes a few seconds per round trip).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    let got = h.refresh(None).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let first = rx.recv().await.unwrap();
+    let second = rx.recv().await.unwrap();
+    assert!(first.started < asked, "the first poll was already running");
+    assert!(
+        second.started >= asked,
+        "the refresh was answered by a poll started after it"
+    );
+    task.abort();
+}
