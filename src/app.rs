@@ -325,7 +325,7 @@ pub async fn run(
                     tracing::info!("Shutting down.");
                     break Next::Stop;
                 }
-                Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud settings"),
+                Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud"),
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration.");
                     let s = store.clone();
@@ -444,6 +444,18 @@ async fn start_components(
         });
     }
     let mut components = Components::new();
+    // Disabled by the cloud: the cloud link and jobs run, the printer work does not.
+    let disabled = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.setting(crate::jobs::DISABLED))
+            .await??
+            .is_some()
+    };
+    if disabled {
+        tracing::warn!(
+            "The agent is disabled by the cloud: printers are not polled or discovered."
+        );
+    }
     let client = UdpClient::new().context("cannot open the SNMP socket")?;
     // Printer commands share the poller's socket.
     let snmp = client.clone();
@@ -457,7 +469,8 @@ async fn start_components(
     // Readings flow from the poller to the uploader, which queues uploads in the outbox.
     let (readings_tx, readings_rx) = tokio::sync::mpsc::channel(4096);
     let poller = poller.with_readings(readings_tx);
-    {
+    // The uploader ends when the poller's readings end: it runs only with the poller.
+    if !disabled {
         let uploader = crate::cloud::uploader::Uploader::new(
             store.clone(),
             config.upload,
@@ -489,6 +502,7 @@ async fn start_components(
                 discover,
                 settings: Some(link.clone()),
                 snmp: snmp.clone(),
+                disabled,
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
             components.spawn(async move {
@@ -516,7 +530,7 @@ async fn start_components(
             tracing::error!(error = %e, "Cloud link unavailable: uploads wait in the outbox.")
         }
     }
-    if config.discovery.enabled() {
+    if config.discovery.enabled() && !disabled {
         let (cfg, s, m, stop) = (
             config.clone(),
             store.clone(),
@@ -528,10 +542,12 @@ async fn start_components(
             ("discovery", Ok(()))
         });
     }
-    let poll_stop = stopped(stop_rx.clone());
-    components.spawn(async move {
-        poller.run(poll_stop).await;
-        ("poller", Ok(()))
-    });
+    if !disabled {
+        let poll_stop = stopped(stop_rx.clone());
+        components.spawn(async move {
+            poller.run(poll_stop).await;
+            ("poller", Ok(()))
+        });
+    }
     Ok(components)
 }

@@ -258,18 +258,24 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
 
     // Printer commands over SNMP with the poller's credentials.
     let run = |body: Value| {
-        let agent_id = agent_id.clone();
+        let (agent_id, log) = (agent_id.clone(), log.clone());
         async move {
-            let id = queue(agent_id, body).await;
+            let id = queue(agent_id, body.clone()).await;
+            let mut last = Value::Null;
             for _ in 0..300 {
                 let all = jobs().await;
-                let j = all.iter().find(|j| j["jobId"] == id).unwrap().clone();
-                if j["state"] == "completed" || j["state"] == "failed" {
-                    return j;
+                last = all.iter().find(|j| j["jobId"] == id).unwrap().clone();
+                if last["state"] == "completed" || last["state"] == "failed" {
+                    return last;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            panic!("job {id} did not finish");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            panic!(
+                "job {body} did not finish: {last}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     };
     let target = json!({ "serialNumber": serial });
@@ -379,6 +385,50 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     assert_ne!(left[0].serial, serial);
     let j = run(json!({ "type": "refresh" })).await;
     assert_eq!(j["result"]["printers"].as_array().unwrap().len(), 1, "{j}");
+
+    // Disable, then enable: printer work refused while disabled, back afterwards.
+    let j = run(json!({ "type": "disable" })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "refresh" })).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{j}"
+    );
+    let j = run(json!({ "type": "enable" })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "refresh" })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+
+    // Delete: the result reaches the cloud, then credentials and data are wiped.
+    let j = run(json!({ "type": "delete" })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let mut wiped = false;
+    for _ in 0..100 {
+        let st = fleet_agent::store::Store::open(&state).unwrap();
+        if st.setting("cloud.agent_id").unwrap().is_none() {
+            // The configured addresses come back as rows, without any reading.
+            let printers = st.printers().unwrap();
+            assert!(
+                printers
+                    .iter()
+                    .all(|p| p.serial.is_none() && p.last_seen_ms.is_none()),
+                "data wiped: {printers:?}"
+            );
+            assert_eq!(st.outbox_stats().unwrap().messages, 0);
+            assert_eq!(
+                st.setting("agent.disabled").unwrap().as_deref(),
+                Some("deleted")
+            );
+            wiped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(wiped, "credentials wiped after delete");
 
     // Stop and expiry, on an agent that never polls.
     let stop_me = queue(idle_agent.clone(), json!({ "type": "refresh" })).await;

@@ -31,7 +31,7 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
     Ok(json!({
         "agentVersion": env!("CARGO_PKG_VERSION"),
         "protocol": 1,
-        "state": "running",
+        "state": if store.setting(crate::jobs::DISABLED)?.is_some() { "disabled" } else { "running" },
         "sentAt": now,
         "uptimeSecs": (now - started_ms).max(0) / 1000,
         "outbox": {

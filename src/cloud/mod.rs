@@ -32,6 +32,8 @@ pub fn save_credentials(
 ) -> Result<(), crate::store::StoreError> {
     let store = crate::store::Store::open(dir)?;
     let key = crate::store::secrets::SealKey::load_or_create(dir)?;
+    // A new activation also ends a "disabled" or "deleted" state set by the cloud.
+    store.remove_setting(crate::jobs::DISABLED)?;
     store.set_setting("cloud.agent_id", &creds.agent_id)?;
     store.set_setting("cloud.client_id", &creds.client_id)?;
     store.set_secret(&key, "cloud.client_secret", &creds.client_secret)

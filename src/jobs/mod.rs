@@ -16,6 +16,10 @@ use tokio::time::Duration;
 mod printer;
 pub use printer::PANEL_MESSAGES;
 
+/// Store setting present while the cloud has disabled the agent (printers are not polled
+/// nor discovered; the cloud link, heartbeat and jobs stay so it can be enabled again).
+pub const DISABLED: &str = "agent.disabled";
+
 /// Long-poll length asked of the cloud.
 pub const WAIT: Duration = Duration::from_secs(25);
 /// Jobs running at once, at most.
@@ -48,6 +52,8 @@ pub struct Context {
     pub settings: Option<crate::cloud::heartbeat::SettingsLink>,
     /// SNMP, for printer commands (the poller's targets give the credentials).
     pub snmp: crate::snmp::UdpClient,
+    /// The cloud disabled the agent: printer work is refused.
+    pub disabled: bool,
 }
 
 /// A job id is used in URL paths: only plain tokens are accepted.
@@ -80,7 +86,33 @@ pub async fn execute(
     job: &Value,
 ) -> Value {
     let kind = job.get("type").and_then(Value::as_str).unwrap_or("");
+    let printer_work = [
+        "refresh",
+        "refreshPrinter",
+        "discover",
+        "reboot",
+        "panelMessage",
+        "clearPanelMessage",
+        "unenroll",
+        "mibWalk",
+    ];
+    if ctx.disabled && printer_work.contains(&kind) {
+        return result(
+            "failed",
+            vec![msg("error", "the agent is disabled; enable it first")],
+            vec![],
+        );
+    }
     match kind {
+        "disable" | "enable" => set_disabled(ctx, kind == "disable").await,
+        "delete" => result(
+            "completed",
+            vec![msg(
+                "info",
+                "the agent deactivates itself and wipes its credentials and data",
+            )],
+            vec![],
+        ),
         "refresh" => refresh(ctx, None).await,
         "refreshPrinter" => {
             let p = job.get("printer").cloned().unwrap_or(Value::Null);
@@ -228,14 +260,12 @@ async fn edit_settings(ctx: &Context, client: &CloudClient, creds: &Credentials)
         );
     };
     match pull(client, creds, &ctx.store, &link.key, &link.source).await {
-        Ok(Outcome::Applied(c)) => {
-            link.apply.send(c).await.ok();
-            result(
-                "completed",
-                vec![msg("info", "new settings applied")],
-                vec![],
-            )
-        }
+        // Applied once the result is delivered (the restart stops this component).
+        Ok(Outcome::Applied(_)) => result(
+            "completed",
+            vec![msg("info", "new settings applied")],
+            vec![],
+        ),
         Ok(Outcome::Unchanged) => result(
             "completed",
             vec![msg("info", "the settings in force are already the latest")],
@@ -321,6 +351,65 @@ async fn logs(ctx: &Context, client: &CloudClient, creds: &Credentials, job: &Va
     }
 }
 
+/// `disable` / `enable`: recorded in the store (it survives restarts), then the
+/// supervisor restarts the components without or with the printer work.
+async fn set_disabled(ctx: &Context, disabled: bool) -> Value {
+    let s = ctx.store.clone();
+    let stored = blocking(move || {
+        if disabled {
+            s.set_setting(DISABLED, "1")
+        } else {
+            s.remove_setting(DISABLED)
+        }
+    })
+    .await;
+    if stored.is_none() {
+        return result(
+            "failed",
+            vec![msg("error", "the store is unavailable")],
+            vec![],
+        );
+    }
+    // The components restart once the result is delivered (see `start`).
+    let text = if disabled {
+        "agent disabled: printers are no longer polled or discovered; configuration and data kept"
+    } else {
+        "agent enabled: polling and discovery resume"
+    };
+    result("completed", vec![msg("info", text)], vec![])
+}
+
+/// Asks the supervisor to restart the components with the configuration in force.
+async fn restart(ctx: &Context) {
+    if let Some(link) = &ctx.settings {
+        let stored = crate::cloud::settings::stored(&ctx.store, &link.key)
+            .ok()
+            .flatten();
+        if let Ok((c, _)) = crate::cloud::settings::effective(&link.source, stored.as_ref()) {
+            link.apply.send(Box::new(c)).await.ok();
+        }
+    }
+}
+
+/// After a `delete` job's result reached the cloud: wipe credentials and data, then
+/// restart the components (they come back not activated, uploading nothing).
+async fn delete_self(ctx: &Context) {
+    let s = ctx.store.clone();
+    // Idle until activated again (activation clears the flag).
+    if blocking(move || {
+        s.wipe()?;
+        s.set_setting(DISABLED, "deleted")
+    })
+    .await
+    .is_some()
+    {
+        tracing::warn!(
+            "Deleted by the cloud: credentials and data wiped; the agent stays idle until it is activated again."
+        );
+        restart(ctx).await;
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Option<T> {
@@ -337,8 +426,10 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Sends every stored result the cloud does not have yet.
-async fn send_results(client: &CloudClient, creds: &Credentials, store: &Store) {
+/// Sends every stored result the cloud does not have yet. Once the result of a `delete`
+/// job is delivered, the agent wipes itself.
+async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) {
+    let store = &ctx.store;
     let s = store.clone();
     let Some(unsent) = blocking(move || s.jobs_unsent()).await else {
         return;
@@ -355,6 +446,14 @@ async fn send_results(client: &CloudClient, creds: &Credentials, store: &Store) 
                 let (s, id) = (store.clone(), j.job_id.clone());
                 blocking(move || s.job_result_sent(&id)).await;
                 tracing::info!(job = %j.job_id, kind = %j.kind, "Job result delivered.");
+                if j.kind == "delete"
+                    && j.result
+                        .as_deref()
+                        .is_some_and(|r| r.contains("\"completed\""))
+                {
+                    delete_self(ctx).await;
+                    return;
+                }
             }
             Err(CloudError::Unauthorized(_)) => {
                 client.invalidate_token();
@@ -416,6 +515,7 @@ async fn start(
     let (ctx, client, creds) = (ctx.clone(), client.clone(), creds.clone());
     running.spawn(async move {
         let r = execute(&ctx, &client, &creds, &body).await;
+        let r_text = r.to_string();
         let status = r
             .get("status")
             .and_then(Value::as_str)
@@ -424,7 +524,17 @@ async fn start(
         let (s, id) = (ctx.store.clone(), job_id.clone());
         blocking(move || s.job_finish(&id, &r.to_string(), crate::poller::now_ms())).await;
         tracing::info!(job = %job_id, kind = %kind, status = %status, "Job finished.");
-        send_results(&client, &creds, &ctx.store).await;
+        send_results(&ctx, &client, &creds).await;
+        // Jobs that change what runs restart the components, last: the restart stops
+        // this component too, so the result had to be stored and sent first.
+        let changed = match kind.as_str() {
+            "disable" | "enable" => status == "completed",
+            "editSettings" => r_text.contains("new settings applied"),
+            _ => false,
+        };
+        if changed {
+            restart(&ctx).await;
+        }
     });
 }
 
@@ -496,7 +606,7 @@ async fn recover(
         let (s, id) = (ctx.store.clone(), j.job_id.clone());
         blocking(move || s.job_finish(&id, &r.to_string(), crate::poller::now_ms())).await;
     }
-    send_results(client, creds, &ctx.store).await;
+    send_results(ctx, client, creds).await;
     let s = ctx.store.clone();
     if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
         for j in waiting {
@@ -537,7 +647,7 @@ pub async fn run(
                 if !jobs.is_empty() {
                     receive(&ctx, &client, &creds, jobs, &mut running).await;
                 }
-                send_results(&client, &creds, &ctx.store).await;
+                send_results(&ctx, &client, &creds).await;
                 continue;
             }
             Err(CloudError::Unauthorized(_)) => client.invalidate_token(),

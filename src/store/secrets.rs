@@ -101,6 +101,38 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a setting (plain or sealed).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn remove_setting(&self, name: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM settings WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    /// Empties every table (the cloud's "delete agent"): credentials, settings, printers,
+    /// history, outbox, jobs. The schema stays, so the agent can be activated again.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is removed).
+    pub fn wipe(&self) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let tables: Vec<String> = {
+            let mut st = tx.prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+        for t in tables {
+            tx.execute(&format!("DELETE FROM \"{t}\""), [])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Reads a plain setting.
     ///
     /// # Errors
