@@ -25,6 +25,7 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 async fn discovery_loop(
     config: Config,
     store: Store,
+    seal: crate::store::secrets::SealKey,
     poller: crate::poller::scheduler::PollerHandle,
     metrics: Arc<Metrics>,
     mut now: tokio::sync::mpsc::Receiver<crate::jobs::DiscoverRequest>,
@@ -104,11 +105,21 @@ async fn discovery_loop(
                 .iter()
                 .find(|p| Some(&p.name) == dev.profile.as_ref())
                 .unwrap_or(&config.profiles[0]);
-            let s = store.clone();
-            let key = addr.to_string();
-            if let Ok(Ok(id)) = tokio::task::spawn_blocking(move || s.printer_id(&key)).await {
+            let (s, k) = (store.clone(), seal.clone());
+            let found = tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::store::StoreError>((
+                    s.printer_id(&addr.to_string())?,
+                    crate::jobs::stored_security(&s, &k, addr),
+                ))
+            })
+            .await;
+            if let Ok(Ok((id, stored))) = found {
+                let mut target = profile.target(addr);
+                if let Some(sec) = stored {
+                    target.security = sec;
+                }
                 poller.add(Managed {
-                    target: profile.target(addr),
+                    target,
                     printer_id: id,
                 });
                 added += 1;
@@ -435,11 +446,21 @@ async fn start_components(
 ) -> anyhow::Result<Components> {
     let mut managed = Vec::new();
     for p in &config.printers {
-        let s = store.clone();
-        let addr = p.address.to_string();
-        let id = tokio::task::spawn_blocking(move || s.printer_id(&addr)).await??;
+        let (s, k, addr) = (store.clone(), key.clone(), p.address);
+        let (id, stored) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((
+                s.printer_id(&addr.to_string())?,
+                crate::jobs::stored_security(&s, &k, addr),
+            ))
+        })
+        .await??;
+        let mut target = config.profiles[p.profile].target(p.address);
+        // Credentials the cloud set for this printer win over the profile's.
+        if let Some(sec) = stored {
+            target.security = sec;
+        }
         managed.push(Managed {
-            target: config.profiles[p.profile].target(p.address),
+            target,
             printer_id: id,
         });
     }
@@ -531,14 +552,15 @@ async fn start_components(
         }
     }
     if config.discovery.enabled() && !disabled {
-        let (cfg, s, m, stop) = (
+        let (cfg, s, k, m, stop) = (
             config.clone(),
             store.clone(),
+            key.clone(),
             metrics.clone(),
             stopped(stop_rx.clone()),
         );
         components.spawn(async move {
-            discovery_loop(cfg, s, handle, m, now_rx, stop).await;
+            discovery_loop(cfg, s, k, handle, m, now_rx, stop).await;
             ("discovery", Ok(()))
         });
     }

@@ -377,6 +377,45 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         "no secret in the bundle"
     );
 
+    // Access credentials: checked against the printer first, stored sealed, never shown.
+    let j = run(json!({ "type": "updateCredentials", "printer": target, "params": { "auth": { "type": "v3", "user": "" } } })).await;
+    assert_eq!(j["state"], "failed");
+    assert!(
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("params.auth"),
+        "{j}"
+    );
+    let j = run(json!({ "type": "updateCredentials", "printer": target, "params": { "auth": { "type": "v2c", "community": "not-the-community" } } })).await;
+    assert_eq!(j["result"]["status"], "printerNotCommunicating", "{j}");
+    assert!(
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("old ones stay"),
+        "{j}"
+    );
+    assert_eq!(
+        j["params"]["auth"]["community"], "<set>",
+        "the admin view redacts: {j}"
+    );
+    let j = run(json!({ "type": "updateCredentials", "printer": target, "params": { "auth": { "type": "v2c", "community": "public" } } })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    {
+        let st = fleet_agent::store::Store::open(&state).unwrap();
+        for row in st.recent_jobs(100).unwrap() {
+            assert!(
+                !row.body.contains("not-the-community"),
+                "job bodies hold no secret: {}",
+                row.body
+            );
+        }
+    }
+    // Still polled with the stored credentials.
+    let j = run(json!({ "type": "refreshPrinter", "printer": target })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+
     // Unenroll: the printer leaves the cloud's list and the agent's schedule.
     let j = run(json!({ "type": "unenroll", "printer": target })).await;
     assert_eq!(j["state"], "completed", "{j}");

@@ -14,7 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Duration;
 
 mod printer;
-pub use printer::PANEL_MESSAGES;
+pub use printer::{PANEL_MESSAGES, stored_security};
+
+/// Job types whose `params` hold secrets: they are stored sealed, apart from the job.
+const SECRET_PARAMS: &[&str] = &["updateCredentials"];
+
+fn params_key(job_id: &str) -> String {
+    format!("job.{job_id}.params")
+}
 
 /// Store setting present while the cloud has disabled the agent (printers are not polled
 /// nor discovered; the cloud link, heartbeat and jobs stay so it can be enabled again).
@@ -134,6 +141,7 @@ pub async fn execute(
         "panelMessage" => printer::panel(ctx, job, false).await,
         "clearPanelMessage" => printer::panel(ctx, job, true).await,
         "unenroll" => printer::unenroll(ctx, job).await,
+        "updateCredentials" => printer::update_credentials(ctx, job).await,
         "mibWalk" => printer::mib_walk(ctx, client, creds, job).await,
         "requestLogs" => logs(ctx, client, creds, job).await,
         other => result(
@@ -516,6 +524,10 @@ async fn start(
     running.spawn(async move {
         let r = execute(&ctx, &client, &creds, &body).await;
         let r_text = r.to_string();
+        {
+            let (s, id) = (ctx.store.clone(), job_id.clone());
+            blocking(move || s.remove_setting(&params_key(&id))).await;
+        }
         let status = r
             .get("status")
             .and_then(Value::as_str)
@@ -561,9 +573,29 @@ async fn receive(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let (s, i, b) = (ctx.store.clone(), id.clone(), job.to_string());
-        let Some(existing) =
-            blocking(move || s.job_accept(&i, &kind, &b, crate::poller::now_ms())).await
+        // Secret parameters never reach the jobs table in clear.
+        let mut stored_body = job.clone();
+        let sealed = match (&ctx.settings, SECRET_PARAMS.contains(&kind.as_str())) {
+            (Some(link), true) => {
+                stored_body["params"] = json!({ "sealed": true });
+                let secret = crate::secret::Secret::new(
+                    job.get("params")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                        .to_string(),
+                );
+                Some((link.key.clone(), secret))
+            }
+            _ => None,
+        };
+        let (s, i, b) = (ctx.store.clone(), id.clone(), stored_body.to_string());
+        let Some(existing) = blocking(move || {
+            if let Some((key, secret)) = &sealed {
+                s.set_secret(key, &params_key(&i), secret)?;
+            }
+            s.job_accept(&i, &kind, &b, crate::poller::now_ms())
+        })
+        .await
         else {
             continue;
         };
@@ -610,7 +642,15 @@ async fn recover(
     let s = ctx.store.clone();
     if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
         for j in waiting {
-            let body = serde_json::from_str(&j.body).unwrap_or(Value::Null);
+            let mut body: Value = serde_json::from_str(&j.body).unwrap_or(Value::Null);
+            if body.pointer("/params/sealed") == Some(&json!(true))
+                && let Some(link) = &ctx.settings
+            {
+                let (s, k, id) = (ctx.store.clone(), link.key.clone(), j.job_id.clone());
+                if let Some(Some(p)) = blocking(move || s.secret(&k, &params_key(&id))).await {
+                    body["params"] = serde_json::from_str(p.expose()).unwrap_or(Value::Null);
+                }
+            }
             start(ctx, client, creds, j.job_id, body, running).await;
         }
     }

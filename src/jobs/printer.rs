@@ -266,3 +266,122 @@ pub async fn mib_walk(
     r["files"] = json!([{ "name": name, "bytes": size }]);
     r
 }
+
+/// The store setting holding a printer's access credentials (sealed).
+pub fn credentials_key(addr: SocketAddr) -> String {
+    format!("printer.credentials.{addr}")
+}
+
+/// Validates an `auth` document (the configuration's tagged shape) into SNMP security;
+/// errors name the key under `params.auth`.
+fn parse_auth(auth: &Value) -> Result<crate::snmp::Security, String> {
+    let doc = json!({ "snmp_profiles": [ { "name": "job", "auth": auth } ] });
+    crate::config::Source::new("job", "")
+        .parse_with_cloud(&doc)
+        .map(|c| c.profiles[0].security.clone())
+        .map_err(|e| {
+            e.errors
+                .iter()
+                .map(|x| {
+                    let path = x
+                        .path
+                        .replace("snmp_profiles[0].auth", "params.auth")
+                        .replace("snmp_profiles.0.auth", "params.auth");
+                    format!("{path}: {}", x.message)
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
+/// The credentials stored for a printer by an `updateCredentials` job, if any.
+pub fn stored_security(
+    store: &crate::store::Store,
+    key: &crate::store::secrets::SealKey,
+    addr: SocketAddr,
+) -> Option<crate::snmp::Security> {
+    let doc = store.secret(key, &credentials_key(addr)).ok()??;
+    let auth: Value = serde_json::from_str(doc.expose()).ok()?;
+    parse_auth(&auth).ok()
+}
+
+/// `updateCredentials` with `params.auth` in the configuration's shape
+/// (`{ "type": "v3", "user": …, "auth_protocol": …, "auth_pass": …, … }` or a community):
+/// checked against the printer first (a GET with the new credentials), then stored sealed
+/// and used from the next poll on, also after restarts. Rejected credentials change
+/// nothing.
+pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
+    let auth = job.pointer("/params/auth").cloned().unwrap_or(Value::Null);
+    let security = match parse_auth(&auth) {
+        Ok(s) => s,
+        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+    };
+    let (addr, target) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(key) = ctx.settings.as_ref().map(|l| l.key.clone()) else {
+        return result(
+            "failed",
+            vec![msg("error", "no key to seal credentials with")],
+            vec![],
+        );
+    };
+    let serial = serial_of(ctx, addr).await;
+    let mut trial = target.clone();
+    trial.security = security.clone();
+    let sys_object_id = oid("1.3.6.1.2.1.1.2.0");
+    match crate::snmp::walk::get(&ctx.snmp, &trial, &[sys_object_id]).await {
+        Ok(v) if !v.is_empty() => {}
+        Ok(_) => {
+            return result(
+                "failed",
+                vec![msg(
+                    "error",
+                    "the printer answered without sysObjectID; credentials not changed",
+                )],
+                vec![one(addr, serial.as_deref(), "failed", None)],
+            );
+        }
+        Err(e) => {
+            let status = if matches!(e, SnmpError::Timeout { .. } | SnmpError::Unreachable { .. }) {
+                "printerNotCommunicating"
+            } else {
+                "failed"
+            };
+            return result(
+                status,
+                vec![msg(
+                    "error",
+                    format!(
+                        "the printer did not accept the new credentials ({e}); the old ones stay"
+                    ),
+                )],
+                vec![one(addr, serial.as_deref(), status, Some(e.to_string()))],
+            );
+        }
+    }
+    let s = ctx.store.clone();
+    let secret = crate::secret::Secret::new(auth.to_string());
+    let stored =
+        tokio::task::spawn_blocking(move || s.set_secret(&key, &credentials_key(addr), &secret))
+            .await
+            .ok()
+            .and_then(Result::ok);
+    if stored.is_none() {
+        return result(
+            "failed",
+            vec![msg("error", "the store is unavailable")],
+            vec![],
+        );
+    }
+    ctx.poller.set_security(addr, security);
+    result(
+        "completed",
+        vec![msg(
+            "info",
+            "new credentials checked against the printer, stored sealed and in use",
+        )],
+        vec![one(addr, serial.as_deref(), "completed", None)],
+    )
+}

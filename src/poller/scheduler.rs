@@ -52,6 +52,7 @@ enum Control {
     Refresh(Option<SocketAddr>, oneshot::Sender<Vec<Refreshed>>),
     Target(SocketAddr, oneshot::Sender<Option<Target>>),
     Remove(SocketAddr, oneshot::Sender<bool>),
+    Security(SocketAddr, crate::snmp::Security),
 }
 
 /// The outcome of one printer's on-demand refresh.
@@ -110,6 +111,11 @@ impl PollerHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Control::Target(addr, tx)).ok();
         rx.await.ok().flatten()
+    }
+
+    /// Uses other credentials for a printer from its next poll on.
+    pub fn set_security(&self, addr: SocketAddr, security: crate::snmp::Security) {
+        self.tx.send(Control::Security(addr, security)).ok();
     }
 
     /// Stops polling a printer (unenroll); false when it was not managed.
@@ -365,6 +371,11 @@ impl<C: SnmpClient + Clone> Poller<C> {
                                 s.due = now;
                                 heap.push(Reverse((now, i)));
                             }
+                        }
+                    }
+                    Control::Security(addr, security) => {
+                        for s in self.slots.iter_mut().filter(|s| s.target.addr == addr) {
+                            s.target.security = security.clone();
                         }
                     }
                     Control::Target(addr, tx) => {

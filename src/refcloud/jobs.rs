@@ -42,9 +42,35 @@ pub fn agent_view(j: &JobRecord) -> Value {
     })
 }
 
-/// A job as the administration sees it.
+/// Replaces secret values (communities, pass phrases, passwords) with `"<set>"`: the
+/// administration sees that they were given, never what they are.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if ["community", "pass", "password", "secret", "token"]
+                    .iter()
+                    .any(|s| k.contains(s))
+                    && !x.is_null()
+                {
+                    *x = json!("<set>");
+                } else {
+                    redact(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// A job as the administration sees it (secrets in its parameters redacted).
 pub fn admin_view(j: &JobRecord) -> Value {
     let mut v = agent_view(j);
+    if let Some(p) = v.get_mut("params") {
+        redact(p);
+    }
     if let Value::Object(m) = &mut v {
         m.insert("agentId".into(), json!(j.agent_id));
         m.insert("state".into(), json!(j.state));
