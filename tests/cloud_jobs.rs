@@ -312,9 +312,69 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
             .contains("tonerShipped"),
         "{j}"
     );
+    // Shown for 48 h: past that, the agent clears it (the test moves the deadline back and
+    // wakes the job loop with a harmless job).
+    let entry_name = format!("panel.{addr}");
+    let entry: Value = serde_json::from_str(
+        &fleet_agent::store::Store::open(&state)
+            .unwrap()
+            .setting(&entry_name)
+            .unwrap()
+            .expect("the message is remembered"),
+    )
+    .unwrap();
+    let left_ms = entry["expiresMs"].as_i64().unwrap() - fleet_agent::poller::now_ms();
+    assert!(
+        (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&left_ms),
+        "{entry}"
+    );
+    fleet_agent::store::Store::open(&state)
+        .unwrap()
+        .set_setting(
+            &entry_name,
+            &json!({ "text": "Toner cartridge ordered", "expiresMs": 1 }).to_string(),
+        )
+        .unwrap();
+    run(json!({ "type": "frobnicate" })).await;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = console(addr).await;
+        if text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text, "", "an expired message is cleared");
+    let j = run(json!({ "type": "panelMessage", "printer": target, "params": { "message": "tonerShipped" } })).await;
+    assert_eq!(j["state"], "completed", "{j}");
     let j = run(json!({ "type": "clearPanelMessage", "printer": target })).await;
     assert_eq!(j["state"], "completed", "{j}");
     assert_eq!(console(addr).await, "");
+    // Only a message from the cloud is cleared: someone else's stays.
+    {
+        let c = UdpClient::new().unwrap();
+        let t = Target::new(addr, Security::v2c("public"));
+        fleet_agent::snmp::walk::set(
+            &c,
+            &t,
+            vec![fleet_agent::snmp::VarBind {
+                oid: "1.3.6.1.2.1.43.16.5.1.2.1.1".parse().unwrap(),
+                value: fleet_agent::snmp::Value::OctetString(b"Hello from IT".to_vec()),
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    let j = run(json!({ "type": "clearPanelMessage", "printer": target })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nothing cleared"),
+        "{j}"
+    );
+    assert_eq!(console(addr).await, "Hello from IT");
     // The simulated printer does not let prtGeneralReset be written: honest "not supported".
     let j = run(json!({ "type": "reboot", "printer": target })).await;
     assert_eq!(j["state"], "failed");

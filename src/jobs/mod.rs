@@ -681,6 +681,8 @@ pub async fn run(
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         };
+        // Panel messages past their 48 h, checked at every long-poll turn (≤ 25 s).
+        printer::expire_panels(&ctx, crate::poller::now_ms()).await;
         match got {
             Ok(jobs) => {
                 backoff = Duration::from_secs(1);

@@ -121,8 +121,70 @@ pub async fn reboot(ctx: &Context, job: &Value) -> Value {
     }
 }
 
-/// `panelMessage` with `params.message` one of [`PANEL_MESSAGES`]; `clearPanelMessage`
-/// empties the line. (The seed's 48 h lifetime is not enforced by this agent yet.)
+/// A control-panel message stays this long unless cleared or replaced (the seed: 48 h).
+pub const PANEL_LIFETIME_MS: i64 = 48 * 3600 * 1000;
+
+/// The store setting remembering the message the cloud put on a printer's panel.
+fn panel_key(addr: SocketAddr) -> String {
+    format!("panel.{addr}")
+}
+
+/// What the panel line shows now.
+async fn console_text(ctx: &Context, target: &Target) -> Result<String, SnmpError> {
+    let v = crate::snmp::walk::get(&ctx.snmp, target, &[oid(CONSOLE_LINE)]).await?;
+    Ok(v.first()
+        .and_then(|vb| vb.value.as_bytes())
+        .map(|b| {
+            String::from_utf8_lossy(b)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .unwrap_or_default())
+}
+
+/// Clears the messages the cloud sent that are past their 48 h (only when the panel still
+/// shows them: a message someone else put there stays).
+pub async fn expire_panels(ctx: &Context, now_ms: i64) {
+    let s = ctx.store.clone();
+    let Ok(Ok(entries)) =
+        tokio::task::spawn_blocking(move || s.settings_with_prefix("panel.")).await
+    else {
+        return;
+    };
+    for (name, value) in entries {
+        let v: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
+        let expires = v.get("expiresMs").and_then(Value::as_i64).unwrap_or(0);
+        if expires > now_ms {
+            continue;
+        }
+        let Some(addr) = name.strip_prefix("panel.").and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        if let Some(t) = ctx.poller.target(addr).await {
+            let ours = v.get("text").and_then(Value::as_str).unwrap_or("");
+            if console_text(ctx, &t).await.is_ok_and(|now| now == ours) {
+                let vb = VarBind {
+                    oid: oid(CONSOLE_LINE),
+                    value: Snmp::OctetString(Vec::new()),
+                };
+                if crate::snmp::walk::set(&ctx.snmp, &t, vec![vb])
+                    .await
+                    .is_err()
+                {
+                    continue; // retried at the next check
+                }
+                tracing::info!(printer = %addr, "Control-panel message expired (48 h) and cleared.");
+            }
+        }
+        let s = ctx.store.clone();
+        tokio::task::spawn_blocking(move || s.remove_setting(&name))
+            .await
+            .ok();
+    }
+}
+
+/// `panelMessage` with `params.message` one of [`PANEL_MESSAGES`], shown for 48 h (or
+/// until cleared or replaced); `clearPanelMessage` clears only a message the cloud sent.
 pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
     let text = if clear {
         String::new()
@@ -146,16 +208,56 @@ pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
             }
         }
     };
-    match resolve(ctx, job).await {
-        Ok((addr, t)) => {
-            let vb = VarBind {
-                oid: oid(CONSOLE_LINE),
-                value: Snmp::OctetString(text.into_bytes()),
-            };
-            set(ctx, addr, &t, "prtConsoleDisplayBufferText", vb).await
+    let (addr, t) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let key = panel_key(addr);
+    if clear {
+        let s = ctx.store.clone();
+        let k = key.clone();
+        let ours = tokio::task::spawn_blocking(move || s.setting(&k))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .and_then(|v| serde_json::from_str::<Value>(&v).ok())
+            .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_string));
+        let showing = console_text(ctx, &t).await.ok();
+        if ours.is_none() || showing != ours {
+            let serial = serial_of(ctx, addr).await;
+            return result(
+                "completed",
+                vec![msg(
+                    "info",
+                    "the panel shows no message from the cloud; nothing cleared",
+                )],
+                vec![one(addr, serial.as_deref(), "completed", None)],
+            );
         }
-        Err(r) => r,
     }
+    let vb = VarBind {
+        oid: oid(CONSOLE_LINE),
+        value: Snmp::OctetString(text.clone().into_bytes()),
+    };
+    let r = set(ctx, addr, &t, "prtConsoleDisplayBufferText", vb).await;
+    if r.get("status").and_then(Value::as_str) == Some("completed") {
+        let s = ctx.store.clone();
+        let expires = crate::poller::now_ms() + PANEL_LIFETIME_MS;
+        tokio::task::spawn_blocking(move || {
+            if clear {
+                s.remove_setting(&key)
+            } else {
+                s.set_setting(
+                    &key,
+                    &json!({ "text": text, "expiresMs": expires }).to_string(),
+                )
+            }
+        })
+        .await
+        .ok();
+    }
+    r
 }
 
 /// `unenroll`: the printer is no longer polled nor uploaded (a later discovery run that

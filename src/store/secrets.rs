@@ -101,6 +101,19 @@ impl Store {
         Ok(())
     }
 
+    /// Plain settings whose name starts with `prefix`, by name.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT name, value FROM settings WHERE encrypted = 0 AND substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        let rows = st.query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Removes a setting (plain or sealed).
     ///
     /// # Errors
