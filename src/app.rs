@@ -524,6 +524,7 @@ async fn start_components(
                 settings: Some(link.clone()),
                 snmp: snmp.clone(),
                 disabled,
+                printer_locks: Default::default(),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
             components.spawn(async move {

@@ -476,6 +476,43 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     let j = run(json!({ "type": "refreshPrinter", "printer": target })).await;
     assert_eq!(j["state"], "completed", "{j}");
 
+    // Compliance with an assigned configuration of generic settings: check, enforce, check.
+    let assigned =
+        json!({ "sysName": "lobby-printer", "sysLocation": "2nd floor", "colour": "blue" });
+    let j = run(
+        json!({ "type": "complianceCheck", "printer": target, "params": { "settings": assigned } }),
+    )
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert_eq!(j["result"]["compliant"], false, "{j}");
+    assert_eq!(
+        j["result"]["differences"].as_array().unwrap().len(),
+        2,
+        "{j}"
+    );
+    assert!(
+        j["result"]["messages"].to_string().contains("colour"),
+        "unknown keys are named: {j}"
+    );
+    let j = run(json!({ "type": "complianceEnforce", "printer": target, "params": { "settings": assigned } })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert_eq!(j["result"]["compliant"], true, "{j}");
+    {
+        let c = UdpClient::new().unwrap();
+        let t = Target::new(addr, Security::v2c("public"));
+        let v = fleet_agent::snmp::walk::get(&c, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()])
+            .await
+            .unwrap();
+        assert_eq!(v[0].value.as_bytes().unwrap(), b"lobby-printer");
+    }
+    let j = run(
+        json!({ "type": "complianceCheck", "printer": target, "params": { "settings": assigned } }),
+    )
+    .await;
+    assert_eq!(j["result"]["compliant"], true, "{j}");
+    let j = run(json!({ "type": "complianceCheck", "printer": target, "params": { "settings": { "sysName": 5 } } })).await;
+    assert_eq!(j["state"], "failed", "{j}");
+
     // Unenroll: the printer leaves the cloud's list and the agent's schedule.
     let j = run(json!({ "type": "unenroll", "printer": target })).await;
     assert_eq!(j["state"], "completed", "{j}");

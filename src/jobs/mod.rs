@@ -61,6 +61,8 @@ pub struct Context {
     pub snmp: crate::snmp::UdpClient,
     /// The cloud disabled the agent: printer work is refused.
     pub disabled: bool,
+    /// One command at a time per printer.
+    pub printer_locks: printer::PrinterLocks,
 }
 
 /// A job id is used in URL paths: only plain tokens are accepted.
@@ -102,6 +104,9 @@ pub async fn execute(
         "clearPanelMessage",
         "unenroll",
         "mibWalk",
+        "updateCredentials",
+        "complianceCheck",
+        "complianceEnforce",
     ];
     if ctx.disabled && printer_work.contains(&kind) {
         return result(
@@ -142,6 +147,8 @@ pub async fn execute(
         "clearPanelMessage" => printer::panel(ctx, job, true).await,
         "unenroll" => printer::unenroll(ctx, job).await,
         "updateCredentials" => printer::update_credentials(ctx, job).await,
+        "complianceCheck" => printer::compliance(ctx, job, false).await,
+        "complianceEnforce" => printer::compliance(ctx, job, true).await,
         "mibWalk" => printer::mib_walk(ctx, client, creds, job).await,
         "requestLogs" => logs(ctx, client, creds, job).await,
         other => result(

@@ -33,8 +33,29 @@ fn one(addr: SocketAddr, serial: Option<&str>, status: &str, message: Option<Str
     json!({ "address": addr.to_string(), "serialNumber": serial, "status": status, "message": message })
 }
 
-/// The printer a job names and its SNMP target, or the result that ends the job.
-async fn resolve(ctx: &Context, job: &Value) -> Result<(SocketAddr, Target), Value> {
+/// Holds a printer for one command at a time: the seed warns that a configuration
+/// change can make a printer stop answering, so commands never overlap on one printer.
+pub(super) type PrinterLocks = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<SocketAddr, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+>;
+
+async fn lock_printer(ctx: &Context, addr: SocketAddr) -> tokio::sync::OwnedMutexGuard<()> {
+    let m = ctx
+        .printer_locks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(addr)
+        .or_default()
+        .clone();
+    m.lock_owned().await
+}
+
+/// The printer a job names, its SNMP target and the printer's command lock, or the result
+/// that ends the job.
+async fn resolve(
+    ctx: &Context,
+    job: &Value,
+) -> Result<(SocketAddr, Target, tokio::sync::OwnedMutexGuard<()>), Value> {
     let p = job.get("printer").cloned().unwrap_or(Value::Null);
     let Some(addr) = super::find_printer(ctx, &p).await else {
         return Err(result(
@@ -46,8 +67,9 @@ async fn resolve(ctx: &Context, job: &Value) -> Result<(SocketAddr, Target), Val
             vec![],
         ));
     };
+    let guard = lock_printer(ctx, addr).await;
     match ctx.poller.target(addr).await {
-        Some(t) => Ok((addr, t)),
+        Some(t) => Ok((addr, t, guard)),
         None => Err(result(
             "failed",
             vec![msg(
@@ -110,7 +132,7 @@ async fn serial_of(ctx: &Context, addr: SocketAddr) -> Option<String> {
 /// `reboot`: prtGeneralReset ← powerCycleReset(4).
 pub async fn reboot(ctx: &Context, job: &Value) -> Value {
     match resolve(ctx, job).await {
-        Ok((addr, t)) => {
+        Ok((addr, t, _held)) => {
             let vb = VarBind {
                 oid: oid(GENERAL_RESET),
                 value: Snmp::Integer(POWER_CYCLE_RESET),
@@ -208,7 +230,7 @@ pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
             }
         }
     };
-    let (addr, t) = match resolve(ctx, job).await {
+    let (addr, t, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -263,7 +285,7 @@ pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
 /// `unenroll`: the printer is no longer polled nor uploaded (a later discovery run that
 /// finds it again enrolls it again, as the seed describes; exclude it to keep it out).
 pub async fn unenroll(ctx: &Context, job: &Value) -> Value {
-    let (addr, _) = match resolve(ctx, job).await {
+    let (addr, _, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -314,7 +336,7 @@ pub async fn mib_walk(
     creds: &crate::cloud::client::Credentials,
     job: &Value,
 ) -> Value {
-    let (addr, target) = match resolve(ctx, job).await {
+    let (addr, target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -418,7 +440,7 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
         Ok(s) => s,
         Err(e) => return result("failed", vec![msg("error", e)], vec![]),
     };
-    let (addr, target) = match resolve(ctx, job).await {
+    let (addr, target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -486,4 +508,137 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
         )],
         vec![one(addr, serial.as_deref(), "completed", None)],
     )
+}
+
+/// Generic settings a configuration can assign (SNMPv2-MIB system group).
+const GENERIC_SETTINGS: &[(&str, &str)] = &[
+    ("sysContact", "1.3.6.1.2.1.1.4.0"),
+    ("sysName", "1.3.6.1.2.1.1.5.0"),
+    ("sysLocation", "1.3.6.1.2.1.1.6.0"),
+];
+
+/// `complianceCheck` / `complianceEnforce` with `params.settings` (`sysName`,
+/// `sysLocation`, `sysContact`): compares the printer's values with the assigned ones and,
+/// when enforcing, writes the differing ones and reads them back. The result carries
+/// `compliant` and the `differences` found.
+pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
+    let Some(wanted) = job.pointer("/params/settings").and_then(Value::as_object) else {
+        return result(
+            "failed",
+            vec![msg("error", "params.settings (an object) is missing")],
+            vec![],
+        );
+    };
+    let mut messages = Vec::new();
+    let mut checks = Vec::new();
+    for (k, v) in wanted {
+        match (GENERIC_SETTINGS.iter().find(|(n, _)| n == k), v.as_str()) {
+            (Some((_, o)), Some(text)) => checks.push((k.clone(), oid(o), text.to_string())),
+            (Some(_), None) => messages.push(msg("error", format!("params.settings.{k} must be a string"))),
+            (None, _) => messages.push(msg(
+                "warning",
+                format!("params.settings.{k}: not a setting this agent manages (sysName, sysLocation, sysContact)"),
+            )),
+        }
+    }
+    if messages.iter().any(|m| m["level"] == "error") {
+        return result("failed", messages, vec![]);
+    }
+    let (addr, target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let read = |target: Target| {
+        let oids: Vec<Oid> = checks.iter().map(|c| c.1.clone()).collect();
+        async move { crate::snmp::walk::get(&ctx.snmp, &target, &oids).await }
+    };
+    let differences = |got: &[VarBind]| -> Vec<Value> {
+        checks
+            .iter()
+            .filter_map(|(name, o, want)| {
+                let have = got
+                    .iter()
+                    .find(|vb| &vb.oid == o)
+                    .and_then(|vb| vb.value.as_bytes())
+                    .map(|b| String::from_utf8_lossy(b).to_string());
+                (have.as_deref() != Some(want.as_str()))
+                    .then(|| json!({ "setting": name, "expected": want, "found": have }))
+            })
+            .collect()
+    };
+    let got = match read(target.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            let t = e.to_string();
+            return result(
+                "printerNotCommunicating",
+                vec![],
+                vec![one(
+                    addr,
+                    serial.as_deref(),
+                    "printerNotCommunicating",
+                    Some(t),
+                )],
+            );
+        }
+    };
+    let mut diff = differences(&got);
+    if enforce && !diff.is_empty() {
+        for d in &diff {
+            let name = d["setting"].as_str().unwrap_or("");
+            let Some((_, o)) = GENERIC_SETTINGS.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            let vb = VarBind {
+                oid: oid(o),
+                value: Snmp::OctetString(d["expected"].as_str().unwrap_or("").as_bytes().to_vec()),
+            };
+            let r = set(ctx, addr, &target, name, vb).await;
+            if r["status"] != "completed" {
+                let mut r = r;
+                r["differences"] = json!(diff);
+                r["compliant"] = json!(false);
+                return r;
+            }
+        }
+        diff = match read(target.clone()).await {
+            Ok(v) => differences(&v),
+            Err(e) => {
+                return result(
+                    "printerNotCommunicating",
+                    vec![],
+                    vec![one(
+                        addr,
+                        serial.as_deref(),
+                        "printerNotCommunicating",
+                        Some(e.to_string()),
+                    )],
+                );
+            }
+        };
+        messages.push(msg("info", "differing settings written and read back"));
+    }
+    let compliant = diff.is_empty();
+    messages.push(if compliant {
+        msg("info", "compliant with the assigned configuration")
+    } else {
+        msg(
+            "warning",
+            format!("not compliant: {} setting(s) differ", diff.len()),
+        )
+    });
+    let status = if compliant || !enforce {
+        "completed"
+    } else {
+        "failed"
+    };
+    let mut r = result(
+        status,
+        messages,
+        vec![one(addr, serial.as_deref(), status, None)],
+    );
+    r["compliant"] = json!(compliant);
+    r["differences"] = json!(diff);
+    r
 }
