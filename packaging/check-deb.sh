@@ -12,8 +12,8 @@ echo "package: $deb ($(du -h "$deb" | cut -f1))"
 dpkg-deb --field "$deb" Package Version Architecture Depends Installed-Size
 dpkg-deb --contents "$deb" | awk '{print $1, $6}'
 
-as_root dpkg -i "$deb"
 trap 'as_root dpkg --purge fleet-agent >/dev/null 2>&1 || true' EXIT
+as_root dpkg -i "$deb"
 test -x /usr/bin/fleet-agent && test -x /usr/bin/fleet-cloud
 unit=$(ls /lib/systemd/system/fleet-agent.service /usr/lib/systemd/system/fleet-agent.service 2>/dev/null | head -1)
 test -n "$unit" && echo "unit: $unit"
