@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the static Linux binaries (musl) when the target is installed, then the .deb
+# (cargo-deb) and the .rpm (cargo-generate-rpm) from them: one binary that runs on every
+# listed distribution, RHEL 8's glibc 2.28 included. The .deb is installed with dpkg -i,
+# checked (files, account, conffile mode, validation, the agent starting as its account
+# and stopping on SIGTERM) and purged; the .rpm is inspected (files, conffile, scriptlets,
+# no glibc requirement). Run by .ci/run (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+musl=x86_64-unknown-linux-musl
+target=()
+if rustup target list --installed 2>/dev/null | grep -q "^$musl\$"; then
+  cargo build --release -q --target "$musl" --bins
+  bin="target/$musl/release/fleet-agent"
+  echo "static binary: $bin, $(stat -c %s "$bin") bytes ($(du -h "$bin" | cut -f1))"
+  file "$bin" | grep -q "static" || { file "$bin"; echo "not static"; exit 1; }
+  "$bin" version
+  "$bin" config validate config/fleet-agent.toml
+  target=(--target "$musl")
+else
+  echo "the musl target is not installed: the packages carry the glibc build (needs the build host's glibc)"
+fi
+
+cargo deb "${target[@]}" --no-build --no-strip -q -o target/debian/
+deb=$(ls -t target/debian/fleet-agent_*.deb | head -1)
+echo "package: $deb ($(du -h "$deb" | cut -f1))"
+dpkg-deb --field "$deb" Package Version Architecture Depends Installed-Size
+dpkg-deb --contents "$deb" | awk '{print $1, $6}'
+
+trap 'as_root dpkg --purge fleet-agent >/dev/null 2>&1 || true' EXIT
+as_root dpkg -i "$deb"
+test -x /usr/bin/fleet-agent && test -x /usr/bin/fleet-cloud
+unit=$(ls /lib/systemd/system/fleet-agent.service /usr/lib/systemd/system/fleet-agent.service 2>/dev/null | head -1)
+test -n "$unit" && echo "unit: $unit"
+getent passwd fleet-agent
+perm=$(stat -c '%U:%G %a' /etc/fleet-agent/fleet-agent.toml)
+[ "$perm" = "root:fleet-agent 640" ] || { echo "config owner/mode is $perm"; exit 1; }
+dpkg-query -W -f='${Conffiles}\n' fleet-agent | grep -q /etc/fleet-agent/fleet-agent.toml
+/usr/bin/fleet-agent config validate /etc/fleet-agent/fleet-agent.toml
+if command -v systemd-analyze >/dev/null; then systemd-analyze verify "$unit"; fi
+
+# The service account runs the agent on the packaged configuration (systemd may not run
+# here, so the unit's command line is used directly).
+log=$(mktemp)
+set +e
+as_root timeout -s TERM 4 runuser -u fleet-agent -- /usr/bin/fleet-agent run \
+    --config /etc/fleet-agent/fleet-agent.toml --state-dir /var/lib/fleet-agent 2>"$log"
+set -e
+grep -q "Agent running." "$log" || { cat "$log"; echo "the agent did not come up"; exit 1; }
+grep -q "Agent stopped." "$log" || { cat "$log"; echo "the agent did not stop cleanly"; exit 1; }
+as_root test -f /var/lib/fleet-agent/fleet-agent.db
+echo "the agent came up as fleet-agent and stopped cleanly on SIGTERM"
+
+as_root dpkg --purge fleet-agent
+test ! -e /usr/bin/fleet-agent && test ! -e /var/lib/fleet-agent
+trap - EXIT
+echo "installed, checked and purged: $deb"
+
+command -v cargo-generate-rpm >/dev/null 2>&1 || cargo install --locked -q cargo-generate-rpm@0.21.1
+cargo generate-rpm "${target[@]}"
+rpmfile=$(ls -t target/generate-rpm/fleet-agent-*.rpm 2>/dev/null | head -1 || true)
+[ -z "$rpmfile" ] && rpmfile=$(ls -t target/"$musl"/generate-rpm/fleet-agent-*.rpm | head -1)
+echo "package: $rpmfile ($(du -h "$rpmfile" | cut -f1))"
+if command -v rpm >/dev/null 2>&1; then
+  rpm -qlp "$rpmfile"
+  rpm -qp --configfiles "$rpmfile" | grep -qx /etc/fleet-agent/fleet-agent.toml
+  rpm -qp --scripts "$rpmfile" | grep -q "useradd -r -g fleet-agent"
+  if [ ${#target[@]} -gt 0 ] && rpm -qp --requires "$rpmfile" | grep -q GLIBC; then
+    echo "the .rpm should not need glibc"; exit 1
+  fi
+  echo "inspected: $rpmfile"
+else
+  echo "no rpm tool: the .rpm was built but not inspected"
+fi
