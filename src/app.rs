@@ -542,8 +542,12 @@ async fn start_components(
                 ("heartbeat", Ok(()))
             });
             let (s, stop) = (store.clone(), stopped(stop_rx.clone()));
+            let ownership = crate::cloud::sender::Ownership {
+                takeover: config.discovery.takeover,
+                poller: Some(handle.clone()),
+            };
             components.spawn(async move {
-                crate::cloud::sender::run(client, creds, s, stop).await;
+                crate::cloud::sender::run(client, creds, s, ownership, stop).await;
                 ("sender", Ok(()))
             });
         }

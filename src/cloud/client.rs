@@ -208,6 +208,7 @@ impl CloudClient {
         creds: &Credentials,
         message_id: &str,
         reports: Vec<Value>,
+        takeover: bool,
     ) -> Result<Vec<String>, CloudError> {
         let token = self.bearer(creds).await?;
         let body = json!({
@@ -216,6 +217,7 @@ impl CloudClient {
             "agentId": creds.agent_id,
             "agentVersion": env!("CARGO_PKG_VERSION"),
             "sentAt": crate::poller::now_ms(),
+            "takeover": takeover,
             "reports": reports,
         });
         let v = self

@@ -1,7 +1,8 @@
 //! The `sender` component: drains the outbox to the cloud in order, acknowledging accepted
 //! messages, dropping rejected ones with a counted reason, renewing the token after a
 //! 401 and backing off (capped, jittered) on 429, 5xx and network errors. A "resync"
-//! answer clears the printer's sent state so its next reading goes out as a snapshot.
+//! answer clears the printer's sent state so its next reading goes out as a snapshot; an
+//! "ownedByAnotherAgent" answer stops polling the printer here.
 
 use super::client::{CloudClient, CloudError, Credentials};
 use crate::store::Store;
@@ -11,11 +12,48 @@ use tokio::time::Duration;
 /// Longest wait between two delivery attempts while the cloud is unavailable.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// What the sender needs to honour the takeover setting.
+#[derive(Clone, Default)]
+pub struct Ownership {
+    /// `discovery.takeover`: ask the cloud to move printers another agent manages.
+    pub takeover: bool,
+    /// The poller, to stop polling a printer another agent keeps.
+    pub poller: Option<crate::poller::scheduler::PollerHandle>,
+}
+
+/// A printer another agent manages: not polled here any more (a later discovery run or a
+/// restart tries again; with `discovery.takeover` the cloud moves it here).
+async fn owned_elsewhere(store: &Store, ownership: &Ownership, printer_key: &str) {
+    let s = store.clone();
+    let key = printer_key.to_string();
+    let serial = key.strip_prefix("sn:").map(str::to_string);
+    let addr = tokio::task::spawn_blocking(move || {
+        s.forget_sent(&key).ok();
+        s.printers()
+            .ok()?
+            .into_iter()
+            .find(|p| p.serial.is_some() && p.serial == serial)
+            .map(|p| p.address)
+    })
+    .await
+    .ok()
+    .flatten();
+    tracing::warn!(
+        printer = printer_key,
+        address = addr.as_deref().unwrap_or(""),
+        "Printer managed by another agent: not polled here (discovery.takeover moves it here)."
+    );
+    if let (Some(p), Some(a)) = (&ownership.poller, addr.and_then(|a| a.parse().ok())) {
+        p.remove(a).await;
+    }
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(
     client: Arc<CloudClient>,
     creds: Credentials,
     store: Store,
+    ownership: Ownership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -33,10 +71,18 @@ pub async fn run(
             let body: serde_json::Value =
                 serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null);
             let s = store.clone();
-            match client.upload(&creds, &m.message_id, vec![body]).await {
+            match client
+                .upload(&creds, &m.message_id, vec![body], ownership.takeover)
+                .await
+            {
                 Ok(statuses) => {
                     backoff = Duration::from_secs(1);
                     let resync = statuses.iter().any(|x| x == "resync");
+                    if statuses.iter().any(|x| x == "ownedByAnotherAgent")
+                        && let Some(k) = &m.printer_key
+                    {
+                        owned_elsewhere(&store, &ownership, k).await;
+                    }
                     let key = m.printer_key.clone();
                     tokio::task::spawn_blocking(move || {
                         s.ack(&[m.id]).ok();

@@ -130,6 +130,9 @@ pub struct DiscoveryConfig {
     pub port: u16,
     /// Indexes into [`Config::profiles`] to try, in order.
     pub profiles: Vec<usize>,
+    /// Take over printers another agent manages (the seed's "transfer management of
+    /// printers enrolled via another agent").
+    pub takeover: bool,
 }
 
 impl DiscoveryConfig {
@@ -307,6 +310,7 @@ const CLOUD_KEYS: &[(&str, &[&str])] = &[
             "mdns_secs",
             "port",
             "profiles",
+            "takeover",
         ],
     ),
     ("cloud", &["timeout_secs", "outbox_max_bytes"]),
@@ -790,6 +794,7 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         mdns: Duration::from_secs(rd.mdns_secs.unwrap_or(0)),
         port: rd.port.unwrap_or(161),
         profiles: discovery_profiles,
+        takeover: rd.takeover.unwrap_or(false),
     };
 
     let rc = raw.cloud;

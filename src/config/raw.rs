@@ -105,6 +105,7 @@ pub(super) struct RawDiscovery {
     pub port: Option<u16>,
     #[serde(default)]
     pub profiles: Vec<String>,
+    pub takeover: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

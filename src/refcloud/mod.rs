@@ -250,12 +250,19 @@ async fn token(State(c): State<Cloud>, body: axum::Json<Value>) -> Response {
     }
 }
 
-/// Applies one report to the stored state; returns its status.
+/// After a takeover, the printer stays with its new agent this long: another agent's
+/// takeover request within it is answered `ownedByAnotherAgent` (no flapping).
+pub const TAKEOVER_HOLD_MS: i64 = 24 * 3600 * 1000;
+
+/// Applies one report to the stored state; returns its status. A printer another agent
+/// holds is `ownedByAnotherAgent`, unless the uploading agent asks for a takeover and the
+/// printer has not moved within [`TAKEOVER_HOLD_MS`].
 fn apply_report(
     db: &CloudDb,
     agent: &str,
     r: &Value,
     now: i64,
+    takeover: bool,
 ) -> Result<&'static str, crate::store::StoreError> {
     let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
     let serial = r
@@ -267,6 +274,15 @@ fn apply_report(
     let collected = r.get("collectedAt").and_then(Value::as_i64).unwrap_or(now);
     if serial.is_empty() {
         return Ok("rejected");
+    }
+    if let Some(owner) = db.other_owner(&serial, agent)? {
+        let held = db
+            .last_move_ms(&serial)?
+            .is_some_and(|t| now - t < TAKEOVER_HOLD_MS);
+        if !takeover || held {
+            return Ok("ownedByAnotherAgent");
+        }
+        db.move_asset(&serial, &owner, agent, now)?;
     }
     let existing = db.asset(agent, &serial)?;
     match kind {
@@ -339,12 +355,16 @@ async fn upload(
         .unwrap_or_default();
     let db = c.db.clone();
     let now = (c.clock)();
+    let takeover = body
+        .get("takeover")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let out = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, crate::store::StoreError> {
         let first = db.first_sight(&mid, &agent, now)?;
         reports
             .iter()
             .map(|r| {
-                let status = if first { apply_report(&db, &agent, r, now)? } else { "duplicate" };
+                let status = if first { apply_report(&db, &agent, r, now, takeover)? } else { "duplicate" };
                 Ok(json!({ "serialNumber": r.get("serialNumber"), "reportSeq": r.get("reportSeq"), "status": status }))
             })
             .collect()

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0005_job_files.sql",
         include_str!("refcloud_migrations/0005_job_files.sql"),
     ),
+    (
+        "refcloud 0006_ownership_moves.sql",
+        include_str!("refcloud_migrations/0006_ownership_moves.sql"),
+    ),
 ];
 
 /// Pending jobs expire after a week undelivered (SEED-AGENT.md §2.3).
@@ -404,6 +408,59 @@ impl CloudDb {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The agent other than `agent_id` that holds a printer, if any.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn other_owner(&self, serial: &str, agent_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT agent_id FROM assets WHERE serial = ?1 AND agent_id != ?2 LIMIT 1",
+                params![serial, agent_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Moves a printer from one agent to another (its asset is re-created by the new
+    /// owner's snapshot) and records the move.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing changes).
+    pub fn move_asset(
+        &self,
+        serial: &str,
+        from: &str,
+        to: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute(
+            "DELETE FROM assets WHERE agent_id = ?1 AND serial = ?2",
+            params![from, serial],
+        )?;
+        tx.execute(
+            "INSERT INTO ownership_moves (serial, from_agent, to_agent, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![serial, from, to, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// When a printer last moved between agents.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn last_move_ms(&self, serial: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT MAX(at_ms) FROM ownership_moves WHERE serial = ?1",
+            params![serial],
+            |r| r.get(0),
+        )?)
     }
 
     /// Removes a printer from an agent's assets (after an unenroll); false when absent.
