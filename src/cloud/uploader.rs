@@ -43,6 +43,11 @@ pub fn printer_key(printer_id: i64, report: &PrinterReport) -> String {
     }
 }
 
+/// The store setting holding when a printer was unenrolled (epoch ms).
+pub fn unenrolled_key(printer_key: &str) -> String {
+    format!("unenrolled.{printer_key}")
+}
+
 /// Decides and queues for one reading; returns what was queued, if anything.
 ///
 /// # Errors
@@ -55,6 +60,12 @@ pub fn process(
     r: &Reading,
 ) -> Result<Option<Queued>, StoreError> {
     let key = printer_key(r.printer_id, &r.report);
+    // Readings taken before the printer was unenrolled never reach the cloud.
+    if let Some(at) = store.setting(&unenrolled_key(&key))?
+        && r.report.collected_at <= at.parse::<i64>().unwrap_or(i64::MAX)
+    {
+        return Ok(None);
+    }
     let prev = store.sent_state(&key)?.and_then(|row| {
         serde_json::from_str::<Value>(&row.keyed)
             .ok()

@@ -290,11 +290,23 @@ pub async fn unenroll(ctx: &Context, job: &Value) -> Value {
         Err(r) => return r,
     };
     let serial = serial_of(ctx, addr).await;
-    ctx.poller.remove(addr).await;
-    if let Some(sn) = serial.clone() {
-        // A re-enrolled printer starts again with a snapshot.
+    let key = serial.as_ref().map(|sn| format!("sn:{sn}"));
+    if let Some(k) = key.clone() {
+        // Readings taken until now are not uploaded any more (the uploader checks).
         let s = ctx.store.clone();
-        tokio::task::spawn_blocking(move || s.forget_sent(&format!("sn:{sn}")))
+        let now = crate::poller::now_ms().to_string();
+        tokio::task::spawn_blocking(move || {
+            s.set_setting(&crate::cloud::uploader::unenrolled_key(&k), &now)
+        })
+        .await
+        .ok();
+    }
+    ctx.poller.remove(addr).await;
+    if let Some(k) = key {
+        // Nothing queued about it may reach the cloud after this job's result; a
+        // re-enrolled printer starts again with a snapshot.
+        let s = ctx.store.clone();
+        tokio::task::spawn_blocking(move || s.drop_printer(&k))
             .await
             .ok();
     }

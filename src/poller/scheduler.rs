@@ -665,7 +665,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 }
                 s.due = next;
                 let json = serde_json::to_string(&report).unwrap_or_default();
-                if let Some(tx) = &self.readings
+                // An unenrolled printer's last poll is stored but not uploaded.
+                if let Some(tx) = self.readings.as_ref().filter(|_| !s.removed)
                     && tx
                         .try_send(crate::cloud::uploader::Reading {
                             printer_id: s.id,

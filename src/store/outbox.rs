@@ -251,6 +251,27 @@ impl Store {
         Ok(())
     }
 
+    /// Drops every queued message about one printer and what the cloud holds of it (the
+    /// printer was unenrolled: nothing more about it may reach the cloud). Returns how many
+    /// messages were dropped.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is removed).
+    pub fn drop_printer(&self, printer_key: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM outbox WHERE printer_key = ?1",
+            params![printer_key],
+        )?;
+        tx.execute(
+            "DELETE FROM sent_state WHERE printer_key = ?1",
+            params![printer_key],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Removes messages the cloud refused for good (a 4xx other than 401/429), counting them.
     ///
     /// # Errors
@@ -361,6 +382,21 @@ mod tests {
             s.enqueue("m3", Some("sn:a"), "delta", "y", 0, 1 << 20)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn dropping_a_printer_removes_only_its_messages() {
+        let s = Store::open_in_memory().unwrap();
+        s.enqueue("a1", Some("sn:a"), "snapshot", "x", 0, 1 << 20)
+            .unwrap();
+        s.enqueue("b1", Some("sn:b"), "snapshot", "y", 0, 1 << 20)
+            .unwrap();
+        s.enqueue("a2", Some("sn:a"), "delta", "z", 0, 1 << 20)
+            .unwrap();
+        assert_eq!(s.drop_printer("sn:a").unwrap(), 2);
+        let left = s.due_messages(10, 0).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].message_id, "b1");
     }
 
     #[test]
