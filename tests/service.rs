@@ -158,3 +158,188 @@ fn sd_notify_ready_reload_watchdog_stopping_and_a_clean_exit() {
     assert_eq!(status.code(), Some(0), "a clean stop exits 0");
     eprintln!("SIGTERM to exit: {} ms", t.elapsed().as_millis());
 }
+
+/// SIGTERM while a job runs and the poller (status checks every second on printers whose
+/// supplies fall fast) and the sender are busy: exit 0 within the stop deadline; after a
+/// restart the interrupted job is reported (not rerun), the outbox drains and the cloud
+/// holds every report exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_uploads_and_a_job_in_flight_loses_nothing() {
+    use fleet_agent::refcloud::{Cloud, cli as refcli};
+    use fleet_agent::simulator::{self, Layout, Simulator, synth};
+    use fleet_agent::store::refcloud::CloudDb;
+    use serde_json::{Value, json};
+
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret");
+    let (agent_id, code, _) = cloud.create_agent("site T", &json!({})).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    fleet_agent::cloud::install_crypto();
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let client = fleet_agent::cloud::client::CloudClient::new(
+        &url,
+        Some(cert.ca_pem.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let creds = client.activate(&code).await.unwrap();
+    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+    let snmp_port = 34000 + (std::process::id() % 20000) as u16;
+    // Printers that change fast: supplies fall, so deltas keep flowing.
+    let sim = Simulator::start(
+        simulator::synthetic_fleet(
+            2,
+            synth::SynthParams {
+                speed: 50000.0,
+                seed: 21,
+            },
+        ),
+        Layout::Fleet {
+            start: std::net::Ipv4Addr::new(127, 91, 0, 1),
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\nstatus_interval_secs = 1\n\
+             [discovery]\ninclude = [\"127.91.1.0/24\"]\nport = {snmp_port}\ninterval_secs = 86400\nnetwork_delay_us = 20000\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[printers]]\naddress = \"127.91.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.91.0.2:{snmp_port}\"\n",
+            state.display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let spawn = || common::Proc {
+        child: std::process::Command::new(common::bin())
+            .args(["run", "--config", conf.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+    let jobs = || {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let v: Value = admin
+                .get(format!("{url}/admin/v1/jobs"))
+                .bearer_auth("admin-secret")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["jobs"][0].clone()
+        }
+    };
+
+    let mut agent = spawn();
+    for _ in 0..300 {
+        if db.assets().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.assets().unwrap().len(), 2);
+    // A discovery job that takes seconds (254 silent addresses at 50 probes/s).
+    let r = admin
+        .post(format!("{url}/admin/v1/agents/{agent_id}/jobs"))
+        .bearer_auth("admin-secret")
+        .json(&json!({ "type": "discover" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for _ in 0..200 {
+        if jobs().await["state"] == "inProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(jobs().await["state"], "inProgress");
+    let t = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &agent.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(35),
+            "stop deadline exceeded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    eprintln!(
+        "SIGTERM with a job in flight: exit after {} ms",
+        t.elapsed().as_millis()
+    );
+    drop(agent);
+
+    // Restart: the job is reported, the outbox drains, every report arrived once.
+    let _agent = spawn();
+    let mut job = Value::Null;
+    let mut stats = None;
+    for _ in 0..300 {
+        job = jobs().await;
+        let s = fleet_agent::store::Store::open(&state)
+            .unwrap()
+            .outbox_stats()
+            .unwrap();
+        let done = job["state"] == "failed" && s.messages == 0;
+        stats = Some(s);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("restarted"),
+        "{job}"
+    );
+    let stats = stats.unwrap();
+    assert_eq!(stats.messages, 0, "{stats:?}");
+    assert_eq!((stats.rejected, stats.dropped), (0, 0), "{stats:?}");
+    let assets = db.assets().unwrap();
+    for a in &assets {
+        let seqs = db.applied_seqs(&a.agent_id, &a.serial).unwrap();
+        assert_eq!(
+            seqs,
+            (1..=a.seq).collect::<Vec<u64>>(),
+            "printer {}",
+            a.serial
+        );
+    }
+    assert_eq!(assets.len(), 2);
+    handle.shutdown();
+    sim.stop().await;
+}
