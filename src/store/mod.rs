@@ -207,6 +207,29 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// Applies `migrations` after the first `current` ones, each in its own transaction that
+/// also records its number in `PRAGMA user_version`; a failure names the migration and
+/// leaves the database at the previous version. Shared by the agent's store and the
+/// reference cloud's database.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    migrations: &[(&'static str, &'static str)],
+    current: i64,
+) -> Result<(), StoreError> {
+    for (i, (name, sql)) in migrations.iter().enumerate().skip(current as usize) {
+        let tx = conn
+            .transaction()
+            .map_err(|source| StoreError::Migration { name, source })?;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration { name, source })?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|source| StoreError::Migration { name, source })?;
+        tx.commit()
+            .map_err(|source| StoreError::Migration { name, source })?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating) `fleet-agent.db` in `dir`, which is created owner-only.
     ///
@@ -246,17 +269,7 @@ impl Store {
                 known,
             });
         }
-        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = conn
-                .transaction()
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.execute_batch(sql)
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.commit()
-                .map_err(|source| StoreError::Migration { name, source })?;
-        }
+        migrate(&mut conn, MIGRATIONS, current)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -166,17 +166,7 @@ impl CloudDb {
             None => Connection::open_in_memory()?,
         };
         let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = conn
-                .transaction()
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.execute_batch(sql)
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|source| StoreError::Migration { name, source })?;
-            tx.commit()
-                .map_err(|source| StoreError::Migration { name, source })?;
-        }
+        super::migrate(&mut conn, MIGRATIONS, current)?;
         Ok(CloudDb {
             conn: Arc::new(Mutex::new(conn)),
         })
