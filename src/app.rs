@@ -17,9 +17,6 @@ use tokio::sync::watch;
 /// Outbox byte cap (oldest deltas are evicted first; the cloud link makes it configurable).
 pub const OUTBOX_MAX_BYTES: u64 = 64 << 20;
 
-/// Default time allowed for components to stop.
-pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
-
 /// Runs discovery at the configured interval (and when `now` receives), one run at a
 /// time, handing new printers to the poller and reporting sightings of known ones.
 async fn discovery_loop(
@@ -375,7 +372,7 @@ pub async fn run(
             Next::Apply(..) => crate::platform::ServiceState::Reloading,
         });
         stop_tx.send(true).ok();
-        stop_all(&mut components).await?;
+        stop_all(&mut components, config.stop_timeout).await?;
         match next {
             Next::Stop => break,
             Next::Apply(c, why) => {
@@ -392,7 +389,7 @@ pub async fn run(
         w.abort();
     }
     web_stop_tx.send(true).ok();
-    match tokio::time::timeout(STOP_DEADLINE, web).await {
+    match tokio::time::timeout(config.stop_timeout, web).await {
         Ok(Ok(Err(e))) => {
             tracing::warn!(component = "web", error = %e, "Component stopped with an error.")
         }
@@ -403,14 +400,60 @@ pub async fn run(
     result
 }
 
-type Components = tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>;
+/// The running reloadable components, by name (so a slow stop can say what it waits on).
+#[derive(Default)]
+struct Components {
+    set: tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
 
-/// Stops every component within [`STOP_DEADLINE`], naming the ones that stop.
-async fn stop_all(components: &mut Components) -> anyhow::Result<()> {
-    let deadline = tokio::time::sleep(STOP_DEADLINE);
+impl Components {
+    fn new() -> Components {
+        Components::default()
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = (&'static str, anyhow::Result<()>)> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    async fn join_next(
+        &mut self,
+    ) -> Option<Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>> {
+        let r = self.set.join_next_with_id().await?;
+        let id = match &r {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        self.names.remove(&id);
+        Some(r.map(|(_, v)| v))
+    }
+
+    fn waiting_on(&self) -> String {
+        let mut v: Vec<&str> = self.names.values().copied().collect();
+        v.sort_unstable();
+        v.join(", ")
+    }
+}
+
+/// Stops every component within `deadline`, saying every 5 s which ones it still waits on.
+async fn stop_all(components: &mut Components, deadline: Duration) -> anyhow::Result<()> {
+    let limit = deadline;
+    let deadline = tokio::time::sleep(deadline);
     tokio::pin!(deadline);
+    let mut report = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    );
     loop {
         tokio::select! {
+            _ = report.tick() => {
+                tracing::info!(waiting_on = %components.waiting_on(), "Still stopping.");
+            }
             r = components.join_next() => match r {
                 Some(Ok((name, res))) => {
                     if let Err(e) = res {
@@ -423,9 +466,9 @@ async fn stop_all(components: &mut Components) -> anyhow::Result<()> {
                 None => return Ok(()),
             },
             _ = &mut deadline => {
-                tracing::error!(remaining = components.len(), "Stop deadline passed; aborting the remaining components.");
-                components.abort_all();
-                anyhow::bail!("components did not stop within {} s", STOP_DEADLINE.as_secs());
+                tracing::error!(waiting_on = %components.waiting_on(), "Stop deadline passed; aborting the remaining components.");
+                components.set.abort_all();
+                anyhow::bail!("components did not stop within {} s", limit.as_secs());
             }
         }
     }
@@ -499,7 +542,7 @@ async fn start_components(
         )
         .with_metrics(metrics.clone());
         let stop = stopped(stop_rx.clone());
-        components.spawn(async move {
+        components.spawn("uploader", async move {
             uploader.run(readings_rx, stop).await;
             ("uploader", Ok(()))
         });
@@ -527,7 +570,7 @@ async fn start_components(
                 printer_locks: Default::default(),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
-            components.spawn(async move {
+            components.spawn("jobs", async move {
                 crate::jobs::run(c, cr, jobs, stop).await;
                 ("jobs", Ok(()))
             });
@@ -537,7 +580,7 @@ async fn start_components(
                 store.clone(),
                 stopped(stop_rx.clone()),
             );
-            components.spawn(async move {
+            components.spawn("heartbeat", async move {
                 crate::cloud::heartbeat::run(c, cr, s, Some(link), stop).await;
                 ("heartbeat", Ok(()))
             });
@@ -546,7 +589,7 @@ async fn start_components(
                 takeover: config.discovery.takeover,
                 poller: Some(handle.clone()),
             };
-            components.spawn(async move {
+            components.spawn("sender", async move {
                 crate::cloud::sender::run(client, creds, s, ownership, stop).await;
                 ("sender", Ok(()))
             });
@@ -564,17 +607,57 @@ async fn start_components(
             metrics.clone(),
             stopped(stop_rx.clone()),
         );
-        components.spawn(async move {
+        components.spawn("discovery", async move {
             discovery_loop(cfg, s, k, handle, m, now_rx, stop).await;
             ("discovery", Ok(()))
         });
     }
     if !disabled {
         let poll_stop = stopped(stop_rx.clone());
-        components.spawn(async move {
+        components.spawn("poller", async move {
             poller.run(poll_stop).await;
             ("poller", Ok(()))
         });
     }
     Ok(components)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_waits_for_components_within_the_configured_deadline_and_names_laggards() {
+        let mut c = Components::new();
+        c.spawn("quick", async { ("quick", Ok(())) });
+        c.spawn("slow", async {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            ("slow", Ok(()))
+        });
+        c.spawn("stuck", async {
+            std::future::pending::<()>().await;
+            ("stuck", Ok(()))
+        });
+        assert_eq!(c.waiting_on(), "quick, slow, stuck");
+        let t = tokio::time::Instant::now();
+        let e = stop_all(&mut c, Duration::from_secs(12)).await.unwrap_err();
+        assert_eq!(t.elapsed(), Duration::from_secs(12));
+        assert!(e.to_string().contains("12 s"), "{e}");
+        assert_eq!(
+            c.waiting_on(),
+            "stuck",
+            "the one named when the deadline passed"
+        );
+
+        // Everything stopping in time: back as soon as the last one has.
+        let mut c = Components::new();
+        c.spawn("slow", async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            ("slow", Ok(()))
+        });
+        let t = tokio::time::Instant::now();
+        stop_all(&mut c, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(t.elapsed(), Duration::from_secs(3));
+        assert_eq!(c.waiting_on(), "");
+    }
 }

@@ -67,8 +67,32 @@ pub enum Command {
     /// Advertise a printer service over mDNS/DNS-SD until Ctrl-C (labs and tests).
     #[command(hide = true)]
     MdnsAdvertise(MdnsAdvertiseArgs),
+    /// Install and control the Windows service (on Linux the .deb and .rpm packages
+    /// install a systemd unit instead).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Print the version.
     Version,
+}
+
+/// `service` subcommands (Windows; elevated prompt).
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Install the agent as the service "FleetAgent" (automatic start as LocalSystem,
+    /// restarted after a failure). The options given here are the service's.
+    Install(AgentArgs),
+    /// Stop the service if it runs, and remove it (configuration and state stay).
+    Uninstall,
+    /// Start the service and wait until it runs.
+    Start,
+    /// Stop the service (running tasks finish first) and wait until it has.
+    Stop,
+    /// Set the installed service's recovery actions: restart after 10 s, then 60 s, also
+    /// after a non-zero exit (`install` does this; the MSI runs it).
+    Recovery,
+    /// Run under the service manager (the installed service's command line).
+    #[command(hide = true)]
+    Run(AgentArgs),
 }
 
 /// Where the configuration and state are.
@@ -81,6 +105,36 @@ pub struct AgentArgs {
     /// State directory (overrides `agent.state_dir`).
     #[arg(long, env = "FLEET_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Port of the local web page (replaces `web.listen`'s port; the Windows installer's
+    /// choice: 80, or another free one such as 8080 or 8088).
+    #[arg(long, env = "FLEET_AGENT_WEB_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub web_port: Option<u16>,
+    /// Also write the log to this file, rotated at 10 MiB, 5 kept (the Windows service
+    /// writes `<state dir>\logs\fleet-agent.log` by default).
+    #[arg(long, env = "FLEET_AGENT_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    /// The same options as command-line arguments (paths made absolute), for the
+    /// installed service's command line.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let mut v: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(p) = &self.config {
+            v.extend(["--config".into(), abs(p).into()]);
+        }
+        if let Some(p) = &self.state_dir {
+            v.extend(["--state-dir".into(), abs(p).into()]);
+        }
+        if let Some(p) = self.web_port {
+            v.extend(["--web-port".into(), p.to_string().into()]);
+        }
+        if let Some(p) = &self.log_file {
+            v.extend(["--log-file".into(), abs(p).into()]);
+        }
+        v
+    }
 }
 
 /// `discover` arguments.
@@ -212,8 +266,14 @@ fn config_path(explicit: Option<&PathBuf>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.clone());
     }
-    let system = PathBuf::from("/etc/fleet-agent/fleet-agent.toml");
-    (cfg!(unix) && system.exists()).then_some(system)
+    let system = if cfg!(windows) {
+        PathBuf::from(std::env::var_os("ProgramData")?)
+            .join("FleetAgent")
+            .join("fleet-agent.toml")
+    } else {
+        PathBuf::from("/etc/fleet-agent/fleet-agent.toml")
+    };
+    system.exists().then_some(system)
 }
 
 /// Loads the configuration `run`, `status` and `config validate` use.
@@ -525,24 +585,131 @@ impl From<anyhow::Error> for Exit {
     }
 }
 
+/// The agent in the foreground (`run`, and the Windows service's body).
+async fn run_agent(a: AgentArgs) -> Result<(), Exit> {
+    let source = load_source(a.config.as_ref())?.with_web_port(a.web_port);
+    let c = source.parse().map_err(config_exit)?;
+    crate::telemetry::init_logging(&c.log_level);
+    let dir = state_dir(&a, &c);
+    crate::app::run(source, dir, crate::platform::shutdown_signal())
+        .await
+        .map_err(Exit::from)
+}
+
+/// `service ...`: the Windows service manager; elsewhere a usage error that points to
+/// the packages' systemd unit.
+fn service(cmd: ServiceCommand) -> Result<(), Exit> {
+    #[cfg(windows)]
+    {
+        use crate::platform::winsvc;
+        let fail = |message: String| Exit {
+            code: EXIT_FAILURE,
+            message,
+        };
+        match cmd {
+            ServiceCommand::Install(a) => {
+                let mut args: Vec<std::ffi::OsString> = vec!["service".into(), "run".into()];
+                args.extend(a.to_args());
+                winsvc::install(args).map_err(fail)?;
+                println!(
+                    "installed the service {} (automatic start); start it with `fleet-agent service start`",
+                    winsvc::SERVICE_NAME
+                );
+            }
+            ServiceCommand::Uninstall => {
+                winsvc::uninstall().map_err(fail)?;
+                println!("removed the service {}", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Start => {
+                winsvc::start().map_err(fail)?;
+                println!("the service {} is running", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Stop => {
+                winsvc::stop().map_err(fail)?;
+                println!("the service {} is stopped", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Recovery => {
+                winsvc::recovery().map_err(fail)?;
+                println!(
+                    "the service {} restarts after a failure",
+                    winsvc::SERVICE_NAME
+                );
+            }
+            ServiceCommand::Run(a) => service_run(a)?,
+        }
+        Ok(())
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = cmd;
+        Err(Exit {
+            code: 2,
+            message: "`fleet-agent service` manages the Windows service; on Linux install the .deb or .rpm package, which brings the systemd unit (systemctl enable --now fleet-agent), or run `fleet-agent run` in the foreground".into(),
+        })
+    }
+}
+
+/// `service run`: the body the Windows service manager starts. Logs go to a file (a
+/// service has no console): `--log-file`, else `logs\fleet-agent.log` in the state
+/// directory; a configuration error is written there before the service stops with 64.
+#[cfg(windows)]
+fn service_run(a: AgentArgs) -> Result<(), Exit> {
+    let log = a.log_file.clone().unwrap_or_else(|| {
+        a.state_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_state_dir)
+            .join("logs")
+            .join("fleet-agent.log")
+    });
+    crate::platform::winsvc::run(move || {
+        crate::telemetry::log_to_file(&log).ok();
+        crate::telemetry::init_logging("info");
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot start the async runtime.");
+                return EXIT_FAILURE;
+            }
+        };
+        match rt.block_on(run_agent(a.clone())) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(code = e.code, "{}", e.message);
+                e.code
+            }
+        }
+    })
+    .map_err(|message| Exit {
+        code: EXIT_FAILURE,
+        message,
+    })
+}
+
 /// Runs a parsed command.
 ///
 /// # Errors
 /// Returns the exit code and message to print.
 pub async fn run(cli: Cli) -> Result<(), Exit> {
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Service(ServiceCommand::Run(_))
+    ) {
         crate::telemetry::init_logging("warn");
     }
     match cli.command {
         Command::Run(a) => {
-            let source = load_source(a.config.as_ref())?;
-            let c = source.parse().map_err(config_exit)?;
-            crate::telemetry::init_logging(&c.log_level);
-            let dir = state_dir(&a, &c);
-            crate::app::run(source, dir, crate::platform::shutdown_signal())
-                .await
-                .map_err(Exit::from)
+            if let Some(f) = &a.log_file {
+                crate::telemetry::log_to_file(f).map_err(|e| Exit {
+                    code: EXIT_NO_INPUT,
+                    message: format!("--log-file {}: {e}", f.display()),
+                })?;
+            }
+            run_agent(a).await
         }
+        Command::Service(s) => service(s),
         Command::Status(a) => status(a).await,
         Command::Activate(a) => activate(a).await,
         Command::Discover(a) => discover(a).await,
@@ -1288,4 +1455,38 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
     .ok();
     sim.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_command_line_carries_the_install_options_with_absolute_paths() {
+        let cli = Cli::try_parse_from([
+            "fleet-agent",
+            "service",
+            "install",
+            "--config",
+            "conf/agent.toml",
+            "--web-port",
+            "8088",
+        ])
+        .unwrap();
+        let Command::Service(ServiceCommand::Install(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        let args: Vec<String> = a
+            .to_args()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[0], "--config");
+        assert!(std::path::Path::new(&args[1]).is_absolute(), "{args:?}");
+        assert!(args[1].ends_with("agent.toml"), "{args:?}");
+        assert_eq!(&args[2..], ["--web-port", "8088"]);
+        // Port 0 is refused at parse time, not at bind time.
+        let e = Cli::try_parse_from(["fleet-agent", "run", "--web-port", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--web-port"), "{e}");
+    }
 }

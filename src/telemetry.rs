@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::path::{Path, PathBuf};
 
 type Labels = Vec<(String, String)>;
 
@@ -192,8 +193,17 @@ struct Tee;
 
 impl std::io::Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write_all(buf)?;
+        // A Windows service has no standard error: a failed write there must not lose the
+        // line for the file and the in-memory copy.
+        let stderr = std::io::stderr().write_all(buf);
         let text = strip_ansi(&String::from_utf8_lossy(buf));
+        if let Some(file) = LOG_FILE.get() {
+            let mut f = file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Nowhere to report a failing log file but the log itself; keep going.
+            f.write_all(text.as_bytes()).ok();
+        }
         let mut ring = RING
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -202,6 +212,9 @@ impl std::io::Write for Tee {
                 ring.pop_front();
             }
             ring.push_back(line.to_string());
+        }
+        if LOG_FILE.get().is_none() {
+            stderr?;
         }
         Ok(buf.len())
     }
@@ -236,6 +249,111 @@ pub fn recent_logs() -> Vec<String> {
         .iter()
         .cloned()
         .collect()
+}
+
+static LOG_FILE: std::sync::OnceLock<std::sync::Mutex<RotatingFile>> = std::sync::OnceLock::new();
+
+/// A log file that is rotated by size: when a write would take it past `max_bytes`,
+/// `name.log` becomes `name.log.1` (`.1` becomes `.2`, ...; the oldest beyond `keep` is
+/// removed) and a new file starts. Used where no journal collects standard error (the
+/// Windows service, `run --log-file`).
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: Option<std::fs::File>,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens (appends to) `path`, creating its directory.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be created.
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<RotatingFile> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(1),
+            keep: keep.max(1),
+            file: Some(file),
+            size,
+        })
+    }
+
+    fn numbered(&self, n: usize) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        // Windows cannot rename an open file.
+        self.file = None;
+        std::fs::remove_file(self.numbered(self.keep)).ok();
+        for n in (1..self.keep).rev() {
+            std::fs::rename(self.numbered(n), self.numbered(n + 1)).ok();
+        }
+        std::fs::rename(&self.path, self.numbered(1))?;
+        self.file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                // A failed rotation left no file: try again from scratch.
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                self.size = f.metadata()?.len();
+                self.file.insert(f)
+            }
+        };
+        file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), std::io::Write::flush)
+    }
+}
+
+/// Default size at which the log file is rotated.
+pub const LOG_FILE_MAX_BYTES: u64 = 10 << 20;
+/// Rotated log files kept besides the current one.
+pub const LOG_FILES_KEPT: usize = 5;
+
+/// Also writes the log to `path`, rotated by size ([`LOG_FILE_MAX_BYTES`], keeping
+/// [`LOG_FILES_KEPT`]). Call before [`init_logging`]; only the first call counts.
+///
+/// # Errors
+/// When the file cannot be opened.
+pub fn log_to_file(path: &Path) -> std::io::Result<()> {
+    let f = RotatingFile::open(path, LOG_FILE_MAX_BYTES, LOG_FILES_KEPT)?;
+    LOG_FILE.set(std::sync::Mutex::new(f)).ok();
+    Ok(())
 }
 
 type FilterHandle =
@@ -280,6 +398,36 @@ pub fn set_log_level(filter: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_file_rotates_by_size_and_keeps_a_bounded_number() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("logs").join("agent.log");
+        let mut f = super::RotatingFile::open(&path, 100, 2).unwrap();
+        for i in 0..10 {
+            // 40 bytes a line: two lines fit in 100 bytes, the third starts a new file.
+            // One write per line, as the log formatter does.
+            f.write_all(format!("line {i:02} {}\n", "x".repeat(31)).as_bytes())
+                .unwrap();
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        let current = read(&path);
+        assert_eq!(current.lines().count(), 2, "{current}");
+        assert!(current.starts_with("line 08"), "{current}");
+        assert!(read(&d.path().join("logs/agent.log.1")).starts_with("line 06"));
+        assert!(read(&d.path().join("logs/agent.log.2")).starts_with("line 04"));
+        assert!(!d.path().join("logs/agent.log.3").exists());
+        for p in [&path, &d.path().join("logs/agent.log.1")] {
+            assert!(std::fs::metadata(p).unwrap().len() <= 100);
+        }
+        // Reopening appends to what is there and counts it against the limit.
+        drop(f);
+        let mut f = super::RotatingFile::open(&path, 100, 2).unwrap();
+        f.write_all(format!("line 10 {}\n", "x".repeat(31)).as_bytes())
+            .unwrap();
+        assert!(read(&path).starts_with("line 10"));
+        assert!(read(&d.path().join("logs/agent.log.1")).starts_with("line 08"));
+    }
 
     #[test]
     fn log_lines_are_kept_without_colours() {

@@ -159,6 +159,70 @@ fn sd_notify_ready_reload_watchdog_stopping_and_a_clean_exit() {
     eprintln!("SIGTERM to exit: {} ms", t.elapsed().as_millis());
 }
 
+/// `run --web-port` replaces `web.listen`'s port (the Windows installer's choice) and
+/// `--log-file` receives the log (the Windows service's only log); `service` on Linux is a
+/// usage error that points to the systemd unit.
+#[tokio::test]
+async fn web_port_and_log_file_options_and_service_on_linux() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\nstop_timeout_secs = 5\n[web]\nlisten = \"127.0.0.1:9\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("logs").join("agent.log");
+    let mut agent = common::Proc {
+        child: std::process::Command::new(common::bin())
+            .args(["run", "--config", conf.to_str().unwrap(), "--log-file"])
+            .arg(&log)
+            .args(["--web-port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while !read().contains("Agent running.") {
+        assert!(t.elapsed() < Duration::from_secs(20), "log: {}", read());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(read().contains(&format!("127.0.0.1:{port}")), "{}", read());
+    let metrics = common::http_get(port, "/metrics");
+    assert!(metrics.contains("fleet_agent_"), "{metrics}");
+    let pid = agent.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(read().contains("Agent stopped."), "{}", read());
+    // No colour codes in a file.
+    assert!(!read().contains('\u{1b}'));
+
+    let out = common::run(&["service", "install", "--web-port", "8088"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("systemd"), "{err}");
+}
+
 /// SIGTERM while a job runs and the poller (status checks every second on printers whose
 /// supplies fall fast) and the sender are busy: exit 0 within the stop deadline; after a
 /// restart the interrupted job is reported (not rerun), the outbox drains and the cloud

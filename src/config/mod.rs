@@ -22,6 +22,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Log filter (`info`, `debug`, `fleet_agent=trace`, ...).
     pub log_level: String,
+    /// Time the components get to stop (SIGTERM, service stop) before they are aborted.
+    pub stop_timeout: Duration,
     /// Local web listener (metrics now; the UI later).
     pub web_listen: SocketAddr,
     /// Poller settings.
@@ -278,7 +280,7 @@ pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
             }],
         }
     })?;
-    validate(source, raw)
+    validate(source, raw, None)
 }
 
 /// Keys the cloud's settings document may set (`docs/protocol.md`, Configuration): the
@@ -332,6 +334,8 @@ pub struct Source {
     pub path: Option<PathBuf>,
     /// The TOML text.
     pub text: String,
+    /// A port that replaces `web.listen`'s (`--web-port`, the Windows installer's choice).
+    pub web_port: Option<u16>,
 }
 
 impl fmt::Debug for Source {
@@ -351,6 +355,7 @@ impl Source {
             name: name.into(),
             path: None,
             text: text.into(),
+            web_port: None,
         }
     }
 
@@ -370,6 +375,7 @@ impl Source {
             name: path.display().to_string(),
             path: Some(path.to_path_buf()),
             text,
+            web_port: None,
         })
     }
 
@@ -379,9 +385,16 @@ impl Source {
     /// When the file cannot be read.
     pub fn reread(&self) -> Result<Source, ConfigErrors> {
         match &self.path {
-            Some(p) => Source::read(p),
+            Some(p) => Source::read(p).map(|s| s.with_web_port(self.web_port)),
             None => Ok(self.clone()),
         }
+    }
+
+    /// The same source with `web.listen`'s port replaced (kept across re-reads).
+    #[must_use]
+    pub fn with_web_port(mut self, port: Option<u16>) -> Source {
+        self.web_port = port;
+        self
     }
 
     /// Validates the text alone.
@@ -389,7 +402,11 @@ impl Source {
     /// # Errors
     /// Every problem, with its location.
     pub fn parse(&self) -> Result<Config, ConfigErrors> {
-        parse(&self.name, &self.text)
+        let mut c = parse(&self.name, &self.text)?;
+        if let Some(p) = self.web_port {
+            c.web_listen.set_port(p);
+        }
+        Ok(c)
     }
 
     /// Validates the text with the cloud's settings document laid over it (JSON Merge
@@ -459,7 +476,7 @@ impl Source {
                     message: e.inner().message().to_string(),
                 }])
             })?;
-        validate(&source, raw)
+        validate(&source, raw, self.web_port)
     }
 }
 
@@ -520,7 +537,11 @@ fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
     })
 }
 
-fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
+fn validate(
+    source: &str,
+    raw: raw::RawConfig,
+    web_port: Option<u16>,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
 
@@ -529,6 +550,13 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
         err(
             "agent.log_level".into(),
             format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
+        );
+    }
+    let stop_timeout_secs = raw.agent.stop_timeout_secs.unwrap_or(30);
+    if !(1..=300).contains(&stop_timeout_secs) {
+        err(
+            "agent.stop_timeout_secs".into(),
+            format!("{stop_timeout_secs} is out of range 1..=300"),
         );
     }
     let web_listen = match raw
@@ -940,7 +968,11 @@ fn validate(source: &str, raw: raw::RawConfig) -> Result<Config, ConfigErrors> {
     Ok(Config {
         state_dir: raw.agent.state_dir.map(PathBuf::from),
         log_level,
-        web_listen,
+        stop_timeout: Duration::from_secs(stop_timeout_secs),
+        web_listen: match web_port {
+            Some(p) => SocketAddr::new(web_listen.ip(), p),
+            None => web_listen,
+        },
         poller,
         discovery,
         cloud,

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawAgent {
     pub state_dir: Option<String>,
     pub log_level: Option<String>,
+    pub stop_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

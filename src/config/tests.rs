@@ -8,6 +8,16 @@ fn the_shipped_default_config_parses() {
     assert_eq!(c.profiles[0].name, "default");
     assert!(c.printers.is_empty());
     assert_eq!(c.web_listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.stop_timeout, Duration::from_secs(30));
+    // The installer's port replaces the file's and survives a re-read.
+    let src = Source::new("default", DEFAULT_TOML).with_web_port(Some(8088));
+    assert_eq!(
+        src.parse().unwrap().web_listen,
+        "127.0.0.1:8088".parse().unwrap()
+    );
+    let doc = serde_json::json!({ "agent": { "log_level": "debug" } });
+    let c = src.reread().unwrap().parse_with_cloud(&doc).unwrap();
+    assert_eq!(c.web_listen, "127.0.0.1:8088".parse().unwrap());
 }
 
 #[test]
@@ -22,6 +32,7 @@ fn every_problem_is_reported_with_its_key_path() {
     let text = r#"
 [agent]
 log_level = "loud=="
+stop_timeout_secs = 0
 [web]
 listen = "localhost"
 [poller]
@@ -46,6 +57,7 @@ address = "192.0.2.1:161"
     let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
     for want in [
         "agent.log_level",
+        "agent.stop_timeout_secs",
         "web.listen",
         "poller.interval_secs",
         "poller.max_in_flight",

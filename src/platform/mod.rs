@@ -2,9 +2,13 @@
 //! files readable by the agent's account only (mode 0700/0600 on Unix; on Windows an ACL
 //! without inherited entries granting SYSTEM, Administrators and the running account),
 //! stop signals (a second one quits at once), and service-manager notifications
-//! (systemd `Type=notify`: READY, RELOADING, STOPPING, watchdog).
+//! (systemd `Type=notify`: READY, RELOADING, STOPPING, watchdog; on Windows the service
+//! control manager, see `winsvc`).
 
 use std::path::Path;
+
+#[cfg(windows)]
+pub mod winsvc;
 
 /// Restricts `path` (a file, or a directory and what it will contain) to the account
 /// running the agent (and, on Windows, SYSTEM and Administrators).
@@ -83,7 +87,25 @@ pub async fn shutdown_signal() {
     });
 }
 
+/// A stop request from inside the process: the Windows service manager's stop or
+/// shutdown control arrives on its own thread and joins the one shutdown path here.
+static STOP: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+/// Asks the running agent to stop, exactly as SIGTERM does (the second request quits at
+/// once). Safe to call from any thread, before or while [`shutdown_signal`] waits.
+pub fn request_stop() {
+    STOP.notify_one();
+}
+
 async fn stop_request() {
+    tokio::select! {
+        () = STOP.notified() => {}
+        () = os_stop_request() => {}
+    }
+}
+
+async fn os_stop_request() {
     #[cfg(unix)]
     {
         let mut term =
@@ -101,7 +123,10 @@ async fn stop_request() {
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.ok();
+        // A service may have no console: then only the service manager stops it.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -138,7 +163,9 @@ pub fn notify(state: ServiceState<'_>) {
         };
         sd_notify::notify(&states).ok();
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    winsvc::notify(state);
+    #[cfg(not(any(unix, windows)))]
     let _ = state;
 }
 

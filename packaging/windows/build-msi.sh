@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the Windows executable (x86_64-pc-windows-gnu, linked by mingw-w64) and the MSI
+# (wixl, Debian msitools) from packaging/windows/fleet-agent.wxs, then checks what the MSI
+# holds: the executable and the default configuration byte for byte, the service
+# "FleetAgent" with its command line (configuration path, PORT), the launch conditions
+# and the configuration's NeverOverwrite/Permanent attributes. Run by .ci/run.
+# Nothing here runs the executable: that needs a Windows host.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target=x86_64-pc-windows-gnu
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+cargo build --release -q --target "$target" --bin fleet-agent
+exe="target/$target/release/fleet-agent.exe"
+file "$exe" | grep -q "PE32+ executable.*x86-64" || { file "$exe"; echo "not a 64-bit Windows executable"; exit 1; }
+echo "Windows executable: $exe, $(stat -c %s "$exe") bytes ($(du -h "$exe" | cut -f1))"
+
+mkdir -p target/windows
+msi="target/windows/fleet-agent-$version-x64.msi"
+rm -f "$msi"
+# wixl resolves Source paths relative to the working directory (absolute ones fail).
+wixl -a x64 -D Version="$version" -D BinDir="target/$target/release" \
+     -D ConfigFile=config/fleet-agent.toml -o "$msi" packaging/windows/fleet-agent.wxs
+# wixl 0.101 ignores NeverOverwrite/Permanent: set them in the Component table
+# (256 = 64-bit, + 128 NeverOverwrite, + 16 Permanent).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+msiinfo export "$msi" Component > "$work/Component.idt"
+awk 'BEGIN{FS=OFS="\t"} $1=="DefaultConfig"{$4=400} {print}' "$work/Component.idt" > "$work/c" \
+  && mv "$work/c" "$work/Component.idt"
+(cd "$work" && msibuild "$OLDPWD/$msi" -i Component.idt)
+echo "MSI: $msi, $(stat -c %s "$msi") bytes ($(du -h "$msi" | cut -f1))"
+
+fail() { echo "MSI check failed: $*"; exit 1; }
+msiinfo export "$msi" ServiceInstall | tr -d '\r' | awk -F'\t' '$1=="FleetAgentService"' > "$work/svc"
+# Name, type 16 (own process), start 2 (automatic), LocalSystem, the command line.
+awk -F'\t' '$2=="FleetAgent" && $4==16 && $5==2 && $9=="LocalSystem"' "$work/svc" | grep -q . \
+  || fail "service row: $(cat "$work/svc")"
+grep -qF 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --web-port [PORT]' "$work/svc" \
+  || fail "service command line: $(cat "$work/svc")"
+msiinfo export "$msi" ServiceControl | tr -d '\r' | awk -F'\t' '$2=="FleetAgent" && $3==163' | grep -q . \
+  || fail "ServiceControl must start on install, stop on install/uninstall, remove on uninstall (163)"
+msiinfo export "$msi" CustomAction | tr -d '\r' | awk -F'\t' '$1=="SetServiceRecovery" && $3=="FleetAgentExe" && $4=="service recovery"' | grep -q . \
+  || fail "no recovery custom action"
+msiinfo export "$msi" InstallExecuteSequence | tr -d '\r' | sort -t$'\t' -k3n > "$work/seq"
+# A deferred action must sit after InstallServices and before InstallFinalize.
+awk -F'\t' '$1=="InstallServices"{s=$3} $1=="SetServiceRecovery"{r=$3} $1=="InstallFinalize"{f=$3} END{exit !(s && r && f && s<r && r<f)}' "$work/seq" \
+  || fail "the recovery action must run between InstallServices and InstallFinalize: $(grep -E 'InstallServices|SetServiceRecovery|InstallFinalize' "$work/seq")"
+msiinfo export "$msi" Property | tr -d '\r' | grep -qx $'PORT\t80' || fail "PORT must default to 80"
+msiinfo export "$msi" LaunchCondition | grep -qF 'PORT >= 1 AND PORT <= 65535' || fail "no PORT condition"
+msiinfo export "$msi" Component | tr -d '\r' | awk -F'\t' '$1=="DefaultConfig" && $4==400' | grep -q . \
+  || fail "the configuration component is not NeverOverwrite+Permanent"
+msiextract -C "$work/x" "$msi" >/dev/null
+cmp "$exe" "$(find "$work/x" -name fleet-agent.exe)" || fail "the packed executable differs"
+conf=$(find "$work/x" -name fleet-agent.toml)
+cmp config/fleet-agent.toml "$conf" || fail "the packed configuration differs"
+echo "MSI contents:"; (cd "$work/x" && find . -type f -printf '  %p %s bytes\n')
+echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default"
