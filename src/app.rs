@@ -21,18 +21,29 @@ pub const OUTBOX_MAX_BYTES: u64 = 64 << 20;
 /// time, handing new printers to the poller and reporting sightings of known ones.
 async fn discovery_loop(
     config: Config,
-    store: Store,
-    seal: crate::store::secrets::SealKey,
     poller: crate::poller::scheduler::PollerHandle,
     metrics: Arc<Metrics>,
     mut now: tokio::sync::mpsc::Receiver<crate::jobs::DiscoverRequest>,
+    page: Arc<web::Agent>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     use crate::discovery;
     tokio::pin!(stop);
+    let (store, seal) = (page.store.clone(), page.key.clone());
     let d = &config.discovery;
     // Jobs waiting for the end of the current run.
     let mut waiting: Vec<crate::jobs::DiscoverRequest> = Vec::new();
+    // Activated on the page without "discover now": the first run waits for the schedule.
+    if page
+        .defer_discovery
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(d.interval) => {}
+            Some(w) = now.recv() => waiting.push(w),
+        }
+    }
     loop {
         let pps = (d.network_delay_us > 0).then(|| 1e6 / d.network_delay_us as f64);
         let client = match UdpClient::connected().and_then(|c| c.with_rate_limit(pps)) {
@@ -57,9 +68,12 @@ async fn discovery_loop(
         };
         let (tx, mut rx) = tokio::sync::watch::channel(discovery::Progress::default());
         let m = metrics.clone();
+        let shown = page.clone();
+        shown.progress.send_replace(discovery::Progress::default());
         let progress = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let p = rx.borrow_and_update().clone();
+                shown.progress.send_replace(p.clone());
                 m.discovery_done.set(p.done as i64);
                 m.discovery_total.set(p.total as i64);
                 m.discovery_found.set(p.found as i64);
@@ -71,7 +85,10 @@ async fn discovery_loop(
         let run = discovery::run(client, opts, Some(store.clone()), tx);
         let report = tokio::select! {
             r = run => r,
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                page.progress.send_modify(|p| p.finished = true);
+                return;
+            }
         };
         progress.await.ok();
         metrics.discovery_runs.inc();
@@ -192,11 +209,19 @@ async fn cloud_link(
     )
     .await??;
     let Some(creds) = creds else { return Ok(None) };
+    let proxy = {
+        let (s, dir, c) = (store.clone(), state_dir.to_path_buf(), config.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<crate::config::Proxy> {
+            let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
+            Ok(web::api::effective_proxy(&s, &key, &c))
+        })
+        .await??
+    };
     let client = crate::cloud::client::CloudClient::with_proxy(
         &url,
         ca.as_deref(),
         config.cloud.timeout,
-        &config.cloud.proxy,
+        &proxy,
     )?;
     Ok(Some((Arc::new(client), creds)))
 }
@@ -276,6 +301,10 @@ pub async fn run(
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
     }
     crate::telemetry::set_log_level(&config.log_level);
+    // A level chosen on the local page wins until the next change from the cloud.
+    if let Some(level) = store.setting(web::keys::LOG_LEVEL)? {
+        crate::telemetry::set_log_level(&level);
+    }
     let mut source = source;
     let metrics = Arc::new(Metrics::new());
     let listener = tokio::net::TcpListener::bind(config.web_listen)
@@ -287,15 +316,22 @@ pub async fn run(
     let web_listen = config.web_listen;
     tracing::info!(listen = %listener.local_addr()?, "Web listener ready.");
     let (web_stop_tx, web_stop_rx) = watch::channel(false);
+    let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
+    let page = Arc::new(web::Agent::new(
+        store.clone(),
+        key.clone(),
+        state_dir.clone(),
+        config.clone(),
+        apply_tx.clone(),
+    ));
     let web = tokio::spawn(web::serve(
         listener,
         web::WebState {
             metrics: metrics.clone(),
-            store: Some(store.clone()),
+            agent: Some(page.clone()),
         },
         stopped(web_stop_rx),
     ));
-    let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
     let mut sighup = Hangup::new();
     tokio::pin!(shutdown);
     // The service manager's watchdog, when it asked for one (systemd WatchdogSec).
@@ -320,6 +356,7 @@ pub async fn run(
             &metrics,
             &stop_rx,
             apply_tx.clone(),
+            &page,
         )
         .await?;
         tracing::info!(printers = config.printers.len(), "Agent running.");
@@ -486,6 +523,7 @@ async fn start_components(
     metrics: &Arc<Metrics>,
     stop_rx: &watch::Receiver<bool>,
     apply: tokio::sync::mpsc::Sender<Box<Config>>,
+    page: &Arc<web::Agent>,
 ) -> anyhow::Result<Components> {
     let mut managed = Vec::new();
     for p in &config.printers {
@@ -551,6 +589,11 @@ async fn start_components(
     // runs never overlap because the loop awaits each one.
     let (now_tx, now_rx) = tokio::sync::mpsc::channel::<crate::jobs::DiscoverRequest>(8);
     let discover = config.discovery.enabled().then_some(now_tx);
+    page.set_live(web::Live {
+        config: config.clone(),
+        poller: (!disabled).then(|| handle.clone()),
+        discover: discover.clone().filter(|_| !disabled),
+    });
     // The sender drains the outbox once the agent is activated and a cloud URL is set.
     match cloud_link(config, state_dir, store).await {
         Ok(Some((client, creds))) => {
@@ -600,15 +643,10 @@ async fn start_components(
         }
     }
     if config.discovery.enabled() && !disabled {
-        let (cfg, s, k, m, stop) = (
-            config.clone(),
-            store.clone(),
-            key.clone(),
-            metrics.clone(),
-            stopped(stop_rx.clone()),
-        );
+        let (cfg, m, stop) = (config.clone(), metrics.clone(), stopped(stop_rx.clone()));
+        let page = page.clone();
         components.spawn("discovery", async move {
-            discovery_loop(cfg, s, k, handle, m, now_rx, stop).await;
+            discovery_loop(cfg, handle, m, now_rx, page, stop).await;
             ("discovery", Ok(()))
         });
     }

@@ -1,7 +1,8 @@
 //! `fleet-agent demo`: the built-in default run. Starts a synthetic fleet on loopback, the
 //! reference cloud (HTTPS, generated CA) and the agent itself (store, discovery, poller,
-//! uploader, sender, heartbeat, local web listener) activated against that cloud with a
-//! fresh code, then prints what the cloud holds after each polling interval, until Ctrl-C.
+//! uploader, sender, heartbeat, local web page) with a fresh activation code to enter on
+//! the page (or activated at once with `--activate`), then prints what the cloud holds
+//! after each polling interval, until Ctrl-C.
 
 use crate::refcloud::{self, Cloud};
 use crate::simulator::{self, Layout, Simulator, synth};
@@ -45,6 +46,10 @@ pub struct DemoArgs {
     /// Stop after this many rounds of printing the cloud's view (0 = until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub rounds: u64,
+    /// Activate the agent at start instead of leaving the code to be entered on the
+    /// local page (http://127.0.0.1:WEB_PORT/).
+    #[arg(long)]
+    pub activate: bool,
 }
 
 /// Runs the demo.
@@ -133,22 +138,26 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let source = crate::config::Source::new("demo configuration", &config);
     let config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    // Activation, as an administrator would do it with `fleet-agent activate --code`.
-    let client = crate::cloud::client::CloudClient::with_proxy(
-        &url,
-        Some(ca_pem.as_bytes()),
-        config.cloud.timeout,
-        &config.cloud.proxy,
-    )?;
-    let creds = client
-        .activate(&code)
-        .await
-        .context("activation against the reference cloud")?;
-    let agent_id = creds.agent_id.clone();
-    {
+    // With --activate, as an administrator would do it with `fleet-agent activate --code`;
+    // otherwise the code is entered on the local page, as the seed's installer does.
+    let agent_id = if a.activate {
+        let client = crate::cloud::client::CloudClient::with_proxy(
+            &url,
+            Some(ca_pem.as_bytes()),
+            config.cloud.timeout,
+            &config.cloud.proxy,
+        )?;
+        let creds = client
+            .activate(&code)
+            .await
+            .context("activation against the reference cloud")?;
+        let agent_id = creds.agent_id.clone();
         let d = agent_dir.clone();
         tokio::task::spawn_blocking(move || crate::cloud::save_credentials(&d, &creds)).await??;
-    }
+        Some(agent_id)
+    } else {
+        None
+    };
 
     println!(
         "Fleet Agent demo: {} simulated printers on {}..{} port {} (community public)",
@@ -158,8 +167,22 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         a.port,
     );
     println!("  reference cloud   {url}  (CA {})", ca_file.display());
-    println!("  agent             {agent_id}, activated with code {code}");
-    println!("  agent web         http://{web_addr}/api/printers  /metrics");
+    match &agent_id {
+        Some(id) => println!("  agent             {id}, activated with code {code}"),
+        None => {
+            println!("  agent             not activated yet: activation code {code} (valid 72 h)")
+        }
+    }
+    println!(
+        "  agent web page    http://localhost:{}/   (/metrics, /api/...)",
+        web_addr.port()
+    );
+    if agent_id.is_none() {
+        println!(
+            "Open the page, enter the code {code}, and watch the printers reach the cloud;
+until then the agent polls and its uploads wait in the outbox (\"What will be sent\")."
+        );
+    }
     println!("  state             {}", dir.display());
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())

@@ -9,6 +9,7 @@ fn demo_uploads_every_printer_to_the_reference_cloud() {
     let out = Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
         .args([
             "demo",
+            "--activate",
             "--printers",
             "3",
             "--rounds",

@@ -427,7 +427,7 @@ fn scheduled_discovery_hands_new_printers_to_the_poller() {
         }
     }
     assert!(ok, "the three discovered printers are managed and polled");
-    let body = http_get(web, "/api/discovery");
+    let body = common::http_get_session(web, "/api/discovery");
     let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
     let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
     assert_eq!(rows.len(), 6);

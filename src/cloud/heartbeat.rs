@@ -109,6 +109,7 @@ pub async fn run(
         match tokio::task::spawn_blocking(move || body(&s, started)).await {
             Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
                 Ok(answer) => {
+                    super::link::contact();
                     if let Some(link) = &settings {
                         again = maybe_pull(&client, &creds, &store, link, &answer).await;
                     }
@@ -117,8 +118,14 @@ pub async fn run(
                         period = Duration::from_secs(secs.clamp(10, 3600));
                     }
                 }
-                Err(CloudError::Unauthorized(_)) => client.invalidate_token(),
-                Err(e) => tracing::debug!(error = %e, "Heartbeat not delivered."),
+                Err(CloudError::Unauthorized(r)) => {
+                    super::link::error(&format!("the cloud refused the agent's token: {r}"));
+                    client.invalidate_token();
+                }
+                Err(e) => {
+                    super::link::error(&e.to_string());
+                    tracing::debug!(error = %e, "Heartbeat not delivered.");
+                }
             },
             Ok(Err(e)) => tracing::warn!(error = %e, "Heartbeat: store unavailable."),
             Err(e) => tracing::warn!(error = %e, "Heartbeat task failed."),

@@ -11,6 +11,68 @@ pub mod sender;
 pub mod settings;
 pub mod uploader;
 
+/// What the local page shows of the cloud link: the last contact, upload and error.
+pub mod link {
+    use std::sync::Mutex;
+
+    /// The link's recent history (this process only).
+    #[derive(Clone, Debug, Default, serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct LinkStatus {
+        /// Last answer from the cloud (any call), epoch ms.
+        pub last_contact_ms: Option<i64>,
+        /// Last accepted upload, epoch ms.
+        pub last_upload_ms: Option<i64>,
+        /// Last failure to reach the cloud, epoch ms, and why.
+        pub last_error_ms: Option<i64>,
+        /// Why.
+        pub last_error: Option<String>,
+    }
+
+    static STATUS: Mutex<LinkStatus> = Mutex::new(LinkStatus {
+        last_contact_ms: None,
+        last_upload_ms: None,
+        last_error_ms: None,
+        last_error: None,
+    });
+
+    fn with(f: impl FnOnce(&mut LinkStatus)) {
+        f(&mut STATUS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// The cloud answered.
+    pub fn contact() {
+        with(|s| s.last_contact_ms = Some(crate::poller::now_ms()));
+    }
+
+    /// An upload was accepted.
+    pub fn upload() {
+        let now = crate::poller::now_ms();
+        with(|s| {
+            s.last_contact_ms = Some(now);
+            s.last_upload_ms = Some(now);
+        });
+    }
+
+    /// The cloud could not be reached (or refused the agent).
+    pub fn error(why: &str) {
+        with(|s| {
+            s.last_error_ms = Some(crate::poller::now_ms());
+            s.last_error = Some(why.to_string());
+        });
+    }
+
+    /// The current status.
+    pub fn get() -> LinkStatus {
+        STATUS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Installs the ring crypto provider for rustls once (reqwest and the reference cloud use
 /// rustls without a built-in provider, so the process must choose one).
 pub fn install_crypto() {

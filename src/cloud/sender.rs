@@ -72,11 +72,25 @@ pub async fn run(
                 serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null);
             let s = store.clone();
             match client
-                .upload(&creds, &m.message_id, vec![body], ownership.takeover)
+                .upload(
+                    &creds,
+                    &m.message_id,
+                    vec![body.clone()],
+                    ownership.takeover,
+                )
                 .await
             {
                 Ok(statuses) => {
                     backoff = Duration::from_secs(1);
+                    super::link::upload();
+                    let last = serde_json::json!({
+                        "messageId": m.message_id,
+                        "kind": m.kind,
+                        "printerKey": m.printer_key,
+                        "sentAtMs": crate::poller::now_ms(),
+                        "body": body,
+                    })
+                    .to_string();
                     let resync = statuses.iter().any(|x| x == "resync");
                     if statuses.iter().any(|x| x == "ownedByAnotherAgent")
                         && let Some(k) = &m.printer_key
@@ -86,6 +100,7 @@ pub async fn run(
                     let key = m.printer_key.clone();
                     tokio::task::spawn_blocking(move || {
                         s.ack(&[m.id]).ok();
+                        s.set_setting(crate::store::outbox::LAST_SENT, &last).ok();
                         if resync && let Some(k) = key {
                             s.forget_sent(&k).ok();
                         }
@@ -100,6 +115,7 @@ pub async fn run(
                     }
                 }
                 Err(CloudError::Unauthorized(r)) => {
+                    super::link::error(&format!("the cloud refused the agent's token: {r}"));
                     tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
                     client.invalidate_token();
                     wait = backoff;
@@ -113,6 +129,7 @@ pub async fn run(
                         .ok();
                 }
                 Err(e) => {
+                    super::link::error(&e.to_string());
                     tracing::debug!(error = %e, "Cloud unavailable; backing off.");
                     let jitter = backoff.mul_f64(0.9 + 0.2 * fastrand::f64());
                     wait = jitter;

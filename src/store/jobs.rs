@@ -16,7 +16,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
+    /// The state's name (`received`, `running`, ...).
+    pub fn as_str(self) -> &'static str {
         match self {
             JobState::Accepted => "accepted",
             JobState::Running => "running",

@@ -106,10 +106,26 @@ pub fn poll_json(addr: SocketAddr, args: &[&str]) -> serde_json::Value {
 
 /// A plain HTTP/1.0 GET on 127.0.0.1 (the agent's local listener); returns the raw reply.
 pub fn http_get(port: u16, path: &str) -> String {
+    http_get_with(port, path, "")
+}
+
+fn http_get_with(port: u16, path: &str, extra: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// As [`http_get`] with a session of the local page (no agent password set).
+pub fn http_get_session(port: u16, path: &str) -> String {
+    let hello = http_get(port, "/api/session");
+    let cookie = hello
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {hello}"))
+        .to_string();
+    http_get_with(port, path, &format!("Cookie: {cookie}\r\n"))
 }

@@ -1,0 +1,490 @@
+// Fleet Agent's local page: plain JavaScript, no dependencies, no inline code (the
+// Content-Security-Policy forbids it). Talks to the JSON API under /api/ (docs/web-api.md).
+"use strict";
+
+const state = { csrf: "", session: null, events: null, timer: null, settings: null };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+class ApiError extends Error {
+  constructor(status, reason) { super(reason); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") opts.headers["X-CSRF-Token"] = state.csrf;
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  if (r.status === 204) return null;
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!r.ok) {
+    const why = (data && data.reason) || `HTTP ${r.status}`;
+    if (r.status === 401 && path !== "/api/login" && path !== "/api/activate") {
+      await boot();
+    }
+    throw new ApiError(r.status, why);
+  }
+  return data;
+}
+
+function notice(text, bad) {
+  const n = $("notice");
+  n.textContent = text;
+  n.className = bad ? "bad" : "";
+  n.hidden = !text;
+  if (text && !bad) setTimeout(() => { if (n.textContent === text) n.hidden = true; }, 6000);
+}
+
+function showError(id, err) {
+  const e = $(id);
+  e.textContent = err ? (err.message || String(err)) : "";
+  e.hidden = !err;
+}
+
+function ago(ms) {
+  if (ms === null || ms === undefined) return "never";
+  const s = Math.round((Date.now() - ms) / 1000);
+  const when = new Date(ms).toLocaleString();
+  if (s < 0) return `in ${fmtSecs(-s)} (${when})`;
+  return `${fmtSecs(s)} ago (${when})`;
+}
+
+function fmtSecs(s) {
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function badge(text, cls) { return el("span", { class: `badge ${cls || text}` }, text); }
+
+function dl(pairs) {
+  return el("dl", {}, pairs.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+// ---- navigation ----
+
+const views = ["loading", "login", "activate", "status", "printers", "discovery", "outbox", "settings"];
+
+function show(view) {
+  for (const v of views) $(`view-${v}`).hidden = v !== view;
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  clearInterval(state.timer);
+  state.timer = null;
+  if (view !== "discovery" && state.events) { state.events.close(); state.events = null; }
+  const load = { status: loadStatus, printers: loadPrinters, discovery: loadDiscovery, outbox: loadOutbox, settings: loadSettings }[view];
+  if (load) {
+    load().catch((e) => notice(e.message, true));
+    if (view === "status" || view === "printers" || view === "outbox") {
+      state.timer = setInterval(() => load().catch(() => {}), 5000);
+    }
+  }
+  const h = $(`view-${view}`).querySelector("h1");
+  if (h) document.title = `${h.textContent} · Fleet Agent`;
+}
+
+function route() {
+  const s = state.session;
+  if (!s) return show("loading");
+  $("nav").hidden = !s.authenticated;
+  if (!s.authenticated) return show("login");
+  const want = (location.hash || "#status").slice(1);
+  if (want === "activate" || !s.activated && !["settings"].includes(want)) return show("activate");
+  show(views.includes(want) ? want : "status");
+}
+
+async function boot() {
+  state.session = await api("GET", "/api/session");
+  state.csrf = state.session.csrf;
+  $("version").textContent = `Fleet Agent ${state.session.version}`;
+  route();
+}
+
+// ---- login ----
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  showError("login-error", null);
+  try {
+    const r = await api("POST", "/api/login", { password: $("login-password").value });
+    state.csrf = r.csrf;
+    $("login-password").value = "";
+    await boot();
+  } catch (e) {
+    showError("login-error", e);
+  }
+});
+
+// ---- activation ----
+
+$("act-use-proxy").addEventListener("change", () => { $("act-proxy").hidden = !$("act-use-proxy").checked; });
+
+$("activate-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  showError("activate-error", null);
+  const pw = $("act-password").value;
+  if (pw && pw !== $("act-password2").value) {
+    return showError("activate-error", new Error("The two agent passwords differ."));
+  }
+  const body = { code: $("act-code").value.trim(), discoverAfter: $("act-discover").checked };
+  if (pw) body.password = pw;
+  if ($("act-use-proxy").checked) {
+    body.proxy = {
+      host: $("act-proxy-host").value.trim(),
+      port: Number($("act-proxy-port").value),
+      user: $("act-proxy-user").value.trim() || null,
+      password: $("act-proxy-password").value || null,
+    };
+  }
+  const button = $("act-submit");
+  button.disabled = true;
+  button.textContent = "Activating…";
+  try {
+    const r = await api("POST", "/api/activate", body);
+    const next = { starting: "Discovery starts now.", scheduled: "Discovery runs on its schedule.", noTargets: "Discovery starts once the cloud sends its targets." }[r.discovery] || "";
+    notice(`Activated as ${r.agentId}. ${next}`);
+    $("activate-form").reset();
+    $("act-proxy").hidden = true;
+    location.hash = r.discovery === "starting" ? "#discovery" : "#status";
+    await boot();
+  } catch (e) {
+    showError("activate-error", e);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Activate";
+  }
+});
+
+// ---- status ----
+
+async function loadStatus() {
+  const s = await api("GET", "/api/status");
+  const cloud = s.cloud;
+  const link = cloud.connected ? badge("connected", "ok") : cloud.lastError ? badge("not reachable", "bad") : badge("not yet", "warn");
+  const cards = [
+    el("div", { class: "card" }, el("h2", {}, "Activation"), dl([
+      ["State", s.activated ? badge("activated", "ok") : badge("not activated", "warn")],
+      ["Agent id", s.agentId || "—"],
+      ["Cloud", cloud.url || "not configured"],
+      ["Agent", s.state === "disabled" ? badge("disabled by the cloud", "warn") : badge("running", "ok")],
+    ])),
+    el("div", { class: "card" }, el("h2", {}, "Cloud connection"), dl([
+      ["Link", link],
+      ["Last contact", ago(cloud.lastContactMs)],
+      ["Last upload", ago(cloud.lastUploadMs)],
+      ["Last error", cloud.lastError ? `${cloud.lastError} (${ago(cloud.lastErrorMs)})` : "none"],
+    ])),
+    el("div", { class: "card" }, el("h2", {}, "Outbox"), dl([
+      ["Waiting", `${s.outbox.messages} message(s), ${bytes(s.outbox.bytes)}`],
+      ["Dropped (cap)", s.outbox.dropped],
+      ["Refused by the cloud", s.outbox.rejected],
+    ]), el("a", { href: "#outbox" }, "See what will be sent")),
+    el("div", { class: "card" }, el("h2", {}, "Schedule"), dl([
+      ["Printers", s.printers],
+      ["Polling", `every ${fmtSecs(s.schedule.pollIntervalSecs)}`],
+      ["Next poll", s.schedule.nextPollMs ? ago(s.schedule.nextPollMs) : "when printers are known"],
+      ["Discovery", s.schedule.discoveryEnabled ? `every ${fmtSecs(s.schedule.discoveryIntervalSecs)}` + (s.discovery.finished ? "" : " (running now)") : "no targets yet"],
+      ["Full snapshot", `at least every ${fmtSecs(s.schedule.snapshotIntervalSecs)}`],
+    ])),
+    el("div", { class: "card" }, el("h2", {}, "Agent"), dl([
+      ["Version", s.version],
+      ["Started", ago(s.startedAtMs)],
+      ["Jobs running", s.jobs.running.length ? s.jobs.running.map((j) => j.type).join(", ") : "none"],
+    ])),
+  ];
+  $("status-cards").replaceChildren(...cards);
+  const rows = s.jobs.recent.map((j) => el("tr", {},
+    el("td", {}, j.jobId), el("td", {}, j.type), el("td", {}, badge(j.state)), el("td", {}, ago(j.receivedAtMs))));
+  $("jobs-table").tBodies[0].replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 4 }, "No jobs yet."))]));
+}
+
+// ---- printers ----
+
+async function loadPrinters() {
+  const list = await api("GET", "/api/printers");
+  $("printers-empty").hidden = list.length > 0;
+  const rows = list.map((p) => el("tr", { class: "clickable", "data-id": p.id, onclick: () => openPrinter(p.id) },
+    el("td", {}, el("a", { href: `#printers`, onclick: (e) => { e.preventDefault(); openPrinter(p.id); } }, p.address)),
+    el("td", {}, [p.manufacturer, p.model].filter(Boolean).join(" ") || "—"),
+    el("td", {}, p.serial || "—"),
+    el("td", {}, badge(p.health), p.healthReason ? el("div", { class: "help" }, p.healthReason) : null),
+    el("td", { class: "num" }, p.pages ?? "—"),
+    el("td", { class: "num" }, p.lowestSupplyPercent === null || p.lowestSupplyPercent === undefined ? "—" : `${Math.round(p.lowestSupplyPercent)} %`),
+    el("td", { class: "num" }, p.alerts),
+    el("td", {}, ago(p.lastSeenMs)),
+    el("td", {}, p.discoveredBy || "configuration"),
+    el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Refresh ${p.address}`, onclick: (e) => { e.stopPropagation(); refreshPrinter(p.id, e.target); } }, "Refresh")),
+  ));
+  $("printers-table").tBodies[0].replaceChildren(...rows);
+}
+
+async function refreshPrinter(id, button) {
+  button.disabled = true;
+  button.textContent = "Polling…";
+  try {
+    const r = await api("POST", `/api/printers/${id}/refresh`);
+    notice(r.ok ? `${r.address} refreshed.` : `${r.address}: ${r.failure}`, !r.ok);
+    await loadPrinters();
+    if (!$("printer-detail").hidden) await openPrinter(id);
+  } catch (e) {
+    notice(e.message, true);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Refresh";
+  }
+}
+
+function supplyLevel(s) {
+  const ext = s.ext || {};
+  if (s.percentRemaining !== null && s.percentRemaining !== undefined) return `${Math.round(s.percentRemaining)} %`;
+  if (ext.percentFilled !== undefined && ext.percentFilled !== null) return `${Math.round(ext.percentFilled)} % full`;
+  return { someRemaining: "some remaining", unknown: "unknown", unrestricted: "unrestricted" }[ext.levelState] || "—";
+}
+
+async function openPrinter(id) {
+  const p = await api("GET", `/api/printers/${id}`);
+  const r = p.report || {};
+  const d = r.device || {};
+  const c = r.counters || {};
+  const box = $("printer-detail");
+  const supplies = (r.supplies || []).map((s) => el("tr", {},
+    el("td", {}, s.description || "—"), el("td", {}, s.type || "—"), el("td", {}, s.color || "—"),
+    el("td", { class: "num" }, supplyLevel(s)),
+    el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesLevel ?? "—") : "—"),
+    el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesMaxCapacity ?? "—") : "—"),
+    el("td", {}, s.ext && s.ext.levelState ? s.ext.levelState : "—")));
+  const alerts = (r.alerts || []).map((a) => el("li", {}, badge(a.status), " ", a.issue || a.description || a.alertKey || ""));
+  box.replaceChildren(
+    el("h2", {}, `${[r.manufacturer, r.modelName].filter(Boolean).join(" ") || "Printer"} at ${p.address}`),
+    dl([
+      ["Serial", r.serialNumber || "—"], ["State", badge(p.health)], ["Reason", p.healthReason || "—"],
+      ["Last seen", ago(p.lastSeenMs)], ["System name", d.sysName || "—"], ["Location", d.sysLocation || "—"],
+      ["Firmware", d.firmwareVersion || d.sysDescr || "—"],
+      ["Page count", c.lifetimeCount !== undefined ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
+      ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
+    ]),
+    el("h2", {}, "Supplies"),
+    el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, ["Description", "Type", "Colour", "Level", "Raw level", "Raw max", "Level state"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, "No supplies reported."))))),
+    el("h2", {}, "Alerts"),
+    alerts.length ? el("ul", {}, alerts) : el("p", {}, "No alerts."),
+    el("details", {}, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
+  );
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
+}
+
+// ---- discovery ----
+
+function showProgress(p) {
+  const running = !p.finished;
+  $("discovery-state").textContent = running ? "Running…" : "Idle";
+  $("discover-now").disabled = running;
+  const bar = $("discovery-progress");
+  bar.max = Math.max(p.total, 1);
+  bar.value = running ? p.done : (p.total ? p.total : 0);
+  $("discovery-figures").textContent = p.total
+    ? `${p.done} of ${p.total} addresses, ${p.found} printer(s) found` + (running ? `, ${Math.round(p.rate)} addresses/s, about ${fmtSecs(Math.round(p.etaSecs))} left` : "")
+    : (running ? "Preparing the address list…" : "");
+}
+
+function reportQuery() {
+  const q = new URLSearchParams();
+  const f = $("report-filter").value.trim();
+  const o = $("report-outcome").value;
+  if (f) q.set("q", f);
+  if (o) q.set("outcome", o);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+function outcomeDetail(r) {
+  switch (r.outcome) {
+    case "found": return [r.deviceKey, r.new ? "new" : "known", r.movedFrom ? `moved from ${r.movedFrom}` : null].filter(Boolean).join(", ");
+    case "duplicate": return `same printer as ${r.firstAddress} (${r.deviceKey})`;
+    case "notAPrinter": return [r.sysDescr, r.sysObjectId].filter(Boolean).join(" · ") || "no Printer-MIB";
+    case "noAnswer": return "no answer with any SNMP profile (wrong community, SNMP off, or no host)";
+    case "unreachable": return "ICMP port unreachable: no SNMP agent at this address";
+    case "excluded": return "excluded by the discovery criteria";
+    case "dnsFailure": return r.error || "the name does not resolve";
+    case "snmpError": return r.error || "SNMP error";
+    case "v3UnknownUser": return "SNMPv3: unknown user";
+    case "v3WrongDigest": return "SNMPv3: wrong authentication password";
+    case "v3NotInTimeWindow": return "SNMPv3: not in time window";
+    default: return "";
+  }
+}
+
+async function loadReport() {
+  const rows = await api("GET", `/api/discovery${reportQuery()}`);
+  $("report-csv").href = `/api/discovery.csv${reportQuery()}`;
+  $("report-table").tBodies[0].replaceChildren(...rows.map((r) => el("tr", {},
+    el("td", {}, r.address, r.name ? el("div", { class: "help" }, r.name) : null),
+    el("td", {}, badge(r.outcome)),
+    el("td", {}, outcomeDetail(r)),
+    el("td", {}, r.profile || "—"),
+    el("td", {}, (r.sources || []).join(", ")))));
+  $("report-count").textContent = `${rows.length} address(es) shown.`;
+}
+
+async function loadDiscovery() {
+  await loadReport();
+  if (!state.events) {
+    state.events = new EventSource("/api/discovery/events");
+    let wasRunning = false;
+    state.events.addEventListener("progress", (ev) => {
+      const p = JSON.parse(ev.data);
+      showProgress(p);
+      if (wasRunning && p.finished) loadReport().catch(() => {});
+      wasRunning = !p.finished;
+    });
+  }
+}
+
+$("discover-now").addEventListener("click", async () => {
+  try {
+    await api("POST", "/api/discovery/run");
+    $("discovery-state").textContent = "Starting…";
+    $("discover-now").disabled = true;
+  } catch (e) {
+    notice(e.message, true);
+  }
+});
+let filterTimer = null;
+$("report-filter").addEventListener("input", () => { clearTimeout(filterTimer); filterTimer = setTimeout(() => loadReport().catch((e) => notice(e.message, true)), 250); });
+$("report-outcome").addEventListener("change", () => loadReport().catch((e) => notice(e.message, true)));
+
+// ---- outbox ----
+
+function message(m, when) {
+  return el("details", {},
+    el("summary", {}, `${m.kind}${m.printerKey ? ` · ${m.printerKey}` : ""} · ${m.messageId}`, when ? ` · ${when}` : ""),
+    el("pre", {}, JSON.stringify(m.body, null, 2)));
+}
+
+async function loadOutbox() {
+  const o = await api("GET", "/api/outbox");
+  const open = new Set([...document.querySelectorAll("#outbox-pending details[open] summary")].map((s) => s.textContent));
+  $("outbox-stats").textContent = `${o.stats.messages} message(s) waiting, ${bytes(o.stats.bytes)}; ${o.stats.dropped} dropped by the size cap; ${o.stats.rejected} refused by the cloud.`;
+  const pending = o.pending.map((m) => message(m, `${bytes(m.bytes)}${m.attempts ? `, ${m.attempts} attempt(s)` : ""}`));
+  for (const d of pending) if (open.has(d.querySelector("summary").textContent)) d.open = true;
+  $("outbox-pending").replaceChildren(...(pending.length ? pending : [el("p", {}, "Nothing waiting: everything has been sent.")]));
+  $("outbox-last").replaceChildren(o.lastSent ? message(o.lastSent, `sent ${ago(o.lastSent.sentAtMs)}`) : el("p", {}, "Nothing sent yet."));
+}
+
+// ---- settings ----
+
+async function loadSettings() {
+  const s = await api("GET", "/api/settings");
+  state.settings = s;
+  const fp = s.fileProxy;
+  if (s.proxy) {
+    $("proxy-host").value = s.proxy.host;
+    $("proxy-port").value = s.proxy.port;
+    $("proxy-user").value = s.proxy.user || "";
+    $("proxy-password").placeholder = s.proxy.passwordSet ? "set (leave empty to keep)" : "";
+    $("proxy-source").textContent = "This proxy, set here, is used to reach the cloud.";
+  } else {
+    $("proxy-source").textContent = fp.mode === "http"
+      ? `The configuration file's proxy is in use: ${fp.url}${fp.user ? ` (user ${fp.user})` : ""}. A proxy saved here replaces it.`
+      : `No proxy set here; the configuration file says: ${fp.mode === "none" ? "no proxy" : "the system's proxy settings"}.`;
+  }
+  $("password-title").textContent = s.passwordSet ? "Change the agent password" : "Create an agent password";
+  $("password-current-wrap").hidden = !s.passwordSet;
+  $("localhost-only").checked = s.localhostOnly;
+  $("listen-help").textContent = `The page listens on ${s.listen}. With the box unticked, other computers may use it when that address is reachable from the network.`;
+  $("log-level").value = ["error", "warn", "info", "debug", "trace"].includes(s.logLevel) ? s.logLevel : "info";
+  $("logout").hidden = !s.passwordSet;
+}
+
+$("proxy-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  showError("proxy-error", null);
+  try {
+    await api("PUT", "/api/settings/proxy", {
+      host: $("proxy-host").value.trim(), port: Number($("proxy-port").value),
+      user: $("proxy-user").value.trim() || null, password: $("proxy-password").value || null,
+    });
+    $("proxy-password").value = "";
+    notice("Proxy saved; the cloud connection restarts with it.");
+    await loadSettings();
+  } catch (e) { showError("proxy-error", e); }
+});
+
+$("proxy-clear").addEventListener("click", async () => {
+  try {
+    await api("PUT", "/api/settings/proxy", { clear: true });
+    $("proxy-form").reset();
+    notice("The configuration file's proxy setting is used again.");
+    await loadSettings();
+  } catch (e) { showError("proxy-error", e); }
+});
+
+$("password-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  showError("password-error", null);
+  if ($("password-new").value !== $("password-new2").value) return showError("password-error", new Error("The two new passwords differ."));
+  try {
+    const r = await api("POST", "/api/password", { current: $("password-current").value || null, new: $("password-new").value });
+    state.csrf = r.csrf;
+    $("password-form").reset();
+    notice("Password saved. Other browsers must log in again.");
+    await boot();
+  } catch (e) { showError("password-error", e); }
+});
+
+$("localhost-only").addEventListener("change", async () => {
+  const on = $("localhost-only").checked;
+  if (!on && !confirm("Allow other computers to open this page? Only do this on a trusted network, with an agent password.")) {
+    $("localhost-only").checked = true;
+    return;
+  }
+  try {
+    await api("PUT", "/api/settings/security", { localhostOnly: on });
+    notice(on ? "Only this computer may open the page." : "Other computers may open the page (where the listener is reachable).");
+  } catch (e) { notice(e.message, true); }
+});
+
+$("log-level").addEventListener("change", async () => {
+  try {
+    await api("PUT", "/api/settings/log-level", { logLevel: $("log-level").value });
+    notice(`Log level: ${$("log-level").value}.`);
+  } catch (e) { notice(e.message, true); }
+});
+
+$("logout").addEventListener("click", async () => {
+  try { await api("POST", "/api/logout"); } catch (_) { /* the session is gone either way */ }
+  await boot();
+});
+
+window.addEventListener("hashchange", route);
+boot().catch((e) => notice(`The agent does not answer: ${e.message}`, true));
