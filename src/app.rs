@@ -169,6 +169,65 @@ async fn discovery_loop(
     }
 }
 
+/// A printer discovery found earlier: address, store id, the SNMP profile that answered,
+/// credentials the cloud set for it.
+type Discovered = (
+    std::net::SocketAddr,
+    i64,
+    Option<String>,
+    Option<crate::snmp::Security>,
+);
+
+/// The printers in the store that discovery found (not those of the configuration file,
+/// not the unenrolled ones).
+async fn discovered_printers(
+    config: &Config,
+    store: &Store,
+    key: &crate::store::secrets::SealKey,
+) -> anyhow::Result<Vec<Discovered>> {
+    let configured: std::collections::HashSet<std::net::SocketAddr> =
+        config.printers.iter().map(|p| p.address).collect();
+    let (s, k) = (store.clone(), key.clone());
+    let found = tokio::task::spawn_blocking(
+        move || -> Result<Vec<Discovered>, crate::store::StoreError> {
+            let devices = s.devices()?;
+            let mut out = Vec::new();
+            for p in s.printers()? {
+                let Ok(addr) = p.address.parse::<std::net::SocketAddr>() else {
+                    continue;
+                };
+                if configured.contains(&addr) {
+                    continue;
+                }
+                let ip = addr.ip().to_string();
+                // Device addresses are `ip:port` (older rows: the IP alone).
+                let Some(d) = devices.iter().find(|d| {
+                    (d.address.as_deref() == Some(p.address.as_str())
+                        || d.address.as_deref() == Some(ip.as_str()))
+                        && d.sources.contains("snmp")
+                }) else {
+                    continue;
+                };
+                if let Some(sn) = &p.serial
+                    && s.setting(&crate::cloud::uploader::unenrolled_key(&format!("sn:{sn}")))?
+                        .is_some()
+                {
+                    continue;
+                }
+                out.push((
+                    addr,
+                    p.id,
+                    d.profile.clone(),
+                    crate::jobs::stored_security(&s, &k, addr),
+                ));
+            }
+            Ok(out)
+        },
+    )
+    .await??;
+    Ok(found)
+}
+
 /// Builds the cloud client and loads the activation credentials, when both exist.
 async fn cloud_link(
     config: &Config,
@@ -537,6 +596,24 @@ async fn start_components(
         .await??;
         let mut target = config.profiles[p.profile].target(p.address);
         // Credentials the cloud set for this printer win over the profile's.
+        if let Some(sec) = stored {
+            target.security = sec;
+        }
+        managed.push(Managed {
+            target,
+            printer_id: id,
+        });
+    }
+    // Printers found by earlier discovery runs stay managed across restarts (a new
+    // configuration, SIGHUP, activation, a service restart); discovery itself only adds
+    // printers it has not seen before.
+    for (addr, id, profile, stored) in discovered_printers(config, store, key).await? {
+        let profile = config
+            .profiles
+            .iter()
+            .find(|p| Some(&p.name) == profile.as_ref())
+            .unwrap_or(&config.profiles[0]);
+        let mut target = profile.target(addr);
         if let Some(sec) = stored {
             target.security = sec;
         }

@@ -583,3 +583,23 @@ async fn discovery_report_filter_csv_and_progress_events() {
         "{text}"
     );
 }
+
+/// Every API route the page serves is in docs/web-api.md.
+#[test]
+fn every_route_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/web/mod.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/web-api.md")).unwrap();
+    let routes: Vec<&str> = src
+        .split(".route(")
+        .skip(1)
+        .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+        .filter(|p| p.starts_with("/api/"))
+        .collect();
+    assert!(routes.len() >= 18, "{routes:?}");
+    let missing: Vec<&&str> = routes.iter().filter(|r| !doc.contains(**r)).collect();
+    assert!(
+        missing.is_empty(),
+        "missing from docs/web-api.md: {missing:?}"
+    );
+}

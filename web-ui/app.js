@@ -13,7 +13,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -60,12 +60,12 @@ function showError(id, err) {
   e.hidden = !err;
 }
 
+// A relative time ("12 s ago"), the exact local time as its tooltip.
 function ago(ms) {
   if (ms === null || ms === undefined) return "never";
   const s = Math.round((Date.now() - ms) / 1000);
-  const when = new Date(ms).toLocaleString();
-  if (s < 0) return `in ${fmtSecs(-s)} (${when})`;
-  return `${fmtSecs(s)} ago (${when})`;
+  const d = new Date(ms);
+  return el("time", { datetime: d.toISOString(), title: d.toLocaleString() }, s < 0 ? `in ${fmtSecs(-s)}` : `${fmtSecs(s)} ago`);
 }
 
 function fmtSecs(s) {
@@ -200,7 +200,7 @@ async function loadStatus() {
       ["Link", link],
       ["Last contact", ago(cloud.lastContactMs)],
       ["Last upload", ago(cloud.lastUploadMs)],
-      ["Last error", cloud.lastError ? `${cloud.lastError} (${ago(cloud.lastErrorMs)})` : "none"],
+      ["Last error", cloud.lastError ? [cloud.lastError, " (", ago(cloud.lastErrorMs), ")"] : "none"],
     ])),
     el("div", { class: "card" }, el("h2", {}, "Outbox"), dl([
       ["Waiting", `${s.outbox.messages} message(s), ${bytes(s.outbox.bytes)}`],
@@ -327,16 +327,25 @@ function reportQuery() {
   return s ? `?${s}` : "";
 }
 
+// Report rows keep the discovery module's field names (device_key, sys_descr, ...).
+function field(r, ...names) {
+  for (const n of names) if (r[n] !== undefined && r[n] !== null) return r[n];
+  return null;
+}
+
 function outcomeDetail(r) {
   switch (r.outcome) {
-    case "found": return [r.deviceKey, r.new ? "new" : "known", r.movedFrom ? `moved from ${r.movedFrom}` : null].filter(Boolean).join(", ");
-    case "duplicate": return `same printer as ${r.firstAddress} (${r.deviceKey})`;
-    case "notAPrinter": return [r.sysDescr, r.sysObjectId].filter(Boolean).join(" · ") || "no Printer-MIB";
+    case "found": {
+      const moved = field(r, "moved_from", "movedFrom");
+      return [field(r, "device_key", "deviceKey"), r.new ? "new" : "known", moved ? `moved from ${moved}` : null].filter(Boolean).join(", ");
+    }
+    case "duplicate": return `same printer as ${field(r, "first_address", "firstAddress")} (${field(r, "device_key", "deviceKey")})`;
+    case "notAPrinter": return [field(r, "sys_descr", "sysDescr"), field(r, "sysObjectID", "sys_object_id")].filter(Boolean).join(" · ") || "no Printer-MIB";
     case "noAnswer": return "no answer with any SNMP profile (wrong community, SNMP off, or no host)";
     case "unreachable": return "ICMP port unreachable: no SNMP agent at this address";
     case "excluded": return "excluded by the discovery criteria";
-    case "dnsFailure": return r.error || "the name does not resolve";
-    case "snmpError": return r.error || "SNMP error";
+    case "dnsFailure": return r.reason || "the name does not resolve";
+    case "snmpError": return [r.code, r.reason].filter(Boolean).join(": ") || "SNMP error";
     case "v3UnknownUser": return "SNMPv3: unknown user";
     case "v3WrongDigest": return "SNMPv3: wrong authentication password";
     case "v3NotInTimeWindow": return "SNMPv3: not in time window";
@@ -387,7 +396,7 @@ $("report-outcome").addEventListener("change", () => loadReport().catch((e) => n
 
 function message(m, when) {
   return el("details", {},
-    el("summary", {}, `${m.kind}${m.printerKey ? ` · ${m.printerKey}` : ""} · ${m.messageId}`, when ? ` · ${when}` : ""),
+    el("summary", {}, `${m.kind}${m.printerKey ? ` · ${m.printerKey}` : ""} · ${m.messageId}`, when ? [" · ", when] : ""),
     el("pre", {}, JSON.stringify(m.body, null, 2)));
 }
 
@@ -398,7 +407,7 @@ async function loadOutbox() {
   const pending = o.pending.map((m) => message(m, `${bytes(m.bytes)}${m.attempts ? `, ${m.attempts} attempt(s)` : ""}`));
   for (const d of pending) if (open.has(d.querySelector("summary").textContent)) d.open = true;
   $("outbox-pending").replaceChildren(...(pending.length ? pending : [el("p", {}, "Nothing waiting: everything has been sent.")]));
-  $("outbox-last").replaceChildren(o.lastSent ? message(o.lastSent, `sent ${ago(o.lastSent.sentAtMs)}`) : el("p", {}, "Nothing sent yet."));
+  $("outbox-last").replaceChildren(o.lastSent ? message(o.lastSent, ["sent ", ago(o.lastSent.sentAtMs)]) : el("p", {}, "Nothing sent yet."));
 }
 
 // ---- settings ----

@@ -515,7 +515,7 @@ pub async fn printers(State(agent): Shared) -> Response {
             let ip = p.address.rsplit_once(':').map_or(&*p.address, |(h, _)| h);
             let sources = devices
                 .iter()
-                .find(|d| d.address.as_deref() == Some(ip))
+                .find(|d| d.address.as_deref() == Some(&*p.address) || d.address.as_deref() == Some(ip))
                 .map(|d| d.sources.clone());
             let lowest = report.as_ref().and_then(|r| {
                 r.get("supplies")?
