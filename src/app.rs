@@ -376,12 +376,14 @@ pub async fn run(
     tracing::info!(listen = %listener.local_addr()?, "Web listener ready.");
     let (web_stop_tx, web_stop_rx) = watch::channel(false);
     let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
+    // Restarts asked by the local page (activation, a new proxy), logged as such.
+    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
     let page = Arc::new(web::Agent::new(
         store.clone(),
         key.clone(),
         state_dir.clone(),
         config.clone(),
-        apply_tx.clone(),
+        page_tx,
     ));
     let web = tokio::spawn(web::serve(
         listener,
@@ -430,6 +432,7 @@ pub async fn run(
                     break Next::Stop;
                 }
                 Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud"),
+                Some(c) = page_rx.recv() => break Next::Apply(c, "local page"),
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration.");
                     let s = store.clone();

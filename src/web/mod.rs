@@ -393,6 +393,45 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    /// Another host's request (the peer address as the listener reports it) is refused
+    /// while "localhost only" is on, and served once it is turned off.
+    #[tokio::test]
+    async fn other_hosts_are_refused_until_allowed() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::load_or_create(dir.path()).unwrap();
+        let config = crate::config::parse("t", "").unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let agent = Arc::new(Agent::new(store, key, dir.path().into(), config, tx));
+        let state = WebState {
+            metrics: Arc::new(Metrics::new()),
+            agent: Some(agent.clone()),
+        };
+        let ask = |peer: [u8; 4], host: &str| {
+            axum::http::Request::builder()
+                .uri("/api/session")
+                .header(header::HOST, host)
+                .extension(ConnectInfo(SocketAddr::from((peer, 40000))))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let status = |r: Response| r.status();
+        let r = router(state.clone())
+            .oneshot(ask([192, 0, 2, 7], "localhost"))
+            .await;
+        assert_eq!(status(r.unwrap()), StatusCode::FORBIDDEN);
+        let r = router(state.clone())
+            .oneshot(ask([127, 0, 0, 1], "localhost:8080"))
+            .await;
+        assert_eq!(status(r.unwrap()), StatusCode::OK);
+        agent.localhost_only.store(false, Ordering::Relaxed);
+        let r = router(state.clone())
+            .oneshot(ask([192, 0, 2, 7], "agent.corp.example:8080"))
+            .await;
+        assert_eq!(status(r.unwrap()), StatusCode::OK);
+    }
+
     #[test]
     fn only_loopback_host_headers_pass() {
         for ok in [
