@@ -360,6 +360,10 @@ pub async fn run(
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
     }
     crate::telemetry::set_log_level(&config.log_level);
+    {
+        let (s, keys) = (store.clone(), config.cloud.library_keys.clone());
+        tokio::task::spawn_blocking(move || crate::jobs::load_library(&s, &keys)).await?;
+    }
     // A level chosen on the local page wins until the next change from the cloud.
     if let Some(level) = store.setting(web::keys::LOG_LEVEL)? {
         crate::telemetry::set_log_level(&level);
@@ -691,6 +695,7 @@ async fn start_components(
                 snmp: snmp.clone(),
                 disabled,
                 printer_locks: Default::default(),
+                library_keys: config.cloud.library_keys.clone(),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
             components.spawn("jobs", async move {

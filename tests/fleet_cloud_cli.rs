@@ -137,3 +137,54 @@ fn serve_create_agent_and_list() {
     server.kill().ok();
     server.wait().ok();
 }
+
+/// `library-key` and `library-sign` make a package the agent's verification accepts.
+#[test]
+fn library_key_and_sign_make_a_verifiable_package() {
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("library.key");
+    let (ok, public, err) = cli(&["library-key", "--out", key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let public = public.trim().to_string();
+    assert_eq!(public.len(), 44, "{public}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(!std::fs::read_to_string(&key).unwrap().contains(&public));
+    let out = d.path().join("pkg.json");
+    let (ok, said, err) = cli(&[
+        "library-sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--version",
+        "7",
+        "--job",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(said.contains("version 7"), "{said}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let pkg: fleet_agent::printer::library::Package =
+        serde_json::from_value(doc["package"].clone()).unwrap();
+    let lib = fleet_agent::printer::library::verify(&pkg, &[public]).unwrap();
+    assert_eq!(lib.version, 7);
+    // A library file with a problem is refused with its place.
+    let bad = d.path().join("bad.json");
+    std::fs::write(&bad, r#"{"version": 0, "vendors": [], "brands": []}"#).unwrap();
+    let (ok, _, err) = cli(&[
+        "library-sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--library",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("version: must be at least 1"), "{err}");
+}

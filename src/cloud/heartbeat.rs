@@ -30,6 +30,7 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
     let now = crate::poller::now_ms();
     Ok(json!({
         "agentVersion": env!("CARGO_PKG_VERSION"),
+        "libraryVersion": crate::printer::library::current().version,
         "protocol": 1,
         "state": if store.setting(crate::jobs::DISABLED)?.is_some() { "disabled" } else { "running" },
         "sentAt": now,

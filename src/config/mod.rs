@@ -87,6 +87,9 @@ pub struct CloudConfig {
     pub outbox_max_bytes: u64,
     /// How the cloud is reached.
     pub proxy: Proxy,
+    /// Ed25519 public keys (base64) whose signatures make a printer support library
+    /// installable (host-only: the cloud cannot add keys it trusts itself).
+    pub library_keys: Vec<String>,
 }
 
 /// The way to the cloud (the seed's proxy settings).
@@ -898,12 +901,18 @@ fn validate(
             }
         }
     };
+    for (i, k) in rc.library_keys.iter().enumerate() {
+        if let Err(e) = crate::printer::library::public_key(k) {
+            err(format!("cloud.library_keys[{i}]"), e);
+        }
+    }
     let cloud = CloudConfig {
         url,
         ca_file,
         timeout: Duration::from_secs(rc.timeout_secs.unwrap_or(30).max(1)),
         outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
         proxy,
+        library_keys: rc.library_keys,
     };
 
     let upload = {

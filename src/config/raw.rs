@@ -117,6 +117,8 @@ pub(super) struct RawCloud {
     pub timeout_secs: Option<u64>,
     pub outbox_max_bytes: Option<u64>,
     pub proxy: Option<RawProxy>,
+    #[serde(default)]
+    pub library_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,6 +63,80 @@ pub struct Context {
     pub disabled: bool,
     /// One command at a time per printer.
     pub printer_locks: printer::PrinterLocks,
+    /// Keys whose signature makes a printer support library installable.
+    pub library_keys: Vec<String>,
+}
+
+/// Setting holding the installed support library's signed package (JSON).
+pub const LIBRARY: &str = "library.package";
+
+/// Installs the stored support library at start (verified again: a package altered in
+/// the store is refused like one from the network).
+pub fn load_library(store: &Store, trusted: &[String]) {
+    let Ok(Some(text)) = store.setting(LIBRARY) else {
+        return;
+    };
+    match serde_json::from_str::<crate::printer::library::Package>(&text)
+        .map_err(|e| crate::printer::library::LibraryError::Format(e.to_string()))
+        .and_then(|p| crate::printer::library::install(&p, trusted))
+    {
+        Ok(lib) => tracing::info!(version = lib.version, "Printer support library loaded."),
+        Err(crate::printer::library::LibraryError::NotNewer { .. }) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "The stored printer support library is refused; using the built-in one.")
+        }
+    }
+}
+
+/// `updateLibrary`: params `{"package": {library, signature, keyId}}`.
+async fn update_library(ctx: &Context, job: &Value) -> Value {
+    use crate::printer::library;
+    let before = library::current().version;
+    let package = job
+        .get("params")
+        .and_then(|p| p.get("package"))
+        .cloned()
+        .ok_or_else(|| library::LibraryError::Format("params.package: missing".into()))
+        .and_then(|p| {
+            serde_json::from_value::<library::Package>(p)
+                .map_err(|e| library::LibraryError::Format(format!("params.package: {e}")))
+        });
+    let outcome = package.and_then(|p| library::install(&p, &ctx.library_keys).map(|l| (p, l)));
+    match outcome {
+        Ok((p, lib)) => {
+            let s = ctx.store.clone();
+            let text = serde_json::to_string(&p).unwrap_or_default();
+            let saved = tokio::task::spawn_blocking(move || s.set_setting(LIBRARY, &text)).await;
+            let mut messages = vec![msg(
+                "info",
+                format!(
+                    "printer support library {} installed (was {before}): {} vendors, {} brands",
+                    lib.version,
+                    lib.vendors.len(),
+                    lib.brands.len()
+                ),
+            )];
+            if !matches!(saved, Ok(Ok(()))) {
+                messages.push(msg(
+                    "warning",
+                    "in use now, but it could not be stored: the previous one returns at the next start",
+                ));
+            }
+            tracing::info!(version = lib.version, "Printer support library installed.");
+            result("completed", messages, vec![])
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Printer support library refused.");
+            result(
+                "failed",
+                vec![msg(
+                    "error",
+                    format!("library refused, version {before} stays in use: {e}"),
+                )],
+                vec![],
+            )
+        }
+    }
 }
 
 /// A job id is used in URL paths: only plain tokens are accepted.
@@ -151,6 +225,7 @@ pub async fn execute(
         "complianceEnforce" => printer::compliance(ctx, job, true).await,
         "mibWalk" => printer::mib_walk(ctx, client, creds, job).await,
         "requestLogs" => logs(ctx, client, creds, job).await,
+        "updateLibrary" => update_library(ctx, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(

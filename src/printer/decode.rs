@@ -22,7 +22,8 @@ pub fn plan() -> (Vec<Oid>, Vec<Oid>) {
         }
     }
     let mut seen = BTreeSet::new();
-    for v in oids::vendor_objects() {
+    let library = super::library::current();
+    for v in library.vendor_objects() {
         let parent = Oid::from_slice(&v[..v.len() - 1]);
         if seen.insert(parent.clone()) {
             firsts.push(parent);
@@ -356,7 +357,9 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         o.suffix(&Oid::from_slice(&[1, 3, 6, 1, 4, 1]))
             .and_then(|s| s.first().copied())
     });
-    let vendor = enterprise.and_then(oids::vendor);
+    // The support library in use when this reading is decoded (it may be swapped meanwhile).
+    let library = super::library::current();
+    let vendor = enterprise.and_then(|e| library.vendor(e));
 
     // The printer's hrDeviceIndex: the hrDeviceTable row typed hrDevicePrinter, else the
     // first index used by the Printer-MIB supplies or markers.
@@ -384,7 +387,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
     let device_id = text_of(c.first(oids::PPM_1284_DEVICE_ID)).or_else(|| {
         vendor
             .into_iter()
-            .chain(oids::VENDORS.iter())
+            .chain(library.vendors.iter())
             .flat_map(|v| v.device_id.iter())
             .find_map(|o| text_of(c.get(o)))
     });
@@ -397,21 +400,11 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         .as_deref()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let oem = [
-        "ta_utax",
-        "utax",
-        "triumph-adler",
-        "develop",
-        "gestetner",
-        "lanier",
-        "savin",
-        "nrg",
-        "dell",
-    ];
-    let brand = oids::BRANDS
+    let brand = library
+        .brands
         .iter()
-        .find(|(p, _)| descr_lower.starts_with(p))
-        .map(|(p, name)| (oem.contains(p), *name));
+        .find(|b| descr_lower.starts_with(&b.prefix))
+        .map(|b| (b.oem, b.name.as_str()));
     let manufacturer = text::field_1284(&fields, &["MFG", "MANUFACTURER"])
         .map(|m| {
             if m.eq_ignore_ascii_case("hewlett-packard") {
@@ -425,7 +418,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
                 .filter(|(is_oem, _)| *is_oem)
                 .map(|(_, n)| n.to_string())
         })
-        .or_else(|| vendor.map(|v| v.name.to_string()))
+        .or_else(|| vendor.map(|v| v.name.clone()))
         .or_else(|| brand.map(|(_, n)| n.to_string()));
 
     let raw_model = text::field_1284(&fields, &["MDL", "MODEL"])
@@ -434,7 +427,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         .or_else(|| hr_device_descr.clone());
     let model_name = raw_model.map(|m| strip_model(&m, manufacturer.as_deref()));
 
-    let (serial_number, serial_source) = serial(c, &hr_ix, vendor, &fields);
+    let (serial_number, serial_source) = serial(c, &hr_ix, vendor, &library, &fields);
 
     let firmware_version = vendor
         .and_then(|v| v.firmware.iter().find_map(|o| ident_of(c.get(o))))
@@ -555,7 +548,8 @@ fn firmware_from_descr(d: &str) -> Option<String> {
 fn serial(
     c: &Collected<'_>,
     hr_ix: &[u32],
-    vendor: Option<&'static oids::Vendor>,
+    vendor: Option<&super::library::VendorData>,
+    library: &super::library::Library,
     fields: &[(String, String)],
 ) -> (Option<String>, Option<String>) {
     let from_prt = (!hr_ix.is_empty())
@@ -570,8 +564,8 @@ fn serial(
     }
     // The detected vendor's objects first, then every vendor's (OEM devices often
     // implement another maker's MIB: Brother answers HP's serial object).
-    for v in vendor.into_iter().chain(oids::VENDORS.iter()) {
-        for o in v.serial {
+    for v in vendor.into_iter().chain(library.vendors.iter()) {
+        for o in &v.serial {
             if let Some(s) = ident_of(c.get(o)) {
                 return (Some(s), Some(format!("vendor:{}", v.name)));
             }

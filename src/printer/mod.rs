@@ -6,6 +6,7 @@
 //! percentage exists only when level and capacity allow computing it.
 
 mod decode;
+pub mod library;
 pub mod oids;
 pub mod text;
 

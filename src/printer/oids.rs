@@ -303,6 +303,20 @@ pub const BRANDS: &[(&str, &str)] = &[
     ("hp ", "HP"),
 ];
 
+/// The [`BRANDS`] that are OEM labels on another maker's enterprise number: their name
+/// wins over that maker's.
+pub const OEM_BRANDS: &[&str] = &[
+    "ta_utax",
+    "utax",
+    "triumph-adler",
+    "develop",
+    "gestetner",
+    "lanier",
+    "savin",
+    "nrg",
+    "dell",
+];
+
 /// Returns the vendor entry for an enterprise number.
 pub fn vendor(enterprise: u32) -> Option<&'static Vendor> {
     VENDORS.iter().find(|v| v.enterprise == enterprise)

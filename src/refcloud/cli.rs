@@ -1,5 +1,6 @@
 //! The `fleet-cloud` command line: `serve`, `create-agent`, `agents`, `assets`,
-//! `settings`, `job`, `jobs`.
+//! `settings`, `job`, `jobs`, and the printer support library's signing
+//! (`library-key`, `library-sign`).
 
 use super::{Cloud, tls};
 use crate::store::refcloud::CloudDb;
@@ -65,6 +66,37 @@ enum Cmd {
         /// Target printer's serial number (printer jobs).
         #[arg(long)]
         serial: Option<String>,
+        /// The job's parameters: a JSON object read from this file (`updateLibrary`:
+        /// `{"package": ...}` as written by `library-sign --job`).
+        #[arg(long)]
+        params_file: Option<PathBuf>,
+    },
+    /// Create an ed25519 signing key for printer support libraries: the private key goes
+    /// to FILE (owner-only), the public key (for the agents' `cloud.library_keys`) is
+    /// printed.
+    LibraryKey {
+        /// Where to write the private key (base64 of the 32-byte seed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a printer support library (JSON; default: the agent's built-in library with
+    /// `--version`) and write the package.
+    LibrarySign {
+        /// The private key written by `library-key`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The library (JSON, docs/protocol.md "Printer support library").
+        #[arg(long)]
+        library: Option<PathBuf>,
+        /// With the built-in library: the version to give it.
+        #[arg(long, default_value_t = 2)]
+        version: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write `{"package": ...}`, ready for `job --type updateLibrary --params-file`.
+        #[arg(long)]
+        job: bool,
     },
     /// Print the jobs (all agents) with their states and results as JSON.
     Jobs(AdminArgs),
@@ -205,24 +237,107 @@ pub fn main() -> anyhow::Result<()> {
                     .json(&body);
                 admin_send(r).await
             }
+            Cmd::LibraryKey { out } => {
+                use base64::Engine;
+                let mut seed = [0u8; 32];
+                crate::secret::random_bytes(&mut seed);
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                crate::demo::write_private(
+                    &out,
+                    &base64::engine::general_purpose::STANDARD.encode(seed),
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                println!(
+                    "{}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(key.verifying_key().as_bytes())
+                );
+                Ok(())
+            }
+            Cmd::LibrarySign {
+                key,
+                library,
+                version,
+                out,
+                job,
+            } => {
+                use crate::printer::library;
+                let key = signing_key(&key)?;
+                let lib = match library {
+                    Some(p) => {
+                        let text = std::fs::read_to_string(&p)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                        let lib: library::Library = serde_json::from_str(&text).map_err(|e| {
+                            anyhow::anyhow!("{}:{}:{}: {e}", p.display(), e.line(), e.column())
+                        })?;
+                        lib
+                    }
+                    None => library::Library {
+                        version,
+                        ..library::Library::builtin()
+                    },
+                };
+                lib.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let pkg = library::sign(&lib, &key);
+                let doc = if job {
+                    serde_json::json!({ "package": pkg })
+                } else {
+                    serde_json::to_value(&pkg)?
+                };
+                std::fs::write(&out, serde_json::to_string_pretty(&doc)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                println!(
+                    "signed library version {} with key {} into {}",
+                    lib.version,
+                    pkg.key_id,
+                    out.display()
+                );
+                Ok(())
+            }
             Cmd::Job {
                 admin,
                 agent,
                 kind,
                 serial,
+                params_file,
             } => {
                 let printer = serial.map(|s| serde_json::json!({ "serialNumber": s }));
+                let params = match params_file {
+                    Some(p) => {
+                        let text = std::fs::read_to_string(&p)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                            anyhow::anyhow!("{}:{}:{}: {e}", p.display(), e.line(), e.column())
+                        })?
+                    }
+                    None => serde_json::json!({}),
+                };
                 let r = client(admin.ca.as_ref())?
                     .post(format!(
                         "{}/admin/v1/agents/{agent}/jobs",
                         admin.url.trim_end_matches('/')
                     ))
                     .bearer_auth(&admin.admin_token)
-                    .json(&serde_json::json!({ "type": kind, "printer": printer }));
+                    .json(
+                        &serde_json::json!({ "type": kind, "printer": printer, "params": params }),
+                    );
                 admin_send(r).await
             }
         }
     })
+}
+
+/// Reads a signing key written by `library-key`.
+fn signing_key(path: &std::path::Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use base64::Engine;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("{}: not a key written by library-key", path.display()))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
 /// GETs an admin resource and prints it as JSON; a refusal becomes an error with the

@@ -129,3 +129,70 @@ fn decode_of_an_empty_collection_is_all_null_not_guessed() {
     assert_eq!(r.counters.lifetime_count, None);
     assert_eq!(r.device.printer_state, "unknown");
 }
+
+/// A library pushed by the cloud teaches the agent a vendor it did not know: the poll
+/// plan asks the new vendor's objects and decoding reads the serial and model from them.
+/// (The library is the built-in one plus that vendor, so the other tests, which share the
+/// process-wide library, decode as before.)
+#[test]
+fn a_hot_swapped_library_adds_a_vendor() {
+    use crate::printer::library::{self, VendorData};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let trusted = vec![{
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
+    }];
+    let mut lib = library::Library::builtin();
+    lib.version = 1_000;
+    lib.vendors.push(VendorData {
+        name: "Initech".into(),
+        enterprise: 64_999,
+        serial: vec![vec![1, 3, 6, 1, 4, 1, 64_999, 1, 2, 0]],
+        model: vec![vec![1, 3, 6, 1, 4, 1, 64_999, 1, 3, 0]],
+        firmware: vec![],
+        device_id: vec![],
+        actions: vec![],
+    });
+    let installed = library::install(&library::sign(&lib, &key), &trusted).unwrap();
+    assert_eq!(installed.version, 1_000);
+    let (firsts, _) = plan();
+    assert!(firsts.contains(&"1.3.6.1.4.1.64999.1.2".parse().unwrap()));
+
+    let mut values = BTreeMap::new();
+    let put = |v: &mut BTreeMap<Oid, Value>, o: &str, x: Value| {
+        v.insert(o.parse::<Oid>().unwrap(), x);
+    };
+    put(
+        &mut values,
+        "1.3.6.1.2.1.1.2.0",
+        Value::ObjectId("1.3.6.1.4.1.64999.7".parse().unwrap()),
+    );
+    put(
+        &mut values,
+        "1.3.6.1.4.1.64999.1.2.0",
+        Value::OctetString(b"INI-0042".to_vec()),
+    );
+    put(
+        &mut values,
+        "1.3.6.1.4.1.64999.1.3.0",
+        Value::OctetString(b"TPS 9000".to_vec()),
+    );
+    let r = decode(&Collected {
+        values: &values,
+        ip: None,
+        collected_at: 1000,
+        version: None,
+    });
+    assert_eq!(r.serial_number.as_deref(), Some("INI-0042"));
+    assert_eq!(r.manufacturer.as_deref(), Some("Initech"));
+    assert_eq!(r.model_name.as_deref(), Some("TPS 9000"));
+    // An older or equal version is not installed over it.
+    lib.version = 999;
+    assert!(matches!(
+        library::install(&library::sign(&lib, &key), &trusted),
+        Err(library::LibraryError::NotNewer {
+            offered: 999,
+            current: 1_000
+        })
+    ));
+}
