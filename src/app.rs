@@ -696,6 +696,7 @@ async fn start_components(
                 disabled,
                 printer_locks: Default::default(),
                 library_keys: config.cloud.library_keys.clone(),
+                progress: Some(page.progress.subscribe()),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
             components.spawn("jobs", async move {

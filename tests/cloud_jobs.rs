@@ -255,6 +255,14 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         text.contains("256 addresses searched, 2 devices found"),
         "{text}"
     );
+    // The agent reported its progress while the run lasted (about 3 s at 100 probes/s).
+    assert_eq!(d["progress"]["total"], 256, "{d}");
+    assert!(
+        d["progress"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("of 256 addresses")),
+        "{d}"
+    );
 
     // Printer commands over SNMP with the poller's credentials.
     let run = |body: Value| {

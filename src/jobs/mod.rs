@@ -65,6 +65,8 @@ pub struct Context {
     pub printer_locks: printer::PrinterLocks,
     /// Keys whose signature makes a printer support library installable.
     pub library_keys: Vec<String>,
+    /// Discovery progress, reported on `discover` jobs.
+    pub progress: Option<tokio::sync::watch::Receiver<crate::discovery::Progress>>,
 }
 
 /// Setting holding the installed support library's signed package (JSON).
@@ -214,7 +216,10 @@ pub async fn execute(
                 ),
             }
         }
-        "discover" => discover(ctx).await,
+        "discover" => {
+            let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+            discover(ctx, client, creds, id).await
+        }
         "editSettings" => edit_settings(ctx, client, creds).await,
         "reboot" => printer::reboot(ctx, job).await,
         "panelMessage" => printer::panel(ctx, job, false).await,
@@ -305,7 +310,10 @@ async fn refresh(ctx: &Context, addr: Option<std::net::SocketAddr>) -> Value {
     result("completed", messages, printers)
 }
 
-async fn discover(ctx: &Context) -> Value {
+/// Discovery progress goes to the cloud at most this often while a `discover` job waits.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn discover(ctx: &Context, client: &CloudClient, creds: &Credentials, job_id: &str) -> Value {
     let Some(tx) = &ctx.discover else {
         return result(
             "failed",
@@ -320,7 +328,41 @@ async fn discover(ctx: &Context) -> Value {
     if tx.send(reply).await.is_err() {
         return result("failed", vec![msg("error", "discovery stopped")], vec![]);
     }
-    match rx.await {
+    let mut progress = ctx.progress.clone();
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    tokio::pin!(rx);
+    let summary = loop {
+        let changed = async {
+            match progress.as_mut() {
+                Some(p) => p.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut rx => break r,
+            alive = changed => {
+                let Some(p) = progress.as_mut().filter(|_| alive) else {
+                    progress = None;
+                    continue;
+                };
+                let p = p.borrow_and_update().clone();
+                if p.total > 0
+                    && !p.finished
+                    && last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY)
+                {
+                    last_sent = Some(tokio::time::Instant::now());
+                    let body = json!({
+                        "done": p.done,
+                        "total": p.total,
+                        "text": format!("{} of {} addresses, {} printers found", p.done, p.total, p.found),
+                    });
+                    // Progress is best effort: a lost report is not retried.
+                    client.job_post(creds, job_id, "progress", &body).await.ok();
+                }
+            }
+        }
+    };
+    match summary {
         Ok(s) => result(
             "completed",
             vec![msg(
