@@ -67,19 +67,29 @@ fn served() -> BTreeSet<Endpoint> {
     let src =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/refcloud/mod.rs"))
             .unwrap();
-    // rustfmt may spread a call over lines: read the source without whitespace.
-    let flat: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+    // rustfmt may spread a call over lines: read the source without comments and
+    // whitespace.
+    let flat: String = src
+        .lines()
+        .map(|l| l.split_once("//").map_or(l, |(code, _)| code))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let mut set = BTreeSet::new();
     for piece in flat.split(".route(\"").skip(1) {
         let end = piece.find('"').unwrap();
         let path = &piece[..end];
-        // The method handler, possibly qualified (`jobs::poll` is not a method: `post(`).
+        // The method handlers: `post(h)`, chained `.get(h)`, up to a layer or the next
+        // router call (`jobs::poll` is not a method: `post(` is).
         let after = piece[end + 1..].trim_start_matches(',');
-        let method: String = after
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .collect();
-        set.insert((method.to_uppercase(), normalize(path)));
+        for seg in after.split('.') {
+            let method: String = seg.chars().take_while(char::is_ascii_alphabetic).collect();
+            if !["get", "post", "put", "delete"].contains(&method.as_str()) {
+                break;
+            }
+            set.insert((method.to_uppercase(), normalize(path)));
+        }
     }
     assert!(!set.is_empty(), "no routes found in src/refcloud/mod.rs");
     set

@@ -381,6 +381,50 @@ impl CloudClient {
         Ok(())
     }
 
+    /// Downloads a file the cloud attached to a job in progress, refusing one larger than
+    /// `max_bytes` before it is read whole.
+    ///
+    /// # Errors
+    /// As [`CloudError`]; a file over the limit is `Rejected` with status 413.
+    pub async fn job_input(
+        &self,
+        creds: &Credentials,
+        job_id: &str,
+        name: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, CloudError> {
+        let token = self.bearer(creds).await?;
+        let mut r = self
+            .http
+            .get(format!(
+                "{}/v1/agents/{}/jobs/{job_id}/files/{name}",
+                self.base, creds.agent_id
+            ))
+            .header("Fleet-Agent-Protocol", "1")
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(classify)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let too_big = |n: u64| CloudError::Rejected {
+            status: 413,
+            reason: format!("{name} is larger than {max_bytes} bytes ({n} bytes or more)"),
+        };
+        if let Some(n) = r.content_length().filter(|n| *n > max_bytes) {
+            return Err(too_big(n));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(classify)? {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > max_bytes {
+                return Err(too_big(out.len() as u64));
+            }
+        }
+        Ok(out)
+    }
+
     /// POSTs `body` to `path` with the protocol header (and the bearer token and
     /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
     async fn post(

@@ -183,6 +183,7 @@ pub async fn execute(
         "updateCredentials",
         "complianceCheck",
         "complianceEnforce",
+        "deployFile",
     ];
     if ctx.disabled && printer_work.contains(&kind) {
         return result(
@@ -231,6 +232,7 @@ pub async fn execute(
         "mibWalk" => printer::mib_walk(ctx, client, creds, job).await,
         "requestLogs" => logs(ctx, client, creds, job).await,
         "updateLibrary" => update_library(ctx, job).await,
+        "deployFile" => printer::deploy_file(ctx, client, creds, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(

@@ -447,6 +447,14 @@ pub fn stored_security(
 /// and used from the next poll on, also after restarts. Rejected credentials change
 /// nothing.
 pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
+    if let Some(web) = job.pointer("/params/web") {
+        let stored = store_web_credentials(ctx, job, web).await;
+        if job.pointer("/params/auth").is_none()
+            || stored.get("status") != Some(&json!("completed"))
+        {
+            return stored;
+        }
+    }
     let auth = job.pointer("/params/auth").cloned().unwrap_or(Value::Null);
     let security = match parse_auth(&auth) {
         Ok(s) => s,
@@ -653,4 +661,380 @@ pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
     r["compliant"] = json!(compliant);
     r["differences"] = json!(diff);
     r
+}
+
+/// `updateCredentials` with `params.web` (`{user, password}`): the printer's web-server
+/// credentials, stored sealed for HTTP uploads (they cannot be tried without a request
+/// that changes something, so they are checked at the first upload).
+async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value {
+    let (Some(user), Some(password)) = (
+        web.get("user")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty()),
+        web.get("password").and_then(Value::as_str),
+    ) else {
+        return result(
+            "failed",
+            vec![msg("error", "params.web: needs user and password")],
+            vec![],
+        );
+    };
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(key) = ctx.settings.as_ref().map(|l| l.key.clone()) else {
+        return result(
+            "failed",
+            vec![msg("error", "no key to seal credentials with")],
+            vec![],
+        );
+    };
+    let secret =
+        crate::secret::Secret::new(json!({ "user": user, "password": password }).to_string());
+    let s = ctx.store.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        s.set_secret(&key, &web_credentials_key(addr), &secret)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .is_some();
+    let serial = serial_of(ctx, addr).await;
+    if ok {
+        result(
+            "completed",
+            vec![msg(
+                "info",
+                format!("web-server credentials for {addr} stored"),
+            )],
+            vec![one(addr, serial.as_deref(), "completed", None)],
+        )
+    } else {
+        result(
+            "failed",
+            vec![msg("error", "the store refused the credentials")],
+            vec![],
+        )
+    }
+}
+
+/// The store setting holding a printer's web-server credentials (sealed JSON
+/// `{user, password}`), set by `updateCredentials` with `params.web`.
+pub fn web_credentials_key(addr: SocketAddr) -> String {
+    format!("printer.web.{addr}")
+}
+
+/// Bytes in a megabyte as the seed's limits count them (MiB).
+const MB: u64 = 1 << 20;
+
+/// The kind of a deployable file and its size limit: settings bundles (.zip) up to
+/// 32 MB, UCF settings (.ucf) and apps (.fls) up to 50 MB; firmware is refused (the
+/// seed: "Firmware flash files are not accepted").
+pub fn deploy_kind(name: &str, kind: Option<&str>) -> Result<(&'static str, u64), String> {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let by_ext = match ext.as_str() {
+        "zip" => Some("settingsBundle"),
+        "ucf" => Some("ucf"),
+        "fls" => Some("app"),
+        _ => None,
+    };
+    if kind == Some("firmware") {
+        return Err("params.kind: firmware flash files are not accepted by file deployment".into());
+    }
+    let kind = match kind {
+        Some(k) => k,
+        None => by_ext.ok_or_else(|| {
+            format!(
+                "params.file: {name:?} is not a settings bundle (.zip), a UCF file (.ucf) or an app (.fls)"
+            )
+        })?,
+    };
+    match (kind, by_ext) {
+        ("settingsBundle", Some("settingsBundle")) => Ok(("settingsBundle", 32 * MB)),
+        ("ucf", Some("ucf")) => Ok(("ucf", 50 * MB)),
+        ("app", Some("app")) => Ok(("app", 50 * MB)),
+        _ => Err(format!(
+            "params.file: {name:?} does not fit the kind {kind:?} (settingsBundle: .zip, ucf: .ucf, app: .fls)"
+        )),
+    }
+}
+
+/// How the support library says files reach this printer: (transport, port, path);
+/// raw TCP 9100 when it names nothing.
+async fn deploy_transport(ctx: &Context, addr: SocketAddr) -> (String, u16, String) {
+    let s = ctx.store.clone();
+    let a = addr.to_string();
+    let report = tokio::task::spawn_blocking(move || {
+        let id = s.printers().ok()?.into_iter().find(|p| p.address == a)?.id;
+        s.latest_report(id).ok()?
+    })
+    .await
+    .ok()
+    .flatten();
+    let enterprise = report
+        .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+        .and_then(|r| {
+            r.pointer("/device/sysObjectID")?
+                .as_str()?
+                .strip_prefix("1.3.6.1.4.1.")?
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    let library = crate::printer::library::current();
+    let action = enterprise
+        .and_then(|e| library.vendor(e))
+        .and_then(|v| v.actions.iter().find(|a| a.action == "deployFile"))
+        .cloned();
+    match action {
+        Some(a) => {
+            let port = a.port.unwrap_or(match a.transport.as_str() {
+                "http" => 80,
+                "https" => 443,
+                _ => 9100,
+            });
+            (a.transport, port, a.path.unwrap_or_else(|| "/".into()))
+        }
+        None => ("raw9100".into(), 9100, String::new()),
+    }
+}
+
+/// Sends a file as a raw TCP stream (port 9100: the printer takes it like a print job).
+async fn send_raw(to: SocketAddr, bytes: &[u8]) -> Result<(), (bool, String)> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(to),
+    )
+    .await
+    .map_err(|_| (true, format!("{to}: no connection within 10 s")))?
+    .map_err(|e| (true, format!("{to}: {e}")))?;
+    tokio::time::timeout(std::time::Duration::from_secs(600), async {
+        s.write_all(bytes).await?;
+        s.shutdown().await
+    })
+    .await
+    .map_err(|_| (false, format!("{to}: sending took more than 10 minutes")))?
+    .map_err(|e| (false, format!("{to}: {e}")))
+}
+
+/// POSTs a file to the printer's web server (plain HTTP/1.1, basic authentication with
+/// the stored web credentials); returns the status code.
+async fn send_http(
+    to: SocketAddr,
+    path: &str,
+    name: &str,
+    bytes: &[u8],
+    web: Option<(String, String)>,
+) -> Result<u16, (bool, String)> {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(to),
+    )
+    .await
+    .map_err(|_| (true, format!("{to}: no connection within 10 s")))?
+    .map_err(|e| (true, format!("{to}: {e}")))?;
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nConnection: close\r\nUser-Agent: fleet-agent/{}\r\n",
+        bytes.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some((user, pass)) = web {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        head.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(bytes).await?;
+        let mut buf = vec![0u8; 1024];
+        let mut got = Vec::new();
+        while !got.windows(2).any(|w| w == b"\r\n") {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(got)
+    })
+    .await
+    .map_err(|_| (false, format!("{to}: no answer within 10 minutes")))?
+    .map_err(|e| (false, format!("{to}: {e}")))?;
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))
+}
+
+/// `deployFile`: a settings bundle, UCF file or app attached to the job, checked (kind,
+/// size) before anything is downloaded or sent, then sent through the transport the
+/// support library names for the printer's vendor (raw TCP 9100 by default, or an HTTP
+/// upload with the printer's stored web credentials).
+pub async fn deploy_file(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let Some(name) = job.pointer("/params/file").and_then(Value::as_str) else {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                "params.file: missing (the attached file's name)",
+            )],
+            vec![],
+        );
+    };
+    let (kind, limit) = match deploy_kind(name, job.pointer("/params/kind").and_then(Value::as_str))
+    {
+        Ok(k) => k,
+        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+    };
+    if let Some(size) = job.pointer("/params/size").and_then(Value::as_u64)
+        && size > limit
+    {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                format!(
+                    "params.size: {name} is {size} bytes; a {kind} file may have {limit} at most"
+                ),
+            )],
+            vec![],
+        );
+    }
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let (transport, port, path) = deploy_transport(ctx, addr).await;
+    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    let bytes = match client.job_input(creds, job_id, name, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            return result(
+                "failed",
+                vec![msg(
+                    "error",
+                    format!("{name}: not downloaded, nothing sent: {e}"),
+                )],
+                vec![one(addr, serial.as_deref(), "failed", Some(e.to_string()))],
+            );
+        }
+    };
+    let to = SocketAddr::new(addr.ip(), port);
+    let sent = match transport.as_str() {
+        "raw9100" => send_raw(to, &bytes)
+            .await
+            .map(|()| format!("raw TCP {port}")),
+        "http" => {
+            let web = match ctx.settings.as_ref().map(|l| l.key.clone()) {
+                Some(key) => {
+                    let s = ctx.store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        s.secret(&key, &web_credentials_key(addr)).ok().flatten()
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|w| serde_json::from_str::<Value>(w.expose()).ok())
+                    .and_then(|w| {
+                        Some((
+                            w.get("user")?.as_str()?.to_string(),
+                            w.get("password")?.as_str()?.to_string(),
+                        ))
+                    })
+                }
+                None => None,
+            };
+            match send_http(to, &path, name, &bytes, web).await {
+                Ok(code) if (200..300).contains(&code) => Ok(format!("HTTP upload to {path}")),
+                Ok(code @ (401 | 403)) => Err((
+                    false,
+                    format!(
+                        "the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"
+                    ),
+                )),
+                Ok(code) => Err((
+                    false,
+                    format!("the printer's web server answered HTTP {code}"),
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        other => Err((
+            false,
+            format!(
+                "the support library names the transport {other:?}, which this agent does not send files over yet"
+            ),
+        )),
+    };
+    match sent {
+        Ok(how) => result(
+            "completed",
+            vec![msg(
+                "info",
+                format!(
+                    "{name} ({kind}, {} bytes) sent to {} over {how}",
+                    bytes.len(),
+                    addr.ip()
+                ),
+            )],
+            vec![one(addr, serial.as_deref(), "completed", None)],
+        ),
+        Err((unreachable, e)) => {
+            let status = if unreachable {
+                "printerNotCommunicating"
+            } else {
+                "failed"
+            };
+            result(
+                status,
+                vec![msg("error", format!("{name}: {e}"))],
+                vec![one(addr, serial.as_deref(), status, Some(e))],
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    #[test]
+    fn file_kinds_and_limits_follow_the_seed() {
+        assert_eq!(
+            deploy_kind("site.zip", None),
+            Ok(("settingsBundle", 32 << 20))
+        );
+        assert_eq!(deploy_kind("SETTINGS.UCF", None), Ok(("ucf", 50 << 20)));
+        assert_eq!(deploy_kind("scan.fls", Some("app")), Ok(("app", 50 << 20)));
+        assert!(
+            deploy_kind("fw.fls", Some("firmware"))
+                .unwrap_err()
+                .contains("firmware")
+        );
+        assert!(
+            deploy_kind("notes.txt", None)
+                .unwrap_err()
+                .starts_with("params.file")
+        );
+        assert!(
+            deploy_kind("site.zip", Some("app"))
+                .unwrap_err()
+                .contains("does not fit")
+        );
+    }
 }

@@ -71,6 +71,12 @@ pub struct Action {
     pub action: String,
     /// One of [`TRANSPORTS`].
     pub transport: String,
+    /// TCP port, when not the transport's usual one (9100, 80, 443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP(S) path the printer's web server takes uploads on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 mod dotted {
@@ -134,6 +140,8 @@ impl Library {
                 .map(|a| Action {
                     action: (*a).into(),
                     transport: "snmp".into(),
+                    port: None,
+                    path: None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -397,6 +405,8 @@ mod tests {
         wrong.vendors[0].actions.push(Action {
             action: "deployFile".into(),
             transport: "ftp".into(),
+            port: None,
+            path: None,
         });
         let e = verify(&sign(&wrong, &k), &trusted).unwrap_err().to_string();
         assert!(e.contains("vendors[0].serial[1]"), "{e}");

@@ -255,7 +255,9 @@ pub async fn result(
     transition_response(t, "finished")
 }
 
-/// `POST /admin/v1/agents/{id}/jobs`: queues `{ type, params?, printer?, notAfter? }`.
+/// `POST /admin/v1/agents/{id}/jobs`: queues `{ type, params?, printer?, notAfter?,
+/// files? }`; `files` maps names to base64 contents the agent downloads while the job
+/// runs (`deployFile`).
 pub async fn admin_create(
     State(c): State<Cloud>,
     Path(agent_id): Path<String>,
@@ -272,6 +274,30 @@ pub async fn admin_create(
     else {
         return reason(StatusCode::BAD_REQUEST, "type missing");
     };
+    let mut files = Vec::new();
+    if let Some(map) = body.get("files").and_then(Value::as_object) {
+        use base64::Engine;
+        for (name, v) in map {
+            if !valid_file_name(name) {
+                return reason(
+                    StatusCode::BAD_REQUEST,
+                    &format!("files.{name}: names are letters, digits, '.', '-', '_'"),
+                );
+            }
+            match v
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            {
+                Some(bytes) => files.push((name.clone(), bytes)),
+                None => {
+                    return reason(
+                        StatusCode::BAD_REQUEST,
+                        &format!("files.{name}: not base64"),
+                    );
+                }
+            }
+        }
+    }
     let job = JobRecord {
         job_id: format!("job-{}", &random_token(1)[..12]),
         agent_id: agent_id.clone(),
@@ -294,6 +320,10 @@ pub async fn admin_create(
     let r = tokio::task::spawn_blocking(move || -> Result<bool, crate::store::StoreError> {
         if db.settings(&j.agent_id)?.is_none() {
             return Ok(false);
+        }
+        // The files first: the job is visible to its agent once it is added.
+        for (name, bytes) in &files {
+            db.put_input_file(&j.agent_id, &j.job_id, name, bytes, j.created_ms)?;
         }
         db.add_job(&j)?;
         Ok(true)
@@ -415,6 +445,32 @@ pub async fn upload_file(
         Ok(Ok(false)) => reason(
             StatusCode::CONFLICT,
             "no job in progress with that id for this agent",
+        ),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// `GET /v1/agents/{id}/jobs/{jobId}/files/{name}`: a file the administrator attached to
+/// the job, for its agent while the job is in progress.
+pub async fn download_input(
+    State(c): State<Cloud>,
+    Path((agent_id, job_id, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match c.agent_for(&headers, &agent_id) {
+        Ok(a) => a,
+        Err((status, text)) => return reason(status, text),
+    };
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.input_file(&agent, &job_id, &name)).await {
+        Ok(Ok(Some(bytes))) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Ok(Ok(None)) => reason(
+            StatusCode::NOT_FOUND,
+            "no such file for a job of this agent in progress",
         ),
         _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
     }

@@ -127,11 +127,18 @@ impl Cloud {
                 "/v1/agents/{agent_id}/jobs/{job_id}/result",
                 post(jobs::result),
             )
-            .route("/admin/v1/agents/{agent_id}/jobs", post(jobs::admin_create))
+            // Attached files travel as base64 in the JSON body (up to 50 MB each).
+            .route(
+                "/admin/v1/agents/{agent_id}/jobs",
+                post(jobs::admin_create).layer(axum::extract::DefaultBodyLimit::max(
+                    jobs::MAX_FILE_BYTES * 2,
+                )),
+            )
             .route("/admin/v1/jobs", get(jobs::admin_list))
             .route(
                 "/v1/agents/{agent_id}/jobs/{job_id}/files/{name}",
                 post(jobs::upload_file)
+                    .get(jobs::download_input)
                     .layer(axum::extract::DefaultBodyLimit::max(jobs::MAX_FILE_BYTES)),
             )
             .route(

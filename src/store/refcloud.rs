@@ -385,6 +385,49 @@ impl CloudDb {
         Ok(true)
     }
 
+    /// Stores a file the administrator attached to a job for its agent (a settings bundle,
+    /// an app), kept as `input:<name>` beside the files the agent uploads.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn put_input_file(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        name: &str,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO job_files (job_id, name, agent_id, body, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(job_id, name) DO UPDATE SET body = excluded.body",
+            params![job_id, format!("input:{name}"), agent_id, body, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A file attached to a job of `agent_id` that is in progress (`Ok(None)`: no such
+    /// file, or the job is not this agent's or not in progress).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn input_file(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT f.body FROM job_files f JOIN jobs j ON j.job_id = f.job_id
+                 WHERE f.job_id = ?1 AND f.name = ?2 AND j.agent_id = ?3 AND j.state = 'inProgress'",
+                params![job_id, format!("input:{name}"), agent_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// A job's file.
     ///
     /// # Errors

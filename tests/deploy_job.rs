@@ -1,0 +1,294 @@
+//! File deployment (`deployFile`) against a running agent and a test printer endpoint
+//! that records the bytes it receives: by raw TCP 9100 by default, then by HTTP upload
+//! with the printer's web credentials once the support library says so; size and kind
+//! limits are enforced before anything is downloaded or sent.
+
+mod common;
+
+use base64::Engine;
+use fleet_agent::printer::library;
+use fleet_agent::refcloud::{Cloud, cli as refcli};
+use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use fleet_agent::store::refcloud::CloudDb;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a fake printer endpoint received: one entry per connection.
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+async fn raw_endpoint(addr: &str) -> Received {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok();
+            g.lock().unwrap().push(buf);
+        }
+    });
+    got
+}
+
+/// A web server that answers 200 to any POST and keeps the whole request.
+async fn http_endpoint(addr: &str) -> (Received, u16) {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Headers, then Content-Length bytes of body.
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await
+                .ok();
+            g.lock().unwrap().push(req);
+        }
+    });
+    (got, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret");
+    let (agent_id, code, _) = cloud.create_agent("deploy site", &json!({})).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let _handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    fleet_agent::cloud::install_crypto();
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let client = fleet_agent::cloud::client::CloudClient::new(
+        &url,
+        Some(cert.ca_pem.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    fleet_agent::cloud::save_credentials(&state, &client.activate(&code).await.unwrap()).unwrap();
+
+    let snmp_port = 20000 + (std::process::id() % 20000) as u16;
+    let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
+    let _sim = Simulator::start(
+        simulator::synthetic_fleet(
+            1,
+            synth::SynthParams {
+                speed: 0.0,
+                seed: 5,
+            },
+        ),
+        Layout::Fleet {
+            start: ip,
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let raw = raw_endpoint(&format!("{ip}:9100")).await;
+    let (web, web_port) = http_endpoint(&format!("{ip}:0")).await;
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
+             [[printers]]\naddress = \"{ip}:{snmp_port}\"\n",
+            state.display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let _agent = common::Proc {
+        child: std::process::Command::new(common::bin())
+            .args(["run", "--config", conf.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+    let mut serial = String::new();
+    for _ in 0..200 {
+        if let Some(a) = db.assets().unwrap().first() {
+            serial = a.serial.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !serial.is_empty(),
+        "the printer was polled and uploaded; agent log:\n{}",
+        std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+    );
+
+    let run = |body: Value| {
+        let (admin, url, agent) = (admin.clone(), url.clone(), agent_id.clone());
+        async move {
+            let r = admin
+                .post(format!("{url}/admin/v1/agents/{agent}/jobs"))
+                .bearer_auth("admin-secret")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+            let id = r.json::<Value>().await.unwrap()["jobId"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            for _ in 0..300 {
+                let v: Value = admin
+                    .get(format!("{url}/admin/v1/jobs"))
+                    .bearer_auth("admin-secret")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let j = v["jobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|j| j["jobId"] == id)
+                    .unwrap()
+                    .clone();
+                if j["state"] == "completed" || j["state"] == "failed" {
+                    return j;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("job {body} did not finish");
+        }
+    };
+    let text = |j: &Value| {
+        j["result"]["messages"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let printer = json!({ "serialNumber": serial });
+
+    // A settings bundle by raw TCP 9100 (no library entry: the default transport).
+    let bundle: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "site.zip" }, "files": { "site.zip": b64(&bundle) } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(
+        text(&j).contains("200000 bytes") && text(&j).contains("raw TCP 9100"),
+        "{j}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        raw.lock().unwrap().as_slice(),
+        std::slice::from_ref(&bundle)
+    );
+
+    // Refused before anything is downloaded or sent: too large, firmware, wrong kind.
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "big.zip", "size": 40u64 << 20 }, "files": { "big.zip": b64(b"x") } }))
+    .await;
+    assert_eq!(j["state"], "failed");
+    assert!(text(&j).contains("may have 33554432 at most"), "{j}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "fw.fls", "kind": "firmware" }, "files": { "fw.fls": b64(b"x") } }))
+    .await;
+    assert!(
+        text(&j).contains("firmware flash files are not accepted"),
+        "{j}"
+    );
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "notes.txt" }, "files": { "notes.txt": b64(b"x") } }))
+    .await;
+    assert!(text(&j).starts_with("params.file"), "{j}");
+    assert_eq!(
+        raw.lock().unwrap().len(),
+        1,
+        "nothing more reached the printer"
+    );
+
+    // The support library moves this vendor's uploads to its web server; the web
+    // credentials come from updateCredentials.
+    let mut lib = library::Library::builtin();
+    lib.version = 2;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        v.actions.push(library::Action {
+            action: "deployFile".into(),
+            transport: "http".into(),
+            port: Some(web_port),
+            path: Some("/cgi-bin/upload".into()),
+        });
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "updateCredentials", "printer": printer,
+        "params": { "web": { "user": "admin", "password": "web-pass-55" } } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert_eq!(
+        j["params"]["web"]["password"], "<set>",
+        "the admin view hides it"
+    );
+    let app: Vec<u8> = b"FLS\x00".iter().copied().cycle().take(70_000).collect();
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "scan.fls" }, "files": { "scan.fls": b64(&app) } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(text(&j).contains("HTTP upload to /cgi-bin/upload"), "{j}");
+    let reqs = web.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    let end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&req[..end]);
+    assert!(head.starts_with("POST /cgi-bin/upload HTTP/1.1"), "{head}");
+    let basic = b64(b"admin:web-pass-55");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
+    assert!(head.contains("filename=\"scan.fls\""), "{head}");
+    assert_eq!(&req[end + 4..], app.as_slice());
+    assert_eq!(raw.lock().unwrap().len(), 1, "not sent by raw 9100 as well");
+}
