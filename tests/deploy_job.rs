@@ -291,4 +291,48 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     assert!(head.contains("filename=\"scan.fls\""), "{head}");
     assert_eq!(&req[end + 4..], app.as_slice());
     assert_eq!(raw.lock().unwrap().len(), 1, "not sent by raw 9100 as well");
+
+    // A firmware update waits for its window, then goes the way files go for this vendor.
+    let t = tokio::time::Instant::now();
+    let start_at = fleet_agent::poller::now_ms() + 1_500;
+    let j = run(json!({ "type": "firmwareUpdate", "printer": printer,
+        "params": { "file": "fw-1.2.bin", "startAt": start_at }, "files": { "fw-1.2.bin": b64(b"FIRMWARE") } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1_400),
+        "sent before its window"
+    );
+    assert!(web.lock().unwrap().last().unwrap().ends_with(b"FIRMWARE"));
+
+    // A configuration: firmware first, then apps, then settings, whatever the order given.
+    let before = web.lock().unwrap().len();
+    let j = run(json!({ "type": "deployConfiguration", "printer": printer,
+        "params": { "items": [
+            { "file": "a.zip" }, { "file": "b.ucf" }, { "file": "app2.fls" },
+            { "file": "fw-2.bin", "kind": "firmware" } ] },
+        "files": { "a.zip": b64(b"SETTINGS-A"), "b.ucf": b64(b"SETTINGS-B"),
+                   "app2.fls": b64(b"APP-2"), "fw-2.bin": b64(b"FW-2") } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let bodies: Vec<Vec<u8>> = web.lock().unwrap()[before..]
+        .iter()
+        .map(|r| {
+            let end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            r[end + 4..].to_vec()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [&b"FW-2"[..], b"APP-2", b"SETTINGS-A", b"SETTINGS-B"],
+        "the seed's order"
+    );
+    // One bad item: nothing is sent.
+    let j = run(json!({ "type": "deployConfiguration", "printer": printer,
+        "params": { "items": [ { "file": "ok.zip" }, { "file": "readme.txt" } ] },
+        "files": { "ok.zip": b64(b"x") } }))
+    .await;
+    assert_eq!(j["state"], "failed");
+    assert!(text(&j).starts_with("params.items[1].file"), "{j}");
+    assert_eq!(web.lock().unwrap().len(), before + 4);
 }

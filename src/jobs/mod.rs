@@ -184,6 +184,8 @@ pub async fn execute(
         "complianceCheck",
         "complianceEnforce",
         "deployFile",
+        "firmwareUpdate",
+        "deployConfiguration",
     ];
     if ctx.disabled && printer_work.contains(&kind) {
         return result(
@@ -233,6 +235,8 @@ pub async fn execute(
         "requestLogs" => logs(ctx, client, creds, job).await,
         "updateLibrary" => update_library(ctx, job).await,
         "deployFile" => printer::deploy_file(ctx, client, creds, job).await,
+        "firmwareUpdate" => printer::firmware_update(ctx, client, creds, job).await,
+        "deployConfiguration" => printer::deploy_configuration(ctx, client, creds, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(

@@ -765,7 +765,7 @@ pub fn deploy_kind(name: &str, kind: Option<&str>) -> Result<(&'static str, u64)
 
 /// How the support library says files reach this printer: (transport, port, path);
 /// raw TCP 9100 when it names nothing.
-async fn deploy_transport(ctx: &Context, addr: SocketAddr) -> (String, u16, String) {
+async fn deploy_transport(ctx: &Context, addr: SocketAddr, action: &str) -> (String, u16, String) {
     let s = ctx.store.clone();
     let a = addr.to_string();
     let report = tokio::task::spawn_blocking(move || {
@@ -789,7 +789,13 @@ async fn deploy_transport(ctx: &Context, addr: SocketAddr) -> (String, u16, Stri
     let library = crate::printer::library::current();
     let action = enterprise
         .and_then(|e| library.vendor(e))
-        .and_then(|v| v.actions.iter().find(|a| a.action == "deployFile"))
+        .and_then(|v| {
+            // A firmware update goes the way files go unless the library says otherwise.
+            v.actions
+                .iter()
+                .find(|a| a.action == action)
+                .or_else(|| v.actions.iter().find(|a| a.action == "deployFile"))
+        })
         .cloned();
     match action {
         Some(a) => {
@@ -875,70 +881,41 @@ async fn send_http(
         .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))
 }
 
-/// `deployFile`: a settings bundle, UCF file or app attached to the job, checked (kind,
-/// size) before anything is downloaded or sent, then sent through the transport the
-/// support library names for the printer's vendor (raw TCP 9100 by default, or an HTTP
-/// upload with the printer's stored web credentials).
-pub async fn deploy_file(
+/// One file of a job, checked: its name, kind and size limit.
+struct Item {
+    name: String,
+    kind: &'static str,
+    limit: u64,
+}
+
+/// Largest firmware file accepted (the reference cloud's own limit is 64 MiB).
+const FIRMWARE_MAX: u64 = 256 * MB;
+
+/// Downloads one attached file (stopping at its limit) and sends it to the printer
+/// through the transport the support library names for `action`. Ok: what was done.
+/// Err: (the printer did not answer, why).
+async fn send_item(
     ctx: &Context,
     client: &crate::cloud::client::CloudClient,
     creds: &crate::cloud::client::Credentials,
-    job: &Value,
-) -> Value {
-    let Some(name) = job.pointer("/params/file").and_then(Value::as_str) else {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                "params.file: missing (the attached file's name)",
-            )],
-            vec![],
-        );
-    };
-    let (kind, limit) = match deploy_kind(name, job.pointer("/params/kind").and_then(Value::as_str))
-    {
-        Ok(k) => k,
-        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
-    };
-    if let Some(size) = job.pointer("/params/size").and_then(Value::as_u64)
-        && size > limit
-    {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                format!(
-                    "params.size: {name} is {size} bytes; a {kind} file may have {limit} at most"
-                ),
-            )],
-            vec![],
-        );
-    }
-    let (addr, _target, _held) = match resolve(ctx, job).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let serial = serial_of(ctx, addr).await;
-    let (transport, port, path) = deploy_transport(ctx, addr).await;
-    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
-    let bytes = match client.job_input(creds, job_id, name, limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            return result(
-                "failed",
-                vec![msg(
-                    "error",
-                    format!("{name}: not downloaded, nothing sent: {e}"),
-                )],
-                vec![one(addr, serial.as_deref(), "failed", Some(e.to_string()))],
-            );
-        }
-    };
+    job_id: &str,
+    addr: SocketAddr,
+    item: &Item,
+    action: &str,
+) -> Result<String, (bool, String)> {
+    let (transport, port, path) = deploy_transport(ctx, addr, action).await;
+    let bytes = client
+        .job_input(creds, job_id, &item.name, item.limit)
+        .await
+        .map_err(|e| {
+            (
+                false,
+                format!("{}: not downloaded, nothing sent: {e}", item.name),
+            )
+        })?;
     let to = SocketAddr::new(addr.ip(), port);
-    let sent = match transport.as_str() {
-        "raw9100" => send_raw(to, &bytes)
-            .await
-            .map(|()| format!("raw TCP {port}")),
+    let how = match transport.as_str() {
+        "raw9100" => send_raw(to, &bytes).await.map(|()| format!("raw TCP {port}")),
         "http" => {
             let web = match ctx.settings.as_ref().map(|l| l.key.clone()) {
                 Some(key) => {
@@ -959,54 +936,233 @@ pub async fn deploy_file(
                 }
                 None => None,
             };
-            match send_http(to, &path, name, &bytes, web).await {
+            match send_http(to, &path, &item.name, &bytes, web).await {
                 Ok(code) if (200..300).contains(&code) => Ok(format!("HTTP upload to {path}")),
                 Ok(code @ (401 | 403)) => Err((
                     false,
-                    format!(
-                        "the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"
-                    ),
+                    format!("the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"),
                 )),
-                Ok(code) => Err((
-                    false,
-                    format!("the printer's web server answered HTTP {code}"),
-                )),
+                Ok(code) => Err((false, format!("the printer's web server answered HTTP {code}"))),
                 Err(e) => Err(e),
             }
         }
         other => Err((
             false,
-            format!(
-                "the support library names the transport {other:?}, which this agent does not send files over yet"
-            ),
+            format!("the support library names the transport {other:?}, which this agent does not send files over yet"),
         )),
+    }
+    .map_err(|(u, e)| (u, format!("{}: {e}", item.name)))?;
+    Ok(format!(
+        "{} ({}, {} bytes) sent to {} over {how}",
+        item.name,
+        item.kind,
+        bytes.len(),
+        addr.ip()
+    ))
+}
+
+/// Checks a job's `params` file entry (`file`, `kind`, `size`) into an [`Item`].
+fn item_of(p: &Value, at: &str) -> Result<Item, String> {
+    let name = p
+        .get("file")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{at}.file: missing (the attached file's name)"))?;
+    let kind = p.get("kind").and_then(Value::as_str);
+    let (kind, limit) = if kind == Some("firmware") {
+        ("firmware", FIRMWARE_MAX)
+    } else {
+        deploy_kind(name, kind).map_err(|e| e.replacen("params", at, 1))?
     };
-    match sent {
-        Ok(how) => result(
+    if let Some(size) = p.get("size").and_then(Value::as_u64)
+        && size > limit
+    {
+        return Err(format!(
+            "{at}.size: {name} is {size} bytes; a {kind} file may have {limit} at most"
+        ));
+    }
+    Ok(Item {
+        name: name.to_string(),
+        kind,
+        limit,
+    })
+}
+
+fn sent_result(
+    addr: SocketAddr,
+    serial: Option<&str>,
+    done: Vec<String>,
+    failed: Option<(bool, String)>,
+) -> Value {
+    let mut messages: Vec<Value> = done.into_iter().map(|d| msg("info", d)).collect();
+    match failed {
+        None => result(
             "completed",
-            vec![msg(
-                "info",
-                format!(
-                    "{name} ({kind}, {} bytes) sent to {} over {how}",
-                    bytes.len(),
-                    addr.ip()
-                ),
-            )],
-            vec![one(addr, serial.as_deref(), "completed", None)],
+            messages,
+            vec![one(addr, serial, "completed", None)],
         ),
-        Err((unreachable, e)) => {
+        Some((unreachable, e)) => {
             let status = if unreachable {
                 "printerNotCommunicating"
             } else {
                 "failed"
             };
-            result(
-                status,
-                vec![msg("error", format!("{name}: {e}"))],
-                vec![one(addr, serial.as_deref(), status, Some(e))],
-            )
+            messages.insert(0, msg("error", e.clone()));
+            result(status, messages, vec![one(addr, serial, status, Some(e))])
         }
     }
+}
+
+/// `deployFile`: a settings bundle, UCF file or app attached to the job, checked (kind,
+/// size) before anything is downloaded or sent, then sent through the transport the
+/// support library names for the printer's vendor (raw TCP 9100 by default, or an HTTP
+/// upload with the printer's stored web credentials). Firmware is refused here.
+pub async fn deploy_file(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let params = job.get("params").cloned().unwrap_or(Value::Null);
+    if params.get("kind").and_then(Value::as_str) == Some("firmware") {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                "params.kind: firmware flash files are not accepted by file deployment; use firmwareUpdate",
+            )],
+            vec![],
+        );
+    }
+    let item = match item_of(&params, "params") {
+        Ok(i) => i,
+        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+    };
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    match send_item(ctx, client, creds, job_id, addr, &item, "deployFile").await {
+        Ok(done) => sent_result(addr, serial.as_deref(), vec![done], None),
+        Err(e) => sent_result(addr, serial.as_deref(), vec![], Some(e)),
+    }
+}
+
+/// Longest wait for a firmware window to open: an in-progress job expires after 24 h.
+const WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(23 * 3600);
+
+/// `firmwareUpdate`: `params: {file, size?, startAt?}`; the flash file is sent when the
+/// window opens (`startAt`, epoch ms; now when absent). The cloud expires a pending job
+/// when its window closes (`notAfter`); one that started continues.
+pub async fn firmware_update(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let mut params = job.get("params").cloned().unwrap_or(Value::Null);
+    if let Some(p) = params.as_object_mut() {
+        p.insert("kind".into(), json!("firmware"));
+    }
+    let item = match item_of(&params, "params") {
+        Ok(i) => i,
+        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+    };
+    let now = crate::poller::now_ms();
+    let wait = params
+        .get("startAt")
+        .and_then(Value::as_i64)
+        .map(|t| std::time::Duration::from_millis((t - now).max(0) as u64))
+        .unwrap_or_default();
+    if wait > WINDOW_MAX {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                "params.startAt: more than 23 h ahead; queue the job closer to its window (a job in progress expires after 24 h)",
+            )],
+            vec![],
+        );
+    }
+    tokio::time::sleep(wait).await;
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    match send_item(ctx, client, creds, job_id, addr, &item, "firmwareUpdate").await {
+        Ok(done) => sent_result(addr, serial.as_deref(), vec![done], None),
+        Err(e) => sent_result(addr, serial.as_deref(), vec![], Some(e)),
+    }
+}
+
+/// `deployConfiguration`: `params.items: [{file, kind?, size?}]` sent in the seed's order
+/// (firmware first, then apps in the listed order, then settings files in the listed
+/// order); every item is checked before the first is sent, and the first failure stops
+/// the rest.
+pub async fn deploy_configuration(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let Some(list) = job.pointer("/params/items").and_then(Value::as_array) else {
+        return result(
+            "failed",
+            vec![msg("error", "params.items: missing")],
+            vec![],
+        );
+    };
+    let mut items = Vec::new();
+    let mut problems = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        match item_of(p, &format!("params.items[{i}]")) {
+            Ok(it) => items.push(it),
+            Err(e) => problems.push(msg("error", e)),
+        }
+    }
+    if !problems.is_empty() || items.is_empty() {
+        if problems.is_empty() {
+            problems.push(msg("error", "params.items: empty"));
+        }
+        return result("failed", problems, vec![]);
+    }
+    let rank = |k: &str| match k {
+        "firmware" => 0,
+        "app" => 1,
+        _ => 2,
+    };
+    // A stable sort keeps the listed order within each group.
+    items.sort_by_key(|i| rank(i.kind));
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    let mut done = Vec::new();
+    for item in &items {
+        let action = if item.kind == "firmware" {
+            "firmwareUpdate"
+        } else {
+            "deployFile"
+        };
+        match send_item(ctx, client, creds, job_id, addr, item, action).await {
+            Ok(d) => done.push(d),
+            Err((u, e)) => {
+                let left = items.len() - done.len() - 1;
+                return sent_result(
+                    addr,
+                    serial.as_deref(),
+                    done,
+                    Some((u, format!("{e}; {left} later item(s) not sent"))),
+                );
+            }
+        }
+    }
+    sent_result(addr, serial.as_deref(), done, None)
 }
 
 #[cfg(test)]
