@@ -45,7 +45,8 @@ if command -v systemd-analyze >/dev/null; then systemd-analyze verify "$unit"; f
 # here, so the unit's command line is used directly).
 log=$(mktemp)
 set +e
-as_root timeout -s TERM 4 runuser -u fleet-agent -- /usr/bin/fleet-agent run \
+# --foreground: timeout signals runuser only (which relays it once), not the whole group.
+as_root timeout --foreground -s TERM 4 runuser -u fleet-agent -- /usr/bin/fleet-agent run \
     --config /etc/fleet-agent/fleet-agent.toml --state-dir /var/lib/fleet-agent 2>"$log"
 set -e
 grep -q "Agent running." "$log" || { cat "$log"; echo "the agent did not come up"; exit 1; }

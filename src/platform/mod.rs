@@ -80,12 +80,25 @@ fn windows_acl(path: &Path) -> std::io::Result<()> {
 /// once with status 130 instead of waiting for the components' stop deadline.
 pub async fn shutdown_signal() {
     stop_request().await;
-    tokio::spawn(async {
-        stop_request().await;
+    let first = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        loop {
+            stop_request().await;
+            // One Ctrl-C or stop often arrives twice within milliseconds (the terminal
+            // signals the whole process group and `sudo`, `runuser` or `timeout` relay
+            // it too): only a request a moment later means "quit now".
+            if first.elapsed() >= DUPLICATE_WINDOW {
+                break;
+            }
+            tracing::debug!("Repeated stop request ignored (same stop).");
+        }
         tracing::warn!("Second stop request: quitting at once.");
         std::process::exit(130);
     });
 }
+
+/// Stop requests this close to the first one are the same request relayed twice.
+const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A stop request from inside the process: the Windows service manager's stop or
 /// shutdown control arrives on its own thread and joins the one shutdown path here.
