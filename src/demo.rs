@@ -33,11 +33,13 @@ pub struct DemoArgs {
     /// UDP port of the simulated printers (unprivileged by default).
     #[arg(long, default_value_t = 16161)]
     pub port: u16,
-    /// Local web listener of the agent (/metrics, /api/...); 0 picks a free port.
-    #[arg(long, default_value_t = 18080)]
+    /// Local web page of the agent (/metrics, /api/...); 0 picks a free port, as does
+    /// the default when it is taken.
+    #[arg(long, default_value_t = DEFAULT_WEB_PORT)]
     pub web_port: u16,
-    /// HTTPS port of the reference cloud on 127.0.0.1; 0 picks a free port.
-    #[arg(long, default_value_t = 18443)]
+    /// HTTPS port of the reference cloud on 127.0.0.1; 0 picks a free port, as does the
+    /// default when it is taken.
+    #[arg(long, default_value_t = DEFAULT_CLOUD_PORT)]
     pub cloud_port: u16,
     /// State directory of the demo (agent store, cloud database, CA). Default: a fresh
     /// directory under the system temporary directory, removed at the end.
@@ -50,6 +52,34 @@ pub struct DemoArgs {
     /// local page (http://127.0.0.1:WEB_PORT/).
     #[arg(long)]
     pub activate: bool,
+}
+
+const DEFAULT_WEB_PORT: u16 = 18080;
+const DEFAULT_CLOUD_PORT: u16 = 18443;
+
+/// Binds 127.0.0.1:`port`; the default port falls back to a free one when taken (a port
+/// given on the command line does not: the user asked for it).
+fn listen(
+    port: u16,
+    default: u16,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<std::net::TcpListener> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => Ok(l),
+        Err(e) if port == default => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .with_context(|| format!("cannot listen on 127.0.0.1 for {what}"))?;
+            eprintln!(
+                "127.0.0.1:{port} is taken ({e}); {what} uses port {} instead",
+                l.local_addr()?.port()
+            );
+            Ok(l)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot listen on 127.0.0.1:{port} for {what}: {e} (try another {flag})"
+        )),
+    }
 }
 
 /// Runs the demo.
@@ -102,12 +132,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let admin_token = refcloud::random_token(2);
     let cloud = Cloud::new(db.clone(), &admin_token);
     let (_, code, _) = cloud.create_agent("demo agent", &serde_json::json!({}))?;
-    let listener = std::net::TcpListener::bind(("127.0.0.1", a.cloud_port)).with_context(|| {
-        format!(
-            "cannot listen on 127.0.0.1:{} for the reference cloud (try --cloud-port)",
-            a.cloud_port
-        )
-    })?;
+    let listener = listen(a.cloud_port, DEFAULT_CLOUD_PORT, "the reference cloud", "--cloud-port")?;
     let cloud_addr = listener.local_addr()?;
     let (ca_pem, cloud_handle) = refcloud::cli::start(listener, cloud).await?;
     let ca_file = dir.join("cloud-ca.pem");
@@ -120,12 +145,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", token_file.display()))?;
 
     // The agent's configuration: the simulated printers, the cloud, the local listener.
-    let web = std::net::TcpListener::bind(("127.0.0.1", a.web_port)).with_context(|| {
-        format!(
-            "cannot listen on 127.0.0.1:{} for the agent's web page (try --web-port)",
-            a.web_port
-        )
-    })?;
+    let web = listen(a.web_port, DEFAULT_WEB_PORT, "the agent's web page", "--web-port")?;
     let web_addr = web.local_addr()?;
     drop(web);
     let config = demo_config(
