@@ -132,7 +132,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let admin_token = refcloud::random_token(2);
     let cloud = Cloud::new(db.clone(), &admin_token);
     let (_, code, _) = cloud.create_agent("demo agent", &serde_json::json!({}))?;
-    let listener = listen(a.cloud_port, DEFAULT_CLOUD_PORT, "the reference cloud", "--cloud-port")?;
+    let listener = listen(
+        a.cloud_port,
+        DEFAULT_CLOUD_PORT,
+        "the reference cloud",
+        "--cloud-port",
+    )?;
     let cloud_addr = listener.local_addr()?;
     let (ca_pem, cloud_handle) = refcloud::cli::start(listener, cloud).await?;
     let ca_file = dir.join("cloud-ca.pem");
@@ -145,7 +150,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", token_file.display()))?;
 
     // The agent's configuration: the simulated printers, the cloud, the local listener.
-    let web = listen(a.web_port, DEFAULT_WEB_PORT, "the agent's web page", "--web-port")?;
+    let web = listen(
+        a.web_port,
+        DEFAULT_WEB_PORT,
+        "the agent's web page",
+        "--web-port",
+    )?;
     let web_addr = web.local_addr()?;
     drop(web);
     let config = demo_config(

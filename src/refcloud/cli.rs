@@ -70,6 +70,13 @@ enum Cmd {
         /// `{"package": ...}` as written by `library-sign --job`).
         #[arg(long)]
         params_file: Option<PathBuf>,
+        /// Attach a file the agent downloads while the job runs (`deployFile`, ...;
+        /// repeatable).
+        #[arg(long = "file")]
+        files: Vec<PathBuf>,
+        /// Make it recurring: one job now, then one every this many seconds (>= 60).
+        #[arg(long)]
+        every_secs: Option<u64>,
     },
     /// Create an ed25519 signing key for printer support libraries: the private key goes
     /// to FILE (owner-only), the public key (for the agents' `cloud.library_keys`) is
@@ -300,6 +307,8 @@ pub fn main() -> anyhow::Result<()> {
                 kind,
                 serial,
                 params_file,
+                files,
+                every_secs,
             } => {
                 let printer = serial.map(|s| serde_json::json!({ "serialNumber": s }));
                 let params = match params_file {
@@ -312,15 +321,37 @@ pub fn main() -> anyhow::Result<()> {
                     }
                     None => serde_json::json!({}),
                 };
+                let mut body =
+                    serde_json::json!({ "type": kind, "printer": printer, "params": params });
+                if let Some(every) = every_secs {
+                    body["everySecs"] = every.into();
+                }
+                if !files.is_empty() {
+                    use base64::Engine;
+                    let mut map = serde_json::Map::new();
+                    for f in &files {
+                        let bytes = std::fs::read(f)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                        let name = f
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        map.insert(
+                            name,
+                            base64::engine::general_purpose::STANDARD
+                                .encode(bytes)
+                                .into(),
+                        );
+                    }
+                    body["files"] = map.into();
+                }
                 let r = client(admin.ca.as_ref())?
                     .post(format!(
                         "{}/admin/v1/agents/{agent}/jobs",
                         admin.url.trim_end_matches('/')
                     ))
                     .bearer_auth(&admin.admin_token)
-                    .json(
-                        &serde_json::json!({ "type": kind, "printer": printer, "params": params }),
-                    );
+                    .json(&body);
                 admin_send(r).await
             }
         }

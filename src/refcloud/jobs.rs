@@ -105,6 +105,7 @@ pub async fn poll(
         let notified = c.jobs_queued.notified();
         let (db, now, a) = (c.db.clone(), (c.clock)(), agent.clone());
         let pending = tokio::task::spawn_blocking(move || {
+            db.run_schedules(now)?;
             db.expire_jobs(now)?;
             db.jobs(Some(&a), Some("pending"))
         })
@@ -147,6 +148,7 @@ pub async fn ack(
     };
     let (db, now) = (c.db.clone(), (c.clock)());
     let t = tokio::task::spawn_blocking(move || {
+        db.run_schedules(now)?;
         db.expire_jobs(now)?;
         db.move_job(
             Some(&agent),
@@ -274,6 +276,9 @@ pub async fn admin_create(
     else {
         return reason(StatusCode::BAD_REQUEST, "type missing");
     };
+    if let Some(every) = body.get("everySecs") {
+        return create_schedule(&c, &agent_id, kind, &body, every).await;
+    }
     let mut files = Vec::new();
     if let Some(map) = body.get("files").and_then(Value::as_object) {
         use base64::Engine;
@@ -339,6 +344,110 @@ pub async fn admin_create(
     }
 }
 
+/// Shortest period of a recurring job.
+pub const MIN_EVERY_SECS: u64 = 60;
+
+/// `POST /admin/v1/agents/{id}/jobs` with `everySecs`: a recurring job; the first one is
+/// queued now, then one per period.
+async fn create_schedule(
+    c: &Cloud,
+    agent_id: &str,
+    kind: &str,
+    body: &Value,
+    every: &Value,
+) -> Response {
+    let Some(every) = every.as_u64().filter(|s| *s >= MIN_EVERY_SECS) else {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            &format!("everySecs: a whole number of seconds, at least {MIN_EVERY_SECS}"),
+        );
+    };
+    if body.get("files").is_some() || body.get("notAfter").is_some() {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "a recurring job takes no files and no notAfter",
+        );
+    }
+    let id = format!("sched-{}", &random_token(1)[..12]);
+    let (db, now) = (c.db.clone(), (c.clock)());
+    let printer = body
+        .get("printer")
+        .filter(|p| !p.is_null())
+        .map(Value::to_string);
+    let params = body.get("params").cloned().unwrap_or(json!({})).to_string();
+    let (agent, kind, sid) = (agent_id.to_string(), kind.to_string(), id.clone());
+    let every_ms = (every * 1000) as i64;
+    let r = tokio::task::spawn_blocking(
+        move || -> Result<Option<Vec<String>>, crate::store::StoreError> {
+            if db.settings(&agent)?.is_none() {
+                return Ok(None);
+            }
+            db.add_schedule(
+                &sid,
+                &agent,
+                &kind,
+                printer.as_deref(),
+                &params,
+                every_ms,
+                now,
+                now,
+            )?;
+            Ok(Some(db.run_schedules(now)?))
+        },
+    )
+    .await;
+    match r {
+        Ok(Ok(Some(queued))) => {
+            c.jobs_queued.notify_waiters();
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({
+                    "scheduleId": id, "everySecs": every, "firstJobId": queued.first(),
+                    "nextAt": now + every_ms,
+                })),
+            )
+                .into_response()
+        }
+        Ok(Ok(None)) => reason(StatusCode::NOT_FOUND, "no such agent"),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// `GET /admin/v1/schedules`: the recurring jobs.
+pub async fn admin_schedules(State(c): State<Cloud>, headers: HeaderMap) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.schedules()).await {
+        Ok(Ok(rows)) => axum::Json(json!({
+            "schedules": rows.iter().map(|s| json!({
+                "scheduleId": s.schedule_id, "agentId": s.agent_id, "type": s.kind,
+                "everySecs": s.every_ms / 1000, "nextAt": s.next_ms,
+            })).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
+/// `DELETE /admin/v1/schedules/{id}`: ends a recurring job (queued jobs stay).
+pub async fn admin_unschedule(
+    State(c): State<Cloud>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !c.admin(&headers) {
+        return reason(StatusCode::UNAUTHORIZED, "admin token required");
+    }
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.remove_schedule(&id)).await {
+        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(false)) => reason(StatusCode::NOT_FOUND, "no such schedule"),
+        _ => reason(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    }
+}
+
 /// `GET /admin/v1/jobs?agentId=…&state=…`: jobs, oldest first.
 pub async fn admin_list(
     State(c): State<Cloud>,
@@ -350,6 +459,7 @@ pub async fn admin_list(
     }
     let (db, now) = (c.db.clone(), (c.clock)());
     let r = tokio::task::spawn_blocking(move || {
+        db.run_schedules(now)?;
         db.expire_jobs(now)?;
         db.jobs(
             q.get("agentId").map(String::as_str),
@@ -377,6 +487,7 @@ pub async fn admin_stop(
     }
     let (db, now) = (c.db.clone(), (c.clock)());
     let r = tokio::task::spawn_blocking(move || {
+        db.run_schedules(now)?;
         db.expire_jobs(now)?;
         let kind = db
             .jobs(None, None)?

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -135,6 +135,11 @@ impl Cloud {
                 )),
             )
             .route("/admin/v1/jobs", get(jobs::admin_list))
+            .route("/admin/v1/schedules", get(jobs::admin_schedules))
+            .route(
+                "/admin/v1/schedules/{schedule_id}",
+                delete(jobs::admin_unschedule),
+            )
             .route(
                 "/v1/agents/{agent_id}/jobs/{job_id}/files/{name}",
                 post(jobs::upload_file)
@@ -424,6 +429,7 @@ async fn heartbeat(
     let (db, now, text) = (c.db.clone(), (c.clock)(), body.0.to_string());
     let settings = tokio::task::spawn_blocking(move || {
         db.put_heartbeat(&agent, now, &text)?;
+        db.run_schedules(now)?;
         db.expire_jobs(now)?;
         let waiting = !db.jobs(Some(&agent), Some("pending"))?.is_empty();
         Ok::<_, crate::store::StoreError>((db.settings(&agent)?, waiting))

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0006_ownership_moves.sql",
         include_str!("refcloud_migrations/0006_ownership_moves.sql"),
     ),
+    (
+        "refcloud 0007_schedules.sql",
+        include_str!("refcloud_migrations/0007_schedules.sql"),
+    ),
 ];
 
 /// Pending jobs expire after a week undelivered (SEED-AGENT.md §2.3).
@@ -84,6 +88,24 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         result: r.get(11)?,
     })
 }
+
+/// A recurring job (reference cloud).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRow {
+    /// Its id.
+    pub schedule_id: String,
+    /// The agent its jobs go to.
+    pub agent_id: String,
+    /// Job type.
+    pub kind: String,
+    /// Period.
+    pub every_ms: i64,
+    /// When the next job is queued.
+    pub next_ms: i64,
+}
+
+/// A due schedule: id, agent, type, printer, params, period, next time.
+type DueSchedule = (String, String, String, Option<String>, String, i64, i64);
 
 const JOB_COLUMNS: &str = "job_id, agent_id, kind, printer, params, state, created_ms, not_after_ms, ack_ms, done_ms, progress, result";
 
@@ -250,6 +272,110 @@ impl CloudDb {
             params![j.job_id, j.agent_id, j.kind, j.printer, j.params, j.state, j.created_ms, j.not_after_ms, j.ack_ms, j.done_ms, j.progress, j.result],
         )?;
         Ok(())
+    }
+
+    /// Adds a recurring job: the first one is queued at `first_ms`, then one every
+    /// `every_ms`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_schedule(
+        &self,
+        schedule_id: &str,
+        agent_id: &str,
+        kind: &str,
+        printer: Option<&str>,
+        params: &str,
+        every_ms: i64,
+        first_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO schedules (schedule_id, agent_id, kind, printer, params, every_ms, next_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![schedule_id, agent_id, kind, printer, params, every_ms, first_ms, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Every schedule.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare(
+            "SELECT schedule_id, agent_id, kind, every_ms, next_ms FROM schedules ORDER BY created_ms, schedule_id",
+        )?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(ScheduleRow {
+                    schedule_id: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    every_ms: r.get(3)?,
+                    next_ms: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Ends a schedule (jobs it queued stay); false when there is none.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn remove_schedule(&self, schedule_id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM schedules WHERE schedule_id = ?1",
+            params![schedule_id],
+        )? > 0)
+    }
+
+    /// Queues the jobs of every schedule that is due (one per schedule, however many
+    /// periods passed: a cloud that was down does not flood the agent), in one
+    /// transaction. Returns the jobs queued.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is queued).
+    pub fn run_schedules(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let due: Vec<DueSchedule> = {
+            let mut q = tx.prepare(
+                "SELECT schedule_id, agent_id, kind, printer, params, every_ms, next_ms FROM schedules WHERE next_ms <= ?1",
+            )?;
+            q.query_map(params![now_ms], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let mut queued = Vec::new();
+        for (id, agent, kind, printer, params_text, every, next) in due {
+            let job_id = format!("job-{}", &crate::refcloud::random_token(1)[..12]);
+            tx.execute(
+                &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, NULL, NULL, NULL, NULL, NULL)"),
+                params![job_id, agent, kind, printer, params_text, now_ms],
+            )?;
+            // The next period after now, on the schedule's own grid.
+            let periods = (now_ms - next) / every + 1;
+            tx.execute(
+                "UPDATE schedules SET next_ms = ?2 WHERE schedule_id = ?1",
+                params![id, next + periods * every],
+            )?;
+            queued.push(job_id);
+        }
+        tx.commit()?;
+        Ok(queued)
     }
 
     /// Expires what has waited too long: pending past a week or past its window,

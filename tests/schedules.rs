@@ -1,0 +1,112 @@
+//! Recurring jobs in the reference cloud (the seed's compliance checks on a schedule):
+//! each period queues one new pending job for the agent, however long the cloud was
+//! idle; a removed schedule queues nothing more. Time is the cloud's test clock.
+
+use fleet_agent::refcloud::{Cloud, cli as refcli};
+use fleet_agent::store::refcloud::CloudDb;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+#[tokio::test]
+async fn schedules_queue_one_job_per_period() {
+    let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
+    let c2 = clock.clone();
+    let db = CloudDb::open(None).unwrap();
+    let cloud = Cloud::new(db.clone(), "admin-secret")
+        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)));
+    let (agent_id, _, _) = cloud.create_agent("scheduled site", &json!({})).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let _handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
+    fleet_agent::cloud::install_crypto();
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let jobs = || {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let v: Value = admin
+                .get(format!("{url}/admin/v1/jobs"))
+                .bearer_auth("admin-secret")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["jobs"].as_array().unwrap().clone()
+        }
+    };
+
+    let body = json!({ "type": "complianceCheck", "printer": { "serialNumber": "X1" },
+        "params": { "settings": { "sysLocation": "Floor 2" } }, "everySecs": 86_400 });
+    let r = admin
+        .post(format!("{url}/admin/v1/agents/{agent_id}/jobs"))
+        .bearer_auth("admin-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let s: Value = r.json().await.unwrap();
+    let schedule = s["scheduleId"].as_str().unwrap().to_string();
+    // The first job is queued at once, with the schedule's type, printer and params.
+    let all = jobs().await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["jobId"], s["firstJobId"]);
+    assert_eq!(all[0]["type"], "complianceCheck");
+    assert_eq!(all[0]["params"]["settings"]["sysLocation"], "Floor 2");
+    assert_eq!(all[0]["printer"]["serialNumber"], "X1");
+
+    // Half a period: nothing new. A period: one more.
+    clock.fetch_add(43_200_000, Ordering::SeqCst);
+    assert_eq!(jobs().await.len(), 1);
+    clock.fetch_add(43_200_000, Ordering::SeqCst);
+    assert_eq!(jobs().await.len(), 2);
+    // Three periods while nobody looked: one job, not three.
+    clock.fetch_add(3 * 86_400_000, Ordering::SeqCst);
+    assert_eq!(jobs().await.len(), 3);
+    let listed: Value = admin
+        .get(format!("{url}/admin/v1/schedules"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["schedules"][0]["everySecs"], 86_400);
+    assert_eq!(
+        listed["schedules"][0]["nextAt"].as_i64().unwrap(),
+        1_800_000_000_000 + 5 * 86_400_000,
+        "the next period on the schedule's own grid"
+    );
+
+    // Removed: nothing more.
+    let r = admin
+        .delete(format!("{url}/admin/v1/schedules/{schedule}"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    clock.fetch_add(10 * 86_400_000, Ordering::SeqCst);
+    let all = jobs().await;
+    assert_eq!(all.len(), 3);
+
+    // Too short a period is refused with the reason.
+    let r = admin
+        .post(format!("{url}/admin/v1/agents/{agent_id}/jobs"))
+        .bearer_auth("admin-secret")
+        .json(&json!({ "type": "refresh", "everySecs": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["reason"].as_str().unwrap().contains("everySecs"), "{v}");
+}
