@@ -62,9 +62,13 @@ async fn http_endpoint(addr: &str) -> (Received, u16) {
                     }
                 }
             }
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .await
-                .ok();
+            // A GET (a printer log) gets a body; an upload an empty 200.
+            let answer: &[u8] = if req.starts_with(b"GET ") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nConnection: close\r\n\r\nEVENT 1\nEVENT 2 jam\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            s.write_all(answer).await.ok();
             g.lock().unwrap().push(req);
         }
     });
@@ -258,6 +262,12 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
             port: Some(web_port),
             path: Some("/cgi-bin/upload".into()),
         });
+        v.actions.push(library::Action {
+            action: "log:eventLog".into(),
+            transport: "http".into(),
+            port: Some(web_port),
+            path: Some("/logs/event.txt".into()),
+        });
     }
     let j =
         run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
@@ -335,4 +345,42 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     assert_eq!(j["state"], "failed");
     assert!(text(&j).starts_with("params.items[1].file"), "{j}");
     assert_eq!(web.lock().unwrap().len(), before + 4);
+
+    // Printer logs: a kind the library names is read from the web server and uploaded;
+    // one it does not name is "not supported".
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "eventLog" } }))
+            .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let file = j["result"]["files"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(file.ends_with("-eventLog.log.gz"), "{j}");
+    let gz = admin
+        .get(format!(
+            "{url}/admin/v1/jobs/{}/files/{file}",
+            j["jobId"].as_str().unwrap()
+        ))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    assert_eq!(text, "EVENT 1\nEVENT 2 jam\n");
+    let last = web.lock().unwrap().last().unwrap().clone();
+    let head = String::from_utf8_lossy(&last);
+    assert!(head.starts_with("GET /logs/event.txt"), "{head}");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "jamLog" } }))
+            .await;
+    assert_eq!(j["result"]["status"], "notSupported", "{j}");
 }

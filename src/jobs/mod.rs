@@ -184,6 +184,7 @@ pub async fn execute(
         "complianceCheck",
         "complianceEnforce",
         "deployFile",
+        "printerLogs",
         "firmwareUpdate",
         "deployConfiguration",
     ];
@@ -235,6 +236,7 @@ pub async fn execute(
         "requestLogs" => logs(ctx, client, creds, job).await,
         "updateLibrary" => update_library(ctx, job).await,
         "deployFile" => printer::deploy_file(ctx, client, creds, job).await,
+        "printerLogs" => printer::printer_logs(ctx, client, creds, job).await,
         "firmwareUpdate" => printer::firmware_update(ctx, client, creds, job).await,
         "deployConfiguration" => printer::deploy_configuration(ctx, client, creds, job).await,
         other => result(

@@ -766,6 +766,20 @@ pub fn deploy_kind(name: &str, kind: Option<&str>) -> Result<(&'static str, u64)
 /// How the support library says files reach this printer: (transport, port, path);
 /// raw TCP 9100 when it names nothing.
 async fn deploy_transport(ctx: &Context, addr: SocketAddr, action: &str) -> (String, u16, String) {
+    library_action(ctx, addr, action, true)
+        .await
+        .unwrap_or_else(|| ("raw9100".into(), 9100, String::new()))
+}
+
+/// The support library's way to do `action` on this printer (its vendor from the latest
+/// reading's sysObjectID): (transport, port, path). With `files_fallback`, an action the
+/// vendor does not name goes the vendor's `deployFile` way.
+async fn library_action(
+    ctx: &Context,
+    addr: SocketAddr,
+    action: &str,
+    files_fallback: bool,
+) -> Option<(String, u16, String)> {
     let s = ctx.store.clone();
     let a = addr.to_string();
     let report = tokio::task::spawn_blocking(move || {
@@ -791,23 +805,21 @@ async fn deploy_transport(ctx: &Context, addr: SocketAddr, action: &str) -> (Str
         .and_then(|e| library.vendor(e))
         .and_then(|v| {
             // A firmware update goes the way files go unless the library says otherwise.
-            v.actions
-                .iter()
-                .find(|a| a.action == action)
-                .or_else(|| v.actions.iter().find(|a| a.action == "deployFile"))
+            v.actions.iter().find(|a| a.action == action).or_else(|| {
+                files_fallback
+                    .then(|| v.actions.iter().find(|a| a.action == "deployFile"))
+                    .flatten()
+            })
         })
         .cloned();
-    match action {
-        Some(a) => {
-            let port = a.port.unwrap_or(match a.transport.as_str() {
-                "http" => 80,
-                "https" => 443,
-                _ => 9100,
-            });
-            (a.transport, port, a.path.unwrap_or_else(|| "/".into()))
-        }
-        None => ("raw9100".into(), 9100, String::new()),
-    }
+    action.map(|a| {
+        let port = a.port.unwrap_or(match a.transport.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => 9100,
+        });
+        (a.transport, port, a.path.unwrap_or_else(|| "/".into()))
+    })
 }
 
 /// Sends a file as a raw TCP stream (port 9100: the printer takes it like a print job).
@@ -881,6 +893,182 @@ async fn send_http(
         .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))
 }
 
+/// Largest printer log read over HTTP.
+const LOG_MAX: usize = 64 << 20;
+
+/// GETs a path from the printer's web server with the stored web credentials; returns
+/// the status and body (at most [`LOG_MAX`] bytes).
+async fn http_get(
+    to: SocketAddr,
+    path: &str,
+    web: Option<(String, String)>,
+) -> Result<(u16, Vec<u8>), (bool, String)> {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(to),
+    )
+    .await
+    .map_err(|_| (true, format!("{to}: no connection within 10 s")))?
+    .map_err(|e| (true, format!("{to}: {e}")))?;
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nUser-Agent: fleet-agent/{}\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some((user, pass)) = web {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        head.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    let raw = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        s.write_all(head.as_bytes()).await?;
+        let mut out = Vec::new();
+        (&mut s)
+            .take(LOG_MAX as u64 + 65_536)
+            .read_to_end(&mut out)
+            .await?;
+        Ok::<_, std::io::Error>(out)
+    })
+    .await
+    .map_err(|_| (false, format!("{to}: no answer within 2 minutes")))?
+    .map_err(|e| (false, format!("{to}: {e}")))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))?;
+    let status = String::from_utf8_lossy(&raw[..end])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))?;
+    Ok((
+        status,
+        raw[end + 4..].iter().copied().take(LOG_MAX).collect(),
+    ))
+}
+
+async fn web_credentials(ctx: &Context, addr: SocketAddr) -> Option<(String, String)> {
+    let key = ctx.settings.as_ref().map(|l| l.key.clone())?;
+    let s = ctx.store.clone();
+    tokio::task::spawn_blocking(move || s.secret(&key, &web_credentials_key(addr)).ok().flatten())
+        .await
+        .ok()
+        .flatten()
+        .and_then(|w| serde_json::from_str::<Value>(w.expose()).ok())
+        .and_then(|w| {
+            Some((
+                w.get("user")?.as_str()?.to_string(),
+                w.get("password")?.as_str()?.to_string(),
+            ))
+        })
+}
+
+/// `printerLogs` with `params.kind`: `mibWalk` is the MIB walk; any other kind is read
+/// the way the support library names for the vendor (action `log:<kind>`, an HTTP GET
+/// on the printer's web server with its web credentials), compressed and uploaded as a
+/// file of the job. A kind the library names no way for is `notSupported`.
+pub async fn printer_logs(
+    ctx: &Context,
+    client: &crate::cloud::client::CloudClient,
+    creds: &crate::cloud::client::Credentials,
+    job: &Value,
+) -> Value {
+    let kind = job
+        .pointer("/params/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("mibWalk")
+        .to_string();
+    if kind == "mibWalk" {
+        return mib_walk(ctx, client, creds, job).await;
+    }
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return result(
+            "failed",
+            vec![msg(
+                "error",
+                "params.kind: letters and digits (mibWalk, eventLog, ...)",
+            )],
+            vec![],
+        );
+    }
+    let (addr, _target, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let serial = serial_of(ctx, addr).await;
+    let Some((transport, port, path)) =
+        library_action(ctx, addr, &format!("log:{kind}"), false).await
+    else {
+        let text = format!(
+            "the printer support library names no way to read the {kind:?} log of this printer's vendor"
+        );
+        return result(
+            "notSupported",
+            vec![msg("error", text.clone())],
+            vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
+        );
+    };
+    if transport != "http" {
+        let text = format!("reading logs over {transport:?} is not implemented yet");
+        return result(
+            "notSupported",
+            vec![msg("error", text.clone())],
+            vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
+        );
+    }
+    let to = SocketAddr::new(addr.ip(), port);
+    let body = match http_get(to, &path, web_credentials(ctx, addr).await).await {
+        Ok((200, body)) => body,
+        Ok((code, _)) => {
+            return sent_result(
+                addr,
+                serial.as_deref(),
+                vec![],
+                Some((
+                    false,
+                    format!("the printer's web server answered HTTP {code} for {path}"),
+                )),
+            );
+        }
+        Err(e) => return sent_result(addr, serial.as_deref(), vec![], Some(e)),
+    };
+    let stem = serial.clone().unwrap_or_else(|| addr.ip().to_string());
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = format!("{stem}-{kind}.log.gz");
+    let gz = gzip(&String::from_utf8_lossy(&body));
+    let size = gz.len();
+    let job_id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    if let Err(e) = client.job_file(creds, job_id, &name, gz).await {
+        return sent_result(
+            addr,
+            serial.as_deref(),
+            vec![],
+            Some((false, format!("the log was read but not uploaded: {e}"))),
+        );
+    }
+    let mut r = sent_result(
+        addr,
+        serial.as_deref(),
+        vec![format!(
+            "{kind} log: {} bytes read from {path}, {size} bytes compressed",
+            body.len()
+        )],
+        None,
+    );
+    r["files"] = json!([{ "name": name, "bytes": size }]);
+    r
+}
+
 /// One file of a job, checked: its name, kind and size limit.
 struct Item {
     name: String,
@@ -917,25 +1105,7 @@ async fn send_item(
     let how = match transport.as_str() {
         "raw9100" => send_raw(to, &bytes).await.map(|()| format!("raw TCP {port}")),
         "http" => {
-            let web = match ctx.settings.as_ref().map(|l| l.key.clone()) {
-                Some(key) => {
-                    let s = ctx.store.clone();
-                    tokio::task::spawn_blocking(move || {
-                        s.secret(&key, &web_credentials_key(addr)).ok().flatten()
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|w| serde_json::from_str::<Value>(w.expose()).ok())
-                    .and_then(|w| {
-                        Some((
-                            w.get("user")?.as_str()?.to_string(),
-                            w.get("password")?.as_str()?.to_string(),
-                        ))
-                    })
-                }
-                None => None,
-            };
+            let web = web_credentials(ctx, addr).await;
             match send_http(to, &path, &item.name, &bytes, web).await {
                 Ok(code) if (200..300).contains(&code) => Ok(format!("HTTP upload to {path}")),
                 Ok(code @ (401 | 403)) => Err((
