@@ -249,8 +249,11 @@ async fn cloud_link(
         None => None,
     };
     let (s, dir) = (store.clone(), state_dir.to_path_buf());
-    let creds = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Option<crate::cloud::client::Credentials>> {
+    let c = config.clone();
+    // The credentials and the proxy in force (the local page's, else the file's), with one
+    // load of the seal key.
+    let found = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Option<(crate::cloud::client::Credentials, crate::config::Proxy)>> {
             let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
             let (Some(agent_id), Some(client_id), Some(client_secret)) = (
                 s.setting("cloud.agent_id")?,
@@ -259,22 +262,17 @@ async fn cloud_link(
             ) else {
                 return Ok(None);
             };
-            Ok(Some(crate::cloud::client::Credentials {
+            let creds = crate::cloud::client::Credentials {
                 agent_id,
                 client_id,
                 client_secret,
-            }))
+            };
+            Ok(Some((creds, web::api::effective_proxy(&s, &key, &c))))
         },
     )
     .await??;
-    let Some(creds) = creds else { return Ok(None) };
-    let proxy = {
-        let (s, dir, c) = (store.clone(), state_dir.to_path_buf(), config.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<crate::config::Proxy> {
-            let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
-            Ok(web::api::effective_proxy(&s, &key, &c))
-        })
-        .await??
+    let Some((creds, proxy)) = found else {
+        return Ok(None);
     };
     let client = crate::cloud::client::CloudClient::with_proxy(
         &url,

@@ -1033,17 +1033,7 @@ pub async fn printer_logs(
         }
         Err(e) => return sent_result(addr, serial.as_deref(), vec![], Some(e)),
     };
-    let stem = serial.clone().unwrap_or_else(|| addr.ip().to_string());
-    let stem: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let stem = file_stem(serial.as_deref(), addr);
     let name = format!("{stem}-{kind}.log.gz");
     let gz = gzip(&String::from_utf8_lossy(&body));
     let size = gz.len();
