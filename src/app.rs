@@ -339,6 +339,7 @@ impl Hangup {
 pub async fn run(
     source: crate::config::Source,
     state_dir: PathBuf,
+    launched: crate::update::Launch,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let store = {
@@ -359,8 +360,17 @@ pub async fn run(
     }
     crate::telemetry::set_log_level(&config.log_level);
     {
-        let (s, keys) = (store.clone(), config.cloud.library_keys.clone());
-        tokio::task::spawn_blocking(move || crate::jobs::load_library(&s, &keys)).await?;
+        let (s, keys, dir) = (
+            store.clone(),
+            config.cloud.library_keys.clone(),
+            state_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::jobs::load_library(&s, &keys);
+            // A rolled-back update's outcome, for its job.
+            crate::update::settle(&dir, &s);
+        })
+        .await?;
     }
     // A level chosen on the local page wins until the next change from the cloud.
     if let Some(level) = store.setting(web::keys::LOG_LEVEL)? {
@@ -408,6 +418,7 @@ pub async fn run(
         })
     });
     let mut result = Ok(());
+    let mut health = None;
     loop {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut components = start_components(
@@ -423,6 +434,16 @@ pub async fn run(
         )
         .await?;
         tracing::info!(printers = config.printers.len(), "Agent running.");
+        // A staged version on trial confirms itself once the cloud answers (once per process).
+        if health.is_none()
+            && let crate::update::Launch::Staged(v) = &launched
+        {
+            health = Some(tokio::spawn(crate::update::check_health(
+                state_dir.clone(),
+                store.clone(),
+                v.clone(),
+            )));
+        }
         crate::platform::notify(crate::platform::ServiceState::Ready(&format!(
             "running; {} configured printers",
             config.printers.len()
@@ -488,6 +509,9 @@ pub async fn run(
     }
     if let Some(w) = watchdog {
         w.abort();
+    }
+    if let Some(h) = health {
+        h.abort();
     }
     web_stop_tx.send(true).ok();
     match tokio::time::timeout(config.stop_timeout, web).await {
@@ -694,6 +718,8 @@ async fn start_components(
                 disabled,
                 printer_locks: Default::default(),
                 library_keys: config.cloud.library_keys.clone(),
+                update_keys: config.cloud.update_keys.clone(),
+                state_dir: state_dir.to_path_buf(),
                 progress: Some(page.progress.subscribe()),
             };
             let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));

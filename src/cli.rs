@@ -591,9 +591,38 @@ async fn run_agent(a: AgentArgs) -> Result<(), Exit> {
     let c = source.parse().map_err(config_exit)?;
     crate::telemetry::init_logging(&c.log_level);
     let dir = state_dir(&a, &c);
-    crate::app::run(source, dir, crate::platform::shutdown_signal())
+    // A verified staged update replaces this process here (it does not return then).
+    let launched = crate::update::launch(&dir, &c.cloud.update_keys);
+    crate::app::run(source, dir, launched, crate::platform::shutdown_signal())
         .await
-        .map_err(Exit::from)
+        .map_err(Exit::from)?;
+    if crate::update::restart_requested() {
+        return Err(restart_for_update());
+    }
+    Ok(())
+}
+
+/// The way out of a run that stopped to start again for an update: status 75 for the
+/// service manager, else (in the foreground) the installed launcher in this process.
+fn restart_for_update() -> Exit {
+    if crate::platform::service_manager() {
+        return Exit {
+            code: crate::update::EXIT_RESTART,
+            message: "stopped to start again for an agent update (status 75: the service manager starts it again)".into(),
+        };
+    }
+    #[cfg(unix)]
+    let message = format!(
+        "the agent could not start again for its update: {}",
+        crate::update::restart_in_place()
+    );
+    #[cfg(not(unix))]
+    let message =
+        "the agent stopped for an update but no service manager starts it again".to_string();
+    Exit {
+        code: EXIT_FAILURE,
+        message,
+    }
 }
 
 /// `service ...`: the Windows service manager; elsewhere a usage error that points to

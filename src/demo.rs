@@ -228,9 +228,14 @@ until then the agent polls and its uploads wait in the outbox (\"What will be se
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(crate::app::run(source, agent_dir, async move {
-        stop_rx.await.ok();
-    }));
+    let agent = tokio::spawn(crate::app::run(
+        source,
+        agent_dir,
+        crate::update::Launch::Installed,
+        async move {
+            stop_rx.await.ok();
+        },
+    ));
     let mut tick = tokio::time::interval(Duration::from_secs(interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;

@@ -29,6 +29,9 @@
 //! - [`telemetry`]: the agent's own Prometheus metrics and log setup (size-rotated file).
 //! - [`refcloud`]: the reference cloud (`fleet-cloud` binary) implementing docs/protocol.md.
 //! - [`secret`]: the `Secret` type that never prints its value.
+//! - [`signing`]: ed25519 signatures over what the cloud pushes (libraries, updates).
+//! - [`update`]: self-update: signed manifest, staging, the launcher that starts a
+//!   verified staged version, health check and rollback.
 //! - [`platform`]: host differences: owner-only files, stop signals, systemd notify, the
 //!   Windows service.
 
@@ -45,8 +48,10 @@ pub mod poller;
 pub mod printer;
 pub mod refcloud;
 pub mod secret;
+pub mod signing;
 pub mod simulator;
 pub mod snmp;
 pub mod store;
 pub mod telemetry;
+pub mod update;
 pub mod web;

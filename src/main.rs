@@ -17,7 +17,12 @@ fn main() {
         }
     };
     if let Err(e) = rt.block_on(cli::run(cli)) {
-        eprintln!("error: {}", e.message);
+        if e.code == fleet_agent::update::EXIT_RESTART {
+            // Not an error: the service manager is asked to start the agent again.
+            eprintln!("{}", e.message);
+        } else {
+            eprintln!("error: {}", e.message);
+        }
         std::process::exit(e.code);
     }
 }

@@ -90,6 +90,9 @@ pub struct CloudConfig {
     /// Ed25519 public keys (base64) whose signatures make a printer support library
     /// installable (host-only: the cloud cannot add keys it trusts itself).
     pub library_keys: Vec<String>,
+    /// Ed25519 public keys (base64) whose signatures make an agent update installable
+    /// (host-only; empty: the agent never updates itself).
+    pub update_keys: Vec<String>,
 }
 
 /// The way to the cloud (the seed's proxy settings).
@@ -901,9 +904,14 @@ fn validate(
             }
         }
     };
-    for (i, k) in rc.library_keys.iter().enumerate() {
-        if let Err(e) = crate::printer::library::public_key(k) {
-            err(format!("cloud.library_keys[{i}]"), e);
+    for (name, keys) in [
+        ("library_keys", &rc.library_keys),
+        ("update_keys", &rc.update_keys),
+    ] {
+        for (i, k) in keys.iter().enumerate() {
+            if let Err(e) = crate::signing::public_key(k) {
+                err(format!("cloud.{name}[{i}]"), e);
+            }
         }
     }
     let cloud = CloudConfig {
@@ -913,6 +921,7 @@ fn validate(
         outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
         proxy,
         library_keys: rc.library_keys,
+        update_keys: rc.update_keys,
     };
 
     let upload = {

@@ -119,6 +119,8 @@ pub(super) struct RawCloud {
     pub proxy: Option<RawProxy>,
     #[serde(default)]
     pub library_keys: Vec<String>,
+    #[serde(default)]
+    pub update_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

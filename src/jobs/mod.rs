@@ -67,6 +67,130 @@ pub struct Context {
     pub library_keys: Vec<String>,
     /// Discovery progress, reported on `discover` jobs.
     pub progress: Option<tokio::sync::watch::Receiver<crate::discovery::Progress>>,
+    /// Keys whose signature makes an agent update installable.
+    pub update_keys: Vec<String>,
+    /// The state directory (agent updates are staged there).
+    pub state_dir: std::path::PathBuf,
+}
+
+/// Internal status of an `updateAgent` job whose version is staged: the job stays
+/// running and the agent restarts into the new version, which reports the outcome.
+const HANDOVER: &str = "handover";
+
+/// `updateAgent`: params `{"package": {manifest, signature, keyId}, "file": NAME,
+/// "healthSecs": N}` with the binary attached to the job as NAME.
+async fn update_agent(
+    ctx: &Context,
+    client: &CloudClient,
+    creds: &Credentials,
+    job: &Value,
+) -> Value {
+    use crate::update::{self, UpdateError};
+    let failed = |e: UpdateError| {
+        tracing::warn!(error = %e, "Agent update refused.");
+        result(
+            "failed",
+            vec![msg(
+                "error",
+                format!(
+                    "update refused, version {} stays in use: {e}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            )],
+            vec![],
+        )
+    };
+    if !cfg!(unix) {
+        return result(
+            "agentNotSupported",
+            vec![msg(
+                "error",
+                "this agent updates itself on Linux and other Unix hosts only; on Windows install the new MSI",
+            )],
+            vec![],
+        );
+    }
+    let params = job.get("params").cloned().unwrap_or(Value::Null);
+    let package = match params
+        .get("package")
+        .cloned()
+        .ok_or_else(|| UpdateError::Params("params.package: missing".into()))
+        .and_then(|p| {
+            serde_json::from_value::<update::Package>(p)
+                .map_err(|e| UpdateError::Params(format!("params.package: {e}")))
+        }) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let manifest = match update::verify(&package, &ctx.update_keys) {
+        Ok(m) => m,
+        Err(e) => return failed(e),
+    };
+    let running = env!("CARGO_PKG_VERSION");
+    if !update::newer(&manifest.version, running) {
+        return failed(UpdateError::NotNewer {
+            offered: manifest.version,
+            running: running.into(),
+        });
+    }
+    let health_secs = match params.get("healthSecs") {
+        None => update::DEFAULT_HEALTH_SECS,
+        Some(v) => match v.as_u64().filter(|n| update::HEALTH_SECS.contains(n)) {
+            Some(n) => n,
+            None => {
+                return failed(UpdateError::Params(format!(
+                    "params.healthSecs: {v} is not between {} and {}",
+                    update::HEALTH_SECS.start(),
+                    update::HEALTH_SECS.end()
+                )));
+            }
+        },
+    };
+    let Some(file) = params.get("file").and_then(Value::as_str) else {
+        return failed(UpdateError::Params(
+            "params.file: missing (the name of the binary attached to the job)".into(),
+        ));
+    };
+    if !valid_id(file) {
+        return failed(UpdateError::Params(format!(
+            "params.file: {file:?} is not a file name (letters, digits, '.', '-', '_')"
+        )));
+    }
+    if let Some(id) = update::pending_job(&ctx.state_dir) {
+        return failed(UpdateError::Params(format!(
+            "another update (job {id}) is still on trial"
+        )));
+    }
+    let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
+    let bytes = match client.job_input(creds, id, file, manifest.size).await {
+        Ok(b) => b,
+        Err(e) => return failed(UpdateError::File(format!("{file}: {e}"))),
+    };
+    if let Err(e) = update::check_file(&manifest, &bytes) {
+        return failed(e);
+    }
+    let (dir, m, id_) = (ctx.state_dir.clone(), manifest.clone(), id.to_string());
+    match tokio::task::spawn_blocking(move || {
+        update::stage(&dir, package, &m, &bytes, &id_, health_secs)
+    })
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return failed(e),
+        Err(e) => return failed(UpdateError::Io(e.to_string())),
+    }
+    tracing::info!(version = %manifest.version, health_secs, "Agent update staged; restarting into it.");
+    result(
+        HANDOVER,
+        vec![msg(
+            "info",
+            format!(
+                "version {} verified and staged; restarting into it (healthy within {health_secs} s or rolled back)",
+                manifest.version
+            ),
+        )],
+        vec![],
+    )
 }
 
 /// Setting holding the installed support library's signed package (JSON).
@@ -239,6 +363,7 @@ pub async fn execute(
         "printerLogs" => printer::printer_logs(ctx, client, creds, job).await,
         "firmwareUpdate" => printer::firmware_update(ctx, client, creds, job).await,
         "deployConfiguration" => printer::deploy_configuration(ctx, client, creds, job).await,
+        "updateAgent" => update_agent(ctx, client, creds, job).await,
         other => result(
             "agentNotSupported",
             vec![msg(
@@ -655,6 +780,19 @@ async fn start(
     let (ctx, client, creds) = (ctx.clone(), client.clone(), creds.clone());
     running.spawn(async move {
         let r = execute(&ctx, &client, &creds, &body).await;
+        if r.get("status").and_then(Value::as_str) == Some(HANDOVER) {
+            // Still running: the next version (or the rollback) reports the outcome.
+            let text = r
+                .pointer("/messages/0/text")
+                .cloned()
+                .unwrap_or(Value::Null);
+            client
+                .job_post(&creds, &job_id, "progress", &json!({ "text": text }))
+                .await
+                .ok();
+            crate::update::request_restart();
+            return;
+        }
         let r_text = r.to_string();
         {
             let (s, id) = (ctx.store.clone(), job_id.clone());
@@ -757,7 +895,18 @@ async fn recover(
     let Some(interrupted) = blocking(move || s.jobs_in(JobState::Running)).await else {
         return;
     };
+    let pending = {
+        let dir = ctx.state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::update::pending_job(&dir))
+            .await
+            .ok()
+            .flatten()
+    };
     for j in interrupted {
+        if pending.as_deref() == Some(j.job_id.as_str()) {
+            // An update on trial: the health check reports it.
+            continue;
+        }
         tracing::warn!(job = %j.job_id, kind = %j.kind, "Job interrupted by an agent restart; reported as failed, not run again.");
         let r = result(
             "failed",
@@ -788,6 +937,16 @@ async fn recover(
     }
 }
 
+/// Results stored outside a job's own task (an update confirmed by the new version)
+/// wake the jobs loop to send them without waiting for the long-poll's turn.
+static RESULTS_WAITING: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+/// Tells the jobs component a result is waiting in the store.
+pub fn result_waiting() {
+    RESULTS_WAITING.notify_one();
+}
+
 /// Runs until `shutdown` completes. Jobs still running then are cut short; a restart
 /// reports them as interrupted.
 pub async fn run(
@@ -811,6 +970,7 @@ pub async fn run(
                 }
                 r = &mut poll => break r,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = RESULTS_WAITING.notified() => send_results(&ctx, &client, &creds).await,
             }
         };
         // Panel messages past their 48 h, checked at every long-poll turn (≤ 25 s).

@@ -143,6 +143,20 @@ async fn os_stop_request() {
     }
 }
 
+/// Whether a service manager started the agent and starts it again after it exits with
+/// a failure status (systemd sets `INVOCATION_ID` for its services; the Windows service
+/// runs under the SCM).
+pub fn service_manager() -> bool {
+    #[cfg(windows)]
+    {
+        winsvc::running()
+    }
+    #[cfg(not(windows))]
+    {
+        std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some()
+    }
+}
+
 /// What the service manager is told (systemd's sd_notify; nothing elsewhere or when the
 /// agent was not started by systemd with `Type=notify`).
 #[derive(Debug, Clone, Copy)]

@@ -30,6 +30,11 @@ static STATUS: OnceLock<ServiceStatusHandle> = OnceLock::new();
 type Main = Box<dyn Fn() -> i32 + Send + Sync>;
 static MAIN: OnceLock<Main> = OnceLock::new();
 
+/// Whether this process runs as the service (under the SCM).
+pub fn running() -> bool {
+    STATUS.get().is_some()
+}
+
 /// Hands the process to the SCM and runs `main` as the service (blocks until it stops).
 /// `main` runs the agent and returns its exit code.
 ///

@@ -6,7 +6,6 @@
 //! ed25519. A package is verified against the trusted keys, checked whole, and swapped in
 //! while the agent runs; a bad one is refused and the library in use stays.
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, LazyLock, RwLock};
 
@@ -256,38 +255,16 @@ pub struct Package {
     pub key_id: String,
 }
 
-/// A key's id: the first 8 bytes of SHA-256 of the public key, hex.
-pub fn key_id(public: &[u8; 32]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(public)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Parses a base64 public key.
-///
-/// # Errors
-/// Not 32 bytes of base64, or not a valid point.
-pub fn public_key(b64: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| format!("{b64:?}: not base64: {e}"))?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| format!("{b64:?}: an ed25519 public key is 32 bytes"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|e| format!("{b64:?}: {e}"))
-}
+pub use crate::signing::{key_id, public_key};
 
 /// Signs a library (reference cloud, release tooling, tests).
 pub fn sign(library: &Library, key: &ed25519_dalek::SigningKey) -> Package {
-    use ed25519_dalek::Signer;
     let text = serde_json::to_string_pretty(library).unwrap_or_default();
-    let sig = key.sign(text.as_bytes());
+    let (signature, key_id) = crate::signing::sign(text.as_bytes(), key);
     Package {
         library: text,
-        signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
-        key_id: key_id(key.verifying_key().as_bytes()),
+        signature,
+        key_id,
     }
 }
 
@@ -296,20 +273,18 @@ pub fn sign(library: &Library, key: &ed25519_dalek::SigningKey) -> Package {
 /// # Errors
 /// Unknown key, bad signature, invalid content.
 pub fn verify(package: &Package, trusted: &[String]) -> Result<Library, LibraryError> {
-    use ed25519_dalek::Verifier;
-    let key = trusted
-        .iter()
-        .filter_map(|k| public_key(k).ok())
-        .find(|k| key_id(k.as_bytes()) == package.key_id)
-        .ok_or_else(|| LibraryError::UnknownKey(package.key_id.clone()))?;
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(package.signature.trim())
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| ed25519_dalek::Signature::from_bytes(&b))
-        .ok_or_else(|| LibraryError::Format("signature: not 64 bytes of base64".into()))?;
-    key.verify(package.library.as_bytes(), &sig)
-        .map_err(|_| LibraryError::BadSignature)?;
+    use crate::signing::SignatureError as E;
+    crate::signing::verify(
+        package.library.as_bytes(),
+        &package.signature,
+        &package.key_id,
+        trusted,
+    )
+    .map_err(|e| match e {
+        E::UnknownKey(id) => LibraryError::UnknownKey(id),
+        E::Format => LibraryError::Format(e.to_string()),
+        E::Mismatch => LibraryError::BadSignature,
+    })?;
     let lib: Library =
         serde_json::from_str(&package.library).map_err(|e| LibraryError::Invalid(e.to_string()))?;
     lib.check()?;
@@ -350,6 +325,7 @@ pub fn install(package: &Package, trusted: &[String]) -> Result<Arc<Library>, Li
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn key(seed: u8) -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[seed; 32])

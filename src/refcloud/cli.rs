@@ -1,6 +1,6 @@
 //! The `fleet-cloud` command line: `serve`, `create-agent`, `agents`, `assets`,
-//! `settings`, `job`, `jobs`, and the printer support library's signing
-//! (`library-key`, `library-sign`).
+//! `settings`, `job`, `jobs`, and the signing of printer support libraries and agent
+//! updates (`library-key`, `library-sign`, `update-sign`).
 
 use super::{Cloud, tls};
 use crate::store::refcloud::CloudDb;
@@ -78,9 +78,10 @@ enum Cmd {
         #[arg(long)]
         every_secs: Option<u64>,
     },
-    /// Create an ed25519 signing key for printer support libraries: the private key goes
-    /// to FILE (owner-only), the public key (for the agents' `cloud.library_keys`) is
-    /// printed.
+    /// Create an ed25519 signing key (printer support libraries, agent updates: use one
+    /// key for each): the private key goes to FILE (owner-only), the public key (for the
+    /// agents' `cloud.library_keys` or `cloud.update_keys`) is printed.
+    #[command(alias = "signing-key")]
     LibraryKey {
         /// Where to write the private key (base64 of the 32-byte seed).
         #[arg(long)]
@@ -104,6 +105,33 @@ enum Cmd {
         /// Write `{"package": ...}`, ready for `job --type updateLibrary --params-file`.
         #[arg(long)]
         job: bool,
+    },
+    /// Sign an agent binary for `updateAgent`: writes the job's params (the signed
+    /// manifest naming its version, platform, size and SHA-256, and the file's name) for
+    /// `job --type updateAgent --params-file OUT --file BINARY`.
+    UpdateSign {
+        /// The private key written by `library-key` (`signing-key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The agent binary.
+        #[arg(long)]
+        file: PathBuf,
+        /// Its version (dotted numbers, higher than the agents' to update).
+        #[arg(long)]
+        version: String,
+        /// Platform it runs on (default: this machine's, e.g. linux).
+        #[arg(long)]
+        os: Option<String>,
+        /// Architecture (default: this machine's, e.g. x86_64).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Seconds the new version has to reach the cloud before it is rolled back
+        /// (5..=3600; the agent's default is 120).
+        #[arg(long)]
+        health_secs: Option<u64>,
+        /// Output file (the job's params).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the jobs (all agents) with their states and results as JSON.
     Jobs(AdminArgs),
@@ -296,6 +324,50 @@ pub fn main() -> anyhow::Result<()> {
                 println!(
                     "signed library version {} with key {} into {}",
                     lib.version,
+                    pkg.key_id,
+                    out.display()
+                );
+                Ok(())
+            }
+            Cmd::UpdateSign {
+                key,
+                file,
+                version,
+                os,
+                arch,
+                health_secs,
+                out,
+            } => {
+                let key = signing_key(&key)?;
+                let bytes =
+                    std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let mut m = crate::update::manifest_for(&version, &bytes);
+                if let Some(os) = os {
+                    m.os = os;
+                }
+                if let Some(arch) = arch {
+                    m.arch = arch;
+                }
+                if !crate::update::newer(&version, "0") || version.contains(['-', '+']) {
+                    anyhow::bail!("--version {version:?}: dotted numbers expected (1.2.3)");
+                }
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let pkg = crate::update::sign(&m, &key);
+                let mut doc = serde_json::json!({ "package": pkg, "file": name });
+                if let Some(s) = health_secs {
+                    doc["healthSecs"] = s.into();
+                }
+                std::fs::write(&out, serde_json::to_string_pretty(&doc)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                println!(
+                    "signed {name} as version {version} for {}/{} ({} bytes, sha256 {}) with key {} into {}",
+                    m.os,
+                    m.arch,
+                    m.size,
+                    m.sha256,
                     pkg.key_id,
                     out.display()
                 );

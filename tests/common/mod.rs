@@ -1,6 +1,8 @@
 //! Shared test harness: run the real binary, start simulators, locate fixtures.
 #![allow(dead_code)]
 
+pub mod cloud;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
