@@ -40,7 +40,58 @@ async fn http_endpoint(addr: &str) -> (Received, u16) {
     let port = l.local_addr().unwrap().port();
     let g = got.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
+            let req = serve_one(s).await;
+            g.lock().unwrap().push(req);
+        }
+    });
+    (got, port)
+}
+
+/// The TLS server identity a test printer shows (swapped to play a replaced certificate).
+type Identity = Arc<Mutex<tokio_rustls::TlsAcceptor>>;
+
+/// A certificate and the acceptor serving it, with its SHA-256 (hex).
+fn identity() -> (tokio_rustls::TlsAcceptor, String) {
+    use rustls::pki_types::pem::PemObject;
+    let g = fleet_agent::refcloud::tls::generate(&["printer.invalid"]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(g.cert_pem.as_bytes()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(g.key_pem.as_bytes()).unwrap();
+    let fp = fleet_agent::update::sha256_hex(cert.as_ref());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), fp)
+}
+
+/// The same web server over TLS (a printer's self-signed HTTPS).
+async fn https_endpoint(addr: &str, id: Identity) -> (Received, u16) {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = id.lock().unwrap().clone();
+            // A refused handshake (the agent's pin) records nothing.
+            if let Ok(tls) = acceptor.accept(s).await {
+                let req = serve_one(tls).await;
+                g.lock().unwrap().push(req);
+            }
+        }
+    });
+    (got, port)
+}
+
+/// Reads one request (headers, then Content-Length bytes) and answers it.
+async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) -> Vec<u8> {
+    {
+        {
             let mut req = Vec::new();
             let mut buf = [0u8; 65536];
             // Headers, then Content-Length bytes of body.
@@ -69,10 +120,10 @@ async fn http_endpoint(addr: &str) -> (Received, u16) {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             };
             s.write_all(answer).await.ok();
-            g.lock().unwrap().push(req);
+            s.shutdown().await.ok();
+            req
         }
-    });
-    (got, port)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,9 +420,9 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         .bytes()
         .await
         .unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
-    assert_eq!(text, "EVENT 1\nEVENT 2 jam\n");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut log).unwrap();
+    assert_eq!(log, "EVENT 1\nEVENT 2 jam\n");
     let last = web.lock().unwrap().last().unwrap().clone();
     let head = String::from_utf8_lossy(&last);
     assert!(head.starts_with("GET /logs/event.txt"), "{head}");
@@ -383,4 +434,64 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "jamLog" } }))
             .await;
     assert_eq!(j["result"]["status"], "notSupported", "{j}");
+
+    // HTTPS with the printer's self-signed certificate: pinned at first use; a different
+    // certificate later is refused naming both fingerprints until the administrator gives
+    // the new one.
+    let (first, first_fp) = identity();
+    let id: Identity = Arc::new(Mutex::new(first));
+    let (secure, tls_port) = https_endpoint(&format!("{ip}:0"), id.clone()).await;
+    lib.version = 3;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        for a in v.actions.iter_mut() {
+            a.transport = "https".into();
+            a.port = Some(tls_port);
+        }
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls.zip" }, "files": { "tls.zip": b64(b"OVER-TLS") } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(text(&j).contains("HTTPS upload to /cgi-bin/upload"), "{j}");
+    let req = secure.lock().unwrap().last().unwrap().clone();
+    assert!(req.ends_with(b"OVER-TLS"));
+    assert!(
+        String::from_utf8_lossy(&req).contains(&format!("Authorization: Basic {basic}")),
+        "credentials go inside TLS"
+    );
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "eventLog" } }))
+            .await;
+    assert_eq!(j["state"], "completed", "logs over HTTPS too: {j}");
+    let (second, second_fp) = identity();
+    *id.lock().unwrap() = second;
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls2.zip" }, "files": { "tls2.zip": b64(b"SECOND") } }))
+    .await;
+    assert_eq!(j["state"], "failed", "{j}");
+    let t = j["result"]["printers"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let t = if t.is_empty() { text(&j) } else { t };
+    assert!(t.contains("certificate changed"), "{j}");
+    assert!(t.contains(&first_fp) && t.contains(&second_fp), "{j}");
+    assert_eq!(
+        secure.lock().unwrap().len(),
+        2,
+        "nothing sent to the new certificate"
+    );
+    let j = run(json!({ "type": "updateCredentials", "printer": printer,
+        "params": { "web": { "certificateSha256": second_fp } } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls2.zip" }, "files": { "tls2.zip": b64(b"SECOND") } }))
+    .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(secure.lock().unwrap().last().unwrap().ends_with(b"SECOND"));
 }

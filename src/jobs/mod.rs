@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Duration;
 
 mod printer;
+mod printer_web;
 pub use printer::{PANEL_MESSAGES, stored_security};
 
 /// Job types whose `params` hold secrets: they are stored sealed, apart from the job.

@@ -667,17 +667,39 @@ pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
 /// credentials, stored sealed for HTTP uploads (they cannot be tried without a request
 /// that changes something, so they are checked at the first upload).
 async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value {
-    let (Some(user), Some(password)) = (
+    let pin = match web.get("certificateSha256").map(|v| {
+        v.as_str()
+            .ok_or_else(|| "not a string".to_string())
+            .and_then(super::printer_web::normalize_pin)
+    }) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            return result(
+                "failed",
+                vec![msg("error", format!("params.web.certificateSha256: {e}"))],
+                vec![],
+            );
+        }
+    };
+    let login = match (
         web.get("user")
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty()),
         web.get("password").and_then(Value::as_str),
-    ) else {
-        return result(
-            "failed",
-            vec![msg("error", "params.web: needs user and password")],
-            vec![],
-        );
+    ) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) if pin.is_some() => None,
+        _ => {
+            return result(
+                "failed",
+                vec![msg(
+                    "error",
+                    "params.web: needs user and password (and/or certificateSha256)",
+                )],
+                vec![],
+            );
+        }
     };
     let (addr, _target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
@@ -690,11 +712,23 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
             vec![],
         );
     };
-    let secret =
-        crate::secret::Secret::new(json!({ "user": user, "password": password }).to_string());
+    let secret = login.map(|(user, password)| {
+        crate::secret::Secret::new(json!({ "user": user, "password": password }).to_string())
+    });
     let s = ctx.store.clone();
+    let what = match (&secret, &pin) {
+        (Some(_), Some(_)) => "web-server credentials and certificate fingerprint",
+        (Some(_), None) => "web-server credentials",
+        _ => "web-server certificate fingerprint",
+    };
     let ok = tokio::task::spawn_blocking(move || {
-        s.set_secret(&key, &web_credentials_key(addr), &secret)
+        if let Some(secret) = &secret {
+            s.set_secret(&key, &web_credentials_key(addr), secret)?;
+        }
+        if let Some(pin) = &pin {
+            s.set_setting(&super::printer_web::pin_key(addr.ip()), pin)?;
+        }
+        Ok::<_, crate::store::StoreError>(())
     })
     .await
     .ok()
@@ -704,10 +738,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
     if ok {
         result(
             "completed",
-            vec![msg(
-                "info",
-                format!("web-server credentials for {addr} stored"),
-            )],
+            vec![msg("info", format!("{what} for {addr} stored"))],
             vec![one(addr, serial.as_deref(), "completed", None)],
         )
     } else {
@@ -841,113 +872,6 @@ async fn send_raw(to: SocketAddr, bytes: &[u8]) -> Result<(), (bool, String)> {
     .map_err(|e| (false, format!("{to}: {e}")))
 }
 
-/// POSTs a file to the printer's web server (plain HTTP/1.1, basic authentication with
-/// the stored web credentials); returns the status code.
-async fn send_http(
-    to: SocketAddr,
-    path: &str,
-    name: &str,
-    bytes: &[u8],
-    web: Option<(String, String)>,
-) -> Result<u16, (bool, String)> {
-    use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(to),
-    )
-    .await
-    .map_err(|_| (true, format!("{to}: no connection within 10 s")))?
-    .map_err(|e| (true, format!("{to}: {e}")))?;
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nConnection: close\r\nUser-Agent: fleet-agent/{}\r\n",
-        bytes.len(),
-        env!("CARGO_PKG_VERSION")
-    );
-    if let Some((user, pass)) = web {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        head.push_str(&format!("Authorization: Basic {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(600), async {
-        s.write_all(head.as_bytes()).await?;
-        s.write_all(bytes).await?;
-        let mut buf = vec![0u8; 1024];
-        let mut got = Vec::new();
-        while !got.windows(2).any(|w| w == b"\r\n") {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(got)
-    })
-    .await
-    .map_err(|_| (false, format!("{to}: no answer within 10 minutes")))?
-    .map_err(|e| (false, format!("{to}: {e}")))?;
-    let line = String::from_utf8_lossy(&answer);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))
-}
-
-/// Largest printer log read over HTTP.
-const LOG_MAX: usize = 64 << 20;
-
-/// GETs a path from the printer's web server with the stored web credentials; returns
-/// the status and body (at most [`LOG_MAX`] bytes).
-async fn http_get(
-    to: SocketAddr,
-    path: &str,
-    web: Option<(String, String)>,
-) -> Result<(u16, Vec<u8>), (bool, String)> {
-    use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(to),
-    )
-    .await
-    .map_err(|_| (true, format!("{to}: no connection within 10 s")))?
-    .map_err(|e| (true, format!("{to}: {e}")))?;
-    let mut head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nUser-Agent: fleet-agent/{}\r\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    if let Some((user, pass)) = web {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        head.push_str(&format!("Authorization: Basic {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    let raw = tokio::time::timeout(std::time::Duration::from_secs(120), async {
-        s.write_all(head.as_bytes()).await?;
-        let mut out = Vec::new();
-        (&mut s)
-            .take(LOG_MAX as u64 + 65_536)
-            .read_to_end(&mut out)
-            .await?;
-        Ok::<_, std::io::Error>(out)
-    })
-    .await
-    .map_err(|_| (false, format!("{to}: no answer within 2 minutes")))?
-    .map_err(|e| (false, format!("{to}: {e}")))?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))?;
-    let status = String::from_utf8_lossy(&raw[..end])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| (false, format!("{to}: not an HTTP answer")))?;
-    Ok((
-        status,
-        raw[end + 4..].iter().copied().take(LOG_MAX).collect(),
-    ))
-}
-
 async fn web_credentials(ctx: &Context, addr: SocketAddr) -> Option<(String, String)> {
     let key = ctx.settings.as_ref().map(|l| l.key.clone())?;
     let s = ctx.store.clone();
@@ -1009,7 +933,7 @@ pub async fn printer_logs(
             vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
         );
     };
-    if transport != "http" {
+    if transport != "http" && transport != "https" {
         let text = format!("reading logs over {transport:?} is not implemented yet");
         return result(
             "notSupported",
@@ -1018,7 +942,9 @@ pub async fn printer_logs(
         );
     }
     let to = SocketAddr::new(addr.ip(), port);
-    let body = match http_get(to, &path, web_credentials(ctx, addr).await).await {
+    let web = web_credentials(ctx, addr).await;
+    let body = match super::printer_web::get(&ctx.store, to, transport == "https", &path, web).await
+    {
         Ok((200, body)) => body,
         Ok((code, _)) => {
             return sent_result(
@@ -1094,10 +1020,14 @@ async fn send_item(
     let to = SocketAddr::new(addr.ip(), port);
     let how = match transport.as_str() {
         "raw9100" => send_raw(to, &bytes).await.map(|()| format!("raw TCP {port}")),
-        "http" => {
+        "http" | "https" => {
             let web = web_credentials(ctx, addr).await;
-            match send_http(to, &path, &item.name, &bytes, web).await {
-                Ok(code) if (200..300).contains(&code) => Ok(format!("HTTP upload to {path}")),
+            let tls = transport == "https";
+            match super::printer_web::send(&ctx.store, to, tls, &path, &item.name, &bytes, web).await {
+                Ok(code) if (200..300).contains(&code) => Ok(format!(
+                    "{} upload to {path}",
+                    if tls { "HTTPS" } else { "HTTP" }
+                )),
                 Ok(code @ (401 | 403)) => Err((
                     false,
                     format!("the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"),
