@@ -494,4 +494,37 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     .await;
     assert_eq!(j["state"], "completed", "{j}");
     assert!(secure.lock().unwrap().last().unwrap().ends_with(b"SECOND"));
+
+    // A reboot goes the way the library names for the vendor: here its web server's
+    // reboot page instead of SNMP's prtGeneralReset.
+    lib.version = 4;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        v.actions.retain(|a| a.action != "reboot");
+        v.actions.insert(
+            0,
+            library::Action {
+                action: "reboot".into(),
+                transport: "http".into(),
+                port: Some(web_port),
+                path: Some("/cgi-bin/reboot".into()),
+            },
+        );
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j["state"], "completed", "{j}");
+    let j = run(json!({ "type": "reboot", "printer": printer })).await;
+    assert_eq!(j["state"], "completed", "{j}");
+    assert!(
+        text(&j).contains("reboot requested over HTTP (/cgi-bin/reboot)"),
+        "{j}"
+    );
+    let last = web.lock().unwrap().last().unwrap().clone();
+    let head = String::from_utf8_lossy(&last);
+    assert!(head.starts_with("POST /cgi-bin/reboot HTTP/1.1"), "{head}");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
 }

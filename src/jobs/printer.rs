@@ -131,15 +131,62 @@ async fn serial_of(ctx: &Context, addr: SocketAddr) -> Option<String> {
 
 /// `reboot`: prtGeneralReset ← powerCycleReset(4).
 pub async fn reboot(ctx: &Context, job: &Value) -> Value {
-    match resolve(ctx, job).await {
-        Ok((addr, t, _held)) => {
+    let (addr, t, _held) = match resolve(ctx, job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    // The support library may name another way for the vendor (a reboot page on the
+    // printer's web server); SNMP's prtGeneralReset otherwise.
+    match library_action(ctx, addr, "reboot", false).await {
+        Some((transport, port, path)) if transport == "http" || transport == "https" => {
+            let tls = transport == "https";
+            let web = web_credentials(ctx, addr).await;
+            let to = SocketAddr::new(addr.ip(), port);
+            let serial = serial_of(ctx, addr).await;
+            let how = if tls { "HTTPS" } else { "HTTP" };
+            let failed = match super::printer_web::send(&ctx.store, to, tls, &path, None, b"", web)
+                .await
+            {
+                Ok(code) if (200..300).contains(&code) => None,
+                Ok(code @ (401 | 403)) => Some((
+                    false,
+                    format!(
+                        "the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"
+                    ),
+                )),
+                Ok(code) => Some((
+                    false,
+                    format!("the printer's web server answered HTTP {code} for {path}"),
+                )),
+                Err(e) => Some(e),
+            };
+            sent_result(
+                addr,
+                serial.as_deref(),
+                vec![format!(
+                    "reboot requested over {how} ({path}), as the support library says for this vendor"
+                )],
+                failed,
+            )
+        }
+        Some((transport, ..)) if transport != "snmp" => {
+            let serial = serial_of(ctx, addr).await;
+            let text = format!(
+                "the support library names the transport {transport:?} for reboot, which this agent does not reboot over"
+            );
+            result(
+                "notSupported",
+                vec![msg("error", text.clone())],
+                vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
+            )
+        }
+        _ => {
             let vb = VarBind {
                 oid: oid(GENERAL_RESET),
                 value: Snmp::Integer(POWER_CYCLE_RESET),
             };
             set(ctx, addr, &t, "prtGeneralReset", vb).await
         }
-        Err(r) => r,
     }
 }
 
@@ -1023,7 +1070,7 @@ async fn send_item(
         "http" | "https" => {
             let web = web_credentials(ctx, addr).await;
             let tls = transport == "https";
-            match super::printer_web::send(&ctx.store, to, tls, &path, &item.name, &bytes, web).await {
+            match super::printer_web::send(&ctx.store, to, tls, &path, Some(&item.name), &bytes, web).await {
                 Ok(code) if (200..300).contains(&code) => Ok(format!(
                     "{} upload to {path}",
                     if tls { "HTTPS" } else { "HTTP" }

@@ -186,20 +186,23 @@ fn basic(web: Option<&(String, String)>) -> String {
     .unwrap_or_default()
 }
 
-/// POSTs a file to the printer's web server (HTTP/1.1, basic authentication with the
-/// stored web credentials); returns the status code.
+/// POSTs bytes to the printer's web server (HTTP/1.1, basic authentication with the
+/// stored web credentials), as the file `name` when given; returns the status code.
 pub async fn send(
     store: &Store,
     to: SocketAddr,
     tls: bool,
     path: &str,
-    name: &str,
+    name: Option<&str>,
     bytes: &[u8],
     web: Option<(String, String)>,
 ) -> Result<u16, Failure> {
     let mut s = connect(store, to, tls).await?;
+    let disposition = name
+        .map(|n| format!("Content-Disposition: attachment; filename=\"{n}\"\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nConnection: close\r\nUser-Agent: fleet-agent/{}\r\n{}\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{disposition}Connection: close\r\nUser-Agent: fleet-agent/{}\r\n{}\r\n",
         bytes.len(),
         env!("CARGO_PKG_VERSION"),
         basic(web.as_ref())
