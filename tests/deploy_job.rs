@@ -6,10 +6,9 @@
 mod common;
 
 use base64::Engine;
+use common::cloud::TestCloud;
 use fleet_agent::printer::library;
-use fleet_agent::refcloud::{Cloud, cli as refcli};
 use fleet_agent::simulator::{self, Layout, Simulator, synth};
-use fleet_agent::store::refcloud::CloudDb;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -128,29 +127,10 @@ async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret");
-    let (agent_id, code, _) = cloud.create_agent("deploy site", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let _handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    fleet_agent::cloud::save_credentials(&state, &client.activate(&code).await.unwrap()).unwrap();
+    let cloud = TestCloud::start(dir.path(), &state).await;
+    let (db, url) = (cloud.db.clone(), cloud.url.clone());
 
     let snmp_port = 20000 + (std::process::id() % 20000) as u16;
     let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
@@ -176,8 +156,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let ca_file = cloud.ca_file.clone();
     let conf = dir.path().join("agent.toml");
     std::fs::write(
         &conf,
@@ -215,44 +194,8 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     );
 
     let run = |body: Value| {
-        let (admin, url, agent) = (admin.clone(), url.clone(), agent_id.clone());
-        async move {
-            let r = admin
-                .post(format!("{url}/admin/v1/agents/{agent}/jobs"))
-                .bearer_auth("admin-secret")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-            let id = r.json::<Value>().await.unwrap()["jobId"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            for _ in 0..300 {
-                let v: Value = admin
-                    .get(format!("{url}/admin/v1/jobs"))
-                    .bearer_auth("admin-secret")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let j = v["jobs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|j| j["jobId"] == id)
-                    .unwrap()
-                    .clone();
-                if j["state"] == "completed" || j["state"] == "failed" {
-                    return j;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("job {body} did not finish");
-        }
+        let cloud = &cloud;
+        async move { cloud.outcome(&cloud.submit(&body).await, 30).await }
     };
     let text = |j: &Value| {
         j["result"]["messages"][0]["text"]
@@ -408,18 +351,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         .unwrap()
         .to_string();
     assert!(file.ends_with("-eventLog.log.gz"), "{j}");
-    let gz = admin
-        .get(format!(
-            "{url}/admin/v1/jobs/{}/files/{file}",
-            j["jobId"].as_str().unwrap()
-        ))
-        .bearer_auth("admin-secret")
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let gz = cloud.job_file(j["jobId"].as_str().unwrap(), &file).await;
     let mut log = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut log).unwrap();
     assert_eq!(log, "EVENT 1\nEVENT 2 jam\n");

@@ -188,3 +188,59 @@ fn library_key_and_sign_make_a_verifiable_package() {
     assert!(!ok);
     assert!(err.contains("version: must be at least 1"), "{err}");
 }
+
+/// `signing-key` and `update-sign` make the params of an `updateAgent` job: a manifest
+/// the agent's verification accepts, naming the file's size and SHA-256.
+#[test]
+fn update_sign_makes_verifiable_job_params() {
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("update.key");
+    let (ok, public, err) = cli(&["signing-key", "--out", key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let public = public.trim().to_string();
+    let bin = d.path().join("fleet-agent");
+    std::fs::write(&bin, b"a new agent build").unwrap();
+    let out = d.path().join("params.json");
+    let (ok, said, err) = cli(&[
+        "update-sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--file",
+        bin.to_str().unwrap(),
+        "--version",
+        "2.3.4",
+        "--health-secs",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(said.contains("as version 2.3.4"), "{said}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["file"], "fleet-agent");
+    assert_eq!(doc["healthSecs"], 300);
+    let pkg: fleet_agent::update::Package = serde_json::from_value(doc["package"].clone()).unwrap();
+    let m = fleet_agent::update::verify(&pkg, &[public]).unwrap();
+    assert_eq!(m.version, "2.3.4");
+    assert_eq!(m.size, 17);
+    assert_eq!(
+        m.sha256,
+        fleet_agent::update::sha256_hex(b"a new agent build")
+    );
+    fleet_agent::update::check_file(&m, b"a new agent build").unwrap();
+    // Not a version the agent can compare.
+    let (ok, _, err) = cli(&[
+        "update-sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--file",
+        bin.to_str().unwrap(),
+        "--version",
+        "2.0-beta",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--version \"2.0-beta\""), "{err}");
+}

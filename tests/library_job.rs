@@ -7,51 +7,29 @@
 mod common;
 
 use base64::Engine;
+use common::cloud::{TestCloud, message};
 use fleet_agent::printer::library;
-use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::store::refcloud::CloudDb;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_libraries_install_and_bad_ones_are_refused() {
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret");
-    let (agent_id, code, _) = cloud.create_agent("library site", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let _handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let creds = client.activate(&code).await.unwrap();
-    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+    let cloud = TestCloud::start(dir.path(), &state).await;
+    let (db, agent_id) = (cloud.db.clone(), cloud.agent_id.clone());
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
     let conf = dir.path().join("agent.toml");
     std::fs::write(
         &conf,
         format!(
             "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n\
-             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n",
+             [cloud]\nurl = \"{}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n",
             state.display(),
-            ca_file.display()
+            cloud.url,
+            cloud.ca_file.display()
         ),
     )
     .unwrap();
@@ -66,56 +44,10 @@ async fn signed_libraries_install_and_bad_ones_are_refused() {
     };
     let mut agent = spawn();
 
-    let queue = |params: Value| {
-        let (admin, url, agent) = (admin.clone(), url.clone(), agent_id.clone());
-        async move {
-            let r = admin
-                .post(format!("{url}/admin/v1/agents/{agent}/jobs"))
-                .bearer_auth("admin-secret")
-                .json(&json!({ "type": "updateLibrary", "params": params }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-            r.json::<Value>().await.unwrap()["jobId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
+    let queue = |params: Value| cloud.queue("updateLibrary", params, &[]);
     let outcome = |id: String| {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            for _ in 0..300 {
-                let v: Value = admin
-                    .get(format!("{url}/admin/v1/jobs"))
-                    .bearer_auth("admin-secret")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let j = v["jobs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|j| j["jobId"] == id)
-                    .unwrap()
-                    .clone();
-                if j["state"] == "completed" || j["state"] == "failed" {
-                    return j;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("job {id} did not finish");
-        }
-    };
-    let message = |j: &Value| {
-        j["result"]["messages"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let cloud = &cloud;
+        async move { cloud.outcome(&id, 30).await }
     };
 
     let mut lib = library::Library::builtin();

@@ -73,6 +73,12 @@ impl TestCloud {
                 .collect();
             body["files"] = map.into();
         }
+        self.submit(&body).await
+    }
+
+    /// Queues a job from its whole admin body (`type`, `printer`, `params`, `files`, ...);
+    /// returns its id.
+    pub async fn submit(&self, body: &Value) -> String {
         let r = self
             .admin
             .post(format!(
@@ -80,7 +86,7 @@ impl TestCloud {
                 self.url, self.agent_id
             ))
             .bearer_auth("admin-secret")
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap();
@@ -89,6 +95,19 @@ impl TestCloud {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// A file the agent uploaded for a job.
+    pub async fn job_file(&self, job_id: &str, name: &str) -> Vec<u8> {
+        let r = self
+            .admin
+            .get(format!("{}/admin/v1/jobs/{job_id}/files/{name}", self.url))
+            .bearer_auth("admin-secret")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.bytes().await.unwrap().to_vec()
     }
 
     /// The job as the admin API shows it.
