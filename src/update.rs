@@ -453,6 +453,7 @@ pub enum Launch {
 /// passes its checks (and does not return then), rolls a failed trial back, or returns
 /// to let the installed binary run.
 pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
+    STATE_DIR.set(state_dir.to_path_buf()).ok();
     if let Some(v) = std::env::var_os(LAUNCHED) {
         return Launch::Staged(v.to_string_lossy().into_owned());
     }
@@ -542,6 +543,21 @@ pub fn settle(state_dir: &Path, store: &crate::store::Store) {
             tracing::error!(error = %e, "The rollback report could not be stored; kept for the next start.")
         }
     }
+}
+
+/// The state directory the launcher looked in (for [`status`]).
+static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The staged update, for the heartbeat: `{version, phase, fromVersion}` (none when the
+/// installed binary runs with nothing staged, or the agent did not start through
+/// [`launch`]).
+pub fn status() -> Option<serde_json::Value> {
+    let s = state(STATE_DIR.get()?)?;
+    Some(serde_json::json!({
+        "version": s.version(),
+        "phase": s.phase,
+        "fromVersion": s.from_version,
+    }))
 }
 
 static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -309,6 +309,18 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
         (s.phase, s.version(), s.job_id),
         (update::Phase::Active, "9.0.0".into(), None)
     );
+    // The heartbeat tells the cloud which update runs (the trial's first one said so too).
+    let hb = cloud
+        .db
+        .agents()
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == cloud.agent_id)
+        .and_then(|a| a.heartbeat)
+        .map(|(_, body)| serde_json::from_str::<Value>(&body).unwrap())
+        .unwrap();
+    assert_eq!(hb["agentUpdate"]["version"], "9.0.0", "{hb}");
+    assert_eq!(hb["agentUpdate"]["fromVersion"], V, "{hb}");
     // After a stop (SIGTERM, status 0) and a start, the launcher starts 9.0.0 again.
     let pid = agent.child.lock().unwrap().as_ref().unwrap().id();
     Command::new("kill").arg(pid.to_string()).status().unwrap();

@@ -28,7 +28,7 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
         by_health.insert(p.health.as_str().into(), json!(n + 1));
     }
     let now = crate::poller::now_ms();
-    Ok(json!({
+    let mut body = json!({
         "agentVersion": env!("CARGO_PKG_VERSION"),
         "libraryVersion": crate::printer::library::current().version,
         "protocol": 1,
@@ -43,7 +43,11 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::Store
         },
         "printers": { "total": printers.len(), "byHealth": by_health },
         "config": super::settings::status(store)?.to_json(),
-    }))
+    });
+    if let Some(u) = crate::update::status() {
+        body["agentUpdate"] = u;
+    }
+    Ok(body)
 }
 
 /// What the heartbeat needs to pull settings when the cloud's `configEtag` is new.
