@@ -167,6 +167,9 @@ async fn sessions_csrf_host_check_and_security_headers() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.headers["cache-control"], "no-store");
     assert_eq!(r.headers["x-frame-options"], "DENY");
+    // Nothing staged in process (no launcher ran): no update; the built-in library.
+    assert_eq!(r.json()["agentUpdate"], Value::Null, "{}", r.text);
+    assert!(r.json()["libraryVersion"].as_u64() >= Some(1), "{}", r.text);
 
     // DNS rebinding: another Host name is refused, every path.
     for path in ["/", "/api/session", "/api/status", "/metrics"] {

@@ -216,6 +216,8 @@ async function loadStatus() {
     ])),
     el("div", { class: "card" }, el("h2", {}, "Agent"), dl([
       ["Version", s.version],
+      ["Self-update", s.agentUpdate ? `${s.agentUpdate.version} (${s.agentUpdate.phase}, from ${s.agentUpdate.fromVersion})` : "none staged"],
+      ["Printer support library", `version ${s.libraryVersion}`],
       ["Started", ago(s.startedAtMs)],
       ["Jobs running", s.jobs.running.length ? s.jobs.running.map((j) => j.type).join(", ") : "none"],
     ])),

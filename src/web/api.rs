@@ -464,6 +464,8 @@ pub async fn status(State(agent): Shared) -> Response {
     let progress = agent.progress.borrow().clone();
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "libraryVersion": crate::printer::library::current().version,
+        "agentUpdate": crate::update::status(),
         "startedAtMs": agent.started_ms,
         "nowMs": now,
         "activated": agent_id.is_some(),
