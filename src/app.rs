@@ -342,6 +342,7 @@ pub async fn run(
     launched: crate::update::Launch,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let _claim = crate::platform::lock_state_dir(&state_dir)?;
     let store = {
         let dir = state_dir.clone();
         tokio::task::spawn_blocking(move || Store::open(&dir)).await??

@@ -75,6 +75,48 @@ fn windows_acl(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Claims the state directory for this agent process: an exclusive lock on
+/// `<dir>/agent.lock` (holding the pid), held until the returned file is dropped or the
+/// process ends (also across an update's `exec`, which closes it: the next version takes
+/// it again). Two agents on one store would run each job twice and race on every file.
+///
+/// # Errors
+/// Another process holds it (naming its pid), or the file cannot be opened.
+pub fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let path = dir.join("agent.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            write!(f, "{}", std::process::id())?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            f.read_to_string(&mut pid).ok();
+            anyhow::bail!(
+                "{}: another agent (pid {}) runs with this state directory; stop it first (systemctl stop fleet-agent) or give this one another --state-dir",
+                dir.display(),
+                pid.trim()
+            )
+        }
+        // A file system without locks (some network mounts): run, but say so.
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(file = %path.display(), error = %e, "The state directory cannot be locked; make sure only one agent uses it.");
+            Ok(f)
+        }
+    }
+}
+
 /// Resolves at the first stop request (Ctrl-C, SIGTERM; on Windows Ctrl-C, and the
 /// service manager's stop through the same path). After it, a second request quits at
 /// once with status 130 instead of waiting for the components' stop deadline.
@@ -213,6 +255,19 @@ pub fn watchdog_interval() -> Option<std::time::Duration> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_state_directory_serves_one_agent_at_a_time() {
+        let d = tempfile::tempdir().unwrap();
+        let held = lock_state_dir(d.path()).unwrap();
+        let e = lock_state_dir(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("another agent (pid {})", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        lock_state_dir(d.path()).unwrap();
+    }
 
     #[test]
     fn files_and_directories_become_owner_only() {
