@@ -18,13 +18,20 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// A key's id: the first 8 bytes of SHA-256 of the public key, hex.
-pub fn key_id(public: &[u8; 32]) -> String {
+/// SHA-256 as lowercase hex (signed manifests, pinned certificates, key ids).
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(public)[..8]
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A key's id: the first 8 bytes of SHA-256 of the public key, hex.
+pub fn key_id(public: &[u8; 32]) -> String {
+    let mut id = sha256_hex(public);
+    id.truncate(16);
+    id
 }
 
 /// Parses a base64 public key.

@@ -145,14 +145,7 @@ pub fn newer(a: &str, b: &str) -> bool {
     a > b
 }
 
-/// SHA-256 as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::signing::sha256_hex;
 
 /// Signs a manifest (release tooling, the reference cloud's CLI, tests).
 pub fn sign(manifest: &Manifest, key: &ed25519_dalek::SigningKey) -> Package {
@@ -499,13 +492,19 @@ pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
     Launch::Installed
 }
 
+/// The installed binary: the one that launched this process, else this one.
+#[cfg(unix)]
+fn launcher() -> PathBuf {
+    std::env::var_os(LAUNCHER)
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_default()
+}
+
 #[cfg(unix)]
 fn exec(path: &Path, version: &str) -> std::io::Error {
     use std::os::unix::process::CommandExt;
-    let launcher = std::env::var_os(LAUNCHER)
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_exe().ok())
-        .unwrap_or_default();
+    let launcher = launcher();
     tracing::info!(version, file = %path.display(), "Starting the staged agent version.");
     std::process::Command::new(path)
         .args(std::env::args_os().skip(1))
@@ -579,10 +578,7 @@ pub fn restart_requested() -> bool {
 #[cfg(unix)]
 pub fn restart_in_place() -> std::io::Error {
     use std::os::unix::process::CommandExt;
-    let launcher = std::env::var_os(LAUNCHER)
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_exe().ok())
-        .unwrap_or_default();
+    let launcher = launcher();
     tracing::info!(launcher = %launcher.display(), "Starting the agent again.");
     std::process::Command::new(launcher)
         .args(std::env::args_os().skip(1))
