@@ -21,10 +21,7 @@ pub enum SignatureError {
 /// SHA-256 as lowercase hex (signed manifests, pinned certificates, key ids).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// A key's id: the first 8 bytes of SHA-256 of the public key, hex.

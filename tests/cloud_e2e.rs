@@ -6,7 +6,6 @@ mod common;
 
 use fleet_agent::poller;
 use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::simulator::{self, Layout, Simulator, synth};
 use fleet_agent::snmp::{Security, Target, UdpClient};
 use fleet_agent::store::refcloud::CloudDb;
 use std::net::Ipv4Addr;
@@ -45,23 +44,15 @@ async fn readings_reach_the_reference_cloud_over_https() {
 
     let snmp_port = 28000 + (std::process::id() % 20000) as u16;
     // Speed 0: the simulated printers do not change, so the cloud must show exactly them.
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            2,
-            synth::SynthParams {
-                speed: 0.0,
-                seed: 11,
-            },
-        ),
-        Layout::Fleet {
-            start: Ipv4Addr::new(127, 96, 0, 1),
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
+    let sim = common::synthetic_printers(
+        2,
+        11,
+        0.0,
+        Ipv4Addr::new(127, 96, 0, 1),
+        snmp_port,
+        "public",
     )
-    .await
-    .unwrap();
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -252,23 +243,15 @@ async fn outage_and_sigkill_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let snmp_port = 30000 + (std::process::id() % 20000) as u16;
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            2,
-            synth::SynthParams {
-                speed: 600.0,
-                seed: 12,
-            },
-        ),
-        Layout::Fleet {
-            start: Ipv4Addr::new(127, 97, 0, 1),
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
+    let sim = common::synthetic_printers(
+        2,
+        12,
+        600.0,
+        Ipv4Addr::new(127, 97, 0, 1),
+        snmp_port,
+        "public",
     )
-    .await
-    .unwrap();
+    .await;
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &cert.ca_pem).unwrap();
     let conf = dir.path().join("agent.toml");

@@ -6,10 +6,8 @@
 
 mod common;
 
-use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::simulator::{self, Layout, Simulator, synth};
+use common::cloud::TestCloud;
 use fleet_agent::snmp::{Security, Target, UdpClient};
-use fleet_agent::store::refcloud::CloudDb;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -20,53 +18,21 @@ use std::time::Duration;
 async fn jobs_run_once_and_end_in_the_seed_states() {
     let clock = Arc::new(AtomicI64::new(fleet_agent::poller::now_ms()));
     let c2 = clock.clone();
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret")
-        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)));
-    let (agent_id, code, _) = cloud.create_agent("site J", &json!({})).unwrap();
-    let (idle_agent, _, _) = cloud.create_agent("idle site", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let creds = client.activate(&code).await.unwrap();
-    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+    let cloud = TestCloud::serve(dir.path(), |c| {
+        c.with_clock(Arc::new(move || c2.load(Ordering::SeqCst)))
+    })
+    .await;
+    let creds = cloud.activate(&cloud.code, &state).await;
+    let (idle_agent, _) = cloud.create_agent("idle site");
+    let (db, url, admin, ca_file) = (&cloud.db, &cloud.url, &cloud.admin, &cloud.ca_file);
+    let agent_id = cloud.agent_id.clone();
 
     let snmp_port = 32000 + (std::process::id() % 20000) as u16;
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            2,
-            synth::SynthParams {
-                speed: 0.0,
-                seed: 9,
-            },
-        ),
-        Layout::Fleet {
-            start: Ipv4Addr::new(127, 94, 0, 1),
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
-    )
-    .await
-    .unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let sim =
+        common::synthetic_printers(2, 9, 0.0, Ipv4Addr::new(127, 94, 0, 1), snmp_port, "public")
+            .await;
     let conf = dir.path().join("agent.toml");
     // Discovery also searches a silent /24 at 100 probes/s, so a run lasts seconds (time
     // to kill it).
@@ -84,66 +50,22 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     )
     .unwrap();
     let log = dir.path().join("agent.log");
-    let spawn = || common::Proc {
-        child: std::process::Command::new(common::bin())
-            .args(["run", "--config", conf.to_str().unwrap()])
-            .env("FLEET_AGENT_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap(),
-        first_line: String::new(),
-    };
+    let spawn = || common::run_agent(&conf, Some(&log));
     let agent = spawn();
-    for _ in 0..300 {
-        if db.assets().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for("both printers in the cloud", 30, || {
+        (db.assets().unwrap().len() == 2).then_some(())
+    })
+    .await;
     let assets = db.assets().unwrap();
     assert_eq!(assets.len(), 2, "both printers enrolled");
     let serial = assets[0].serial.clone();
     let snapshots_before = db.applied_seqs(&agent_id, &serial).unwrap().len();
 
     let queue = |agent: String, body: Value| {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            let r = admin
-                .post(format!("{url}/admin/v1/agents/{agent}/jobs"))
-                .bearer_auth("admin-secret")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-            r.json::<Value>().await.unwrap()["jobId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
+        let cloud = &cloud;
+        async move { cloud.submit_for(&agent, &body).await }
     };
-    let jobs = || {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            let v: Value = admin
-                .get(format!("{url}/admin/v1/jobs"))
-                .bearer_auth("admin-secret")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["jobs"].as_array().unwrap().clone()
-        }
-    };
+    let jobs = || cloud.jobs();
     let job = |all: &[Value], id: &str| all.iter().find(|j| j["jobId"] == id).unwrap().clone();
     let finished = |j: &Value| j["state"] == "completed" || j["state"] == "failed";
 
@@ -396,16 +318,9 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     );
     // Printer log (MIB walk) and agent logs arrive as files of their jobs.
     let download = |job: String, name: String| {
-        let (admin, url) = (admin.clone(), url.clone());
+        let cloud = &cloud;
         async move {
-            let r = admin
-                .get(format!("{url}/admin/v1/jobs/{job}/files/{name}"))
-                .bearer_auth("admin-secret")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let gz = r.bytes().await.unwrap();
+            let gz = cloud.job_file(&job, &name).await;
             let mut text = String::new();
             std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
                 .unwrap();
@@ -643,6 +558,5 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         "no job started twice:\n{text}"
     );
     drop(agent);
-    handle.shutdown();
     sim.stop().await;
 }

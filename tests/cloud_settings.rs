@@ -6,75 +6,35 @@
 
 mod common;
 
-use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::simulator::{self, Layout, Simulator, synth};
-use fleet_agent::store::refcloud::CloudDb;
+use common::cloud::TestCloud;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const COMMUNITY: &str = "s3cr3t-comm";
 
-async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(x) = f() {
-            return x;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret").with_heartbeat_secs(10);
-    let (agent_id, code, _) = cloud.create_agent("site S", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let creds = client.activate(&code).await.unwrap();
-    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+    let cloud = TestCloud::serve(dir.path(), |c| c.with_heartbeat_secs(10)).await;
+    let creds = cloud.activate(&cloud.code, &state).await;
+    let (db, url, admin, ca_file) = (&cloud.db, &cloud.url, &cloud.admin, &cloud.ca_file);
+    let agent_id = &cloud.agent_id;
 
     let snmp_port = 31000 + (std::process::id() % 20000) as u16;
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            3,
-            synth::SynthParams {
-                speed: 0.0,
-                seed: 5,
-            },
-        ),
-        Layout::Fleet {
-            start: Ipv4Addr::new(127, 95, 0, 1),
-            port: snmp_port,
-            community: COMMUNITY.into(),
-        },
-        vec![],
+    let sim = common::synthetic_printers(
+        3,
+        5,
+        0.0,
+        Ipv4Addr::new(127, 95, 0, 1),
+        snmp_port,
+        COMMUNITY,
     )
-    .await
-    .unwrap();
+    .await;
     let printer = |n: u8| format!("127.95.0.{n}:{snmp_port}");
 
     // The file knows one printer and the wrong community: alone, nothing reaches the cloud.
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
     let conf = dir.path().join("agent.toml");
     let file = |extra: &str| {
         format!(
@@ -90,22 +50,19 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     std::fs::write(&conf, file("")).unwrap();
 
     // The cloud's settings: the right community and a second printer.
-    let put = |body: Value| {
-        let (admin, url, agent_id) = (admin.clone(), url.clone(), agent_id.clone());
-        async move {
-            let r = admin
-                .put(format!("{url}/admin/v1/agents/{agent_id}/settings"))
-                .bearer_auth("admin-secret")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-            r.json::<Value>().await.unwrap()["etag"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
+    let put = |body: Value| async move {
+        let r = admin
+            .put(format!("{url}/admin/v1/agents/{agent_id}/settings"))
+            .bearer_auth("admin-secret")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json::<Value>().await.unwrap()["etag"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let good = put(json!({
         "snmp_profiles": [ { "name": "site", "auth": { "type": "v2c", "community": COMMUNITY }, "timeout_ms": 500 } ],
@@ -141,36 +98,24 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     assert_eq!(get(Some("\"other\"")).await.unwrap().status(), 200);
 
     let log = dir.path().join("agent.log");
-    let mut agent = common::Proc {
-        child: std::process::Command::new(common::bin())
-            .args(["run", "--config", conf.to_str().unwrap()])
-            .env("FLEET_AGENT_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-        first_line: String::new(),
-    };
+    let mut agent = common::run_agent(&conf, Some(&log));
 
-    let serials = wait_for("both printers in the cloud", 60, || {
+    let serials = common::wait_for("both printers in the cloud", 60, || {
         let a = db.assets().unwrap();
         (a.len() == 2).then(|| a.iter().map(|x| x.serial.clone()).collect::<Vec<_>>())
     })
     .await;
-    let agents = || {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            admin
-                .get(format!("{url}/admin/v1/agents"))
-                .bearer_auth("admin-secret")
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()["agents"][0]["lastHeartbeat"]["config"]
-                .clone()
-        }
+    let agents = || async move {
+        admin
+            .get(format!("{url}/admin/v1/agents"))
+            .bearer_auth("admin-secret")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["agents"][0]["lastHeartbeat"]["config"]
+            .clone()
     };
     let mut status = Value::Null;
     for _ in 0..150 {
@@ -233,7 +178,7 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     };
     std::fs::write(&conf, file("bogus = 1\n")).unwrap();
     assert!(hup().success());
-    let text = wait_for("the refusal in the log", 20, || {
+    let text = common::wait_for("the refusal in the log", 20, || {
         let t = std::fs::read_to_string(&log).unwrap();
         t.contains("The new configuration is invalid").then_some(t)
     })
@@ -241,7 +186,7 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     assert!(text.contains("bogus"), "the reason names the key:\n{text}");
     std::fs::write(&conf, file("")).unwrap();
     assert!(hup().success());
-    wait_for("the SIGHUP reload", 20, || {
+    common::wait_for("the SIGHUP reload", 20, || {
         let t = std::fs::read_to_string(&log).unwrap();
         (t.matches("Configuration applied").count() >= 2).then_some(())
     })
@@ -259,6 +204,5 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     assert!(!text.contains(COMMUNITY), "no community in the log");
 
     drop(agent);
-    handle.shutdown();
     sim.stop().await;
 }

@@ -8,7 +8,6 @@ mod common;
 use base64::Engine;
 use common::cloud::TestCloud;
 use fleet_agent::printer::library;
-use fleet_agent::simulator::{self, Layout, Simulator, synth};
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -134,23 +133,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
 
     let snmp_port = 20000 + (std::process::id() % 20000) as u16;
     let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
-    let _sim = Simulator::start(
-        simulator::synthetic_fleet(
-            1,
-            synth::SynthParams {
-                speed: 0.0,
-                seed: 5,
-            },
-        ),
-        Layout::Fleet {
-            start: ip,
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
-    )
-    .await
-    .unwrap();
+    let _sim = common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
     let raw = raw_endpoint(&format!("{ip}:9100")).await;
     let (web, web_port) = http_endpoint(&format!("{ip}:0")).await;
 
@@ -170,15 +153,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         ),
     )
     .unwrap();
-    let _agent = common::Proc {
-        child: std::process::Command::new(common::bin())
-            .args(["run", "--config", conf.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
-            .spawn()
-            .unwrap(),
-        first_line: String::new(),
-    };
+    let _agent = common::run_agent(&conf, Some(&dir.path().join("agent.log")));
     let mut serial = String::new();
     for _ in 0..200 {
         if let Some(a) = db.assets().unwrap().first() {

@@ -33,15 +33,7 @@ async fn signed_libraries_install_and_bad_ones_are_refused() {
         ),
     )
     .unwrap();
-    let spawn = || common::Proc {
-        child: std::process::Command::new(common::bin())
-            .args(["run", "--config", conf.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        first_line: String::new(),
-    };
+    let spawn = || common::run_agent(&conf, None);
     let mut agent = spawn();
 
     let queue = |params: Value| cloud.queue("updateLibrary", params, &[]);

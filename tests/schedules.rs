@@ -2,8 +2,9 @@
 //! each period queues one new pending job for the agent, however long the cloud was
 //! idle; a removed schedule queues nothing more. Time is the cloud's test clock.
 
-use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::store::refcloud::CloudDb;
+mod common;
+
+use common::cloud::TestCloud;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,35 +13,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 async fn schedules_queue_one_job_per_period() {
     let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
     let c2 = clock.clone();
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret")
-        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)));
-    let (agent_id, _, _) = cloud.create_agent("scheduled site", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let _handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-    let jobs = || {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            let v: Value = admin
-                .get(format!("{url}/admin/v1/jobs"))
-                .bearer_auth("admin-secret")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["jobs"].as_array().unwrap().clone()
-        }
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = TestCloud::serve(dir.path(), |c| {
+        c.with_clock(Arc::new(move || c2.load(Ordering::SeqCst)))
+    })
+    .await;
+    let (url, admin, agent_id) = (&cloud.url, &cloud.admin, &cloud.agent_id);
+    let jobs = || cloud.jobs();
 
     let body = json!({ "type": "complianceCheck", "printer": { "serialNumber": "X1" },
         "params": { "settings": { "sysLocation": "Floor 2" } }, "everySecs": 86_400 });

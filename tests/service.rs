@@ -231,55 +231,23 @@ async fn web_port_and_log_file_options_and_service_on_linux() {
 /// holds every report exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_uploads_and_a_job_in_flight_loses_nothing() {
-    use fleet_agent::refcloud::{Cloud, cli as refcli};
-    use fleet_agent::simulator::{self, Layout, Simulator, synth};
-    use fleet_agent::store::refcloud::CloudDb;
     use serde_json::{Value, json};
 
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret");
-    let (agent_id, code, _) = cloud.create_agent("site T", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let creds = client.activate(&code).await.unwrap();
-    fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
+    let cloud = common::cloud::TestCloud::start(dir.path(), &state).await;
+    let (db, url, ca_file) = (&cloud.db, &cloud.url, &cloud.ca_file);
     let snmp_port = 34000 + (std::process::id() % 20000) as u16;
     // Printers that change fast: supplies fall, so deltas keep flowing.
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            2,
-            synth::SynthParams {
-                speed: 50000.0,
-                seed: 21,
-            },
-        ),
-        Layout::Fleet {
-            start: std::net::Ipv4Addr::new(127, 91, 0, 1),
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
+    let sim = common::synthetic_printers(
+        2,
+        21,
+        50000.0,
+        std::net::Ipv4Addr::new(127, 91, 0, 1),
+        snmp_port,
+        "public",
     )
-    .await
-    .unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    .await;
     let conf = dir.path().join("agent.toml");
     std::fs::write(
         &conf,
@@ -293,48 +261,16 @@ async fn sigterm_with_uploads_and_a_job_in_flight_loses_nothing() {
         ),
     )
     .unwrap();
-    let spawn = || common::Proc {
-        child: std::process::Command::new(common::bin())
-            .args(["run", "--config", conf.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        first_line: String::new(),
-    };
-    let jobs = || {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            let v: Value = admin
-                .get(format!("{url}/admin/v1/jobs"))
-                .bearer_auth("admin-secret")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["jobs"][0].clone()
-        }
-    };
+    let spawn = || common::run_agent(&conf, None);
+    let jobs = || async { cloud.jobs().await[0].clone() };
 
     let mut agent = spawn();
-    for _ in 0..300 {
-        if db.assets().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(db.assets().unwrap().len(), 2);
+    common::wait_for("both printers in the cloud", 30, || {
+        (db.assets().unwrap().len() == 2).then_some(())
+    })
+    .await;
     // A discovery job that takes seconds (254 silent addresses at 50 probes/s).
-    let r = admin
-        .post(format!("{url}/admin/v1/agents/{agent_id}/jobs"))
-        .bearer_auth("admin-secret")
-        .json(&json!({ "type": "discover" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    cloud.submit(&json!({ "type": "discover" })).await;
     for _ in 0..200 {
         if jobs().await["state"] == "inProgress" {
             break;
@@ -406,6 +342,5 @@ async fn sigterm_with_uploads_and_a_job_in_flight_loses_nothing() {
         );
     }
     assert_eq!(assets.len(), 2);
-    handle.shutdown();
     sim.stop().await;
 }

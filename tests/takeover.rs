@@ -5,57 +5,23 @@
 
 mod common;
 
-use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::simulator::{self, Layout, Simulator, synth};
-use fleet_agent::store::refcloud::CloudDb;
-use serde_json::{Value, json};
+use common::cloud::TestCloud;
+use serde_json::json;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printer_moves_by_takeover_and_does_not_flap() {
-    let db = CloudDb::open(None).unwrap();
-    let cloud = Cloud::new(db.clone(), "admin-secret").with_heartbeat_secs(10);
-    let (id_a, code_a, _) = cloud.create_agent("site A", &json!({})).unwrap();
-    let (id_b, code_b, _) = cloud.create_agent("site B", &json!({})).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let handle = refcli::start_with(listener, cloud, &cert).await.unwrap();
-    fleet_agent::cloud::install_crypto();
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = TestCloud::serve(dir.path(), |c| c.with_heartbeat_secs(10)).await;
+    let (id_a, code_a) = (cloud.agent_id.clone(), cloud.code.clone());
+    let (id_b, code_b) = cloud.create_agent("site B");
+    let (db, url, admin, ca_file) = (&cloud.db, &cloud.url, &cloud.admin, &cloud.ca_file);
 
     let snmp_port = 33000 + (std::process::id() % 20000) as u16;
-    let sim = Simulator::start(
-        simulator::synthetic_fleet(
-            1,
-            synth::SynthParams {
-                speed: 0.0,
-                seed: 3,
-            },
-        ),
-        Layout::Fleet {
-            start: Ipv4Addr::new(127, 92, 0, 1),
-            port: snmp_port,
-            community: "public".into(),
-        },
-        vec![],
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
-    let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let sim =
+        common::synthetic_printers(1, 3, 0.0, Ipv4Addr::new(127, 92, 0, 1), snmp_port, "public")
+            .await;
     let start = |name: &str, code: &str| {
         let state = dir.path().join(name);
         let conf = dir.path().join(format!("{name}.toml"));
@@ -71,21 +37,10 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
         .unwrap();
         let log = dir.path().join(format!("{name}.log"));
         let code = code.to_string();
-        let client = &client;
+        let cloud = &cloud;
         async move {
-            let creds = client.activate(&code).await.unwrap();
-            fleet_agent::cloud::save_credentials(&state, &creds).unwrap();
-            let child = common::Proc {
-                child: std::process::Command::new(common::bin())
-                    .args(["run", "--config", conf.to_str().unwrap()])
-                    .env("FLEET_AGENT_LOG", "info")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::fs::File::create(&log).unwrap())
-                    .spawn()
-                    .unwrap(),
-                first_line: String::new(),
-            };
-            (child, log)
+            cloud.activate(&code, &state).await;
+            (common::run_agent(&conf, Some(&log)), log)
         }
     };
     let owner = || {
@@ -94,13 +49,7 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
         a.first().map(|x| x.agent_id.clone())
     };
     async fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        for _ in 0..secs * 10 {
-            if f() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out waiting for {what}");
+        common::wait_for(what, secs, || f().then_some(())).await
     }
     let logged = |log: &std::path::Path, text: &str| {
         std::fs::read_to_string(log)
@@ -123,18 +72,15 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
     assert_eq!(owner().as_deref(), Some(id_a.as_str()));
 
     // Takeover switched on for B from the cloud: the printer moves to B.
-    let settings = |agent: String| {
-        let (admin, url) = (admin.clone(), url.clone());
-        async move {
-            let r = admin
-                .put(format!("{url}/admin/v1/agents/{agent}/settings"))
-                .bearer_auth("admin-secret")
-                .json(&json!({ "discovery": { "takeover": true } }))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-        }
+    let settings = |agent: String| async move {
+        let r = admin
+            .put(format!("{url}/admin/v1/agents/{agent}/settings"))
+            .bearer_auth("admin-secret")
+            .json(&json!({ "discovery": { "takeover": true } }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
     };
     settings(id_b.clone()).await;
     wait("B takes the printer over", 40, || {
@@ -152,17 +98,7 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
             >= 1
     })
     .await;
-    let r: Value = admin
-        .post(format!("{url}/admin/v1/agents/{id_a}/jobs"))
-        .bearer_auth("admin-secret")
-        .json(&json!({ "type": "refresh" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(r["jobId"].is_string(), "{r}");
+    cloud.submit_for(&id_a, &json!({ "type": "refresh" })).await;
     wait("A told it belongs to B", 40, || {
         logged(&log_a, "Printer managed by another agent")
     })
@@ -173,6 +109,5 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
         Some(id_b.as_str()),
         "no flapping back to A"
     );
-    handle.shutdown();
     sim.stop().await;
 }

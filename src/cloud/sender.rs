@@ -12,6 +12,13 @@ use tokio::time::Duration;
 /// Longest wait between two delivery attempts while the cloud is unavailable.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Messages read from the outbox per round.
+const BATCH: usize = 20;
+
+/// How long an idle sender waits before looking at the outbox again without being told
+/// of a new message.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
 /// What the sender needs to honour the takeover setting.
 #[derive(Clone, Default)]
 pub struct Ownership {
@@ -61,12 +68,19 @@ pub async fn run(
     loop {
         let s = store.clone();
         let now = crate::poller::now_ms();
-        let due = tokio::task::spawn_blocking(move || s.due_messages(20, now))
+        let due = tokio::task::spawn_blocking(move || s.due_messages(BATCH, now))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        let mut wait = Duration::from_millis(500);
+        // A full batch means more are waiting: go on at once. Otherwise wait for the next
+        // message queued, or at the latest IDLE_RECHECK (a message due later, or one
+        // queued by another process on the same store).
+        let mut wait = if due.len() == BATCH {
+            Some(Duration::ZERO)
+        } else {
+            None
+        };
         for m in due {
             let body: serde_json::Value =
                 serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null);
@@ -118,7 +132,7 @@ pub async fn run(
                     super::link::error(&format!("the cloud refused the agent's token: {r}"));
                     tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
                     client.invalidate_token();
-                    wait = backoff;
+                    wait = Some(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     break;
                 }
@@ -132,15 +146,23 @@ pub async fn run(
                     super::link::error(&e.to_string());
                     tracing::debug!(error = %e, "Cloud unavailable; backing off.");
                     let jitter = backoff.mul_f64(0.9 + 0.2 * fastrand::f64());
-                    wait = jitter;
+                    wait = Some(jitter);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     break;
                 }
             }
         }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(wait) => {}
+        match wait {
+            Some(d) if d.is_zero() => {}
+            Some(d) => tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(d) => {}
+            },
+            None => tokio::select! {
+                _ = &mut shutdown => return,
+                _ = store.message_queued() => {}
+                _ = tokio::time::sleep(IDLE_RECHECK) => {}
+            },
         }
     }
 }

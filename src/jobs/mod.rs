@@ -89,17 +89,10 @@ async fn update_agent(
     use crate::update::{self, UpdateError};
     let failed = |e: UpdateError| {
         tracing::warn!(error = %e, "Agent update refused.");
-        result(
-            "failed",
-            vec![msg(
-                "error",
-                format!(
-                    "update refused, version {} stays in use: {e}",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            )],
-            vec![],
-        )
+        failed(format!(
+            "update refused, version {} stays in use: {e}",
+            env!("CARGO_PKG_VERSION")
+        ))
     };
     if !cfg!(unix) {
         return result(
@@ -254,14 +247,9 @@ async fn update_library(ctx: &Context, job: &Value) -> Value {
         }
         Err(e) => {
             tracing::warn!(error = %e, "Printer support library refused.");
-            result(
-                "failed",
-                vec![msg(
-                    "error",
-                    format!("library refused, version {before} stays in use: {e}"),
-                )],
-                vec![],
-            )
+            failed(format!(
+                "library refused, version {before} stays in use: {e}"
+            ))
         }
     }
 }
@@ -277,6 +265,11 @@ fn valid_id(id: &str) -> bool {
 
 fn msg(level: &str, text: impl Into<String>) -> Value {
     json!({ "level": level, "text": text.into() })
+}
+
+/// A job that failed as a whole, before or without any printer's outcome: one error.
+fn failed(text: impl Into<String>) -> Value {
+    result("failed", vec![msg("error", text)], vec![])
 }
 
 fn result(status: &str, messages: Vec<Value>, printers: Vec<Value>) -> Value {
@@ -314,11 +307,7 @@ pub async fn execute(
         "deployConfiguration",
     ];
     if ctx.disabled && printer_work.contains(&kind) {
-        return result(
-            "failed",
-            vec![msg("error", "the agent is disabled; enable it first")],
-            vec![],
-        );
+        return failed("the agent is disabled; enable it first");
     }
     match kind {
         "disable" | "enable" => set_disabled(ctx, kind == "disable").await,
@@ -335,14 +324,7 @@ pub async fn execute(
             let p = job.get("printer").cloned().unwrap_or(Value::Null);
             match find_printer(ctx, &p).await {
                 Some(addr) => refresh(ctx, Some(addr)).await,
-                None => result(
-                    "failed",
-                    vec![msg(
-                        "error",
-                        format!("printer {p} is not managed by this agent"),
-                    )],
-                    vec![],
-                ),
+                None => failed(format!("printer {p} is not managed by this agent")),
             }
         }
         "discover" => {
@@ -385,24 +367,33 @@ async fn find_printer(ctx: &Context, p: &Value) -> Option<std::net::SocketAddr> 
         .and_then(Value::as_str)
         .map(str::to_string);
     let address = p.get("address").and_then(Value::as_str).map(str::to_string);
-    let s = ctx.store.clone();
-    let rows = tokio::task::spawn_blocking(move || s.printers())
-        .await
-        .ok()?
-        .ok()?;
-    rows.iter()
-        .find(|r| {
-            serial.is_some() && r.serial == serial
-                || address.as_deref().is_some_and(|a| {
-                    r.address == a || r.address.rsplit_once(':').is_some_and(|(ip, _)| ip == a)
-                })
-        })
-        .and_then(|r| r.address.parse().ok())
+    let lookup = || async {
+        let s = ctx.store.clone();
+        let rows = tokio::task::spawn_blocking(move || s.printers())
+            .await
+            .ok()?
+            .ok()?;
+        rows.iter()
+            .find(|r| {
+                serial.is_some() && r.serial == serial
+                    || address.as_deref().is_some_and(|a| {
+                        r.address == a || r.address.rsplit_once(':').is_some_and(|(ip, _)| ip == a)
+                    })
+            })
+            .and_then(|r| r.address.parse().ok())
+    };
+    if let Some(found) = lookup().await {
+        return Some(found);
+    }
+    // The cloud may know a printer from an upload the poller has not yet written to the
+    // store (its writes are batched): write them, then look again.
+    ctx.poller.flush().await;
+    lookup().await
 }
 
 async fn refresh(ctx: &Context, addr: Option<std::net::SocketAddr>) -> Value {
     let Ok(done) = ctx.poller.refresh(addr).await else {
-        return result("failed", vec![msg("error", "the poller stopped")], vec![]);
+        return failed("the poller stopped");
     };
     let printers: Vec<Value> = done
         .iter()
@@ -449,18 +440,13 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn discover(ctx: &Context, client: &CloudClient, creds: &Credentials, job_id: &str) -> Value {
     let Some(tx) = &ctx.discover else {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                "discovery has nothing to search: set discovery.include, discovery.import or discovery.local_network",
-            )],
-            vec![],
+        return failed(
+            "discovery has nothing to search: set discovery.include, discovery.import or discovery.local_network",
         );
     };
     let (reply, rx) = oneshot::channel();
     if tx.send(reply).await.is_err() {
-        return result("failed", vec![msg("error", "discovery stopped")], vec![]);
+        return failed("discovery stopped");
     }
     let mut progress = ctx.progress.clone();
     let mut last_sent: Option<tokio::time::Instant> = None;
@@ -508,22 +494,14 @@ async fn discover(ctx: &Context, client: &CloudClient, creds: &Credentials, job_
             )],
             vec![],
         ),
-        Err(_) => result(
-            "failed",
-            vec![msg("error", "discovery stopped before the run finished")],
-            vec![],
-        ),
+        Err(_) => failed("discovery stopped before the run finished"),
     }
 }
 
 async fn edit_settings(ctx: &Context, client: &CloudClient, creds: &Credentials) -> Value {
     use crate::cloud::settings::{Outcome, pull};
     let Some(link) = &ctx.settings else {
-        return result(
-            "failed",
-            vec![msg("error", "no cloud settings link")],
-            vec![],
-        );
+        return failed("no cloud settings link");
     };
     match pull(client, creds, &ctx.store, &link.key, &link.source).await {
         // Applied once the result is delivered (the restart stops this component).
@@ -537,12 +515,8 @@ async fn edit_settings(ctx: &Context, client: &CloudClient, creds: &Credentials)
             vec![msg("info", "the settings in force are already the latest")],
             vec![],
         ),
-        Ok(Outcome::Rejected(r)) => result("failed", vec![msg("error", r)], vec![]),
-        Err(e) => result(
-            "failed",
-            vec![msg("error", format!("settings not fetched: {e}"))],
-            vec![],
-        ),
+        Ok(Outcome::Rejected(r)) => failed(r),
+        Err(e) => failed(format!("settings not fetched: {e}")),
     }
 }
 
@@ -606,14 +580,7 @@ async fn logs(ctx: &Context, client: &CloudClient, creds: &Credentials, job: &Va
             r["files"] = json!([{ "name": name, "bytes": size }]);
             r
         }
-        Err(e) => result(
-            "failed",
-            vec![msg(
-                "error",
-                format!("the log bundle could not be uploaded: {e}"),
-            )],
-            vec![],
-        ),
+        Err(e) => failed(format!("the log bundle could not be uploaded: {e}")),
     }
 }
 
@@ -630,11 +597,7 @@ async fn set_disabled(ctx: &Context, disabled: bool) -> Value {
     })
     .await;
     if stored.is_none() {
-        return result(
-            "failed",
-            vec![msg("error", "the store is unavailable")],
-            vec![],
-        );
+        return failed("the store is unavailable");
     }
     // The components restart once the result is delivered (see `start`).
     let text = if disabled {
@@ -909,14 +872,7 @@ async fn recover(
             continue;
         }
         tracing::warn!(job = %j.job_id, kind = %j.kind, "Job interrupted by an agent restart; reported as failed, not run again.");
-        let r = result(
-            "failed",
-            vec![msg(
-                "error",
-                "the agent restarted while this job ran; it was not run again",
-            )],
-            vec![],
-        );
+        let r = failed("the agent restarted while this job ran; it was not run again");
         let (s, id) = (ctx.store.clone(), j.job_id.clone());
         blocking(move || s.job_finish(&id, &r.to_string(), crate::poller::now_ms())).await;
     }

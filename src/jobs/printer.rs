@@ -4,7 +4,7 @@
 //! A printer that refuses a write is reported `notSupported` with its error-status; one
 //! that does not answer, `printerNotCommunicating`.
 
-use super::{Context, msg, result};
+use super::{Context, failed, msg, result};
 use crate::snmp::message::error_status;
 use crate::snmp::{Oid, SnmpError, Target, Value as Snmp, VarBind};
 use serde_json::{Value, json};
@@ -33,6 +33,16 @@ fn one(addr: SocketAddr, serial: Option<&str>, status: &str, message: Option<Str
     json!({ "address": addr.to_string(), "serialNumber": serial, "status": status, "message": message })
 }
 
+/// The job's outcome is one printer's: `status` for both, and the reason both in the
+/// job's messages (what the cloud's job list shows) and in the printer's entry.
+fn printer_outcome(addr: SocketAddr, serial: Option<&str>, status: &str, text: String) -> Value {
+    result(
+        status,
+        vec![msg("error", text.clone())],
+        vec![one(addr, serial, status, Some(text))],
+    )
+}
+
 /// Holds a printer for one command at a time: the seed warns that a configuration
 /// change can make a printer stop answering, so commands never overlap on one printer.
 pub(super) type PrinterLocks = std::sync::Arc<
@@ -58,26 +68,12 @@ async fn resolve(
 ) -> Result<(SocketAddr, Target, tokio::sync::OwnedMutexGuard<()>), Value> {
     let p = job.get("printer").cloned().unwrap_or(Value::Null);
     let Some(addr) = super::find_printer(ctx, &p).await else {
-        return Err(result(
-            "failed",
-            vec![msg(
-                "error",
-                format!("printer {p} is not managed by this agent"),
-            )],
-            vec![],
-        ));
+        return Err(failed(format!("printer {p} is not managed by this agent")));
     };
     let guard = lock_printer(ctx, addr).await;
     match ctx.poller.target(addr).await {
         Some(t) => Ok((addr, t, guard)),
-        None => Err(result(
-            "failed",
-            vec![msg(
-                "error",
-                format!("{addr} is no longer polled by this agent"),
-            )],
-            vec![],
-        )),
+        None => Err(failed(format!("{addr} is no longer polled by this agent"))),
     }
 }
 
@@ -174,11 +170,7 @@ pub async fn reboot(ctx: &Context, job: &Value) -> Value {
             let text = format!(
                 "the support library names the transport {transport:?} for reboot, which this agent does not reboot over"
             );
-            result(
-                "notSupported",
-                vec![msg("error", text.clone())],
-                vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
-            )
+            printer_outcome(addr, serial.as_deref(), "notSupported", text)
         }
         _ => {
             let vb = VarBind {
@@ -266,14 +258,10 @@ pub async fn panel(ctx: &Context, job: &Value, clear: bool) -> Value {
             Some((_, t)) => (*t).to_string(),
             None => {
                 let keys: Vec<&str> = PANEL_MESSAGES.iter().map(|(k, _)| *k).collect();
-                return result(
-                    "failed",
-                    vec![msg(
-                        "error",
-                        format!("params.message {key:?} is not one of {}", keys.join(", ")),
-                    )],
-                    vec![],
-                );
+                return failed(format!(
+                    "params.message {key:?} is not one of {}",
+                    keys.join(", ")
+                ));
             }
         }
     };
@@ -405,18 +393,9 @@ pub async fn mib_walk(
         Ok(v) => v,
         Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
             let t = e.to_string();
-            return result(
-                "printerNotCommunicating",
-                vec![],
-                vec![one(
-                    addr,
-                    serial.as_deref(),
-                    "printerNotCommunicating",
-                    Some(t),
-                )],
-            );
+            return printer_outcome(addr, serial.as_deref(), "printerNotCommunicating", t);
         }
-        Err(e) => return result("failed", vec![msg("error", e.to_string())], vec![]),
+        Err(e) => return failed(e.to_string()),
     };
     let mut text = String::new();
     for vb in &vbs {
@@ -428,11 +407,7 @@ pub async fn mib_walk(
     let size = body.len();
     let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
     if let Err(e) = client.job_file(creds, id, &name, body).await {
-        return result(
-            "failed",
-            vec![msg("error", format!("the walk could not be uploaded: {e}"))],
-            vec![],
-        );
+        return failed(format!("the walk could not be uploaded: {e}"));
     }
     let mut r = result(
         "completed",
@@ -505,18 +480,14 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
     let auth = job.pointer("/params/auth").cloned().unwrap_or(Value::Null);
     let security = match parse_auth(&auth) {
         Ok(s) => s,
-        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+        Err(e) => return failed(e),
     };
     let (addr, target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let Some(key) = ctx.settings.as_ref().map(|l| l.key.clone()) else {
-        return result(
-            "failed",
-            vec![msg("error", "no key to seal credentials with")],
-            vec![],
-        );
+        return failed("no key to seal credentials with");
     };
     let serial = serial_of(ctx, addr).await;
     let mut trial = target.clone();
@@ -560,11 +531,7 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
             .ok()
             .and_then(Result::ok);
     if stored.is_none() {
-        return result(
-            "failed",
-            vec![msg("error", "the store is unavailable")],
-            vec![],
-        );
+        return failed("the store is unavailable");
     }
     ctx.poller.set_security(addr, security);
     result(
@@ -590,11 +557,7 @@ const GENERIC_SETTINGS: &[(&str, &str)] = &[
 /// `compliant` and the `differences` found.
 pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
     let Some(wanted) = job.pointer("/params/settings").and_then(Value::as_object) else {
-        return result(
-            "failed",
-            vec![msg("error", "params.settings (an object) is missing")],
-            vec![],
-        );
+        return failed("params.settings (an object) is missing");
     };
     let mut messages = Vec::new();
     let mut checks = Vec::new();
@@ -638,16 +601,7 @@ pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
         Ok(v) => v,
         Err(e) => {
             let t = e.to_string();
-            return result(
-                "printerNotCommunicating",
-                vec![],
-                vec![one(
-                    addr,
-                    serial.as_deref(),
-                    "printerNotCommunicating",
-                    Some(t),
-                )],
-            );
+            return printer_outcome(addr, serial.as_deref(), "printerNotCommunicating", t);
         }
     };
     let mut diff = differences(&got);
@@ -672,15 +626,11 @@ pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
         diff = match read(target.clone()).await {
             Ok(v) => differences(&v),
             Err(e) => {
-                return result(
+                return printer_outcome(
+                    addr,
+                    serial.as_deref(),
                     "printerNotCommunicating",
-                    vec![],
-                    vec![one(
-                        addr,
-                        serial.as_deref(),
-                        "printerNotCommunicating",
-                        Some(e.to_string()),
-                    )],
+                    e.to_string(),
                 );
             }
         };
@@ -722,11 +672,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
-            return result(
-                "failed",
-                vec![msg("error", format!("params.web.certificateSha256: {e}"))],
-                vec![],
-            );
+            return failed(format!("params.web.certificateSha256: {e}"));
         }
     };
     let login = match (
@@ -738,14 +684,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) if pin.is_some() => None,
         _ => {
-            return result(
-                "failed",
-                vec![msg(
-                    "error",
-                    "params.web: needs user and password (and/or certificateSha256)",
-                )],
-                vec![],
-            );
+            return failed("params.web: needs user and password (and/or certificateSha256)");
         }
     };
     let (addr, _target, _held) = match resolve(ctx, job).await {
@@ -753,11 +692,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
         Err(r) => return r,
     };
     let Some(key) = ctx.settings.as_ref().map(|l| l.key.clone()) else {
-        return result(
-            "failed",
-            vec![msg("error", "no key to seal credentials with")],
-            vec![],
-        );
+        return failed("no key to seal credentials with");
     };
     let secret = login.map(|(user, password)| {
         crate::secret::Secret::new(json!({ "user": user, "password": password }).to_string())
@@ -789,11 +724,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
             vec![one(addr, serial.as_deref(), "completed", None)],
         )
     } else {
-        result(
-            "failed",
-            vec![msg("error", "the store refused the credentials")],
-            vec![],
-        )
+        failed("the store refused the credentials")
     }
 }
 
@@ -954,14 +885,7 @@ pub async fn printer_logs(
         return mib_walk(ctx, client, creds, job).await;
     }
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                "params.kind: letters and digits (mibWalk, eventLog, ...)",
-            )],
-            vec![],
-        );
+        return failed("params.kind: letters and digits (mibWalk, eventLog, ...)");
     }
     let (addr, _target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
@@ -974,19 +898,11 @@ pub async fn printer_logs(
         let text = format!(
             "the printer support library names no way to read the {kind:?} log of this printer's vendor"
         );
-        return result(
-            "notSupported",
-            vec![msg("error", text.clone())],
-            vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
-        );
+        return printer_outcome(addr, serial.as_deref(), "notSupported", text);
     };
     if transport != "http" && transport != "https" {
         let text = format!("reading logs over {transport:?} is not implemented yet");
-        return result(
-            "notSupported",
-            vec![msg("error", text.clone())],
-            vec![one(addr, serial.as_deref(), "notSupported", Some(text))],
-        );
+        return printer_outcome(addr, serial.as_deref(), "notSupported", text);
     }
     let to = SocketAddr::new(addr.ip(), port);
     let web = web_credentials(ctx, addr).await;
@@ -1161,18 +1077,13 @@ pub async fn deploy_file(
 ) -> Value {
     let params = job.get("params").cloned().unwrap_or(Value::Null);
     if params.get("kind").and_then(Value::as_str) == Some("firmware") {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                "params.kind: firmware flash files are not accepted by file deployment; use firmwareUpdate",
-            )],
-            vec![],
+        return failed(
+            "params.kind: firmware flash files are not accepted by file deployment; use firmwareUpdate",
         );
     }
     let item = match item_of(&params, "params") {
         Ok(i) => i,
-        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+        Err(e) => return failed(e),
     };
     let (addr, _target, _held) = match resolve(ctx, job).await {
         Ok(x) => x,
@@ -1204,7 +1115,7 @@ pub async fn firmware_update(
     }
     let item = match item_of(&params, "params") {
         Ok(i) => i,
-        Err(e) => return result("failed", vec![msg("error", e)], vec![]),
+        Err(e) => return failed(e),
     };
     let now = crate::poller::now_ms();
     let wait = params
@@ -1213,13 +1124,8 @@ pub async fn firmware_update(
         .map(|t| std::time::Duration::from_millis((t - now).max(0) as u64))
         .unwrap_or_default();
     if wait > WINDOW_MAX {
-        return result(
-            "failed",
-            vec![msg(
-                "error",
-                "params.startAt: more than 23 h ahead; queue the job closer to its window (a job in progress expires after 24 h)",
-            )],
-            vec![],
+        return failed(
+            "params.startAt: more than 23 h ahead; queue the job closer to its window (a job in progress expires after 24 h)",
         );
     }
     tokio::time::sleep(wait).await;
@@ -1246,11 +1152,7 @@ pub async fn deploy_configuration(
     job: &Value,
 ) -> Value {
     let Some(list) = job.pointer("/params/items").and_then(Value::as_array) else {
-        return result(
-            "failed",
-            vec![msg("error", "params.items: missing")],
-            vec![],
-        );
+        return failed("params.items: missing");
     };
     let mut items = Vec::new();
     let mut problems = Vec::new();

@@ -53,6 +53,7 @@ enum Control {
     Target(SocketAddr, oneshot::Sender<Option<Target>>),
     Remove(SocketAddr, oneshot::Sender<bool>),
     Security(SocketAddr, crate::snmp::Security),
+    Flush(oneshot::Sender<()>),
 }
 
 /// The outcome of one printer's on-demand refresh.
@@ -116,6 +117,15 @@ impl PollerHandle {
     /// Uses other credentials for a printer from its next poll on.
     pub fn set_security(&self, addr: SocketAddr, security: crate::snmp::Security) {
         self.tx.send(Control::Security(addr, security)).ok();
+    }
+
+    /// Writes the readings the poller holds to the store now (they are batched for up to
+    /// half a second, while the uploader gets them at once); resolves once written, or
+    /// at once when the poller stopped.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Control::Flush(tx)).ok();
+        rx.await.ok();
     }
 
     /// Stops polling a printer (unenroll); false when it was not managed.
@@ -378,6 +388,12 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             s.target.security = security.clone();
                         }
                     }
+                    Control::Flush(tx) => {
+                        if !batch.is_empty() {
+                            self.write(&mut batch).await;
+                        }
+                        tx.send(()).ok();
+                    }
                     Control::Target(addr, tx) => {
                         let t = self.slots.iter().find(|s| s.target.addr == addr && !s.removed).map(|s| s.target.clone());
                         tx.send(t).ok();
@@ -445,6 +461,11 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     if let Ok((i, started, result, took)) = done {
                         if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
                             self.refresh_done(i, &rec, &mut heap);
+                            if batch.is_empty() {
+                                // Records wait at most one period; an idle poller keeps
+                                // no timer running (no wake-ups twice a second).
+                                flush.reset();
+                            }
                             batch.push(rec);
                         }
                         self.launch(&mut ready, &mut running, cap);
@@ -499,10 +520,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         });
                     }
                 },
-                _ = flush.tick() => {
-                    if !batch.is_empty() {
-                        self.write(&mut batch).await;
-                    }
+                _ = flush.tick(), if !batch.is_empty() => {
+                    self.write(&mut batch).await;
                 },
                 _ = sleep_until_opt(next) => {
                     let now = Instant::now();

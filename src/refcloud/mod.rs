@@ -42,15 +42,11 @@ fn reason(status: StatusCode, text: &str) -> Response {
 pub(crate) fn random_token(n: usize) -> String {
     let mut b = vec![0u8; n * 8];
     crate::secret::random_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn hash(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::signing::sha256_hex(secret.as_bytes())
 }
 
 impl Cloud {

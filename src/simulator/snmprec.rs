@@ -135,17 +135,7 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     // Work on bytes: any non-ASCII character simply is not a hex digit.
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|p| {
-            let hi = char::from(p[0]).to_digit(16)?;
-            let lo = char::from(p[1]).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
+    hex::decode(digits).ok()
 }
 
 fn printable(b: &[u8]) -> bool {
@@ -162,23 +152,22 @@ fn printable(b: &[u8]) -> bool {
 /// Formats one binding as an snmprec line (no newline), choosing hex where text would
 /// not survive a round trip.
 pub fn format_line(oid: &Oid, v: &Value) -> String {
-    let hexs = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     match v {
         Value::Integer(i) => format!("{oid}|2|{i}"),
         Value::OctetString(b) if printable(b) => format!("{oid}|4|{}", String::from_utf8_lossy(b)),
-        Value::OctetString(b) => format!("{oid}|4x|{}", hexs(b)),
+        Value::OctetString(b) => format!("{oid}|4x|{}", hex::encode(b)),
         Value::Null => format!("{oid}|5|"),
         Value::ObjectId(o) => format!("{oid}|6|{o}"),
         Value::IpAddress(a) => format!("{oid}|64|{}.{}.{}.{}", a[0], a[1], a[2], a[3]),
         Value::Counter32(x) => format!("{oid}|65|{x}"),
         Value::Gauge32(x) => format!("{oid}|66|{x}"),
         Value::TimeTicks(x) => format!("{oid}|67|{x}"),
-        Value::Opaque(b) => format!("{oid}|68x|{}", hexs(b)),
+        Value::Opaque(b) => format!("{oid}|68x|{}", hex::encode(b)),
         Value::Counter64(x) => format!("{oid}|70|{x}"),
         Value::NoSuchObject => format!("{oid}|128|"),
         Value::NoSuchInstance => format!("{oid}|129|"),
         Value::EndOfMibView => format!("{oid}|130|"),
-        Value::Other { tag, data } => format!("{oid}|{tag}x|{}", hexs(data)),
+        Value::Other { tag, data } => format!("{oid}|{tag}x|{}", hex::encode(data)),
     }
 }
 

@@ -427,10 +427,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        ::hex::decode(s).unwrap()
     }
 
     // RFC 3414 A.3.1 / A.3.2 test vectors: password "maplesyrup", engine 000000000000000000000002.

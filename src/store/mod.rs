@@ -205,6 +205,9 @@ pub type Moves = std::collections::HashMap<String, (bool, Option<String>)>;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Signalled when a message is queued, so the sender waits for work instead of
+    /// querying the outbox on a timer.
+    queued: Arc<tokio::sync::Notify>,
 }
 
 /// Applies `migrations` after the first `current` ones, each in its own transaction that
@@ -272,6 +275,7 @@ impl Store {
         migrate(&mut conn, MIGRATIONS, current)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            queued: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

@@ -144,7 +144,14 @@ impl Store {
         let tx = c.transaction()?;
         let evicted = enqueue_in(&tx, message_id, printer_key, kind, body, now_ms, cap_bytes)?;
         tx.commit()?;
+        self.queued.notify_one();
         Ok(evicted)
+    }
+
+    /// Completes once a message has been queued through this handle or a clone of it
+    /// since the last call returned (a message queued while nobody waits is not missed).
+    pub async fn message_queued(&self) {
+        self.queued.notified().await;
     }
 
     /// Returns the last uploaded state of a printer.
@@ -201,6 +208,7 @@ impl Store {
             params![printer_key, state.seq as i64, state.keyed, state.last_snapshot_ms],
         )?;
         tx.commit()?;
+        self.queued.notify_one();
         Ok(evicted)
     }
 
@@ -341,6 +349,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn body(n: usize) -> String {
         "x".repeat(n)
@@ -386,6 +395,45 @@ mod tests {
             s.enqueue("m3", Some("sn:a"), "delta", "y", 0, 1 << 20)
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_message_wakes_the_waiting_sender_and_is_not_missed_before_it_waits() {
+        let s = Store::open_in_memory().unwrap();
+        let waiting = s.clone();
+        let idle = tokio::time::timeout(Duration::from_secs(60), waiting.message_queued()).await;
+        assert!(idle.is_err(), "nothing queued: no wake-up");
+        // Queued while nobody waits (the sender was sending): the next wait returns at once.
+        s.enqueue("m1", None, "delta", "x", 0, 1 << 20).unwrap();
+        tokio::time::timeout(Duration::from_millis(1), s.message_queued())
+            .await
+            .expect("the queued message is not missed");
+        // Queued through another handle while the sender waits, as the uploader does.
+        let waiter = tokio::spawn(async move { waiting.message_queued().await });
+        tokio::task::yield_now().await;
+        let at = tokio::time::Instant::now();
+        s.queue_upload(
+            "sn:a",
+            &SentRow {
+                seq: 1,
+                keyed: "{}".into(),
+                last_snapshot_ms: 0,
+            },
+            "m2",
+            "snapshot",
+            "y",
+            0,
+            1 << 20,
+        )
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the waiting sender is woken")
+            .unwrap();
+        assert_eq!(at.elapsed(), Duration::ZERO);
+        // One wake-up per wait, not one stored per message.
+        let again = tokio::time::timeout(Duration::from_secs(60), s.message_queued()).await;
+        assert!(again.is_err());
     }
 
     #[test]

@@ -69,14 +69,11 @@ impl SealKey {
             .expect("sealing cannot fail");
         let mut out: Vec<u8> = n.to_vec();
         out.extend_from_slice(&c);
-        out.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(out)
     }
 
     fn open(&self, sealed: &str) -> Option<String> {
-        let bytes: Vec<u8> = (0..sealed.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(sealed.get(i..i + 2)?, 16).ok())
-            .collect();
+        let bytes = hex::decode(sealed).ok()?;
         if bytes.len() < 12 {
             return None;
         }

@@ -63,7 +63,7 @@ pub fn check_new_password(p: &str) -> Result<(), String> {
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     crate::secret::random_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// One browser session.

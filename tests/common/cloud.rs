@@ -8,52 +8,115 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A running reference cloud with one activated agent instance.
+/// A running reference cloud with one agent instance (`agent_id`, activation `code`).
 pub struct TestCloud {
     pub db: CloudDb,
     pub url: String,
     pub agent_id: String,
+    pub code: String,
     pub ca_file: PathBuf,
-    admin: reqwest::Client,
-    _server: Box<dyn std::any::Any + Send>,
+    pub ca_pem: String,
+    /// A client that trusts the cloud's CA; admin calls carry [`ADMIN_TOKEN`].
+    pub admin: reqwest::Client,
+    /// The server; dropping the `TestCloud` shuts it down.
+    pub server: axum_server::Handle<std::net::SocketAddr>,
+    cloud: Cloud,
 }
+
+impl Drop for TestCloud {
+    fn drop(&mut self) {
+        self.server.shutdown();
+    }
+}
+
+/// The admin token of every test cloud.
+pub const ADMIN_TOKEN: &str = "admin-secret";
 
 impl TestCloud {
     /// Starts the cloud on loopback, creates an agent instance and activates it into
     /// `state` (the agent started later finds its credentials there). The CA goes to
     /// `dir/ca.pem`.
     pub async fn start(dir: &Path, state: &Path) -> TestCloud {
+        let cloud = Self::serve(dir, |c| c).await;
+        cloud.activate(&cloud.code, state).await;
+        cloud
+    }
+
+    /// Starts the cloud with the options `configure` sets (a test clock, the heartbeat)
+    /// and one agent instance, not activated. The CA goes to `dir/ca.pem`.
+    pub async fn serve(dir: &Path, configure: impl FnOnce(Cloud) -> Cloud) -> TestCloud {
         let db = CloudDb::open(None).unwrap();
-        let cloud = Cloud::new(db.clone(), "admin-secret");
+        let cloud = configure(Cloud::new(db.clone(), ADMIN_TOKEN));
         let (agent_id, code, _) = cloud.create_agent("test site", &json!({})).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let cert = fleet_agent::refcloud::tls::generate(&["localhost", "127.0.0.1"]).unwrap();
-        let server = refcli::start_with(listener, cloud, &cert).await.unwrap();
+        let server = refcli::start_with(listener, cloud.clone(), &cert)
+            .await
+            .unwrap();
         fleet_agent::cloud::install_crypto();
         let admin = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
             .no_proxy()
             .build()
             .unwrap();
-        let client = fleet_agent::cloud::client::CloudClient::new(
-            &url,
-            Some(cert.ca_pem.as_bytes()),
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let creds = client.activate(&code).await.unwrap();
-        fleet_agent::cloud::save_credentials(state, &creds).unwrap();
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, &cert.ca_pem).unwrap();
         TestCloud {
             db,
             url,
             agent_id,
+            code,
             ca_file,
+            ca_pem: cert.ca_pem,
             admin,
-            _server: Box::new(server),
+            server,
+            cloud,
         }
+    }
+
+    /// Creates another agent instance; returns its id and activation code.
+    pub fn create_agent(&self, name: &str) -> (String, String) {
+        let (id, code, _) = self.cloud.create_agent(name, &json!({})).unwrap();
+        (id, code)
+    }
+
+    /// Activates with `code` as an agent would, stores the credentials in `state` and
+    /// returns them.
+    pub async fn activate(
+        &self,
+        code: &str,
+        state: &Path,
+    ) -> fleet_agent::cloud::client::Credentials {
+        let client = fleet_agent::cloud::client::CloudClient::new(
+            &self.url,
+            Some(self.ca_pem.as_bytes()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let creds = client.activate(code).await.unwrap();
+        fleet_agent::cloud::save_credentials(state, &creds).unwrap();
+        creds
+    }
+
+    /// `url` + `path` for an admin call.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Every job as the admin API lists them.
+    pub async fn jobs(&self) -> Vec<Value> {
+        let v: Value = self
+            .admin
+            .get(self.admin_url("/admin/v1/jobs"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["jobs"].as_array().unwrap().clone()
     }
 
     /// Queues a job of `kind` with `params` and attached `files` (name, bytes); returns
@@ -76,16 +139,18 @@ impl TestCloud {
         self.submit(&body).await
     }
 
-    /// Queues a job from its whole admin body (`type`, `printer`, `params`, `files`, ...);
-    /// returns its id.
+    /// Queues a job from its whole admin body (`type`, `printer`, `params`, `files`, ...)
+    /// for this cloud's agent instance; returns its id.
     pub async fn submit(&self, body: &Value) -> String {
+        self.submit_for(&self.agent_id, body).await
+    }
+
+    /// As [`TestCloud::submit`] for another agent instance.
+    pub async fn submit_for(&self, agent_id: &str, body: &Value) -> String {
         let r = self
             .admin
-            .post(format!(
-                "{}/admin/v1/agents/{}/jobs",
-                self.url, self.agent_id
-            ))
-            .bearer_auth("admin-secret")
+            .post(self.admin_url(&format!("/admin/v1/agents/{agent_id}/jobs")))
+            .bearer_auth(ADMIN_TOKEN)
             .json(body)
             .send()
             .await
@@ -101,8 +166,8 @@ impl TestCloud {
     pub async fn job_file(&self, job_id: &str, name: &str) -> Vec<u8> {
         let r = self
             .admin
-            .get(format!("{}/admin/v1/jobs/{job_id}/files/{name}", self.url))
-            .bearer_auth("admin-secret")
+            .get(self.admin_url(&format!("/admin/v1/jobs/{job_id}/files/{name}")))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
@@ -112,23 +177,11 @@ impl TestCloud {
 
     /// The job as the admin API shows it.
     pub async fn job(&self, id: &str) -> Value {
-        let v: Value = self
-            .admin
-            .get(format!("{}/admin/v1/jobs", self.url))
-            .bearer_auth("admin-secret")
-            .send()
+        self.jobs()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
             .find(|j| j["jobId"] == id)
-            .unwrap()
-            .clone()
+            .unwrap_or_else(|| panic!("no job {id}"))
     }
 
     /// Waits (up to `secs`) until the job is completed or failed.

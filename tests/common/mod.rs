@@ -83,6 +83,63 @@ pub fn simulate_dir(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
+/// Starts `fleet-agent run --config CONF`, killed on drop. With `log`, its INFO log is
+/// appended there (a restarted agent adds to the same file); without, it is dropped.
+pub fn run_agent(conf: &Path, log: Option<&Path>) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--config", conf.to_str().unwrap()])
+        .stdout(Stdio::null());
+    match log {
+        Some(log) => cmd.env("FLEET_AGENT_LOG", "info").stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ),
+        None => cmd.stderr(Stdio::null()),
+    };
+    Proc {
+        child: cmd.spawn().expect("spawn fleet-agent run"),
+        first_line: String::new(),
+    }
+}
+
+/// Serves `n` synthetic printers (`seed`; supplies fall at `speed`, 0 = still) in process
+/// on consecutive loopback addresses from `start`, all on `port` with a v2c community.
+pub async fn synthetic_printers(
+    n: usize,
+    seed: u64,
+    speed: f64,
+    start: std::net::Ipv4Addr,
+    port: u16,
+    community: &str,
+) -> fleet_agent::simulator::Simulator {
+    use fleet_agent::simulator::{self, Layout, Simulator, synth};
+    Simulator::start(
+        simulator::synthetic_fleet(n, synth::SynthParams { speed, seed }),
+        Layout::Fleet {
+            start,
+            port,
+            community: community.into(),
+        },
+        vec![],
+    )
+    .await
+    .expect("start the simulated printers")
+}
+
+/// Polls `f` every 100 ms for up to `secs`; panics naming `what` if it never answers.
+pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(x) = f() {
+            return x;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
 /// Runs `fleet-agent ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin())
