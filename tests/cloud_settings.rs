@@ -105,17 +105,8 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
         (a.len() == 2).then(|| a.iter().map(|x| x.serial.clone()).collect::<Vec<_>>())
     })
     .await;
-    let agents = || async move {
-        admin
-            .get(format!("{url}/admin/v1/agents"))
-            .bearer_auth("admin-secret")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["agents"][0]["lastHeartbeat"]["config"]
-            .clone()
+    let agents = || async {
+        cloud.admin_get("/admin/v1/agents").await["agents"][0]["lastHeartbeat"]["config"].clone()
     };
     let mut status = Value::Null;
     for _ in 0..150 {

@@ -49,15 +49,7 @@ async fn schedules_queue_one_job_per_period() {
     // Three periods while nobody looked: one job, not three.
     clock.fetch_add(3 * 86_400_000, Ordering::SeqCst);
     assert_eq!(jobs().await.len(), 3);
-    let listed: Value = admin
-        .get(format!("{url}/admin/v1/schedules"))
-        .bearer_auth("admin-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = cloud.admin_get("/admin/v1/schedules").await;
     assert_eq!(listed["schedules"][0]["everySecs"], 86_400);
     assert_eq!(
         listed["schedules"][0]["nextAt"].as_i64().unwrap(),

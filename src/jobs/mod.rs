@@ -87,7 +87,7 @@ async fn update_agent(
     job: &Value,
 ) -> Value {
     use crate::update::{self, UpdateError};
-    let failed = |e: UpdateError| {
+    let refused = |e: UpdateError| {
         tracing::warn!(error = %e, "Agent update refused.");
         failed(format!(
             "update refused, version {} stays in use: {e}",
@@ -114,15 +114,15 @@ async fn update_agent(
                 .map_err(|e| UpdateError::Params(format!("params.package: {e}")))
         }) {
         Ok(p) => p,
-        Err(e) => return failed(e),
+        Err(e) => return refused(e),
     };
     let manifest = match update::verify(&package, &ctx.update_keys) {
         Ok(m) => m,
-        Err(e) => return failed(e),
+        Err(e) => return refused(e),
     };
     let running = env!("CARGO_PKG_VERSION");
     if !update::newer(&manifest.version, running) {
-        return failed(UpdateError::NotNewer {
+        return refused(UpdateError::NotNewer {
             offered: manifest.version,
             running: running.into(),
         });
@@ -132,7 +132,7 @@ async fn update_agent(
         Some(v) => match v.as_u64().filter(|n| update::HEALTH_SECS.contains(n)) {
             Some(n) => n,
             None => {
-                return failed(UpdateError::Params(format!(
+                return refused(UpdateError::Params(format!(
                     "params.healthSecs: {v} is not between {} and {}",
                     update::HEALTH_SECS.start(),
                     update::HEALTH_SECS.end()
@@ -141,27 +141,27 @@ async fn update_agent(
         },
     };
     let Some(file) = params.get("file").and_then(Value::as_str) else {
-        return failed(UpdateError::Params(
+        return refused(UpdateError::Params(
             "params.file: missing (the name of the binary attached to the job)".into(),
         ));
     };
     if !valid_id(file) {
-        return failed(UpdateError::Params(format!(
+        return refused(UpdateError::Params(format!(
             "params.file: {file:?} is not a file name (letters, digits, '.', '-', '_')"
         )));
     }
     if let Some(id) = update::pending_job(&ctx.state_dir) {
-        return failed(UpdateError::Params(format!(
+        return refused(UpdateError::Params(format!(
             "another update (job {id}) is still on trial"
         )));
     }
     let id = job.get("jobId").and_then(Value::as_str).unwrap_or("");
     let bytes = match client.job_input(creds, id, file, manifest.size).await {
         Ok(b) => b,
-        Err(e) => return failed(UpdateError::File(format!("{file}: {e}"))),
+        Err(e) => return refused(UpdateError::File(format!("{file}: {e}"))),
     };
     if let Err(e) = update::check_file(&manifest, &bytes) {
-        return failed(e);
+        return refused(e);
     }
     let (dir, m, id_) = (ctx.state_dir.clone(), manifest.clone(), id.to_string());
     match tokio::task::spawn_blocking(move || {
@@ -170,8 +170,8 @@ async fn update_agent(
     .await
     {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return failed(e),
-        Err(e) => return failed(UpdateError::Io(e.to_string())),
+        Ok(Err(e)) => return refused(e),
+        Err(e) => return refused(UpdateError::Io(e.to_string())),
     }
     tracing::info!(version = %manifest.version, health_secs, "Agent update staged; restarting into it.");
     result(

@@ -104,19 +104,25 @@ impl TestCloud {
         format!("{}{path}", self.url)
     }
 
-    /// Every job as the admin API lists them.
-    pub async fn jobs(&self) -> Vec<Value> {
-        let v: Value = self
+    /// An admin GET of `path`, its JSON answer.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let r = self
             .admin
-            .get(self.admin_url("/admin/v1/jobs"))
+            .get(self.admin_url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        v["jobs"].as_array().unwrap().clone()
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Every job as the admin API lists them.
+    pub async fn jobs(&self) -> Vec<Value> {
+        self.admin_get("/admin/v1/jobs").await["jobs"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// Queues a job of `kind` with `params` and attached `files` (name, bytes); returns
