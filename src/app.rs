@@ -4,11 +4,11 @@
 
 use crate::config::Config;
 use crate::poller::scheduler::{Managed, Poller};
-use crate::snmp::UdpClient;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::web;
 use anyhow::Context;
+use fleet_snmp::UdpClient;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,7 +175,7 @@ type Discovered = (
     std::net::SocketAddr,
     i64,
     Option<String>,
-    Option<crate::snmp::Security>,
+    Option<fleet_snmp::Security>,
 );
 
 /// The printers in the store that discovery found (not those of the configuration file,

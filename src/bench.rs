@@ -5,8 +5,8 @@
 //! printers with the `printer_mib` module and prints the ratio.
 
 use crate::poller;
-use crate::snmp::{Security, Target, UdpClient};
 use clap::{Args, Subcommand};
+use fleet_snmp::{Security, Target, UdpClient};
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -6,11 +6,12 @@
 
 use crate::poller::{self, PollError};
 use crate::printer::PrinterReport;
-use crate::secret::Secret;
-use crate::simulator::{self, Layout, Simulator, snmprec, synth};
-use crate::snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
-use crate::snmp::{Oid, Security, SnmpError, Target, UdpClient, UsmUser, Version, walk};
+use crate::simulator::{self, Layout, Simulator, synth};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fleet_secret::Secret;
+use fleet_snmp::snmprec;
+use fleet_snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
+use fleet_snmp::{Oid, Security, SnmpError, Target, UdpClient, UsmUser, Version, walk};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -1385,7 +1386,7 @@ async fn simulate(a: SimulateArgs) -> Result<(), Exit> {
             .unwrap_or_default();
         printers.push(simulator::Printer::recorded(
             name,
-            Arc::new(crate::snmp::agent::MibView::new(pairs)),
+            Arc::new(fleet_snmp::agent::MibView::new(pairs)),
         ));
     }
     for w in &warnings {

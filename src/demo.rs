@@ -129,7 +129,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         let d = cloud_dir.clone();
         tokio::task::spawn_blocking(move || CloudDb::open(Some(&d))).await??
     };
-    let admin_token = refcloud::random_token(2);
+    let admin_token = fleet_secret::random_token(2);
     let cloud = Cloud::new(db.clone(), &admin_token);
     let (_, code, _) = cloud.create_agent("demo agent", &serde_json::json!({}))?;
     let listener = listen(
@@ -146,8 +146,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let url = format!("https://127.0.0.1:{}", cloud_addr.port());
     // The admin token is a secret: it goes to an owner-only file, not to the terminal.
     let token_file = dir.join("cloud-admin-token");
-    write_private(&token_file, &admin_token)
-        .with_context(|| format!("{}: cannot write", token_file.display()))?;
+    fleet_secret::owner_only::write(
+        &token_file,
+        admin_token.as_bytes(),
+        fleet_secret::owner_only::Existing::Replace,
+    )
+    .with_context(|| format!("{}: cannot write", token_file.display()))?;
 
     // The agent's configuration: the simulated printers, the cloud, the local listener.
     let web = listen(
@@ -300,15 +304,6 @@ fn demo_config(
         last.ip(),
         first.port(),
     )
-}
-
-pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)?.write_all(text.as_bytes())?;
-    crate::platform::restrict_to_owner(path)
 }
 
 fn toml_string(s: &str) -> String {

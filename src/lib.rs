@@ -1,14 +1,12 @@
 //! Fleet Agent: an on-premises printer fleet agent.
 //!
 //! # Layout
-//! - [`snmp`]: SNMP v1/v2c/v3 codec, client (one shared socket, timeouts, retries, walks),
-//!   agent-side responder and USM engine. Knows nothing about printers.
 //! - [`printer`]: the printer data model (asset, counters, supplies, alerts) and the pure
 //!   decoding of SNMP values into it, driven by one table of OIDs and the printer support
 //!   library (vendor knowledge as signed, versioned data, swapped in at run time).
 //! - [`discovery`]: targets, polite SNMP sweeps, mDNS, stable identity, per-IP report.
 //! - [`poller`]: reading one printer over SNMP into a report (the collection plan run
-//!   through an [`snmp::SnmpClient`]).
+//!   through an [`fleet_snmp::SnmpClient`]).
 //! - [`simulator`]: simulated printers served over real UDP: `.snmprec` recordings
 //!   (snmpsim's format), one port with community = file stem, a fleet on loopback
 //!   addresses, and synthetic printers whose counters advance and toners fall.
@@ -28,7 +26,6 @@
 //! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
 //! - [`telemetry`]: the agent's own Prometheus metrics and log setup (size-rotated file).
 //! - [`refcloud`]: the reference cloud (`fleet-cloud` binary) implementing docs/protocol.md.
-//! - [`secret`]: the `Secret` type that never prints its value.
 //! - [`signing`]: ed25519 signatures over what the cloud pushes (libraries, updates).
 //! - [`update`]: self-update: signed manifest, staging, the launcher that starts a
 //!   verified staged version, health check and rollback.
@@ -47,10 +44,10 @@ pub mod platform;
 pub mod poller;
 pub mod printer;
 pub mod refcloud;
-pub mod secret;
+
 pub mod signing;
 pub mod simulator;
-pub mod snmp;
+
 pub mod store;
 pub mod telemetry;
 pub mod update;

@@ -6,8 +6,8 @@ mod common;
 
 use fleet_agent::poller;
 use fleet_agent::refcloud::{Cloud, cli as refcli};
-use fleet_agent::snmp::{Security, Target, UdpClient};
 use fleet_agent::store::refcloud::CloudDb;
+use fleet_snmp::{Security, Target, UdpClient};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

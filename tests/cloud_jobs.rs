@@ -7,7 +7,7 @@
 mod common;
 
 use common::cloud::TestCloud;
-use fleet_agent::snmp::{Security, Target, UdpClient};
+use fleet_snmp::{Security, Target, UdpClient};
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -212,10 +212,9 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     let console = |addr: std::net::SocketAddr| async move {
         let c = UdpClient::new().unwrap();
         let t = Target::new(addr, Security::v2c("public"));
-        let v =
-            fleet_agent::snmp::walk::get(&c, &t, &["1.3.6.1.2.1.43.16.5.1.2.1.1".parse().unwrap()])
-                .await
-                .unwrap();
+        let v = fleet_snmp::walk::get(&c, &t, &["1.3.6.1.2.1.43.16.5.1.2.1.1".parse().unwrap()])
+            .await
+            .unwrap();
         String::from_utf8_lossy(v[0].value.as_bytes().unwrap()).into_owned()
     };
     let addr: std::net::SocketAddr = r["result"]["printers"]
@@ -284,12 +283,12 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     {
         let c = UdpClient::new().unwrap();
         let t = Target::new(addr, Security::v2c("public"));
-        fleet_agent::snmp::walk::set(
+        fleet_snmp::walk::set(
             &c,
             &t,
-            vec![fleet_agent::snmp::VarBind {
+            vec![fleet_snmp::VarBind {
                 oid: "1.3.6.1.2.1.43.16.5.1.2.1.1".parse().unwrap(),
-                value: fleet_agent::snmp::Value::OctetString(b"Hello from IT".to_vec()),
+                value: fleet_snmp::Value::OctetString(b"Hello from IT".to_vec()),
             }],
         )
         .await
@@ -423,7 +422,7 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     {
         let c = UdpClient::new().unwrap();
         let t = Target::new(addr, Security::v2c("public"));
-        let v = fleet_agent::snmp::walk::get(&c, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()])
+        let v = fleet_snmp::walk::get(&c, &t, &["1.3.6.1.2.1.1.5.0".parse().unwrap()])
             .await
             .unwrap();
         assert_eq!(v[0].value.as_bytes().unwrap(), b"lobby-printer");

@@ -8,12 +8,12 @@ mod common;
 use common::http_get;
 use fleet_agent::config::Profile;
 use fleet_agent::discovery::{self, Options, Outcome, Progress, targets::TargetSet};
-use fleet_agent::secret::Secret;
 use fleet_agent::simulator::{self, Layout, Printer, Simulator, synth};
-use fleet_agent::snmp::agent::MibView;
-use fleet_agent::snmp::usm::{AuthProtocol, PrivProtocol};
-use fleet_agent::snmp::{Security, UdpClient, UsmUser};
 use fleet_agent::store::Store;
+use fleet_secret::Secret;
+use fleet_snmp::agent::MibView;
+use fleet_snmp::usm::{AuthProtocol, PrivProtocol};
+use fleet_snmp::{Security, UdpClient, UsmUser};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -24,7 +24,7 @@ fn fixture(name: &str) -> Arc<MibView> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
-    let (pairs, _) = simulator::snmprec::read(&p).unwrap();
+    let (pairs, _) = fleet_snmp::snmprec::read(&p).unwrap();
     Arc::new(MibView::new(pairs))
 }
 

@@ -2,10 +2,10 @@
 //! random mutations of valid messages and recordings through every network-facing
 //! decoder, the agent responder and the `.snmprec` parser. None may panic.
 
-use fleet_agent::simulator::snmprec;
-use fleet_agent::snmp::agent::{self, MibView, UsmAgent};
-use fleet_agent::snmp::message::{self, Pdu, PduType, ScopedPdu, Version};
-use fleet_agent::snmp::{Value, VarBind};
+use fleet_snmp::agent::{self, MibView, UsmAgent};
+use fleet_snmp::message::{self, Pdu, PduType, ScopedPdu, Version};
+use fleet_snmp::snmprec;
+use fleet_snmp::{Value, VarBind};
 
 fn seeds() -> Vec<Vec<u8>> {
     let pdu = Pdu {

@@ -14,7 +14,7 @@ mod common;
 
 use fleet_agent::poller;
 use fleet_agent::simulator::{self, Layout, Simulator};
-use fleet_agent::snmp::{Security, Target, UdpClient};
+use fleet_snmp::{Security, Target, UdpClient};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -351,7 +351,7 @@ async fn recording_quirks_behave_as_truth_md_documents() {
     // canonprinter_lbp: duplicated ipAddrTable lines are served once (walk count).
     let client = UdpClient::new().unwrap();
     let t = Target::new(addr, Security::v2c("canonprinter_lbp"));
-    let ip = fleet_agent::snmp::walk::walk(&client, &t, &"1.3.6.1.2.1.4.20.1".parse().unwrap())
+    let ip = fleet_snmp::walk::walk(&client, &t, &"1.3.6.1.2.1.4.20.1".parse().unwrap())
         .await
         .unwrap();
     let mut oids: Vec<_> = ip.iter().map(|v| v.oid.clone()).collect();
@@ -437,7 +437,7 @@ async fn our_simulator_and_snmpsim_give_the_same_reports() {
     t.retries = 0;
     let mut ready = false;
     for _ in 0..150 {
-        if fleet_agent::snmp::walk::get(&client, &t, &["1.3.6.1.2.1.1.1.0".parse().unwrap()])
+        if fleet_snmp::walk::get(&client, &t, &["1.3.6.1.2.1.1.1.0".parse().unwrap()])
             .await
             .is_ok_and(|v| !v.is_empty())
         {

@@ -4,12 +4,12 @@
 //! encoder writes. See the README's design notes for why the agent does not use snmp2
 //! for its own wire layer.
 
-use fleet_agent::secret::Secret;
 use fleet_agent::simulator::{Layout, Printer, Simulator};
-use fleet_agent::snmp::agent::MibView;
-use fleet_agent::snmp::message::{Pdu, PduType, Version, encode_community};
-use fleet_agent::snmp::usm::{AuthProtocol, PrivProtocol};
-use fleet_agent::snmp::{UsmUser, Value, VarBind};
+use fleet_secret::Secret;
+use fleet_snmp::agent::MibView;
+use fleet_snmp::message::{Pdu, PduType, Version, encode_community};
+use fleet_snmp::usm::{AuthProtocol, PrivProtocol};
+use fleet_snmp::{UsmUser, Value, VarBind};
 use std::sync::Arc;
 
 fn view() -> Arc<MibView> {

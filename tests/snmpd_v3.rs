@@ -5,9 +5,9 @@
 //! Ignored by plain `cargo test` (needs `snmpd`, installed by `.ci/run`).
 
 use fleet_agent::poller;
-use fleet_agent::secret::Secret;
-use fleet_agent::snmp::usm::{AuthProtocol, PrivProtocol};
-use fleet_agent::snmp::{Security, SnmpError, Target, UdpClient, UsmUser, walk};
+use fleet_secret::Secret;
+use fleet_snmp::usm::{AuthProtocol, PrivProtocol};
+use fleet_snmp::{Security, SnmpError, Target, UdpClient, UsmUser, walk};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -1,14 +1,12 @@
 //! The real UDP client against hand-made responders on loopback: late replies answered by
 //! a retry, stray ids and wrong sources dropped, and the one SNMPv3 resynchronisation.
 
-use fleet_agent::secret::Secret;
 use fleet_agent::simulator::{Layout, Printer, Simulator};
-use fleet_agent::snmp::agent::{MibView, UsmAgent};
-use fleet_agent::snmp::message::{Pdu, PduType, Version, decode_community, encode_community};
-use fleet_agent::snmp::usm::{AuthProtocol, PrivProtocol};
-use fleet_agent::snmp::{
-    Oid, Security, SnmpError, Target, UdpClient, UsmUser, Value, VarBind, walk,
-};
+use fleet_secret::Secret;
+use fleet_snmp::agent::{MibView, UsmAgent};
+use fleet_snmp::message::{Pdu, PduType, Version, decode_community, encode_community};
+use fleet_snmp::usm::{AuthProtocol, PrivProtocol};
+use fleet_snmp::{Oid, Security, SnmpError, Target, UdpClient, UsmUser, Value, VarBind, walk};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

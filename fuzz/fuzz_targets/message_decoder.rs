@@ -2,10 +2,10 @@
 //! returns an error instead of panicking, and decoded values re-encode.
 #![no_main]
 
-use fleet_agent::snmp::agent::{self, MibView, UsmAgent};
-use fleet_agent::snmp::ber::Reader;
-use fleet_agent::snmp::message::{self, ScopedPdu, Version};
-use fleet_agent::snmp::Value;
+use fleet_snmp::agent::{self, MibView, UsmAgent};
+use fleet_snmp::ber::Reader;
+use fleet_snmp::message::{self, ScopedPdu, Version};
+use fleet_snmp::Value;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -2,7 +2,7 @@
 //! is written back in a form it parses to the same value.
 #![no_main]
 
-use fleet_agent::simulator::snmprec;
+use fleet_snmp::snmprec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! The HTTPS client for `docs/protocol.md` (reqwest + rustls): activation, bearer tokens
 //! refreshed early, and uploads. HTTP status maps to the action the caller takes.
 
-use crate::secret::Secret;
+use fleet_secret::Secret;
 use serde_json::{Value, json};
 use std::sync::Mutex;
 use std::time::Duration;

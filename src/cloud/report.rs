@@ -246,7 +246,7 @@ pub fn decide(prev: Option<&Sent>, report: &PrinterReport, now_ms: i64, rule: Ru
 mod tests {
     use super::*;
     use crate::printer::{Collected, decode};
-    use crate::snmp::{Oid, Value as V};
+    use fleet_snmp::{Oid, Value as V};
     use std::collections::BTreeMap;
 
     fn report(pages: u32, black: i64, alert: bool, serial: &str) -> PrinterReport {

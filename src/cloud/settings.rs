@@ -6,9 +6,9 @@
 
 use super::client::{CloudClient, CloudError, Credentials};
 use crate::config::{Config, ConfigErrors, Source};
-use crate::secret::Secret;
 use crate::store::secrets::SealKey;
 use crate::store::{Store, StoreError};
+use fleet_secret::Secret;
 use serde_json::{Value, json};
 
 const DOC: &str = "cloud.settings";

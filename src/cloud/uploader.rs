@@ -238,7 +238,7 @@ impl Uploader {
 mod tests {
     use super::*;
     use crate::printer::{Collected, decode};
-    use crate::snmp::{Oid, Value as V};
+    use fleet_snmp::{Oid, Value as V};
     use std::collections::BTreeMap;
 
     fn report(pages: u32, toner: i64) -> PrinterReport {

@@ -3,9 +3,9 @@
 
 mod raw;
 
-use crate::secret::Secret;
-use crate::snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
-use crate::snmp::{Security, Target, UsmUser};
+use fleet_secret::Secret;
+use fleet_snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
+use fleet_snmp::{Security, Target, UsmUser};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ pub enum Proxy {
         /// Proxy user.
         user: Option<String>,
         /// Proxy password (never printed).
-        password: Option<crate::secret::Secret>,
+        password: Option<fleet_secret::Secret>,
         /// Hosts reached directly: names (`.corp.example` covers subdomains), IP
         /// addresses or subnets.
         no_proxy: Vec<String>,
@@ -687,11 +687,11 @@ fn validate(
         }
         let security = match rp.auth {
             raw::RawAuth::V1 { community } => Security::Community {
-                version: crate::snmp::Version::V1,
+                version: fleet_snmp::Version::V1,
                 community,
             },
             raw::RawAuth::V2c { community } => Security::Community {
-                version: crate::snmp::Version::V2c,
+                version: fleet_snmp::Version::V2c,
                 community,
             },
             raw::RawAuth::V3 {

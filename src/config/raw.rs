@@ -1,7 +1,7 @@
 //! Serde mirror of `fleet-agent.toml`: strict (`deny_unknown_fields`), with defaults.
 //! Private to `config`; the rest of the crate sees only the validated [`super::Config`].
 
-use crate::secret::Secret;
+use fleet_secret::Secret;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,8 +10,8 @@ pub mod targets;
 
 use crate::config::Profile;
 use crate::poller;
-use crate::snmp::{Oid, SnmpClient, SnmpError, Value, walk};
 use crate::store::{DeviceRecord, Store};
+use fleet_snmp::{Oid, SnmpClient, SnmpError, Value, walk};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};

@@ -59,7 +59,7 @@ pub struct Context {
     /// Settings pull, for `editSettings`.
     pub settings: Option<crate::cloud::heartbeat::SettingsLink>,
     /// SNMP, for printer commands (the poller's targets give the credentials).
-    pub snmp: crate::snmp::UdpClient,
+    pub snmp: fleet_snmp::UdpClient,
     /// The cloud disabled the agent: printer work is refused.
     pub disabled: bool,
     /// One command at a time per printer.
@@ -812,7 +812,7 @@ async fn receive(
         let sealed = match (&ctx.settings, SECRET_PARAMS.contains(&kind.as_str())) {
             (Some(link), true) => {
                 stored_body["params"] = json!({ "sealed": true });
-                let secret = crate::secret::Secret::new(
+                let secret = fleet_secret::Secret::new(
                     job.get("params")
                         .cloned()
                         .unwrap_or(Value::Null)

@@ -5,8 +5,8 @@
 //! that does not answer, `printerNotCommunicating`.
 
 use super::{Context, failed, msg, result};
-use crate::snmp::message::error_status;
-use crate::snmp::{Oid, SnmpError, Target, Value as Snmp, VarBind};
+use fleet_snmp::message::error_status;
+use fleet_snmp::{Oid, SnmpError, Target, Value as Snmp, VarBind};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
@@ -80,7 +80,7 @@ async fn resolve(
 /// SETs one object and turns the outcome into a job result.
 async fn set(ctx: &Context, addr: SocketAddr, target: &Target, what: &str, vb: VarBind) -> Value {
     let serial = serial_of(ctx, addr).await;
-    let (status, text) = match crate::snmp::walk::set(&ctx.snmp, target, vec![vb]).await {
+    let (status, text) = match fleet_snmp::walk::set(&ctx.snmp, target, vec![vb]).await {
         Ok(()) => ("completed", None),
         Err(SnmpError::Agent { status, .. })
             if matches!(
@@ -192,7 +192,7 @@ fn panel_key(addr: SocketAddr) -> String {
 
 /// What the panel line shows now.
 async fn console_text(ctx: &Context, target: &Target) -> Result<String, SnmpError> {
-    let v = crate::snmp::walk::get(&ctx.snmp, target, &[oid(CONSOLE_LINE)]).await?;
+    let v = fleet_snmp::walk::get(&ctx.snmp, target, &[oid(CONSOLE_LINE)]).await?;
     Ok(v.first()
         .and_then(|vb| vb.value.as_bytes())
         .map(|b| {
@@ -228,7 +228,7 @@ pub async fn expire_panels(ctx: &Context, now_ms: i64) {
                     oid: oid(CONSOLE_LINE),
                     value: Snmp::OctetString(Vec::new()),
                 };
-                if crate::snmp::walk::set(&ctx.snmp, &t, vec![vb])
+                if fleet_snmp::walk::set(&ctx.snmp, &t, vec![vb])
                     .await
                     .is_err()
                 {
@@ -388,7 +388,7 @@ pub async fn mib_walk(
         Err(r) => return r,
     };
     let serial = serial_of(ctx, addr).await;
-    let walked = crate::snmp::walk::walk(&ctx.snmp, &target, &oid("1.3.6.1")).await;
+    let walked = fleet_snmp::walk::walk(&ctx.snmp, &target, &oid("1.3.6.1")).await;
     let vbs = match walked {
         Ok(v) => v,
         Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
@@ -399,7 +399,7 @@ pub async fn mib_walk(
     };
     let mut text = String::new();
     for vb in &vbs {
-        text.push_str(&crate::simulator::snmprec::format_line(&vb.oid, &vb.value));
+        text.push_str(&fleet_snmp::snmprec::format_line(&vb.oid, &vb.value));
         text.push('\n');
     }
     let body = gzip(&text);
@@ -432,7 +432,7 @@ pub fn credentials_key(addr: SocketAddr) -> String {
 
 /// Validates an `auth` document (the configuration's tagged shape) into SNMP security;
 /// errors name the key under `params.auth`.
-fn parse_auth(auth: &Value) -> Result<crate::snmp::Security, String> {
+fn parse_auth(auth: &Value) -> Result<fleet_snmp::Security, String> {
     let doc = json!({ "snmp_profiles": [ { "name": "job", "auth": auth } ] });
     crate::config::Source::new("job", "")
         .parse_with_cloud(&doc)
@@ -457,7 +457,7 @@ pub fn stored_security(
     store: &crate::store::Store,
     key: &crate::store::secrets::SealKey,
     addr: SocketAddr,
-) -> Option<crate::snmp::Security> {
+) -> Option<fleet_snmp::Security> {
     let doc = store.secret(key, &credentials_key(addr)).ok()??;
     let auth: Value = serde_json::from_str(doc.expose()).ok()?;
     parse_auth(&auth).ok()
@@ -493,7 +493,7 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
     let mut trial = target.clone();
     trial.security = security.clone();
     let sys_object_id = oid("1.3.6.1.2.1.1.2.0");
-    match crate::snmp::walk::get(&ctx.snmp, &trial, &[sys_object_id]).await {
+    match fleet_snmp::walk::get(&ctx.snmp, &trial, &[sys_object_id]).await {
         Ok(v) if !v.is_empty() => {}
         Ok(_) => {
             return result(
@@ -524,7 +524,7 @@ pub async fn update_credentials(ctx: &Context, job: &Value) -> Value {
         }
     }
     let s = ctx.store.clone();
-    let secret = crate::secret::Secret::new(auth.to_string());
+    let secret = fleet_secret::Secret::new(auth.to_string());
     let stored =
         tokio::task::spawn_blocking(move || s.set_secret(&key, &credentials_key(addr), &secret))
             .await
@@ -581,7 +581,7 @@ pub async fn compliance(ctx: &Context, job: &Value, enforce: bool) -> Value {
     let serial = serial_of(ctx, addr).await;
     let read = |target: Target| {
         let oids: Vec<Oid> = checks.iter().map(|c| c.1.clone()).collect();
-        async move { crate::snmp::walk::get(&ctx.snmp, &target, &oids).await }
+        async move { fleet_snmp::walk::get(&ctx.snmp, &target, &oids).await }
     };
     let differences = |got: &[VarBind]| -> Vec<Value> {
         checks
@@ -695,7 +695,7 @@ async fn store_web_credentials(ctx: &Context, job: &Value, web: &Value) -> Value
         return failed("no key to seal credentials with");
     };
     let secret = login.map(|(user, password)| {
-        crate::secret::Secret::new(json!({ "user": user, "password": password }).to_string())
+        fleet_secret::Secret::new(json!({ "user": user, "password": password }).to_string())
     });
     let s = ctx.store.clone();
     let what = match (&secret, &pin) {

@@ -124,7 +124,7 @@ pub fn compare(prev: &Memory, report: &PrinterReport, max_pages_per_minute: u64)
 mod tests {
     use super::*;
     use crate::printer::{Collected, decode};
-    use crate::snmp::{Oid, Value};
+    use fleet_snmp::{Oid, Value};
     use std::collections::BTreeMap;
 
     fn report(life: u64, toner: i64, at: i64, alert: bool) -> PrinterReport {

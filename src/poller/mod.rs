@@ -7,7 +7,7 @@ pub mod integrity;
 pub mod scheduler;
 
 use crate::printer::{self, PrinterReport};
-use crate::snmp::{SnmpClient, SnmpError, Target, walk};
+use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;

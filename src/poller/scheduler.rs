@@ -7,9 +7,9 @@
 use super::integrity::{self, Memory};
 use super::poll_printer;
 use crate::config::PollerConfig;
-use crate::snmp::{SnmpClient, Target};
 use crate::store::{Event, Health, PollRecord, Store};
 use crate::telemetry::Metrics;
+use fleet_snmp::{SnmpClient, Target};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
@@ -52,7 +52,7 @@ enum Control {
     Refresh(Option<SocketAddr>, oneshot::Sender<Vec<Refreshed>>),
     Target(SocketAddr, oneshot::Sender<Option<Target>>),
     Remove(SocketAddr, oneshot::Sender<bool>),
-    Security(SocketAddr, crate::snmp::Security),
+    Security(SocketAddr, fleet_snmp::Security),
     Flush(oneshot::Sender<()>),
 }
 
@@ -115,7 +115,7 @@ impl PollerHandle {
     }
 
     /// Uses other credentials for a printer from its next poll on.
-    pub fn set_security(&self, addr: SocketAddr, security: crate::snmp::Security) {
+    pub fn set_security(&self, addr: SocketAddr, security: fleet_snmp::Security) {
         self.tx.send(Control::Security(addr, security)).ok();
     }
 
@@ -176,7 +176,7 @@ impl Slot {
 
 /// Columns of the cheap status check: device and printer status, error bits, supply
 /// levels and the alert table's identity columns (one or two round trips).
-fn status_columns() -> Vec<crate::snmp::Oid> {
+fn status_columns() -> Vec<fleet_snmp::Oid> {
     use crate::printer::oids::*;
     [
         HR_DEVICE_TYPE,
@@ -192,13 +192,13 @@ fn status_columns() -> Vec<crate::snmp::Oid> {
         PRT_ALERT_LOCATION,
     ]
     .iter()
-    .map(|o| crate::snmp::Oid::from_slice(o))
+    .map(|o| fleet_snmp::Oid::from_slice(o))
     .collect()
 }
 
 /// Runs one status check: `Some(true)` when alerts or supply levels differ from `memory`.
 async fn status_check<C: SnmpClient>(client: &C, target: &Target, memory: &Memory) -> Option<bool> {
-    let c = crate::snmp::walk::collect(client, target, &[], &status_columns())
+    let c = fleet_snmp::walk::collect(client, target, &[], &status_columns())
         .await
         .ok()?;
     let partial = crate::printer::decode(&crate::printer::Collected {

@@ -6,7 +6,7 @@ use super::{
     Alert, AlertExt, Counters, Device, InputTray, LevelState, Marker, PrinterReport, Supply,
     SupplyExt,
 };
-use crate::snmp::{Oid, Value, Version};
+use fleet_snmp::{Oid, Value, Version};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 

@@ -265,7 +265,7 @@ pub struct Device {
     /// Input trays.
     pub input_trays: Vec<InputTray>,
     /// SNMP version used.
-    pub snmp_version: Option<crate::snmp::Version>,
+    pub snmp_version: Option<fleet_snmp::Version>,
 }
 
 /// One input tray.

@@ -275,11 +275,12 @@ pub fn main() -> anyhow::Result<()> {
             Cmd::LibraryKey { out } => {
                 use base64::Engine;
                 let mut seed = [0u8; 32];
-                crate::secret::random_bytes(&mut seed);
+                fleet_secret::random_bytes(&mut seed);
                 let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-                crate::demo::write_private(
+                fleet_secret::owner_only::write(
                     &out,
-                    &base64::engine::general_purpose::STANDARD.encode(seed),
+                    base64::engine::general_purpose::STANDARD.encode(seed).as_bytes(),
+                    fleet_secret::owner_only::Existing::Replace,
                 )
                 .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
                 println!(

@@ -38,12 +38,7 @@ fn reason(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "reason": text }))).into_response()
 }
 
-/// `n` × 64 random bits from the OS's cryptographic source, as hex.
-pub(crate) fn random_token(n: usize) -> String {
-    let mut b = vec![0u8; n * 8];
-    crate::secret::random_bytes(&mut b);
-    hex::encode(b)
-}
+use fleet_secret::random_token;
 
 fn hash(secret: &str) -> String {
     crate::signing::sha256_hex(secret.as_bytes())

@@ -4,12 +4,12 @@
 //!
 //! A product feature for labs, demos and support, and the test bed of the agent.
 
-pub mod snmprec;
 pub mod synth;
 
-use crate::snmp::agent::{self, MibStore, MibView, UsmAgent, V3Incoming, WritableView};
-use crate::snmp::message::{Version, decode_community, encode_community, peek_version};
-use crate::snmp::{Oid, UsmUser};
+use fleet_snmp::agent::{self, MibStore, MibView, UsmAgent, V3Incoming, WritableView};
+use fleet_snmp::message::{Version, decode_community, encode_community, peek_version};
+use fleet_snmp::snmprec;
+use fleet_snmp::{Oid, UsmUser};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,9 +2,9 @@
 //! and supplies fall as simulated time passes, with alerts when a supply runs low and a
 //! cartridge swap when it runs out. Each printer has its own serial, name and MAC.
 
-use crate::snmp::agent::{MibStore, MibView};
-use crate::snmp::message::error_status;
-use crate::snmp::{Oid, Value};
+use fleet_snmp::agent::{MibStore, MibView};
+use fleet_snmp::message::error_status;
+use fleet_snmp::{Oid, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::time::Instant;

@@ -245,7 +245,7 @@ impl Store {
             source: e,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
-        crate::platform::restrict_to_owner(dir).map_err(|e| open_err(Box::new(e)))?;
+        fleet_secret::owner_only::restrict(dir).map_err(|e| open_err(Box::new(e)))?;
         let conn = Connection::open(&path).map_err(|e| open_err(Box::new(e)))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| open_err(Box::new(e)))?;

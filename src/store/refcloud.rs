@@ -361,7 +361,7 @@ impl CloudDb {
         };
         let mut queued = Vec::new();
         for (id, agent, kind, printer, params_text, every, next) in due {
-            let job_id = format!("job-{}", &crate::refcloud::random_token(1)[..12]);
+            let job_id = format!("job-{}", &fleet_secret::random_token(1)[..12]);
             tx.execute(
                 &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, NULL, NULL, NULL, NULL, NULL)"),
                 params![job_id, agent, kind, printer, params_text, now_ms],

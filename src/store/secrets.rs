@@ -3,9 +3,9 @@
 //! Unix, an ACL for SYSTEM, Administrators and the agent's account on Windows).
 
 use super::{Store, StoreError};
-use crate::secret::Secret;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use fleet_secret::Secret;
 use rusqlite::{OptionalExtension, params};
 use std::path::Path;
 
@@ -38,9 +38,9 @@ impl SealKey {
         }
         std::fs::create_dir_all(dir).map_err(err)?;
         // The directory first: on Windows the new file then inherits its restricted ACL.
-        crate::platform::restrict_to_owner(dir).map_err(err)?;
+        fleet_secret::owner_only::restrict(dir).map_err(err)?;
         let mut k = [0u8; 32];
-        crate::secret::random_bytes(&mut k);
+        fleet_secret::random_bytes(&mut k);
         #[cfg(unix)]
         {
             use std::io::Write;
@@ -56,14 +56,14 @@ impl SealKey {
         #[cfg(not(unix))]
         {
             std::fs::write(&path, k).map_err(err)?;
-            crate::platform::restrict_to_owner(&path).map_err(err)?;
+            fleet_secret::owner_only::restrict(&path).map_err(err)?;
         }
         Ok(SealKey(k.into()))
     }
 
     fn seal(&self, plain: &str) -> String {
         let mut n = [0u8; 12];
-        crate::secret::random_bytes(&mut n);
+        fleet_secret::random_bytes(&mut n);
         let c = ChaCha20Poly1305::new(&self.0)
             .encrypt(Nonce::from_slice(&n), plain.as_bytes())
             .expect("sealing cannot fail");

@@ -4,11 +4,11 @@
 
 use super::{Agent, auth, keys, password_set, reason, session_of};
 use crate::config::Proxy;
-use crate::secret::Secret;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use fleet_secret::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;

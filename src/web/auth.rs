@@ -26,7 +26,7 @@ pub const MIN_PASSWORD: usize = 8;
 pub fn hash_password(password: &str) -> Result<String, String> {
     use argon2::PasswordHasher;
     let mut salt = [0u8; 16];
-    crate::secret::random_bytes(&mut salt);
+    fleet_secret::random_bytes(&mut salt);
     let salt = argon2::password_hash::SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -58,12 +58,6 @@ pub fn check_new_password(p: &str) -> Result<(), String> {
         return Err("the password is longer than 1024 bytes".into());
     }
     Ok(())
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    crate::secret::random_bytes(&mut b);
-    hex::encode(b)
 }
 
 /// One browser session.
@@ -107,9 +101,9 @@ impl Sessions {
 
     /// Starts a session; returns its id (the cookie value).
     pub fn create(&self, authenticated: bool) -> (String, Session) {
-        let id = random_hex(32);
+        let id = fleet_secret::random_token(4);
         let s = Session {
-            csrf: random_hex(32),
+            csrf: fleet_secret::random_token(4),
             authenticated,
             last_used: Instant::now(),
         };

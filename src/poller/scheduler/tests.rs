@@ -1,7 +1,7 @@
 use super::*;
-use crate::snmp::agent::MibView;
-use crate::snmp::fake::FakeSnmp;
-use crate::snmp::{Oid, Pdu, Request, Security, SnmpError, Value};
+use fleet_snmp::agent::MibView;
+use fleet_snmp::fake::FakeSnmp;
+use fleet_snmp::{Oid, Pdu, Request, Security, SnmpError, Value};
 
 fn cfg(interval_s: u64) -> PollerConfig {
     PollerConfig {

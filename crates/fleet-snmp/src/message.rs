@@ -538,7 +538,7 @@ pub fn peek_correlation_id(bytes: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snmp::usm::{AuthProtocol, KeyExtension, MasterKeys, PrivProtocol};
+    use crate::usm::{AuthProtocol, KeyExtension, MasterKeys, PrivProtocol};
 
     fn pdu() -> Pdu {
         Pdu {

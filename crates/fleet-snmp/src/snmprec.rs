@@ -4,7 +4,7 @@
 //! 128/129/130 exceptions; any tag with `x` takes hex. Reading never fails on a bad
 //! line: it is skipped with a warning naming `file:line`.
 
-use crate::snmp::{Oid, Value};
+use crate::{Oid, Value};
 use std::fmt;
 use std::path::Path;
 

@@ -268,9 +268,9 @@ pub async fn collect<C: SnmpClient>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snmp::Security;
-    use crate::snmp::agent::MibView;
-    use crate::snmp::fake::FakeSnmp;
+    use crate::Security;
+    use crate::agent::MibView;
+    use crate::fake::FakeSnmp;
     use std::net::SocketAddr;
 
     fn fake() -> (FakeSnmp, SocketAddr) {
@@ -374,7 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn walk_detects_a_looping_agent() {
-        use crate::snmp::agent::MibStore;
+        use crate::agent::MibStore;
         // An agent whose GETNEXT always answers the same OID.
         struct Loop;
         impl MibStore for Loop {

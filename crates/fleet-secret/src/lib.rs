@@ -1,4 +1,13 @@
-//! `Secret`: a string that never shows in `Debug`, `Display` or serialized output.
+//! Secrets of the agent and the reference cloud, kept out of sight.
+//!
+//! # Modules
+//! - this file: [`Secret`], a string that never shows in `Debug`, `Display` or serialized
+//!   output; [`random_bytes`] and [`random_token`] from the OS's cryptographic source.
+//! - [`owner_only`]: files and directories readable by the running account only (mode
+//!   0600/0700 on Unix, an ACL without inherited entries on Windows), and the one writer
+//!   for such files.
+
+pub mod owner_only;
 
 use std::fmt;
 
@@ -26,9 +35,18 @@ impl Secret {
 
 /// Fills `buf` from the operating system's cryptographic random source (keys, nonces,
 /// tokens, activation codes: never a fast non-cryptographic generator).
+///
+/// # Panics
+/// When the OS has no random source at all (nothing safe can be done without one).
 pub fn random_bytes(buf: &mut [u8]) {
-    use chacha20poly1305::aead::rand_core::RngCore;
-    chacha20poly1305::aead::OsRng.fill_bytes(buf);
+    getrandom::fill(buf).expect("the operating system's random source is unavailable");
+}
+
+/// `n` × 64 random bits as lowercase hex (tokens, identifiers, activation codes).
+pub fn random_token(n: usize) -> String {
+    let mut b = vec![0u8; n * 8];
+    random_bytes(&mut b);
+    hex::encode(b)
 }
 
 impl fmt::Debug for Secret {
@@ -71,5 +89,13 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
         assert_eq!(s.expose(), "hunter2-community");
+    }
+
+    #[test]
+    fn tokens_are_hex_and_differ() {
+        let (a, b) = (random_token(2), random_token(2));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }

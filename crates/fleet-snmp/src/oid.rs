@@ -202,7 +202,7 @@ impl serde::Serialize for Oid {
 /// Builds an [`Oid`] from a dotted literal known to be valid; panics on a typo at first use.
 #[macro_export]
 macro_rules! oid {
-    ($($arc:expr),+ $(,)?) => { $crate::snmp::Oid::from_slice(&[$($arc),+]) };
+    ($($arc:expr),+ $(,)?) => { $crate::Oid::from_slice(&[$($arc),+]) };
 }
 
 #[cfg(test)]

@@ -1,9 +1,20 @@
-//! SNMP v1/v2c/v3 on the wire: BER codec, USM security, an async client that shares one
-//! socket across thousands of targets, walks, and the agent-side responder the simulator
-//! uses. Knows nothing about printers.
+//! SNMP v1/v2c/v3 on the wire. Knows nothing about printers.
 //!
-//! The seam for pollers and discovery is [`SnmpClient`]: [`UdpClient`] is the real one,
-//! [`fake::FakeSnmp`] (feature `test-util`) answers from in-memory MIB views.
+//! # Modules
+//! - [`ber`]: the BER codec (~300 lines, no allocation beyond the output).
+//! - [`message`]: v1/v2c/v3 messages and PDUs, encode and decode.
+//! - [`usm`]: the user-based security model (RFC 3414 keys, HMAC-MD5/SHA-1/SHA-2, DES,
+//!   AES-128/192/256 with Blumenthal or Reeder key extension).
+//! - `client` ([`UdpClient`]): one UDP socket per address family shared by thousands of
+//!   targets, replies routed by request id and source, timeouts, retries, rate limit.
+//! - [`walk`]: GETBULK/GETNEXT walks and the multi-column "collection" a poll runs.
+//! - [`agent`]: the agent side (MIB views, GET/GETNEXT/GETBULK/SET semantics, USM engine)
+//!   used by the simulator and the fake.
+//! - [`snmprec`]: snmpsim's `.snmprec` recording format, read and written.
+//! - [`fake`] (feature `test-util`): [`fake::FakeSnmp`] answers from in-memory MIB views
+//!   with the agent code above, for tests on paused time.
+//!
+//! The seam for pollers and discovery is [`SnmpClient`]: [`UdpClient`] is the real one.
 
 pub mod agent;
 pub mod ber;
@@ -12,6 +23,7 @@ mod client;
 pub mod fake;
 pub mod message;
 mod oid;
+pub mod snmprec;
 pub mod usm;
 mod value;
 pub mod walk;
@@ -21,7 +33,7 @@ pub use message::{Pdu, PduType, Version};
 pub use oid::{Oid, OidParseError};
 pub use value::{Value, VarBind, hex};
 
-use crate::secret::Secret;
+use fleet_secret::Secret;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
