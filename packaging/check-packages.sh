@@ -4,7 +4,8 @@
 # listed distribution, RHEL 8's glibc 2.28 included. The .deb is installed with dpkg -i,
 # checked (files, account, conffile mode, validation, the agent starting as its account
 # and stopping on SIGTERM) and purged; the .rpm is inspected (files, conffile, scriptlets,
-# no glibc requirement). Run by .ci/run (needs root or sudo).
+# no glibc requirement). Both hold the agent alone: the reference cloud and the lab tools
+# (fleet-cloud, fleet-lab) never reach an agent host. Run by .ci/run (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -12,7 +13,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 musl=x86_64-unknown-linux-musl
 target=()
 if rustup target list --installed 2>/dev/null | grep -q "^$musl\$"; then
-  cargo build --release -q --target "$musl" --bins
+  cargo build --release -q --target "$musl" -p fleet-agent --bin fleet-agent
   bin="target/$musl/release/fleet-agent"
   echo "static binary: $bin, $(stat -c %s "$bin") bytes ($(du -h "$bin" | cut -f1))"
   file "$bin" | grep -q "static" || { file "$bin"; echo "not static"; exit 1; }
@@ -31,7 +32,12 @@ dpkg-deb --contents "$deb" | awk '{print $1, $6}'
 
 trap 'as_root dpkg --purge fleet-agent >/dev/null 2>&1 || true' EXIT
 as_root dpkg -i "$deb"
-test -x /usr/bin/fleet-agent && test -x /usr/bin/fleet-cloud
+test -x /usr/bin/fleet-agent
+for tool in fleet-cloud fleet-lab; do
+  if dpkg-deb --contents "$deb" | grep -q "$tool"; then echo "the .deb carries $tool"; exit 1; fi
+  test ! -e "/usr/bin/$tool" || { echo "/usr/bin/$tool installed by the .deb"; exit 1; }
+done
+echo "the .deb installs the agent only (no fleet-cloud, no fleet-lab)"
 unit=$(ls /lib/systemd/system/fleet-agent.service /usr/lib/systemd/system/fleet-agent.service 2>/dev/null | head -1)
 test -n "$unit" && echo "unit: $unit"
 getent passwd fleet-agent
@@ -66,6 +72,7 @@ rpmfile=$(ls -t target/generate-rpm/fleet-agent-*.rpm 2>/dev/null | head -1 || t
 echo "package: $rpmfile ($(du -h "$rpmfile" | cut -f1))"
 if command -v rpm >/dev/null 2>&1; then
   rpm -qlp "$rpmfile"
+  if rpm -qlp "$rpmfile" | grep -Eq "fleet-(cloud|lab)"; then echo "the .rpm carries a lab tool"; exit 1; fi
   rpm -qp --configfiles "$rpmfile" | grep -qx /etc/fleet-agent/fleet-agent.toml
   rpm -qp --scripts "$rpmfile" | grep -q "useradd -r -g fleet-agent"
   if [ ${#target[@]} -gt 0 ] && rpm -qp --requires "$rpmfile" | grep -q GLIBC; then

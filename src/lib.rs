@@ -25,28 +25,21 @@
 //! - [`demo`]: the built-in default run (simulated fleet polled on a schedule).
 //! - [`store`]: SQLite store (the only SQL): printers, latest state, events.
 //! - [`telemetry`]: the agent's own Prometheus metrics and log setup (size-rotated file).
-//! - [`refcloud`]: the reference cloud (`fleet-cloud` binary) implementing docs/protocol.md.
-//! - [`signing`]: ed25519 signatures over what the cloud pushes (libraries, updates).
+
 //! - [`update`]: self-update: signed manifest, staging, the launcher that starts a
 //!   verified staged version, health check and rollback.
 //! - [`platform`]: host differences: owner-only files, stop signals, systemd notify, the
 //!   Windows service.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod cloud;
 pub mod config;
-pub mod demo;
 pub mod discovery;
 pub mod jobs;
 pub mod platform;
 pub mod poller;
 pub mod printer;
-pub mod refcloud;
-
-pub mod signing;
-pub mod simulator;
 
 pub mod store;
 pub mod telemetry;

@@ -13,11 +13,11 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(cli::EXIT_FAILURE);
+            std::process::exit(cli::exit::FAILURE);
         }
     };
     if let Err(e) = rt.block_on(cli::run(cli)) {
-        if e.code == fleet_agent::update::EXIT_RESTART {
+        if e.code == cli::exit::RESTART {
             // Not an error: the service manager is asked to start the agent again.
             eprintln!("{}", e.message);
         } else {

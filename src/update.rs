@@ -24,12 +24,14 @@
 //! `cloud.update_keys` (set on the host only), and the file's size and SHA-256 must match
 //! it — when it is downloaded and before every start.
 
-use crate::signing::SignatureError;
+use fleet_protocol::signing::SignatureError;
+pub use fleet_protocol::signing::sha256_hex;
+pub use fleet_protocol::update::{
+    Manifest, PRODUCT, Package, manifest_for, newer, sign, version_numbers,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The product a manifest must name.
-pub const PRODUCT: &str = "fleet-agent";
 /// Largest agent binary accepted.
 pub const MAX_BYTES: u64 = 256 << 20;
 /// Exit status asking the service manager to start the agent again (sysexits
@@ -45,37 +47,6 @@ const LAUNCHED: &str = "FLEET_AGENT_UPDATE_LAUNCHED";
 /// Set by the launcher: the installed binary, which a foreground restart runs again.
 #[cfg_attr(not(unix), allow(dead_code))]
 const LAUNCHER: &str = "FLEET_AGENT_UPDATE_LAUNCHER";
-
-/// What the release signs: which binary, for which platform, and its exact bytes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Manifest {
-    /// Always [`PRODUCT`].
-    pub product: String,
-    /// Dotted numbers (`0.2.0`), compared number by number.
-    pub version: String,
-    /// `std::env::consts::OS` of the platform it runs on (`linux`).
-    pub os: String,
-    /// `std::env::consts::ARCH` (`x86_64`, `aarch64`).
-    pub arch: String,
-    /// The file's size in bytes.
-    pub size: u64,
-    /// The file's SHA-256, lowercase hex.
-    pub sha256: String,
-}
-
-/// A signed manifest as the cloud sends it: the manifest's exact JSON text, the ed25519
-/// signature over those bytes, and the signing key's id.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Package {
-    /// The manifest, as JSON text (the signed bytes).
-    pub manifest: String,
-    /// Base64 of the signature.
-    pub signature: String,
-    /// [`crate::signing::key_id`] of the signing key.
-    pub key_id: String,
-}
 
 /// Why an update was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,51 +96,6 @@ pub enum UpdateError {
     Io(String),
 }
 
-/// Dotted numbers (`1.2.3`; a `-suffix` is ignored).
-fn version_numbers(v: &str) -> Option<Vec<u64>> {
-    let core = v.split(['-', '+']).next()?;
-    core.split('.')
-        .map(|n| n.parse().ok())
-        .collect::<Option<Vec<u64>>>()
-        .filter(|n| !n.is_empty() && n.len() <= 4)
-}
-
-/// Whether `a` is a higher version than `b` (missing numbers count as 0).
-pub fn newer(a: &str, b: &str) -> bool {
-    let (Some(mut a), Some(mut b)) = (version_numbers(a), version_numbers(b)) else {
-        return false;
-    };
-    let n = a.len().max(b.len());
-    a.resize(n, 0);
-    b.resize(n, 0);
-    a > b
-}
-
-pub use crate::signing::sha256_hex;
-
-/// Signs a manifest (release tooling, the reference cloud's CLI, tests).
-pub fn sign(manifest: &Manifest, key: &ed25519_dalek::SigningKey) -> Package {
-    let text = serde_json::to_string_pretty(manifest).unwrap_or_default();
-    let (signature, key_id) = crate::signing::sign(text.as_bytes(), key);
-    Package {
-        manifest: text,
-        signature,
-        key_id,
-    }
-}
-
-/// The manifest for a file, on this platform.
-pub fn manifest_for(version: &str, bytes: &[u8]) -> Manifest {
-    Manifest {
-        product: PRODUCT.into(),
-        version: version.into(),
-        os: std::env::consts::OS.into(),
-        arch: std::env::consts::ARCH.into(),
-        size: bytes.len() as u64,
-        sha256: sha256_hex(bytes),
-    }
-}
-
 /// Verifies a package's signature and checks its manifest: product, version format,
 /// platform, size limit. Whether it is newer is the caller's question.
 ///
@@ -179,7 +105,7 @@ pub fn verify(package: &Package, trusted: &[String]) -> Result<Manifest, UpdateE
     if trusted.is_empty() {
         return Err(UpdateError::NoKeys);
     }
-    crate::signing::verify(
+    fleet_protocol::signing::verify(
         package.manifest.as_bytes(),
         &package.signature,
         &package.key_id,
@@ -240,17 +166,8 @@ pub fn check_file(m: &Manifest, bytes: &[u8]) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// Where a staged version is in its life.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Phase {
-    /// Staged by a job, not yet confirmed healthy.
-    Trial,
-    /// The trial found itself unhealthy and asked to be rolled back.
-    Unhealthy,
-    /// Confirmed: started instead of the installed binary.
-    Active,
-}
+/// Where a staged version is in its life (as the heartbeat reports it).
+pub use fleet_protocol::heartbeat::UpdatePhase as Phase;
 
 /// `<state>/update/state.json`: the staged version and what came before it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -528,13 +445,9 @@ pub fn settle(state_dir: &Path, store: &crate::store::Store) {
     let Some(r) = read_json::<Report>(&path) else {
         return;
     };
-    let doc = serde_json::json!({
-        "status": "failed",
-        "messages": [{ "level": "error", "text": r.text }],
-        "printers": [],
-        "finishedAt": crate::poller::now_ms(),
-    });
-    match store.job_finish(&r.job_id, &doc.to_string(), crate::poller::now_ms()) {
+    let now = crate::poller::now_ms();
+    let doc = fleet_protocol::jobs::JobResult::failed(r.text, now);
+    match store.job_finish(&r.job_id, &doc, now) {
         Ok(()) => {
             std::fs::remove_file(&path).ok();
         }
@@ -550,13 +463,13 @@ static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// The staged update, for the heartbeat: `{version, phase, fromVersion}` (none when the
 /// installed binary runs with nothing staged, or the agent did not start through
 /// [`launch`]).
-pub fn status() -> Option<serde_json::Value> {
+pub fn status() -> Option<fleet_protocol::heartbeat::AgentUpdate> {
     let s = state(STATE_DIR.get()?)?;
-    Some(serde_json::json!({
-        "version": s.version(),
-        "phase": s.phase,
-        "fromVersion": s.from_version,
-    }))
+    Some(fleet_protocol::heartbeat::AgentUpdate {
+        version: s.version(),
+        phase: s.phase,
+        from_version: Some(s.from_version),
+    })
 }
 
 static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -695,16 +608,17 @@ fn confirm_or_fail(
             }
             tracing::info!(version = %version, from = %s.from_version, "Agent update confirmed healthy.");
             if let Some(id) = job {
-                let doc = serde_json::json!({
-                    "status": "completed",
-                    "messages": [{ "level": "info", "text": format!(
+                use fleet_protocol::jobs::{JobResult, Message, Status};
+                let now = crate::poller::now_ms();
+                let doc = JobResult::new(
+                    Status::Completed,
+                    vec![Message::info(format!(
                         "agent updated from version {} to {version}; healthy (the cloud answered its heartbeat)",
                         s.from_version
-                    ) }],
-                    "printers": [],
-                    "finishedAt": crate::poller::now_ms(),
-                });
-                match store.job_finish(&id, &doc.to_string(), crate::poller::now_ms()) {
+                    ))],
+                    now,
+                );
+                match store.job_finish(&id, &doc, now) {
                     Ok(()) => crate::jobs::result_waiting(),
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "The update's result could not be stored.")

@@ -54,4 +54,6 @@ cmp "$exe" "$(find "$work/x" -name fleet-agent.exe)" || fail "the packed executa
 conf=$(find "$work/x" -name fleet-agent.toml)
 cmp config/fleet-agent.toml "$conf" || fail "the packed configuration differs"
 echo "MSI contents:"; (cd "$work/x" && find . -type f -printf '  %p %s bytes\n')
+# The agent alone: the reference cloud and the lab tools never reach an agent host.
+[ "$(find "$work/x" -type f | wc -l)" = 2 ] || fail "the MSI holds more than the agent and its configuration"
 echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default"

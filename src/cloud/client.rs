@@ -1,8 +1,17 @@
 //! The HTTPS client for `docs/protocol.md` (reqwest + rustls): activation, bearer tokens
 //! refreshed early, and uploads. HTTP status maps to the action the caller takes.
 
+use fleet_protocol::activation::{
+    ActivateRequest, Activated, CLIENT_CREDENTIALS, Token, TokenRequest,
+};
+use fleet_protocol::heartbeat::{Heartbeat, HeartbeatAnswer};
+use fleet_protocol::jobs::{Job, JobResult, Progress, StateAnswer};
+use fleet_protocol::upload::{Envelope, Report, ReportStatus, SCHEMA, UploadAnswer};
+use fleet_protocol::{Reason, VERSION_HEADER, VERSION_TEXT as PROTOCOL};
 use fleet_secret::Secret;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -68,10 +77,9 @@ fn classify(e: reqwest::Error) -> CloudError {
 async fn error_of(r: reqwest::Response) -> CloudError {
     let status = r.status().as_u16();
     let reason = r
-        .json::<Value>()
+        .json::<Reason>()
         .await
-        .ok()
-        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
+        .map(|r| r.reason)
         .unwrap_or_default();
     match status {
         401 => CloudError::Unauthorized(reason),
@@ -152,19 +160,27 @@ impl CloudClient {
     /// # Errors
     /// Rejected (with the cloud's reason: malformed, unknown, expired, used) or transient.
     pub async fn activate(&self, code: &str) -> Result<Credentials, CloudError> {
-        let v = self
+        let a: Activated = self
             .post(
                 "/v1/activate",
                 None,
                 None,
-                &json!({ "activationCode": code, "agentVersion": env!("CARGO_PKG_VERSION") }),
+                &ActivateRequest {
+                    activation_code: code.to_string(),
+                    agent_version: env!("CARGO_PKG_VERSION").into(),
+                    hostname: None,
+                    os: Some(format!(
+                        "{}-{}",
+                        std::env::consts::OS,
+                        std::env::consts::ARCH
+                    )),
+                },
             )
             .await?;
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         Ok(Credentials {
-            agent_id: s("agentId"),
-            client_id: s("clientId"),
-            client_secret: Secret::new(s("clientSecret")),
+            agent_id: a.agent_id,
+            client_id: a.client_id,
+            client_secret: a.client_secret,
         })
     }
 
@@ -179,20 +195,20 @@ impl CloudClient {
         {
             return Ok(t);
         }
-        let v = self
+        let v: Token = self
             .post(
                 "/v1/oauth/token",
                 None,
                 None,
-                &json!({ "grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret.expose() }),
+                &TokenRequest {
+                    grant_type: CLIENT_CREDENTIALS.into(),
+                    client_id: creds.client_id.clone(),
+                    client_secret: creds.client_secret.clone(),
+                },
             )
             .await?;
-        let t = v
-            .get("access_token")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let life = v.get("expires_in").and_then(Value::as_u64).unwrap_or(600);
+        let t = v.access_token.expose().to_string();
+        let life = v.expires_in;
         // Refresh at 80 % of the lifetime.
         let until = Instant::now() + Duration::from_secs(life * 8 / 10);
         *self.token.lock().expect("token lock") = Some((t.clone(), until));
@@ -207,20 +223,21 @@ impl CloudClient {
         &self,
         creds: &Credentials,
         message_id: &str,
-        reports: Vec<Value>,
+        reports: Vec<Report>,
         takeover: bool,
-    ) -> Result<Vec<String>, CloudError> {
+        sent_at: i64,
+    ) -> Result<Vec<ReportStatus>, CloudError> {
         let token = self.bearer(creds).await?;
-        let body = json!({
-            "schemaVersion": "fleet-agent-upload/1",
-            "messageId": message_id,
-            "agentId": creds.agent_id,
-            "agentVersion": env!("CARGO_PKG_VERSION"),
-            "sentAt": crate::poller::now_ms(),
-            "takeover": takeover,
-            "reports": reports,
-        });
-        let v = self
+        let body = Envelope {
+            schema_version: SCHEMA.into(),
+            message_id: message_id.into(),
+            agent_id: creds.agent_id.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            sent_at,
+            takeover,
+            reports,
+        };
+        let v: UploadAnswer = self
             .post(
                 &format!("/v1/agents/{}/uploads", creds.agent_id),
                 Some(&token),
@@ -228,26 +245,18 @@ impl CloudClient {
                 &body,
             )
             .await?;
-        Ok(v.get("results")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|x| {
-                        x.get("status")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(v.results.into_iter().map(|r| r.status).collect())
     }
 
     /// Sends a heartbeat; returns the cloud's answer (`jobsWaiting`, `nextHeartbeatSecs`).
     ///
     /// # Errors
     /// As [`CloudError`].
-    pub async fn heartbeat(&self, creds: &Credentials, body: &Value) -> Result<Value, CloudError> {
+    pub async fn heartbeat(
+        &self,
+        creds: &Credentials,
+        body: &Heartbeat,
+    ) -> Result<HeartbeatAnswer, CloudError> {
         let token = self.bearer(creds).await?;
         self.post(
             &format!("/v1/agents/{}/heartbeat", creds.agent_id),
@@ -272,7 +281,7 @@ impl CloudClient {
         let mut req = self
             .http
             .get(format!("{}/v1/agents/{}/config", self.base, creds.agent_id))
-            .header("Fleet-Agent-Protocol", "1")
+            .header(VERSION_HEADER, PROTOCOL)
             .bearer_auth(token);
         if let Some(t) = etag {
             req = req.header("If-None-Match", t);
@@ -298,11 +307,7 @@ impl CloudClient {
     ///
     /// # Errors
     /// As [`CloudError`].
-    pub async fn jobs(
-        &self,
-        creds: &Credentials,
-        wait: Duration,
-    ) -> Result<Vec<Value>, CloudError> {
+    pub async fn jobs(&self, creds: &Credentials, wait: Duration) -> Result<Vec<Job>, CloudError> {
         let token = self.bearer(creds).await?;
         let r = self
             .http
@@ -312,7 +317,7 @@ impl CloudClient {
                 creds.agent_id,
                 wait.as_secs()
             ))
-            .header("Fleet-Agent-Protocol", "1")
+            .header(VERSION_HEADER, PROTOCOL)
             .bearer_auth(token)
             // The cloud holds the request open: allow for that beyond the usual timeout.
             .timeout(wait + Duration::from_secs(15))
@@ -322,24 +327,71 @@ impl CloudClient {
         if !r.status().is_success() {
             return Err(error_of(r).await);
         }
-        let v: Value = r.json().await.map_err(classify)?;
-        Ok(v.get("jobs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        // Each job is read on its own: one the agent cannot read never hides the others.
+        #[derive(serde::Deserialize)]
+        struct Each {
+            jobs: Vec<Value>,
+        }
+        let v: Each = r.json().await.map_err(classify)?;
+        Ok(v.jobs
+            .into_iter()
+            .filter_map(|j| {
+                serde_json::from_value::<Job>(j)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "A job the agent cannot read was ignored."),
+                    )
+                    .ok()
+            })
+            .collect())
     }
 
-    /// Posts to one of a job's endpoints (`ack`, `progress`, `result`).
+    /// Acknowledges a job (pending → inProgress).
     ///
     /// # Errors
     /// As [`CloudError`]; a job that was stopped or expired is `Rejected` with 409.
-    pub async fn job_post(
+    pub async fn job_ack(&self, creds: &Credentials, job_id: &str) -> Result<(), CloudError> {
+        self.job_post::<_, StateAnswer>(creds, job_id, "ack", &serde_json::Map::new())
+            .await
+            .map(drop)
+    }
+
+    /// Reports a job's progress.
+    ///
+    /// # Errors
+    /// As [`CloudError`]; a job not in progress is `Rejected` with 409.
+    pub async fn job_progress(
+        &self,
+        creds: &Credentials,
+        job_id: &str,
+        progress: &Progress,
+    ) -> Result<(), CloudError> {
+        self.job_post::<_, StateAnswer>(creds, job_id, "progress", progress)
+            .await
+            .map(drop)
+    }
+
+    /// Posts a job's result.
+    ///
+    /// # Errors
+    /// As [`CloudError`]; a job no longer in progress is `Rejected` with 409.
+    pub async fn job_result(
+        &self,
+        creds: &Credentials,
+        job_id: &str,
+        result: &JobResult,
+    ) -> Result<(), CloudError> {
+        self.job_post::<_, StateAnswer>(creds, job_id, "result", result)
+            .await
+            .map(drop)
+    }
+
+    async fn job_post<B: Serialize, A: DeserializeOwned>(
         &self,
         creds: &Credentials,
         job_id: &str,
         what: &str,
-        body: &Value,
-    ) -> Result<Value, CloudError> {
+        body: &B,
+    ) -> Result<A, CloudError> {
         let token = self.bearer(creds).await?;
         self.post(
             &format!("/v1/agents/{}/jobs/{job_id}/{what}", creds.agent_id),
@@ -368,7 +420,7 @@ impl CloudClient {
                 "{}/v1/agents/{}/jobs/{job_id}/files/{name}",
                 self.base, creds.agent_id
             ))
-            .header("Fleet-Agent-Protocol", "1")
+            .header(VERSION_HEADER, PROTOCOL)
             .header(reqwest::header::CONTENT_TYPE, "application/gzip")
             .bearer_auth(token)
             .body(body)
@@ -400,7 +452,7 @@ impl CloudClient {
                 "{}/v1/agents/{}/jobs/{job_id}/files/{name}",
                 self.base, creds.agent_id
             ))
-            .header("Fleet-Agent-Protocol", "1")
+            .header(VERSION_HEADER, PROTOCOL)
             .bearer_auth(token)
             .send()
             .await
@@ -427,17 +479,17 @@ impl CloudClient {
 
     /// POSTs `body` to `path` with the protocol header (and the bearer token and
     /// idempotency key when given); a non-2xx answer becomes the matching [`CloudError`].
-    async fn post(
+    async fn post<B: Serialize, A: DeserializeOwned>(
         &self,
         path: &str,
         token: Option<&str>,
         idempotency_key: Option<&str>,
-        body: &Value,
-    ) -> Result<Value, CloudError> {
+        body: &B,
+    ) -> Result<A, CloudError> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("Fleet-Agent-Protocol", "1")
+            .header(VERSION_HEADER, PROTOCOL)
             .json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);

@@ -4,7 +4,9 @@
 
 use super::client::{CloudClient, CloudError, Credentials};
 use crate::store::Store;
-use serde_json::{Value, json};
+use fleet_protocol::heartbeat::{
+    AgentState, Heartbeat, HeartbeatAnswer, OutboxFigures, PrinterCounts,
+};
 use std::sync::Arc;
 use tokio::time::Duration;
 
@@ -15,39 +17,38 @@ pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
 ///
 /// # Errors
 /// On store failure.
-pub fn body(store: &Store, started_ms: i64) -> Result<Value, crate::store::StoreError> {
+pub fn body(store: &Store, started_ms: i64) -> Result<Heartbeat, crate::store::StoreError> {
     let outbox = store.outbox_stats()?;
-    let mut by_health = serde_json::Map::new();
     let printers = store.printers()?;
+    let mut by_health = std::collections::BTreeMap::new();
     for p in &printers {
-        let n = by_health
-            .entry(p.health.as_str())
-            .or_insert(json!(0))
-            .as_u64()
-            .unwrap_or(0);
-        by_health.insert(p.health.as_str().into(), json!(n + 1));
+        *by_health.entry(p.health.as_str().to_string()).or_insert(0) += 1;
     }
     let now = crate::poller::now_ms();
-    let mut body = json!({
-        "agentVersion": env!("CARGO_PKG_VERSION"),
-        "libraryVersion": crate::printer::library::current().version,
-        "protocol": 1,
-        "state": if store.setting(crate::jobs::DISABLED)?.is_some() { "disabled" } else { "running" },
-        "sentAt": now,
-        "uptimeSecs": (now - started_ms).max(0) / 1000,
-        "outbox": {
-            "messages": outbox.messages,
-            "bytes": outbox.bytes,
-            "dropped": outbox.dropped,
-            "rejected": outbox.rejected,
+    Ok(Heartbeat {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        library_version: crate::printer::library::current().version,
+        protocol: fleet_protocol::VERSION,
+        state: if store.setting(crate::jobs::DISABLED)?.is_some() {
+            AgentState::Disabled
+        } else {
+            AgentState::Running
         },
-        "printers": { "total": printers.len(), "byHealth": by_health },
-        "config": super::settings::status(store)?.to_json(),
-    });
-    if let Some(u) = crate::update::status() {
-        body["agentUpdate"] = u;
-    }
-    Ok(body)
+        sent_at: now,
+        uptime_secs: (now - started_ms).max(0) / 1000,
+        outbox: OutboxFigures {
+            messages: outbox.messages,
+            bytes: outbox.bytes,
+            dropped: outbox.dropped,
+            rejected: outbox.rejected,
+        },
+        printers: PrinterCounts {
+            total: printers.len() as u64,
+            by_health,
+        },
+        config: super::settings::status(store)?,
+        agent_update: crate::update::status(),
+    })
 }
 
 /// What the heartbeat needs to pull settings when the cloud's `configEtag` is new.
@@ -66,9 +67,9 @@ async fn maybe_pull(
     creds: &Credentials,
     store: &Store,
     link: &SettingsLink,
-    answer: &Value,
+    answer: &HeartbeatAnswer,
 ) -> bool {
-    let Some(tag) = answer.get("configEtag").and_then(Value::as_str) else {
+    let Some(tag) = answer.config_etag.as_deref() else {
         return false;
     };
     let s = store.clone();
@@ -118,7 +119,7 @@ pub async fn run(
                     if let Some(link) = &settings {
                         again = maybe_pull(&client, &creds, &store, link, &answer).await;
                     }
-                    if let Some(secs) = answer.get("nextHeartbeatSecs").and_then(Value::as_u64) {
+                    if let Some(secs) = answer.next_heartbeat_secs {
                         // Bounded so a confused cloud cannot make the agent chatty or mute.
                         period = Duration::from_secs(secs.clamp(10, 3600));
                     }

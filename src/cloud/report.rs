@@ -1,33 +1,11 @@
-//! Upload decisions and payloads: the keyed view of a printer report (supplies and alerts
-//! become objects keyed by `supplyKey` / `alertKey`, so a delta can touch one element),
-//! RFC 7396 merge-patch diffs over it, and the seed's rule for when to send.
+//! Upload decisions: the seed's rule for when to send, over the keyed view of a printer
+//! report and its merge-patch diffs (`fleet_protocol::keyed`).
 
 use crate::printer::PrinterReport;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use fleet_protocol::keyed::diff;
+use serde_json::Value;
 
-/// Why an upload happens (the upload schema's `trigger`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Trigger {
-    /// First successful poll of a new printer.
-    Enrolment,
-    /// At least 24 h since the last full upload.
-    #[serde(rename = "heartbeat24h")]
-    Heartbeat24h,
-    /// An alert was raised or cleared.
-    AlertChange,
-    /// A supply level went down.
-    SupplyDecrease,
-    /// A supply level went up (replaced, or a receptacle emptied).
-    SupplyReplaced,
-    /// Serial, model, manufacturer or firmware changed.
-    IdentityChange,
-    /// The cloud or the user asked for a refresh.
-    OnDemand,
-    /// The cloud answered "resync".
-    Resync,
-}
+pub use fleet_protocol::upload::Trigger;
 
 /// What to send after a poll.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,102 +48,9 @@ pub struct Sent {
     pub last_snapshot_ms: i64,
 }
 
-fn rekey(v: &mut Value, field: &str, key: &str) {
-    if let Some(Value::Array(items)) = v.get_mut(field) {
-        let mut m = Map::new();
-        for it in items.drain(..) {
-            if let Some(k) = it.get(key).and_then(Value::as_str) {
-                m.insert(k.to_string(), it);
-            }
-        }
-        v[field] = Value::Object(m);
-    }
-}
-
-fn unkey(v: &mut Value, field: &str) {
-    if let Some(Value::Object(m)) = v.get_mut(field) {
-        // Object keys come back sorted (serde_json's map is ordered by key).
-        let items: Vec<Value> = std::mem::take(m).into_iter().map(|(_, x)| x).collect();
-        v[field] = Value::Array(items);
-    }
-}
-
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
-}
-
-/// Returns the keyed view of a report (without `collectedAt`, which travels beside it).
-/// Null members are left out: absent means null (DATA-MODEL.md §1.2), which is also what
-/// a merge patch can express, so applying a delta reproduces this view exactly.
+/// Returns the keyed view of a report ([`fleet_protocol::keyed::keyed`]).
 pub fn keyed(report: &PrinterReport) -> Value {
-    keyed_json(serde_json::to_value(report).unwrap_or(Value::Null))
-}
-
-/// Like [`keyed`], from a report already in JSON form (the cloud side of a snapshot).
-pub fn keyed_json(mut v: Value) -> Value {
-    if let Value::Object(m) = &mut v {
-        m.remove("collectedAt");
-    }
-    strip_nulls(&mut v);
-    rekey(&mut v, "supplies", "supplyKey");
-    rekey(&mut v, "alerts", "alertKey");
-    v
-}
-
-/// Turns a keyed view back into the API shape (arrays sorted by key).
-pub fn unkeyed(keyed: &Value) -> Value {
-    let mut v = keyed.clone();
-    unkey(&mut v, "supplies");
-    unkey(&mut v, "alerts");
-    v
-}
-
-/// Computes the RFC 7396 merge patch that turns `old` into `new` (`None` when equal).
-/// Objects are diffed member by member; anything else is replaced; members missing from
-/// `new` become `null` (delete). A `null` value present in `new` cannot be expressed by a
-/// merge patch, so it is also sent as `null` and the member disappears: consumers treat
-/// absent as null (DATA-MODEL.md §1.2).
-pub fn diff(old: &Value, new: &Value) -> Option<Value> {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut patch = Map::new();
-            for (k, va) in a {
-                match b.get(k) {
-                    None => {
-                        patch.insert(k.clone(), Value::Null);
-                    }
-                    Some(vb) => {
-                        if va.is_object() && vb.is_object() {
-                            if let Some(p) = diff(va, vb) {
-                                patch.insert(k.clone(), p);
-                            }
-                        } else if va != vb {
-                            patch.insert(k.clone(), vb.clone());
-                        }
-                    }
-                }
-            }
-            for (k, vb) in b {
-                if !a.contains_key(k) && !vb.is_null() {
-                    patch.insert(k.clone(), vb.clone());
-                }
-            }
-            (!patch.is_empty()).then_some(Value::Object(patch))
-        }
-        _ => (old != new).then(|| new.clone()),
-    }
-}
-
-/// Applies a merge patch (RFC 7396).
-pub fn apply(target: &mut Value, patch: &Value) {
-    json_patch::merge(target, patch);
+    fleet_protocol::keyed::keyed(serde_json::to_value(report).unwrap_or(Value::Null))
 }
 
 fn percent_of(s: &Value) -> Option<i64> {
@@ -376,36 +261,5 @@ mod tests {
             decide(Some(&s), &report(1000, 49, true, "SN1"), H, rule),
             Decision::Nothing
         );
-    }
-
-    #[test]
-    fn applying_the_delta_to_the_keyed_state_gives_the_new_state() {
-        let a = report(1000, 50, true, "SN1");
-        let b = report(1234, 40, false, "SN1");
-        let patch = diff(&keyed(&a), &keyed(&b)).unwrap();
-        let mut state = keyed(&a);
-        apply(&mut state, &patch);
-        assert_eq!(state, keyed(&b));
-        // And back to the API shape: arrays sorted by key.
-        let api = unkeyed(&state);
-        let keys: Vec<&str> = api["supplies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["supplyKey"].as_str().unwrap())
-            .collect();
-        assert_eq!(keys, ["m:1.1", "m:1.2"]);
-        assert!(api["alerts"].as_array().unwrap().is_empty());
-        assert_eq!(diff(&keyed(&a), &keyed(&a)), None);
-        // A level that becomes -3 (someRemaining): the percentage disappears.
-        let c = report(1234, -3, false, "SN1");
-        let patch = diff(&keyed(&b), &keyed(&c)).unwrap();
-        assert_eq!(
-            patch["supplies"]["m:1.1"]["currentLevel"],
-            serde_json::Value::Null
-        );
-        let mut state = keyed(&b);
-        apply(&mut state, &patch);
-        assert_eq!(state, keyed(&c));
     }
 }

@@ -6,6 +6,7 @@
 
 use super::client::{CloudClient, CloudError, Credentials};
 use crate::store::Store;
+use fleet_protocol::upload::{Report, ReportStatus};
 use std::sync::Arc;
 use tokio::time::Duration;
 
@@ -82,15 +83,25 @@ pub async fn run(
             None
         };
         for m in due {
-            let body: serde_json::Value =
-                serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null);
             let s = store.clone();
+            let report = match serde_json::from_str::<Report>(&m.body) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Written by this agent, so only a damaged store gets here.
+                    tracing::error!(message = %m.message_id, error = %e, "Outbox message unreadable; dropped.");
+                    tokio::task::spawn_blocking(move || s.reject(&[m.id]).ok())
+                        .await
+                        .ok();
+                    continue;
+                }
+            };
             match client
                 .upload(
                     &creds,
                     &m.message_id,
-                    vec![body.clone()],
+                    vec![report],
                     ownership.takeover,
+                    crate::poller::now_ms(),
                 )
                 .await
             {
@@ -102,11 +113,11 @@ pub async fn run(
                         "kind": m.kind,
                         "printerKey": m.printer_key,
                         "sentAtMs": crate::poller::now_ms(),
-                        "body": body,
+                        "body": serde_json::from_str::<serde_json::Value>(&m.body).unwrap_or_default(),
                     })
                     .to_string();
-                    let resync = statuses.iter().any(|x| x == "resync");
-                    if statuses.iter().any(|x| x == "ownedByAnotherAgent")
+                    let resync = statuses.contains(&ReportStatus::Resync);
+                    if statuses.contains(&ReportStatus::OwnedByAnotherAgent)
                         && let Some(k) = &m.printer_key
                     {
                         owned_elsewhere(&store, &ownership, k).await;

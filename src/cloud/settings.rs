@@ -8,6 +8,7 @@ use super::client::{CloudClient, CloudError, Credentials};
 use crate::config::{Config, ConfigErrors, Source};
 use crate::store::secrets::SealKey;
 use crate::store::{Store, StoreError};
+use fleet_protocol::heartbeat::Rejected;
 use fleet_secret::Secret;
 use serde_json::{Value, json};
 
@@ -15,28 +16,16 @@ const DOC: &str = "cloud.settings";
 const ETAG: &str = "cloud.settings_etag";
 const REJECTED: &str = "cloud.settings_rejected";
 
-/// What the agent holds of the cloud's settings, for the heartbeat and the status page.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    /// Entity tag of the document in force.
-    pub etag: Option<String>,
-    /// The last refused document: its entity tag and why.
-    pub rejected: Option<(String, String)>,
-}
+/// What the agent holds of the cloud's settings (the heartbeat's `config`).
+pub use fleet_protocol::heartbeat::ConfigStatus as Status;
 
-impl Status {
-    /// The heartbeat's `config` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "etag": self.etag,
-            "rejected": self.rejected.as_ref().map(|(t, r)| json!({ "etag": t, "reason": r })),
-        })
-    }
-
-    /// Whether `tag` (from the heartbeat answer) is already known, applied or refused.
-    pub fn knows(&self, tag: &str) -> bool {
-        self.etag.as_deref() == Some(tag) || self.rejected.as_ref().is_some_and(|(t, _)| t == tag)
-    }
+/// The refused document as stored: the heartbeat's part and when.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRejection {
+    #[serde(flatten)]
+    rejected: Rejected,
+    at_ms: i64,
 }
 
 /// Reads the status from the store.
@@ -46,13 +35,8 @@ impl Status {
 pub fn status(store: &Store) -> Result<Status, StoreError> {
     let rejected = store
         .setting(REJECTED)?
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|v| {
-            Some((
-                v.get("etag")?.as_str()?.to_string(),
-                v.get("reason")?.as_str()?.to_string(),
-            ))
-        });
+        .and_then(|s| serde_json::from_str::<StoredRejection>(&s).ok())
+        .map(|r| r.rejected);
     Ok(Status {
         etag: store.setting(ETAG)?,
         rejected,
@@ -120,7 +104,7 @@ pub async fn pull(
         .etag
         .iter()
         .map(String::as_str)
-        .chain(st.rejected.iter().map(|(t, _)| t.as_str()))
+        .chain(st.rejected.iter().map(|r| r.etag.as_str()))
         .collect();
     let known = (!known.is_empty()).then(|| known.join(", "));
     let Some((tag, doc)) = client.config(creds, known.as_deref()).await? else {
@@ -146,9 +130,13 @@ pub async fn pull(
     };
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         match reason {
-            Some(r) => s.set_setting(
+            Some(reason) => s.set_setting(
                 REJECTED,
-                &json!({ "etag": tag2, "reason": r, "atMs": crate::poller::now_ms() }).to_string(),
+                &serde_json::to_string(&StoredRejection {
+                    rejected: Rejected { etag: tag2, reason },
+                    at_ms: crate::poller::now_ms(),
+                })
+                .unwrap_or_default(),
             ),
             None => {
                 s.set_secret(&k, DOC, &Secret::new(doc2.to_string()))?;

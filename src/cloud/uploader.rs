@@ -7,7 +7,8 @@ use super::report::{self, Decision, Rule, Sent, Trigger};
 use crate::printer::PrinterReport;
 use crate::store::outbox::{SentRow, new_message_id};
 use crate::store::{Store, StoreError};
-use serde_json::{Value, json};
+use fleet_protocol::upload::{Delta, Report, Snapshot};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -82,35 +83,43 @@ pub fn process(
     };
     let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
     let keyed = report::keyed(&r.report);
-    let (kind, trigger, body, last_snapshot_ms) = match decision {
+    let (trigger, body, last_snapshot_ms) = match decision {
         Decision::Nothing => return Ok(None),
         Decision::Snapshot(t) => {
-            let mut body = serde_json::to_value(&r.report).unwrap_or(Value::Null);
-            if let Value::Object(m) = &mut body {
-                m.insert("kind".into(), json!("snapshot"));
-                m.insert("reportSeq".into(), json!(seq));
-                m.insert("trigger".into(), json!(t));
-            }
-            ("snapshot", t, body, now_ms)
+            let Value::Object(mut body) = serde_json::to_value(&r.report).unwrap_or(Value::Null)
+            else {
+                return Ok(None);
+            };
+            body.remove("serialNumber");
+            body.remove("collectedAt");
+            let snap = Snapshot {
+                report_seq: seq,
+                trigger: t,
+                serial_number: r.report.serial_number.clone(),
+                collected_at: r.report.collected_at,
+                body,
+            };
+            (t, Report::Snapshot(snap), now_ms)
         }
         Decision::Delta(t, patch) => {
-            let base = prev.as_ref().map_or(0, |p| p.seq);
-            let body = json!({
-                "kind": "delta",
-                "serialNumber": r.report.serial_number,
-                "reportSeq": seq,
-                "baseReportSeq": base,
-                "collectedAt": r.report.collected_at,
-                "trigger": t,
-                "patch": patch,
-            });
+            let delta = Delta {
+                serial_number: r.report.serial_number.clone(),
+                report_seq: seq,
+                base_report_seq: prev.as_ref().map_or(0, |p| p.seq),
+                collected_at: r.report.collected_at,
+                trigger: t,
+                patch,
+            };
             (
-                "delta",
                 t,
-                body,
+                Report::Delta(delta),
                 prev.as_ref().map_or(now_ms, |p| p.last_snapshot_ms),
             )
         }
+    };
+    let kind = match body {
+        Report::Snapshot(_) => "snapshot",
+        Report::Delta(_) => "delta",
     };
     let state = SentRow {
         seq,
@@ -122,7 +131,7 @@ pub fn process(
         &state,
         &new_message_id(),
         kind,
-        &body.to_string(),
+        &serde_json::to_string(&body).unwrap_or_default(),
         now_ms,
         cap_bytes,
     )?;

@@ -685,82 +685,7 @@ fn validate(
                 ),
             );
         }
-        let security = match rp.auth {
-            raw::RawAuth::V1 { community } => Security::Community {
-                version: fleet_snmp::Version::V1,
-                community,
-            },
-            raw::RawAuth::V2c { community } => Security::Community {
-                version: fleet_snmp::Version::V2c,
-                community,
-            },
-            raw::RawAuth::V3 {
-                user,
-                auth_protocol,
-                auth_pass,
-                priv_protocol,
-                priv_pass,
-                context,
-                key_extension,
-            } => {
-                let ap = auth_protocol.map(|s| s.parse::<AuthProtocol>());
-                let pp = priv_protocol.map(|s| s.parse::<PrivProtocol>());
-                let mut auth = None;
-                let mut privacy = None;
-                match (ap, auth_pass) {
-                    (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => auth = Some((p, pw)),
-                    (Some(Ok(_)), Some(_)) => err(
-                        at("auth.auth_pass"),
-                        "SNMPv3 pass phrases need at least 8 characters".into(),
-                    ),
-                    (Some(Ok(_)), None) => {
-                        err(at("auth.auth_pass"), "required with auth_protocol".into())
-                    }
-                    (Some(Err(e)), _) => err(at("auth.auth_protocol"), e),
-                    (None, Some(_)) => {
-                        err(at("auth.auth_protocol"), "required with auth_pass".into())
-                    }
-                    (None, None) => {}
-                }
-                match (pp, priv_pass) {
-                    (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => privacy = Some((p, pw)),
-                    (Some(Ok(_)), Some(_)) => err(
-                        at("auth.priv_pass"),
-                        "SNMPv3 pass phrases need at least 8 characters".into(),
-                    ),
-                    (Some(Ok(_)), None) => {
-                        err(at("auth.priv_pass"), "required with priv_protocol".into())
-                    }
-                    (Some(Err(e)), _) => err(at("auth.priv_protocol"), e),
-                    (None, Some(_)) => {
-                        err(at("auth.priv_protocol"), "required with priv_pass".into())
-                    }
-                    (None, None) => {}
-                }
-                if privacy.is_some() && auth.is_none() {
-                    err(
-                        at("auth.priv_protocol"),
-                        "privacy needs authentication (auth_protocol and auth_pass)".into(),
-                    );
-                }
-                let ext = match key_extension.as_deref().map(str::parse::<KeyExtension>) {
-                    None => KeyExtension::Blumenthal,
-                    Some(Ok(k)) => k,
-                    Some(Err(e)) => {
-                        err(at("auth.key_extension"), e);
-                        KeyExtension::Blumenthal
-                    }
-                };
-                if user.is_empty() {
-                    err(at("auth.user"), "must not be empty".into());
-                }
-                Security::Usm(Arc::new(
-                    UsmUser::new(user, auth, privacy)
-                        .with_context(context.unwrap_or_default())
-                        .with_extension(ext),
-                ))
-            }
-        };
+        let security = security(rp.auth, &at("auth"), &mut err);
         profiles.push(Profile {
             name: rp.name,
             security,
@@ -909,7 +834,7 @@ fn validate(
         ("update_keys", &rc.update_keys),
     ] {
         for (i, k) in keys.iter().enumerate() {
-            if let Err(e) = crate::signing::public_key(k) {
+            if let Err(e) = fleet_protocol::signing::public_key(k) {
                 err(format!("cloud.{name}[{i}]"), e);
             }
         }
@@ -998,6 +923,105 @@ fn validate(
         printers,
         upload,
     })
+}
+
+/// Turns an `auth` entry (`snmp_profiles[i].auth`, a job's `params.auth`) into SNMP
+/// security; every problem goes to `err` under `path`.
+fn security(auth: raw::RawAuth, path: &str, err: &mut impl FnMut(String, String)) -> Security {
+    let at = |k: &str| format!("{path}{k}");
+    match auth {
+        raw::RawAuth::V1 { community } => Security::Community {
+            version: fleet_snmp::Version::V1,
+            community,
+        },
+        raw::RawAuth::V2c { community } => Security::Community {
+            version: fleet_snmp::Version::V2c,
+            community,
+        },
+        raw::RawAuth::V3 {
+            user,
+            auth_protocol,
+            auth_pass,
+            priv_protocol,
+            priv_pass,
+            context,
+            key_extension,
+        } => {
+            let ap = auth_protocol.map(|s| s.parse::<AuthProtocol>());
+            let pp = priv_protocol.map(|s| s.parse::<PrivProtocol>());
+            let mut auth = None;
+            let mut privacy = None;
+            match (ap, auth_pass) {
+                (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => auth = Some((p, pw)),
+                (Some(Ok(_)), Some(_)) => err(
+                    at(".auth_pass"),
+                    "SNMPv3 pass phrases need at least 8 characters".into(),
+                ),
+                (Some(Ok(_)), None) => err(at(".auth_pass"), "required with auth_protocol".into()),
+                (Some(Err(e)), _) => err(at(".auth_protocol"), e),
+                (None, Some(_)) => err(at(".auth_protocol"), "required with auth_pass".into()),
+                (None, None) => {}
+            }
+            match (pp, priv_pass) {
+                (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => privacy = Some((p, pw)),
+                (Some(Ok(_)), Some(_)) => err(
+                    at(".priv_pass"),
+                    "SNMPv3 pass phrases need at least 8 characters".into(),
+                ),
+                (Some(Ok(_)), None) => err(at(".priv_pass"), "required with priv_protocol".into()),
+                (Some(Err(e)), _) => err(at(".priv_protocol"), e),
+                (None, Some(_)) => err(at(".priv_protocol"), "required with priv_pass".into()),
+                (None, None) => {}
+            }
+            if privacy.is_some() && auth.is_none() {
+                err(
+                    at(".priv_protocol"),
+                    "privacy needs authentication (auth_protocol and auth_pass)".into(),
+                );
+            }
+            let ext = match key_extension.as_deref().map(str::parse::<KeyExtension>) {
+                None => KeyExtension::Blumenthal,
+                Some(Ok(k)) => k,
+                Some(Err(e)) => {
+                    err(at(".key_extension"), e);
+                    KeyExtension::Blumenthal
+                }
+            };
+            if user.is_empty() {
+                err(at(".user"), "must not be empty".into());
+            }
+            Security::Usm(Arc::new(
+                UsmUser::new(user, auth, privacy)
+                    .with_context(context.unwrap_or_default())
+                    .with_extension(ext),
+            ))
+        }
+    }
+}
+
+/// Validates SNMP credentials in the configuration's `auth` shape, as a job carries them
+/// (`{ "type": "v3", "user", "auth_protocol", "auth_pass", ... }`); problems are named
+/// under `path` (`params.auth.auth_pass: ...`).
+///
+/// # Errors
+/// Every problem, `path: message`, joined by "; ".
+pub fn auth_security(auth: &serde_json::Value, path: &str) -> Result<Security, String> {
+    let raw: raw::RawAuth = serde_path_to_error::deserialize(auth).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            path.to_string()
+        } else {
+            format!("{path}.{at}")
+        };
+        format!("{at}: {}", e.into_inner())
+    })?;
+    let mut problems = Vec::new();
+    let s = security(raw, path, &mut |p, m| problems.push(format!("{p}: {m}")));
+    if problems.is_empty() {
+        Ok(s)
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Parses `ip`, `ip:port` or `[v6]:port` (port 161 by default). Host names are resolved

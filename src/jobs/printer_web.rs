@@ -57,7 +57,7 @@ impl rustls::client::danger::ServerCertVerifier for TrustOnFirstUse {
         _ocsp_response: &[u8],
         _now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let fp = crate::signing::sha256_hex(end_entity.as_ref());
+        let fp = fleet_protocol::signing::sha256_hex(end_entity.as_ref());
         *self
             .seen
             .lock()

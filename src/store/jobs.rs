@@ -2,6 +2,7 @@
 //! with their results until the cloud has acknowledged them.
 
 use super::{Store, StoreError};
+use fleet_protocol::jobs::JobResult;
 use rusqlite::{OptionalExtension, params};
 
 /// Where a job is in its life on this agent.
@@ -35,7 +36,7 @@ impl JobState {
 }
 
 /// One stored job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
     /// The cloud's job id.
     pub job_id: String,
@@ -45,8 +46,8 @@ pub struct JobRow {
     pub body: String,
     /// State on this agent.
     pub state: JobState,
-    /// Result (JSON), once done.
-    pub result: Option<String>,
+    /// Result, once done (an unreadable stored result reads as none).
+    pub result: Option<JobResult>,
     /// Whether the cloud has the result.
     pub result_sent: bool,
     /// When it arrived (epoch ms).
@@ -59,7 +60,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         kind: r.get(1)?,
         body: r.get(2)?,
         state: JobState::parse(&r.get::<_, String>(3)?),
-        result: r.get(4)?,
+        result: r
+            .get::<_, Option<String>>(4)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
         result_sent: r.get::<_, i64>(5)? != 0,
         received_ms: r.get(6)?,
     })
@@ -115,10 +118,16 @@ impl Store {
     ///
     /// # Errors
     /// On SQL failure.
-    pub fn job_finish(&self, job_id: &str, result: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn job_finish(
+        &self,
+        job_id: &str,
+        result: &JobResult,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(result).unwrap_or_default();
         self.conn().execute(
             "UPDATE jobs SET state = 'done', result = ?2, finished_ms = ?3 WHERE job_id = ?1",
-            params![job_id, result, now_ms],
+            params![job_id, text, now_ms],
         )?;
         Ok(())
     }
@@ -187,9 +196,10 @@ mod tests {
         assert_eq!(again.state, JobState::Accepted);
         s.job_start("j1").unwrap();
         assert_eq!(s.jobs_in(JobState::Running).unwrap().len(), 1);
-        s.job_finish("j1", r#"{"status":"completed"}"#, 3).unwrap();
+        let r = JobResult::new(fleet_protocol::jobs::Status::Completed, vec![], 3);
+        s.job_finish("j1", &r, 3).unwrap();
         let done = s.jobs_in(JobState::Done).unwrap();
-        assert_eq!(done[0].result.as_deref(), Some(r#"{"status":"completed"}"#));
+        assert_eq!(done[0].result.as_ref(), Some(&r));
         assert!(!done[0].result_sent);
         assert_eq!(s.jobs_unsent().unwrap().len(), 1);
         s.job_result_sent("j1").unwrap();

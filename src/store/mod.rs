@@ -3,7 +3,6 @@
 
 pub mod jobs;
 pub mod outbox;
-pub mod refcloud;
 pub mod secrets;
 
 use rusqlite::{Connection, OptionalExtension, params};

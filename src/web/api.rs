@@ -495,7 +495,7 @@ pub async fn status(State(agent): Shared) -> Response {
             "recent": recent.iter().map(|j| json!({
                 "jobId": j.job_id, "type": j.kind, "state": j.state.as_str(),
                 "receivedAtMs": j.received_ms,
-                "result": j.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+                "result": j.result,
             })).collect::<Vec<_>>(),
         },
     }))

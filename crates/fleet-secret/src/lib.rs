@@ -73,6 +73,58 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Serde helpers that write the value itself, for the one place it must travel: the wire
+/// document sent to the party the secret belongs to (`#[serde(with = "…::exposed")]`).
+/// `Debug`, `Display` and every other serialization still print `<redacted>`.
+pub mod exposed {
+    use super::Secret;
+
+    /// Writes the secret's value.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: serde::Serializer>(v: &Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    /// Reads a secret (as `Secret`'s own `Deserialize`).
+    ///
+    /// # Errors
+    /// Not a string.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+
+    /// The same for an optional secret.
+    pub mod option {
+        use super::Secret;
+
+        /// Writes the value, or `null`.
+        ///
+        /// # Errors
+        /// The serializer's.
+        pub fn serialize<S: serde::Serializer>(
+            v: &Option<Secret>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(x) => s.serialize_some(x.expose()),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads an optional secret.
+        ///
+        /// # Errors
+        /// Not a string or null.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Secret>, D::Error> {
+            serde::Deserialize::deserialize(d)
+        }
+    }
+}
+
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Secret(s.to_string())
@@ -89,6 +141,29 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
         assert_eq!(s.expose(), "hunter2-community");
+    }
+
+    #[test]
+    fn exposed_writes_the_value_only_where_asked() {
+        #[derive(serde::Serialize, Debug)]
+        struct Wire {
+            #[serde(with = "crate::exposed")]
+            token: Secret,
+            #[serde(with = "crate::exposed::option")]
+            pass: Option<Secret>,
+            other: Secret,
+        }
+        let w = Wire {
+            token: Secret::new("t0k"),
+            pass: Some(Secret::new("p4ss")),
+            other: Secret::new("hidden"),
+        };
+        assert_eq!(
+            serde_json::to_string(&w).unwrap(),
+            r#"{"token":"t0k","pass":"p4ss","other":"<redacted>"}"#
+        );
+        let d = format!("{w:?}");
+        assert!(!d.contains("t0k") && !d.contains("p4ss"), "{d}");
     }
 
     #[test]

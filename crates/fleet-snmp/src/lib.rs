@@ -123,6 +123,31 @@ impl fmt::Debug for UsmUser {
 }
 
 impl UsmUser {
+    /// Parses `NAME`, `NAME:AUTH:AUTHPASS` or `NAME:AUTH:AUTHPASS:PRIV:PRIVPASS` (e.g.
+    /// `fleet:sha256:authpass123:aes128:privpass123`), as the simulator's `--v3-user`.
+    ///
+    /// # Errors
+    /// A malformed specification or an unknown protocol.
+    pub fn from_spec(spec: &str) -> Result<UsmUser, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let auth = |p: &str, pw: &str| -> Result<_, String> { Ok((p.parse()?, Secret::new(pw))) };
+        let privacy =
+            |p: &str, pw: &str| -> Result<_, String> { Ok((p.parse()?, Secret::new(pw))) };
+        match parts.as_slice() {
+            [name] => Ok(UsmUser::new(*name, None, None)),
+            [name, ap, apw] => Ok(UsmUser::new(*name, Some(auth(ap, apw)?), None)),
+            [name, ap, apw, pp, ppw] => Ok(UsmUser::new(
+                *name,
+                Some(auth(ap, apw)?),
+                Some(privacy(pp, ppw)?),
+            )),
+            _ => Err(format!(
+                "{:?}: expected NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS]",
+                parts.first().unwrap_or(&"")
+            )),
+        }
+    }
+
     /// Creates a user; `privacy` without `auth` is ignored (USM forbids it).
     pub fn new(
         name: impl Into<String>,

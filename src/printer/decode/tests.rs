@@ -142,7 +142,7 @@ fn a_hot_swapped_library_adds_a_vendor() {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
     }];
-    let mut lib = library::Library::builtin();
+    let mut lib = library::builtin();
     lib.version = 1_000;
     lib.vendors.push(VendorData {
         name: "Initech".into(),

@@ -1,0 +1,146 @@
+//! The administration API: agent instances and their activation codes, their settings
+//! documents, and the assembled printers in the seed API's shape.
+
+use super::{Cloud, Doc, etag, reason, unavailable};
+use crate::db::AssetRow;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fleet_protocol::admin::{
+    AgentView, Agents, Asset, AssetsPage, CreatedAgent, NewAgent, SettingsSaved,
+};
+use fleet_protocol::keyed;
+use serde_json::Value;
+
+/// `POST /admin/v1/agents`.
+pub async fn create_agent(
+    State(c): State<Cloud>,
+    headers: HeaderMap,
+    Doc(body): Doc<NewAgent>,
+) -> Response {
+    if let Err(r) = c.admin(&headers) {
+        return r.into_response();
+    }
+    let name = body.name.as_deref().unwrap_or("fleet agent");
+    let settings = Value::Object(body.settings.unwrap_or_default());
+    match c.create_agent(name, &settings) {
+        Ok((agent_id, activation_code, expires_at)) => (
+            StatusCode::CREATED,
+            axum::Json(CreatedAgent {
+                agent_id,
+                activation_code,
+                expires_at,
+            }),
+        )
+            .into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `GET /admin/v1/agents`: every instance with its last heartbeat.
+pub async fn agents(State(c): State<Cloud>, headers: HeaderMap) -> Response {
+    if let Err(r) = c.admin(&headers) {
+        return r.into_response();
+    }
+    let db = c.db.clone();
+    match tokio::task::spawn_blocking(move || db.agents()).await {
+        Ok(Ok(rows)) => {
+            let agents = rows
+                .into_iter()
+                .map(|a| {
+                    let (at, body) = match &a.heartbeat {
+                        Some((t, b)) => (Some(*t), serde_json::from_str(b).ok()),
+                        None => (None, None),
+                    };
+                    AgentView {
+                        agent_id: a.id,
+                        name: a.name,
+                        activated: a.activated,
+                        last_heartbeat_at: at,
+                        last_heartbeat: body,
+                    }
+                })
+                .collect();
+            axum::Json(Agents { agents }).into_response()
+        }
+        _ => unavailable(),
+    }
+}
+
+/// `PUT /admin/v1/agents/{id}/settings`: replaces the settings document (any JSON
+/// object; the agent validates it and reports a rejection in its heartbeat).
+pub async fn settings(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    Doc(body): Doc<Value>,
+) -> Response {
+    if let Err(r) = c.admin(&headers) {
+        return r.into_response();
+    }
+    if !body.is_object() {
+        return reason(StatusCode::BAD_REQUEST, "settings must be a JSON object");
+    }
+    let (db, text) = (c.db.clone(), body.to_string());
+    let tag = etag(&text);
+    match tokio::task::spawn_blocking(move || db.set_settings(&agent_id, &text)).await {
+        Ok(Ok(true)) => axum::Json(SettingsSaved { etag: tag }).into_response(),
+        Ok(Ok(false)) => reason(StatusCode::NOT_FOUND, "no such agent"),
+        _ => unavailable(),
+    }
+}
+
+/// Builds one asset in the seed API's shape (DATA-MODEL.md §1.4, §4.4): agent-only keys
+/// (`supplyKey`, `alertKey`, `ext`) are left out.
+pub fn asset(a: &AssetRow) -> Asset {
+    let state: Value = serde_json::from_str(&a.keyed).unwrap_or(Value::Null);
+    let api = keyed::unkeyed(&state);
+    let strip = |arr: Option<&Value>, key: &str| -> Vec<Value> {
+        let items = arr.and_then(Value::as_array).cloned().unwrap_or_default();
+        items
+            .into_iter()
+            .map(|mut x| {
+                if let Value::Object(m) = &mut x {
+                    m.remove(key);
+                    m.remove("ext");
+                }
+                x
+            })
+            .collect()
+    };
+    let mut counters = api.get("counters").cloned().unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut counters {
+        m.remove("ext");
+    }
+    let text = |k: &str| api.get(k).and_then(Value::as_str).map(str::to_string);
+    Asset {
+        manufacturer: text("manufacturer"),
+        model_name: text("modelName"),
+        serial_number: a.serial.clone(),
+        account_id: a.agent_id.clone(),
+        name: None,
+        description: None,
+        date_created: a.date_created_ms,
+        date_modified: a.date_modified_ms,
+        last_communication: a.date_modified_ms,
+        last_data_refresh: a.last_data_refresh,
+        communicating: true,
+        authenticated: None,
+        base_firmware_last_modified_date: None,
+        counters,
+        diagnostic_events: vec![],
+        supplies: strip(api.get("supplies"), "supplyKey"),
+        alerts: strip(api.get("alerts"), "alertKey"),
+    }
+}
+
+/// `GET /v1.0/assets`: every printer, one page.
+pub async fn assets(State(c): State<Cloud>, headers: HeaderMap) -> Response {
+    if let Err(r) = c.admin(&headers) {
+        return r.into_response();
+    }
+    match c.db.assets() {
+        Ok(rows) => axum::Json(AssetsPage::one(rows.iter().map(asset).collect())).into_response(),
+        Err(_) => unavailable(),
+    }
+}

@@ -1,0 +1,6 @@
+//! The reference cloud's integration tests, one binary: the `fleet-cloud` command line,
+//! recurring jobs on the cloud's clock, and docs/protocol.md against the routes served.
+
+mod cli;
+mod protocol_doc;
+mod schedules;

@@ -1,0 +1,255 @@
+//! The reference cloud's administration API (docs/protocol.md, Administration): what an
+//! integrator or a test uses to create agents, set their settings, queue jobs and read
+//! the assembled printers. Every call needs the admin bearer token.
+
+use crate::heartbeat::Heartbeat;
+use crate::jobs::{Command, JobResult, JobState, PrinterRef, Progress};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// `POST /admin/v1/agents`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewAgent {
+    /// A name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its first settings document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Map<String, Value>>,
+}
+
+/// `201` answer: the agent instance and its activation code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAgent {
+    /// The new instance.
+    pub agent_id: String,
+    /// `XXXX-XXXX-XXXX`, valid 72 h, once.
+    pub activation_code: String,
+    /// When the code expires, epoch ms.
+    pub expires_at: i64,
+}
+
+/// `PUT /admin/v1/agents/{agentId}/settings` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsSaved {
+    /// The document's entity tag.
+    pub etag: String,
+}
+
+/// `POST /admin/v1/agents/{agentId}/jobs`: a job, or with `everySecs` a schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewJob {
+    /// `type` and `params` (any type: the agent answers the ones it does not know).
+    #[serde(flatten)]
+    pub command: Command,
+    /// The printer of a printer command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer: Option<PrinterRef>,
+    /// The end of its window, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// A recurring job: one per period (at least 60 s; no files, no `notAfter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u64>,
+    /// Files the agent downloads while the job runs: name → base64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+}
+
+impl NewJob {
+    /// A job with this command and nothing else.
+    pub fn new(command: Command) -> NewJob {
+        NewJob {
+            command,
+            printer: None,
+            not_after: None,
+            every_secs: None,
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+/// A job as the administration sees it (secrets in its parameters redacted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    /// The job.
+    pub job_id: String,
+    /// Its agent.
+    pub agent_id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its parameters, secrets shown as `"<set>"`.
+    pub params: Value,
+    /// Its printer.
+    pub printer: Option<PrinterRef>,
+    /// Creation, epoch ms.
+    pub created_at: i64,
+    /// Window end, epoch ms.
+    pub not_after: Option<i64>,
+    /// Where it is.
+    pub state: JobState,
+    /// When the agent acknowledged it.
+    pub acknowledged_at: Option<i64>,
+    /// When it finished, stopped or expired.
+    pub finished_at: Option<i64>,
+    /// The latest progress report.
+    pub progress: Option<Progress>,
+    /// The agent's result.
+    pub result: Option<JobResult>,
+}
+
+/// `GET /admin/v1/jobs` answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Jobs {
+    /// Oldest first.
+    pub jobs: Vec<JobView>,
+}
+
+/// `201` answer to a recurring job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedSchedule {
+    /// The schedule.
+    pub schedule_id: String,
+    /// Its period.
+    pub every_secs: u64,
+    /// The job queued at once.
+    pub first_job_id: Option<String>,
+    /// When the next one is queued, epoch ms.
+    pub next_at: i64,
+}
+
+/// One recurring job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    /// The schedule.
+    pub schedule_id: String,
+    /// Its agent.
+    pub agent_id: String,
+    /// The job type it queues.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its period.
+    pub every_secs: u64,
+    /// When the next one is queued, epoch ms.
+    pub next_at: i64,
+}
+
+/// `GET /admin/v1/schedules` answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedules {
+    /// Every schedule.
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// One agent instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    /// The instance.
+    pub agent_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether its code was used.
+    pub activated: bool,
+    /// Its last heartbeat, epoch ms.
+    pub last_heartbeat_at: Option<i64>,
+    /// That heartbeat.
+    pub last_heartbeat: Option<Heartbeat>,
+}
+
+/// `GET /admin/v1/agents` answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agents {
+    /// Every instance.
+    pub agents: Vec<AgentView>,
+}
+
+/// One printer in the seed API's shape (DATA-MODEL.md §1.4); agent-only keys
+/// (`supplyKey`, `alertKey`, `ext`) are left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Asset {
+    /// Maker.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model_name: Option<String>,
+    /// Serial number (the asset's key).
+    pub serial_number: String,
+    /// The agent that reports it.
+    pub account_id: String,
+    /// A name set in the cloud.
+    pub name: Option<String>,
+    /// A description set in the cloud.
+    pub description: Option<String>,
+    /// First seen, epoch ms.
+    pub date_created: i64,
+    /// Last changed, epoch ms.
+    pub date_modified: i64,
+    /// Last report, epoch ms.
+    pub last_communication: i64,
+    /// When the last report was read, epoch ms.
+    pub last_data_refresh: i64,
+    /// Whether it communicates.
+    pub communicating: bool,
+    /// Whether the agent holds working credentials for it.
+    pub authenticated: Option<bool>,
+    /// Firmware change date.
+    pub base_firmware_last_modified_date: Option<i64>,
+    /// Page counters.
+    pub counters: Value,
+    /// Diagnostic events.
+    pub diagnostic_events: Vec<Value>,
+    /// Supplies.
+    pub supplies: Vec<Value>,
+    /// Current alerts.
+    pub alerts: Vec<Value>,
+}
+
+/// `GET /v1.0/assets` answer: one page (the seed API's paging fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetsPage {
+    /// The assets.
+    pub content: Vec<Asset>,
+    /// All assets.
+    pub total_elements: u64,
+    /// Pages.
+    pub total_pages: u64,
+    /// Assets on this page.
+    pub number_of_elements: u64,
+    /// Page size.
+    pub size: u64,
+    /// Page number, from 0.
+    pub number: u64,
+    /// First page.
+    pub first: bool,
+    /// Last page.
+    pub last: bool,
+    /// No assets.
+    pub empty: bool,
+}
+
+impl AssetsPage {
+    /// All assets on one page.
+    pub fn one(content: Vec<Asset>) -> AssetsPage {
+        let n = content.len() as u64;
+        AssetsPage {
+            content,
+            total_elements: n,
+            total_pages: 1,
+            number_of_elements: n,
+            size: 200,
+            number: 0,
+            first: true,
+            last: true,
+            empty: n == 0,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Heartbeat (`POST /v1/agents/{agentId}/heartbeat`): the agent is alive, with its
+//! version, outbox figures and printers by health; the answer says when to beat again,
+//! whether jobs wait and which settings are current.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the agent is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AgentState {
+    /// Polling and discovering.
+    Running,
+    /// Disabled by the cloud (`disable` job): no printer work.
+    Disabled,
+}
+
+/// The agent's outbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxFigures {
+    /// Messages waiting.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Evicted at the byte cap since the store was created.
+    pub dropped: u64,
+    /// Refused by the cloud (4xx) and dropped.
+    pub rejected: u64,
+}
+
+/// Printers by health (`ok`, `suspect`, `notCommunicating`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrinterCounts {
+    /// All managed printers.
+    pub total: u64,
+    /// Count per health state.
+    pub by_health: BTreeMap<String, u64>,
+}
+
+/// A settings document the agent refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Its entity tag.
+    pub etag: String,
+    /// Every problem, with its key path.
+    pub reason: String,
+}
+
+/// The settings the agent holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// The entity tag of the document in force.
+    pub etag: Option<String>,
+    /// The last refused one.
+    pub rejected: Option<Rejected>,
+}
+
+impl ConfigStatus {
+    /// Whether `tag` (from the heartbeat answer) is already known, applied or refused.
+    pub fn knows(&self, tag: &str) -> bool {
+        self.etag.as_deref() == Some(tag) || self.rejected.as_ref().is_some_and(|r| r.etag == tag)
+    }
+}
+
+/// Where a staged agent update is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdatePhase {
+    /// Staged by a job, not yet confirmed healthy.
+    Trial,
+    /// The trial found itself unhealthy and asked to be rolled back.
+    Unhealthy,
+    /// Confirmed: started instead of the installed binary.
+    Active,
+}
+
+/// A staged agent update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentUpdate {
+    /// The staged version.
+    pub version: String,
+    /// Where it is.
+    pub phase: UpdatePhase,
+    /// The version before it.
+    pub from_version: Option<String>,
+}
+
+/// The heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// The version of the binary sending it.
+    pub agent_version: String,
+    /// The printer support library in use (1: built in).
+    pub library_version: u64,
+    /// [`crate::VERSION`].
+    pub protocol: u32,
+    /// Running or disabled.
+    pub state: AgentState,
+    /// Send time, epoch ms.
+    pub sent_at: i64,
+    /// Seconds since the agent started.
+    pub uptime_secs: i64,
+    /// The outbox.
+    pub outbox: OutboxFigures,
+    /// Printers by health.
+    pub printers: PrinterCounts,
+    /// The settings in force and the last refused.
+    pub config: ConfigStatus,
+    /// A staged update, while there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_update: Option<AgentUpdate>,
+}
+
+/// The cloud's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAnswer {
+    /// Jobs are pending for this agent.
+    #[serde(default)]
+    pub jobs_waiting: bool,
+    /// When to beat again (the agent clamps it to 10–3600).
+    pub next_heartbeat_secs: Option<u64>,
+    /// The entity tag of the current settings document; one the agent does not know makes
+    /// it pull them.
+    #[serde(default)]
+    pub config_etag: Option<String>,
+}

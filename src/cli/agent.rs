@@ -1,0 +1,328 @@
+//! The agent's own commands: `run` (and the Windows service's body), `service`,
+//! `activate`, `status`.
+
+use super::exit::{self, Exit};
+use super::{AgentArgs, load_config, load_source, state_dir};
+use clap::{Args, Subcommand};
+use std::io::Write;
+
+/// `service` subcommands (Windows; elevated prompt).
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Install the agent as the service "FleetAgent" (automatic start as LocalSystem,
+    /// restarted after a failure). The options given here are the service's.
+    Install(AgentArgs),
+    /// Stop the service if it runs, and remove it (configuration and state stay).
+    Uninstall,
+    /// Start the service and wait until it runs.
+    Start,
+    /// Stop the service (running tasks finish first) and wait until it has.
+    Stop,
+    /// Set the installed service's recovery actions: restart after 10 s, then 60 s, also
+    /// after a non-zero exit (`install` does this; the MSI runs it).
+    Recovery,
+    /// Run under the service manager (the installed service's command line).
+    #[command(hide = true)]
+    Run(AgentArgs),
+}
+
+/// `activate` arguments.
+#[derive(Args, Debug)]
+pub struct ActivateArgs {
+    /// The activation code (XXXX-XXXX-XXXX).
+    #[arg(long)]
+    pub code: String,
+    /// Configuration and state.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// `status` arguments.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Configuration and state.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Print JSON (every printer with its latest report).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The agent in the foreground (`run`, and the Windows service's body).
+pub(super) async fn run_agent(a: AgentArgs) -> Result<(), Exit> {
+    let source = load_source(a.config.as_ref())?.with_web_port(a.web_port);
+    let c = source.parse().map_err(Exit::from)?;
+    crate::telemetry::init_logging(&c.log_level);
+    let dir = state_dir(&a, &c);
+    // A verified staged update replaces this process here (it does not return then).
+    let launched = crate::update::launch(&dir, &c.cloud.update_keys);
+    crate::app::run(source, dir, launched, crate::platform::shutdown_signal())
+        .await
+        .map_err(Exit::from)?;
+    if crate::update::restart_requested() {
+        return Err(restart_for_update());
+    }
+    Ok(())
+}
+
+/// The way out of a run that stopped to start again for an update: status 75 for the
+/// service manager, else (in the foreground) the installed launcher in this process.
+fn restart_for_update() -> Exit {
+    if crate::platform::service_manager() {
+        return Exit {
+            code: crate::update::EXIT_RESTART,
+            message: "stopped to start again for an agent update (status 75: the service manager starts it again)".into(),
+        };
+    }
+    #[cfg(unix)]
+    let message = format!(
+        "the agent could not start again for its update: {}",
+        crate::update::restart_in_place()
+    );
+    #[cfg(not(unix))]
+    let message =
+        "the agent stopped for an update but no service manager starts it again".to_string();
+    Exit {
+        code: exit::FAILURE,
+        message,
+    }
+}
+
+/// `service ...`: the Windows service manager; elsewhere a usage error that points to
+/// the packages' systemd unit.
+pub(super) fn service(cmd: ServiceCommand) -> Result<(), Exit> {
+    #[cfg(windows)]
+    {
+        use crate::platform::winsvc;
+        let fail = |message: String| Exit {
+            code: exit::FAILURE,
+            message,
+        };
+        match cmd {
+            ServiceCommand::Install(a) => {
+                let mut args: Vec<std::ffi::OsString> = vec!["service".into(), "run".into()];
+                args.extend(a.to_args());
+                winsvc::install(args).map_err(fail)?;
+                println!(
+                    "installed the service {} (automatic start); start it with `fleet-agent service start`",
+                    winsvc::SERVICE_NAME
+                );
+            }
+            ServiceCommand::Uninstall => {
+                winsvc::uninstall().map_err(fail)?;
+                println!("removed the service {}", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Start => {
+                winsvc::start().map_err(fail)?;
+                println!("the service {} is running", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Stop => {
+                winsvc::stop().map_err(fail)?;
+                println!("the service {} is stopped", winsvc::SERVICE_NAME);
+            }
+            ServiceCommand::Recovery => {
+                winsvc::recovery().map_err(fail)?;
+                println!(
+                    "the service {} restarts after a failure",
+                    winsvc::SERVICE_NAME
+                );
+            }
+            ServiceCommand::Run(a) => service_run(a)?,
+        }
+        Ok(())
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = cmd;
+        Err(Exit {
+            code: 2,
+            message: "`fleet-agent service` manages the Windows service; on Linux install the .deb or .rpm package, which brings the systemd unit (systemctl enable --now fleet-agent), or run `fleet-agent run` in the foreground".into(),
+        })
+    }
+}
+
+/// `service run`: the body the Windows service manager starts. Logs go to a file (a
+/// service has no console): `--log-file`, else `logs\fleet-agent.log` in the state
+/// directory; a configuration error is written there before the service stops with 64.
+#[cfg(windows)]
+fn service_run(a: AgentArgs) -> Result<(), Exit> {
+    let log = a.log_file.clone().unwrap_or_else(|| {
+        a.state_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_state_dir)
+            .join("logs")
+            .join("fleet-agent.log")
+    });
+    crate::platform::winsvc::run(move || {
+        crate::telemetry::log_to_file(&log).ok();
+        crate::telemetry::init_logging("info");
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot start the async runtime.");
+                return exit::FAILURE;
+            }
+        };
+        match rt.block_on(run_agent(a.clone())) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(code = e.code, "{}", e.message);
+                e.code
+            }
+        }
+    })
+    .map_err(|message| Exit {
+        code: exit::FAILURE,
+        message,
+    })
+}
+
+pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
+    let c = load_config(a.agent.config.as_ref())?;
+    let fail = |message: String| Exit {
+        code: exit::FAILURE,
+        message,
+    };
+    let Some(url) = c.cloud.url.clone() else {
+        return Err(Exit {
+            code: exit::CONFIG,
+            message: "cloud.url is not set in the configuration".into(),
+        });
+    };
+    let ca = match &c.cloud.ca_file {
+        Some(p) => Some(
+            std::fs::read(p).map_err(|e| fail(format!("cloud.ca_file {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let client = crate::cloud::client::CloudClient::with_proxy(
+        &url,
+        ca.as_deref(),
+        c.cloud.timeout,
+        &c.cloud.proxy,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let creds = client
+        .activate(a.code.trim())
+        .await
+        .map_err(|e| fail(format!("activation failed: {e}")))?;
+    let dir = state_dir(&a.agent, &c);
+    let id = creds.agent_id.clone();
+    tokio::task::spawn_blocking(move || crate::cloud::save_credentials(&dir, &creds))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+    println!("activated as {id}; `fleet-agent run` now uploads to {url}");
+    Ok(())
+}
+
+pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
+    let c = load_config(a.agent.config.as_ref())?;
+    let dir = state_dir(&a.agent, &c);
+    if !dir.join("fleet-agent.db").exists() {
+        return Err(Exit {
+            code: exit::NO_INPUT,
+            message: format!(
+                "{}: no store yet (has `fleet-agent run` been started with this state directory?)",
+                dir.display()
+            ),
+        });
+    }
+    let rows = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<(crate::store::PrinterRow, Option<String>)>> {
+            let store = crate::store::Store::open(&dir)?;
+            let rows = store.printers()?;
+            rows.into_iter()
+                .map(|r| {
+                    let rep = store.latest_report(r.id)?;
+                    Ok((r, rep))
+                })
+                .collect()
+        },
+    )
+    .await
+    .map_err(|e| Exit::from(anyhow::Error::from(e)))?
+    .map_err(Exit::from)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(r, rep)| {
+                serde_json::json!({
+                    "printer": r,
+                    "report": rep.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v).ok();
+        writeln!(out).ok();
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<22} {:<18} {:<16} {:<20} {:>9}  {:<26} last seen",
+        "address", "health", "serial", "model", "pages", "lowest supply"
+    )
+    .ok();
+    for (r, rep) in &rows {
+        let v = rep
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        let pages = v
+            .as_ref()
+            .and_then(|v| v["counters"]["lifetimeCount"].as_u64())
+            .map_or("-".into(), |p| p.to_string());
+        let low = v
+            .as_ref()
+            .and_then(|v| {
+                v["supplies"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| {
+                        Some((
+                            s["percentRemaining"].as_u64()?,
+                            s["description"].as_str().unwrap_or("?").to_string(),
+                        ))
+                    })
+                    .min_by_key(|x| x.0)
+            })
+            .map_or("-".into(), |(p, d)| format!("{d} {p}%"));
+        let seen = r.last_seen_ms.map_or("never".to_string(), |ms| {
+            let ago = (crate::poller::now_ms() - ms).max(0) / 1000;
+            format!("{ago} s ago")
+        });
+        let health = match &r.health_reason {
+            Some(reason) if r.health != crate::store::Health::Ok => {
+                format!("{} ({})", r.health.as_str(), short(reason))
+            }
+            _ => r.health.as_str().to_string(),
+        };
+        writeln!(
+            out,
+            "{:<22} {:<18} {:<16} {:<20} {:>9}  {:<26} {seen}",
+            r.address,
+            health,
+            r.serial.as_deref().unwrap_or("-"),
+            r.model.as_deref().unwrap_or("-"),
+            pages,
+            low
+        )
+        .ok();
+    }
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "(no printers yet: add [[printers]] to the configuration)"
+        )
+        .ok();
+    }
+    Ok(())
+}
+
+fn short(s: &str) -> String {
+    let code = s.rsplit(": ").next().unwrap_or(s);
+    code.chars().take(40).collect()
+}

@@ -1,0 +1,365 @@
+//! The jobs loop: long-polls the cloud, records each job before anything else (a job
+//! delivered again never runs twice), acknowledges and runs at most [`MAX_RUNNING`] at
+//! once, stores each result until the cloud has it, and after a restart reports the jobs
+//! it interrupted instead of running them again (a half-done action repeated can do
+//! harm).
+
+use super::results::failed;
+use super::{After, Context, Outcome, blocking, execute};
+use crate::cloud::client::{CloudClient, CloudError, Credentials};
+use crate::store::jobs::JobState;
+use fleet_protocol::jobs::{Command, Job, JobResult, Message, Progress, Status};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::time::Duration;
+
+/// Long-poll length asked of the cloud.
+pub const WAIT: Duration = Duration::from_secs(25);
+/// Jobs running at once, at most.
+pub const MAX_RUNNING: usize = 4;
+
+fn params_key(job_id: &str) -> String {
+    format!("job.{job_id}.params")
+}
+
+/// What the jobs table holds of a job's parameters when they may hold secrets: a
+/// marker; the parameters themselves are sealed apart.
+fn sealed_marker() -> Value {
+    serde_json::json!({ "sealed": true })
+}
+
+/// Asks the supervisor to restart the components with the configuration in force.
+async fn restart(ctx: &Context) {
+    if let Some(link) = &ctx.settings {
+        let stored = crate::cloud::settings::stored(&ctx.store, &link.key)
+            .ok()
+            .flatten();
+        if let Ok((c, _)) = crate::cloud::settings::effective(&link.source, stored.as_ref()) {
+            link.apply.send(Box::new(c)).await.ok();
+        }
+    }
+}
+
+/// After a `delete` job's result reached the cloud: wipe credentials and data, then
+/// restart the components (they come back not activated, uploading nothing).
+async fn delete_self(ctx: &Context) {
+    let s = ctx.store.clone();
+    // Idle until activated again (activation clears the flag).
+    if blocking(move || {
+        s.wipe()?;
+        s.set_setting(super::DISABLED, "deleted")
+    })
+    .await
+    .is_some()
+    {
+        tracing::warn!(
+            "Deleted by the cloud: credentials and data wiped; the agent stays idle until it is activated again."
+        );
+        restart(ctx).await;
+    }
+}
+
+/// Sends every stored result the cloud does not have yet. Once the result of a completed
+/// `delete` job is delivered, the agent wipes itself.
+async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) {
+    let store = &ctx.store;
+    let s = store.clone();
+    let Some(unsent) = blocking(move || s.jobs_unsent()).await else {
+        return;
+    };
+    for j in unsent {
+        let Some(result) = j.result.clone() else {
+            continue;
+        };
+        match client.job_result(creds, &j.job_id, &result).await {
+            // Accepted, or the cloud no longer wants it (stopped, expired, unknown).
+            Ok(()) | Err(CloudError::Rejected { .. }) => {
+                let (s, id) = (store.clone(), j.job_id.clone());
+                blocking(move || s.job_result_sent(&id)).await;
+                tracing::info!(job = %j.job_id, kind = %j.kind, "Job result delivered.");
+                if j.kind == Command::Delete.type_name() && result.status == Status::Completed {
+                    delete_self(ctx).await;
+                    return;
+                }
+            }
+            Err(CloudError::Unauthorized(_)) => {
+                client.invalidate_token();
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(job = %j.job_id, error = %e, "Job result not delivered; retried later.");
+                return;
+            }
+        }
+    }
+}
+
+/// Stores a job's result.
+async fn finish(ctx: &Context, job_id: &str, result: JobResult) {
+    let (s, id) = (ctx.store.clone(), job_id.to_string());
+    blocking(move || {
+        s.remove_setting(&params_key(&id))?;
+        s.job_finish(&id, &result, crate::poller::now_ms())
+    })
+    .await;
+}
+
+/// Starts a recorded job: acknowledges it, marks it running, and spawns its execution.
+async fn start(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    job: Job,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    let job_id = job.job_id.clone();
+    match client.job_ack(creds, &job_id).await {
+        Ok(()) => {}
+        Err(CloudError::Rejected { status, reason }) => {
+            // Stopped or expired while it waited: never run, nothing to report.
+            tracing::info!(job = %job_id, status, reason = %reason, "Job withdrawn by the cloud; not run.");
+            let (s, id) = (ctx.store.clone(), job_id.clone());
+            let r = super::results::done(
+                Status::Failed,
+                vec![Message::info(format!("not run: {reason}"))],
+            );
+            blocking(move || {
+                s.job_finish(&id, &r, crate::poller::now_ms())?;
+                s.job_result_sent(&id)
+            })
+            .await;
+            return;
+        }
+        Err(e) => {
+            if matches!(e, CloudError::Unauthorized(_)) {
+                client.invalidate_token();
+            }
+            tracing::debug!(job = %job_id, error = %e, "Job not acknowledged; retried when delivered again.");
+            return;
+        }
+    }
+    let (s, id) = (ctx.store.clone(), job_id.clone());
+    if blocking(move || s.job_start(&id)).await.is_none() {
+        return;
+    }
+    let kind = job.command.type_name().to_string();
+    tracing::info!(job = %job_id, kind = %kind, "Job started.");
+    let (ctx, client, creds) = (ctx.clone(), client.clone(), creds.clone());
+    running.spawn(async move {
+        let (r, after) = match execute(&ctx, &client, &creds, &job).await {
+            Outcome::Done(r, after) => (r, after),
+            Outcome::Handover(text) => {
+                // Still running: the next version (or the rollback) reports the outcome.
+                let p = Progress {
+                    text,
+                    ..Progress::default()
+                };
+                client.job_progress(&creds, &job_id, &p).await.ok();
+                crate::update::request_restart();
+                return;
+            }
+        };
+        let status = r.status;
+        finish(&ctx, &job_id, r).await;
+        tracing::info!(job = %job_id, kind = %kind, status = ?status, "Job finished.");
+        send_results(&ctx, &client, &creds).await;
+        // Jobs that change what runs restart the components, last: the restart stops
+        // this component too, so the result had to be stored and sent first.
+        if after == After::Restart {
+            restart(&ctx).await;
+        }
+    });
+}
+
+/// Handles the jobs one long-poll returned.
+async fn receive(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    jobs: Vec<Job>,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    for job in jobs {
+        if !job.has_valid_id() {
+            tracing::warn!(job = %job.job_id, "Job with an unusable id ignored.");
+            continue;
+        }
+        let kind = job.command.type_name().to_string();
+        // Secret parameters never reach the jobs table in clear.
+        let sealed = match (&ctx.settings, job.command.holds_secrets()) {
+            (Some(link), true) => {
+                let secret = fleet_secret::Secret::new(job.command.params().to_string());
+                Some((link.key.clone(), secret))
+            }
+            _ => None,
+        };
+        let mut stored = serde_json::to_value(&job).unwrap_or(Value::Null);
+        if sealed.is_some() {
+            stored["params"] = sealed_marker();
+        }
+        let (s, i, b) = (ctx.store.clone(), job.job_id.clone(), stored.to_string());
+        let Some(existing) = blocking(move || {
+            if let Some((key, secret)) = &sealed {
+                s.set_secret(key, &params_key(&i), secret)?;
+            }
+            s.job_accept(&i, &kind, &b, crate::poller::now_ms())
+        })
+        .await
+        else {
+            continue;
+        };
+        match existing.map(|r| r.state) {
+            // New, or recorded but never started (the ack was lost): start it.
+            None | Some(JobState::Accepted) => {
+                while running.len() >= MAX_RUNNING {
+                    running.join_next().await;
+                }
+                start(ctx, client, creds, job, running).await;
+            }
+            // Running or done here already: never a second time.
+            Some(_) => tracing::debug!(job = %job.job_id, "Job delivered again; already handled."),
+        }
+    }
+}
+
+/// A recorded job as it was received, its sealed parameters restored.
+async fn recorded(ctx: &Context, job_id: &str, body: &str) -> Option<Job> {
+    let mut raw: Value = serde_json::from_str(body).ok()?;
+    if raw.get("params") == Some(&sealed_marker())
+        && let Some(link) = &ctx.settings
+    {
+        let (s, k, id) = (ctx.store.clone(), link.key.clone(), job_id.to_string());
+        if let Some(Some(p)) = blocking(move || s.secret(&k, &params_key(&id))).await {
+            raw["params"] = serde_json::from_str(p.expose()).unwrap_or(Value::Null);
+        }
+    }
+    serde_json::from_value(raw).ok()
+}
+
+/// Reports jobs a restart interrupted (they are not run again: a half-done action
+/// repeated could do harm) and starts the ones recorded but never started.
+async fn recover(
+    ctx: &Context,
+    client: &Arc<CloudClient>,
+    creds: &Credentials,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    let s = ctx.store.clone();
+    let Some(interrupted) = blocking(move || s.jobs_in(JobState::Running)).await else {
+        return;
+    };
+    let pending = {
+        let dir = ctx.state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::update::pending_job(&dir))
+            .await
+            .ok()
+            .flatten()
+    };
+    for j in interrupted {
+        if pending.as_deref() == Some(j.job_id.as_str()) {
+            // An update on trial: the health check reports it.
+            continue;
+        }
+        tracing::warn!(job = %j.job_id, kind = %j.kind, "Job interrupted by an agent restart; reported as failed, not run again.");
+        finish(
+            ctx,
+            &j.job_id,
+            failed("the agent restarted while this job ran; it was not run again"),
+        )
+        .await;
+    }
+    send_results(ctx, client, creds).await;
+    let s = ctx.store.clone();
+    if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
+        for j in waiting {
+            match recorded(ctx, &j.job_id, &j.body).await {
+                Some(job) => start(ctx, client, creds, job, running).await,
+                None => {
+                    tracing::error!(job = %j.job_id, "Recorded job unreadable; reported as failed.");
+                    finish(
+                        ctx,
+                        &j.job_id,
+                        failed("the agent could not read this job back"),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+/// Results stored outside a job's own task (an update confirmed by the new version)
+/// wake the jobs loop to send them without waiting for the long-poll's turn.
+static RESULTS_WAITING: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+/// Tells the jobs component a result is waiting in the store.
+pub fn result_waiting() {
+    RESULTS_WAITING.notify_one();
+}
+
+/// Runs until `shutdown` completes. Jobs still running then are cut short; a restart
+/// reports them as interrupted.
+pub async fn run(
+    client: Arc<CloudClient>,
+    creds: Credentials,
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut running = tokio::task::JoinSet::new();
+    recover(&ctx, &client, &creds, &mut running).await;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let poll = client.jobs(&creds, WAIT);
+        tokio::pin!(poll);
+        let got = loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    running.abort_all();
+                    return;
+                }
+                r = &mut poll => break r,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = RESULTS_WAITING.notified() => send_results(&ctx, &client, &creds).await,
+            }
+        };
+        // Panel messages past their 48 h, checked at every long-poll turn (≤ 25 s).
+        super::printer::commands::expire_panels(&ctx, crate::poller::now_ms()).await;
+        match got {
+            Ok(jobs) => {
+                backoff = Duration::from_secs(1);
+                if !jobs.is_empty() {
+                    receive(&ctx, &client, &creds, jobs, &mut running).await;
+                }
+                send_results(&ctx, &client, &creds).await;
+                continue;
+            }
+            Err(CloudError::Unauthorized(_)) => client.invalidate_token(),
+            Err(e) => tracing::debug!(error = %e, "Job poll failed; backing off."),
+        }
+        let wait = backoff.mul_f64(0.5 + fastrand::f64());
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        tokio::select! {
+            _ = &mut shutdown => {
+                running.abort_all();
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_protocol::jobs::valid_token;
+
+    #[test]
+    fn job_ids_are_plain_tokens() {
+        assert!(valid_token("job-0a1b2c", 100));
+        assert!(!valid_token("", 100));
+        assert!(!valid_token("../../admin", 100));
+        assert!(!valid_token("a/b", 100));
+        assert!(!valid_token(&"x".repeat(101), 100));
+    }
+}

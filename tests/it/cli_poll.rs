@@ -1,0 +1,396 @@
+//! Black-box tests: the simulator binary serves the project's own recordings on
+//! 127.0.0.1 and the CLI polls them. Self-contained (no external tools).
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+fn supply<'a>(r: &'a Value, key: &str) -> &'a Value {
+    r["supplies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["supplyKey"] == key)
+        .unwrap_or_else(|| panic!("no supply {key}"))
+}
+
+#[test]
+fn poll_reports_identity_counters_supplies_and_alerts() {
+    let (sim, addr) = simulate_dir(&own_fixtures(), &[]);
+    let r = poll_json(addr, &["-c", "acme-color"]);
+    drop(sim);
+    assert_eq!(r["manufacturer"], "Lexmark");
+    assert_eq!(r["modelName"], "Acme ColorLaser 6500de");
+    // A binary 01 15 prefix and trailing NULs are stripped from identity strings.
+    assert_eq!(r["serialNumber"], "ACX123456");
+    assert_eq!(r["device"]["serialSource"], "prtGeneralSerialNumber");
+    assert_eq!(r["counters"]["lifetimeCount"], 123456);
+    assert_eq!(r["counters"]["lifetimeCountUnit"], "Sides");
+    assert_eq!(r["counters"]["ext"]["prtMarkerPowerOnCount"], 321);
+    let d = &r["device"];
+    assert_eq!(d["ipAddress"], "127.0.0.1");
+    // ipAdEntIfIndex.127.0.0.1 = 2 selects ifPhysAddress.2, not the loopback interface.
+    assert_eq!(d["macAddress"], "00:21:b7:aa:bb:cc");
+    assert_eq!(d["sysObjectID"], "1.3.6.1.4.1.641.1.6500");
+    assert_eq!(d["sysName"], "acme-color-01");
+    assert_eq!(d["printerName"], "Marketing colour");
+    assert_eq!(d["firmwareVersion"], "FA.1.2");
+    assert_eq!(d["uptimeSeconds"], 86400);
+    assert_eq!(d["hrDeviceStatus"], 3);
+    assert_eq!(d["printerState"], "nonCriticalAlert");
+    assert_eq!(
+        d["hrPrinterDetectedErrorState"],
+        json!(["lowToner", "serviceRequested"])
+    );
+    assert_eq!(d["consoleDisplay"], json!(["Ready"]));
+    assert_eq!(d["inputTrays"][0]["levelState"], "someRemaining");
+    assert_eq!(d["snmpVersion"], "v2c");
+
+    // Percent unit: the level is the percentage.
+    let s = supply(&r, "m:1.1");
+    assert_eq!(s["description"], "Cyan Cartridge");
+    assert_eq!(s["color"], "Cyan");
+    assert_eq!(s["currentLevel"], 42);
+    assert_eq!(s["percentRemaining"], 42);
+    assert_eq!(s["capacityUnit"], "Percent");
+    assert_eq!(s["type"], "Toner");
+    assert_eq!(s["ext"]["prtMarkerSuppliesType"], 21);
+    // -3: some remaining, no invented percentage; trailing NUL stripped from the text.
+    let s = supply(&r, "m:1.2");
+    assert_eq!(s["description"], "Black Toner");
+    assert_eq!(s["color"], "Black");
+    assert_eq!(s["ext"]["levelState"], "someRemaining");
+    assert_eq!(s["ext"]["prtMarkerSuppliesLevel"], -3);
+    assert_eq!(s["currentLevel"], Value::Null);
+    assert_eq!(s["percentRemaining"], Value::Null);
+    assert_eq!(s["maximumCapacity"], 20000);
+    // Receptacle: level is free space; percentRemaining stays null, percentFilled is set.
+    let s = supply(&r, "m:1.3");
+    assert_eq!(
+        s["description"], "Wien \u{b7} l\u{b7}\u{e4}lo",
+        "Latin-1 fallback"
+    );
+    assert_eq!(s["type"], "Waste Toner");
+    assert_eq!(s["color"], "none");
+    assert_eq!(s["currentLevel"], 25);
+    assert_eq!(s["percentRemaining"], Value::Null);
+    assert_eq!(s["ext"]["percentFilled"], 75);
+    assert_eq!(s["ext"]["prtMarkerSuppliesClass"], 4);
+    // -1 unrestricted, -2 max: maximumCapacity null, raw kept.
+    let s = supply(&r, "m:1.4");
+    assert_eq!(s["ext"]["levelState"], "unrestricted");
+    assert_eq!(s["maximumCapacity"], Value::Null);
+    assert_eq!(s["ext"]["prtMarkerSuppliesMaxCapacity"], -2);
+    let s = supply(&r, "m:1.5");
+    assert_eq!(s["ext"]["levelState"], "unknown");
+    assert_eq!(s["color"], "Magenta");
+    assert_eq!(s["currentLevel"], Value::Null);
+
+    let alerts = r["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["alertKey"], "a:11.2.1104");
+    assert_eq!(alerts[0]["status"], "WARNING");
+    assert_eq!(
+        alerts[0]["issue"], "Black toner low ",
+        "alert text is kept untrimmed"
+    );
+    assert_eq!(alerts[0]["ext"]["binary"], true);
+    assert_eq!(alerts[0]["ext"]["supplyAlert"], true);
+    let collected = r["collectedAt"].as_i64().unwrap();
+    assert_eq!(
+        alerts[0]["ext"]["raisedAt"].as_i64().unwrap(),
+        collected - 100_000
+    );
+    assert_eq!(alerts[1]["alertKey"], "a:6.1.3.3");
+    assert_eq!(alerts[1]["status"], "ERROR");
+    assert_eq!(alerts[1]["ext"]["codeName"], "coverOpen");
+}
+
+#[test]
+fn simulator_warns_about_bad_lines_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        own_fixtures().join("acme-color.snmprec"),
+        dir.path().join("acme-color.snmprec"),
+    )
+    .unwrap();
+    let (sim, addr) = simulate_dir(dir.path(), &[]);
+    // The printer is still served despite the bad lines.
+    let r = poll_json(addr, &["-c", "acme-color"]);
+    assert_eq!(r["serialNumber"], "ACX123456");
+    let err = sim.warnings.join("\n");
+    let lines: Vec<usize> = std::fs::read_to_string(own_fixtures().join("acme-color.snmprec"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("this line") || l.contains("not-a-number"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    for n in lines {
+        assert!(
+            err.contains(&format!("acme-color.snmprec:{n}: ")),
+            "no warning for line {n} in {err}"
+        );
+    }
+}
+
+#[test]
+fn snmpv1_poll_handles_vendor_serial_text_mac_and_counter64() {
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &[]);
+    let r = poll_json(addr, &["-c", "acme-mono-v1", "--v1"]);
+    assert_eq!(r["manufacturer"], "HP");
+    assert_eq!(r["modelName"], "LaserJet Pro M404dn");
+    assert_eq!(r["serialNumber"], "PHBXK12345");
+    assert_eq!(r["device"]["serialSource"], "vendor:HP");
+    assert_eq!(r["device"]["macAddress"], "00:50:56:b6:2c:10");
+    assert_eq!(r["device"]["snmpVersion"], "v1");
+    assert_eq!(r["counters"]["lifetimeCount"], 987654);
+    assert_eq!(r["counters"]["lifetimeCountUnit"], "Sheets");
+    assert_eq!(supply(&r, "m:1.1")["currentLevel"], 25);
+    assert_eq!(r["device"]["hrPrinterDetectedErrorState"], json!([]));
+    assert_eq!(r["device"]["printerState"], "idle");
+    // The same printer over v2c gives the same report apart from the version and time.
+    let mut v2 = poll_json(addr, &["-c", "acme-mono-v1"]);
+    let mut v1 = r.clone();
+    for x in [&mut v1, &mut v2] {
+        x["collectedAt"] = Value::Null;
+        x["device"]["snmpVersion"] = Value::Null;
+        x["device"]["lastBootAt"] = Value::Null;
+    }
+    assert_eq!(v1, v2);
+}
+
+#[test]
+fn walk_snmprec_output_is_servable_and_polls_identically() {
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("copy.snmprec");
+    let a = addr.to_string();
+    let out = run(&[
+        "walk",
+        &a,
+        "-c",
+        "acme-color",
+        "--format",
+        "snmprec",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    // 81 good lines (83 minus 2 bad) in the source recording, every one walked back.
+    assert_eq!(text.lines().count(), 81);
+    assert!(text.contains("1.3.6.1.2.1.43.11.1.1.6.1.2|4x|426c61636b20546f6e657200"));
+    let (_sim2, addr2) = simulate_dir(dir.path(), &[]);
+    let mut a1 = poll_json(addr, &["-c", "acme-color"]);
+    let mut a2 = poll_json(addr2, &["-c", "copy"]);
+    for x in [&mut a1, &mut a2] {
+        x["collectedAt"] = Value::Null;
+        x["device"]["lastBootAt"] = Value::Null;
+        for al in x["alerts"].as_array_mut().unwrap() {
+            al["ext"]["raisedAt"] = Value::Null;
+        }
+    }
+    assert_eq!(a1, a2);
+}
+
+#[test]
+fn wrong_community_and_closed_port_exit_3_with_a_clear_message() {
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &[]);
+    let a = addr.to_string();
+    let out = run(&[
+        "poll",
+        &a,
+        "-c",
+        "nope",
+        "--timeout-ms",
+        "200",
+        "--retries",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "printer {a}: no response after 2 attempt(s) of 200 ms"
+        )),
+        "{err}"
+    );
+    // The secret community never appears in the error.
+    assert!(!err.contains("nope"), "{err}");
+    let out = run(&[
+        "poll",
+        "127.0.0.1:9",
+        "--timeout-ms",
+        "100",
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn snmpv3_users_and_distinct_errors_against_the_simulator() {
+    let (_sim, addr) = simulate_dir(
+        &own_fixtures(),
+        &[
+            "--v3-user",
+            "fleet:sha256:authpass123:aes128:privpass123",
+            "--v3-user",
+            "legacy:md5:authpass123:des:privpass123",
+        ],
+    );
+    let r = poll_json(
+        addr,
+        &[
+            "--v3-user",
+            "fleet",
+            "--auth-protocol",
+            "sha256",
+            "--auth-pass",
+            "authpass123",
+            "--priv-protocol",
+            "aes128",
+            "--priv-pass",
+            "privpass123",
+            "--context",
+            "acme-color",
+        ],
+    );
+    assert_eq!(r["serialNumber"], "ACX123456");
+    assert_eq!(r["device"]["snmpVersion"], "v3");
+    let r = poll_json(
+        addr,
+        &[
+            "--v3-user",
+            "legacy",
+            "--auth-protocol",
+            "md5",
+            "--auth-pass",
+            "authpass123",
+            "--priv-protocol",
+            "des",
+            "--priv-pass",
+            "privpass123",
+            "--context",
+            "acme-mono-v1",
+        ],
+    );
+    assert_eq!(r["serialNumber"], "PHBXK12345");
+
+    let a = addr.to_string();
+    let base = [
+        "poll",
+        a.as_str(),
+        "--timeout-ms",
+        "300",
+        "--retries",
+        "0",
+        "--context",
+        "acme-color",
+    ];
+    let case = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        let out = run(&v);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "wrongpass99",
+        "--priv-protocol",
+        "aes128",
+        "--priv-pass",
+        "privpass123",
+    ]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("wrong digest"), "{err}");
+    assert!(!err.contains("wrongpass99"));
+    let (code, err) = case(&[
+        "--v3-user",
+        "nobody",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+    ]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("unknown user name \"nobody\""), "{err}");
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+        "--priv-protocol",
+        "aes128",
+        "--priv-pass",
+        "wrongpriv99",
+    ]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("decryption error"), "{err}");
+    let (code, err) = case(&[
+        "--v3-user",
+        "fleet",
+        "--auth-protocol",
+        "sha256",
+        "--auth-pass",
+        "authpass123",
+    ]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("security level not supported"), "{err}");
+}
+
+#[test]
+fn synthetic_fleet_answers_on_its_own_loopback_addresses() {
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let p = port.to_string();
+    let _sim = simulate(&[
+        "--synthetic",
+        "6",
+        "--fleet-start",
+        "127.77.0.1",
+        "--port",
+        &p,
+    ]);
+    let mut serials = std::collections::BTreeSet::new();
+    for i in 1..=6 {
+        let addr: std::net::SocketAddr = format!("127.77.0.{i}:{port}").parse().unwrap();
+        let r = poll_json(addr, &[]);
+        assert!(r["counters"]["lifetimeCount"].as_u64().unwrap() > 1000);
+        assert!(!r["supplies"].as_array().unwrap().is_empty());
+        assert_eq!(r["device"]["ipAddress"], format!("127.77.0.{i}"));
+        serials.insert(r["serialNumber"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        serials.len(),
+        6,
+        "every synthetic printer has its own serial"
+    );
+}
+
+#[test]
+fn version_and_usage_errors() {
+    let out = run(&["version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("fleet-agent "));
+    let out = run(&["poll"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["walk", "127.0.0.1", "1.3.x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OID argument"));
+    // The lab tools are not the agent's commands.
+    let out = run(&["simulate", "--data-dir", "/nonexistent/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+}

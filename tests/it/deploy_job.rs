@@ -1,0 +1,435 @@
+//! File deployment (`deployFile`) against a running agent and a test printer endpoint
+//! that records the bytes it receives: by raw TCP 9100 by default, then by HTTP upload
+//! with the printer's web credentials once the support library says so; size and kind
+//! limits are enforced before anything is downloaded or sent.
+
+use base64::Engine;
+use fleet_agent::printer::library;
+use fleet_protocol::admin::JobView;
+use fleet_protocol::jobs::{JobState, Status};
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a fake printer endpoint received: one entry per connection.
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+async fn raw_endpoint(addr: &str) -> Received {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok();
+            g.lock().unwrap().push(buf);
+        }
+    });
+    got
+}
+
+/// A web server that answers 200 to any POST and keeps the whole request.
+async fn http_endpoint(addr: &str) -> (Received, u16) {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let req = serve_one(s).await;
+            g.lock().unwrap().push(req);
+        }
+    });
+    (got, port)
+}
+
+/// The TLS server identity a test printer shows (swapped to play a replaced certificate).
+type Identity = Arc<Mutex<tokio_rustls::TlsAcceptor>>;
+
+/// A certificate and the acceptor serving it, with its SHA-256 (hex).
+fn identity() -> (tokio_rustls::TlsAcceptor, String) {
+    use rustls::pki_types::pem::PemObject;
+    let g = fleet_cloud::tls::generate(&["printer.invalid"]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(g.cert_pem.as_bytes()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(g.key_pem.as_bytes()).unwrap();
+    let fp = fleet_agent::update::sha256_hex(cert.as_ref());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), fp)
+}
+
+/// The same web server over TLS (a printer's self-signed HTTPS).
+async fn https_endpoint(addr: &str, id: Identity) -> (Received, u16) {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = id.lock().unwrap().clone();
+            // A refused handshake (the agent's pin) records nothing.
+            if let Ok(tls) = acceptor.accept(s).await {
+                let req = serve_one(tls).await;
+                g.lock().unwrap().push(req);
+            }
+        }
+    });
+    (got, port)
+}
+
+/// Reads one request (headers, then Content-Length bytes) and answers it.
+async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) -> Vec<u8> {
+    {
+        {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Headers, then Content-Length bytes of body.
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            // A GET (a printer log) gets a body; an upload an empty 200.
+            let answer: &[u8] = if req.starts_with(b"GET ") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nConnection: close\r\n\r\nEVENT 1\nEVENT 2 jam\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            s.write_all(answer).await.ok();
+            s.shutdown().await.ok();
+            req
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cloud = crate::common::cloud::start(dir.path(), &state).await;
+    let (db, url) = (cloud.db.clone(), cloud.url.clone());
+
+    let snmp_port = 20000 + (std::process::id() % 20000) as u16;
+    let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
+    let _sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
+    let raw = raw_endpoint(&format!("{ip}:9100")).await;
+    let (web, web_port) = http_endpoint(&format!("{ip}:0")).await;
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
+    let ca_file = cloud.ca_file.clone();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
+             [[printers]]\naddress = \"{ip}:{snmp_port}\"\n",
+            state.display(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let _agent = crate::common::run_agent(&conf, Some(&dir.path().join("agent.log")));
+    let mut serial = String::new();
+    for _ in 0..200 {
+        if let Some(a) = db.assets().unwrap().first() {
+            serial = a.serial.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !serial.is_empty(),
+        "the printer was polled and uploaded; agent log:\n{}",
+        std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+    );
+
+    let run = |body: Value| {
+        let cloud = &cloud;
+        async move { cloud.outcome(&cloud.submit(&body).await, 30).await }
+    };
+    let text = |j: &JobView| crate::common::cloud::message(j).to_string();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let printer = json!({ "serialNumber": serial });
+
+    // A settings bundle by raw TCP 9100 (no library entry: the default transport).
+    let bundle: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "site.zip" }, "files": { "site.zip": b64(&bundle) } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(
+        text(&j).contains("200000 bytes") && text(&j).contains("raw TCP 9100"),
+        "{j:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        raw.lock().unwrap().as_slice(),
+        std::slice::from_ref(&bundle)
+    );
+
+    // Refused before anything is downloaded or sent: too large, firmware, wrong kind.
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "big.zip", "size": 40u64 << 20 }, "files": { "big.zip": b64(b"x") } }))
+    .await;
+    assert_eq!(j.state, JobState::Failed);
+    assert!(text(&j).contains("may have 33554432 at most"), "{j:?}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "fw.fls", "kind": "firmware" }, "files": { "fw.fls": b64(b"x") } }))
+    .await;
+    assert!(
+        text(&j).contains("firmware flash files are not accepted"),
+        "{j:?}"
+    );
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "notes.txt" }, "files": { "notes.txt": b64(b"x") } }))
+    .await;
+    assert!(text(&j).starts_with("params.file"), "{j:?}");
+    assert_eq!(
+        raw.lock().unwrap().len(),
+        1,
+        "nothing more reached the printer"
+    );
+
+    // The support library moves this vendor's uploads to its web server; the web
+    // credentials come from updateCredentials.
+    let mut lib = library::builtin();
+    lib.version = 2;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        v.actions.push(library::Action {
+            action: "deployFile".into(),
+            transport: "http".into(),
+            port: Some(web_port),
+            path: Some("/cgi-bin/upload".into()),
+        });
+        v.actions.push(library::Action {
+            action: "log:eventLog".into(),
+            transport: "http".into(),
+            port: Some(web_port),
+            path: Some("/logs/event.txt".into()),
+        });
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "updateCredentials", "printer": printer,
+        "params": { "web": { "user": "admin", "password": "web-pass-55" } } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert_eq!(
+        j.params["web"]["password"], "<set>",
+        "the admin view hides it"
+    );
+    let app: Vec<u8> = b"FLS\x00".iter().copied().cycle().take(70_000).collect();
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "scan.fls" }, "files": { "scan.fls": b64(&app) } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(text(&j).contains("HTTP upload to /cgi-bin/upload"), "{j:?}");
+    let reqs = web.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    let end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&req[..end]);
+    assert!(head.starts_with("POST /cgi-bin/upload HTTP/1.1"), "{head}");
+    let basic = b64(b"admin:web-pass-55");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
+    assert!(head.contains("filename=\"scan.fls\""), "{head}");
+    assert_eq!(&req[end + 4..], app.as_slice());
+    assert_eq!(raw.lock().unwrap().len(), 1, "not sent by raw 9100 as well");
+
+    // A firmware update waits for its window, then goes the way files go for this vendor.
+    let t = tokio::time::Instant::now();
+    let start_at = fleet_agent::poller::now_ms() + 1_500;
+    let j = run(json!({ "type": "firmwareUpdate", "printer": printer,
+        "params": { "file": "fw-1.2.bin", "startAt": start_at }, "files": { "fw-1.2.bin": b64(b"FIRMWARE") } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1_400),
+        "sent before its window"
+    );
+    assert!(web.lock().unwrap().last().unwrap().ends_with(b"FIRMWARE"));
+
+    // A configuration: firmware first, then apps, then settings, whatever the order given.
+    let before = web.lock().unwrap().len();
+    let j = run(json!({ "type": "deployConfiguration", "printer": printer,
+        "params": { "items": [
+            { "file": "a.zip" }, { "file": "b.ucf" }, { "file": "app2.fls" },
+            { "file": "fw-2.bin", "kind": "firmware" } ] },
+        "files": { "a.zip": b64(b"SETTINGS-A"), "b.ucf": b64(b"SETTINGS-B"),
+                   "app2.fls": b64(b"APP-2"), "fw-2.bin": b64(b"FW-2") } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let bodies: Vec<Vec<u8>> = web.lock().unwrap()[before..]
+        .iter()
+        .map(|r| {
+            let end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            r[end + 4..].to_vec()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [&b"FW-2"[..], b"APP-2", b"SETTINGS-A", b"SETTINGS-B"],
+        "the seed's order"
+    );
+    // One bad item: nothing is sent.
+    let j = run(json!({ "type": "deployConfiguration", "printer": printer,
+        "params": { "items": [ { "file": "ok.zip" }, { "file": "readme.txt" } ] },
+        "files": { "ok.zip": b64(b"x") } }))
+    .await;
+    assert_eq!(j.state, JobState::Failed);
+    assert!(text(&j).starts_with("params.items[1].file"), "{j:?}");
+    assert_eq!(web.lock().unwrap().len(), before + 4);
+
+    // Printer logs: a kind the library names is read from the web server and uploaded;
+    // one it does not name is "not supported".
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "eventLog" } }))
+            .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let file = crate::common::cloud::result(&j).files[0].name.clone();
+    assert!(file.ends_with("-eventLog.log.gz"), "{j:?}");
+    let gz = cloud.job_file(j.job_id.as_str(), &file).await;
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut log).unwrap();
+    assert_eq!(log, "EVENT 1\nEVENT 2 jam\n");
+    let last = web.lock().unwrap().last().unwrap().clone();
+    let head = String::from_utf8_lossy(&last);
+    assert!(head.starts_with("GET /logs/event.txt"), "{head}");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "jamLog" } }))
+            .await;
+    assert_eq!(
+        crate::common::cloud::result(&j).status,
+        Status::NotSupported,
+        "{j:?}"
+    );
+
+    // HTTPS with the printer's self-signed certificate: pinned at first use; a different
+    // certificate later is refused naming both fingerprints until the administrator gives
+    // the new one.
+    let (first, first_fp) = identity();
+    let id: Identity = Arc::new(Mutex::new(first));
+    let (secure, tls_port) = https_endpoint(&format!("{ip}:0"), id.clone()).await;
+    lib.version = 3;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        for a in v.actions.iter_mut() {
+            a.transport = "https".into();
+            a.port = Some(tls_port);
+        }
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls.zip" }, "files": { "tls.zip": b64(b"OVER-TLS") } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(
+        text(&j).contains("HTTPS upload to /cgi-bin/upload"),
+        "{j:?}"
+    );
+    let req = secure.lock().unwrap().last().unwrap().clone();
+    assert!(req.ends_with(b"OVER-TLS"));
+    assert!(
+        String::from_utf8_lossy(&req).contains(&format!("Authorization: Basic {basic}")),
+        "credentials go inside TLS"
+    );
+    let j =
+        run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "eventLog" } }))
+            .await;
+    assert_eq!(j.state, JobState::Completed, "logs over HTTPS too: {j:?}");
+    let (second, second_fp) = identity();
+    *id.lock().unwrap() = second;
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls2.zip" }, "files": { "tls2.zip": b64(b"SECOND") } }))
+    .await;
+    assert_eq!(j.state, JobState::Failed, "{j:?}");
+    let t = crate::common::cloud::result(&j).printers[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    let t = if t.is_empty() { text(&j) } else { t };
+    assert!(t.contains("certificate changed"), "{j:?}");
+    assert!(t.contains(&first_fp) && t.contains(&second_fp), "{j:?}");
+    assert_eq!(
+        secure.lock().unwrap().len(),
+        2,
+        "nothing sent to the new certificate"
+    );
+    let j = run(json!({ "type": "updateCredentials", "printer": printer,
+        "params": { "web": { "certificateSha256": second_fp } } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "tls2.zip" }, "files": { "tls2.zip": b64(b"SECOND") } }))
+    .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(secure.lock().unwrap().last().unwrap().ends_with(b"SECOND"));
+
+    // A reboot goes the way the library names for the vendor: here its web server's
+    // reboot page instead of SNMP's prtGeneralReset.
+    lib.version = 4;
+    for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        v.actions.retain(|a| a.action != "reboot");
+        v.actions.insert(
+            0,
+            library::Action {
+                action: "reboot".into(),
+                transport: "http".into(),
+                port: Some(web_port),
+                path: Some("/cgi-bin/reboot".into()),
+            },
+        );
+    }
+    let j =
+        run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
+            .await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "reboot", "printer": printer })).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert!(
+        text(&j).contains("reboot requested over HTTP (/cgi-bin/reboot)"),
+        "{j:?}"
+    );
+    let last = web.lock().unwrap().last().unwrap().clone();
+    let head = String::from_utf8_lossy(&last);
+    assert!(head.starts_with("POST /cgi-bin/reboot HTTP/1.1"), "{head}");
+    assert!(
+        head.contains(&format!("Authorization: Basic {basic}")),
+        "{head}"
+    );
+}

@@ -1,0 +1,425 @@
+//! Discovery against a simulated fleet on loopback: several hundred printers, non-printer
+//! agents, SNMPv3 printers with right and wrong credentials, silent addresses (sockets
+//! that swallow requests, so they really time out), excluded and duplicate addresses;
+//! every per-IP outcome must be exactly right. Then an IP change between two runs.
+
+use crate::common::http_get;
+use fleet_agent::config::Profile;
+use fleet_agent::discovery::{self, Options, Outcome, Progress, targets::TargetSet};
+use fleet_agent::store::Store;
+use fleet_secret::Secret;
+use fleet_sim::{self, Layout, Printer, Simulator, synth};
+use fleet_snmp::agent::MibView;
+use fleet_snmp::usm::{AuthProtocol, PrivProtocol};
+use fleet_snmp::{Security, UdpClient, UsmUser};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn fixture(name: &str) -> Arc<MibView> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let (pairs, _) = fleet_snmp::snmprec::read(&p).unwrap();
+    Arc::new(MibView::new(pairs))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn v3_user(name: &str, pass: &str) -> Arc<UsmUser> {
+    Arc::new(UsmUser::new(
+        name,
+        Some((AuthProtocol::Sha256, Secret::new(pass))),
+        Some((PrivProtocol::Aes128, Secret::new("privpass123"))),
+    ))
+}
+
+fn profiles() -> Vec<Profile> {
+    vec![
+        Profile {
+            name: "public".into(),
+            security: Security::v2c("public"),
+            timeout: Duration::from_millis(300),
+            retries: 0,
+            max_repetitions: 40,
+        },
+        Profile {
+            name: "v3".into(),
+            security: Security::Usm(v3_user("fleet", "authpass123")),
+            timeout: Duration::from_millis(300),
+            retries: 0,
+            max_repetitions: 40,
+        },
+    ]
+}
+
+async fn fleet(
+    start: [u8; 4],
+    port: u16,
+    printers: Vec<Printer>,
+    community: &str,
+    users: Vec<Arc<UsmUser>>,
+) -> Simulator {
+    Simulator::start(
+        printers,
+        Layout::Fleet {
+            start: Ipv4Addr::from(start),
+            port,
+            community: community.into(),
+        },
+        users,
+    )
+    .await
+    .unwrap()
+}
+
+/// Sockets that read and drop everything: addresses that really time out.
+async fn swallowers(addrs: &[SocketAddr]) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut v = Vec::new();
+    for a in addrs {
+        let s = tokio::net::UdpSocket::bind(a).await.unwrap();
+        v.push(tokio::spawn(async move {
+            let mut b = [0u8; 2048];
+            while s.recv_from(&mut b).await.is_ok() {}
+        }));
+    }
+    v
+}
+
+async fn discover(targets: TargetSet, port: u16, store: Option<Store>) -> discovery::RunReport {
+    let client = UdpClient::connected().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+    let opts = Options {
+        targets,
+        local_network: false,
+        profiles: profiles(),
+        port,
+        max_in_flight: 256,
+        max_addresses: 65_536,
+        mdns: Duration::ZERO,
+    };
+    let r = discovery::run(client, opts, store, tx).await;
+    assert!(rx.borrow().finished);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_per_ip_outcome_is_exactly_right() {
+    let port = 24000 + (std::process::id() % 20000) as u16;
+    let _printers = fleet(
+        [127, 92, 0, 1],
+        port,
+        fleet_sim::synthetic_fleet(
+            300,
+            synth::SynthParams {
+                speed: 1.0,
+                seed: 3,
+            },
+        ),
+        "public",
+        vec![],
+    )
+    .await;
+    let switch = fixture("other/switch.snmprec");
+    let _others = fleet(
+        [127, 92, 1, 100],
+        port,
+        (0..3)
+            .map(|i| Printer::recorded(format!("switch{i}"), switch.clone()))
+            .collect(),
+        "public",
+        vec![],
+    )
+    .await;
+    // SNMPv3-only printers (their v2c community is not "public"): right user, unknown
+    // user, right user with another pass phrase.
+    let acme = fixture("snmprec/acme-color.snmprec");
+    let _v3ok = fleet(
+        [127, 92, 1, 110],
+        port,
+        vec![Printer::recorded("v3ok", acme.clone())],
+        "secret",
+        vec![v3_user("fleet", "authpass123")],
+    )
+    .await;
+    let _v3user = fleet(
+        [127, 92, 1, 111],
+        port,
+        vec![Printer::recorded(
+            "v3user",
+            fixture("snmprec/acme-mono-v1.snmprec"),
+        )],
+        "secret",
+        vec![v3_user("other", "authpass123")],
+    )
+    .await;
+    let _v3digest = fleet(
+        [127, 92, 1, 112],
+        port,
+        vec![Printer::recorded("v3digest", acme.clone())],
+        "secret",
+        vec![v3_user("fleet", "different99")],
+    )
+    .await;
+    // Two addresses serving the same printer (same serial): one device.
+    let mono = fixture("snmprec/acme-mono-v1.snmprec");
+    let _dup = fleet(
+        [127, 92, 1, 130],
+        port,
+        vec![
+            Printer::recorded("d1", mono.clone()),
+            Printer::recorded("d2", mono.clone()),
+        ],
+        "public",
+        vec![],
+    )
+    .await;
+    let silent: Vec<SocketAddr> = (120..125)
+        .map(|i| SocketAddr::new(ip(&format!("127.92.1.{i}")), port))
+        .collect();
+    let _sw = swallowers(&silent).await;
+
+    let targets = TargetSet {
+        include: vec!["127.92.0.0/23".parse().unwrap()],
+        exclude: vec!["127.92.1.200-127.92.1.210".parse().unwrap()],
+    };
+    let r = discover(targets, port, None).await;
+    assert_eq!(
+        r.results.len(),
+        510,
+        "every address of the /23 has one outcome"
+    );
+    let by_ip: BTreeMap<IpAddr, &Outcome> =
+        r.results.iter().map(|x| (x.address, &x.outcome)).collect();
+    let printer_ips: Vec<IpAddr> = (1..=254)
+        .map(|i| ip(&format!("127.92.0.{i}")))
+        .chain((1..=46).map(|i| ip(&format!("127.92.1.{i}"))))
+        .collect();
+    for p in &printer_ips {
+        assert!(
+            matches!(by_ip[p], Outcome::Found { device_key, .. } if device_key.starts_with("sn:acme imaging|FA")),
+            "{p}: {:?}",
+            by_ip[p]
+        );
+    }
+    for i in 100..103 {
+        match by_ip[&ip(&format!("127.92.1.{i}"))] {
+            Outcome::NotAPrinter {
+                sys_object_id,
+                sys_descr,
+            } => {
+                assert_eq!(sys_object_id.as_deref(), Some("1.3.6.1.4.1.9.1.1208"));
+                assert!(sys_descr.as_deref().unwrap().starts_with("Acme Networks"));
+            }
+            o => panic!("127.92.1.{i}: {o:?}"),
+        }
+    }
+    assert!(
+        matches!(by_ip[&ip("127.92.1.110")], Outcome::Found { device_key, .. } if device_key == "sn:lexmark|ACX123456")
+    );
+    assert_eq!(
+        r.results
+            .iter()
+            .find(|x| x.address == ip("127.92.1.110"))
+            .unwrap()
+            .profile
+            .as_deref(),
+        Some("v3")
+    );
+    assert_eq!(by_ip[&ip("127.92.1.111")], &Outcome::V3UnknownUser);
+    assert_eq!(by_ip[&ip("127.92.1.112")], &Outcome::V3WrongDigest);
+    assert!(
+        matches!(by_ip[&ip("127.92.1.130")], Outcome::Found { device_key, .. } if device_key == "sn:hp|PHBXK12345")
+    );
+    assert_eq!(
+        by_ip[&ip("127.92.1.131")],
+        &Outcome::Duplicate {
+            device_key: "sn:hp|PHBXK12345".into(),
+            first_address: ip("127.92.1.130")
+        }
+    );
+    for s in &silent {
+        assert_eq!(by_ip[&s.ip()], &Outcome::NoAnswer, "{s}");
+    }
+    for i in 200..=210 {
+        assert_eq!(by_ip[&ip(&format!("127.92.1.{i}"))], &Outcome::Excluded);
+    }
+    let summary = r.summary();
+    let expected: BTreeMap<&str, usize> = [
+        ("found", 300 + 1 + 1),
+        ("notAPrinter", 3),
+        ("v3UnknownUser", 1),
+        ("v3WrongDigest", 1),
+        ("duplicate", 1),
+        ("noAnswer", 5),
+        ("excluded", 11),
+        ("unreachable", 510 - 302 - 3 - 2 - 1 - 5 - 11),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(summary, expected);
+    assert_eq!(r.devices.len(), 302);
+    // The CSV export has one line per address plus the header.
+    assert_eq!(r.to_csv().lines().count(), 511);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_that_changes_address_stays_one_device() {
+    let port = 25000 + (std::process::id() % 20000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let acme = fixture("snmprec/acme-color.snmprec");
+    let targets = TargetSet {
+        include: vec!["127.93.0.1-127.93.0.2".parse().unwrap()],
+        exclude: vec![],
+    };
+    let a = fleet(
+        [127, 93, 0, 1],
+        port,
+        vec![Printer::recorded("p", acme.clone())],
+        "public",
+        vec![],
+    )
+    .await;
+    let r1 = discover(targets.clone(), port, Some(store.clone())).await;
+    assert!(
+        matches!(
+            &r1.results[0].outcome,
+            Outcome::Found {
+                new: true,
+                moved_from: None,
+                ..
+            }
+        ),
+        "{:?}",
+        r1.results[0]
+    );
+    a.stop().await;
+    // The printer gets a new DHCP lease: 127.93.0.2.
+    let _b = fleet(
+        [127, 93, 0, 2],
+        port,
+        vec![Printer::recorded("p", acme)],
+        "public",
+        vec![],
+    )
+    .await;
+    let r2 = discover(targets, port, Some(store.clone())).await;
+    let moved = r2
+        .results
+        .iter()
+        .find(|x| x.address == ip("127.93.0.2"))
+        .unwrap();
+    match &moved.outcome {
+        Outcome::Found {
+            device_key,
+            new,
+            moved_from,
+        } => {
+            assert_eq!(device_key, "sn:lexmark|ACX123456");
+            assert!(!new);
+            assert_eq!(moved_from.as_deref(), Some(&*format!("127.93.0.1:{port}")));
+        }
+        o => panic!("{o:?}"),
+    }
+    let devices = store.devices().unwrap();
+    assert_eq!(devices.len(), 1, "one device, not two");
+    assert_eq!(
+        devices[0].address.as_deref(),
+        Some(&*format!("127.93.0.2:{port}"))
+    );
+    assert_eq!(store.device_moves("sn:lexmark|ACX123456").unwrap().len(), 1);
+    // The last run's per-IP report is kept.
+    assert_eq!(store.discovery_results().unwrap().len(), 2);
+}
+
+#[test]
+fn the_cli_reports_bad_import_lines_and_refuses_huge_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("list.txt");
+    std::fs::write(&f, "# printers\n192.0.2.1\nnot/valid\n192.0.2.0/33\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args(["discover", "--import", f.to_str().unwrap(), "--no-store"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("list.txt:3: ") && err.contains("list.txt:4: "),
+        "{err}"
+    );
+    assert!(err.contains("nothing was probed"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args(["discover", "-t", "10.0.0.0/8", "--no-store", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("more than the cap of 65536"),
+        "{v}"
+    );
+    assert_eq!(
+        v["results"].as_array().unwrap().len(),
+        0,
+        "nothing was sent"
+    );
+}
+
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a synchronous black-box test waiting on a child process"
+)]
+fn scheduled_discovery_hands_new_printers_to_the_poller() {
+    let port = 26000 + (std::process::id() % 20000) as u16;
+    let _sim = crate::common::simulate(&[
+        "--synthetic",
+        "3",
+        "--fleet-start",
+        "127.85.0.1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let web = 27000 + (std::process::id() % 20000) as u16;
+    let conf = dir.path().join("a.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [discovery]\ninclude = [\"127.85.0.1-127.85.0.6\"]\nport = {port}\n[[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"public\" }}\ntimeout_ms = 200\nretries = 0\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let _agent = crate::common::run_agent(&conf, None);
+    let mut ok = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+            .args(["status", "--config", conf.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v.as_array()
+                .is_some_and(|a| a.len() == 3 && a.iter().all(|p| p["printer"]["health"] == "ok"))
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the three discovered printers are managed and polled");
+    let body = crate::common::http_get_session(web, "/api/discovery");
+    let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.iter().filter(|r| r["outcome"] == "found").count(), 3);
+    assert!(http_get(web, "/metrics").contains("fleet_agent_discovery_printers_found 3"));
+}

@@ -1,0 +1,21 @@
+//! The agent's integration tests: one binary (CI links one test binary per crate), one
+//! module per area. `common` holds the harness (the binary, simulators in process, the
+//! reference cloud, fixtures).
+
+mod common;
+
+mod cli_poll;
+mod cloud_e2e;
+mod cloud_jobs;
+mod cloud_settings;
+mod deploy_job;
+mod discovery;
+mod library_job;
+mod librenms_conformance;
+mod mdns_netns;
+mod poller_fleet;
+mod service;
+mod snmpd_v3;
+mod takeover;
+mod update_job;
+mod web_api;

@@ -1,0 +1,608 @@
+//! The local page's JSON API, in process against a real listener on 127.0.0.1 and the
+//! reference cloud: sessions and CSRF, the Host check, the login rate limit, activation
+//! errors and success, settings, the discovery report and its CSV export, the event
+//! stream, and no secret in any response.
+
+use fleet_agent::store::Store;
+use fleet_agent::store::secrets::SealKey;
+use fleet_agent::web;
+use fleet_cloud::Cloud;
+use fleet_cloud::db::CloudDb;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const COMMUNITY: &str = "community-secret-4711";
+const PROXY_PASSWORD: &str = "proxy-secret-0815";
+const AGENT_PASSWORD: &str = "agent-pass-9931";
+
+struct Page {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+    csrf: String,
+    agent: Arc<web::Agent>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+    fn reason(&self) -> String {
+        self.json()["reason"].as_str().unwrap_or("").to_string()
+    }
+}
+
+impl Page {
+    async fn start(cloud_url: &str, ca: &str) -> Page {
+        fleet_agent::cloud::install_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let text = format!(
+            "[cloud]\nurl = \"{cloud_url}\"\nca_file = \"{}\"\ntimeout_secs = 5\nproxy = {{ type = \"none\" }}\n\
+             [[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"{COMMUNITY}\" }}\n",
+            ca_file.display()
+        );
+        let config = fleet_agent::config::parse("test", &text).unwrap();
+        let state = dir.path().join("state");
+        let store = Store::open(&state).unwrap();
+        let key = SealKey::load_or_create(&state).unwrap();
+        let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel(4);
+        // Nothing restarts here: applied configurations are only counted.
+        tokio::spawn(async move { while apply_rx.recv().await.is_some() {} });
+        let agent = Arc::new(web::Agent::new(store, key, state, config, apply_tx));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(web::serve(
+            listener,
+            web::WebState {
+                metrics: Arc::new(fleet_agent::telemetry::Metrics::new()),
+                agent: Some(agent.clone()),
+            },
+            async move {
+                stopped.await.ok();
+            },
+        ));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut p = Page {
+            base,
+            http,
+            cookie: String::new(),
+            csrf: String::new(),
+            agent,
+            _dir: dir,
+            _stop: stop,
+        };
+        p.new_session().await;
+        p
+    }
+
+    async fn new_session(&mut self) -> Value {
+        self.cookie.clear();
+        let r = self.call("GET", "/api/session", None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        self.cookie = set.split(';').next().unwrap().to_string();
+        let j = r.json();
+        self.csrf = j["csrf"].as_str().unwrap().to_string();
+        j
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut b = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if !self.cookie.is_empty() {
+            b = b.header("cookie", &self.cookie);
+        }
+        if method != "GET" && !self.csrf.is_empty() {
+            b = b.header("x-csrf-token", &self.csrf);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        if let Some(j) = body {
+            b = b.json(&j);
+        }
+        let r = b.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+}
+
+async fn reference_cloud() -> (String, String, Cloud, tempfile::TempDir) {
+    fleet_agent::cloud::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let db = CloudDb::open(Some(dir.path())).unwrap();
+    let cloud = Cloud::new(db, "admin-token-for-tests");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (ca, handle) = fleet_cloud::start(listener, cloud.clone()).await.unwrap();
+    std::mem::forget(handle);
+    (format!("https://127.0.0.1:{port}"), ca, cloud, dir)
+}
+
+#[tokio::test]
+async fn sessions_csrf_host_check_and_security_headers() {
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let mut p = Page::start(&url, &ca).await;
+
+    // The page itself and the API carry the strict CSP.
+    let r = p.call("GET", "/", None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("<script src=\"/app.js\""), "{}", r.text);
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!r.text.contains("<script>") && !r.text.contains(" style="));
+    let r = p.call("GET", "/api/status", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["x-frame-options"], "DENY");
+    // Nothing staged in process (no launcher ran): no update; the built-in library.
+    assert_eq!(r.json()["agentUpdate"], Value::Null, "{}", r.text);
+    assert!(r.json()["libraryVersion"].as_u64() >= Some(1), "{}", r.text);
+
+    // DNS rebinding: another Host name is refused, every path.
+    for path in ["/", "/api/session", "/api/status", "/metrics"] {
+        let r = p
+            .call_with("GET", path, None, &[("host", "printer-fleet.evil.example")])
+            .await;
+        assert_eq!(r.status, 403, "{path}");
+        assert!(r.reason().contains("Host"), "{}", r.text);
+    }
+    let port = p.base.rsplit(':').next().unwrap().to_string();
+    let r = p
+        .call_with(
+            "GET",
+            "/api/status",
+            None,
+            &[("host", &format!("localhost:{port}"))],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    // No session, no API.
+    let saved = std::mem::take(&mut p.cookie);
+    let r = p.call("GET", "/api/status", None).await;
+    assert_eq!(r.status, 401);
+    p.cookie = saved;
+
+    // A state change needs the session's CSRF token.
+    let csrf = std::mem::take(&mut p.csrf);
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/log-level",
+            Some(json!({"logLevel": "debug"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    p.csrf = "0".repeat(64);
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/log-level",
+            Some(json!({"logLevel": "debug"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    p.csrf = csrf;
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/log-level",
+            Some(json!({"logLevel": "loud=="})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.reason().starts_with("logLevel"), "{}", r.text);
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/log-level",
+            Some(json!({"logLevel": "info"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        p.call("GET", "/api/settings", None).await.json()["logLevel"],
+        "info"
+    );
+
+    // Unknown API: a JSON reason with 404.
+    let r = p.call("GET", "/api/nothing", None).await;
+    assert_eq!(r.status, 404);
+    assert!(!r.reason().is_empty());
+}
+
+#[tokio::test]
+async fn password_login_and_rate_limit() {
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let mut p = Page::start(&url, &ca).await;
+    // No password yet: the page is open (localhost only).
+    let s = p.new_session().await;
+    assert_eq!(s["authenticated"], true);
+    assert_eq!(s["passwordSet"], false);
+    let r = p
+        .call("POST", "/api/password", Some(json!({"new": "short"})))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.reason().starts_with("new:"), "{}", r.text);
+    let r = p
+        .call(
+            "POST",
+            "/api/password",
+            Some(json!({"new": AGENT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The session that set it goes on under a new cookie and token.
+    let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+    p.cookie = set.split(';').next().unwrap().to_string();
+    p.csrf = r.json()["csrf"].as_str().unwrap().to_string();
+    assert_eq!(p.call("GET", "/api/status", None).await.status, 200);
+    // Changing it needs the current one.
+    let r = p
+        .call(
+            "POST",
+            "/api/password",
+            Some(json!({"current": "wrong-one", "new": "another-pass-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // A new browser must log in.
+    let s = p.new_session().await;
+    assert_eq!(s["authenticated"], false);
+    assert_eq!(s["passwordSet"], true);
+    let r = p.call("GET", "/api/status", None).await;
+    assert_eq!(r.status, 401);
+    assert!(r.reason().contains("log in"), "{}", r.text);
+    let r = p
+        .call(
+            "POST",
+            "/api/login",
+            Some(json!({"password": AGENT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+    let fresh = set.split(';').next().unwrap().to_string();
+    assert_ne!(fresh, p.cookie, "a new session id at login");
+    p.cookie = fresh;
+    p.csrf = r.json()["csrf"].as_str().unwrap().to_string();
+    assert_eq!(p.call("GET", "/api/status", None).await.status, 200);
+    // Logout ends it.
+    assert_eq!(p.call("POST", "/api/logout", None).await.status, 204);
+    assert_eq!(p.call("GET", "/api/status", None).await.status, 401);
+
+    // Wrong passwords: 401 four times (the last one already counted), then 429 with
+    // Retry-After, even for the right password.
+    p.new_session().await;
+    for _ in 0..fleet_agent::web::auth::LOGIN_FAILURES {
+        let r = p
+            .call("POST", "/api/login", Some(json!({"password": "guess"})))
+            .await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.reason(), "wrong password");
+    }
+    let r = p
+        .call(
+            "POST",
+            "/api/login",
+            Some(json!({"password": AGENT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait > 0 && wait <= 300);
+}
+
+#[tokio::test]
+async fn activation_errors_success_and_no_secret_in_any_response() {
+    let (url, ca, cloud, _d) = reference_cloud().await;
+    let (_, code, _) = cloud.create_agent("web test", &json!({})).unwrap();
+    let p = Page::start(&url, &ca).await;
+
+    let r = p
+        .call("POST", "/api/activate", Some(json!({"code": "ABCD-12"})))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.reason().contains("XXXX-XXXX-XXXX"), "{}", r.text);
+    let r = p
+        .call(
+            "POST",
+            "/api/activate",
+            Some(json!({"code": "ABCD-1234-EF56"})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.reason().contains("unknown activation code"), "{}", r.text);
+    let r = p
+        .call(
+            "POST",
+            "/api/activate",
+            Some(json!({"code": code, "proxy": {"host": "", "port": 3128}})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.reason().starts_with("proxy.host"), "{}", r.text);
+    // A proxy that does not answer (a closed port on loopback): 502 naming it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    let r = p
+        .call(
+            "POST",
+            "/api/activate",
+            Some(json!({"code": code, "proxy": {"host": "127.0.0.1", "port": dead, "user": "u", "password": PROXY_PASSWORD}})),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(
+        r.reason()
+            .contains(&format!("through the proxy http://127.0.0.1:{dead}")),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains(PROXY_PASSWORD));
+    assert!(
+        !p.call("GET", "/api/session", None).await.json()["activated"]
+            .as_bool()
+            .unwrap()
+    );
+
+    // The right code, with an agent password: activated, and this browser stays in.
+    let r = p
+        .call(
+            "POST",
+            "/api/activate",
+            Some(json!({"code": code.to_lowercase(), "password": AGENT_PASSWORD, "discoverAfter": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["agentId"].as_str().unwrap().starts_with("agent-"));
+    assert_eq!(r.json()["discovery"], "noTargets");
+    let s = p.call("GET", "/api/session", None).await.json();
+    assert_eq!(s["activated"], true);
+    assert_eq!(s["authenticated"], true);
+    // The code works once.
+    let r = p
+        .call("POST", "/api/activate", Some(json!({"code": code})))
+        .await;
+    assert_eq!(r.status, 410, "{}", r.text);
+    assert!(r.reason().contains("already used"), "{}", r.text);
+
+    // A proxy with a password, set in the settings.
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/proxy",
+            Some(json!({"host": "proxy.corp.example", "port": 3128, "user": "svc", "password": PROXY_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let s = p.call("GET", "/api/settings", None).await.json();
+    assert_eq!(s["proxy"]["host"], "proxy.corp.example");
+    assert_eq!(s["proxy"]["passwordSet"], true);
+    // Saving again without the password keeps it.
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/proxy",
+            Some(json!({"host": "proxy.corp.example", "port": 8080, "user": "svc"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let s = p.call("GET", "/api/settings", None).await.json();
+    assert_eq!(s["proxy"]["port"], 8080);
+    assert_eq!(s["proxy"]["passwordSet"], true);
+    match fleet_agent::web::api::effective_proxy(
+        &p.agent.store,
+        &p.agent.key,
+        &p.agent.live().config,
+    ) {
+        fleet_agent::config::Proxy::Http { url, password, .. } => {
+            assert_eq!(url, "http://proxy.corp.example:8080");
+            assert_eq!(password.unwrap().expose(), PROXY_PASSWORD);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Every GET the page makes, and none shows a secret.
+    let mut seen = String::new();
+    for path in [
+        "/api/session",
+        "/api/status",
+        "/api/settings",
+        "/api/printers",
+        "/api/discovery",
+        "/api/discovery.csv",
+        "/api/outbox",
+        "/api/logs",
+        "/metrics",
+        "/",
+        "/app.js",
+    ] {
+        let r = p.call("GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        seen.push_str(&r.text);
+        for (_, v) in &r.headers {
+            seen.push_str(v.to_str().unwrap_or(""));
+        }
+    }
+    for secret in [COMMUNITY, PROXY_PASSWORD, AGENT_PASSWORD, "$argon2id$"] {
+        assert!(!seen.contains(secret), "{secret} shown");
+    }
+    let client_secret = p
+        .agent
+        .store
+        .secret(&p.agent.key, "cloud.client_secret")
+        .unwrap()
+        .unwrap();
+    assert!(!seen.contains(client_secret.expose()));
+    // And the proxy password is sealed in the store.
+    let raw = p
+        .agent
+        .store
+        .setting("ui.proxy")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(!raw.contains(PROXY_PASSWORD));
+}
+
+#[tokio::test]
+async fn discovery_report_filter_csv_and_progress_events() {
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let p = Page::start(&url, &ca).await;
+    let rows = [
+        (
+            "192.0.2.1",
+            "found",
+            json!({"address": "192.0.2.1", "outcome": "found", "deviceKey": "sn:HP:X1", "new": true, "sources": ["target"]}),
+        ),
+        (
+            "192.0.2.2",
+            "noAnswer",
+            json!({"address": "192.0.2.2", "outcome": "noAnswer", "sources": ["target"]}),
+        ),
+        (
+            "192.0.2.3",
+            "notAPrinter",
+            json!({"address": "192.0.2.3", "outcome": "notAPrinter", "sysDescr": "=HYPERLINK(\"x\") switch", "sources": ["target"]}),
+        ),
+    ];
+    let results: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|(a, o, d)| (a.to_string(), o.to_string(), d.to_string()))
+        .collect();
+    p.agent.store.save_discovery(1, &[], &results).unwrap();
+
+    let all = p.call("GET", "/api/discovery", None).await.json();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let some = p
+        .call("GET", "/api/discovery?outcome=noAnswer", None)
+        .await
+        .json();
+    assert_eq!(some.as_array().unwrap().len(), 1);
+    assert_eq!(some[0]["address"], "192.0.2.2");
+    let some = p
+        .call("GET", "/api/discovery?q=hyperlink", None)
+        .await
+        .json();
+    assert_eq!(some[0]["address"], "192.0.2.3");
+
+    let csv = p.call("GET", "/api/discovery.csv?q=192.0.2", None).await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("discovery-report.csv")
+    );
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "address,name,outcome,detail,profile,sources");
+    assert_eq!(lines.len(), 4, "{}", csv.text);
+    assert!(
+        lines[1].starts_with("\"192.0.2.1\",\"\",\"found\""),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("sn:HP:X1"));
+    let csv = p
+        .call("GET", "/api/discovery.csv?outcome=found", None)
+        .await;
+    assert_eq!(csv.text.lines().count(), 2);
+
+    // "Discover now" without targets says why.
+    let r = p.call("POST", "/api/discovery/run", None).await;
+    assert_eq!(r.status, 409);
+    assert!(r.reason().contains("no targets"), "{}", r.text);
+
+    // The event stream: the current state first, then every change.
+    let mut resp = p
+        .http
+        .get(format!("{}/api/discovery/events", p.base))
+        .header("cookie", &p.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let chunk = resp.chunk().await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&chunk).into_owned();
+    assert!(text.contains("event: progress"), "{text}");
+    assert!(text.contains("\"finished\":true"), "{text}");
+    p.agent
+        .progress
+        .send_replace(fleet_agent::discovery::Progress {
+            done: 5,
+            total: 10,
+            found: 1,
+            ..Default::default()
+        });
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(
+        text.contains("\"done\":5") && text.contains("\"total\":10"),
+        "{text}"
+    );
+}
+
+/// Every API route the page serves is in docs/web-api.md.
+#[test]
+fn every_route_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/web/mod.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/web-api.md")).unwrap();
+    let routes: Vec<&str> = src
+        .split(".route(")
+        .skip(1)
+        .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+        .filter(|p| p.starts_with("/api/"))
+        .collect();
+    assert!(routes.len() >= 18, "{routes:?}");
+    let missing: Vec<&&str> = routes.iter().filter(|r| !doc.contains(**r)).collect();
+    assert!(
+        missing.is_empty(),
+        "missing from docs/web-api.md: {missing:?}"
+    );
+}
