@@ -1,10 +1,17 @@
-//! The agent: builds the components from a validated [`Config`], starts them in
-//! dependency order (store, web, poller) and stops them in reverse within a deadline
-//! when the shutdown future completes.
+//! The supervisor: given its dependencies as handles ([`Deps`]), builds the components
+//! from a validated [`Config`], starts them in dependency order (store, web, poller, cloud
+//! link, jobs) and stops them in reverse within a deadline when the shutdown future
+//! completes or a restart is asked for. No component reaches for process-wide state: the
+//! clock, the support library, the cloud link's status and the log are handles from here,
+//! so several agents can run in one process (the integration tests do).
 
+use crate::clock::Clock;
+use crate::cloud::link::Link;
 use crate::config::Config;
 use crate::poller::scheduler::{Managed, Poller};
+use crate::printer::library;
 use crate::store::Store;
+use crate::telemetry::Logs;
 use crate::telemetry::Metrics;
 use crate::web;
 use anyhow::Context;
@@ -23,7 +30,7 @@ async fn discovery_loop(
     config: Config,
     poller: crate::poller::scheduler::PollerHandle,
     metrics: Arc<Metrics>,
-    mut now: tokio::sync::mpsc::Receiver<crate::jobs::DiscoverRequest>,
+    mut now: tokio::sync::mpsc::Receiver<crate::discovery::DiscoverRequest>,
     page: Arc<web::Agent>,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -32,7 +39,7 @@ async fn discovery_loop(
     let (store, seal) = (page.store.clone(), page.key.clone());
     let d = &config.discovery;
     // Jobs waiting for the end of the current run.
-    let mut waiting: Vec<crate::jobs::DiscoverRequest> = Vec::new();
+    let mut waiting: Vec<crate::discovery::DiscoverRequest> = Vec::new();
     // Activated on the page without "discover now": the first run waits for the schedule.
     if page
         .defer_discovery
@@ -65,6 +72,7 @@ async fn discovery_loop(
             max_in_flight: d.max_in_flight,
             max_addresses: d.max_addresses,
             mdns: d.mdns,
+            reader: page.reader(),
         };
         let (tx, mut rx) = tokio::sync::watch::channel(discovery::Progress::default());
         let m = metrics.clone();
@@ -148,7 +156,7 @@ async fn discovery_loop(
             addresses = report.results.len(),
             "Discovery run finished."
         );
-        let summary = crate::jobs::DiscoverySummary {
+        let summary = crate::discovery::DiscoverySummary {
             addresses: report.results.len(),
             found: report.devices.len(),
             added,
@@ -209,8 +217,7 @@ async fn discovered_printers(
                     continue;
                 };
                 if let Some(sn) = &p.serial
-                    && s.setting(&crate::cloud::uploader::unenrolled_key(&format!("sn:{sn}")))?
-                        .is_some()
+                    && s.unenrolled_at(&format!("sn:{sn}"))?.is_some()
                 {
                     continue;
                 }
@@ -228,17 +235,12 @@ async fn discovered_printers(
     Ok(found)
 }
 
-/// Builds the cloud client and loads the activation credentials, when both exist.
+/// Builds the cloud connection from the activation credentials, when the agent is
+/// activated and a cloud URL is set.
 async fn cloud_link(
     config: &Config,
-    state_dir: &std::path::Path,
-    store: &Store,
-) -> anyhow::Result<
-    Option<(
-        Arc<crate::cloud::client::CloudClient>,
-        crate::cloud::client::Credentials,
-    )>,
-> {
+    shared: &Shared,
+) -> anyhow::Result<Option<crate::cloud::Connection>> {
     let Some(url) = config.cloud.url.clone() else {
         return Ok(None);
     };
@@ -248,28 +250,14 @@ async fn cloud_link(
         }
         None => None,
     };
-    let (s, dir) = (store.clone(), state_dir.to_path_buf());
-    let c = config.clone();
-    // The credentials and the proxy in force (the local page's, else the file's), with one
-    // load of the seal key.
-    let found = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Option<(crate::cloud::client::Credentials, crate::config::Proxy)>> {
-            let key = crate::store::secrets::SealKey::load_or_create(&dir)?;
-            let (Some(agent_id), Some(client_id), Some(client_secret)) = (
-                s.setting("cloud.agent_id")?,
-                s.setting("cloud.client_id")?,
-                s.secret(&key, "cloud.client_secret")?,
-            ) else {
-                return Ok(None);
-            };
-            let creds = crate::cloud::client::Credentials {
-                agent_id,
-                client_id,
-                client_secret,
-            };
-            Ok(Some((creds, web::api::effective_proxy(&s, &key, &c))))
-        },
-    )
+    let (s, key, c) = (shared.store.clone(), shared.key.clone(), config.clone());
+    // The credentials and the proxy in force (the local page's, else the file's).
+    let found = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let Some(creds) = s.cloud_credentials(&key)? else {
+            return Ok(None);
+        };
+        Ok(Some((creds, web::api::effective_proxy(&s, &key, &c))))
+    })
     .await??;
     let Some((creds, proxy)) = found else {
         return Ok(None);
@@ -280,15 +268,85 @@ async fn cloud_link(
         config.cloud.timeout,
         &proxy,
     )?;
-    Ok(Some((Arc::new(client), creds)))
+    Ok(Some(crate::cloud::Connection {
+        client: Arc::new(client),
+        creds,
+        link: shared.deps.link.clone(),
+        clock: shared.deps.clock.clone(),
+    }))
 }
 
 /// Why the running components are being stopped.
 enum Next {
     /// Shut the agent down.
     Stop,
+    /// Shut down to start again (an update staged, or on trial and unhealthy).
+    Restart,
     /// Restart the components with this configuration.
     Apply(Box<Config>, &'static str),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Stopped as asked.
+    Stopped,
+    /// Stopped to start again (an agent update): the caller starts it again (status 75
+    /// for the service manager, an in-place restart in the foreground).
+    Restart,
+}
+
+/// What the supervisor is given: the state directory it works on, the local page's
+/// listener, and the process-wide state as handles. The command line builds one for a
+/// real run ([`Deps::new`]); a test builds its own (a listener on port 0, a clock it
+/// moves, a detached log) to run agents in process.
+pub struct Deps {
+    /// The state directory: locked for this agent, the store and the sealing key in it.
+    pub state_dir: PathBuf,
+    /// The local page's listener; `None` binds `web.listen`.
+    pub listener: Option<std::net::TcpListener>,
+    /// The agent's wall clock.
+    pub clock: Clock,
+    /// The printer support library in use.
+    pub library: library::Handle,
+    /// The cloud link's status.
+    pub link: Link,
+    /// The agent's log.
+    pub logs: Logs,
+    /// How this process was started (a staged update on trial confirms itself).
+    pub launched: crate::update::Launch,
+}
+
+impl Deps {
+    /// The dependencies of a real run: the system clock, the built-in library (a stored
+    /// newer one is installed at start), a new link status.
+    pub fn new(state_dir: PathBuf, logs: Logs, launched: crate::update::Launch) -> Deps {
+        let clock = Clock::system();
+        Deps {
+            state_dir,
+            listener: None,
+            link: Link::new(clock.clone()),
+            clock,
+            library: library::Handle::default(),
+            logs,
+            launched,
+        }
+    }
+}
+
+/// What every (re)start of the components shares with the supervisor.
+struct Shared {
+    deps: Deps,
+    store: Store,
+    key: crate::store::secrets::SealKey,
+    metrics: Arc<Metrics>,
+    page: Arc<web::Agent>,
+    /// Where accepted cloud settings go (the supervisor applies them).
+    apply: tokio::sync::mpsc::Sender<Box<Config>>,
+    /// Told when a job's result was stored outside the jobs' own tasks.
+    results_waiting: Arc<tokio::sync::Notify>,
+    /// Asked when the agent must stop to start again.
+    restart: crate::update::Restart,
 }
 
 /// Resolves when the watch turns true (or its sender is gone).
@@ -325,23 +383,23 @@ impl Hangup {
     }
 }
 
-/// Runs the agent until `shutdown` completes.
+/// Runs the agent until `shutdown` completes (or a restart is asked for).
 ///
 /// The configuration in force is `source` with the cloud's stored settings laid over it.
 /// Settings accepted from the cloud and SIGHUP (which re-reads the file) restart the
-/// reloadable components (poller, discovery, uploader, sender, heartbeat) with the new
-/// configuration; an invalid one is refused with its reasons and the old one keeps
+/// reloadable components (poller, discovery, uploader, sender, heartbeat, jobs) with the
+/// new configuration; an invalid one is refused with its reasons and the old one keeps
 /// running. The store and the web listener stay up throughout.
 ///
 /// # Errors
-/// Start-up failures (store, listener, an invalid file); runtime faults are logged and
-/// retried inside the components.
+/// Start-up failures (state directory, store, listener, an invalid file); runtime faults
+/// are logged and retried inside the components.
 pub async fn run(
     source: crate::config::Source,
-    state_dir: PathBuf,
-    launched: crate::update::Launch,
+    mut deps: Deps,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
+    let state_dir = deps.state_dir.clone();
     let _claim = crate::platform::lock_state_dir(&state_dir)?;
     let store = {
         let dir = state_dir.clone();
@@ -359,42 +417,57 @@ pub async fn run(
     if let Some(e) = unfit {
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
     }
-    crate::telemetry::set_log_level(&config.log_level);
+    deps.logs.set_level(&config.log_level);
     {
-        let (s, keys, dir) = (
+        let (s, keys, dir, lib, now) = (
             store.clone(),
             config.cloud.library_keys.clone(),
             state_dir.clone(),
+            deps.library.clone(),
+            deps.clock.now_ms(),
         );
         tokio::task::spawn_blocking(move || {
-            crate::jobs::load_library(&s, &keys);
+            crate::jobs::load_library(&s, &lib, &keys);
             // A rolled-back update's outcome, for its job.
-            crate::update::settle(&dir, &s);
+            crate::update::settle(&dir, &s, now);
         })
         .await?;
     }
     // A level chosen on the local page wins until the next change from the cloud.
-    if let Some(level) = store.setting(web::keys::LOG_LEVEL)? {
-        crate::telemetry::set_log_level(&level);
+    if let Some(level) = store.log_level()? {
+        deps.logs.set_level(&level);
     }
     let mut source = source;
     let metrics = Arc::new(Metrics::new());
-    let listener = tokio::net::TcpListener::bind(config.web_listen)
-        .await
-        .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?;
-    if !config.web_listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.web_listen, "The local web listener is reachable from the network.");
+    let listener = match deps.listener.take() {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)?
+        }
+        None => tokio::net::TcpListener::bind(config.web_listen)
+            .await
+            .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?,
+    };
+    let listening = listener.local_addr()?;
+    if !listening.ip().is_loopback() {
+        tracing::warn!(listen = %listening, "The local web listener is reachable from the network.");
     }
     let web_listen = config.web_listen;
-    tracing::info!(listen = %listener.local_addr()?, "Web listener ready.");
+    tracing::info!(listen = %listening, "Web listener ready.");
     let (web_stop_tx, web_stop_rx) = watch::channel(false);
     let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
     // Restarts asked by the local page (activation, a new proxy), logged as such.
     let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Box<Config>>(4);
     let page = Arc::new(web::Agent::new(
-        store.clone(),
-        key.clone(),
-        state_dir.clone(),
+        web::Handles {
+            store: store.clone(),
+            key: key.clone(),
+            state_dir: state_dir.clone(),
+            clock: deps.clock.clone(),
+            library: deps.library.clone(),
+            link: deps.link.clone(),
+            logs: deps.logs.clone(),
+        },
         config.clone(),
         page_tx,
     ));
@@ -406,6 +479,16 @@ pub async fn run(
         },
         stopped(web_stop_rx),
     ));
+    let shared = Shared {
+        store,
+        key,
+        metrics,
+        page,
+        apply: apply_tx,
+        results_waiting: Arc::new(tokio::sync::Notify::new()),
+        restart: crate::update::Restart::default(),
+        deps,
+    };
     let mut sighup = Hangup::new();
     tokio::pin!(shutdown);
     // The service manager's watchdog, when it asked for one (systemd WatchdogSec).
@@ -418,30 +501,25 @@ pub async fn run(
             }
         })
     });
-    let mut result = Ok(());
+    let mut result = Ok(Ended::Stopped);
     let mut health = None;
     loop {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut components = start_components(
-            &config,
-            &source,
-            &state_dir,
-            &store,
-            &key,
-            &metrics,
-            &stop_rx,
-            apply_tx.clone(),
-            &page,
-        )
-        .await?;
+        let mut components = start_components(&config, &source, &shared, &stop_rx).await?;
         tracing::info!(printers = config.printers.len(), "Agent running.");
         // A staged version on trial confirms itself once the cloud answers (once per process).
         if health.is_none()
-            && let crate::update::Launch::Staged(v) = &launched
+            && let crate::update::Launch::Staged(v) = &shared.deps.launched
         {
             health = Some(tokio::spawn(crate::update::check_health(
-                state_dir.clone(),
-                store.clone(),
+                crate::update::Health {
+                    state_dir: state_dir.clone(),
+                    store: shared.store.clone(),
+                    link: shared.deps.link.clone(),
+                    clock: shared.deps.clock.clone(),
+                    results_waiting: shared.results_waiting.clone(),
+                    restart: shared.restart.clone(),
+                },
                 v.clone(),
             )));
         }
@@ -455,12 +533,15 @@ pub async fn run(
                     tracing::info!("Shutting down.");
                     break Next::Stop;
                 }
+                () = shared.restart.requested() => {
+                    tracing::info!("Stopping to start again (agent update).");
+                    break Next::Restart;
+                }
                 Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud"),
                 Some(c) = page_rx.recv() => break Next::Apply(c, "local page"),
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration.");
-                    let s = store.clone();
-                    let k = key.clone();
+                    let (s, k) = (shared.store.clone(), shared.key.clone());
                     let stored = tokio::task::spawn_blocking(move || crate::cloud::settings::stored(&s, &k))
                         .await
                         .ok()
@@ -491,19 +572,23 @@ pub async fn run(
             }
         };
         crate::platform::notify(match next {
-            Next::Stop => crate::platform::ServiceState::Stopping,
+            Next::Stop | Next::Restart => crate::platform::ServiceState::Stopping,
             Next::Apply(..) => crate::platform::ServiceState::Reloading,
         });
         stop_tx.send(true).ok();
         stop_all(&mut components, config.stop_timeout).await?;
         match next {
             Next::Stop => break,
+            Next::Restart => {
+                result = Ok(Ended::Restart);
+                break;
+            }
             Next::Apply(c, why) => {
                 if c.web_listen != web_listen {
                     tracing::warn!(listen = %c.web_listen, "web.listen changed; it takes effect at the next start.");
                 }
                 config = *c;
-                crate::telemetry::set_log_level(&config.log_level);
+                shared.deps.logs.set_level(&config.log_level);
                 tracing::info!(from = why, "Configuration applied; components restarted.");
             }
         }
@@ -602,18 +687,13 @@ async fn stop_all(components: &mut Components, deadline: Duration) -> anyhow::Re
 
 /// Starts the reloadable components (poller, uploader, cloud link, discovery) for one
 /// configuration; they stop when `stop_rx` turns true.
-#[allow(clippy::too_many_arguments)]
 async fn start_components(
     config: &Config,
     source: &crate::config::Source,
-    state_dir: &std::path::Path,
-    store: &Store,
-    key: &crate::store::secrets::SealKey,
-    metrics: &Arc<Metrics>,
+    shared: &Shared,
     stop_rx: &watch::Receiver<bool>,
-    apply: tokio::sync::mpsc::Sender<Box<Config>>,
-    page: &Arc<web::Agent>,
 ) -> anyhow::Result<Components> {
+    let (store, key, deps) = (&shared.store, &shared.key, &shared.deps);
     let mut managed = Vec::new();
     for p in &config.printers {
         let (s, k, addr) = (store.clone(), key.clone(), p.address);
@@ -653,18 +733,22 @@ async fn start_components(
         });
     }
     let mut components = Components::new();
-    // Disabled by the cloud: the cloud link and jobs run, the printer work does not.
+    // Disabled (or deleted) by the cloud: the cloud link and jobs run, the printer work
+    // does not.
     let disabled = {
         let s = store.clone();
-        tokio::task::spawn_blocking(move || s.setting(crate::jobs::DISABLED))
-            .await??
-            .is_some()
+        tokio::task::spawn_blocking(move || s.agent_state()).await??
+            != crate::store::AgentState::Active
     };
     if disabled {
         tracing::warn!(
             "The agent is disabled by the cloud: printers are not polled or discovered."
         );
     }
+    let reader = crate::poller::Reader {
+        library: deps.library.clone(),
+        clock: deps.clock.clone(),
+    };
     let client = UdpClient::new().context("cannot open the SNMP socket")?;
     // Printer commands share the poller's socket.
     let snmp = client.clone();
@@ -673,11 +757,11 @@ async fn start_components(
         config.poller.clone(),
         managed,
         Some(store.clone()),
-        metrics.clone(),
+        shared.metrics.clone(),
     );
     // Readings flow from the poller to the uploader, which queues uploads in the outbox.
     let (readings_tx, readings_rx) = tokio::sync::mpsc::channel(4096);
-    let poller = poller.with_readings(readings_tx);
+    let poller = poller.with_readings(readings_tx).with_reader(reader);
     // The uploader ends when the poller's readings end: it runs only with the poller.
     if !disabled {
         let uploader = crate::cloud::uploader::Uploader::new(
@@ -685,33 +769,41 @@ async fn start_components(
             config.upload,
             config.cloud.outbox_max_bytes,
         )
-        .with_metrics(metrics.clone());
+        .with_clock(deps.clock.clone())
+        .with_metrics(shared.metrics.clone());
         let stop = stopped(stop_rx.clone());
         components.spawn("uploader", async move {
             uploader.run(readings_rx, stop).await;
             ("uploader", Ok(()))
         });
     }
-    // "Discover now" requests (jobs, later the web page) reach the discovery loop here;
-    // runs never overlap because the loop awaits each one.
-    let (now_tx, now_rx) = tokio::sync::mpsc::channel::<crate::jobs::DiscoverRequest>(8);
+    // "Discover now" requests (jobs, the page) reach the discovery loop here; runs never
+    // overlap because the loop awaits each one.
+    let (now_tx, now_rx) = tokio::sync::mpsc::channel::<crate::discovery::DiscoverRequest>(8);
     let discover = config.discovery.enabled().then_some(now_tx);
+    let page = &shared.page;
     page.set_live(web::Live {
         config: config.clone(),
         poller: (!disabled).then(|| handle.clone()),
         discover: discover.clone().filter(|_| !disabled),
     });
     // The sender drains the outbox once the agent is activated and a cloud URL is set.
-    match cloud_link(config, state_dir, store).await {
-        Ok(Some((client, creds))) => {
-            tracing::info!(agent = %creds.agent_id, "Cloud link ready.");
+    match cloud_link(config, shared).await {
+        Ok(Some(conn)) => {
+            tracing::info!(agent = %conn.creds.agent_id, "Cloud link ready.");
             let link = crate::cloud::heartbeat::SettingsLink {
                 source: source.clone(),
                 key: key.clone(),
-                apply,
+                apply: shared.apply.clone(),
             };
             let jobs = crate::jobs::Context {
+                cloud: conn.clone(),
+                clock: deps.clock.clone(),
                 store: store.clone(),
+                library: deps.library.clone(),
+                logs: deps.logs.clone(),
+                results_waiting: shared.results_waiting.clone(),
+                restart: shared.restart.clone(),
                 poller: handle.clone(),
                 discover,
                 settings: Some(link.clone()),
@@ -720,22 +812,22 @@ async fn start_components(
                 printer_locks: Default::default(),
                 library_keys: config.cloud.library_keys.clone(),
                 update_keys: config.cloud.update_keys.clone(),
-                state_dir: state_dir.to_path_buf(),
+                state_dir: deps.state_dir.clone(),
                 progress: Some(page.progress.subscribe()),
             };
-            let (c, cr, stop) = (client.clone(), creds.clone(), stopped(stop_rx.clone()));
+            let stop = stopped(stop_rx.clone());
             components.spawn("jobs", async move {
-                crate::jobs::run(c, cr, jobs, stop).await;
+                crate::jobs::run(jobs, stop).await;
                 ("jobs", Ok(()))
             });
-            let (c, cr, s, stop) = (
-                client.clone(),
-                creds.clone(),
-                store.clone(),
-                stopped(stop_rx.clone()),
-            );
+            let dir = deps.state_dir.clone();
+            let sources = crate::cloud::heartbeat::Sources {
+                library: deps.library.clone(),
+                update: Arc::new(move || crate::update::status(&dir)),
+            };
+            let (c, s, stop) = (conn.clone(), store.clone(), stopped(stop_rx.clone()));
             components.spawn("heartbeat", async move {
-                crate::cloud::heartbeat::run(c, cr, s, Some(link), stop).await;
+                crate::cloud::heartbeat::run(c, s, sources, Some(link), stop).await;
                 ("heartbeat", Ok(()))
             });
             let (s, stop) = (store.clone(), stopped(stop_rx.clone()));
@@ -744,7 +836,7 @@ async fn start_components(
                 poller: Some(handle.clone()),
             };
             components.spawn("sender", async move {
-                crate::cloud::sender::run(client, creds, s, ownership, stop).await;
+                crate::cloud::sender::run(conn, s, ownership, stop).await;
                 ("sender", Ok(()))
             });
         }
@@ -754,7 +846,11 @@ async fn start_components(
         }
     }
     if config.discovery.enabled() && !disabled {
-        let (cfg, m, stop) = (config.clone(), metrics.clone(), stopped(stop_rx.clone()));
+        let (cfg, m, stop) = (
+            config.clone(),
+            shared.metrics.clone(),
+            stopped(stop_rx.clone()),
+        );
         let page = page.clone();
         components.spawn("discovery", async move {
             discovery_loop(cfg, handle, m, now_rx, page, stop).await;

@@ -1,12 +1,15 @@
 //! The agent's own metrics (Prometheus text format at `/metrics`) and log setup.
 
+use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 type Labels = Vec<(String, String)>;
 
@@ -181,15 +184,98 @@ impl Metrics {
     }
 }
 
-/// Log lines kept in memory for the "request agent logs" job (the process logs to
-/// standard error, which journald or the service wrapper owns).
+/// Log lines kept in memory for the "request agent logs" job and the page (the process
+/// logs to standard error, which journald or the service wrapper owns).
 const RING_LINES: usize = 5000;
 
-static RING: std::sync::Mutex<std::collections::VecDeque<String>> =
-    std::sync::Mutex::new(std::collections::VecDeque::new());
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
-/// Writes log output to standard error and keeps the last [`RING_LINES`] lines.
-struct Tee;
+/// The agent's log as a handle: the last [`RING_LINES`] lines (for `requestLogs` and
+/// the page) and the level, changed at run time. [`Logs::init`] makes the process's one;
+/// an agent run in process by a test gets a detached one.
+#[derive(Clone, Default)]
+pub struct Logs {
+    ring: Arc<Mutex<VecDeque<String>>>,
+    /// `None` when the level is pinned (`FLEET_AGENT_LOG`) or nothing is installed.
+    filter: Option<Arc<FilterHandle>>,
+}
+
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logs").finish_non_exhaustive()
+    }
+}
+
+impl Logs {
+    /// Installs the process's log subscriber (stderr, journald and the Windows service
+    /// pick it up from there; with `file`, also a file rotated by size,
+    /// [`LOG_FILE_MAX_BYTES`], [`LOG_FILES_KEPT`] kept). `FLEET_AGENT_LOG` overrides
+    /// `default` and then also wins over later [`Logs::set_level`] calls, so an operator's
+    /// debugging filter is never replaced. A second call leaves the first subscriber in
+    /// place and returns a detached handle.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn init(default: &str, file: Option<&Path>) -> std::io::Result<Logs> {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let file = match file {
+            Some(p) => Some(Arc::new(Mutex::new(RotatingFile::open(
+                p,
+                LOG_FILE_MAX_BYTES,
+                LOG_FILES_KEPT,
+            )?))),
+            None => None,
+        };
+        let from_env = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG").ok();
+        let pinned = from_env.is_some();
+        let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+        let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
+        let ring = Arc::new(Mutex::new(VecDeque::new()));
+        let tee = Tee {
+            ring: ring.clone(),
+            file,
+        };
+        let ok = tracing_subscriber::registry()
+            .with(layer)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || tee.clone())
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init()
+            .is_ok();
+        if !ok {
+            return Ok(Logs::default());
+        }
+        Ok(Logs {
+            ring,
+            filter: (!pinned).then(|| Arc::new(handle)),
+        })
+    }
+
+    /// The last log lines (oldest first), as written to standard error, colours removed.
+    pub fn recent(&self) -> Vec<String> {
+        self.ring.lock().iter().cloned().collect()
+    }
+
+    /// Changes the log filter at run time (settings from the cloud, SIGHUP, the page). A
+    /// filter that does not parse was already refused by configuration validation; it is
+    /// ignored here.
+    pub fn set_level(&self, filter: &str) {
+        if let (Some(h), Ok(f)) = (&self.filter, tracing_subscriber::EnvFilter::try_new(filter)) {
+            h.reload(f).ok();
+        }
+    }
+}
+
+/// Writes log output to standard error (and the file) and keeps the last lines.
+#[derive(Clone)]
+struct Tee {
+    ring: Arc<Mutex<VecDeque<String>>>,
+    file: Option<Arc<Mutex<RotatingFile>>>,
+}
 
 impl std::io::Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -197,23 +283,18 @@ impl std::io::Write for Tee {
         // line for the file and the in-memory copy.
         let stderr = std::io::stderr().write_all(buf);
         let text = strip_ansi(&String::from_utf8_lossy(buf));
-        if let Some(file) = LOG_FILE.get() {
-            let mut f = file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(file) = &self.file {
             // Nowhere to report a failing log file but the log itself; keep going.
-            f.write_all(text.as_bytes()).ok();
+            file.lock().write_all(text.as_bytes()).ok();
         }
-        let mut ring = RING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ring = self.ring.lock();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             if ring.len() == RING_LINES {
                 ring.pop_front();
             }
             ring.push_back(line.to_string());
         }
-        if LOG_FILE.get().is_none() {
+        if self.file.is_none() {
             stderr?;
         }
         Ok(buf.len())
@@ -241,17 +322,6 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
-
-/// The last log lines (oldest first), as written to standard error, colours removed.
-pub fn recent_logs() -> Vec<String> {
-    RING.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .cloned()
-        .collect()
-}
-
-static LOG_FILE: std::sync::OnceLock<std::sync::Mutex<RotatingFile>> = std::sync::OnceLock::new();
 
 /// A log file that is rotated by size: when a write would take it past `max_bytes`,
 /// `name.log` becomes `name.log.1` (`.1` becomes `.2`, ...; the oldest beyond `keep` is
@@ -345,57 +415,6 @@ pub const LOG_FILE_MAX_BYTES: u64 = 10 << 20;
 /// Rotated log files kept besides the current one.
 pub const LOG_FILES_KEPT: usize = 5;
 
-/// Also writes the log to `path`, rotated by size ([`LOG_FILE_MAX_BYTES`], keeping
-/// [`LOG_FILES_KEPT`]). Call before [`init_logging`]; only the first call counts.
-///
-/// # Errors
-/// When the file cannot be opened.
-pub fn log_to_file(path: &Path) -> std::io::Result<()> {
-    let f = RotatingFile::open(path, LOG_FILE_MAX_BYTES, LOG_FILES_KEPT)?;
-    LOG_FILE.set(std::sync::Mutex::new(f)).ok();
-    Ok(())
-}
-
-type FilterHandle =
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-
-static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
-
-/// Installs the process's log subscriber (stderr; journald and the Windows service pick it
-/// up from there). `FLEET_AGENT_LOG` overrides `default` and then also wins over later
-/// [`set_log_level`] calls, so an operator's debugging filter is never replaced.
-pub fn init_logging(default: &str) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let from_env = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG").ok();
-    let pinned = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-    let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let ok = tracing_subscriber::registry()
-        .with(layer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(|| Tee)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .try_init()
-        .is_ok();
-    if ok && !pinned {
-        LOG_FILTER.set(handle).ok();
-    }
-}
-
-/// Changes the log filter at run time (settings from the cloud, SIGHUP). A filter that
-/// does not parse was already refused by configuration validation; it is ignored here.
-pub fn set_log_level(filter: &str) {
-    if let (Some(h), Ok(f)) = (
-        LOG_FILTER.get(),
-        tracing_subscriber::EnvFilter::try_new(filter),
-    ) {
-        h.reload(f).ok();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -432,9 +451,14 @@ mod tests {
     #[test]
     fn log_lines_are_kept_without_colours() {
         use std::io::Write;
-        Tee.write_all(b"\x1b[2m2026-11-28\x1b[0m \x1b[32m INFO\x1b[0m ring test line\n")
+        let logs = super::Logs::default();
+        let mut tee = super::Tee {
+            ring: logs.ring.clone(),
+            file: None,
+        };
+        tee.write_all(b"\x1b[2m2026-11-28\x1b[0m \x1b[32m INFO\x1b[0m ring test line\n")
             .unwrap();
-        let logs = super::recent_logs();
+        let logs = logs.recent();
         assert!(
             logs.iter().any(|l| l == "2026-11-28  INFO ring test line"),
             "{logs:?}"

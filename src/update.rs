@@ -363,7 +363,6 @@ pub enum Launch {
 /// passes its checks (and does not return then), rolls a failed trial back, or returns
 /// to let the installed binary run.
 pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
-    STATE_DIR.set(state_dir.to_path_buf()).ok();
     if let Some(v) = std::env::var_os(LAUNCHED) {
         return Launch::Staged(v.to_string_lossy().into_owned());
     }
@@ -440,12 +439,11 @@ fn exec(_path: &Path, _version: &str) -> std::io::Error {
 
 /// Delivers a rollback's report to the store as the job's result (the version running
 /// now is the one rolled back to). Called at start, before the jobs component.
-pub fn settle(state_dir: &Path, store: &crate::store::Store) {
+pub fn settle(state_dir: &Path, store: &crate::store::Store, now: i64) {
     let path = dir(state_dir).join("report.json");
     let Some(r) = read_json::<Report>(&path) else {
         return;
     };
-    let now = crate::poller::now_ms();
     let doc = fleet_protocol::jobs::JobResult::failed(r.text, now);
     match store.job_finish(&r.job_id, &doc, now) {
         Ok(()) => {
@@ -457,14 +455,10 @@ pub fn settle(state_dir: &Path, store: &crate::store::Store) {
     }
 }
 
-/// The state directory the launcher looked in (for [`status`]).
-static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-/// The staged update, for the heartbeat: `{version, phase, fromVersion}` (none when the
-/// installed binary runs with nothing staged, or the agent did not start through
-/// [`launch`]).
-pub fn status() -> Option<fleet_protocol::heartbeat::AgentUpdate> {
-    let s = state(STATE_DIR.get()?)?;
+/// The staged update in `state_dir`, for the heartbeat and the page: `{version, phase,
+/// fromVersion}` (none when the installed binary runs with nothing staged).
+pub fn status(state_dir: &Path) -> Option<fleet_protocol::heartbeat::AgentUpdate> {
+    let s = state(state_dir)?;
     Some(fleet_protocol::heartbeat::AgentUpdate {
         version: s.version(),
         phase: s.phase,
@@ -472,18 +466,22 @@ pub fn status() -> Option<fleet_protocol::heartbeat::AgentUpdate> {
     })
 }
 
-static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A request to stop and start again (through the service manager when there is one),
+/// the way into a staged version or out of an unhealthy one: a handle the supervisor
+/// waits on, given to whatever may ask (the update job, the health check).
+#[derive(Clone, Debug, Default)]
+pub struct Restart(std::sync::Arc<tokio::sync::Notify>);
 
-/// Asks the agent to stop and start again (through the service manager when there is
-/// one), the way into a staged version or out of an unhealthy one.
-pub fn request_restart() {
-    RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
-    crate::platform::request_stop();
-}
+impl Restart {
+    /// Asks the supervisor to stop for a restart.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
 
-/// Whether the agent stopped to start again.
-pub fn restart_requested() -> bool {
-    RESTART.load(std::sync::atomic::Ordering::SeqCst)
+    /// Resolves when a restart is asked for (a request made before counts).
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// Starts the agent again in this process when no service manager will (a foreground
@@ -549,48 +547,81 @@ pub fn stage(
     save(state_dir, Some(&s)).map_err(|e| io(&d.join("state.json"), e))
 }
 
+/// What the health check of a version on trial needs from the running agent.
+pub struct Health {
+    /// The state directory (the staged version's state).
+    pub state_dir: PathBuf,
+    /// The store (the job's result).
+    pub store: crate::store::Store,
+    /// The cloud link, watched for an answer.
+    pub link: crate::cloud::link::Link,
+    /// The agent's clock.
+    pub clock: crate::clock::Clock,
+    /// Told when the job's result is stored, so it goes out at once.
+    pub results_waiting: std::sync::Arc<tokio::sync::Notify>,
+    /// Asked when the version is unhealthy (the launcher then rolls it back).
+    pub restart: Restart,
+}
+
 /// In a trial version: waits until the cloud answered a heartbeat sent by this process,
 /// then confirms the version and completes the job; when `health_secs` pass first, marks
 /// the trial unhealthy and restarts (the launcher rolls it back).
-pub async fn check_health(state_dir: PathBuf, store: crate::store::Store, version: String) {
-    let Some(s) = state(&state_dir).filter(|s| s.phase == Phase::Trial && s.version() == version)
+pub async fn check_health(h: Health, version: String) {
+    let Some(s) = state(&h.state_dir).filter(|s| s.phase == Phase::Trial && s.version() == version)
     else {
         return;
     };
-    let started = crate::poller::now_ms();
+    let started = h.clock.now_ms();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(s.health_secs);
     tracing::info!(version = %version, health_secs = s.health_secs, "Agent update on trial: waiting for the cloud to answer.");
-    let healthy = loop {
-        let link = crate::cloud::link::get();
-        if link.last_contact_ms.is_some_and(|t| t >= started) {
-            break Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break Err(format!(
-                "no answer from the cloud within {} s of its start{}",
-                s.health_secs,
-                link.last_error
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let mut watch = h.link.subscribe();
+    let answered = tokio::time::timeout_at(deadline, async {
+        watch
+            .wait_for(|l| l.last_contact_ms.is_some_and(|t| t >= started))
+            .await
+            .is_ok()
+    })
+    .await;
+    let healthy = match answered {
+        Ok(true) => Ok(()),
+        _ => Err(format!(
+            "no answer from the cloud within {} s of its start{}",
+            s.health_secs,
+            h.link
+                .get()
+                .last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )),
     };
-    let dir_ = state_dir.clone();
-    let outcome = tokio::task::spawn_blocking(move || confirm_or_fail(&dir_, &store, s, healthy));
-    if let Ok(true) = outcome.await {
-        return;
+    let (dir, store, now) = (h.state_dir.clone(), h.store.clone(), h.clock.now_ms());
+    let outcome =
+        tokio::task::spawn_blocking(move || confirm_or_fail(&dir, &store, s, healthy, now)).await;
+    match outcome {
+        Ok(Confirmed::Yes) => h.results_waiting.notify_one(),
+        Ok(Confirmed::YesButUnrecorded) => {}
+        _ => h.restart.request(),
     }
-    request_restart();
 }
 
-/// Returns whether the version stays (confirmed).
+/// What the health check concluded.
+enum Confirmed {
+    /// The version stays and its job's result is stored.
+    Yes,
+    /// The version stays; its job's result could not be stored.
+    YesButUnrecorded,
+    /// The version goes (the launcher rolls it back at the restart).
+    No,
+}
+
+/// Confirms the version or marks it unhealthy.
 fn confirm_or_fail(
     state_dir: &Path,
     store: &crate::store::Store,
     mut s: Staged,
     healthy: Result<(), String>,
-) -> bool {
+    now: i64,
+) -> Confirmed {
     let version = s.version();
     match healthy {
         Ok(()) => {
@@ -604,12 +635,14 @@ fn confirm_or_fail(
             s.attempts = 0;
             if let Err(e) = save(state_dir, Some(&s)) {
                 tracing::error!(error = %e, "The update could not be confirmed; it is rolled back at the next start.");
-                return false;
+                return Confirmed::No;
             }
             tracing::info!(version = %version, from = %s.from_version, "Agent update confirmed healthy.");
-            if let Some(id) = job {
+            let Some(id) = job else {
+                return Confirmed::YesButUnrecorded;
+            };
+            {
                 use fleet_protocol::jobs::{JobResult, Message, Status};
-                let now = crate::poller::now_ms();
                 let doc = JobResult::new(
                     Status::Completed,
                     vec![Message::info(format!(
@@ -619,20 +652,20 @@ fn confirm_or_fail(
                     now,
                 );
                 match store.job_finish(&id, &doc, now) {
-                    Ok(()) => crate::jobs::result_waiting(),
+                    Ok(()) => Confirmed::Yes,
                     Err(e) => {
-                        tracing::error!(job = %id, error = %e, "The update's result could not be stored.")
+                        tracing::error!(job = %id, error = %e, "The update's result could not be stored.");
+                        Confirmed::YesButUnrecorded
                     }
                 }
             }
-            true
         }
         Err(why) => {
             tracing::error!(version = %version, reason = %why, "Agent update unhealthy; restarting to roll back.");
             s.phase = Phase::Unhealthy;
             s.reason = Some(why);
             save(state_dir, Some(&s)).ok();
-            false
+            Confirmed::No
         }
     }
 }
@@ -789,17 +822,15 @@ mod tests {
         store.job_start("job-7").unwrap();
         let t = staged(d.path(), "9.0.0", b"v9", "job-7");
         assert_eq!(pending_job(d.path()).as_deref(), Some("job-7"));
-        assert!(!confirm_or_fail(
-            d.path(),
-            &store,
-            t,
-            Err("no answer".into())
+        assert!(matches!(
+            confirm_or_fail(d.path(), &store, t, Err("no answer".into()), 5),
+            Confirmed::No
         ));
         // The launcher at the next start: installed version, report left for the store.
         assert_eq!(launch(d.path(), &key().1), Launch::Installed);
         assert!(state(d.path()).is_none());
         assert!(!dir(d.path()).join("fleet-agent-9.0.0").exists());
-        settle(d.path(), &store);
+        settle(d.path(), &store, 6);
         let j = store.recent_jobs(5).unwrap();
         let r = j.iter().find(|j| j.job_id == "job-7").unwrap();
         assert!(

@@ -48,18 +48,37 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// The agent in the foreground (`run`, and the Windows service's body).
-pub(super) async fn run_agent(a: AgentArgs) -> Result<(), Exit> {
+/// The agent in the foreground (`run`, and the Windows service's body). Its log goes to
+/// standard error (and `--log-file`) unless `logs` was set up already (the service).
+pub(super) async fn run_agent(
+    a: AgentArgs,
+    logs: Option<crate::telemetry::Logs>,
+) -> Result<(), Exit> {
     let source = load_source(a.config.as_ref())?.with_web_port(a.web_port);
     let c = source.parse().map_err(Exit::from)?;
-    crate::telemetry::init_logging(&c.log_level);
+    let logs = match logs {
+        Some(l) => l,
+        None => crate::telemetry::Logs::init(&c.log_level, a.log_file.as_deref()).map_err(|e| {
+            Exit::new(
+                exit::NO_INPUT,
+                format!(
+                    "--log-file {}: {e}",
+                    a.log_file
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(""))
+                        .display()
+                ),
+            )
+        })?,
+    };
     let dir = state_dir(&a, &c);
     // A verified staged update replaces this process here (it does not return then).
     let launched = crate::update::launch(&dir, &c.cloud.update_keys);
-    crate::app::run(source, dir, launched, crate::platform::shutdown_signal())
+    let deps = crate::app::Deps::new(dir, logs, launched);
+    let ended = crate::app::run(source, deps, crate::platform::shutdown_signal())
         .await
         .map_err(Exit::from)?;
-    if crate::update::restart_requested() {
+    if ended == crate::app::Ended::Restart {
         return Err(restart_for_update());
     }
     Ok(())
@@ -154,8 +173,10 @@ fn service_run(a: AgentArgs) -> Result<(), Exit> {
             .join("fleet-agent.log")
     });
     crate::platform::winsvc::run(move || {
-        crate::telemetry::log_to_file(&log).ok();
-        crate::telemetry::init_logging("info");
+        // The log first: a configuration error is written there before the service stops.
+        let logs = crate::telemetry::Logs::init("info", Some(&log))
+            .or_else(|_| crate::telemetry::Logs::init("info", None))
+            .unwrap_or_default();
         let rt = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -166,7 +187,7 @@ fn service_run(a: AgentArgs) -> Result<(), Exit> {
                 return exit::FAILURE;
             }
         };
-        match rt.block_on(run_agent(a.clone())) {
+        match rt.block_on(run_agent(a.clone(), Some(logs.clone()))) {
             Ok(()) => 0,
             Err(e) => {
                 tracing::error!(code = e.code, "{}", e.message);
@@ -291,7 +312,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
             })
             .map_or("-".into(), |(p, d)| format!("{d} {p}%"));
         let seen = r.last_seen_ms.map_or("never".to_string(), |ms| {
-            let ago = (crate::poller::now_ms() - ms).max(0) / 1000;
+            let ago = (crate::clock::Clock::system().now_ms() - ms).max(0) / 1000;
             format!("{ago} s ago")
         });
         let health = match &r.health_reason {

@@ -74,7 +74,7 @@ pub struct DiscoverArgs {
 }
 
 pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
-    use crate::discovery::{self, targets};
+    use crate::{discovery, targets};
     let c = load_config(a.agent.config.as_ref())?;
     let data = |message: String| Exit {
         code: exit::DATA,
@@ -205,6 +205,7 @@ pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
         max_in_flight: a.max_in_flight,
         max_addresses: a.max_addresses,
         mdns: Duration::from_secs(a.mdns_secs),
+        reader: crate::poller::Reader::default(),
     };
     let (tx, rx) = tokio::sync::watch::channel(discovery::Progress::default());
     let shown = tokio::spawn(show_progress(rx));

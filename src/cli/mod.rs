@@ -176,18 +176,11 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         cli.command,
         Command::Run(_) | Command::Service(agent::ServiceCommand::Run(_))
     ) {
-        crate::telemetry::init_logging("warn");
+        // The tools log warnings to standard error; nothing keeps their lines.
+        crate::telemetry::Logs::init("warn", None).ok();
     }
     match cli.command {
-        Command::Run(a) => {
-            if let Some(f) = &a.log_file {
-                crate::telemetry::log_to_file(f).map_err(|e| Exit {
-                    code: exit::NO_INPUT,
-                    message: format!("--log-file {}: {e}", f.display()),
-                })?;
-            }
-            agent::run_agent(a).await
-        }
+        Command::Run(a) => agent::run_agent(a, None).await,
         Command::Service(s) => agent::service(s),
         Command::Status(a) => agent::status(a).await,
         Command::Activate(a) => agent::activate(a).await,

@@ -189,7 +189,7 @@ pub(super) async fn poll(a: PollArgs) -> anyhow::Result<()> {
     let addr = resolve(&a.host, 161).await?;
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
-    let (report, stats) = poller::poll_printer(&client, &target).await?;
+    let (report, stats) = poller::Reader::default().read(&client, &target).await?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -8,11 +8,10 @@ use fleet_protocol::heartbeat::{Heartbeat, HeartbeatAnswer};
 use fleet_protocol::jobs::{Job, JobResult, Progress, StateAnswer};
 use fleet_protocol::upload::{Envelope, Report, ReportStatus, SCHEMA, UploadAnswer};
 use fleet_protocol::{Reason, VERSION_HEADER, VERSION_TEXT as PROTOCOL};
-use fleet_secret::Secret;
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -42,15 +41,7 @@ pub enum CloudError {
 }
 
 /// Credentials obtained at activation.
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    /// Agent instance id.
-    pub agent_id: String,
-    /// OAuth client id.
-    pub client_id: String,
-    /// OAuth client secret.
-    pub client_secret: Secret,
-}
+pub use crate::store::CloudCredentials as Credentials;
 
 /// A cloud connection.
 pub struct CloudClient {
@@ -186,11 +177,11 @@ impl CloudClient {
 
     /// Forgets the cached token (after a 401).
     pub fn invalidate_token(&self) {
-        *self.token.lock().expect("token lock") = None;
+        *self.token.lock() = None;
     }
 
     async fn bearer(&self, creds: &Credentials) -> Result<String, CloudError> {
-        if let Some((t, until)) = self.token.lock().expect("token lock").clone()
+        if let Some((t, until)) = self.token.lock().clone()
             && Instant::now() < until
         {
             return Ok(t);
@@ -211,7 +202,7 @@ impl CloudClient {
         let life = v.expires_in;
         // Refresh at 80 % of the lifetime.
         let until = Instant::now() + Duration::from_secs(life * 8 / 10);
-        *self.token.lock().expect("token lock") = Some((t.clone(), until));
+        *self.token.lock() = Some((t.clone(), until));
         Ok(t)
     }
 

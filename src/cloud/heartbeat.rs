@@ -2,37 +2,51 @@
 //! the agent is alive, with its version, uptime, outbox figures and printers by health, so
 //! a silent agent can be told apart from a site with nothing to report.
 
-use super::client::{CloudClient, CloudError, Credentials};
-use crate::store::Store;
+use super::Connection;
+use super::client::CloudError;
+use crate::store::{AgentState, Store};
+use fleet_protocol::heartbeat::AgentState::{Disabled, Running};
 use fleet_protocol::heartbeat::{
-    AgentState, Heartbeat, HeartbeatAnswer, OutboxFigures, PrinterCounts,
+    AgentUpdate, Heartbeat, HeartbeatAnswer, OutboxFigures, PrinterCounts,
 };
-use std::sync::Arc;
 use tokio::time::Duration;
 
 /// Default period, until the cloud says otherwise.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
 
-/// Builds the heartbeat body from the store.
+/// What the heartbeat reports besides the store: the support library in use and a staged
+/// update (handles of the components that own them).
+#[derive(Clone)]
+pub struct Sources {
+    /// The support library in use.
+    pub library: crate::printer::library::Handle,
+    /// The staged agent update, while there is one.
+    pub update: std::sync::Arc<dyn Fn() -> Option<AgentUpdate> + Send + Sync>,
+}
+
+/// Builds the heartbeat body from the store and `sources`, at `now`.
 ///
 /// # Errors
 /// On store failure.
-pub fn body(store: &Store, started_ms: i64) -> Result<Heartbeat, crate::store::StoreError> {
+pub fn body(
+    store: &Store,
+    sources: &Sources,
+    started_ms: i64,
+    now: i64,
+) -> Result<Heartbeat, crate::store::StoreError> {
     let outbox = store.outbox_stats()?;
     let printers = store.printers()?;
     let mut by_health = std::collections::BTreeMap::new();
     for p in &printers {
         *by_health.entry(p.health.as_str().to_string()).or_insert(0) += 1;
     }
-    let now = crate::poller::now_ms();
     Ok(Heartbeat {
         agent_version: env!("CARGO_PKG_VERSION").into(),
-        library_version: crate::printer::library::current().version,
+        library_version: sources.library.current().version,
         protocol: fleet_protocol::VERSION,
-        state: if store.setting(crate::jobs::DISABLED)?.is_some() {
-            AgentState::Disabled
-        } else {
-            AgentState::Running
+        state: match store.agent_state()? {
+            AgentState::Active => Running,
+            AgentState::Disabled | AgentState::Deleted => Disabled,
         },
         sent_at: now,
         uptime_secs: (now - started_ms).max(0) / 1000,
@@ -47,7 +61,7 @@ pub fn body(store: &Store, started_ms: i64) -> Result<Heartbeat, crate::store::S
             by_health,
         },
         config: super::settings::status(store)?,
-        agent_update: crate::update::status(),
+        agent_update: (sources.update)(),
     })
 }
 
@@ -63,8 +77,7 @@ pub struct SettingsLink {
 }
 
 async fn maybe_pull(
-    client: &CloudClient,
-    creds: &Credentials,
+    conn: &Connection,
     store: &Store,
     link: &SettingsLink,
     answer: &HeartbeatAnswer,
@@ -81,7 +94,7 @@ async fn maybe_pull(
     if known {
         return false;
     }
-    match super::settings::pull(client, creds, store, &link.key, &link.source).await {
+    match super::settings::pull(conn, store, &link.key, &link.source).await {
         Ok(super::settings::Outcome::Applied(c)) => {
             link.apply.send(c).await.ok();
             true
@@ -99,25 +112,31 @@ async fn maybe_pull(
 /// reports an unreachable cloud) and the next beat comes on schedule. With `settings`,
 /// a `configEtag` the agent does not know yet makes it pull the settings.
 pub async fn run(
-    client: Arc<CloudClient>,
-    creds: Credentials,
+    conn: Connection,
     store: Store,
+    sources: Sources,
     settings: Option<SettingsLink>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let started = crate::poller::now_ms();
+    let Connection {
+        client,
+        creds,
+        link,
+        clock,
+    } = conn.clone();
+    let started = clock.now_ms();
     let mut period = DEFAULT_PERIOD;
     loop {
         // Set when the settings status changed, so the cloud hears of it at once.
         let mut again = false;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || body(&s, started)).await {
+        let (s, src, now) = (store.clone(), sources.clone(), clock.now_ms());
+        match tokio::task::spawn_blocking(move || body(&s, &src, started, now)).await {
             Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
                 Ok(answer) => {
-                    super::link::contact();
+                    link.contact();
                     if let Some(link) = &settings {
-                        again = maybe_pull(&client, &creds, &store, link, &answer).await;
+                        again = maybe_pull(&conn, &store, link, &answer).await;
                     }
                     if let Some(secs) = answer.next_heartbeat_secs {
                         // Bounded so a confused cloud cannot make the agent chatty or mute.
@@ -125,11 +144,11 @@ pub async fn run(
                     }
                 }
                 Err(CloudError::Unauthorized(r)) => {
-                    super::link::error(&format!("the cloud refused the agent's token: {r}"));
+                    link.error(&format!("the cloud refused the agent's token: {r}"));
                     client.invalidate_token();
                 }
                 Err(e) => {
-                    super::link::error(&e.to_string());
+                    link.error(&e.to_string());
                     tracing::debug!(error = %e, "Heartbeat not delivered.");
                 }
             },

@@ -11,70 +11,96 @@ pub mod sender;
 pub mod settings;
 pub mod uploader;
 
-/// What the local page shows of the cloud link: the last contact, upload and error.
+/// The cloud link's recent history (this process only): what the local page shows and
+/// what an update on trial waits for. A handle: the sender and the heartbeat write it,
+/// the page and the update's health check read or watch it.
 pub mod link {
-    use std::sync::Mutex;
+    use crate::clock::Clock;
+    use std::sync::Arc;
+    use tokio::sync::watch;
 
-    /// The link's recent history (this process only).
-    #[derive(Clone, Debug, Default, serde::Serialize)]
+    /// The last contact, upload and error.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct LinkStatus {
         /// Last answer from the cloud (any call), epoch ms.
         pub last_contact_ms: Option<i64>,
         /// Last accepted upload, epoch ms.
         pub last_upload_ms: Option<i64>,
-        /// Last failure to reach the cloud, epoch ms, and why.
+        /// Last failure to reach the cloud, epoch ms.
         pub last_error_ms: Option<i64>,
         /// Why.
         pub last_error: Option<String>,
     }
 
-    static STATUS: Mutex<LinkStatus> = Mutex::new(LinkStatus {
-        last_contact_ms: None,
-        last_upload_ms: None,
-        last_error_ms: None,
-        last_error: None,
-    });
-
-    fn with(f: impl FnOnce(&mut LinkStatus)) {
-        f(&mut STATUS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    /// A handle on the link's status.
+    #[derive(Clone)]
+    pub struct Link {
+        tx: Arc<watch::Sender<LinkStatus>>,
+        clock: Clock,
     }
 
-    /// The cloud answered.
-    pub fn contact() {
-        with(|s| s.last_contact_ms = Some(crate::poller::now_ms()));
-    }
+    impl Link {
+        /// A link with no history, stamped by `clock`.
+        pub fn new(clock: Clock) -> Link {
+            Link {
+                tx: Arc::new(watch::Sender::new(LinkStatus::default())),
+                clock,
+            }
+        }
 
-    /// An upload was accepted.
-    pub fn upload() {
-        let now = crate::poller::now_ms();
-        with(|s| {
-            s.last_contact_ms = Some(now);
-            s.last_upload_ms = Some(now);
-        });
-    }
+        /// The cloud answered.
+        pub fn contact(&self) {
+            let now = self.clock.now_ms();
+            self.tx.send_modify(|s| s.last_contact_ms = Some(now));
+        }
 
-    /// The cloud could not be reached (or refused the agent).
-    pub fn error(why: &str) {
-        with(|s| {
-            s.last_error_ms = Some(crate::poller::now_ms());
-            s.last_error = Some(why.to_string());
-        });
-    }
+        /// An upload was accepted.
+        pub fn upload(&self) {
+            let now = self.clock.now_ms();
+            self.tx.send_modify(|s| {
+                s.last_contact_ms = Some(now);
+                s.last_upload_ms = Some(now);
+            });
+        }
 
-    /// The current status.
-    pub fn get() -> LinkStatus {
-        STATUS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        /// The cloud could not be reached (or refused the agent).
+        pub fn error(&self, why: &str) {
+            let now = self.clock.now_ms();
+            self.tx.send_modify(|s| {
+                s.last_error_ms = Some(now);
+                s.last_error = Some(why.to_string());
+            });
+        }
+
+        /// The current status.
+        pub fn get(&self) -> LinkStatus {
+            self.tx.borrow().clone()
+        }
+
+        /// Watches the status.
+        pub fn subscribe(&self) -> watch::Receiver<LinkStatus> {
+            self.tx.subscribe()
+        }
     }
 }
 
-/// Installs the ring crypto provider for rustls once (reqwest and the reference cloud use
-/// rustls without a built-in provider, so the process must choose one).
+/// A connection to the cloud as the components share it: the client, the activation's
+/// credentials, the link status they report to, and the agent's clock.
+#[derive(Clone)]
+pub struct Connection {
+    /// The HTTPS client.
+    pub client: std::sync::Arc<client::CloudClient>,
+    /// Who the agent is.
+    pub creds: client::Credentials,
+    /// Where contacts and failures are recorded.
+    pub link: link::Link,
+    /// The agent's clock.
+    pub clock: crate::clock::Clock,
+}
+
+/// Installs the ring crypto provider for rustls once (reqwest uses rustls without a
+/// built-in provider, so the process must choose one).
 pub fn install_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -94,9 +120,5 @@ pub fn save_credentials(
 ) -> Result<(), crate::store::StoreError> {
     let store = crate::store::Store::open(dir)?;
     let key = crate::store::secrets::SealKey::load_or_create(dir)?;
-    // A new activation also ends a "disabled" or "deleted" state set by the cloud.
-    store.remove_setting(crate::jobs::DISABLED)?;
-    store.set_setting("cloud.agent_id", &creds.agent_id)?;
-    store.set_setting("cloud.client_id", &creds.client_id)?;
-    store.set_secret(&key, "cloud.client_secret", &creds.client_secret)
+    store.save_cloud_credentials(&key, creds)
 }

@@ -18,24 +18,8 @@ pub enum Decision {
     Delta(Trigger, Value),
 }
 
-/// Thresholds beyond the seed's defaults.
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    /// Full upload at least this often (the seed: 24 h).
-    pub heartbeat_ms: i64,
-    /// A supply percentage must drop by at least this many points to count (seed: any
-    /// decrease, i.e. 1).
-    pub min_percent_drop: u8,
-}
-
-impl Default for Rule {
-    fn default() -> Self {
-        Rule {
-            heartbeat_ms: 24 * 3600 * 1000,
-            min_percent_drop: 1,
-        }
-    }
-}
+/// The upload rule's thresholds (`[upload]` in the configuration).
+pub use crate::config::UploadRule as Rule;
 
 /// The last state sent to the cloud for one printer.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +160,7 @@ mod tests {
             ip: None,
             collected_at: 0,
             version: None,
+            library: &crate::printer::library::builtin(),
         })
     }
 

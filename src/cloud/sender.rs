@@ -4,14 +4,20 @@
 //! answer clears the printer's sent state so its next reading goes out as a snapshot; an
 //! "ownedByAnotherAgent" answer stops polling the printer here.
 
-use super::client::{CloudClient, CloudError, Credentials};
+use super::Connection;
+use super::client::CloudError;
+use crate::retry::{Backoff, Retry};
 use crate::store::Store;
 use fleet_protocol::upload::{Report, ReportStatus};
-use std::sync::Arc;
 use tokio::time::Duration;
 
-/// Longest wait between two delivery attempts while the cloud is unavailable.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How delivery is retried while the cloud is unavailable: 1 s doubling to 5 minutes,
+/// ±10 %.
+pub const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(300),
+    jitter: 0.1,
+};
 
 /// Messages read from the outbox per round.
 const BATCH: usize = 20;
@@ -58,17 +64,22 @@ async fn owned_elsewhere(store: &Store, ownership: &Ownership, printer_key: &str
 
 /// Runs until `shutdown` completes.
 pub async fn run(
-    client: Arc<CloudClient>,
-    creds: Credentials,
+    conn: Connection,
     store: Store,
     ownership: Ownership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_secs(1);
+    let Connection {
+        client,
+        creds,
+        link,
+        clock,
+    } = conn;
+    let mut retry = Retry::new(BACKOFF);
     loop {
         let s = store.clone();
-        let now = crate::poller::now_ms();
+        let now = clock.now_ms();
         let due = tokio::task::spawn_blocking(move || s.due_messages(BATCH, now))
             .await
             .ok()
@@ -101,18 +112,18 @@ pub async fn run(
                     &m.message_id,
                     vec![report],
                     ownership.takeover,
-                    crate::poller::now_ms(),
+                    clock.now_ms(),
                 )
                 .await
             {
                 Ok(statuses) => {
-                    backoff = Duration::from_secs(1);
-                    super::link::upload();
+                    retry.succeeded();
+                    link.upload();
                     let last = serde_json::json!({
                         "messageId": m.message_id,
                         "kind": m.kind,
                         "printerKey": m.printer_key,
-                        "sentAtMs": crate::poller::now_ms(),
+                        "sentAtMs": clock.now_ms(),
                         "body": serde_json::from_str::<serde_json::Value>(&m.body).unwrap_or_default(),
                     })
                     .to_string();
@@ -125,7 +136,7 @@ pub async fn run(
                     let key = m.printer_key.clone();
                     tokio::task::spawn_blocking(move || {
                         s.ack(&[m.id]).ok();
-                        s.set_setting(crate::store::outbox::LAST_SENT, &last).ok();
+                        s.set_last_sent(&last).ok();
                         if resync && let Some(k) = key {
                             s.forget_sent(&k).ok();
                         }
@@ -140,11 +151,10 @@ pub async fn run(
                     }
                 }
                 Err(CloudError::Unauthorized(r)) => {
-                    super::link::error(&format!("the cloud refused the agent's token: {r}"));
+                    link.error(&format!("the cloud refused the agent's token: {r}"));
                     tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
                     client.invalidate_token();
-                    wait = Some(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait = Some(retry.failed());
                     break;
                 }
                 Err(CloudError::Rejected { status, reason }) => {
@@ -154,11 +164,9 @@ pub async fn run(
                         .ok();
                 }
                 Err(e) => {
-                    super::link::error(&e.to_string());
+                    link.error(&e.to_string());
                     tracing::debug!(error = %e, "Cloud unavailable; backing off.");
-                    let jitter = backoff.mul_f64(0.9 + 0.2 * fastrand::f64());
-                    wait = Some(jitter);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait = Some(retry.failed());
                     break;
                 }
             }

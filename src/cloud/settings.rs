@@ -4,7 +4,7 @@
 //! components with them. A rejected document is remembered with its reason (reported in
 //! the heartbeat) and the running configuration stays.
 
-use super::client::{CloudClient, CloudError, Credentials};
+use super::client::CloudError;
 use crate::config::{Config, ConfigErrors, Source};
 use crate::store::secrets::SealKey;
 use crate::store::{Store, StoreError};
@@ -88,8 +88,7 @@ pub enum Outcome {
 /// # Errors
 /// Cloud failures (the caller retries at the next heartbeat) and store failures.
 pub async fn pull(
-    client: &CloudClient,
-    creds: &Credentials,
+    conn: &super::Connection,
     store: &Store,
     key: &SealKey,
     source: &Source,
@@ -107,7 +106,7 @@ pub async fn pull(
         .chain(st.rejected.iter().map(|r| r.etag.as_str()))
         .collect();
     let known = (!known.is_empty()).then(|| known.join(", "));
-    let Some((tag, doc)) = client.config(creds, known.as_deref()).await? else {
+    let Some((tag, doc)) = conn.client.config(&conn.creds, known.as_deref()).await? else {
         return Ok(Outcome::Unchanged);
     };
     let same = current.as_ref().unwrap_or(&json!({})) == &doc;
@@ -118,7 +117,7 @@ pub async fn pull(
     };
     let s = store.clone();
     let k = key.clone();
-    let (tag2, doc2) = (tag.clone(), doc.clone());
+    let (tag2, doc2, now) = (tag.clone(), doc.clone(), conn.clock.now_ms());
     let outcome = match checked {
         None => Outcome::Unchanged,
         Some(Ok(c)) => Outcome::Applied(Box::new(c)),
@@ -134,7 +133,7 @@ pub async fn pull(
                 REJECTED,
                 &serde_json::to_string(&StoredRejection {
                     rejected: Rejected { etag: tag2, reason },
-                    at_ms: crate::poller::now_ms(),
+                    at_ms: now,
                 })
                 .unwrap_or_default(),
             ),

@@ -4,6 +4,7 @@
 //! with the new sent state, in one transaction. Delivery to the cloud drains the outbox.
 
 use super::report::{self, Decision, Rule, Sent, Trigger};
+use crate::clock::Clock;
 use crate::printer::PrinterReport;
 use crate::store::outbox::{SentRow, new_message_id};
 use crate::store::{Store, StoreError};
@@ -12,16 +13,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One successful poll, as the poller hands it over.
-#[derive(Clone, Debug)]
-pub struct Reading {
-    /// Store id of the printer.
-    pub printer_id: i64,
-    /// The report.
-    pub report: PrinterReport,
-    /// Force a snapshot (the seed's on-demand refresh).
-    pub on_demand: bool,
-}
+pub use crate::poller::Reading;
 
 /// What was queued for one reading (for logs, metrics and tests).
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +140,7 @@ pub struct Uploader {
     store: Store,
     rule: Rule,
     cap_bytes: u64,
-    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    clock: Clock,
     observer: Option<mpsc::UnboundedSender<Queued>>,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
@@ -160,7 +152,7 @@ impl Uploader {
             store,
             rule,
             cap_bytes,
-            clock: Arc::new(crate::poller::now_ms),
+            clock: Clock::system(),
             observer: None,
             metrics: None,
         }
@@ -172,8 +164,8 @@ impl Uploader {
         self
     }
 
-    /// Uses another clock (tests move time by days).
-    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+    /// Stamps with this clock (the agent's; tests move it by days).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -207,7 +199,7 @@ impl Uploader {
                 self.store.clone(),
                 self.rule,
                 self.cap_bytes,
-                (self.clock)(),
+                self.clock.now_ms(),
             );
             let joined = tokio::task::spawn_blocking(move || {
                 let results: Vec<_> = batch
@@ -266,6 +258,7 @@ mod tests {
             ip: None,
             collected_at: 0,
             version: None,
+            library: &crate::printer::library::builtin(),
         })
     }
 

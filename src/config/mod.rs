@@ -37,7 +37,7 @@ pub struct Config {
     /// Printers polled on schedule (a static target list).
     pub printers: Vec<PrinterEntry>,
     /// The upload rule's thresholds (`[upload]`).
-    pub upload: crate::cloud::report::Rule,
+    pub upload: UploadRule,
 }
 
 /// Scheduled polling.
@@ -121,7 +121,7 @@ pub enum Proxy {
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
     /// Include and exclude lists (import files already merged).
-    pub targets: crate::discovery::targets::TargetSet,
+    pub targets: crate::targets::TargetSet,
     /// Also search the local networks.
     pub local_network: bool,
     /// Time between two runs.
@@ -243,6 +243,25 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
+}
+
+/// `[upload]`: the upload rule's thresholds beyond the seed's defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadRule {
+    /// Full upload at least this often (the seed: 24 h).
+    pub heartbeat_ms: i64,
+    /// A supply percentage must drop by at least this many points to count (seed: any
+    /// decrease, i.e. 1).
+    pub min_percent_drop: u8,
+}
+
+impl Default for UploadRule {
+    fn default() -> Self {
+        UploadRule {
+            heartbeat_ms: 24 * 3600 * 1000,
+            min_percent_drop: 1,
+        }
+    }
 }
 
 /// Loads and validates a configuration file.
@@ -696,7 +715,7 @@ fn validate(
     }
 
     let rd = raw.discovery;
-    let mut targets = crate::discovery::targets::TargetSet::default();
+    let mut targets = crate::targets::TargetSet::default();
     for (key, list, out) in [
         ("include", &rd.include, &mut targets.include),
         ("exclude", &rd.exclude, &mut targets.exclude),
@@ -709,7 +728,7 @@ fn validate(
         }
     }
     for (i, f) in rd.import.iter().enumerate() {
-        match crate::discovery::targets::read_import(Path::new(f)) {
+        match crate::targets::read_import(Path::new(f)) {
             Ok((specs, errors)) => {
                 for e in errors {
                     err(format!("discovery.import[{i}]"), e.to_string());
@@ -866,7 +885,7 @@ fn validate(
                 format!("{drop} is outside 1..=50"),
             );
         }
-        crate::cloud::report::Rule {
+        UploadRule {
             heartbeat_ms: secs as i64 * 1000,
             min_percent_drop: drop.clamp(1, 50) as u8,
         }

@@ -3,7 +3,7 @@
 //! on the host becomes its /22 around the host's address) with a warning. IPv6 subnets
 //! are never swept (a /64 cannot be); printers there are found by mDNS.
 
-use super::targets::Spec;
+use crate::targets::Spec;
 use ipnetwork::{IpNetwork, Ipv4Network};
 use std::net::Ipv4Addr;
 

@@ -6,18 +6,17 @@
 
 pub mod local;
 pub mod mdns;
-pub mod targets;
 
 use crate::config::Profile;
 use crate::poller;
 use crate::store::{DeviceRecord, Store};
+use crate::targets::{self, TargetSet};
 use fleet_snmp::{Oid, SnmpClient, SnmpError, Value, walk};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use targets::TargetSet;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -135,6 +134,20 @@ pub struct FoundDevice {
     pub profile: Option<String>,
 }
 
+/// What a discovery run found, for the job (or page) that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiscoverySummary {
+    /// Addresses probed.
+    pub addresses: usize,
+    /// Devices found.
+    pub found: usize,
+    /// Printers newly handed to the poller.
+    pub added: usize,
+}
+
+/// A "discover now" request: the reply comes when the run finished.
+pub type DiscoverRequest = tokio::sync::oneshot::Sender<DiscoverySummary>;
+
 /// Progress of a run (streamed while it runs).
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -242,6 +255,8 @@ pub struct Options {
     pub max_addresses: u128,
     /// How long to listen for mDNS announcements (zero: no mDNS).
     pub mdns: Duration,
+    /// Reads the printers found (support library, clock).
+    pub reader: poller::Reader,
 }
 
 /// Classifies the answer to the cheap probe.
@@ -314,7 +329,13 @@ struct Probed {
     report: Option<Box<crate::printer::PrinterReport>>,
 }
 
-async fn probe<C: SnmpClient>(client: &C, ip: IpAddr, port: u16, profiles: &[&Profile]) -> Probed {
+async fn probe<C: SnmpClient>(
+    client: &C,
+    reader: &poller::Reader,
+    ip: IpAddr,
+    port: u16,
+    profiles: &[&Profile],
+) -> Probed {
     let mut worst: Option<Outcome> = None;
     for p in profiles {
         let target = p.target(SocketAddr::new(ip, port));
@@ -332,7 +353,7 @@ async fn probe<C: SnmpClient>(client: &C, ip: IpAddr, port: u16, profiles: &[&Pr
                     };
                 }
                 // A printer: the full read gives the identity (serial, MAC).
-                return match poller::poll_printer(client, &target).await {
+                return match reader.read(client, &target).await {
                     Ok((report, _)) => Probed {
                         outcome: Outcome::Found {
                             device_key: String::new(),
@@ -402,7 +423,7 @@ pub async fn run<C: SnmpClient + Clone>(
     store: Option<Store>,
     progress: watch::Sender<Progress>,
 ) -> RunReport {
-    let started_at = poller::now_ms();
+    let started_at = opts.reader.clock.now_ms();
     let t0 = Instant::now();
     let mut warnings = Vec::new();
     let mut set = opts.targets.clone();
@@ -422,7 +443,7 @@ pub async fn run<C: SnmpClient + Clone>(
             });
             return RunReport {
                 started_at,
-                finished_at: poller::now_ms(),
+                finished_at: opts.reader.clock.now_ms(),
                 results,
                 devices: Vec::new(),
                 warnings,
@@ -538,7 +559,7 @@ pub async fn run<C: SnmpClient + Clone>(
     let cap = opts.max_in_flight.max(1);
     let port = opts.port;
     let spawn_next = |tasks: &mut tokio::task::JoinSet<(IpAddr, Probed)>, ip: IpAddr| {
-        let (client, profiles) = (client.clone(), profiles.clone());
+        let (client, profiles, reader) = (client.clone(), profiles.clone(), opts.reader.clone());
         let first = remembered
             .get(&SocketAddr::new(ip, port).to_string())
             .cloned();
@@ -550,7 +571,7 @@ pub async fn run<C: SnmpClient + Clone>(
                 let p = ordered.remove(pos);
                 ordered.insert(0, p);
             }
-            (ip, probe(&client, ip, port, &ordered).await)
+            (ip, probe(&client, &reader, ip, port, &ordered).await)
         });
     };
     let mut probed: HashMap<IpAddr, Probed> = HashMap::with_capacity(total);
@@ -745,7 +766,7 @@ pub async fn run<C: SnmpClient + Clone>(
                 )
             })
             .collect();
-        let at = poller::now_ms();
+        let at = opts.reader.clock.now_ms();
         match tokio::task::spawn_blocking(move || s.save_discovery(at, &records, &rows)).await {
             Ok(Ok(moves)) => {
                 for r in &mut results {
@@ -777,7 +798,7 @@ pub async fn run<C: SnmpClient + Clone>(
     progress.send_replace(done);
     RunReport {
         started_at,
-        finished_at: poller::now_ms(),
+        finished_at: opts.reader.clock.now_ms(),
         results,
         devices,
         warnings,

@@ -2,26 +2,12 @@
 //! the log bundle, and the printer support library.
 
 use super::results::{done, failed, one, with_printers};
-use super::{After, Context, DISABLED, Outcome, blocking};
-use crate::cloud::client::{CloudClient, Credentials};
+use super::{After, Context, Outcome, blocking};
+use crate::store::AgentState;
 use fleet_protocol::jobs::{
     FileRef, JobResult, LibraryParams, Message, PrinterRef, Progress, Status,
 };
 use tokio::sync::oneshot;
-
-/// What a discovery run found, for the job that asked for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DiscoverySummary {
-    /// Addresses probed.
-    pub addresses: usize,
-    /// Devices found.
-    pub found: usize,
-    /// Printers newly handed to the poller.
-    pub added: usize,
-}
-
-/// A "discover now" request: the reply comes when the run finished.
-pub type DiscoverRequest = oneshot::Sender<DiscoverySummary>;
 
 /// The address of the printer a job names (by serial number, address or IP).
 pub(super) async fn find_printer(ctx: &Context, p: &PrinterRef) -> Option<std::net::SocketAddr> {
@@ -94,12 +80,7 @@ pub(super) async fn refresh(ctx: &Context, addr: Option<std::net::SocketAddr>) -
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `discover`: one discovery run now, its progress reported while it runs.
-pub(super) async fn discover(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job_id: &str,
-) -> JobResult {
+pub(super) async fn discover(ctx: &Context, job_id: &str) -> JobResult {
     let Some(tx) = &ctx.discover else {
         return failed(
             "discovery has nothing to search: set discovery.include, discovery.import or discovery.local_network",
@@ -138,7 +119,7 @@ pub(super) async fn discover(
                         text: format!("{} of {} addresses, {} printers found", p.done, p.total, p.found),
                     };
                     // Progress is best effort: a lost report is not retried.
-                    client.job_progress(creds, job_id, &body).await.ok();
+                    ctx.cloud.client.job_progress(&ctx.cloud.creds, job_id, &body).await.ok();
                 }
             }
         }
@@ -157,16 +138,12 @@ pub(super) async fn discover(
 
 /// `editSettings`: pulls the settings now; new ones restart the components once the
 /// result is delivered.
-pub(super) async fn edit_settings(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-) -> Outcome {
+pub(super) async fn edit_settings(ctx: &Context) -> Outcome {
     use crate::cloud::settings::{Outcome as Pulled, pull};
     let Some(link) = &ctx.settings else {
         return failed("no cloud settings link").into();
     };
-    match pull(client, creds, &ctx.store, &link.key, &link.source).await {
+    match pull(&ctx.cloud, &ctx.store, &link.key, &link.source).await {
         Ok(Pulled::Applied(_)) => Outcome::Done(
             done(
                 Status::Completed,
@@ -189,19 +166,14 @@ pub(super) async fn edit_settings(
 /// `requestLogs`: the agent's recent log lines (secrets never reach the log: they are a
 /// type that prints `<redacted>`), its printers' health, recent jobs and outbox figures,
 /// gzip-compressed and uploaded as a file of the job.
-pub(super) async fn logs(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job_id: &str,
-) -> JobResult {
+pub(super) async fn logs(ctx: &Context, job_id: &str) -> JobResult {
     use std::fmt::Write;
     let mut text = format!(
         "Fleet Agent {} log bundle, {} (epoch ms)\n\n== recent log lines ==\n",
         env!("CARGO_PKG_VERSION"),
-        crate::poller::now_ms()
+        ctx.clock.now_ms()
     );
-    for l in crate::telemetry::recent_logs() {
+    for l in ctx.logs.recent() {
         text.push_str(&l);
         text.push('\n');
     }
@@ -237,7 +209,12 @@ pub(super) async fn logs(
     let body = super::printer::logs::gzip(&text);
     let size = body.len() as u64;
     let name = "fleet-agent-logs.txt.gz";
-    match client.job_file(creds, job_id, name, body).await {
+    match ctx
+        .cloud
+        .client
+        .job_file(&ctx.cloud.creds, job_id, name, body)
+        .await
+    {
         Ok(()) => JobResult {
             files: vec![FileRef {
                 name: name.into(),
@@ -260,11 +237,11 @@ pub(super) async fn logs(
 pub(super) async fn set_disabled(ctx: &Context, disabled: bool) -> Outcome {
     let s = ctx.store.clone();
     let stored = blocking(move || {
-        if disabled {
-            s.set_setting(DISABLED, "1")
+        s.set_agent_state(if disabled {
+            AgentState::Disabled
         } else {
-            s.remove_setting(DISABLED)
-        }
+            AgentState::Active
+        })
     })
     .await;
     if stored.is_none() {
@@ -282,19 +259,20 @@ pub(super) async fn set_disabled(ctx: &Context, disabled: bool) -> Outcome {
     )
 }
 
-/// Setting holding the installed support library's signed package (JSON).
-pub const LIBRARY: &str = "library.package";
-
 /// Installs the stored support library at start (verified again: a package altered in
 /// the store is refused like one from the network).
-pub fn load_library(store: &crate::store::Store, trusted: &[String]) {
+pub fn load_library(
+    store: &crate::store::Store,
+    handle: &crate::printer::library::Handle,
+    trusted: &[String],
+) {
     use crate::printer::library;
-    let Ok(Some(text)) = store.setting(LIBRARY) else {
+    let Ok(Some(text)) = store.library_package() else {
         return;
     };
     match serde_json::from_str::<library::Package>(&text)
         .map_err(|e| library::LibraryError::Format(e.to_string()))
-        .and_then(|p| library::install(&p, trusted))
+        .and_then(|p| handle.install(&p, trusted))
     {
         Ok(lib) => tracing::info!(version = lib.version, "Printer support library loaded."),
         Err(library::LibraryError::NotNewer { .. }) => {}
@@ -306,13 +284,12 @@ pub fn load_library(store: &crate::store::Store, trusted: &[String]) {
 
 /// `updateLibrary`: installs a newer signed library now and stores it for later starts.
 pub(super) async fn update_library(ctx: &Context, params: &LibraryParams) -> JobResult {
-    use crate::printer::library;
-    let before = library::current().version;
-    match library::install(&params.package, &ctx.library_keys) {
+    let before = ctx.library.current().version;
+    match ctx.library.install(&params.package, &ctx.library_keys) {
         Ok(lib) => {
             let s = ctx.store.clone();
             let text = serde_json::to_string(&params.package).unwrap_or_default();
-            let saved = blocking(move || s.set_setting(LIBRARY, &text)).await;
+            let saved = blocking(move || s.set_library_package(&text)).await;
             let mut messages = vec![Message::info(format!(
                 "printer support library {} installed (was {before}): {} vendors, {} brands",
                 lib.version,

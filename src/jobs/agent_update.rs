@@ -4,18 +4,11 @@
 
 use super::results::{done, failed};
 use super::{Context, Outcome};
-use crate::cloud::client::{CloudClient, Credentials};
 use fleet_protocol::jobs::{Message, Status, UpdateParams, valid_token};
 
 /// `updateAgent`: params `{"package": {manifest, signature, keyId}, "file": NAME,
 /// "healthSecs": N}` with the binary attached to the job as NAME.
-pub(super) async fn update_agent(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job_id: &str,
-    params: &UpdateParams,
-) -> Outcome {
+pub(super) async fn update_agent(ctx: &Context, job_id: &str, params: &UpdateParams) -> Outcome {
     use crate::update::{self, UpdateError};
     let refused = |e: UpdateError| -> Outcome {
         tracing::warn!(error = %e, "Agent update refused.");
@@ -67,7 +60,12 @@ pub(super) async fn update_agent(
             "another update (job {id}) is still on trial"
         )));
     }
-    let bytes = match client.job_input(creds, job_id, file, manifest.size).await {
+    let bytes = match ctx
+        .cloud
+        .client
+        .job_input(&ctx.cloud.creds, job_id, file, manifest.size)
+        .await
+    {
         Ok(b) => b,
         Err(e) => return refused(UpdateError::File(format!("{file}: {e}"))),
     };

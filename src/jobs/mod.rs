@@ -22,25 +22,36 @@ mod printer_web;
 mod results;
 pub mod runner;
 
-pub use agent::{DiscoverRequest, DiscoverySummary, load_library};
+pub use agent::load_library;
 pub use printer::{PANEL_MESSAGES, stored_security};
-pub use runner::{result_waiting, run};
+pub use runner::run;
 
-use crate::cloud::client::{CloudClient, Credentials};
+use crate::clock::Clock;
+use crate::cloud::Connection;
+use crate::discovery::DiscoverRequest;
 use crate::poller::scheduler::PollerHandle;
 use crate::store::Store;
 use fleet_protocol::jobs::{Command, Job, JobResult, Message, Status};
-use tokio::sync::mpsc;
-
-/// Store setting present while the cloud has disabled the agent (printers are not polled
-/// nor discovered; the cloud link, heartbeat and jobs stay so it can be enabled again).
-pub const DISABLED: &str = "agent.disabled";
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
 
 /// What the jobs need from the rest of the agent.
 #[derive(Clone)]
 pub struct Context {
+    /// The cloud the jobs come from and answer to.
+    pub cloud: Connection,
+    /// The agent's clock.
+    pub clock: Clock,
     /// The store (job records, printers).
     pub store: Store,
+    /// The support library in use (`updateLibrary` replaces it).
+    pub library: crate::printer::library::Handle,
+    /// The agent's log, for `requestLogs`.
+    pub logs: crate::telemetry::Logs,
+    /// Told when a result was stored outside a job's own task (an update confirmed).
+    pub results_waiting: Arc<Notify>,
+    /// Asks the supervisor to stop and start again (an update staged).
+    pub restart: crate::update::Restart,
     /// The poller, for refreshes.
     pub poller: PollerHandle,
     /// The discovery loop, when discovery has something to search.
@@ -90,12 +101,7 @@ impl From<JobResult> for Outcome {
 }
 
 /// Runs one job and returns how it ended.
-pub async fn execute(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-) -> Outcome {
+pub async fn execute(ctx: &Context, job: &Job) -> Outcome {
     use Command as C;
     if ctx.disabled && job.command.is_printer_work() {
         return results::failed("the agent is disabled; enable it first").into();
@@ -118,10 +124,8 @@ pub async fn execute(
             },
             None => results::failed("printer: missing (serialNumber or address)").into(),
         },
-        C::Discover => agent::discover(ctx, client, creds, &job.job_id)
-            .await
-            .into(),
-        C::EditSettings => agent::edit_settings(ctx, client, creds).await,
+        C::Discover => agent::discover(ctx, &job.job_id).await.into(),
+        C::EditSettings => agent::edit_settings(ctx).await,
         C::Reboot => printer::commands::reboot(ctx, job).await.into(),
         C::PanelMessage(p) => printer::commands::panel(ctx, job, Some(p.message))
             .await
@@ -131,26 +135,16 @@ pub async fn execute(
         C::UpdateCredentials(p) => printer::credentials::update(ctx, job, p).await.into(),
         C::ComplianceCheck(p) => printer::compliance::run(ctx, job, p, false).await.into(),
         C::ComplianceEnforce(p) => printer::compliance::run(ctx, job, p, true).await.into(),
-        C::MibWalk => printer::logs::mib_walk(ctx, client, creds, job)
-            .await
-            .into(),
-        C::PrinterLogs(p) => printer::logs::printer_logs(ctx, client, creds, job, p)
-            .await
-            .into(),
-        C::RequestLogs => agent::logs(ctx, client, creds, &job.job_id).await.into(),
+        C::MibWalk => printer::logs::mib_walk(ctx, job).await.into(),
+        C::PrinterLogs(p) => printer::logs::printer_logs(ctx, job, p).await.into(),
+        C::RequestLogs => agent::logs(ctx, &job.job_id).await.into(),
         C::UpdateLibrary(p) => agent::update_library(ctx, p).await.into(),
-        C::DeployFile(p) => printer::deploy::deploy_file(ctx, client, creds, job, p)
+        C::DeployFile(p) => printer::deploy::deploy_file(ctx, job, p).await.into(),
+        C::FirmwareUpdate(p) => printer::deploy::firmware_update(ctx, job, p).await.into(),
+        C::DeployConfiguration(p) => printer::deploy::deploy_configuration(ctx, job, p)
             .await
             .into(),
-        C::FirmwareUpdate(p) => printer::deploy::firmware_update(ctx, client, creds, job, p)
-            .await
-            .into(),
-        C::DeployConfiguration(p) => {
-            printer::deploy::deploy_configuration(ctx, client, creds, job, p)
-                .await
-                .into()
-        }
-        C::UpdateAgent(p) => agent_update::update_agent(ctx, client, creds, &job.job_id, p).await,
+        C::UpdateAgent(p) => agent_update::update_agent(ctx, &job.job_id, p).await,
         C::Invalid { error, .. } => results::failed(error.clone()).into(),
         C::Unknown { type_name, .. } => results::done(
             Status::AgentNotSupported,

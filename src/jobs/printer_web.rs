@@ -7,8 +7,9 @@
 //! nothing newer than TLS 1.0/1.1 are refused with that reason.
 
 use crate::store::Store;
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A connection to the printer, plain or TLS.
@@ -58,10 +59,7 @@ impl rustls::client::danger::ServerCertVerifier for TrustOnFirstUse {
         _now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         let fp = fleet_protocol::signing::sha256_hex(end_entity.as_ref());
-        *self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fp.clone());
+        *self.seen.lock() = Some(fp.clone());
         match &self.pinned {
             Some(p) if *p != fp => Err(rustls::Error::General(
                 "the certificate is not the pinned one".into(),
@@ -145,11 +143,7 @@ async fn connect(store: &Store, to: SocketAddr, tls: bool) -> Result<Box<dyn Io>
     )
     .await
     .map_err(|_| (true, format!("{to}: no TLS handshake within 20 s")))?;
-    let seen = verifier
-        .seen
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let seen = verifier.seen.lock().clone();
     match handshake {
         Ok(stream) => {
             if pinned.is_none()

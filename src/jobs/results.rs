@@ -1,17 +1,17 @@
 //! Building a job's result: the whole job's status and messages, and each printer's
-//! outcome.
+//! outcome. Results are stamped with the time they finished when the runner stores them.
 
 use fleet_protocol::jobs::{JobResult, Message, PrinterOutcome, Status};
 use std::net::SocketAddr;
 
-/// A result with this status and messages, finished now.
+/// A result with this status and messages.
 pub(super) fn done(status: Status, messages: Vec<Message>) -> JobResult {
-    JobResult::new(status, messages, crate::poller::now_ms())
+    JobResult::new(status, messages, 0)
 }
 
 /// A job that failed as a whole, before or without any printer's outcome: one error.
 pub(super) fn failed(text: impl Into<String>) -> JobResult {
-    JobResult::failed(text, crate::poller::now_ms())
+    JobResult::failed(text, 0)
 }
 
 /// A result with the printers' outcomes.

@@ -4,19 +4,27 @@
 //! it interrupted instead of running them again (a half-done action repeated can do
 //! harm).
 
-use super::results::failed;
+use super::results::{done, failed};
 use super::{After, Context, Outcome, blocking, execute};
-use crate::cloud::client::{CloudClient, CloudError, Credentials};
+use crate::cloud::client::CloudError;
+use crate::retry::{Backoff, Retry};
+use crate::store::AgentState;
 use crate::store::jobs::JobState;
 use fleet_protocol::jobs::{Command, Job, JobResult, Message, Progress, Status};
 use serde_json::Value;
-use std::sync::Arc;
 use tokio::time::Duration;
 
 /// Long-poll length asked of the cloud.
 pub const WAIT: Duration = Duration::from_secs(25);
 /// Jobs running at once, at most.
 pub const MAX_RUNNING: usize = 4;
+/// How the long-poll is retried while the cloud is unavailable: 1 s doubling to a
+/// minute, ±50 %.
+pub const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+    jitter: 0.5,
+};
 
 fn params_key(job_id: &str) -> String {
     format!("job.{job_id}.params")
@@ -44,10 +52,10 @@ async fn restart(ctx: &Context) {
 /// restart the components (they come back not activated, uploading nothing).
 async fn delete_self(ctx: &Context) {
     let s = ctx.store.clone();
-    // Idle until activated again (activation clears the flag).
+    // Idle until activated again (activation ends the state).
     if blocking(move || {
         s.wipe()?;
-        s.set_setting(super::DISABLED, "deleted")
+        s.set_agent_state(AgentState::Deleted)
     })
     .await
     .is_some()
@@ -61,9 +69,8 @@ async fn delete_self(ctx: &Context) {
 
 /// Sends every stored result the cloud does not have yet. Once the result of a completed
 /// `delete` job is delivered, the agent wipes itself.
-async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) {
-    let store = &ctx.store;
-    let s = store.clone();
+async fn send_results(ctx: &Context) {
+    let s = ctx.store.clone();
     let Some(unsent) = blocking(move || s.jobs_unsent()).await else {
         return;
     };
@@ -71,10 +78,15 @@ async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) 
         let Some(result) = j.result.clone() else {
             continue;
         };
-        match client.job_result(creds, &j.job_id, &result).await {
+        let cloud = &ctx.cloud;
+        match cloud
+            .client
+            .job_result(&cloud.creds, &j.job_id, &result)
+            .await
+        {
             // Accepted, or the cloud no longer wants it (stopped, expired, unknown).
             Ok(()) | Err(CloudError::Rejected { .. }) => {
-                let (s, id) = (store.clone(), j.job_id.clone());
+                let (s, id) = (ctx.store.clone(), j.job_id.clone());
                 blocking(move || s.job_result_sent(&id)).await;
                 tracing::info!(job = %j.job_id, kind = %j.kind, "Job result delivered.");
                 if j.kind == Command::Delete.type_name() && result.status == Status::Completed {
@@ -83,7 +95,7 @@ async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) 
                 }
             }
             Err(CloudError::Unauthorized(_)) => {
-                client.invalidate_token();
+                cloud.client.invalidate_token();
                 return;
             }
             Err(e) => {
@@ -94,37 +106,34 @@ async fn send_results(ctx: &Context, client: &CloudClient, creds: &Credentials) 
     }
 }
 
-/// Stores a job's result.
-async fn finish(ctx: &Context, job_id: &str, result: JobResult) {
-    let (s, id) = (ctx.store.clone(), job_id.to_string());
+/// Stores a job's result, stamped with the time it finished (its sealed parameters are
+/// no longer needed).
+async fn finish(ctx: &Context, job_id: &str, mut result: JobResult) {
+    let (s, id, now) = (ctx.store.clone(), job_id.to_string(), ctx.clock.now_ms());
+    result.finished_at = now;
     blocking(move || {
         s.remove_setting(&params_key(&id))?;
-        s.job_finish(&id, &result, crate::poller::now_ms())
+        s.job_finish(&id, &result, now)
     })
     .await;
 }
 
 /// Starts a recorded job: acknowledges it, marks it running, and spawns its execution.
-async fn start(
-    ctx: &Context,
-    client: &Arc<CloudClient>,
-    creds: &Credentials,
-    job: Job,
-    running: &mut tokio::task::JoinSet<()>,
-) {
+async fn start(ctx: &Context, job: Job, running: &mut tokio::task::JoinSet<()>) {
     let job_id = job.job_id.clone();
-    match client.job_ack(creds, &job_id).await {
+    match ctx.cloud.client.job_ack(&ctx.cloud.creds, &job_id).await {
         Ok(()) => {}
         Err(CloudError::Rejected { status, reason }) => {
             // Stopped or expired while it waited: never run, nothing to report.
             tracing::info!(job = %job_id, status, reason = %reason, "Job withdrawn by the cloud; not run.");
-            let (s, id) = (ctx.store.clone(), job_id.clone());
-            let r = super::results::done(
+            let (s, id, now) = (ctx.store.clone(), job_id.clone(), ctx.clock.now_ms());
+            let mut r = done(
                 Status::Failed,
                 vec![Message::info(format!("not run: {reason}"))],
             );
+            r.finished_at = now;
             blocking(move || {
-                s.job_finish(&id, &r, crate::poller::now_ms())?;
+                s.job_finish(&id, &r, now)?;
                 s.job_result_sent(&id)
             })
             .await;
@@ -132,7 +141,7 @@ async fn start(
         }
         Err(e) => {
             if matches!(e, CloudError::Unauthorized(_)) {
-                client.invalidate_token();
+                ctx.cloud.client.invalidate_token();
             }
             tracing::debug!(job = %job_id, error = %e, "Job not acknowledged; retried when delivered again.");
             return;
@@ -144,9 +153,9 @@ async fn start(
     }
     let kind = job.command.type_name().to_string();
     tracing::info!(job = %job_id, kind = %kind, "Job started.");
-    let (ctx, client, creds) = (ctx.clone(), client.clone(), creds.clone());
+    let ctx = ctx.clone();
     running.spawn(async move {
-        let (r, after) = match execute(&ctx, &client, &creds, &job).await {
+        let (r, after) = match execute(&ctx, &job).await {
             Outcome::Done(r, after) => (r, after),
             Outcome::Handover(text) => {
                 // Still running: the next version (or the rollback) reports the outcome.
@@ -154,15 +163,20 @@ async fn start(
                     text,
                     ..Progress::default()
                 };
-                client.job_progress(&creds, &job_id, &p).await.ok();
-                crate::update::request_restart();
+                let cloud = &ctx.cloud;
+                cloud
+                    .client
+                    .job_progress(&cloud.creds, &job_id, &p)
+                    .await
+                    .ok();
+                ctx.restart.request();
                 return;
             }
         };
         let status = r.status;
         finish(&ctx, &job_id, r).await;
         tracing::info!(job = %job_id, kind = %kind, status = ?status, "Job finished.");
-        send_results(&ctx, &client, &creds).await;
+        send_results(&ctx).await;
         // Jobs that change what runs restart the components, last: the restart stops
         // this component too, so the result had to be stored and sent first.
         if after == After::Restart {
@@ -172,13 +186,7 @@ async fn start(
 }
 
 /// Handles the jobs one long-poll returned.
-async fn receive(
-    ctx: &Context,
-    client: &Arc<CloudClient>,
-    creds: &Credentials,
-    jobs: Vec<Job>,
-    running: &mut tokio::task::JoinSet<()>,
-) {
+async fn receive(ctx: &Context, jobs: Vec<Job>, running: &mut tokio::task::JoinSet<()>) {
     for job in jobs {
         if !job.has_valid_id() {
             tracing::warn!(job = %job.job_id, "Job with an unusable id ignored.");
@@ -198,11 +206,12 @@ async fn receive(
             stored["params"] = sealed_marker();
         }
         let (s, i, b) = (ctx.store.clone(), job.job_id.clone(), stored.to_string());
+        let now = ctx.clock.now_ms();
         let Some(existing) = blocking(move || {
             if let Some((key, secret)) = &sealed {
                 s.set_secret(key, &params_key(&i), secret)?;
             }
-            s.job_accept(&i, &kind, &b, crate::poller::now_ms())
+            s.job_accept(&i, &kind, &b, now)
         })
         .await
         else {
@@ -214,7 +223,7 @@ async fn receive(
                 while running.len() >= MAX_RUNNING {
                     running.join_next().await;
                 }
-                start(ctx, client, creds, job, running).await;
+                start(ctx, job, running).await;
             }
             // Running or done here already: never a second time.
             Some(_) => tracing::debug!(job = %job.job_id, "Job delivered again; already handled."),
@@ -238,12 +247,7 @@ async fn recorded(ctx: &Context, job_id: &str, body: &str) -> Option<Job> {
 
 /// Reports jobs a restart interrupted (they are not run again: a half-done action
 /// repeated could do harm) and starts the ones recorded but never started.
-async fn recover(
-    ctx: &Context,
-    client: &Arc<CloudClient>,
-    creds: &Credentials,
-    running: &mut tokio::task::JoinSet<()>,
-) {
+async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>) {
     let s = ctx.store.clone();
     let Some(interrupted) = blocking(move || s.jobs_in(JobState::Running)).await else {
         return;
@@ -261,57 +265,34 @@ async fn recover(
             continue;
         }
         tracing::warn!(job = %j.job_id, kind = %j.kind, "Job interrupted by an agent restart; reported as failed, not run again.");
-        finish(
-            ctx,
-            &j.job_id,
-            failed("the agent restarted while this job ran; it was not run again"),
-        )
-        .await;
+        let r = failed("the agent restarted while this job ran; it was not run again");
+        finish(ctx, &j.job_id, r).await;
     }
-    send_results(ctx, client, creds).await;
+    send_results(ctx).await;
     let s = ctx.store.clone();
     if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
         for j in waiting {
             match recorded(ctx, &j.job_id, &j.body).await {
-                Some(job) => start(ctx, client, creds, job, running).await,
+                Some(job) => start(ctx, job, running).await,
                 None => {
                     tracing::error!(job = %j.job_id, "Recorded job unreadable; reported as failed.");
-                    finish(
-                        ctx,
-                        &j.job_id,
-                        failed("the agent could not read this job back"),
-                    )
-                    .await;
+                    let r = failed("the agent could not read this job back");
+                    finish(ctx, &j.job_id, r).await;
                 }
             }
         }
     }
 }
 
-/// Results stored outside a job's own task (an update confirmed by the new version)
-/// wake the jobs loop to send them without waiting for the long-poll's turn.
-static RESULTS_WAITING: std::sync::LazyLock<tokio::sync::Notify> =
-    std::sync::LazyLock::new(tokio::sync::Notify::new);
-
-/// Tells the jobs component a result is waiting in the store.
-pub fn result_waiting() {
-    RESULTS_WAITING.notify_one();
-}
-
 /// Runs until `shutdown` completes. Jobs still running then are cut short; a restart
 /// reports them as interrupted.
-pub async fn run(
-    client: Arc<CloudClient>,
-    creds: Credentials,
-    ctx: Context,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut running = tokio::task::JoinSet::new();
-    recover(&ctx, &client, &creds, &mut running).await;
-    let mut backoff = Duration::from_secs(1);
+    recover(&ctx, &mut running).await;
+    let mut retry = Retry::new(BACKOFF);
     loop {
-        let poll = client.jobs(&creds, WAIT);
+        let poll = ctx.cloud.client.jobs(&ctx.cloud.creds, WAIT);
         tokio::pin!(poll);
         let got = loop {
             tokio::select! {
@@ -321,25 +302,26 @@ pub async fn run(
                 }
                 r = &mut poll => break r,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
-                () = RESULTS_WAITING.notified() => send_results(&ctx, &client, &creds).await,
+                // A result stored outside a job's task (an update confirmed by the new
+                // version) goes out without waiting for the long-poll's turn.
+                () = ctx.results_waiting.notified() => send_results(&ctx).await,
             }
         };
         // Panel messages past their 48 h, checked at every long-poll turn (≤ 25 s).
-        super::printer::commands::expire_panels(&ctx, crate::poller::now_ms()).await;
+        super::printer::commands::expire_panels(&ctx).await;
         match got {
             Ok(jobs) => {
-                backoff = Duration::from_secs(1);
+                retry.succeeded();
                 if !jobs.is_empty() {
-                    receive(&ctx, &client, &creds, jobs, &mut running).await;
+                    receive(&ctx, jobs, &mut running).await;
                 }
-                send_results(&ctx, &client, &creds).await;
+                send_results(&ctx).await;
                 continue;
             }
-            Err(CloudError::Unauthorized(_)) => client.invalidate_token(),
+            Err(CloudError::Unauthorized(_)) => ctx.cloud.client.invalidate_token(),
             Err(e) => tracing::debug!(error = %e, "Job poll failed; backing off."),
         }
-        let wait = backoff.mul_f64(0.5 + fastrand::f64());
-        backoff = (backoff * 2).min(Duration::from_secs(60));
+        let wait = retry.failed();
         tokio::select! {
             _ = &mut shutdown => {
                 running.abort_all();

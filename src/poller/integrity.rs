@@ -150,6 +150,7 @@ mod tests {
             ip: None,
             collected_at: at,
             version: None,
+            library: &crate::printer::library::builtin(),
         })
     }
 

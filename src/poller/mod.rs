@@ -1,15 +1,17 @@
-//! Reading printers: runs the printer module's poll plan through an [`SnmpClient`] and
-//! decodes the result. One printer's failure is its own: callers poll many printers
-//! concurrently with [`poll_many`], each with its own result. The scheduled component
-//! (intervals, health, backoff, integrity events) is [`scheduler::Poller`].
+//! Reading printers: a [`Reader`] runs the printer module's poll plan through an
+//! [`SnmpClient`] and decodes the result with the support library in use, stamped by the
+//! agent's clock. One printer's failure is its own: [`Reader::read_many`] polls many
+//! concurrently, each with its own result. The scheduled component (intervals, health,
+//! backoff, integrity events) is [`scheduler::Poller`]; what it hands the uploader is a
+//! [`Reading`].
 
 pub mod integrity;
 pub mod scheduler;
 
-use crate::printer::{self, PrinterReport};
+use crate::clock::Clock;
+use crate::printer::{self, PrinterReport, library};
 use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
 /// Why a printer could not be read.
@@ -42,12 +44,15 @@ impl PollError {
     }
 }
 
-/// Current wall-clock time in Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// One successful poll, as the poller hands it to the uploader.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// Store id of the printer.
+    pub printer_id: i64,
+    /// The report.
+    pub report: PrinterReport,
+    /// Force a snapshot (the seed's on-demand refresh).
+    pub on_demand: bool,
 }
 
 /// Statistics of one poll.
@@ -59,76 +64,91 @@ pub struct PollStats {
     pub values: usize,
 }
 
-/// Reads one printer fully: identity, counters, supplies, alerts, trays.
-///
-/// # Errors
-/// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it serves
-/// nothing we recognise.
-pub async fn poll_printer<C: SnmpClient>(
-    client: &C,
-    target: &Target,
-) -> Result<(PrinterReport, PollStats), PollError> {
-    let (firsts, columns) = printer::plan();
-    let c = walk::collect(client, target, &firsts, &columns)
-        .await
-        .map_err(|source| PollError::Snmp {
-            addr: target.addr,
-            source: Box::new(source),
-        })?;
-    let collected = printer::Collected {
-        values: &c.values,
-        ip: Some(target.addr.ip()),
-        collected_at: now_ms(),
-        version: Some(target.security.version()),
-    };
-    let report = printer::decode(&collected);
-    if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {
-        return Err(PollError::Empty { addr: target.addr });
-    }
-    Ok((
-        report,
-        PollStats {
-            requests: c.requests,
-            values: c.values.len(),
-        },
-    ))
+/// What reading a printer needs besides SNMP: the support library to decode with (the one
+/// in use when a read starts, kept to its end) and the clock that stamps the reading.
+#[derive(Clone, Debug, Default)]
+pub struct Reader {
+    /// The support library in use.
+    pub library: library::Handle,
+    /// The agent's clock.
+    pub clock: Clock,
 }
 
-/// Polls every target with at most `concurrency` in flight; results keep target order.
-pub async fn poll_many<C: SnmpClient + Clone>(
-    client: &C,
-    targets: &[Target],
-    concurrency: usize,
-) -> Vec<Result<(PrinterReport, PollStats), PollError>> {
-    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, t) in targets.iter().cloned().enumerate() {
-        let client = client.clone();
-        let sem = sem.clone();
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore closed");
-            (i, poll_printer(&client, &t).await)
-        });
-    }
-    let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> =
-        (0..targets.len()).map(|_| None).collect();
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, res)) = r {
-            out[i] = Some(res);
+impl Reader {
+    /// Reads one printer fully: identity, counters, supplies, alerts, trays.
+    ///
+    /// # Errors
+    /// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it
+    /// serves nothing we recognise.
+    pub async fn read<C: SnmpClient>(
+        &self,
+        client: &C,
+        target: &Target,
+    ) -> Result<(PrinterReport, PollStats), PollError> {
+        let library = self.library.current();
+        let (firsts, columns) = printer::plan(&library);
+        let c = walk::collect(client, target, &firsts, &columns)
+            .await
+            .map_err(|source| PollError::Snmp {
+                addr: target.addr,
+                source: Box::new(source),
+            })?;
+        let collected = printer::Collected {
+            values: &c.values,
+            ip: Some(target.addr.ip()),
+            collected_at: self.clock.now_ms(),
+            version: Some(target.security.version()),
+            library: &library,
+        };
+        let report = printer::decode(&collected);
+        if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {
+            return Err(PollError::Empty { addr: target.addr });
         }
+        Ok((
+            report,
+            PollStats {
+                requests: c.requests,
+                values: c.values.len(),
+            },
+        ))
     }
-    out.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| {
-                Err(PollError::Snmp {
-                    addr: targets[i].addr,
-                    source: Box::new(SnmpError::Io {
-                        target: targets[i].addr,
-                        source: std::io::Error::other("poll task panicked"),
-                    }),
+
+    /// Polls every target with at most `concurrency` in flight; results keep target order.
+    pub async fn read_many<C: SnmpClient + Clone>(
+        &self,
+        client: &C,
+        targets: &[Target],
+        concurrency: usize,
+    ) -> Vec<Result<(PrinterReport, PollStats), PollError>> {
+        let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, t) in targets.iter().cloned().enumerate() {
+            let (client, sem, reader) = (client.clone(), sem.clone(), self.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore closed");
+                (i, reader.read(&client, &t).await)
+            });
+        }
+        let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> =
+            (0..targets.len()).map(|_| None).collect();
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, res)) = r {
+                out[i] = Some(res);
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| {
+                    Err(PollError::Snmp {
+                        addr: targets[i].addr,
+                        source: Box::new(SnmpError::Io {
+                            target: targets[i].addr,
+                            source: std::io::Error::other("poll task panicked"),
+                        }),
+                    })
                 })
             })
-        })
-        .collect()
+            .collect()
+    }
 }

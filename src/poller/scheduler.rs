@@ -5,7 +5,7 @@
 //! to the store in batches.
 
 use super::integrity::{self, Memory};
-use super::poll_printer;
+use super::{Reader, Reading};
 use crate::config::PollerConfig;
 use crate::store::{Event, Health, PollRecord, Store};
 use crate::telemetry::Metrics;
@@ -197,7 +197,12 @@ fn status_columns() -> Vec<fleet_snmp::Oid> {
 }
 
 /// Runs one status check: `Some(true)` when alerts or supply levels differ from `memory`.
-async fn status_check<C: SnmpClient>(client: &C, target: &Target, memory: &Memory) -> Option<bool> {
+async fn status_check<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    memory: &Memory,
+    library: &crate::printer::library::Library,
+) -> Option<bool> {
     let c = fleet_snmp::walk::collect(client, target, &[], &status_columns())
         .await
         .ok()?;
@@ -206,6 +211,7 @@ async fn status_check<C: SnmpClient>(client: &C, target: &Target, memory: &Memor
         ip: None,
         collected_at: 0,
         version: None,
+        library,
     });
     let now = Memory::of(&partial);
     let levels = |m: &Memory| m.supplies.iter().map(|x| (x.0, x.2)).collect::<Vec<_>>();
@@ -227,7 +233,9 @@ pub struct Poller<C> {
     observer: Option<mpsc::UnboundedSender<Observed>>,
     /// Successful readings for the uploader (bounded: a full queue drops a reading, and
     /// the next poll's decision covers it).
-    readings: Option<mpsc::Sender<crate::cloud::uploader::Reading>>,
+    readings: Option<mpsc::Sender<Reading>>,
+    /// Reads printers with the support library in use and stamps them with the clock.
+    reader: Reader,
     rng: fastrand::Rng,
     spread: bool,
     refreshes: Vec<Waiter>,
@@ -246,17 +254,14 @@ pub fn startup_offset(addr: SocketAddr, interval: Duration) -> Duration {
     interval.mul_f64(frac)
 }
 
-/// Wait before the next attempt after `failures` consecutive failures (≥ 1): the
-/// interval doubled per extra failure, capped, then jittered by ±10 %.
-pub fn backoff(
-    interval: Duration,
-    cap: Duration,
-    failures: u32,
-    rng: &mut fastrand::Rng,
-) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let base = interval.saturating_mul(1u32 << exp).min(cap);
-    base.mul_f64(0.9 + 0.2 * rng.f64())
+/// How a printer that stopped answering is retried: the interval doubled per extra
+/// failure, capped at `poller.backoff_max_secs`, jittered by ±10 %.
+pub fn backoff(cfg: &PollerConfig) -> crate::retry::Backoff {
+    crate::retry::Backoff {
+        base: cfg.interval,
+        cap: cfg.backoff_max,
+        jitter: 0.1,
+    }
 }
 
 impl<C: SnmpClient + Clone> Poller<C> {
@@ -281,6 +286,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 rx,
                 observer: None,
                 readings: None,
+                reader: Reader::default(),
                 rng: fastrand::Rng::new(),
                 spread: true,
                 refreshes: Vec::new(),
@@ -296,8 +302,15 @@ impl<C: SnmpClient + Clone> Poller<C> {
     }
 
     /// Hands every successful reading to the uploader through `tx`.
-    pub fn with_readings(mut self, tx: mpsc::Sender<crate::cloud::uploader::Reading>) -> Self {
+    pub fn with_readings(mut self, tx: mpsc::Sender<Reading>) -> Self {
         self.readings = Some(tx);
+        self
+    }
+
+    /// Reads with this support library and clock (default: the built-in library and the
+    /// system clock).
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
         self
     }
 
@@ -513,9 +526,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         }
                         s.checking = true;
                         let (client, target, memory) = (self.client.clone(), s.target.clone(), s.memory.clone());
-                        let deadline = self.cfg.deadline;
+                        let (deadline, library) = (self.cfg.deadline, self.reader.library.current());
                         checks.spawn(async move {
-                            let r = tokio::time::timeout(deadline, status_check(&client, &target, &memory)).await.ok().flatten();
+                            let r = tokio::time::timeout(deadline, status_check(&client, &target, &memory, &library)).await.ok().flatten();
                             (i, r)
                         });
                     }
@@ -558,17 +571,18 @@ impl<C: SnmpClient + Clone> Poller<C> {
         while running.len() < cap {
             let Some(i) = ready.pop_front() else { break };
             self.slots[i].started += 1;
-            let (client, target, deadline) = (
+            let (client, target, deadline, reader) = (
                 self.client.clone(),
                 self.slots[i].target.clone(),
                 self.cfg.deadline,
+                self.reader.clone(),
             );
             let metrics = self.metrics.clone();
             running.spawn(async move {
                 let started = Instant::now();
                 metrics.polls.inc();
                 metrics.polls_in_flight.inc();
-                let r = match tokio::time::timeout(deadline, poll_printer(&client, &target)).await {
+                let r = match tokio::time::timeout(deadline, reader.read(&client, &target)).await {
                     Ok(Ok(ok)) => Ok(ok),
                     Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
                     Err(_) => Err(format!(
@@ -666,7 +680,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
         s.in_flight = false;
         let before = s.health;
         let mut events: Vec<Event> = Vec::new();
-        let at_ms = super::now_ms();
+        let at_ms = self.reader.clock.now_ms();
         let (record, failure) = match result {
             Ok((report, _stats)) => {
                 s.failures = 0;
@@ -687,7 +701,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 // An unenrolled printer's last poll is stored but not uploaded.
                 if let Some(tx) = self.readings.as_ref().filter(|_| !s.removed)
                     && tx
-                        .try_send(crate::cloud::uploader::Reading {
+                        .try_send(Reading {
                             printer_id: s.id,
                             report: report.clone(),
                             on_demand: std::mem::take(&mut s.on_demand),
@@ -722,7 +736,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 } else {
                     Health::Suspect
                 };
-                s.due = now + backoff(cfg.interval, cfg.backoff_max, s.failures, &mut self.rng);
+                s.due = now + backoff(cfg).delay(s.failures, &mut self.rng);
                 self.metrics.poll_failed(code);
                 tracing::debug!(printer = %s.target.addr, error = %text, failures = s.failures, "Poll failed.");
                 (

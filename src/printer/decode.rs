@@ -1,5 +1,6 @@
 //! Pure decoding of collected SNMP values into a [`PrinterReport`].
 
+use super::library::Library;
 use super::oids::{self, Fetch};
 use super::text;
 use super::{
@@ -12,7 +13,7 @@ use std::net::IpAddr;
 
 /// Returns the poll plan: objects fetched as first instance (standard and vendor), and
 /// columns walked. Vendor objects are asked by their parent so the GETNEXT lands on them.
-pub fn plan() -> (Vec<Oid>, Vec<Oid>) {
+pub fn plan(library: &Library) -> (Vec<Oid>, Vec<Oid>) {
     let mut firsts = Vec::new();
     let mut columns = Vec::new();
     for o in oids::STANDARD {
@@ -22,7 +23,6 @@ pub fn plan() -> (Vec<Oid>, Vec<Oid>) {
         }
     }
     let mut seen = BTreeSet::new();
-    let library = super::library::current();
     for v in library.vendor_objects() {
         let parent = Oid::from_slice(&v[..v.len() - 1]);
         if seen.insert(parent.clone()) {
@@ -42,6 +42,8 @@ pub struct Collected<'a> {
     pub collected_at: i64,
     /// SNMP version used.
     pub version: Option<Version>,
+    /// The support library to decode with (the one in use when the poll started).
+    pub library: &'a Library,
 }
 
 impl Collected<'_> {
@@ -357,8 +359,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         o.suffix(&Oid::from_slice(&[1, 3, 6, 1, 4, 1]))
             .and_then(|s| s.first().copied())
     });
-    // The support library in use when this reading is decoded (it may be swapped meanwhile).
-    let library = super::library::current();
+    let library = c.library;
     let vendor = enterprise.and_then(|e| library.vendor(e));
 
     // The printer's hrDeviceIndex: the hrDeviceTable row typed hrDevicePrinter, else the
@@ -427,7 +428,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         .or_else(|| hr_device_descr.clone());
     let model_name = raw_model.map(|m| strip_model(&m, manufacturer.as_deref()));
 
-    let (serial_number, serial_source) = serial(c, &hr_ix, vendor, &library, &fields);
+    let (serial_number, serial_source) = serial(c, &hr_ix, vendor, library, &fields);
 
     let firmware_version = vendor
         .and_then(|v| v.firmware.iter().find_map(|o| ident_of(c.get(o))))

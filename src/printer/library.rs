@@ -1,13 +1,13 @@
 //! The printer support library in use: the one built into the agent (from
 //! [`super::oids`], version 1) until the cloud installs a newer signed one
-//! (`fleet_protocol::library`), swapped in while the agent runs (polls that started keep
-//! the library they started with).
+//! (`fleet_protocol::library`), swapped in through a [`Handle`] while the agent runs.
 
 pub use fleet_protocol::library::{
     Action, Brand, Library, LibraryError, Package, TRANSPORTS, VendorData, key_id, public_key,
     sign, verify,
 };
-use std::sync::{Arc, LazyLock, RwLock};
+use parking_lot::RwLock;
+use std::sync::Arc;
 
 /// The library built into this agent (from [`super::oids`]), version 1.
 pub fn builtin() -> Library {
@@ -49,34 +49,55 @@ pub fn builtin() -> Library {
     }
 }
 
-static CURRENT: LazyLock<RwLock<Arc<Library>>> = LazyLock::new(|| RwLock::new(Arc::new(builtin())));
+/// The library in use, shared by everything that decodes readings or picks a printer's
+/// transport: a handle (cheap to clone) whose library the cloud can replace while the agent
+/// runs. Readings being decoded keep the library they started with (an `Arc`).
+#[derive(Clone)]
+pub struct Handle(Arc<RwLock<Arc<Library>>>);
 
-/// The library in use.
-pub fn current() -> Arc<Library> {
-    CURRENT
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+impl Default for Handle {
+    fn default() -> Self {
+        Handle::new(builtin())
+    }
 }
 
-/// Verifies a package and swaps it in when it is newer than the library in use (polls
-/// that started keep the library they started with).
-///
-/// # Errors
-/// As [`verify`], and [`LibraryError::NotNewer`].
-pub fn install(package: &Package, trusted: &[String]) -> Result<Arc<Library>, LibraryError> {
-    let lib = verify(package, trusted)?;
-    let mut cur = CURRENT
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if lib.version <= cur.version {
-        return Err(LibraryError::NotNewer {
-            offered: lib.version,
-            current: cur.version,
-        });
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "library::Handle(version {})", self.current().version)
     }
-    *cur = Arc::new(lib);
-    Ok(cur.clone())
+}
+
+impl Handle {
+    /// A handle on `library`.
+    pub fn new(library: Library) -> Handle {
+        Handle(Arc::new(RwLock::new(Arc::new(library))))
+    }
+
+    /// The library in use.
+    pub fn current(&self) -> Arc<Library> {
+        self.0.read().clone()
+    }
+
+    /// Verifies a package and swaps it in when it is newer than the library in use.
+    ///
+    /// # Errors
+    /// As [`verify`], and [`LibraryError::NotNewer`].
+    pub fn install(
+        &self,
+        package: &Package,
+        trusted: &[String],
+    ) -> Result<Arc<Library>, LibraryError> {
+        let lib = verify(package, trusted)?;
+        let mut cur = self.0.write();
+        if lib.version <= cur.version {
+            return Err(LibraryError::NotNewer {
+                offered: lib.version,
+                current: cur.version,
+            });
+        }
+        *cur = Arc::new(lib);
+        Ok(cur.clone())
+    }
 }
 
 #[cfg(test)]

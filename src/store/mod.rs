@@ -4,10 +4,14 @@
 pub mod jobs;
 pub mod outbox;
 pub mod secrets;
+mod state;
 
+pub use state::{AgentState, CloudCredentials};
+
+use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -278,11 +282,9 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conn.lock()
     }
 
     /// Returns the row id of `address`, creating the row.

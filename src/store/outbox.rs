@@ -6,10 +6,6 @@
 use super::{Store, StoreError};
 use rusqlite::{OptionalExtension, params};
 
-/// Setting holding the last message the cloud accepted (JSON: messageId, kind,
-/// printerKey, sentAtMs, body), for the local page's "what will be sent".
-pub const LAST_SENT: &str = "outbox.last_sent";
-
 /// One queued message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

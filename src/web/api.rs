@@ -47,12 +47,7 @@ fn session_cookie(id: &str) -> HeaderValue {
 }
 
 fn activated(agent: &Agent) -> bool {
-    agent
-        .store
-        .setting("cloud.agent_id")
-        .ok()
-        .flatten()
-        .is_some()
+    agent.store.agent_id().ok().flatten().is_some()
 }
 
 /// `GET /api/session`: starts a session when the request has none (cookie), and says
@@ -375,11 +370,13 @@ pub async fn activate(
         Err(e) => return reason(StatusCode::BAD_GATEWAY, e.to_string()),
     };
     let agent_id = creds.agent_id.clone();
-    let (a, dir) = (agent.clone(), agent.state_dir.clone());
+    let a = agent.clone();
     let proxy_form = form.proxy.clone();
     let password = form.password.clone().filter(|p| !p.is_empty());
     let saved = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        crate::cloud::save_credentials(&dir, &creds).map_err(|e| e.to_string())?;
+        a.store
+            .save_cloud_credentials(&a.key, &creds)
+            .map_err(|e| e.to_string())?;
         if let Some(p) = proxy_form {
             let text = serde_json::to_string(&p).map_err(|e| e.to_string())?;
             a.store
@@ -436,7 +433,7 @@ pub async fn status(State(agent): Shared) -> Response {
     let live = agent.live();
     let r = blocking(&agent, |a| {
         Ok((
-            a.store.setting("cloud.agent_id")?,
+            a.store.agent_id()?,
             a.store.outbox_stats()?,
             a.store.printers()?,
             a.store
@@ -445,7 +442,7 @@ pub async fn status(State(agent): Shared) -> Response {
                 .map(|j| json!({"jobId": j.job_id, "type": j.kind, "receivedAtMs": j.received_ms}))
                 .collect::<Vec<_>>(),
             a.store.recent_jobs(10)?,
-            a.store.setting(crate::jobs::DISABLED)?,
+            a.store.agent_state()?,
         ))
     })
     .await;
@@ -454,8 +451,8 @@ pub async fn status(State(agent): Shared) -> Response {
         Err(e) => return e,
     };
     let c = &live.config;
-    let link = crate::cloud::link::get();
-    let now = crate::poller::now_ms();
+    let link = agent.link.get();
+    let now = agent.clock.now_ms();
     let next_poll = printers
         .iter()
         .filter_map(|p| p.last_attempt_ms)
@@ -464,13 +461,13 @@ pub async fn status(State(agent): Shared) -> Response {
     let progress = agent.progress.borrow().clone();
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "libraryVersion": crate::printer::library::current().version,
-        "agentUpdate": crate::update::status(),
+        "libraryVersion": agent.library.current().version,
+        "agentUpdate": crate::update::status(&agent.state_dir),
         "startedAtMs": agent.started_ms,
         "nowMs": now,
         "activated": agent_id.is_some(),
         "agentId": agent_id,
-        "state": if disabled.is_some() { "disabled" } else { "running" },
+        "state": if disabled == crate::store::AgentState::Active { "running" } else { "disabled" },
         "cloud": {
             "url": c.cloud.url,
             "lastContactMs": link.last_contact_ms,
@@ -774,7 +771,7 @@ pub async fn outbox(State(agent): Shared) -> Response {
         Ok((
             a.store.outbox_stats()?,
             a.store.due_messages(50, i64::MAX)?,
-            a.store.setting(keys::LAST_SENT)?,
+            a.store.last_sent()?,
         ))
     })
     .await;
@@ -803,7 +800,7 @@ pub async fn settings(State(agent): Shared) -> Response {
         Ok((
             stored_proxy(a)?,
             a.store.setting(keys::PASSWORD)?.is_some(),
-            a.store.setting(keys::LOG_LEVEL)?,
+            a.store.log_level()?,
         ))
     })
     .await;
@@ -948,10 +945,10 @@ pub async fn set_log_level(State(agent): Shared, body: Option<axum::Json<LogLeve
         );
     }
     let keep = level.clone();
-    if let Err(e) = blocking(&agent, move |a| a.store.set_setting(keys::LOG_LEVEL, &keep)).await {
+    if let Err(e) = blocking(&agent, move |a| a.store.set_log_level(&keep)).await {
         return e;
     }
-    crate::telemetry::set_log_level(&level);
+    agent.logs.set_level(&level);
     tracing::info!(level = %level, "Log level changed on the local page.");
     StatusCode::NO_CONTENT.into_response()
 }
@@ -1029,8 +1026,8 @@ pub async fn set_password(
 
 /// `GET /api/logs`: the agent's recent log lines as a download (they never hold
 /// secrets).
-pub async fn logs(State(_agent): Shared) -> Response {
-    let mut text = crate::telemetry::recent_logs().join("\n");
+pub async fn logs(State(agent): Shared) -> Response {
+    let mut text = agent.logs.recent().join("\n");
     text.push('\n');
     (
         [

@@ -2,9 +2,9 @@
 //! sessions in memory (a random id in an HttpOnly, SameSite=Strict cookie, each with its
 //! own CSRF token), and a per-peer limit on failed logins.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -88,10 +88,7 @@ pub struct Sessions {
 impl Sessions {
     /// The session behind a cookie value, refreshed, if it is still valid.
     pub fn get(&self, id: &str) -> Option<Session> {
-        let mut m = self
-            .by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self.by_id.lock();
         let now = Instant::now();
         m.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
         let s = m.get_mut(id)?;
@@ -107,47 +104,30 @@ impl Sessions {
             authenticated,
             last_used: Instant::now(),
         };
-        self.by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone(), s.clone());
+        self.by_id.lock().insert(id.clone(), s.clone());
         (id, s)
     }
 
     /// Marks a session as logged in (it just set the password).
     pub fn authenticate(&self, id: &str) {
-        if let Some(s) = self
-            .by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(id)
-        {
+        if let Some(s) = self.by_id.lock().get_mut(id) {
             s.authenticated = true;
         }
     }
 
     /// Ends one session.
     pub fn end(&self, id: &str) {
-        self.by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        self.by_id.lock().remove(id);
     }
 
     /// Ends every session but `keep` (after a password change).
     pub fn end_others(&self, keep: &str) {
-        self.by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|k, _| k == keep);
+        self.by_id.lock().retain(|k, _| k == keep);
     }
 
     /// How long `peer` must wait before trying again, when it failed too often.
     pub fn login_blocked(&self, peer: IpAddr) -> Option<Duration> {
-        let mut m = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self.failures.lock();
         let now = Instant::now();
         let v = m.entry(peer).or_default();
         v.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
@@ -158,7 +138,6 @@ impl Sessions {
     pub fn login_failed(&self, peer: IpAddr) {
         self.failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(peer)
             .or_default()
             .push(Instant::now());
@@ -166,10 +145,7 @@ impl Sessions {
 
     /// Forgets `peer`'s failures (after a successful login).
     pub fn login_succeeded(&self, peer: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&peer);
+        self.failures.lock().remove(&peer);
     }
 }
 

@@ -18,10 +18,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use parking_lot::RwLock;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 
 /// Settings the page keeps in the store.
@@ -32,10 +33,6 @@ pub mod keys {
     pub const LOCALHOST_ONLY: &str = "ui.localhost_only";
     /// The proxy set on the page (sealed JSON), which wins over `cloud.proxy`.
     pub const PROXY: &str = "ui.proxy";
-    /// The log filter chosen on the page.
-    pub const LOG_LEVEL: &str = "ui.log_level";
-    /// The last message the cloud accepted (JSON).
-    pub const LAST_SENT: &str = crate::store::outbox::LAST_SENT;
 }
 
 /// What the running components offer the page; replaced by the supervisor at each
@@ -47,7 +44,25 @@ pub struct Live {
     /// The poller (refresh buttons), when it runs.
     pub poller: Option<crate::poller::scheduler::PollerHandle>,
     /// "Discover now", when discovery has targets.
-    pub discover: Option<mpsc::Sender<crate::jobs::DiscoverRequest>>,
+    pub discover: Option<mpsc::Sender<crate::discovery::DiscoverRequest>>,
+}
+
+/// What the page is given by the supervisor: the state and the process-wide handles.
+pub struct Handles {
+    /// The store.
+    pub store: Store,
+    /// Seals the proxy password and the activation's secret.
+    pub key: SealKey,
+    /// The state directory (a staged update's state).
+    pub state_dir: PathBuf,
+    /// The agent's clock.
+    pub clock: crate::clock::Clock,
+    /// The support library in use.
+    pub library: crate::printer::library::Handle,
+    /// The cloud link's status.
+    pub link: crate::cloud::link::Link,
+    /// The agent's log.
+    pub logs: crate::telemetry::Logs,
 }
 
 /// The agent as the page sees it.
@@ -58,6 +73,14 @@ pub struct Agent {
     pub key: SealKey,
     /// Where the store is (activation writes its credentials there).
     pub state_dir: PathBuf,
+    /// The agent's clock.
+    pub clock: crate::clock::Clock,
+    /// The support library in use.
+    pub library: crate::printer::library::Handle,
+    /// The cloud link's status.
+    pub link: crate::cloud::link::Link,
+    /// The agent's log.
+    pub logs: crate::telemetry::Logs,
     /// Sessions and login attempts.
     pub sessions: auth::Sessions,
     /// The running components' handles.
@@ -76,22 +99,30 @@ pub struct Agent {
 
 impl Agent {
     /// Builds the page's view of the agent; reads "localhost only" from the store.
-    pub fn new(
-        store: Store,
-        key: SealKey,
-        state_dir: PathBuf,
-        config: Config,
-        apply: mpsc::Sender<Box<Config>>,
-    ) -> Agent {
+    pub fn new(h: Handles, config: Config, apply: mpsc::Sender<Box<Config>>) -> Agent {
+        let Handles {
+            store,
+            key,
+            state_dir,
+            clock,
+            library,
+            link,
+            logs,
+        } = h;
         let localhost_only = store
             .setting(keys::LOCALHOST_ONLY)
             .ok()
             .flatten()
             .is_none_or(|v| v != "0");
         Agent {
+            started_ms: clock.now_ms(),
             store,
             key,
             state_dir,
+            clock,
+            library,
+            link,
+            logs,
             sessions: auth::Sessions::default(),
             live: RwLock::new(Live {
                 config,
@@ -106,24 +137,25 @@ impl Agent {
             apply,
             defer_discovery: AtomicBool::new(false),
             localhost_only: AtomicBool::new(localhost_only),
-            started_ms: crate::poller::now_ms(),
+        }
+    }
+
+    /// Reads printers with the library in use, stamped by the agent's clock.
+    pub fn reader(&self) -> crate::poller::Reader {
+        crate::poller::Reader {
+            library: self.library.clone(),
+            clock: self.clock.clone(),
         }
     }
 
     /// The handles of the running components.
     pub fn live(&self) -> Live {
-        self.live
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.live.read().clone()
     }
 
     /// Records the handles of freshly started components.
     pub fn set_live(&self, live: Live) {
-        *self
-            .live
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = live;
+        *self.live.write() = live;
     }
 }
 
@@ -403,7 +435,17 @@ mod tests {
         let key = SealKey::load_or_create(dir.path()).unwrap();
         let config = crate::config::parse("t", "").unwrap();
         let (tx, _rx) = mpsc::channel(1);
-        let agent = Arc::new(Agent::new(store, key, dir.path().into(), config, tx));
+        let clock = crate::clock::Clock::system();
+        let handles = Handles {
+            store,
+            key,
+            state_dir: dir.path().into(),
+            link: crate::cloud::link::Link::new(clock.clone()),
+            clock,
+            library: Default::default(),
+            logs: Default::default(),
+        };
+        let agent = Arc::new(Agent::new(handles, config, tx));
         let state = WebState {
             metrics: Arc::new(Metrics::new()),
             agent: Some(agent.clone()),

@@ -25,7 +25,7 @@ fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_reach_the_reference_cloud_over_https() {
-    let clock = Arc::new(AtomicI64::new(poller::now_ms()));
+    let clock = Arc::new(AtomicI64::new(fleet_agent::clock::Clock::system().now_ms()));
     let c2 = clock.clone();
     let db = CloudDb::open(None).unwrap();
     let cloud = Cloud::new(db.clone(), "admin-secret")
@@ -171,7 +171,8 @@ async fn readings_reach_the_reference_cloud_over_https() {
     // Compare with a direct read of each simulated printer.
     let client = UdpClient::new().unwrap();
     for (i, a) in sim.addrs().iter().enumerate() {
-        let (r, _) = poller::poll_printer(&client, &Target::new(*a, Security::v2c("public")))
+        let (r, _) = poller::Reader::default()
+            .read(&client, &Target::new(*a, Security::v2c("public")))
             .await
             .unwrap();
         let serial = r.serial_number.clone().unwrap();

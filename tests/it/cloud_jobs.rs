@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_once_and_end_in_the_seed_states() {
-    let clock = Arc::new(AtomicI64::new(fleet_agent::poller::now_ms()));
+    let clock = Arc::new(AtomicI64::new(fleet_agent::clock::Clock::system().now_ms()));
     let c2 = clock.clone();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -247,7 +247,8 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
             .expect("the message is remembered"),
     )
     .unwrap();
-    let left_ms = entry["expiresMs"].as_i64().unwrap() - fleet_agent::poller::now_ms();
+    let left_ms =
+        entry["expiresMs"].as_i64().unwrap() - fleet_agent::clock::Clock::system().now_ms();
     assert!(
         (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&left_ms),
         "{entry}"

@@ -267,7 +267,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
 
     // A firmware update waits for its window, then goes the way files go for this vendor.
     let t = tokio::time::Instant::now();
-    let start_at = fleet_agent::poller::now_ms() + 1_500;
+    let start_at = fleet_agent::clock::Clock::system().now_ms() + 1_500;
     let j = run(json!({ "type": "firmwareUpdate", "printer": printer,
         "params": { "file": "fw-1.2.bin", "startAt": start_at }, "files": { "fw-1.2.bin": b64(b"FIRMWARE") } }))
     .await;

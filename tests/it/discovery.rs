@@ -5,8 +5,9 @@
 
 use crate::common::http_get;
 use fleet_agent::config::Profile;
-use fleet_agent::discovery::{self, Options, Outcome, Progress, targets::TargetSet};
+use fleet_agent::discovery::{self, Options, Outcome, Progress};
 use fleet_agent::store::Store;
+use fleet_agent::targets::TargetSet;
 use fleet_secret::Secret;
 use fleet_sim::{self, Layout, Printer, Simulator, synth};
 use fleet_snmp::agent::MibView;
@@ -101,6 +102,7 @@ async fn discover(targets: TargetSet, port: u16, store: Option<Store>) -> discov
         max_in_flight: 256,
         max_addresses: 65_536,
         mdns: Duration::ZERO,
+        reader: Default::default(),
     };
     let r = discovery::run(client, opts, store, tx).await;
     assert!(rx.borrow().finished);

@@ -61,7 +61,8 @@ async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value>
         t.timeout = Duration::from_millis(1500);
         t.retries = 2;
         t.max_repetitions = 25;
-        let (report, _) = poller::poll_printer(&client, &t)
+        let (report, _) = poller::Reader::default()
+            .read(&client, &t)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut v = serde_json::to_value(report).unwrap();

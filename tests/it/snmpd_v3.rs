@@ -125,7 +125,8 @@ async fn v3_auth_priv_users_poll_a_real_agent() {
             d.addr,
             user(name, a, "authpass123", Some((p, "privpass123"))),
         );
-        let (r, _) = poller::poll_printer(&client, &t)
+        let (r, _) = poller::Reader::default()
+            .read(&client, &t)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.serial_number.as_deref(), Some("SNMPD-SERIAL-1"), "{name}");

@@ -58,7 +58,17 @@ impl Page {
         let (apply_tx, mut apply_rx) = tokio::sync::mpsc::channel(4);
         // Nothing restarts here: applied configurations are only counted.
         tokio::spawn(async move { while apply_rx.recv().await.is_some() {} });
-        let agent = Arc::new(web::Agent::new(store, key, state, config, apply_tx));
+        let clock = fleet_agent::clock::Clock::system();
+        let handles = web::Handles {
+            store,
+            key,
+            state_dir: state,
+            link: fleet_agent::cloud::link::Link::new(clock.clone()),
+            clock,
+            library: Default::default(),
+            logs: Default::default(),
+        };
+        let agent = Arc::new(web::Agent::new(handles, config, apply_tx));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

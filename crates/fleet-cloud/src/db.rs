@@ -2,9 +2,10 @@
 //! and recorded in `user_version`): agent instances and their activation codes, client
 //! credentials and tokens, received message ids (idempotency), heartbeats, jobs, their
 //! files and schedules, and the assembled printer assets.
+use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -247,10 +248,8 @@ impl CloudDb {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.conn.lock()
     }
 
     /// An agent's settings document (JSON text), if the agent exists.

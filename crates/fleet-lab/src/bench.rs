@@ -552,7 +552,7 @@ async fn discover_bench(b: DiscoverBench) -> anyhow::Result<()> {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let targets = fleet_agent::discovery::targets::TargetSet {
+    let targets = fleet_agent::targets::TargetSet {
         include: vec![
             "127.1.0.0-127.1.255.255"
                 .parse()
@@ -577,6 +577,7 @@ async fn discover_bench(b: DiscoverBench) -> anyhow::Result<()> {
         max_in_flight: b.max_in_flight,
         max_addresses: 65_536,
         mdns: Duration::ZERO,
+        reader: fleet_agent::poller::Reader::default(),
     };
     println!(
         "bench discover: 65,536 addresses (127.1.0.0/16 in a private namespace), {} printers, timeout {} ms, {} retry, limit {} packets/s, {} in flight",
@@ -670,7 +671,9 @@ async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
     for round in 0..b.rounds.max(1) {
         let c0 = cpu_seconds(None).unwrap_or(0.0);
         let t0 = Instant::now();
-        let results = poller::poll_many(&client, &targets, b.concurrency).await;
+        let results = poller::Reader::default()
+            .read_many(&client, &targets, b.concurrency)
+            .await;
         let dt = t0.elapsed().as_secs_f64();
         let dc = cpu_seconds(None).unwrap_or(0.0) - c0;
         ok = results.iter().filter(|r| r.is_ok()).count();

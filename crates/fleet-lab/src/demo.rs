@@ -88,7 +88,7 @@ fn listen(
 ///
 /// # Errors
 /// When a part cannot start (address or port in use, state directory not writable).
-pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(a: DemoArgs, logs: agent::telemetry::Logs) -> anyhow::Result<()> {
     if !(a.speed.is_finite() && a.speed >= 0.0) {
         anyhow::bail!("--speed {}: must be a finite number >= 0", a.speed);
     }
@@ -233,14 +233,10 @@ until then the agent polls and its uploads wait in the outbox (\"What will be se
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(agent::app::run(
-        source,
-        agent_dir,
-        agent::update::Launch::Installed,
-        async move {
-            stop_rx.await.ok();
-        },
-    ));
+    let deps = agent::app::Deps::new(agent_dir, logs, agent::update::Launch::Installed);
+    let agent = tokio::spawn(agent::app::run(source, deps, async move {
+        stop_rx.await.ok();
+    }));
     let mut tick = tokio::time::interval(Duration::from_secs(interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
@@ -268,7 +264,7 @@ until then the agent polls and its uploads wait in the outbox (\"What will be se
     };
     stop_tx.send(()).ok();
     match agent.await {
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "Agent stopped with an error."),
         Err(e) => tracing::error!(error = %e, "Agent task failed."),
     }

@@ -49,7 +49,7 @@ fn sibling(name: &str) -> std::path::PathBuf {
 
 fn main() {
     let cli = Cli::parse();
-    fleet_agent::telemetry::init_logging("warn");
+    let logs = fleet_agent::telemetry::Logs::init("warn", None).unwrap_or_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,7 +62,7 @@ fn main() {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Demo(a) => demo::run(a).await.map_err(Exit::from),
+            Command::Demo(a) => demo::run(a, logs).await.map_err(Exit::from),
             Command::Simulate(a) => simulate::run(a).await,
             Command::Bench(b) => bench::run(b).await.map_err(Exit::from),
             Command::MdnsAdvertise(a) => mdns::run(a).await,

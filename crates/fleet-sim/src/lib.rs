@@ -17,12 +17,13 @@ use fleet_snmp::agent::{self, MibStore, MibView, UsmAgent, V3Incoming, WritableV
 use fleet_snmp::message::{Version, decode_community, encode_community, peek_version};
 use fleet_snmp::snmprec;
 use fleet_snmp::{Oid, UsmUser};
+use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
@@ -259,11 +260,7 @@ impl Simulator {
             let mut names: Vec<(&Vec<u8>, &usize)> = ep.by_name.iter().collect();
             names.sort_by_key(|(_, i)| **i);
             for (n, i) in names {
-                let name = self.shared.printers[*i]
-                    .lock()
-                    .expect("printer poisoned")
-                    .name
-                    .clone();
+                let name = self.shared.printers[*i].lock().name.clone();
                 out.push(Served {
                     name,
                     addr: *addr,
@@ -373,7 +370,7 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                     return None;
                 }
             };
-            let mut p = shared.printers[slot].lock().ok()?;
+            let mut p = shared.printers[slot].lock();
             let resp = agent::respond(p.store.as_mut(), msg.version, &msg.pdu, 65_507)?;
             Some(encode_community(msg.version, &msg.community, &resp))
         }
@@ -390,7 +387,7 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                             return None;
                         }
                     };
-                    let mut p = shared.printers[slot].lock().ok()?;
+                    let mut p = shared.printers[slot].lock();
                     let resp =
                         agent::respond(p.store.as_mut(), Version::V3, &req.pdu, req.max_size())?;
                     drop(p);

@@ -8,10 +8,11 @@ use super::message::{
 };
 use super::usm::{self, LocalizedKeys};
 use super::{Request, Security, SnmpClient, SnmpError, Target, UsmUser};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -205,7 +206,7 @@ impl UdpClient {
             return;
         };
         let slot = {
-            let mut n = next.lock().expect("pacing lock poisoned");
+            let mut n = next.lock();
             let now = Instant::now();
             let slot = (*n).max(now);
             *n = slot + *gap;
@@ -227,7 +228,8 @@ impl UdpClient {
 
     /// Forgets learned SNMPv3 engine state for `addr` (e.g. after a device swap).
     pub fn forget_engine(&self, addr: SocketAddr) {
-        if let Ok(mut e) = self.inner.shared.engines.lock() {
+        {
+            let mut e = self.inner.shared.engines.lock();
             e.remove(&normalize(addr));
         }
     }
@@ -262,14 +264,15 @@ impl UdpClient {
         };
         let (tx, mut rx) = oneshot::channel();
         {
-            let mut p = shared.pending.lock().expect("pending map poisoned");
+            let mut p = shared.pending.lock();
             p.insert(id, Pending { from: addr, tx });
         }
         // Removes the entry if this future is dropped or times out.
         struct Unregister<'a>(&'a Shared, i32);
         impl Drop for Unregister<'_> {
             fn drop(&mut self) {
-                if let Ok(mut p) = self.0.pending.lock() {
+                {
+                    let mut p = self.0.pending.lock();
                     p.remove(&self.1);
                 }
             }
@@ -386,14 +389,7 @@ impl UdpClient {
 
     async fn engine(&self, target: &Target) -> Result<EngineState, SnmpError> {
         let key = normalize(target.addr);
-        if let Some(s) = self
-            .inner
-            .shared
-            .engines
-            .lock()
-            .expect("engines poisoned")
-            .get(&key)
-        {
+        if let Some(s) = self.inner.shared.engines.lock().get(&key) {
             return Ok(s.clone());
         }
         // Engine discovery (RFC 3414 §4): an unauthenticated, empty GET with no user.
@@ -438,25 +434,13 @@ impl UdpClient {
             time: parsed.usm.time,
             learned_at: Instant::now(),
         };
-        self.inner
-            .shared
-            .engines
-            .lock()
-            .expect("engines poisoned")
-            .insert(key, state.clone());
+        self.inner.shared.engines.lock().insert(key, state.clone());
         Ok(state)
     }
 
     fn update_engine(&self, target: &Target, f: impl FnOnce(&mut EngineState)) {
         let key = normalize(target.addr);
-        if let Some(s) = self
-            .inner
-            .shared
-            .engines
-            .lock()
-            .expect("engines poisoned")
-            .get_mut(&key)
-        {
+        if let Some(s) = self.inner.shared.engines.lock().get_mut(&key) {
             f(s);
         }
     }
@@ -698,7 +682,7 @@ async fn receive_loop(shared: Arc<Shared>, v6: bool) {
             continue;
         };
         let waiter = {
-            let mut p = shared.pending.lock().expect("pending map poisoned");
+            let mut p = shared.pending.lock();
             match p.get(&id) {
                 Some(w) if w.from == from => p.remove(&id),
                 _ => None,

@@ -4,9 +4,10 @@
 use super::agent::{self, MibStore, MibView};
 use super::message::Pdu;
 use super::{Request, Security, SnmpClient, SnmpError, Target};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 type Store = Box<dyn MibStore + Send>;
 
@@ -30,29 +31,23 @@ impl FakeSnmp {
 
     /// Serves a custom store at `addr`.
     pub fn add_store(&self, addr: SocketAddr, store: Store) {
-        self.agents
-            .lock()
-            .expect("fake poisoned")
-            .insert(addr, store);
+        self.agents.lock().insert(addr, store);
     }
 
     /// Stops answering at `addr` (requests then time out).
     pub fn remove(&self, addr: SocketAddr) -> Option<Store> {
-        self.agents.lock().expect("fake poisoned").remove(&addr)
+        self.agents.lock().remove(&addr)
     }
 
     /// Returns the requests received so far.
     pub fn requests(&self) -> Vec<(SocketAddr, Request)> {
-        self.log.lock().expect("fake poisoned").clone()
+        self.log.lock().clone()
     }
 }
 
 impl SnmpClient for FakeSnmp {
     async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
-        self.log
-            .lock()
-            .expect("fake poisoned")
-            .push((target.addr, request.clone()));
+        self.log.lock().push((target.addr, request.clone()));
         let pdu = Pdu {
             kind: request.kind,
             request_id: 1,
@@ -65,7 +60,7 @@ impl SnmpClient for FakeSnmp {
             Security::Usm(_) => super::Version::V3,
         };
         let answer = {
-            let mut agents = self.agents.lock().expect("fake poisoned");
+            let mut agents = self.agents.lock();
             agents
                 .get_mut(&target.addr)
                 .and_then(|store| agent::respond(store.as_mut(), version, &pdu, 65_507))

@@ -108,7 +108,7 @@ pub struct UsmUser {
     pub context: String,
     master: OnceLock<MasterKeys>,
     /// Keys localized per authoritative engine ID (cheap, but done once per engine).
-    localized: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<usm::LocalizedKeys>>>,
+    localized: parking_lot::Mutex<std::collections::HashMap<Vec<u8>, Arc<usm::LocalizedKeys>>>,
 }
 
 impl fmt::Debug for UsmUser {
@@ -162,7 +162,7 @@ impl UsmUser {
             extension: KeyExtension::Blumenthal,
             context: String::new(),
             master: OnceLock::new(),
-            localized: std::sync::Mutex::new(std::collections::HashMap::new()),
+            localized: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -189,16 +189,12 @@ impl UsmUser {
 
     /// Returns this user's keys localized to `engine_id`, computing them once per engine.
     pub fn keys_for(&self, engine_id: &[u8]) -> Arc<usm::LocalizedKeys> {
-        if let Some(k) = self
-            .localized
-            .lock()
-            .ok()
-            .and_then(|m| m.get(engine_id).cloned())
-        {
+        if let Some(k) = self.localized.lock().get(engine_id).cloned() {
             return k;
         }
         let k = Arc::new(self.master_keys().localize(engine_id));
-        if let Ok(mut m) = self.localized.lock() {
+        {
+            let mut m = self.localized.lock();
             m.insert(engine_id.to_vec(), k.clone());
         }
         k

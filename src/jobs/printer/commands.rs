@@ -113,7 +113,8 @@ async fn console_text(ctx: &Context, target: &Target) -> Result<String, SnmpErro
 
 /// Clears the messages the cloud sent that are past their 48 h (only when the panel still
 /// shows them: a message someone else put there stays).
-pub async fn expire_panels(ctx: &Context, now_ms: i64) {
+pub async fn expire_panels(ctx: &Context) {
+    let now_ms = ctx.clock.now_ms();
     let s = ctx.store.clone();
     let Ok(Ok(entries)) =
         tokio::task::spawn_blocking(move || s.settings_with_prefix("panel.")).await
@@ -191,7 +192,7 @@ pub async fn panel(ctx: &Context, job: &Job, message: Option<PanelMessage>) -> J
         let s = ctx.store.clone();
         let shown = Shown {
             text,
-            expires_ms: crate::poller::now_ms() + PANEL_LIFETIME_MS,
+            expires_ms: ctx.clock.now_ms() + PANEL_LIFETIME_MS,
         };
         tokio::task::spawn_blocking(move || match message {
             None => s.remove_setting(&key),
@@ -213,13 +214,10 @@ pub async fn unenroll(ctx: &Context, job: &Job) -> JobResult {
     let key = serial.as_ref().map(|sn| format!("sn:{sn}"));
     if let Some(k) = key.clone() {
         // Readings taken until now are not uploaded any more (the uploader checks).
-        let s = ctx.store.clone();
-        let now = crate::poller::now_ms().to_string();
-        tokio::task::spawn_blocking(move || {
-            s.set_setting(&crate::cloud::uploader::unenrolled_key(&k), &now)
-        })
-        .await
-        .ok();
+        let (s, now) = (ctx.store.clone(), ctx.clock.now_ms());
+        tokio::task::spawn_blocking(move || s.set_unenrolled(&k, now))
+            .await
+            .ok();
     }
     ctx.poller.remove(addr).await;
     if let Some(k) = key {

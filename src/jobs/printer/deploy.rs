@@ -6,7 +6,6 @@
 
 use super::super::results::{Failure, failed, sent, with_printers};
 use super::{Context, Job, library_action, refused_credentials, resolve};
-use crate::cloud::client::{CloudClient, Credentials};
 use fleet_protocol::jobs::{
     ConfigurationParams, FileItem, FileKind, FirmwareParams, JobResult, Message, Status,
 };
@@ -125,8 +124,6 @@ async fn send_raw(to: SocketAddr, bytes: &[u8]) -> Result<(), Failure> {
 /// names nothing). Ok: what was done.
 async fn send_item(
     ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
     job_id: &str,
     addr: SocketAddr,
     item: &Item,
@@ -136,8 +133,10 @@ async fn send_item(
         Some(w) => (w.transport, w.port, w.path),
         None => ("raw9100".into(), 9100, String::new()),
     };
-    let bytes = client
-        .job_input(creds, job_id, &item.name, item.limit)
+    let bytes = ctx
+        .cloud
+        .client
+        .job_input(&ctx.cloud.creds, job_id, &item.name, item.limit)
         .await
         .map_err(|e| {
             (
@@ -177,13 +176,7 @@ async fn send_item(
 }
 
 /// Sends checked items to the job's printer in order; the first failure stops the rest.
-async fn send_all(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-    items: &[Item],
-) -> JobResult {
+async fn send_all(ctx: &Context, job: &Job, items: &[Item]) -> JobResult {
     let p = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -195,7 +188,7 @@ async fn send_all(
         } else {
             "deployFile"
         };
-        match send_item(ctx, client, creds, &job.job_id, p.addr, item, action).await {
+        match send_item(ctx, &job.job_id, p.addr, item, action).await {
             Ok(d) => done.push(d),
             Err((u, e)) => {
                 let left = items.len() - done.len() - 1;
@@ -213,20 +206,14 @@ async fn send_all(
 
 /// `deployFile`: a settings bundle, UCF file or app attached to the job. Firmware is
 /// refused here.
-pub async fn deploy_file(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-    params: &FileItem,
-) -> JobResult {
+pub async fn deploy_file(ctx: &Context, job: &Job, params: &FileItem) -> JobResult {
     if params.kind == Some(FileKind::Firmware) {
         return failed(
             "params.kind: firmware flash files are not accepted by file deployment; use firmwareUpdate",
         );
     }
     match item_of(params, "params") {
-        Ok(item) => send_all(ctx, client, creds, job, &[item]).await,
+        Ok(item) => send_all(ctx, job, &[item]).await,
         Err(e) => failed(e),
     }
 }
@@ -237,13 +224,7 @@ const WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(23 * 3600
 /// `firmwareUpdate`: the flash file is sent when the window opens (`startAt`, epoch ms;
 /// now when absent). The cloud expires a pending job when its window closes
 /// (`notAfter`); one that started continues.
-pub async fn firmware_update(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-    params: &FirmwareParams,
-) -> JobResult {
+pub async fn firmware_update(ctx: &Context, job: &Job, params: &FirmwareParams) -> JobResult {
     let entry = FileItem {
         file: params.file.clone(),
         kind: Some(FileKind::Firmware),
@@ -253,7 +234,7 @@ pub async fn firmware_update(
         Ok(i) => i,
         Err(e) => return failed(e),
     };
-    let now = crate::poller::now_ms();
+    let now = ctx.clock.now_ms();
     let wait = params
         .start_at
         .map(|t| std::time::Duration::from_millis(t.saturating_sub(now).max(0) as u64))
@@ -264,7 +245,7 @@ pub async fn firmware_update(
         );
     }
     tokio::time::sleep(wait).await;
-    send_all(ctx, client, creds, job, &[item]).await
+    send_all(ctx, job, &[item]).await
 }
 
 /// `deployConfiguration`: `params.items` sent in the seed's order (firmware first, then
@@ -272,8 +253,6 @@ pub async fn firmware_update(
 /// checked before the first is sent, and the first failure stops the rest.
 pub async fn deploy_configuration(
     ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
     job: &Job,
     params: &ConfigurationParams,
 ) -> JobResult {
@@ -298,7 +277,7 @@ pub async fn deploy_configuration(
     };
     // A stable sort keeps the listed order within each group.
     items.sort_by_key(|i| rank(i.kind));
-    send_all(ctx, client, creds, job, &items).await
+    send_all(ctx, job, &items).await
 }
 
 #[cfg(test)]

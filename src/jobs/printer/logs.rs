@@ -4,7 +4,6 @@
 
 use super::super::results::{failed, one, printer_outcome, sent, with_printers};
 use super::{Context, Job, library_action, oid, resolve};
-use crate::cloud::client::{CloudClient, Credentials};
 use fleet_protocol::jobs::{FileRef, JobResult, LogsParams, Message, Status};
 use fleet_snmp::SnmpError;
 use std::net::SocketAddr;
@@ -34,12 +33,7 @@ fn file_stem(serial: Option<&str>, addr: SocketAddr) -> String {
 /// `mibWalk` (the seed's "MIB Walk" printer log): the whole tree under 1.3.6.1 in
 /// snmprec form (servable by `fleet-lab simulate` and snmpsim), gzip-compressed and
 /// uploaded as a file of the job.
-pub async fn mib_walk(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-) -> JobResult {
+pub async fn mib_walk(ctx: &Context, job: &Job) -> JobResult {
     let p = match resolve(ctx, job).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -60,7 +54,12 @@ pub async fn mib_walk(
     let body = gzip(&text);
     let name = format!("{}.snmprec.gz", file_stem(serial, addr));
     let size = body.len() as u64;
-    if let Err(e) = client.job_file(creds, &job.job_id, &name, body).await {
+    if let Err(e) = ctx
+        .cloud
+        .client
+        .job_file(&ctx.cloud.creds, &job.job_id, &name, body)
+        .await
+    {
         return failed(format!("the walk could not be uploaded: {e}"));
     }
     JobResult {
@@ -81,16 +80,10 @@ pub async fn mib_walk(
 /// the way the support library names for the vendor (action `log:<kind>`, an HTTP GET
 /// on the printer's web server with its web credentials), compressed and uploaded as a
 /// file of the job. A kind the library names no way for is `notSupported`.
-pub async fn printer_logs(
-    ctx: &Context,
-    client: &CloudClient,
-    creds: &Credentials,
-    job: &Job,
-    params: &LogsParams,
-) -> JobResult {
+pub async fn printer_logs(ctx: &Context, job: &Job, params: &LogsParams) -> JobResult {
     let kind = params.kind.as_deref().unwrap_or("mibWalk");
     if kind == "mibWalk" {
-        return mib_walk(ctx, client, creds, job).await;
+        return mib_walk(ctx, job).await;
     }
     if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return failed("params.kind: letters and digits (mibWalk, eventLog, ...)");
@@ -128,7 +121,12 @@ pub async fn printer_logs(
     let name = format!("{}-{kind}.log.gz", file_stem(serial, addr));
     let gz = gzip(&String::from_utf8_lossy(&body));
     let size = gz.len() as u64;
-    if let Err(e) = client.job_file(creds, &job.job_id, &name, gz).await {
+    if let Err(e) = ctx
+        .cloud
+        .client
+        .job_file(&ctx.cloud.creds, &job.job_id, &name, gz)
+        .await
+    {
         let e = format!("the log was read but not uploaded: {e}");
         return sent(addr, serial, vec![], Some((false, e)));
     }

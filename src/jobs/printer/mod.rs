@@ -33,17 +33,13 @@ fn oid(s: &str) -> Oid {
 /// Holds a printer for one command at a time: the seed warns that a configuration
 /// change can make a printer stop answering, so commands never overlap on one printer.
 pub type PrinterLocks = std::sync::Arc<
-    std::sync::Mutex<std::collections::HashMap<SocketAddr, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    parking_lot::Mutex<
+        std::collections::HashMap<SocketAddr, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
 >;
 
 async fn lock_printer(ctx: &Context, addr: SocketAddr) -> tokio::sync::OwnedMutexGuard<()> {
-    let m = ctx
-        .printer_locks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(addr)
-        .or_default()
-        .clone();
+    let m = ctx.printer_locks.lock().entry(addr).or_default().clone();
     m.lock_owned().await
 }
 
@@ -167,7 +163,7 @@ async fn library_action(
                 .parse::<u32>()
                 .ok()
         });
-    let library = crate::printer::library::current();
+    let library = ctx.library.current();
     let action = enterprise
         .and_then(|e| library.vendor(e))
         .and_then(|v| {

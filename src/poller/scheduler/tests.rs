@@ -263,10 +263,13 @@ async fn results_and_events_reach_the_store() {
 #[test]
 fn backoff_is_capped_and_jittered() {
     let mut rng = fastrand::Rng::with_seed(1);
-    let i = Duration::from_secs(60);
-    let cap = Duration::from_secs(600);
+    let cfg = PollerConfig {
+        interval: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(600),
+        ..PollerConfig::default()
+    };
     for f in 1..30 {
-        let b = backoff(i, cap, f, &mut rng).as_secs_f64();
+        let b = backoff(&cfg).delay(f, &mut rng).as_secs_f64();
         let base = (60.0 * 2f64.powi(f as i32 - 1)).min(600.0);
         assert!(b >= base * 0.9 && b <= base * 1.1, "failures {f}: {b}");
     }

@@ -98,7 +98,7 @@ fn firmware_from_sysdescr_patterns() {
 
 #[test]
 fn the_plan_walks_columns_and_asks_vendor_objects_by_parent() {
-    let (firsts, columns) = plan();
+    let (firsts, columns) = plan(&crate::printer::library::builtin());
     let has = |v: &[Oid], s: &str| v.contains(&s.parse().unwrap());
     assert!(has(&firsts, "1.3.6.1.2.1.1.1"));
     assert!(has(&columns, "1.3.6.1.2.1.43.11.1.1.9"));
@@ -122,6 +122,7 @@ fn decode_of_an_empty_collection_is_all_null_not_guessed() {
         ip: None,
         collected_at: 1000,
         version: None,
+        library: &crate::printer::library::builtin(),
     });
     assert_eq!(r.manufacturer, None);
     assert_eq!(r.serial_number, None);
@@ -132,8 +133,6 @@ fn decode_of_an_empty_collection_is_all_null_not_guessed() {
 
 /// A library pushed by the cloud teaches the agent a vendor it did not know: the poll
 /// plan asks the new vendor's objects and decoding reads the serial and model from them.
-/// (The library is the built-in one plus that vendor, so the other tests, which share the
-/// process-wide library, decode as before.)
 #[test]
 fn a_hot_swapped_library_adds_a_vendor() {
     use crate::printer::library::{self, VendorData};
@@ -153,9 +152,17 @@ fn a_hot_swapped_library_adds_a_vendor() {
         device_id: vec![],
         actions: vec![],
     });
-    let installed = library::install(&library::sign(&lib, &key), &trusted).unwrap();
+    let handle = library::Handle::default();
+    let before = handle.current();
+    let installed = handle
+        .install(&library::sign(&lib, &key), &trusted)
+        .unwrap();
     assert_eq!(installed.version, 1_000);
-    let (firsts, _) = plan();
+    assert_eq!(
+        before.version, 1,
+        "what started with the old library keeps it"
+    );
+    let (firsts, _) = plan(&handle.current());
     assert!(firsts.contains(&"1.3.6.1.4.1.64999.1.2".parse().unwrap()));
 
     let mut values = BTreeMap::new();
@@ -182,6 +189,7 @@ fn a_hot_swapped_library_adds_a_vendor() {
         ip: None,
         collected_at: 1000,
         version: None,
+        library: &handle.current(),
     });
     assert_eq!(r.serial_number.as_deref(), Some("INI-0042"));
     assert_eq!(r.manufacturer.as_deref(), Some("Initech"));
@@ -189,7 +197,7 @@ fn a_hot_swapped_library_adds_a_vendor() {
     // An older or equal version is not installed over it.
     lib.version = 999;
     assert!(matches!(
-        library::install(&library::sign(&lib, &key), &trusted),
+        handle.install(&library::sign(&lib, &key), &trusted),
         Err(library::LibraryError::NotNewer {
             offered: 999,
             current: 1_000

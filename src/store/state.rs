@@ -1,0 +1,220 @@
+//! The agent's own state that several components share, behind typed methods (the
+//! setting names stay here): whether the cloud disabled or deleted the agent, its cloud
+//! credentials, unenrolled printers, the last message the cloud accepted, the log level
+//! chosen on the page, the installed support library.
+
+use super::secrets::SealKey;
+use super::{Store, StoreError};
+use fleet_secret::Secret;
+
+const AGENT_STATE: &str = "agent.disabled";
+const AGENT_ID: &str = "cloud.agent_id";
+const CLIENT_ID: &str = "cloud.client_id";
+const CLIENT_SECRET: &str = "cloud.client_secret";
+const LAST_SENT: &str = "outbox.last_sent";
+const LOG_LEVEL: &str = "ui.log_level";
+const LIBRARY: &str = "library.package";
+
+fn unenrolled(printer_key: &str) -> String {
+    format!("unenrolled.{printer_key}")
+}
+
+/// What the cloud made of the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    /// Polling and discovering.
+    Active,
+    /// Disabled by the cloud (`disable`): the cloud link and jobs run, printer work not.
+    Disabled,
+    /// Deleted by the cloud (`delete`): credentials and data wiped, idle until activated.
+    Deleted,
+}
+
+/// The credentials activation gave: the agent instance and its OAuth client.
+#[derive(Clone, Debug)]
+pub struct CloudCredentials {
+    /// Agent instance id.
+    pub agent_id: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret (sealed at rest).
+    pub client_secret: Secret,
+}
+
+impl Store {
+    /// What the cloud made of the agent.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn agent_state(&self) -> Result<AgentState, StoreError> {
+        Ok(match self.setting(AGENT_STATE)?.as_deref() {
+            None => AgentState::Active,
+            Some("deleted") => AgentState::Deleted,
+            Some(_) => AgentState::Disabled,
+        })
+    }
+
+    /// Records what the cloud made of the agent.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_agent_state(&self, state: AgentState) -> Result<(), StoreError> {
+        match state {
+            AgentState::Active => self.remove_setting(AGENT_STATE),
+            AgentState::Disabled => self.set_setting(AGENT_STATE, "1"),
+            AgentState::Deleted => self.set_setting(AGENT_STATE, "deleted"),
+        }
+    }
+
+    /// The credentials of the last activation, when the agent is activated.
+    ///
+    /// # Errors
+    /// On SQL failure or a sealed secret that does not open with `key`.
+    pub fn cloud_credentials(&self, key: &SealKey) -> Result<Option<CloudCredentials>, StoreError> {
+        let (Some(agent_id), Some(client_id), Some(client_secret)) = (
+            self.setting(AGENT_ID)?,
+            self.setting(CLIENT_ID)?,
+            self.secret(key, CLIENT_SECRET)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(CloudCredentials {
+            agent_id,
+            client_id,
+            client_secret,
+        }))
+    }
+
+    /// The agent instance the agent is activated as, if any (no secret needed).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn agent_id(&self) -> Result<Option<String>, StoreError> {
+        self.setting(AGENT_ID)
+    }
+
+    /// Stores an activation's credentials (the secret sealed with `key`); a new
+    /// activation also ends a disabled or deleted state.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn save_cloud_credentials(
+        &self,
+        key: &SealKey,
+        creds: &CloudCredentials,
+    ) -> Result<(), StoreError> {
+        self.set_agent_state(AgentState::Active)?;
+        self.set_setting(AGENT_ID, &creds.agent_id)?;
+        self.set_setting(CLIENT_ID, &creds.client_id)?;
+        self.set_secret(key, CLIENT_SECRET, &creds.client_secret)
+    }
+
+    /// When a printer (by its printer key) was unenrolled: readings taken until then are
+    /// never uploaded.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn unenrolled_at(&self, printer_key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .setting(&unenrolled(printer_key))?
+            .map(|t| t.parse().unwrap_or(i64::MAX)))
+    }
+
+    /// Records that a printer was unenrolled at `at_ms`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_unenrolled(&self, printer_key: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.set_setting(&unenrolled(printer_key), &at_ms.to_string())
+    }
+
+    /// The last message the cloud accepted (JSON: messageId, kind, printerKey, sentAtMs,
+    /// body), for the local page's "what will be sent".
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn last_sent(&self) -> Result<Option<String>, StoreError> {
+        self.setting(LAST_SENT)
+    }
+
+    /// Records the last message the cloud accepted.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_last_sent(&self, doc: &str) -> Result<(), StoreError> {
+        self.set_setting(LAST_SENT, doc)
+    }
+
+    /// The log level chosen on the local page (wins until the next change from the cloud).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn log_level(&self) -> Result<Option<String>, StoreError> {
+        self.setting(LOG_LEVEL)
+    }
+
+    /// Records the log level chosen on the local page.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_log_level(&self, level: &str) -> Result<(), StoreError> {
+        self.set_setting(LOG_LEVEL, level)
+    }
+
+    /// The installed support library's signed package (JSON), if the cloud installed one.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn library_package(&self) -> Result<Option<String>, StoreError> {
+        self.setting(LIBRARY)
+    }
+
+    /// Records the installed support library's signed package.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_library_package(&self, package: &str) -> Result<(), StoreError> {
+        self.set_setting(LIBRARY, package)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_state_reads_back_typed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let key = SealKey::load_or_create(d.path()).unwrap();
+        assert_eq!(s.agent_state().unwrap(), AgentState::Active);
+        s.set_agent_state(AgentState::Deleted).unwrap();
+        assert_eq!(s.agent_state().unwrap(), AgentState::Deleted);
+        s.set_agent_state(AgentState::Disabled).unwrap();
+        assert_eq!(s.agent_state().unwrap(), AgentState::Disabled);
+        assert!(s.cloud_credentials(&key).unwrap().is_none());
+        s.save_cloud_credentials(
+            &key,
+            &CloudCredentials {
+                agent_id: "a".into(),
+                client_id: "c".into(),
+                client_secret: Secret::new("s3cr3t"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.agent_state().unwrap(),
+            AgentState::Active,
+            "activation enables"
+        );
+        let c = s.cloud_credentials(&key).unwrap().unwrap();
+        assert_eq!(
+            (c.agent_id.as_str(), c.client_secret.expose()),
+            ("a", "s3cr3t")
+        );
+        assert_eq!(s.agent_id().unwrap().as_deref(), Some("a"));
+        assert_eq!(s.unenrolled_at("sn:X").unwrap(), None);
+        s.set_unenrolled("sn:X", 42).unwrap();
+        assert_eq!(s.unenrolled_at("sn:X").unwrap(), Some(42));
+    }
+}
