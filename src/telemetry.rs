@@ -236,6 +236,7 @@ impl Logs {
         let tee = Tee {
             ring: ring.clone(),
             file,
+            stderr: true,
         };
         let ok = tracing_subscriber::registry()
             .with(layer)
@@ -253,6 +254,50 @@ impl Logs {
             ring,
             filter: (!pinned).then(|| Arc::new(handle)),
         })
+    }
+
+    /// The log of an agent that runs embedded in another process on a thread of its own
+    /// (the tests run agents so): the same subscriber as [`Logs::init`], without standard
+    /// error, made the default of the calling thread only, for as long as the returned
+    /// guard lives. Events of the agent's tasks on that thread land here; a blocking task
+    /// on another thread logs to the process's own subscriber, if any.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn for_this_thread(
+        default: &str,
+        file: Option<&Path>,
+    ) -> std::io::Result<(Logs, tracing::subscriber::DefaultGuard)> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let file = match file {
+            Some(p) => Some(Arc::new(Mutex::new(RotatingFile::open(
+                p,
+                LOG_FILE_MAX_BYTES,
+                LOG_FILES_KEPT,
+            )?))),
+            None => None,
+        };
+        let (layer, handle) =
+            tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(default));
+        let ring = Arc::new(Mutex::new(VecDeque::new()));
+        let tee = Tee {
+            ring: ring.clone(),
+            file,
+            stderr: false,
+        };
+        let subscriber = tracing_subscriber::registry().with(layer).with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || tee.clone())
+                .with_ansi(false),
+        );
+        let guard = tracing::subscriber::set_default(subscriber);
+        Ok((
+            Logs {
+                ring,
+                filter: Some(Arc::new(handle)),
+            },
+            guard,
+        ))
     }
 
     /// The last log lines (oldest first), as written to standard error, colours removed.
@@ -275,13 +320,19 @@ impl Logs {
 struct Tee {
     ring: Arc<Mutex<VecDeque<String>>>,
     file: Option<Arc<Mutex<RotatingFile>>>,
+    /// Also to standard error (not for an agent embedded in another process).
+    stderr: bool,
 }
 
 impl std::io::Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // A Windows service has no standard error: a failed write there must not lose the
         // line for the file and the in-memory copy.
-        let stderr = std::io::stderr().write_all(buf);
+        let stderr = if self.stderr {
+            std::io::stderr().write_all(buf)
+        } else {
+            Ok(())
+        };
         let text = strip_ansi(&String::from_utf8_lossy(buf));
         if let Some(file) = &self.file {
             // Nowhere to report a failing log file but the log itself; keep going.
@@ -455,6 +506,7 @@ mod tests {
         let mut tee = super::Tee {
             ring: logs.ring.clone(),
             file: None,
+            stderr: false,
         };
         tee.write_all(b"\x1b[2m2026-11-28\x1b[0m \x1b[32m INFO\x1b[0m ring test line\n")
             .unwrap();

@@ -1,7 +1,7 @@
-//! Jobs from the reference cloud reach a running agent process by long-poll and end in
-//! the seed's states: refresh (all, one printer), discover now, an unknown type answered
-//! `agentNotSupported`; a job interrupted by a SIGKILL is reported failed after the
-//! restart, never run twice; printer commands (panel message and clear, reboot refused as
+//! Jobs from the reference cloud reach a running agent (in process) by long-poll and end
+//! in the seed's states: refresh (all, one printer), discover now, an unknown type
+//! answered `agentNotSupported`; a job interrupted by a crash is reported failed after
+//! the restart, never run twice; printer commands (panel message and clear, reboot refused as
 //! not supported, unenroll); pending jobs can be stopped and expire after a week.
 
 use crate::common::cloud::{self, AgentSide, TestCloud};
@@ -56,7 +56,7 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     )
     .unwrap();
     let log = dir.path().join("agent.log");
-    let spawn = || crate::common::run_agent(&conf, Some(&log));
+    let spawn = || crate::common::agent::InProcess::start(&conf, Some(&log));
     let agent = spawn();
     crate::common::wait_for("both printers in the cloud", 30, || {
         (db.assets().unwrap().len() == 2).then_some(())
@@ -149,7 +149,7 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(job(&jobs().await, &discover).state, JobState::InProgress);
-    drop(agent); // SIGKILL
+    drop(agent); // a crash: no orderly stop
     let agent = spawn();
     let mut d = job(&jobs().await, &discover);
     for _ in 0..300 {

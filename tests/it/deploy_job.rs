@@ -152,7 +152,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         ),
     )
     .unwrap();
-    let _agent = crate::common::run_agent(&conf, Some(&dir.path().join("agent.log")));
+    let _agent = crate::common::agent::InProcess::start(&conf, Some(&dir.path().join("agent.log")));
     let mut serial = String::new();
     for _ in 0..200 {
         if let Some(a) = db.assets().unwrap().first() {

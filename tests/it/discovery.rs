@@ -390,18 +390,18 @@ fn scheduled_discovery_hands_new_printers_to_the_poller() {
         &port.to_string(),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let web = 27000 + (std::process::id() % 20000) as u16;
     let conf = dir.path().join("a.toml");
     std::fs::write(
         &conf,
         format!(
-            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+            "[agent]\nstate_dir = \"{}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
              [discovery]\ninclude = [\"127.85.0.1-127.85.0.6\"]\nport = {port}\n[[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"public\" }}\ntimeout_ms = 200\nretries = 0\n",
             dir.path().join("state").display()
         ),
     )
     .unwrap();
-    let _agent = crate::common::run_agent(&conf, None);
+    let agent = crate::common::agent::InProcess::start(&conf, None);
+    let web = agent.web.port();
     let mut ok = false;
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));

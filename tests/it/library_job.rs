@@ -32,8 +32,8 @@ async fn signed_libraries_install_and_bad_ones_are_refused() {
         ),
     )
     .unwrap();
-    let spawn = || crate::common::run_agent(&conf, None);
-    let mut agent = spawn();
+    let spawn = || crate::common::agent::InProcess::start(&conf, None);
+    let agent = spawn();
 
     let queue = |params: Value| cloud.queue("updateLibrary", params, &[]);
     let outcome = |id: String| {
@@ -80,8 +80,7 @@ async fn signed_libraries_install_and_bad_ones_are_refused() {
 
     // After a restart the stored package is verified and in use again; the heartbeat
     // says which version runs.
-    agent.child.kill().ok();
-    agent.child.wait().ok();
+    agent.stop();
     let before = db
         .agents()
         .unwrap()

@@ -45,7 +45,10 @@ async fn a_printer_moves_by_takeover_and_does_not_flap() {
         let cloud = &cloud;
         async move {
             cloud.activate(&code, &state).await;
-            (crate::common::run_agent(&conf, Some(&log)), log)
+            (
+                crate::common::agent::InProcess::start(&conf, Some(&log)),
+                log,
+            )
         }
     };
     let owner = || {

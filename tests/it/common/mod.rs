@@ -1,6 +1,7 @@
 //! Shared test harness: run the real binary, start simulators, locate fixtures.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod cloud;
 
 use std::net::SocketAddr;
