@@ -315,6 +315,8 @@ pub struct Deps {
     pub logs: Logs,
     /// How this process was started (a staged update on trial confirms itself).
     pub launched: crate::update::Launch,
+    /// The printers' SNMP client; `None` opens a UDP socket at each (re)start.
+    pub snmp: Option<crate::poller::Snmp>,
 }
 
 impl Deps {
@@ -330,7 +332,16 @@ impl Deps {
             library: library::Handle::default(),
             logs,
             launched,
+            snmp: None,
         }
+    }
+
+    /// The same dependencies on another wall clock (tests: one that follows paused tokio
+    /// time, so a simulated day passes in seconds).
+    pub fn with_clock(mut self, clock: Clock) -> Deps {
+        self.link = Link::new(clock.clone());
+        self.clock = clock;
+        self
     }
 }
 
@@ -749,7 +760,10 @@ async fn start_components(
         library: deps.library.clone(),
         clock: deps.clock.clone(),
     };
-    let client = UdpClient::new().context("cannot open the SNMP socket")?;
+    let client = match &deps.snmp {
+        Some(c) => c.clone(),
+        None => crate::poller::Snmp::Udp(UdpClient::new().context("cannot open the SNMP socket")?),
+    };
     // Printer commands share the poller's socket.
     let snmp = client.clone();
     let (poller, handle) = Poller::new(

@@ -59,7 +59,7 @@ pub struct Context {
     /// Settings pull, for `editSettings`.
     pub settings: Option<crate::cloud::heartbeat::SettingsLink>,
     /// SNMP, for printer commands (the poller's targets give the credentials).
-    pub snmp: fleet_snmp::UdpClient,
+    pub snmp: crate::poller::Snmp,
     /// The cloud disabled the agent: printer work is refused.
     pub disabled: bool,
     /// One command at a time per printer.

@@ -14,6 +14,32 @@ use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// The SNMP client the poller and the printer commands share: one UDP socket in the
+/// product. With the feature `test-util` (integration tests), the in-memory fake, so a
+/// test can run the whole agent on paused time without a socket.
+#[derive(Clone)]
+pub enum Snmp {
+    /// The shared UDP client.
+    Udp(fleet_snmp::UdpClient),
+    /// In-memory printers (tests).
+    #[cfg(feature = "test-util")]
+    Fake(fleet_snmp::fake::FakeSnmp),
+}
+
+impl SnmpClient for Snmp {
+    async fn request(
+        &self,
+        target: &Target,
+        request: fleet_snmp::Request,
+    ) -> Result<fleet_snmp::Pdu, SnmpError> {
+        match self {
+            Snmp::Udp(c) => c.request(target, request).await,
+            #[cfg(feature = "test-util")]
+            Snmp::Fake(c) => c.request(target, request).await,
+        }
+    }
+}
+
 /// Why a printer could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {

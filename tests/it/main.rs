@@ -14,6 +14,7 @@ mod layers;
 mod library_job;
 mod librenms_conformance;
 mod mdns_netns;
+mod paused;
 mod poller_fleet;
 mod service;
 mod snmpd_v3;
