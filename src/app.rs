@@ -241,33 +241,27 @@ async fn cloud_link(
     config: &Config,
     shared: &Shared,
 ) -> anyhow::Result<Option<crate::cloud::Connection>> {
-    let Some(url) = config.cloud.url.clone() else {
+    if config.cloud.url.is_none() {
         return Ok(None);
-    };
-    let ca = match &config.cloud.ca_file {
-        Some(p) => {
-            Some(std::fs::read(p).with_context(|| format!("cloud.ca_file {}", p.display()))?)
-        }
-        None => None,
-    };
+    }
     let (s, key, c) = (shared.store.clone(), shared.key.clone(), config.clone());
     // The credentials and the proxy in force (the local page's, else the file's).
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let Some(creds) = s.cloud_credentials(&key)? else {
             return Ok(None);
         };
-        Ok(Some((creds, web::api::effective_proxy(&s, &key, &c))))
+        Ok(Some((
+            creds,
+            crate::cloud::activation::proxy_in_force(&s, &key, &c),
+        )))
     })
     .await??;
     let Some((creds, proxy)) = found else {
         return Ok(None);
     };
-    let client = crate::cloud::client::CloudClient::with_proxy(
-        &url,
-        ca.as_deref(),
-        config.cloud.timeout,
-        &proxy,
-    )?;
+    let Some(client) = crate::cloud::activation::client(&config.cloud, &proxy)? else {
+        return Ok(None);
+    };
     Ok(Some(crate::cloud::Connection {
         client: Arc::new(client),
         creds,

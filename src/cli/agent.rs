@@ -202,42 +202,49 @@ fn service_run(a: AgentArgs) -> Result<(), Exit> {
 }
 
 pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
+    use crate::cloud::activation::{self, ActivationError as E};
     let c = load_config(a.agent.config.as_ref())?;
     let fail = |message: String| Exit {
         code: exit::FAILURE,
         message,
     };
-    let Some(url) = c.cloud.url.clone() else {
-        return Err(Exit {
-            code: exit::CONFIG,
-            message: "cloud.url is not set in the configuration".into(),
-        });
-    };
-    let ca = match &c.cloud.ca_file {
-        Some(p) => Some(
-            std::fs::read(p).map_err(|e| fail(format!("cloud.ca_file {}: {e}", p.display())))?,
-        ),
-        None => None,
-    };
-    let client = crate::cloud::client::CloudClient::with_proxy(
-        &url,
-        ca.as_deref(),
-        c.cloud.timeout,
-        &c.cloud.proxy,
-    )
-    .map_err(|e| fail(e.to_string()))?;
-    let creds = client
-        .activate(a.code.trim())
-        .await
-        .map_err(|e| fail(format!("activation failed: {e}")))?;
     let dir = state_dir(&a.agent, &c);
-    let id = creds.agent_id.clone();
-    tokio::task::spawn_blocking(move || crate::cloud::save_credentials(&dir, &creds))
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(e.to_string()))?;
-    println!("activated as {id}; `fleet-agent run` now uploads to {url}");
-    Ok(())
+    // The same store, key and proxy in force as the running agent (a proxy entered on the
+    // local page wins over the file's).
+    let d = dir.clone();
+    let (store, key) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            crate::store::Store::open(&d)?,
+            crate::store::secrets::SealKey::load_or_create(&d)?,
+        ))
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(e.to_string()))?;
+    let proxy = activation::proxy_in_force(&store, &key, &c);
+    match activation::activate(&c, &proxy, &a.code, &store, &key).await {
+        Ok(creds) => {
+            let url = c.cloud.url.as_deref().unwrap_or_default();
+            println!(
+                "activated as {}; `fleet-agent run` now uploads to {url}",
+                creds.agent_id
+            );
+            Ok(())
+        }
+        Err(e @ E::NoCloudUrl) => Err(Exit {
+            code: exit::CONFIG,
+            message: e.to_string(),
+        }),
+        Err(e @ (E::CodeShape | E::Refused { .. })) => Err(Exit {
+            code: exit::DATA,
+            message: format!("activation refused: {e}"),
+        }),
+        Err(e @ E::Config(_)) => Err(Exit {
+            code: exit::CONFIG,
+            message: e.to_string(),
+        }),
+        Err(e) => Err(fail(format!("activation failed: {e}"))),
+    }
 }
 
 pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {

@@ -9,7 +9,7 @@
 //! | 4 | SNMP credentials rejected (v3 unknown user, wrong digest, ...) |
 //! | 5 | the agent answered but the answer is unusable |
 //! | 64 | invalid configuration (sysexits EX_USAGE) |
-//! | 65 | bad input data: a target list or import entry (EX_DATAERR) |
+//! | 65 | bad input data: a target list or import entry, an activation code refused (EX_DATAERR) |
 //! | 66 | an input file or directory cannot be read (EX_NOINPUT) |
 //! | 75 | stopped to start again for an agent update (EX_TEMPFAIL) |
 

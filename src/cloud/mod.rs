@@ -4,6 +4,7 @@
 //! outbox — and the HTTPS transport (`client`, `sender`): activation, tokens, uploads in
 //! order. The protocol is docs/protocol.md.
 
+pub mod activation;
 pub mod client;
 pub mod heartbeat;
 pub mod report;

@@ -12,7 +12,7 @@ use crate::poller;
 use crate::store::{DeviceRecord, Store};
 use crate::targets::{self, TargetSet};
 use fleet_snmp::{Oid, SnmpClient, SnmpError, Value, walk};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What happened at one address (the per-IP report).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Outcome {
     /// Covered by the include list but excluded.
@@ -94,7 +94,7 @@ impl Outcome {
 }
 
 /// One row of the per-IP report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpResult {
     /// The address.
@@ -106,8 +106,31 @@ pub struct IpResult {
     pub outcome: Outcome,
     /// The SNMP profile that answered.
     pub profile: Option<String>,
-    /// Where the address came from: `target`, `localNetwork`, `mdns`.
-    pub sources: Vec<&'static str>,
+    /// Where the address came from.
+    pub sources: Vec<Source>,
+}
+
+/// Where an address to probe came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Source {
+    /// The configured or imported targets.
+    Target,
+    /// The host's own networks (`discovery.local_network`).
+    LocalNetwork,
+    /// An mDNS announcement.
+    Mdns,
+}
+
+impl Source {
+    /// The name the report uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Target => "target",
+            Source::LocalNetwork => "localNetwork",
+            Source::Mdns => "mdns",
+        }
+    }
 }
 
 /// A device found by this run.
@@ -192,50 +215,71 @@ impl RunReport {
         m
     }
 
-    /// Writes the per-IP report as CSV.
+    /// Writes the per-IP report as CSV ([`csv`]).
     pub fn to_csv(&self) -> String {
-        let mut s = String::from("address,name,outcome,profile,detail\n");
-        for r in &self.results {
-            let detail = match &r.outcome {
-                Outcome::DnsFailure { reason } | Outcome::SnmpError { reason, .. } => {
-                    reason.clone()
-                }
-                Outcome::NotAPrinter {
-                    sys_object_id,
-                    sys_descr,
-                } => {
-                    format!(
-                        "{} {}",
-                        sys_object_id.as_deref().unwrap_or(""),
-                        sys_descr.as_deref().unwrap_or("")
-                    )
-                }
-                Outcome::Duplicate {
-                    device_key,
-                    first_address,
-                } => format!("{device_key} at {first_address}"),
-                Outcome::Found {
-                    device_key,
-                    moved_from,
-                    ..
-                } => match moved_from {
-                    Some(f) => format!("{device_key} (moved from {f})"),
-                    None => device_key.clone(),
-                },
-                _ => String::new(),
-            };
-            let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
-            s.push_str(&format!(
-                "{},{},{},{},{}\n",
-                r.address,
-                q(r.name.as_deref().unwrap_or("")),
-                r.outcome.code(),
-                q(r.profile.as_deref().unwrap_or("")),
-                q(detail.trim())
-            ));
-        }
-        s
+        csv(&self.results)
     }
+}
+
+impl IpResult {
+    /// The outcome's particulars in words (the CSV's `detail` column).
+    pub fn detail(&self) -> String {
+        let d = match &self.outcome {
+            Outcome::DnsFailure { reason } | Outcome::SnmpError { reason, .. } => reason.clone(),
+            Outcome::NotAPrinter {
+                sys_object_id,
+                sys_descr,
+            } => format!(
+                "{} {}",
+                sys_object_id.as_deref().unwrap_or(""),
+                sys_descr.as_deref().unwrap_or("")
+            ),
+            Outcome::Duplicate {
+                device_key,
+                first_address,
+            } => format!("{device_key} at {first_address}"),
+            Outcome::Found {
+                device_key,
+                moved_from,
+                ..
+            } => match moved_from {
+                Some(f) => format!("{device_key} (moved from {f})"),
+                None => device_key.clone(),
+            },
+            _ => String::new(),
+        };
+        d.trim().to_string()
+    }
+}
+
+/// The per-IP report as CSV, the one writer for the command line's report file and the
+/// page's download: a header row, CRLF line ends (RFC 4180), every cell quoted, and a
+/// cell starting with `=`, `+`, `-` or `@` prefixed with `'` so a spreadsheet shows it
+/// instead of running it (names and sysDescr come from the network).
+pub fn csv(rows: &[IpResult]) -> String {
+    fn cell(s: &str) -> String {
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+    let mut out = String::from("address,name,outcome,detail,profile,sources\r\n");
+    for r in rows {
+        let sources: Vec<&str> = r.sources.iter().map(|s| s.as_str()).collect();
+        let cells = [
+            cell(&r.address.to_string()),
+            cell(r.name.as_deref().unwrap_or("")),
+            cell(r.outcome.code()),
+            cell(&r.detail()),
+            cell(r.profile.as_deref().unwrap_or("")),
+            cell(&sources.join(" ")),
+        ];
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// How to run discovery.
@@ -456,12 +500,12 @@ pub async fn run<C: SnmpClient + Clone>(
             name: None,
             outcome: Outcome::Excluded,
             profile: None,
-            sources: vec!["target"],
+            sources: vec![Source::Target],
         });
     }
     // Addresses to probe, with where they came from.
     let mut order: Vec<IpAddr> = Vec::new();
-    let mut meta: HashMap<IpAddr, (Option<String>, Vec<&'static str>)> = HashMap::new();
+    let mut meta: HashMap<IpAddr, (Option<String>, Vec<Source>)> = HashMap::new();
     let local_set: Vec<targets::Spec> = if opts.local_network {
         set.include
             .iter()
@@ -475,9 +519,9 @@ pub async fn run<C: SnmpClient + Clone>(
         let src = if local_set.iter().any(|s| s.contains(*ip))
             && !opts.targets.include.iter().any(|s| s.contains(*ip))
         {
-            "localNetwork"
+            Source::LocalNetwork
         } else {
-            "target"
+            Source::Target
         };
         order.push(*ip);
         meta.insert(*ip, (None, vec![src]));
@@ -495,13 +539,13 @@ pub async fn run<C: SnmpClient + Clone>(
                             name: Some(name.clone()),
                             outcome: Outcome::Excluded,
                             profile: None,
-                            sources: vec!["target"],
+                            sources: vec![Source::Target],
                         });
                         continue;
                     }
                     let e = meta.entry(ip).or_insert_with(|| {
                         order.push(ip);
-                        (None, vec!["target"])
+                        (None, vec![Source::Target])
                     });
                     e.0 = Some(name.clone());
                 }
@@ -513,7 +557,7 @@ pub async fn run<C: SnmpClient + Clone>(
                             reason: "the name has no address".into(),
                         },
                         profile: None,
-                        sources: vec!["target"],
+                        sources: vec![Source::Target],
                     });
                 }
             }
@@ -524,7 +568,7 @@ pub async fn run<C: SnmpClient + Clone>(
                     reason: e.to_string(),
                 },
                 profile: None,
-                sources: vec!["target"],
+                sources: vec![Source::Target],
             }),
         }
     }
@@ -626,8 +670,8 @@ pub async fn run<C: SnmpClient + Clone>(
                     batch.push(*ip);
                     (None, Vec::new())
                 });
-                if !e.1.contains(&"mdns") {
-                    e.1.push("mdns");
+                if !e.1.contains(&Source::Mdns) {
+                    e.1.push(Source::Mdns);
                 }
             }
         }
@@ -802,5 +846,53 @@ pub async fn run<C: SnmpClient + Clone>(
         results,
         devices,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csv_quotes_every_cell_and_never_lets_a_device_write_a_formula() {
+        let row = |outcome: Outcome, name: Option<&str>| IpResult {
+            address: "192.0.2.7".parse().unwrap(),
+            name: name.map(str::to_string),
+            outcome,
+            profile: Some("office".into()),
+            sources: vec![Source::Target, Source::Mdns],
+        };
+        let text = csv(&[
+            row(
+                Outcome::NotAPrinter {
+                    sys_object_id: None,
+                    sys_descr: Some("@SUM(A1) \"switch\"".into()),
+                },
+                Some("-sw1"),
+            ),
+            row(
+                Outcome::Found {
+                    device_key: "sn:HP:X1".into(),
+                    new: false,
+                    moved_from: Some("192.0.2.9".into()),
+                },
+                None,
+            ),
+        ]);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "address,name,outcome,detail,profile,sources");
+        assert_eq!(
+            lines[1],
+            "\"192.0.2.7\",\"'-sw1\",\"notAPrinter\",\"'@SUM(A1) \"\"switch\"\"\",\"office\",\"target mdns\""
+        );
+        assert_eq!(
+            lines[2],
+            "\"192.0.2.7\",\"\",\"found\",\"sn:HP:X1 (moved from 192.0.2.9)\",\"office\",\"target mdns\""
+        );
+        assert_eq!(lines[3], "", "CRLF after the last row too");
+        // The stored form reads back into the same rows (the page's download).
+        let r = row(Outcome::NoAnswer, Some("p1"));
+        let back: IpResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(csv(&[back]), csv(&[r]));
     }
 }

@@ -6,7 +6,7 @@ pub mod outbox;
 pub mod secrets;
 mod state;
 
-pub use state::{AgentState, CloudCredentials};
+pub use state::{AgentState, CloudCredentials, PageProxy};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};

@@ -1,7 +1,8 @@
 //! The agent's own state that several components share, behind typed methods (the
 //! setting names stay here): whether the cloud disabled or deleted the agent, its cloud
 //! credentials, unenrolled printers, the last message the cloud accepted, the log level
-//! chosen on the page, the installed support library.
+//! chosen on the page, the installed support library, the page's password, its
+//! "localhost only" switch and the proxy entered on it.
 
 use super::secrets::SealKey;
 use super::{Store, StoreError};
@@ -14,6 +15,9 @@ const CLIENT_SECRET: &str = "cloud.client_secret";
 const LAST_SENT: &str = "outbox.last_sent";
 const LOG_LEVEL: &str = "ui.log_level";
 const LIBRARY: &str = "library.package";
+const PASSWORD: &str = "ui.password";
+const LOCALHOST_ONLY: &str = "ui.localhost_only";
+const PROXY: &str = "ui.proxy";
 
 fn unenrolled(printer_key: &str) -> String {
     format!("unenrolled.{printer_key}")
@@ -41,7 +45,107 @@ pub struct CloudCredentials {
     pub client_secret: Secret,
 }
 
+/// The proxy entered on the local page (the seed's fields), sealed at rest. It wins over
+/// the configuration file's `cloud.proxy`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PageProxy {
+    /// Host name or address (no scheme, port or credentials).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Proxy user, when it asks for one.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Proxy password.
+    #[serde(default, with = "fleet_secret::exposed::option")]
+    pub password: Option<Secret>,
+}
+
+impl PageProxy {
+    /// The proxy to use: HTTP CONNECT through `host:port`, with basic credentials when set.
+    pub fn proxy(&self) -> crate::config::Proxy {
+        let host = self.host.trim();
+        let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        crate::config::Proxy::Http {
+            url: format!("http://{host}:{}", self.port),
+            user: self
+                .user
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+            password: self.password.clone().filter(|p| !p.expose().is_empty()),
+            no_proxy: vec![],
+        }
+    }
+}
+
 impl Store {
+    /// The agent password's argon2id PHC string, when one is set.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn page_password(&self) -> Result<Option<String>, StoreError> {
+        self.setting(PASSWORD)
+    }
+
+    /// Sets the agent password (its argon2id PHC string).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_page_password(&self, phc: &str) -> Result<(), StoreError> {
+        self.set_setting(PASSWORD, phc)
+    }
+
+    /// "Allow localhost access only" (on unless turned off).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn localhost_only(&self) -> Result<bool, StoreError> {
+        Ok(self.setting(LOCALHOST_ONLY)?.is_none_or(|v| v != "0"))
+    }
+
+    /// Turns "allow localhost access only" on or off.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_localhost_only(&self, on: bool) -> Result<(), StoreError> {
+        self.set_setting(LOCALHOST_ONLY, if on { "1" } else { "0" })
+    }
+
+    /// The proxy entered on the page, if any (an unreadable one counts as none).
+    ///
+    /// # Errors
+    /// On SQL failure or a seal that does not open.
+    pub fn page_proxy(&self, key: &SealKey) -> Result<Option<PageProxy>, StoreError> {
+        Ok(self
+            .secret(key, PROXY)?
+            .and_then(|s| serde_json::from_str(s.expose()).ok()))
+    }
+
+    /// Stores the page's proxy (sealed), or removes it with `None`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_page_proxy(
+        &self,
+        key: &SealKey,
+        proxy: Option<&PageProxy>,
+    ) -> Result<(), StoreError> {
+        match proxy {
+            None => self.remove_setting(PROXY),
+            Some(p) => {
+                // Strings and a number: serializing cannot fail.
+                let text = serde_json::to_string(p).unwrap_or_default();
+                self.set_secret(key, PROXY, &Secret::new(text))
+            }
+        }
+    }
+
     /// What the cloud made of the agent.
     ///
     /// # Errors

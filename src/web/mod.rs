@@ -25,16 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
 
-/// Settings the page keeps in the store.
-pub mod keys {
-    /// The agent password's argon2id PHC string.
-    pub const PASSWORD: &str = "ui.password";
-    /// "Allow localhost access only" (`"0"` turns it off; absent means on).
-    pub const LOCALHOST_ONLY: &str = "ui.localhost_only";
-    /// The proxy set on the page (sealed JSON), which wins over `cloud.proxy`.
-    pub const PROXY: &str = "ui.proxy";
-}
-
 /// What the running components offer the page; replaced by the supervisor at each
 /// (re)start of the components.
 #[derive(Clone)]
@@ -109,11 +99,8 @@ impl Agent {
             link,
             logs,
         } = h;
-        let localhost_only = store
-            .setting(keys::LOCALHOST_ONLY)
-            .ok()
-            .flatten()
-            .is_none_or(|v| v != "0");
+        // Unreadable: the safe side, localhost only.
+        let localhost_only = store.localhost_only().unwrap_or(true);
         Agent {
             started_ms: clock.now_ms(),
             store,
@@ -373,7 +360,7 @@ pub fn session_of(agent: &Agent, headers: &HeaderMap) -> Option<(String, auth::S
 
 /// Whether the agent password is set.
 pub fn password_set(agent: &Agent) -> bool {
-    agent.store.setting(keys::PASSWORD).ok().flatten().is_some()
+    agent.store.page_password().ok().flatten().is_some()
 }
 
 /// Protected routes: a session that logged in (or any session while no password is

@@ -77,14 +77,16 @@ async fn readings_reach_the_reference_cloud_over_https() {
     })
     .await
     .unwrap();
-    assert_eq!(code1, Some(1));
-    assert!(err.contains("malformed activation code"), "{err}");
-    let (_, _, err) = tokio::task::spawn_blocking({
+    // A malformed code never leaves the host; refused codes are bad input data (65).
+    assert_eq!(code1, Some(65));
+    assert!(err.contains("looks like XXXX-XXXX-XXXX"), "{err}");
+    let (code2, _, err) = tokio::task::spawn_blocking({
         let c = conf_s.clone();
         move || run_cli(&["activate", "--config", &c, "--code", "ZZZZ-ZZZZ-ZZZZ"])
     })
     .await
     .unwrap();
+    assert_eq!(code2, Some(65));
     assert!(err.contains("unknown activation code"), "{err}");
     clock.fetch_add(73 * 3600 * 1000, Ordering::SeqCst);
     let (_, _, err) = tokio::task::spawn_blocking({

@@ -436,7 +436,7 @@ async fn activation_errors_success_and_no_secret_in_any_response() {
     let s = p.call("GET", "/api/settings", None).await.json();
     assert_eq!(s["proxy"]["port"], 8080);
     assert_eq!(s["proxy"]["passwordSet"], true);
-    match fleet_agent::web::api::effective_proxy(
+    match fleet_agent::cloud::activation::proxy_in_force(
         &p.agent.store,
         &p.agent.key,
         &p.agent.live().config,
@@ -498,7 +498,7 @@ async fn discovery_report_filter_csv_and_progress_events() {
         (
             "192.0.2.1",
             "found",
-            json!({"address": "192.0.2.1", "outcome": "found", "deviceKey": "sn:HP:X1", "new": true, "sources": ["target"]}),
+            json!({"address": "192.0.2.1", "outcome": "found", "device_key": "sn:HP:X1", "new": true, "sources": ["target"]}),
         ),
         (
             "192.0.2.2",
@@ -508,7 +508,7 @@ async fn discovery_report_filter_csv_and_progress_events() {
         (
             "192.0.2.3",
             "notAPrinter",
-            json!({"address": "192.0.2.3", "outcome": "notAPrinter", "sysDescr": "=HYPERLINK(\"x\") switch", "sources": ["target"]}),
+            json!({"address": "192.0.2.3", "outcome": "notAPrinter", "sys_descr": "=HYPERLINK(\"x\") switch", "sources": ["target"]}),
         ),
     ];
     let results: Vec<(String, String, String)> = rows
@@ -548,6 +548,12 @@ async fn discovery_report_filter_csv_and_progress_events() {
         lines[1]
     );
     assert!(lines[1].contains("sn:HP:X1"));
+    // A device's text never runs as a spreadsheet formula.
+    assert!(
+        lines[3].contains("\"'=HYPERLINK(\"\"x\"\") switch\""),
+        "{}",
+        lines[3]
+    );
     let csv = p
         .call("GET", "/api/discovery.csv?outcome=found", None)
         .await;

@@ -1,0 +1,264 @@
+//! The gear menu: proxy, localhost-only access, log level, the agent password, the log
+//! download.
+
+use super::activation::ProxyForm;
+use super::{Shared, blocking, session_cookie};
+use crate::config::Proxy;
+use crate::web::{auth, reason, session_of};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+/// `GET /api/settings`: the gear menu (secrets as set / not set).
+pub async fn settings(State(agent): Shared) -> Response {
+    let config = agent.live().config;
+    let r = blocking(&agent, |a| {
+        Ok((
+            a.store.page_proxy(&a.key)?,
+            a.store.page_password()?.is_some(),
+            a.store.log_level()?,
+        ))
+    })
+    .await;
+    let (proxy, pw, level) = match r {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let file_proxy = match &config.cloud.proxy {
+        Proxy::System => json!({"mode": "system"}),
+        Proxy::None => json!({"mode": "none"}),
+        Proxy::Http {
+            url,
+            user,
+            password,
+            ..
+        } => json!({"mode": "http", "url": url, "user": user, "passwordSet": password.is_some()}),
+    };
+    axum::Json(json!({
+        "proxy": proxy.map(|p| json!({
+            "host": p.host, "port": p.port, "user": p.user,
+            "passwordSet": p.password.is_some_and(|x| !x.expose().is_empty()),
+        })),
+        "fileProxy": file_proxy,
+        "passwordSet": pw,
+        "localhostOnly": agent.localhost_only.load(Ordering::Relaxed),
+        "logLevel": level.unwrap_or_else(|| config.log_level.clone()),
+        "listen": config.web_listen.to_string(),
+    }))
+    .into_response()
+}
+
+/// `PUT /api/settings/proxy` body: a proxy, or `{"clear": true}` to use the file's.
+#[derive(Deserialize)]
+pub struct ProxyChange {
+    #[serde(default)]
+    clear: bool,
+    #[serde(flatten)]
+    proxy: Option<ProxyForm>,
+}
+
+/// `PUT /api/settings/proxy`: stores the proxy (sealed) and restarts the cloud link.
+pub async fn set_proxy(State(agent): Shared, body: Option<axum::Json<ProxyChange>>) -> Response {
+    let Some(axum::Json(change)) = body else {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"host\", \"port\", \"user\", \"password\"} or {\"clear\": true}",
+        );
+    };
+    let new = if change.clear {
+        None
+    } else {
+        match change.proxy {
+            Some(p) => {
+                if let Err(e) = p.check() {
+                    return reason(StatusCode::BAD_REQUEST, e);
+                }
+                Some(p)
+            }
+            None => return reason(StatusCode::BAD_REQUEST, "proxy.host: missing"),
+        }
+    };
+    let r = blocking(&agent, move |a| {
+        match new {
+            None => a.store.set_page_proxy(&a.key, None)?,
+            Some(form) => {
+                let mut p = form.page_proxy();
+                // An empty password field keeps the stored password.
+                if p.password.is_none()
+                    && let Some(old) = a.store.page_proxy(&a.key)?
+                    && old.user == p.user
+                {
+                    p.password = old.password;
+                }
+                a.store.set_page_proxy(&a.key, Some(&p))?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = r {
+        return e;
+    }
+    tracing::info!("Proxy changed on the local page; restarting the cloud link.");
+    agent.apply.send(Box::new(agent.live().config)).await.ok();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PUT /api/settings/security` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Security {
+    localhost_only: bool,
+}
+
+/// `PUT /api/settings/security`: "allow localhost access only" (on by default).
+pub async fn set_security(State(agent): Shared, body: Option<axum::Json<Security>>) -> Response {
+    let Some(axum::Json(sec)) = body else {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"localhostOnly\": bool}",
+        );
+    };
+    let on = sec.localhost_only;
+    if let Err(e) = blocking(&agent, move |a| a.store.set_localhost_only(on)).await {
+        return e;
+    }
+    agent.localhost_only.store(on, Ordering::Relaxed);
+    if on {
+        tracing::info!("Local page: localhost access only.");
+    } else {
+        tracing::warn!(
+            listen = %agent.live().config.web_listen,
+            "Local page: access from other hosts allowed (only reachable if web.listen is not a loopback address)."
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PUT /api/settings/log-level` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLevel {
+    log_level: String,
+}
+
+/// `PUT /api/settings/log-level`: changes the log filter now and keeps it.
+pub async fn set_log_level(State(agent): Shared, body: Option<axum::Json<LogLevel>>) -> Response {
+    let Some(axum::Json(l)) = body else {
+        return reason(StatusCode::BAD_REQUEST, "expected JSON {\"logLevel\": ...}");
+    };
+    let level = l.log_level.trim().to_string();
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() || level.is_empty() {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            format!("logLevel: {level:?} is not a log filter (error, warn, info, debug, trace)"),
+        );
+    }
+    let keep = level.clone();
+    if let Err(e) = blocking(&agent, move |a| a.store.set_log_level(&keep)).await {
+        return e;
+    }
+    agent.logs.set_level(&level);
+    tracing::info!(level = %level, "Log level changed on the local page.");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /api/password` body.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    #[serde(default)]
+    current: Option<String>,
+    new: String,
+}
+
+/// `POST /api/password`: creates or changes the agent password (the current one is
+/// needed to change it); other sessions end.
+pub async fn set_password(
+    State(agent): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Option<axum::Json<PasswordChange>>,
+) -> Response {
+    let Some(axum::Json(change)) = body else {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"current\", \"new\"}",
+        );
+    };
+    if let Err(e) = auth::check_new_password(&change.new) {
+        return reason(StatusCode::BAD_REQUEST, format!("new: {e}"));
+    }
+    if let Some(wait) = agent.sessions.login_blocked(peer.ip()) {
+        return reason(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong passwords; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    // None: the current password is wrong; Some(Err): the new one could not be hashed.
+    let r = blocking(&agent, move |a| {
+        if let Some(phc) = a.store.page_password()?
+            && !change
+                .current
+                .as_deref()
+                .is_some_and(|c| auth::verify_password(c, &phc))
+        {
+            return Ok(None);
+        }
+        Ok(Some(match auth::hash_password(&change.new) {
+            Ok(phc) => a.store.set_page_password(&phc).map(|()| Ok(()))?,
+            Err(e) => Err(e),
+        }))
+    })
+    .await;
+    match r {
+        Ok(Some(Ok(()))) => {
+            // This session stays (and counts as logged in); every other one ends.
+            let id = session_of(&agent, &headers)
+                .map(|(id, _)| id)
+                .unwrap_or_default();
+            agent.sessions.end_others(&id);
+            agent.sessions.end(&id);
+            let (id, s) = agent.sessions.create(true);
+            tracing::info!("Agent password changed on the local page.");
+            let mut resp = axum::Json(json!({"csrf": s.csrf})).into_response();
+            resp.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&id));
+            resp
+        }
+        Ok(Some(Err(e))) => {
+            // Never store a password that cannot be checked.
+            tracing::error!(error = %e, "Local page: the new password could not be hashed.");
+            reason(StatusCode::INTERNAL_SERVER_ERROR, format!("new: {e}"))
+        }
+        Ok(None) => {
+            agent.sessions.login_failed(peer.ip());
+            reason(StatusCode::FORBIDDEN, "current: wrong password")
+        }
+        Err(e) => e,
+    }
+}
+
+/// `GET /api/logs`: the agent's recent log lines as a download (they never hold
+/// secrets).
+pub async fn logs(State(agent): Shared) -> Response {
+    let mut text = agent.logs.recent().join("\n");
+    text.push('\n');
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"fleet-agent.log\"",
+            ),
+        ],
+        text,
+    )
+        .into_response()
+}
