@@ -1,0 +1,522 @@
+//! From the raw TOML tree to a [`Config`]: one function per section, each adding every
+//! problem it finds (with its key path) to one list, so an admin sees them all at once.
+//! Sections that depend on another (profiles on the poller's deadline, discovery and
+//! printers on the profiles) take what they need from it.
+
+use super::raw;
+use super::{
+    CloudConfig, Config, ConfigError, ConfigErrors, DiscoveryConfig, PollerConfig, PrinterEntry,
+    Profile, Proxy, UploadRule, parse_address,
+};
+use fleet_secret::Secret;
+use fleet_snmp::Security;
+use fleet_snmp::UsmUser;
+use fleet_snmp::usm::{AuthProtocol, KeyExtension, PrivProtocol};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Problems found so far, each with its key path.
+#[derive(Default)]
+pub(super) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates the whole tree; `web_port` overrides `web.listen`'s port (`--web-port`).
+pub(super) fn validate(
+    source: &str,
+    raw: raw::RawConfig,
+    web_port: Option<u16>,
+) -> Result<Config, ConfigErrors> {
+    let mut e = Problems::default();
+    let (log_level, stop_timeout) = agent(&raw.agent, &mut e);
+    let web_listen = web(&raw.web, web_port, &mut e);
+    let poller = poller(&raw.poller, &mut e);
+    let profiles = profiles(raw.snmp_profiles, poller.deadline, &mut e);
+    let discovery = discovery(&raw.discovery, &profiles, &mut e);
+    let cloud = cloud(raw.cloud, &mut e);
+    let upload = upload(&raw.upload, &mut e);
+    let printers = printers(raw.printers, &profiles, &mut e);
+    if !e.0.is_empty() {
+        return Err(ConfigErrors {
+            source: source.into(),
+            errors: e.0,
+        });
+    }
+    Ok(Config {
+        state_dir: raw.agent.state_dir.map(PathBuf::from),
+        log_level,
+        stop_timeout,
+        web_listen,
+        poller,
+        discovery,
+        cloud,
+        profiles,
+        printers,
+        upload,
+    })
+}
+
+/// `[agent]`: the log filter and the stop deadline.
+fn agent(a: &raw::RawAgent, e: &mut Problems) -> (String, Duration) {
+    let log_level = a.log_level.clone().unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        e.add(
+            "agent.log_level",
+            format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
+        );
+    }
+    let stop_timeout_secs = a.stop_timeout_secs.unwrap_or(30);
+    if !(1..=300).contains(&stop_timeout_secs) {
+        e.add(
+            "agent.stop_timeout_secs",
+            format!("{stop_timeout_secs} is out of range 1..=300"),
+        );
+    }
+    (log_level, Duration::from_secs(stop_timeout_secs))
+}
+
+/// `[web]`: the local page's address.
+fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
+    let listen = match w
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:8080")
+        .parse::<SocketAddr>()
+    {
+        Ok(a) => a,
+        Err(err) => {
+            e.add("web.listen", format!("not an address:port: {err}"));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        }
+    };
+    match web_port {
+        Some(p) => SocketAddr::new(listen.ip(), p),
+        None => listen,
+    }
+}
+
+/// `[poller]`: the schedule, its deadline, concurrency and backoff.
+fn poller(p: &raw::RawPoller, e: &mut Problems) -> PollerConfig {
+    let d = PollerConfig::default();
+    let interval = Duration::from_secs(p.interval_secs.unwrap_or(d.interval.as_secs()));
+    if interval < Duration::from_secs(10) {
+        e.add("poller.interval_secs", "must be at least 10");
+    }
+    let deadline = match p.deadline_secs {
+        Some(s) => Duration::from_secs(s),
+        None => d.deadline.min(interval.mul_f32(0.8)),
+    };
+    if deadline.is_zero() || deadline >= interval {
+        e.add(
+            "poller.deadline_secs",
+            format!(
+                "must be above 0 and below poller.interval_secs ({})",
+                interval.as_secs()
+            ),
+        );
+    }
+    let max_in_flight = p.max_in_flight.unwrap_or(d.max_in_flight);
+    if max_in_flight == 0 || max_in_flight > 4096 {
+        e.add("poller.max_in_flight", "must be between 1 and 4096");
+    }
+    let backoff_max = Duration::from_secs(p.backoff_max_secs.unwrap_or(d.backoff_max.as_secs()));
+    if backoff_max < interval {
+        e.add(
+            "poller.backoff_max_secs",
+            "must be at least poller.interval_secs",
+        );
+    }
+    let not_communicating_after = p
+        .not_communicating_after
+        .unwrap_or(d.not_communicating_after);
+    if not_communicating_after == 0 {
+        e.add("poller.not_communicating_after", "must be at least 1");
+    }
+    let status_interval = match p.status_interval_secs.unwrap_or(0) {
+        0 => None,
+        n => {
+            let si = Duration::from_secs(n);
+            if si >= interval {
+                e.add(
+                    "poller.status_interval_secs",
+                    "must be below poller.interval_secs (0 turns status checks off)",
+                );
+            }
+            Some(si)
+        }
+    };
+    PollerConfig {
+        interval,
+        deadline,
+        max_in_flight,
+        backoff_max,
+        not_communicating_after,
+        max_pages_per_minute: p.max_pages_per_minute.unwrap_or(d.max_pages_per_minute),
+        status_interval,
+    }
+}
+
+/// `[[snmp_profiles]]` (one v2c `public` profile named `default` when there is none):
+/// a try must fit in the poller's deadline.
+fn profiles(raw: Vec<raw::RawProfile>, deadline: Duration, e: &mut Problems) -> Vec<Profile> {
+    let raw = if raw.is_empty() {
+        vec![raw::RawProfile {
+            name: "default".into(),
+            auth: raw::RawAuth::V2c {
+                community: Secret::new("public"),
+            },
+            timeout_ms: None,
+            retries: None,
+            max_repetitions: None,
+        }]
+    } else {
+        raw
+    };
+    let mut profiles: Vec<Profile> = Vec::new();
+    for (i, rp) in raw.into_iter().enumerate() {
+        let at = |k: &str| format!("snmp_profiles[{i}].{k}");
+        if rp.name.trim().is_empty() {
+            e.add(at("name"), "must not be empty");
+        }
+        if profiles.iter().any(|p| p.name == rp.name) {
+            e.add(
+                at("name"),
+                format!("profile {:?} is defined twice", rp.name),
+            );
+        }
+        let timeout = Duration::from_millis(rp.timeout_ms.unwrap_or(1000));
+        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+            e.add(at("timeout_ms"), "must be between 10 and 60000");
+        }
+        let retries = rp.retries.unwrap_or(1);
+        if retries > 10 {
+            e.add(at("retries"), "must be at most 10");
+        }
+        if timeout * (retries + 1) >= deadline {
+            e.add(
+                at("timeout_ms"),
+                format!(
+                    "timeout_ms × (retries + 1) must stay below poller.deadline_secs ({} s)",
+                    deadline.as_secs()
+                ),
+            );
+        }
+        let security = security(rp.auth, &at("auth"), &mut |p, m| e.add(p, m));
+        profiles.push(Profile {
+            name: rp.name,
+            security,
+            timeout,
+            retries,
+            max_repetitions: rp.max_repetitions.unwrap_or(40).clamp(1, 200),
+        });
+    }
+    profiles
+}
+
+/// `[discovery]`: targets (inline and imported files, expanded under the address cap),
+/// the profiles to try, the schedule and the pace.
+fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> DiscoveryConfig {
+    let mut targets = crate::targets::TargetSet::default();
+    for (key, list, out) in [
+        ("include", &rd.include, &mut targets.include),
+        ("exclude", &rd.exclude, &mut targets.exclude),
+    ] {
+        for (i, t) in list.iter().enumerate() {
+            match t.parse() {
+                Ok(spec) => out.push(spec),
+                Err(err) => e.add(format!("discovery.{key}[{i}]"), err),
+            }
+        }
+    }
+    for (i, f) in rd.import.iter().enumerate() {
+        match crate::targets::read_import(Path::new(f)) {
+            Ok((specs, errors)) => {
+                for err in errors {
+                    e.add(format!("discovery.import[{i}]"), err.to_string());
+                }
+                targets.include.extend(specs);
+            }
+            Err(err) => e.add(format!("discovery.import[{i}]"), format!("{f}: {err}")),
+        }
+    }
+    let mut chosen = Vec::new();
+    for (i, n) in rd.profiles.iter().enumerate() {
+        match profiles.iter().position(|p| &p.name == n) {
+            Some(ix) => chosen.push(ix),
+            None => e.add(
+                format!("discovery.profiles[{i}]"),
+                format!("no snmp_profiles entry named {n:?}"),
+            ),
+        }
+    }
+    if chosen.is_empty() {
+        chosen = (0..profiles.len()).collect();
+    }
+    let interval = Duration::from_secs(rd.interval_secs.unwrap_or(86_400));
+    if interval < Duration::from_secs(60) {
+        e.add("discovery.interval_secs", "must be at least 60");
+    }
+    let max_addresses = u128::from(rd.max_addresses.unwrap_or(65_536));
+    if let Err(err) = targets.expand(max_addresses) {
+        e.add("discovery.include", err.to_string());
+    }
+    DiscoveryConfig {
+        targets,
+        local_network: rd.local_network.unwrap_or(false),
+        interval,
+        network_delay_us: rd.network_delay_us.unwrap_or(250),
+        max_in_flight: rd.max_in_flight.unwrap_or(512).clamp(1, 4096),
+        max_addresses,
+        mdns: Duration::from_secs(rd.mdns_secs.unwrap_or(0)),
+        port: rd.port.unwrap_or(161),
+        profiles: chosen,
+        takeover: rd.takeover.unwrap_or(false),
+    }
+}
+
+/// `[cloud]`: the URL (https only), the extra CA, the proxy, the keys trusted for
+/// libraries and updates.
+fn cloud(rc: raw::RawCloud, e: &mut Problems) -> CloudConfig {
+    let url = rc.url.filter(|u| !u.trim().is_empty());
+    if let Some(u) = &url
+        && !u.starts_with("https://")
+    {
+        e.add(
+            "cloud.url",
+            format!("{u:?} must start with https:// (the cloud is reached over HTTPS only)"),
+        );
+    }
+    let ca_file = rc
+        .ca_file
+        .filter(|f| !f.trim().is_empty())
+        .map(PathBuf::from);
+    if let Some(f) = &ca_file
+        && !f.exists()
+    {
+        e.add("cloud.ca_file", format!("{} does not exist", f.display()));
+    }
+    let proxy = match rc.proxy {
+        None | Some(raw::RawProxy::System) => Proxy::System,
+        Some(raw::RawProxy::None) => Proxy::None,
+        Some(raw::RawProxy::Http {
+            url,
+            user,
+            password,
+            no_proxy,
+        }) => http_proxy(url, user, password, no_proxy, e),
+    };
+    for (name, keys) in [
+        ("library_keys", &rc.library_keys),
+        ("update_keys", &rc.update_keys),
+    ] {
+        for (i, k) in keys.iter().enumerate() {
+            if let Err(err) = fleet_protocol::signing::public_key(k) {
+                e.add(format!("cloud.{name}[{i}]"), err);
+            }
+        }
+    }
+    CloudConfig {
+        url,
+        ca_file,
+        timeout: Duration::from_secs(rc.timeout_secs.unwrap_or(30).max(1)),
+        outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
+        proxy,
+        library_keys: rc.library_keys,
+        update_keys: rc.update_keys,
+    }
+}
+
+/// `cloud.proxy = { type = "http", ... }`: credentials in their own keys, never in the URL.
+fn http_proxy(
+    url: String,
+    user: Option<String>,
+    password: Option<Secret>,
+    no_proxy: Vec<String>,
+    e: &mut Problems,
+) -> Proxy {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        None => e.add(
+            "cloud.proxy.url",
+            format!("{url:?} must start with http:// or https://"),
+        ),
+        Some(r) if r.trim_end_matches('/').is_empty() => {
+            e.add("cloud.proxy.url", format!("{url:?} has no host"));
+        }
+        Some(r) if r.split('/').next().is_some_and(|h| h.contains('@')) => e.add(
+            "cloud.proxy.url",
+            "credentials go in cloud.proxy.user and cloud.proxy.password, not in the URL",
+        ),
+        Some(_) => {}
+    }
+    if password.is_some() && user.as_deref().is_none_or(str::is_empty) {
+        e.add("cloud.proxy.password", "a password needs cloud.proxy.user");
+    }
+    for (i, h) in no_proxy.iter().enumerate() {
+        if h.trim().is_empty()
+            || h.contains([',', ' ', '/']) && h.parse::<ipnetwork::IpNetwork>().is_err()
+        {
+            e.add(
+                format!("cloud.proxy.no_proxy[{i}]"),
+                format!("{h:?} is not a host name, address or subnet"),
+            );
+        }
+    }
+    Proxy::Http {
+        url,
+        user: user.filter(|u| !u.is_empty()),
+        password,
+        no_proxy,
+    }
+}
+
+/// `[upload]`: the seed's rule (a snapshot at least every 24 h, a delta per supply drop).
+fn upload(u: &raw::RawUpload, e: &mut Problems) -> UploadRule {
+    let secs = u.snapshot_interval_secs.unwrap_or(86_400);
+    if !(600..=86_400).contains(&secs) {
+        e.add(
+            "upload.snapshot_interval_secs",
+            format!(
+                "{secs} is outside 600..=86400 (the seed asks for a full upload at least every 24 h)"
+            ),
+        );
+    }
+    let drop = u.supply_drop_min_percent.unwrap_or(1);
+    if !(1..=50).contains(&drop) {
+        e.add(
+            "upload.supply_drop_min_percent",
+            format!("{drop} is outside 1..=50"),
+        );
+    }
+    UploadRule {
+        heartbeat_ms: i64::from(secs.clamp(600, 86_400) as u32) * 1000,
+        min_percent_drop: drop.clamp(1, 50) as u8,
+    }
+}
+
+/// `[[printers]]`: addresses listed once, profiles that exist.
+fn printers(
+    raw: Vec<raw::RawPrinter>,
+    profiles: &[Profile],
+    e: &mut Problems,
+) -> Vec<PrinterEntry> {
+    let mut printers = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, rp) in raw.into_iter().enumerate() {
+        let at = |k: &str| format!("printers[{i}].{k}");
+        let address = match parse_address(&rp.address) {
+            Ok(a) => a,
+            Err(err) => {
+                e.add(at("address"), err);
+                continue;
+            }
+        };
+        if !seen.insert(address) {
+            e.add(at("address"), format!("{address} is listed twice"));
+        }
+        let profile = match rp.profile.as_deref() {
+            None => 0,
+            Some(name) => profiles
+                .iter()
+                .position(|p| p.name == name)
+                .unwrap_or_else(|| {
+                    e.add(
+                        at("profile"),
+                        format!("no snmp_profiles entry named {name:?}"),
+                    );
+                    0
+                }),
+        };
+        printers.push(PrinterEntry { address, profile });
+    }
+    printers
+}
+
+/// Turns an `auth` entry (`snmp_profiles[i].auth`, a job's `params.auth`) into SNMP
+/// security; every problem goes to `err` under `path`.
+pub(super) fn security(
+    auth: raw::RawAuth,
+    path: &str,
+    err: &mut impl FnMut(String, String),
+) -> Security {
+    let at = |k: &str| format!("{path}{k}");
+    match auth {
+        raw::RawAuth::V1 { community } => Security::Community {
+            version: fleet_snmp::Version::V1,
+            community,
+        },
+        raw::RawAuth::V2c { community } => Security::Community {
+            version: fleet_snmp::Version::V2c,
+            community,
+        },
+        raw::RawAuth::V3 {
+            user,
+            auth_protocol,
+            auth_pass,
+            priv_protocol,
+            priv_pass,
+            context,
+            key_extension,
+        } => {
+            let ap = auth_protocol.map(|s| s.parse::<AuthProtocol>());
+            let pp = priv_protocol.map(|s| s.parse::<PrivProtocol>());
+            let mut auth = None;
+            let mut privacy = None;
+            match (ap, auth_pass) {
+                (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => auth = Some((p, pw)),
+                (Some(Ok(_)), Some(_)) => err(
+                    at(".auth_pass"),
+                    "SNMPv3 pass phrases need at least 8 characters".into(),
+                ),
+                (Some(Ok(_)), None) => err(at(".auth_pass"), "required with auth_protocol".into()),
+                (Some(Err(e)), _) => err(at(".auth_protocol"), e),
+                (None, Some(_)) => err(at(".auth_protocol"), "required with auth_pass".into()),
+                (None, None) => {}
+            }
+            match (pp, priv_pass) {
+                (Some(Ok(p)), Some(pw)) if pw.expose().len() >= 8 => privacy = Some((p, pw)),
+                (Some(Ok(_)), Some(_)) => err(
+                    at(".priv_pass"),
+                    "SNMPv3 pass phrases need at least 8 characters".into(),
+                ),
+                (Some(Ok(_)), None) => err(at(".priv_pass"), "required with priv_protocol".into()),
+                (Some(Err(e)), _) => err(at(".priv_protocol"), e),
+                (None, Some(_)) => err(at(".priv_protocol"), "required with priv_pass".into()),
+                (None, None) => {}
+            }
+            if privacy.is_some() && auth.is_none() {
+                err(
+                    at(".priv_protocol"),
+                    "privacy needs authentication (auth_protocol and auth_pass)".into(),
+                );
+            }
+            let ext = match key_extension.as_deref().map(str::parse::<KeyExtension>) {
+                None => KeyExtension::Blumenthal,
+                Some(Ok(k)) => k,
+                Some(Err(e)) => {
+                    err(at(".key_extension"), e);
+                    KeyExtension::Blumenthal
+                }
+            };
+            if user.is_empty() {
+                err(at(".user"), "must not be empty".into());
+            }
+            Security::Usm(Arc::new(
+                UsmUser::new(user, auth, privacy)
+                    .with_context(context.unwrap_or_default())
+                    .with_extension(ext),
+            ))
+        }
+    }
+}
