@@ -41,23 +41,9 @@ impl SealKey {
         fleet_secret::owner_only::restrict(dir).map_err(err)?;
         let mut k = [0u8; 32];
         fleet_secret::random_bytes(&mut k);
-        #[cfg(unix)]
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(err)?;
-            f.write_all(&k).map_err(err)?;
-        }
-        #[cfg(not(unix))]
-        {
-            std::fs::write(&path, k).map_err(err)?;
-            fleet_secret::owner_only::restrict(&path).map_err(err)?;
-        }
+        // Never overwrite a key another process just created: its secrets are sealed with it.
+        fleet_secret::owner_only::write(&path, &k, fleet_secret::owner_only::Existing::Refuse)
+            .map_err(err)?;
         Ok(SealKey(k.into()))
     }
 

@@ -36,6 +36,9 @@ pub enum Existing {
     Replace,
     /// Fail with `AlreadyExists` (a key must never be overwritten by a second writer).
     Refuse,
+    /// Write a temporary file beside it, sync it, then rename it over the old one: a crash
+    /// leaves the old contents or the new, never half of either (state files).
+    Swap,
 }
 
 /// Writes `bytes` to `path` as a file only the running account can read: created with
@@ -45,10 +48,17 @@ pub enum Existing {
 /// # Errors
 /// I/O errors; `AlreadyExists` with [`Existing::Refuse`].
 pub fn write(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<()> {
+    if existing == Existing::Swap {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".part");
+        let part = path.with_file_name(name);
+        write(&part, bytes, Existing::Replace)?;
+        return std::fs::rename(&part, path);
+    }
     let mut o = std::fs::OpenOptions::new();
     o.write(true);
     match existing {
-        Existing::Replace => o.create(true).truncate(true),
+        Existing::Replace | Existing::Swap => o.create(true).truncate(true),
         Existing::Refuse => o.create_new(true),
     };
     #[cfg(unix)]
@@ -58,6 +68,23 @@ pub fn write(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<(
     restrict(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Lets the running account (only) run `path` as a program: mode 0700 on Unix; on
+/// Windows the owner-only ACL already allows it.
+///
+/// # Errors
+/// I/O errors.
+pub fn make_executable(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        restrict(path)
+    }
 }
 
 /// Creates `dir` (and its parents) and restricts it to the running account.
@@ -146,5 +173,16 @@ mod tests {
         let sub = d.path().join("a/b");
         create_dir(&sub).unwrap();
         assert_eq!(mode(&sub), 0o700);
+        // Swap: the new contents whole, owner-only, no temporary file left behind.
+        write(&f, b"swapped", Existing::Swap).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"swapped");
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "token and a/"
+        );
+        make_executable(&f).unwrap();
+        assert_eq!(mode(&f), 0o700);
     }
 }

@@ -1,0 +1,192 @@
+//! The launcher: at each start, the installed binary runs the verified staged version,
+//! rolls a failed trial back, or runs itself; and the restart that gets there.
+
+use super::staging::*;
+use super::*;
+use std::path::{Path, PathBuf};
+
+/// What the launcher does at a start.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Run the installed binary (this process).
+    Own,
+    /// Start this staged version.
+    Exec(PathBuf, String),
+}
+
+/// The launcher's decision for one state, with the state and report to write first.
+pub(super) fn decide(
+    state_dir: &Path,
+    own_version: &str,
+    trusted: &[String],
+    s: Staged,
+) -> (Step, Option<Staged>, Option<Report>) {
+    let version = s.version();
+    match s.phase {
+        Phase::Trial if s.attempts >= 1 => rollback(
+            s,
+            format!("version {version} stopped before it confirmed it was healthy"),
+        ),
+        Phase::Unhealthy => {
+            let why = s.reason.clone().unwrap_or_else(|| "unhealthy".into());
+            rollback(s, format!("version {version} was not healthy: {why}"))
+        }
+        Phase::Trial => match verify_staged(state_dir, &s, trusted) {
+            Ok(path) => {
+                let mut next = s;
+                next.attempts += 1;
+                (Step::Exec(path, version), Some(next), None)
+            }
+            Err(e) => rollback(
+                s,
+                format!("version {version} failed its check before it started: {e}"),
+            ),
+        },
+        Phase::Active => {
+            if !newer(&version, own_version) {
+                tracing::info!(staged = %version, installed = own_version, "The installed agent is as new as the staged update; the update is retired.");
+                return (Step::Own, None, None);
+            }
+            match verify_staged(state_dir, &s, trusted) {
+                Ok(path) => (Step::Exec(path, version), Some(s), None),
+                Err(e) => {
+                    tracing::error!(version = %version, error = %e, "The active agent update fails its check; running the installed version.");
+                    (Step::Own, None, None)
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn rollback(s: Staged, why: String) -> (Step, Option<Staged>, Option<Report>) {
+    let back_to = s
+        .previous
+        .as_ref()
+        .map_or_else(|| s.from_version.clone(), |p| p.version());
+    tracing::warn!(reason = %why, back_to = %back_to, "Agent update rolled back.");
+    let report = s.job_id.clone().map(|job_id| Report {
+        job_id,
+        text: format!("rolled back to version {back_to}: {why}"),
+    });
+    // The previous state's decision follows at the caller's next turn.
+    (Step::Own, s.previous.map(|p| *p), report)
+}
+
+/// What the launcher decided for this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// The installed binary runs (nothing staged, or rolled back to it).
+    Installed,
+    /// This process is a staged version the launcher started.
+    Staged(String),
+}
+
+/// Called once at the start of `run`: starts the staged version when there is one that
+/// passes its checks (and does not return then), rolls a failed trial back, or returns
+/// to let the installed binary run.
+pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
+    if let Some(v) = std::env::var_os(LAUNCHED) {
+        return Launch::Staged(v.to_string_lossy().into_owned());
+    }
+    let own = env!("CARGO_PKG_VERSION");
+    let mut current = state(state_dir);
+    // At most: a trial rolled back, then the previous version's own decision.
+    for _ in 0..3 {
+        let Some(s) = current.take() else {
+            return Launch::Installed;
+        };
+        let old_file = s.file.clone();
+        let (step, next, report) = decide(state_dir, own, trusted, s);
+        if let Some(r) = &report
+            && let Err(e) = write_json(&dir(state_dir).join("report.json"), Some(r))
+        {
+            tracing::error!(error = %e, "The rollback report could not be written.");
+        }
+        if let Err(e) = save(state_dir, next.as_ref()) {
+            tracing::error!(error = %e, "The update state could not be written; running the installed version.");
+            return Launch::Installed;
+        }
+        let kept = |f: &str| next.as_ref().is_some_and(|n| n.file == f);
+        if !kept(&old_file) && !matches!(&step, Step::Exec(..)) {
+            std::fs::remove_file(dir(state_dir).join(&old_file)).ok();
+        }
+        match step {
+            Step::Exec(path, version) => {
+                let err = exec(&path, &version);
+                tracing::error!(version = %version, error = %err, "The staged agent could not be started.");
+                // Counted as a failed start: the next start rolls it back.
+                if let Some(n) = next
+                    && n.phase == Phase::Trial
+                {
+                    current = Some(n);
+                    continue;
+                }
+                return Launch::Installed;
+            }
+            Step::Own if report.is_some() => current = next,
+            Step::Own => return Launch::Installed,
+        }
+    }
+    Launch::Installed
+}
+
+/// The installed binary: the one that launched this process, else this one.
+#[cfg(unix)]
+fn launcher() -> PathBuf {
+    std::env::var_os(LAUNCHER)
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(unix)]
+fn exec(path: &Path, version: &str) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let launcher = launcher();
+    tracing::info!(version, file = %path.display(), "Starting the staged agent version.");
+    std::process::Command::new(path)
+        .args(std::env::args_os().skip(1))
+        .env(LAUNCHED, version)
+        .env(LAUNCHER, launcher)
+        .exec()
+}
+
+#[cfg(not(unix))]
+fn exec(_path: &Path, _version: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "self-update runs on Unix only",
+    )
+}
+
+/// A request to stop and start again (through the service manager when there is one),
+/// the way into a staged version or out of an unhealthy one: a handle the supervisor
+/// waits on, given to whatever may ask (the update job, the health check).
+#[derive(Clone, Debug, Default)]
+pub struct Restart(std::sync::Arc<tokio::sync::Notify>);
+
+impl Restart {
+    /// Asks the supervisor to stop for a restart.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when a restart is asked for (a request made before counts).
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// Starts the agent again in this process when no service manager will (a foreground
+/// run): `exec`s the installed launcher with the same arguments. Returns only on failure.
+#[cfg(unix)]
+pub fn restart_in_place() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let launcher = launcher();
+    tracing::info!(launcher = %launcher.display(), "Starting the agent again.");
+    std::process::Command::new(launcher)
+        .args(std::env::args_os().skip(1))
+        .env_remove(LAUNCHED)
+        .env_remove(LAUNCHER)
+        .exec()
+}
