@@ -1,7 +1,8 @@
 //! File deployment (`deployFile`) against a running agent and a test printer endpoint
 //! that records the bytes it receives: by raw TCP 9100 by default, then by HTTP upload
-//! with the printer's web credentials once the support library says so; size and kind
-//! limits are enforced before anything is downloaded or sent.
+//! with the printer's web login once the support library says so (Digest when the printer
+//! asks for it in the clear, Basic inside TLS); size and kind limits are enforced before
+//! anything is downloaded or sent.
 
 use base64::Engine;
 use fleet_agent::printer::library;
@@ -30,19 +31,72 @@ async fn raw_endpoint(addr: &str) -> Received {
     got
 }
 
-/// A web server that answers 200 to any POST and keeps the whole request.
-async fn http_endpoint(addr: &str) -> (Received, u16) {
+/// What a test printer's web server asks for before it accepts a request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ask {
+    /// Basic with admin / web-pass-55.
+    Basic,
+    /// Digest (RFC 7616, MD5, qop=auth) with admin / web-pass-55.
+    Digest,
+}
+
+const WEB_USER: &str = "admin";
+const WEB_PASS: &str = "web-pass-55";
+const NONCE: &str = "dcd98b7102dd2f0e8b11d0f600bfb0c093";
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+/// Checks a request's Digest answer the way a printer does.
+fn digest_ok(head: &str) -> bool {
+    let method = head.split(' ').next().unwrap_or("");
+    let Some(line) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Authorization: Digest "))
+    else {
+        return false;
+    };
+    let mut p = std::collections::HashMap::new();
+    for part in line.split(", ") {
+        if let Some((k, v)) = part.split_once('=') {
+            p.insert(k.trim(), v.trim().trim_matches('"'));
+        }
+    }
+    let get = |k: &str| p.get(k).copied().unwrap_or("");
+    let ha1 = md5_hex(&format!("{}:{}:{WEB_PASS}", get("username"), get("realm")));
+    let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
+    let want = md5_hex(&format!(
+        "{ha1}:{}:{}:{}:{}:{ha2}",
+        get("nonce"),
+        get("nc"),
+        get("cnonce"),
+        get("qop")
+    ));
+    get("username") == WEB_USER && get("nonce") == NONCE && get("response") == want
+}
+
+/// A web server that keeps every request it accepts (200) and counts the ones it
+/// challenged (401) because they lacked the login `ask` names.
+async fn http_endpoint(addr: &str, ask: Arc<Mutex<Ask>>) -> (Received, u16, Arc<Mutex<usize>>) {
     let got: Received = Arc::default();
+    let challenged = Arc::new(Mutex::new(0));
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let g = got.clone();
+    let (g, c) = (got.clone(), challenged.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            let req = serve_one(s).await;
-            g.lock().unwrap().push(req);
+            let mode = *ask.lock().unwrap();
+            let (req, accepted) = serve_one(s, mode).await;
+            if accepted {
+                g.lock().unwrap().push(req);
+            } else {
+                *c.lock().unwrap() += 1;
+            }
         }
     });
-    (got, port)
+    (got, port, challenged)
 }
 
 /// The TLS server identity a test printer shows (swapped to play a replaced certificate).
@@ -77,50 +131,75 @@ async fn https_endpoint(addr: &str, id: Identity) -> (Received, u16) {
             let acceptor = id.lock().unwrap().clone();
             // A refused handshake (the agent's pin) records nothing.
             if let Ok(tls) = acceptor.accept(s).await {
-                let req = serve_one(tls).await;
-                g.lock().unwrap().push(req);
+                let (req, accepted) = serve_one(tls, Ask::Basic).await;
+                if accepted {
+                    g.lock().unwrap().push(req);
+                }
             }
         }
     });
     (got, port)
 }
 
-/// Reads one request (headers, then Content-Length bytes) and answers it.
-async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) -> Vec<u8> {
-    {
-        {
-            let mut req = Vec::new();
-            let mut buf = [0u8; 65536];
-            // Headers, then Content-Length bytes of body.
-            loop {
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..n]);
-                if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if req.len() >= end + 4 + len {
-                        break;
-                    }
-                }
+/// Reads one request (headers, then Content-Length bytes) and answers it: 401 with a
+/// challenge when it lacks the login `ask` names, else 200. Returns it and whether it was
+/// accepted.
+async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    ask: Ask,
+) -> (Vec<u8>, bool) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut end = 0;
+    loop {
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+        if let Some(e) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+            end = e;
+            let head = String::from_utf8_lossy(&req[..e]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if req.len() >= e + 4 + len {
+                break;
             }
-            // A GET (a printer log) gets a body; an upload an empty 200.
-            let answer: &[u8] = if req.starts_with(b"GET ") {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nConnection: close\r\n\r\nEVENT 1\nEVENT 2 jam\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            };
-            s.write_all(answer).await.ok();
-            s.shutdown().await.ok();
-            req
         }
     }
+    let head = String::from_utf8_lossy(&req[..end]).to_string();
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WEB_USER}:{WEB_PASS}"))
+    );
+    let accepted = match ask {
+        Ask::Basic => head.lines().any(|l| l == basic),
+        Ask::Digest => digest_ok(&head),
+    };
+    let answer: Vec<u8> = if !accepted {
+        let challenge = match ask {
+            Ask::Digest => format!(
+                "Digest realm=\"printer@example\", qop=\"auth\", nonce=\"{NONCE}\", algorithm=MD5"
+            ),
+            _ => "Basic realm=\"printer\"".to_string(),
+        };
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes()
+    } else if req.starts_with(b"GET ") {
+        // A printer log.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\nEVENT 1\nEVENT 2 jam\n"
+            .to_vec()
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+    };
+    s.write_all(&answer).await.ok();
+    s.shutdown().await.ok();
+    (req, accepted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +213,8 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
     let _sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
     let raw = raw_endpoint(&format!("{ip}:9100")).await;
-    let (web, web_port) = http_endpoint(&format!("{ip}:0")).await;
+    let ask = Arc::new(Mutex::new(Ask::Digest));
+    let (web, web_port, challenged) = http_endpoint(&format!("{ip}:0"), ask.clone()).await;
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
@@ -256,9 +336,19 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&req[..end]);
     assert!(head.starts_with("POST /cgi-bin/upload HTTP/1.1"), "{head}");
-    let basic = b64(b"admin:web-pass-55");
+    // In the clear the password is never sent: the printer asked, the agent answered
+    // its Digest challenge (checked by the server), no Basic anywhere.
+    assert_eq!(
+        *challenged.lock().unwrap(),
+        1,
+        "one challenge, then accepted"
+    );
     assert!(
-        head.contains(&format!("Authorization: Basic {basic}")),
+        head.contains("Authorization: Digest username=\"admin\""),
+        "{head}"
+    );
+    assert!(
+        !head.contains("web-pass-55") && !head.contains("Basic"),
         "{head}"
     );
     assert!(head.contains("filename=\"scan.fls\""), "{head}");
@@ -324,10 +414,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let last = web.lock().unwrap().last().unwrap().clone();
     let head = String::from_utf8_lossy(&last);
     assert!(head.starts_with("GET /logs/event.txt"), "{head}");
-    assert!(
-        head.contains(&format!("Authorization: Basic {basic}")),
-        "{head}"
-    );
+    assert!(digest_ok(&head), "{head}");
     let j =
         run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "jamLog" } }))
             .await;
@@ -364,9 +451,10 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     );
     let req = secure.lock().unwrap().last().unwrap().clone();
     assert!(req.ends_with(b"OVER-TLS"));
+    let basic = b64(format!("{WEB_USER}:{WEB_PASS}").as_bytes());
     assert!(
         String::from_utf8_lossy(&req).contains(&format!("Authorization: Basic {basic}")),
-        "credentials go inside TLS"
+        "Basic goes with the first request inside TLS"
     );
     let j =
         run(json!({ "type": "printerLogs", "printer": printer, "params": { "kind": "eventLog" } }))
@@ -401,7 +489,9 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     assert!(secure.lock().unwrap().last().unwrap().ends_with(b"SECOND"));
 
     // A reboot goes the way the library names for the vendor: here its web server's
-    // reboot page instead of SNMP's prtGeneralReset.
+    // reboot page instead of SNMP's prtGeneralReset, on a printer that speaks Basic only
+    // (the agent sends it once asked).
+    *ask.lock().unwrap() = Ask::Basic;
     lib.version = 4;
     for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
         v.actions.retain(|a| a.action != "reboot");

@@ -37,8 +37,11 @@ pub fn stored_security(store: &Store, key: &SealKey, addr: SocketAddr) -> Option
     crate::config::auth_security(&auth, "auth").ok()
 }
 
-/// The web-server login stored for a printer: (user, password).
-pub(super) async fn web(ctx: &Context, addr: SocketAddr) -> Option<(String, String)> {
+/// The web-server login stored for a printer.
+pub(super) async fn web(
+    ctx: &Context,
+    addr: SocketAddr,
+) -> Option<super::super::printer_web::Login> {
     let key = ctx.settings.as_ref().map(|l| l.key.clone())?;
     let s = ctx.store.clone();
     tokio::task::spawn_blocking(move || s.secret(&key, &web_key(addr)).ok().flatten())
@@ -46,7 +49,10 @@ pub(super) async fn web(ctx: &Context, addr: SocketAddr) -> Option<(String, Stri
         .ok()
         .flatten()
         .and_then(|w| serde_json::from_str::<WebLogin>(w.expose()).ok())
-        .map(|w| (w.user, w.password.expose().to_string()))
+        .map(|w| super::super::printer_web::Login {
+            user: w.user,
+            password: w.password,
+        })
 }
 
 /// `updateCredentials` with `params.auth` (the configuration's `auth` shape) and/or
