@@ -218,36 +218,13 @@ impl Logs {
     /// # Errors
     /// When the file cannot be opened.
     pub fn init(default: &str, file: Option<&Path>) -> std::io::Result<Logs> {
-        use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let file = match file {
-            Some(p) => Some(Arc::new(Mutex::new(RotatingFile::open(
-                p,
-                LOG_FILE_MAX_BYTES,
-                LOG_FILES_KEPT,
-            )?))),
-            None => None,
-        };
         let from_env = tracing_subscriber::EnvFilter::try_from_env("FLEET_AGENT_LOG").ok();
         let pinned = from_env.is_some();
         let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-        let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
-        let ring = Arc::new(Mutex::new(VecDeque::new()));
-        let tee = Tee {
-            ring: ring.clone(),
-            file,
-            stderr: true,
-        };
-        let ok = tracing_subscriber::registry()
-            .with(layer)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(move || tee.clone())
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-            )
-            .try_init()
-            .is_ok();
-        if !ok {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let (subscriber, ring, handle) = Self::subscriber(filter, file, true, ansi)?;
+        if subscriber.try_init().is_err() {
             return Ok(Logs::default());
         }
         Ok(Logs {
@@ -268,6 +245,31 @@ impl Logs {
         default: &str,
         file: Option<&Path>,
     ) -> std::io::Result<(Logs, tracing::subscriber::DefaultGuard)> {
+        let filter = tracing_subscriber::EnvFilter::new(default);
+        let (subscriber, ring, handle) = Self::subscriber(filter, file, false, false)?;
+        let guard = tracing::subscriber::set_default(subscriber);
+        Ok((
+            Logs {
+                ring,
+                filter: Some(Arc::new(handle)),
+            },
+            guard,
+        ))
+    }
+
+    /// The one subscriber both build: a reloadable `filter`, then lines teed to the ring,
+    /// the rotated `file` when given, and standard error when `stderr`.
+    #[allow(clippy::type_complexity)]
+    fn subscriber(
+        filter: tracing_subscriber::EnvFilter,
+        file: Option<&Path>,
+        stderr: bool,
+        ansi: bool,
+    ) -> std::io::Result<(
+        impl tracing::Subscriber + Send + Sync + 'static,
+        Arc<Mutex<VecDeque<String>>>,
+        FilterHandle,
+    )> {
         use tracing_subscriber::layer::SubscriberExt;
         let file = match file {
             Some(p) => Some(Arc::new(Mutex::new(RotatingFile::open(
@@ -277,27 +279,19 @@ impl Logs {
             )?))),
             None => None,
         };
-        let (layer, handle) =
-            tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(default));
+        let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
         let ring = Arc::new(Mutex::new(VecDeque::new()));
         let tee = Tee {
             ring: ring.clone(),
             file,
-            stderr: false,
+            stderr,
         };
         let subscriber = tracing_subscriber::registry().with(layer).with(
             tracing_subscriber::fmt::layer()
                 .with_writer(move || tee.clone())
-                .with_ansi(false),
+                .with_ansi(ansi),
         );
-        let guard = tracing::subscriber::set_default(subscriber);
-        Ok((
-            Logs {
-                ring,
-                filter: Some(Arc::new(handle)),
-            },
-            guard,
-        ))
+        Ok((subscriber, ring, handle))
     }
 
     /// The last log lines (oldest first), as written to standard error, colours removed.
