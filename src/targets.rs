@@ -54,6 +54,13 @@ impl FromStr for Spec {
         if t.is_empty() {
             return Err("empty entry".into());
         }
+        // The longest valid entry is a host name (253) or an IPv6 range (~90).
+        if t.len() > 260 {
+            return Err(format!(
+                "a {}-character entry is not an address, subnet, range or host name",
+                t.len()
+            ));
+        }
         if let Ok(ip) = t.parse::<IpAddr>() {
             return Ok(Spec::Ip(ip));
         }
@@ -114,11 +121,14 @@ fn u128_to_ip(v: u128, v4: bool) -> IpAddr {
 }
 
 impl Spec {
-    /// Number of addresses this entry stands for (host names count 1).
+    /// Number of addresses this entry stands for (host names count 1), saturating at
+    /// `u128::MAX` (`::/0` and `::-ffff:…` hold 2^128, one more than a `u128` can say).
     pub fn size(&self) -> u128 {
         match self {
             Spec::Ip(_) | Spec::Fqdn(_) => 1,
-            Spec::Range(a, b) => ip_to_u128(*b) - ip_to_u128(*a) + 1,
+            Spec::Range(a, b) => ip_to_u128(*b)
+                .saturating_sub(ip_to_u128(*a))
+                .saturating_add(1),
             Spec::Cidr(n) => {
                 let bits = u32::from(n.prefix());
                 let total = if n.is_ipv4() { 32 - bits } else { 128 - bits };
@@ -145,28 +155,27 @@ impl Spec {
         }
     }
 
-    /// Appends the addresses of this entry (not host names) to `out`.
-    fn expand(&self, out: &mut Vec<IpAddr>) {
-        match self {
-            Spec::Ip(a) => out.push(*a),
-            Spec::Range(a, b) => {
-                let v4 = a.is_ipv4();
-                for v in ip_to_u128(*a)..=ip_to_u128(*b) {
-                    out.push(u128_to_ip(v, v4));
+    /// Appends the addresses of this entry (not host names) to `out`, at most `room`
+    /// of them (the caller's cap, so a wrong size can never make it allocate without end).
+    fn expand(&self, out: &mut Vec<IpAddr>, room: usize) {
+        let (first, v4) = match self {
+            Spec::Ip(a) => {
+                if room > 0 {
+                    out.push(*a);
                 }
+                return;
             }
+            Spec::Fqdn(_) => return,
+            Spec::Range(a, _) => (ip_to_u128(*a), a.is_ipv4()),
             Spec::Cidr(n) => {
-                let v4 = n.is_ipv4();
-                let first = ip_to_u128(n.network());
-                let size = self.size();
-                let skip_ends = v4 && n.prefix() < 31;
-                let start = if skip_ends { first + 1 } else { first };
-                for v in start..start + size {
-                    out.push(u128_to_ip(v, v4));
-                }
+                let skip_ends = n.is_ipv4() && n.prefix() < 31;
+                let network = ip_to_u128(n.network());
+                (network + u128::from(skip_ends), n.is_ipv4())
             }
-            Spec::Fqdn(_) => {}
-        }
+        };
+        let take = self.size().min(room as u128);
+        // `first + i` stays within the entry, which ends at or below u128::MAX.
+        out.extend((0..take).map(|i| u128_to_ip(first + i, v4)));
     }
 }
 
@@ -235,10 +244,26 @@ pub fn parse_import(file: &str, text: &str) -> (Vec<Spec>, Vec<ImportError>) {
 /// # Errors
 /// When the file cannot be read (its bad lines are returned, not errors).
 pub fn read_import(path: &Path) -> std::io::Result<(Vec<Spec>, Vec<ImportError>)> {
-    let bytes = std::fs::read(path)?;
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(IMPORT_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > IMPORT_MAX_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB; split it or use subnets and ranges",
+                IMPORT_MAX_BYTES >> 20
+            ),
+        ));
+    }
     let text = String::from_utf8_lossy(&bytes);
     Ok(parse_import(&path.display().to_string(), &text))
 }
+
+/// The largest import file read (a million addresses one per line is about 15 MiB).
+pub const IMPORT_MAX_BYTES: u64 = 16 << 20;
 
 /// Include and exclude lists.
 #[derive(Clone, Debug, Default)]
@@ -303,7 +328,11 @@ impl TargetSet {
     /// # Errors
     /// When the include list covers more than `cap` addresses.
     pub fn expand(&self, cap: u128) -> Result<Expanded, ExpandError> {
-        let count: u128 = self.include.iter().map(Spec::size).sum();
+        // Saturating: `::/0` alone is 2^128 addresses, and a wrapped sum would pass the cap.
+        let count = self
+            .include
+            .iter()
+            .fold(0u128, |n, s| n.saturating_add(s.size()));
         if count > cap {
             let largest = self
                 .include
@@ -317,9 +346,11 @@ impl TargetSet {
                 largest,
             });
         }
-        let mut all = Vec::with_capacity(count as usize);
+        let room = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut all = Vec::with_capacity(room.min(1 << 20));
         for s in &self.include {
-            s.expand(&mut all);
+            let left = room - all.len();
+            s.expand(&mut all, left);
         }
         let mut seen = BTreeSet::new();
         let mut addresses = Vec::with_capacity(all.len());
@@ -416,7 +447,7 @@ mod tests {
         let s: Spec = "192.0.2.0/30".parse().unwrap();
         assert_eq!(s.size(), 2);
         let mut v = Vec::new();
-        s.expand(&mut v);
+        s.expand(&mut v, 10);
         assert_eq!(
             v,
             [
@@ -457,6 +488,40 @@ mod tests {
         let e = t.expand(65_536).unwrap_err();
         assert!(e.to_string().contains("16777214 addresses"), "{e}");
         assert!(e.to_string().contains("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn the_whole_ipv6_space_does_not_wrap_past_the_cap() {
+        // Issue 18: `::/0` (2^128) plus one address summed to 0 in a release build.
+        for include in [
+            vec!["::/0", "192.0.2.1"],
+            vec!["::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "192.0.2.1"],
+            vec!["::/1", "8000::/1", "::1"],
+        ] {
+            let t = TargetSet {
+                include: include.iter().map(|s| s.parse().unwrap()).collect(),
+                exclude: vec![],
+            };
+            let e = t.expand(65_536).unwrap_err();
+            let ExpandError::TooMany { count, .. } = &e;
+            assert_eq!(*count, u128::MAX, "{include:?}: {e}");
+        }
+        let range: Spec = "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            .parse()
+            .unwrap();
+        assert_eq!(range.size(), u128::MAX);
+        assert_eq!("::/0".parse::<Spec>().unwrap().size(), u128::MAX);
+    }
+
+    #[test]
+    fn expansion_never_goes_past_its_room() {
+        let mut v = Vec::new();
+        "::/0".parse::<Spec>().unwrap().expand(&mut v, 3);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[2], "::2".parse::<IpAddr>().unwrap());
+        let mut v = Vec::new();
+        "192.0.2.9".parse::<Spec>().unwrap().expand(&mut v, 0);
+        assert!(v.is_empty());
     }
 
     #[test]

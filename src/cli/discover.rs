@@ -57,8 +57,8 @@ pub struct DiscoverArgs {
     #[arg(long, default_value_t = 512)]
     pub max_in_flight: usize,
     /// Refuse target lists larger than this many addresses.
-    #[arg(long, default_value_t = 65_536)]
-    pub max_addresses: u128,
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub max_addresses: u64,
     /// Print the whole run (per-IP report and devices) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -203,7 +203,7 @@ pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
         profiles,
         port: a.port,
         max_in_flight: a.max_in_flight,
-        max_addresses: a.max_addresses,
+        max_addresses: u128::from(a.max_addresses),
         mdns: Duration::from_secs(a.mdns_secs),
         reader: crate::poller::Reader::default(),
     };

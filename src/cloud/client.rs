@@ -199,8 +199,9 @@ impl CloudClient {
             )
             .await?;
         let t = v.access_token.expose().to_string();
-        let life = v.expires_in;
-        // Refresh at 80 % of the lifetime.
+        // Refresh at 80 % of the lifetime, which the cloud says: a day at most, so neither
+        // the product nor the instant can overflow whatever number it sends.
+        let life = v.expires_in.clamp(1, 86_400);
         let until = Instant::now() + Duration::from_secs(life * 8 / 10);
         *self.token.lock() = Some((t.clone(), until));
         Ok(t)

@@ -589,6 +589,12 @@ pub fn auth_security(auth: &serde_json::Value, path: &str) -> Result<Security, S
 /// by discovery at each run, not here: configuration never touches the network.
 pub fn parse_address(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
+    if s.len() > 64 {
+        return Err(format!(
+            "a {}-character value is not an IP address with optional :port",
+            s.len()
+        ));
+    }
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }

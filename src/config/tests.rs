@@ -289,3 +289,107 @@ fn upload_thresholds_are_configurable_within_the_seed_rule() {
         .unwrap();
     assert_eq!(cloud.upload.min_percent_drop, 10, "the cloud may set it");
 }
+
+#[test]
+fn every_number_key_has_an_upper_bound() {
+    // Issue 18: `poller.interval_secs = i64::MAX` validated, then overflowed an Instant.
+    let huge = "9223372036854775807";
+    let text = format!(
+        r#"
+[agent]
+stop_timeout_secs = {huge}
+[poller]
+interval_secs = {huge}
+backoff_max_secs = {huge}
+not_communicating_after = 4294967295
+max_pages_per_minute = {huge}
+max_in_flight = {huge}
+[[snmp_profiles]]
+name = "a"
+auth = {{ type = "v2c", community = "public" }}
+timeout_ms = {huge}
+retries = 4294967295
+max_repetitions = 4294967295
+[discovery]
+interval_secs = {huge}
+network_delay_us = {huge}
+max_in_flight = {huge}
+max_addresses = {huge}
+mdns_secs = {huge}
+[cloud]
+timeout_secs = {huge}
+outbox_max_bytes = {huge}
+"#
+    );
+    let e = parse("huge.toml", &text).unwrap_err();
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "agent.stop_timeout_secs",
+        "poller.interval_secs",
+        "poller.backoff_max_secs",
+        "poller.not_communicating_after",
+        "poller.max_pages_per_minute",
+        "poller.max_in_flight",
+        "snmp_profiles[0].timeout_ms",
+        "snmp_profiles[0].retries",
+        "snmp_profiles[0].max_repetitions",
+        "discovery.interval_secs",
+        "discovery.network_delay_us",
+        "discovery.max_in_flight",
+        "discovery.max_addresses",
+        "discovery.mdns_secs",
+        "cloud.timeout_secs",
+        "cloud.outbox_max_bytes",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    assert!(e.to_string().contains("out of range"), "{e}");
+}
+
+#[test]
+fn the_whole_ipv6_space_is_refused_from_the_file_and_the_cloud() {
+    // Issue 18: `::/0` plus one address wrapped the u128 sum to 0 and passed the cap.
+    let e = parse(
+        "v6.toml",
+        "[discovery]\ninclude = [\"::/0\", \"192.0.2.1\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.errors[0].path, "discovery.include", "{e}");
+    assert!(e.to_string().contains("more than the cap"), "{e}");
+    let src = Source::new("agent.toml", "");
+    let doc = serde_json::json!({ "discovery": { "include": ["::/0", "192.0.2.1"] } });
+    let e = src.parse_with_cloud(&doc).unwrap_err();
+    assert!(e.to_string().contains("discovery.include"), "{e}");
+    let doc = serde_json::json!({ "poller": { "interval_secs": 9_223_372_036_854_775_807u64 } });
+    let e = src.parse_with_cloud(&doc).unwrap_err();
+    assert!(e.to_string().contains("poller.interval_secs"), "{e}");
+}
+
+#[test]
+fn long_texts_and_lists_are_refused_without_echoing_them() {
+    let long = "x".repeat(60_000);
+    let text = format!(
+        r#"
+[agent]
+log_level = "{long}"
+[[printers]]
+address = "{long}"
+[discovery]
+include = ["{long}"]
+[cloud]
+proxy = {{ type = "http", url = "http://{long}" }}
+"#
+    );
+    let e = parse("long.toml", &text).unwrap_err();
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "agent.log_level",
+        "printers[0].address",
+        "discovery.include[0]",
+        "cloud.proxy.url",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    // The report names the problem; it does not repeat 60 KB four times.
+    assert!(e.to_string().len() < 2000, "{} bytes", e.to_string().len());
+}

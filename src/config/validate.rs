@@ -28,7 +28,61 @@ impl Problems {
             message: message.into(),
         });
     }
+
+    /// `value` (or `default` when the key is absent) when it lies in `range`; otherwise a
+    /// problem naming the key, and the nearest bound so later checks see a sane value.
+    /// Every number key goes through here: a huge value from the file or the cloud must
+    /// be refused at validation, not overflow an `Instant` later (issue 18).
+    fn within<T>(
+        &mut self,
+        path: &str,
+        value: Option<T>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> T
+    where
+        T: PartialOrd + Copy + std::fmt::Display,
+    {
+        let v = value.unwrap_or(default);
+        if range.contains(&v) {
+            return v;
+        }
+        self.add(
+            path,
+            format!("{v} is out of range {}..={}", range.start(), range.end()),
+        );
+        if v < *range.start() {
+            *range.start()
+        } else {
+            *range.end()
+        }
+    }
+
+    /// A text key of at most `max` characters.
+    fn short(&mut self, path: &str, value: &str, max: usize) {
+        let n = value.chars().count();
+        if n > max {
+            self.add(path, format!("{n} characters; at most {max} are allowed"));
+        }
+    }
+
+    /// A list key of at most `max` entries.
+    fn few<T>(&mut self, path: &str, list: &[T], max: usize) {
+        if list.len() > max {
+            self.add(
+                path,
+                format!("{} entries; at most {max} are allowed", list.len()),
+            );
+        }
+    }
 }
+
+/// Upper bounds shared by the checks below (a week, a month): generous for any real
+/// schedule, small enough that every `Instant + Duration` stays representable.
+const WEEK_SECS: u64 = 7 * 86_400;
+const MONTH_SECS: u64 = 31 * 86_400;
+/// The most addresses one discovery run may cover (a /8).
+pub const MAX_ADDRESSES_CAP: u64 = 1 << 24;
 
 /// Validates the whole tree; `web_port` overrides `web.listen`'s port (`--web-port`).
 pub(super) fn validate(
@@ -68,30 +122,26 @@ pub(super) fn validate(
 /// `[agent]`: the log filter and the stop deadline.
 fn agent(a: &raw::RawAgent, e: &mut Problems) -> (String, Duration) {
     let log_level = a.log_level.clone().unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+    if let Some(d) = &a.state_dir {
+        e.short("agent.state_dir", d, 1024);
+    }
+    if log_level.len() > 512 {
+        e.short("agent.log_level", &log_level, 512);
+    } else if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         e.add(
             "agent.log_level",
             format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
         );
     }
-    let stop_timeout_secs = a.stop_timeout_secs.unwrap_or(30);
-    if !(1..=300).contains(&stop_timeout_secs) {
-        e.add(
-            "agent.stop_timeout_secs",
-            format!("{stop_timeout_secs} is out of range 1..=300"),
-        );
-    }
+    let stop_timeout_secs = e.within("agent.stop_timeout_secs", a.stop_timeout_secs, 30, 1..=300);
     (log_level, Duration::from_secs(stop_timeout_secs))
 }
 
 /// `[web]`: the local page's address.
 fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
-    let listen = match w
-        .listen
-        .as_deref()
-        .unwrap_or("127.0.0.1:8080")
-        .parse::<SocketAddr>()
-    {
+    let text = w.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    e.short("web.listen", text, 64);
+    let listen = match text.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(err) => {
             e.add("web.listen", format!("not an address:port: {err}"));
@@ -107,12 +157,14 @@ fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
 /// `[poller]`: the schedule, its deadline, concurrency and backoff.
 fn poller(p: &raw::RawPoller, e: &mut Problems) -> PollerConfig {
     let d = PollerConfig::default();
-    let interval = Duration::from_secs(p.interval_secs.unwrap_or(d.interval.as_secs()));
-    if interval < Duration::from_secs(10) {
-        e.add("poller.interval_secs", "must be at least 10");
-    }
+    let interval = Duration::from_secs(e.within(
+        "poller.interval_secs",
+        p.interval_secs,
+        d.interval.as_secs(),
+        10..=WEEK_SECS,
+    ));
     let deadline = match p.deadline_secs {
-        Some(s) => Duration::from_secs(s),
+        Some(s) => Duration::from_secs(s.min(WEEK_SECS)),
         None => d.deadline.min(interval.mul_f32(0.8)),
     };
     if deadline.is_zero() || deadline >= interval {
@@ -124,24 +176,37 @@ fn poller(p: &raw::RawPoller, e: &mut Problems) -> PollerConfig {
             ),
         );
     }
-    let max_in_flight = p.max_in_flight.unwrap_or(d.max_in_flight);
-    if max_in_flight == 0 || max_in_flight > 4096 {
-        e.add("poller.max_in_flight", "must be between 1 and 4096");
-    }
-    let backoff_max = Duration::from_secs(p.backoff_max_secs.unwrap_or(d.backoff_max.as_secs()));
+    let max_in_flight = e.within(
+        "poller.max_in_flight",
+        p.max_in_flight,
+        d.max_in_flight,
+        1..=4096,
+    );
+    let backoff_max = Duration::from_secs(e.within(
+        "poller.backoff_max_secs",
+        p.backoff_max_secs,
+        d.backoff_max.as_secs(),
+        1..=MONTH_SECS,
+    ));
     if backoff_max < interval {
         e.add(
             "poller.backoff_max_secs",
             "must be at least poller.interval_secs",
         );
     }
-    let not_communicating_after = p
-        .not_communicating_after
-        .unwrap_or(d.not_communicating_after);
-    if not_communicating_after == 0 {
-        e.add("poller.not_communicating_after", "must be at least 1");
-    }
-    let status_interval = match p.status_interval_secs.unwrap_or(0) {
+    let not_communicating_after = e.within(
+        "poller.not_communicating_after",
+        p.not_communicating_after,
+        d.not_communicating_after,
+        1..=10_000,
+    );
+    let max_pages_per_minute = e.within(
+        "poller.max_pages_per_minute",
+        p.max_pages_per_minute,
+        d.max_pages_per_minute,
+        0..=1_000_000,
+    );
+    let status_interval = match p.status_interval_secs.unwrap_or(0).min(WEEK_SECS) {
         0 => None,
         n => {
             let si = Duration::from_secs(n);
@@ -160,7 +225,7 @@ fn poller(p: &raw::RawPoller, e: &mut Problems) -> PollerConfig {
         max_in_flight,
         backoff_max,
         not_communicating_after,
-        max_pages_per_minute: p.max_pages_per_minute.unwrap_or(d.max_pages_per_minute),
+        max_pages_per_minute,
         status_interval,
     }
 }
@@ -181,26 +246,24 @@ fn profiles(raw: Vec<raw::RawProfile>, deadline: Duration, e: &mut Problems) -> 
     } else {
         raw
     };
+    e.few("snmp_profiles", &raw, 64);
     let mut profiles: Vec<Profile> = Vec::new();
     for (i, rp) in raw.into_iter().enumerate() {
         let at = |k: &str| format!("snmp_profiles[{i}].{k}");
         if rp.name.trim().is_empty() {
             e.add(at("name"), "must not be empty");
         }
+        e.short(&at("name"), &rp.name, 64);
         if profiles.iter().any(|p| p.name == rp.name) {
             e.add(
                 at("name"),
                 format!("profile {:?} is defined twice", rp.name),
             );
         }
-        let timeout = Duration::from_millis(rp.timeout_ms.unwrap_or(1000));
-        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
-            e.add(at("timeout_ms"), "must be between 10 and 60000");
-        }
-        let retries = rp.retries.unwrap_or(1);
-        if retries > 10 {
-            e.add(at("retries"), "must be at most 10");
-        }
+        let timeout =
+            Duration::from_millis(e.within(&at("timeout_ms"), rp.timeout_ms, 1000, 10..=60_000));
+        let retries = e.within(&at("retries"), rp.retries, 1, 0..=10);
+        let max_repetitions = e.within(&at("max_repetitions"), rp.max_repetitions, 40, 1..=200);
         if timeout * (retries + 1) >= deadline {
             e.add(
                 at("timeout_ms"),
@@ -216,7 +279,7 @@ fn profiles(raw: Vec<raw::RawProfile>, deadline: Duration, e: &mut Problems) -> 
             security,
             timeout,
             retries,
-            max_repetitions: rp.max_repetitions.unwrap_or(40).clamp(1, 200),
+            max_repetitions,
         });
     }
     profiles
@@ -226,6 +289,9 @@ fn profiles(raw: Vec<raw::RawProfile>, deadline: Duration, e: &mut Problems) -> 
 /// the profiles to try, the schedule and the pace.
 fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> DiscoveryConfig {
     let mut targets = crate::targets::TargetSet::default();
+    e.few("discovery.include", &rd.include, 10_000);
+    e.few("discovery.exclude", &rd.exclude, 10_000);
+    e.few("discovery.import", &rd.import, 64);
     for (key, list, out) in [
         ("include", &rd.include, &mut targets.include),
         ("exclude", &rd.exclude, &mut targets.exclude),
@@ -240,8 +306,15 @@ fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> 
     for (i, f) in rd.import.iter().enumerate() {
         match crate::targets::read_import(Path::new(f)) {
             Ok((specs, errors)) => {
-                for err in errors {
+                // The first lines say what is wrong; a file of garbage is not echoed whole.
+                for err in errors.iter().take(20) {
                     e.add(format!("discovery.import[{i}]"), err.to_string());
+                }
+                if errors.len() > 20 {
+                    e.add(
+                        format!("discovery.import[{i}]"),
+                        format!("{} more bad lines in {f}", errors.len() - 20),
+                    );
                 }
                 targets.include.extend(specs);
             }
@@ -261,22 +334,37 @@ fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> 
     if chosen.is_empty() {
         chosen = (0..profiles.len()).collect();
     }
-    let interval = Duration::from_secs(rd.interval_secs.unwrap_or(86_400));
-    if interval < Duration::from_secs(60) {
-        e.add("discovery.interval_secs", "must be at least 60");
-    }
-    let max_addresses = u128::from(rd.max_addresses.unwrap_or(65_536));
+    let interval = Duration::from_secs(e.within(
+        "discovery.interval_secs",
+        rd.interval_secs,
+        86_400,
+        60..=MONTH_SECS,
+    ));
+    let max_addresses = u128::from(e.within(
+        "discovery.max_addresses",
+        rd.max_addresses,
+        65_536,
+        1..=MAX_ADDRESSES_CAP,
+    ));
     if let Err(err) = targets.expand(max_addresses) {
         e.add("discovery.include", err.to_string());
     }
+    let network_delay_us = e.within(
+        "discovery.network_delay_us",
+        rd.network_delay_us,
+        250,
+        0..=1_000_000,
+    );
+    let max_in_flight = e.within("discovery.max_in_flight", rd.max_in_flight, 512, 1..=4096);
+    let mdns_secs = e.within("discovery.mdns_secs", rd.mdns_secs, 0, 0..=3600);
     DiscoveryConfig {
         targets,
         local_network: rd.local_network.unwrap_or(false),
         interval,
-        network_delay_us: rd.network_delay_us.unwrap_or(250),
-        max_in_flight: rd.max_in_flight.unwrap_or(512).clamp(1, 4096),
+        network_delay_us,
+        max_in_flight,
         max_addresses,
-        mdns: Duration::from_secs(rd.mdns_secs.unwrap_or(0)),
+        mdns: Duration::from_secs(mdns_secs),
         port: rd.port.unwrap_or(161),
         profiles: chosen,
         takeover: rd.takeover.unwrap_or(false),
@@ -287,6 +375,21 @@ fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> 
 /// libraries and updates.
 fn cloud(rc: raw::RawCloud, e: &mut Problems) -> CloudConfig {
     let url = rc.url.filter(|u| !u.trim().is_empty());
+    if let Some(u) = &url {
+        e.short("cloud.url", u, 2048);
+    }
+    if let Some(f) = &rc.ca_file {
+        e.short("cloud.ca_file", f, 1024);
+    }
+    e.few("cloud.library_keys", &rc.library_keys, 16);
+    e.few("cloud.update_keys", &rc.update_keys, 16);
+    let timeout_secs = e.within("cloud.timeout_secs", rc.timeout_secs, 30, 1..=600);
+    let outbox_max_bytes = e.within(
+        "cloud.outbox_max_bytes",
+        rc.outbox_max_bytes,
+        64 << 20,
+        1 << 20..=16 << 30,
+    );
     if let Some(u) = &url
         && !u.starts_with("https://")
     {
@@ -327,8 +430,8 @@ fn cloud(rc: raw::RawCloud, e: &mut Problems) -> CloudConfig {
     CloudConfig {
         url,
         ca_file,
-        timeout: Duration::from_secs(rc.timeout_secs.unwrap_or(30).max(1)),
-        outbox_max_bytes: rc.outbox_max_bytes.unwrap_or(64 << 20),
+        timeout: Duration::from_secs(timeout_secs),
+        outbox_max_bytes,
         proxy,
         library_keys: rc.library_keys,
         update_keys: rc.update_keys,
@@ -343,6 +446,14 @@ fn http_proxy(
     no_proxy: Vec<String>,
     e: &mut Problems,
 ) -> Proxy {
+    e.short("cloud.proxy.url", &url, 2048);
+    if let Some(u) = &user {
+        e.short("cloud.proxy.user", u, 256);
+    }
+    if let Some(p) = &password {
+        e.short("cloud.proxy.password", p.expose(), 256);
+    }
+    e.few("cloud.proxy.no_proxy", &no_proxy, 256);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
@@ -365,6 +476,7 @@ fn http_proxy(
     }
     for (i, h) in no_proxy.iter().enumerate() {
         if h.trim().is_empty()
+            || h.len() > 253
             || h.contains([',', ' ', '/']) && h.parse::<ipnetwork::IpNetwork>().is_err()
         {
             e.add(
@@ -411,6 +523,7 @@ fn printers(
     profiles: &[Profile],
     e: &mut Problems,
 ) -> Vec<PrinterEntry> {
+    e.few("printers", &raw, 100_000);
     let mut printers = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, rp) in raw.into_iter().enumerate() {
@@ -452,6 +565,18 @@ pub(super) fn security(
 ) -> Security {
     let at = |k: &str| format!("{path}{k}");
     match auth {
+        raw::RawAuth::V1 { community } | raw::RawAuth::V2c { community }
+            if community.expose().len() > 255 =>
+        {
+            err(
+                at(".community"),
+                "longer than 255 bytes (the most an SNMP agent accepts)".into(),
+            );
+            Security::Community {
+                version: fleet_snmp::Version::V2c,
+                community,
+            }
+        }
         raw::RawAuth::V1 { community } => Security::Community {
             version: fleet_snmp::Version::V1,
             community,
@@ -511,6 +636,20 @@ pub(super) fn security(
             };
             if user.is_empty() {
                 err(at(".user"), "must not be empty".into());
+            }
+            // RFC 3414: user and context names are SnmpAdminStrings of at most 32 bytes.
+            if user.len() > 32 {
+                err(at(".user"), "longer than 32 bytes (RFC 3414)".into());
+            }
+            if context.as_ref().is_some_and(|c| c.len() > 32) {
+                err(at(".context"), "longer than 32 bytes (RFC 3414)".into());
+            }
+            let auth_len = auth.as_ref().map_or(0, |(_, p)| p.expose().len());
+            let priv_len = privacy.as_ref().map_or(0, |(_, p)| p.expose().len());
+            for (k, len) in [(".auth_pass", auth_len), (".priv_pass", priv_len)] {
+                if len > 256 {
+                    err(at(k), "longer than 256 bytes".into());
+                }
             }
             Security::Usm(Arc::new(
                 UsmUser::new(user, auth, privacy)
