@@ -12,11 +12,11 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 musl=x86_64-unknown-linux-musl
 target=()
-if rustup target list --installed 2>/dev/null | grep -q "^$musl\$"; then
+if rustup target list --installed 2>/dev/null | grep "^$musl\$" >/dev/null; then
   cargo build --release -q --target "$musl" -p fleet-agent --bin fleet-agent
   bin="target/$musl/release/fleet-agent"
   echo "static binary: $bin, $(stat -c %s "$bin") bytes ($(du -h "$bin" | cut -f1))"
-  file "$bin" | grep -q "static" || { file "$bin"; echo "not static"; exit 1; }
+  file "$bin" | grep "static" >/dev/null || { file "$bin"; echo "not static"; exit 1; }
   "$bin" version
   "$bin" config validate config/fleet-agent.toml
   target=(--target "$musl")
@@ -34,7 +34,7 @@ trap 'as_root dpkg --purge fleet-agent >/dev/null 2>&1 || true' EXIT
 as_root dpkg -i "$deb"
 test -x /usr/bin/fleet-agent
 for tool in fleet-cloud fleet-lab; do
-  if dpkg-deb --contents "$deb" | grep -q "$tool"; then echo "the .deb carries $tool"; exit 1; fi
+  if dpkg-deb --contents "$deb" | grep "$tool" >/dev/null; then echo "the .deb carries $tool"; exit 1; fi
   test ! -e "/usr/bin/$tool" || { echo "/usr/bin/$tool installed by the .deb"; exit 1; }
 done
 echo "the .deb installs the agent only (no fleet-cloud, no fleet-lab)"
@@ -43,7 +43,7 @@ test -n "$unit" && echo "unit: $unit"
 getent passwd fleet-agent
 perm=$(stat -c '%U:%G %a' /etc/fleet-agent/fleet-agent.toml)
 [ "$perm" = "root:fleet-agent 640" ] || { echo "config owner/mode is $perm"; exit 1; }
-dpkg-query -W -f='${Conffiles}\n' fleet-agent | grep -q /etc/fleet-agent/fleet-agent.toml
+dpkg-query -W -f='${Conffiles}\n' fleet-agent | grep /etc/fleet-agent/fleet-agent.toml >/dev/null
 /usr/bin/fleet-agent config validate /etc/fleet-agent/fleet-agent.toml
 if command -v systemd-analyze >/dev/null; then systemd-analyze verify "$unit"; fi
 
@@ -73,9 +73,9 @@ echo "package: $rpmfile ($(du -h "$rpmfile" | cut -f1))"
 if command -v rpm >/dev/null 2>&1; then
   rpm -qlp "$rpmfile"
   if rpm -qlp "$rpmfile" | grep -Eq "fleet-(cloud|lab)"; then echo "the .rpm carries a lab tool"; exit 1; fi
-  rpm -qp --configfiles "$rpmfile" | grep -qx /etc/fleet-agent/fleet-agent.toml
-  rpm -qp --scripts "$rpmfile" | grep -q "useradd -r -g fleet-agent"
-  if [ ${#target[@]} -gt 0 ] && rpm -qp --requires "$rpmfile" | grep -q GLIBC; then
+  rpm -qp --configfiles "$rpmfile" | grep -x /etc/fleet-agent/fleet-agent.toml >/dev/null
+  rpm -qp --scripts "$rpmfile" | grep "useradd -r -g fleet-agent" >/dev/null
+  if [ ${#target[@]} -gt 0 ] && rpm -qp --requires "$rpmfile" | grep GLIBC >/dev/null; then
     echo "the .rpm should not need glibc"; exit 1
   fi
   echo "inspected: $rpmfile"

@@ -753,6 +753,7 @@ async fn start_components(
     let reader = crate::poller::Reader {
         library: deps.library.clone(),
         clock: deps.clock.clone(),
+        deadline: crate::poller::DEFAULT_READ_DEADLINE,
     };
     let client = match &deps.snmp {
         Some(c) => c.clone(),

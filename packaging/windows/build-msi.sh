@@ -11,7 +11,7 @@ target=x86_64-pc-windows-gnu
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 cargo build --release -q --target "$target" --bin fleet-agent
 exe="target/$target/release/fleet-agent.exe"
-file "$exe" | grep -q "PE32+ executable.*x86-64" || { file "$exe"; echo "not a 64-bit Windows executable"; exit 1; }
+file "$exe" | grep "PE32+ executable.*x86-64" >/dev/null || { file "$exe"; echo "not a 64-bit Windows executable"; exit 1; }
 echo "Windows executable: $exe, $(stat -c %s "$exe") bytes ($(du -h "$exe" | cut -f1))"
 
 mkdir -p target/windows
@@ -31,23 +31,30 @@ awk 'BEGIN{FS=OFS="\t"} $1=="DefaultConfig"{$4=400} {print}' "$work/Component.id
 echo "MSI: $msi, $(stat -c %s "$msi") bytes ($(du -h "$msi" | cut -f1))"
 
 fail() { echo "MSI check failed: $*"; exit 1; }
-msiinfo export "$msi" ServiceInstall | tr -d '\r' | awk -F'\t' '$1=="FleetAgentService"' > "$work/svc"
+# Each table is exported to a file before it is searched: `msiinfo export | grep -q` under
+# pipefail fails at random when grep quits early and msiinfo dies of SIGPIPE (CI saw
+# "no PORT condition" on a good MSI that way).
+for table in ServiceInstall ServiceControl CustomAction InstallExecuteSequence Property LaunchCondition Component; do
+  msiinfo export "$msi" "$table" | tr -d '\r' > "$work/$table"
+done
+awk -F'\t' '$1=="FleetAgentService"' "$work/ServiceInstall" > "$work/svc"
 # Name, type 16 (own process), start 2 (automatic), LocalSystem, the command line.
-awk -F'\t' '$2=="FleetAgent" && $4==16 && $5==2 && $9=="LocalSystem"' "$work/svc" | grep -q . \
+[ -n "$(awk -F'\t' '$2=="FleetAgent" && $4==16 && $5==2 && $9=="LocalSystem"' "$work/svc")" ] \
   || fail "service row: $(cat "$work/svc")"
-grep -qF 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --web-port [PORT]' "$work/svc" \
+grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --web-port [PORT]' "$work/svc" >/dev/null \
   || fail "service command line: $(cat "$work/svc")"
-msiinfo export "$msi" ServiceControl | tr -d '\r' | awk -F'\t' '$2=="FleetAgent" && $3==163' | grep -q . \
+[ -n "$(awk -F'\t' '$2=="FleetAgent" && $3==163' "$work/ServiceControl")" ] \
   || fail "ServiceControl must start on install, stop on install/uninstall, remove on uninstall (163)"
-msiinfo export "$msi" CustomAction | tr -d '\r' | awk -F'\t' '$1=="SetServiceRecovery" && $3=="FleetAgentExe" && $4=="service recovery"' | grep -q . \
+[ -n "$(awk -F'\t' '$1=="SetServiceRecovery" && $3=="FleetAgentExe" && $4=="service recovery"' "$work/CustomAction")" ] \
   || fail "no recovery custom action"
-msiinfo export "$msi" InstallExecuteSequence | tr -d '\r' | sort -t$'\t' -k3n > "$work/seq"
+sort -t$'\t' -k3n "$work/InstallExecuteSequence" > "$work/seq"
 # A deferred action must sit after InstallServices and before InstallFinalize.
 awk -F'\t' '$1=="InstallServices"{s=$3} $1=="SetServiceRecovery"{r=$3} $1=="InstallFinalize"{f=$3} END{exit !(s && r && f && s<r && r<f)}' "$work/seq" \
   || fail "the recovery action must run between InstallServices and InstallFinalize: $(grep -E 'InstallServices|SetServiceRecovery|InstallFinalize' "$work/seq")"
-msiinfo export "$msi" Property | tr -d '\r' | grep -qx $'PORT\t80' || fail "PORT must default to 80"
-msiinfo export "$msi" LaunchCondition | grep -qF 'PORT >= 1 AND PORT <= 65535' || fail "no PORT condition"
-msiinfo export "$msi" Component | tr -d '\r' | awk -F'\t' '$1=="DefaultConfig" && $4==400' | grep -q . \
+grep -x $'PORT\t80' "$work/Property" >/dev/null || fail "PORT must default to 80"
+grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
+  || fail "no PORT condition: $(cat "$work/LaunchCondition")"
+[ -n "$(awk -F'\t' '$1=="DefaultConfig" && $4==400' "$work/Component")" ] \
   || fail "the configuration component is not NeverOverwrite+Permanent"
 msiextract -C "$work/x" "$msi" >/dev/null
 cmp "$exe" "$(find "$work/x" -name fleet-agent.exe)" || fail "the packed executable differs"

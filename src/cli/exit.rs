@@ -78,9 +78,25 @@ impl From<anyhow::Error> for Exit {
             .unwrap_or(FAILURE);
         Exit {
             code,
-            message: format!("{e:#}"),
+            message: chain(&e),
         }
     }
+}
+
+/// The error and its causes, each cause once: most of our errors already print their
+/// source in their own message, and `{:#}` would repeat it ("a: b: b").
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 impl From<crate::config::ConfigErrors> for Exit {
@@ -89,5 +105,35 @@ impl From<crate::config::ConfigErrors> for Exit {
             code: CONFIG,
             message: e.to_string().trim_end().to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let e = SnmpError::Malformed {
+            target: "192.0.2.1:161".parse().unwrap(),
+            source: fleet_snmp::ber::BerError {
+                offset: 5,
+                reason: "OID longer than 128 sub-identifiers",
+            },
+        };
+        let e = anyhow::Error::from(PollError::Snmp {
+            addr: "192.0.2.1:161".parse().unwrap(),
+            source: Box::new(e),
+        });
+        let exit = Exit::from(e);
+        assert_eq!(exit.code, BAD_ANSWER);
+        assert_eq!(
+            exit.message.matches("128 sub-identifiers").count(),
+            1,
+            "{}",
+            exit.message
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&e), "outer: inner");
     }
 }

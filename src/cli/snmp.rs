@@ -342,20 +342,34 @@ pub(super) async fn walk_cmd(a: WalkArgs) -> anyhow::Result<()> {
     let addr = resolve(&a.host, 161).await?;
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
-    let values = walk::walk(&client, &target, &root).await?;
+    let walked = tokio::time::timeout(
+        walk::WALK_DEADLINE,
+        walk::walk(&client, &target, &root, walk::Budget::WALK),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "{addr}: the walk did not finish within {} s",
+            walk::WALK_DEADLINE.as_secs()
+        )
+    })??;
+    let values = &walked.values;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    for vb in &values {
+    for (oid, value) in values {
         match a.format {
-            WalkFormat::Snmprec => writeln!(out, "{}", snmprec::format_line(&vb.oid, &vb.value))?,
-            WalkFormat::Text => writeln!(out, ".{} = {:?}", vb.oid, vb.value)?,
+            WalkFormat::Snmprec => writeln!(out, "{}", snmprec::format_line(oid, value))?,
+            WalkFormat::Text => writeln!(out, ".{oid} = {value:?}")?,
         }
     }
     out.flush()?;
+    if let Some(cut) = walked.cut {
+        eprintln!("{addr}: {cut}; the output is incomplete");
+    }
     if values.is_empty() {
         eprintln!("{addr}: no object under {root}");
     }

@@ -383,7 +383,7 @@ async fn probe<C: SnmpClient>(
     let mut worst: Option<Outcome> = None;
     for p in profiles {
         let target = p.target(SocketAddr::new(ip, port));
-        match walk::collect(client, &target, &probe_objects(), &[]).await {
+        match walk::collect(client, &target, &probe_objects(), &[], walk::Budget::POLL).await {
             Ok(c) => {
                 let (printer, sys_object_id, sys_descr) = classify(&c.values);
                 if !printer {

@@ -52,6 +52,14 @@ pub enum PollError {
         #[source]
         source: Box<SnmpError>,
     },
+    /// The read did not finish within [`Reader::deadline`].
+    #[error("printer {addr}: no complete answer within the {} s deadline", after.as_secs())]
+    Deadline {
+        /// Printer address.
+        addr: std::net::SocketAddr,
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// The agent answered but served no system group: not something we can report on.
     #[error("printer {addr}: the agent answered but serves neither sysDescr nor sysObjectID")]
     Empty {
@@ -65,7 +73,7 @@ impl PollError {
     pub fn snmp(&self) -> Option<&SnmpError> {
         match self {
             PollError::Snmp { source, .. } => Some(source.as_ref()),
-            PollError::Empty { .. } => None,
+            PollError::Empty { .. } | PollError::Deadline { .. } => None,
         }
     }
 }
@@ -91,14 +99,31 @@ pub struct PollStats {
 }
 
 /// What reading a printer needs besides SNMP: the support library to decode with (the one
-/// in use when a read starts, kept to its end) and the clock that stamps the reading.
-#[derive(Clone, Debug, Default)]
+/// in use when a read starts, kept to its end), the clock that stamps the reading, and
+/// the bounds of one read.
+#[derive(Clone, Debug)]
 pub struct Reader {
     /// The support library in use.
     pub library: library::Handle,
     /// The agent's clock.
     pub clock: Clock,
+    /// The longest one read may take (a device answering one value at a time, just
+    /// within the timeout, must not hold a poll slot or a discovery probe for hours).
+    pub deadline: std::time::Duration,
 }
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader {
+            library: library::Handle::default(),
+            clock: Clock::default(),
+            deadline: DEFAULT_READ_DEADLINE,
+        }
+    }
+}
+
+/// [`Reader::deadline`] unless the caller sets one (the scheduler's is tighter).
+pub const DEFAULT_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Reader {
     /// Reads one printer fully: identity, counters, supplies, alerts, trays.
@@ -113,12 +138,19 @@ impl Reader {
     ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
         let (firsts, columns) = printer::plan(&library);
-        let c = walk::collect(client, target, &firsts, &columns)
+        let collect = walk::collect(client, target, &firsts, &columns, walk::Budget::POLL);
+        let mut c = tokio::time::timeout(self.deadline, collect)
             .await
+            .map_err(|_| PollError::Deadline {
+                addr: target.addr,
+                after: self.deadline,
+            })?
             .map_err(|source| PollError::Snmp {
                 addr: target.addr,
                 source: Box::new(source),
             })?;
+        let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
+        cuts.extend(printer::limits::trim(&mut c.values, &columns));
         let collected = printer::Collected {
             values: &c.values,
             ip: Some(target.addr.ip()),
@@ -126,7 +158,8 @@ impl Reader {
             version: Some(target.security.version()),
             library: &library,
         };
-        let report = printer::decode(&collected);
+        let mut report = printer::decode(&collected);
+        report.device.cuts = cuts;
         if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {
             return Err(PollError::Empty { addr: target.addr });
         }

@@ -203,9 +203,15 @@ async fn status_check<C: SnmpClient>(
     memory: &Memory,
     library: &crate::printer::library::Library,
 ) -> Option<bool> {
-    let c = fleet_snmp::walk::collect(client, target, &[], &status_columns())
-        .await
-        .ok()?;
+    let c = fleet_snmp::walk::collect(
+        client,
+        target,
+        &[],
+        &status_columns(),
+        fleet_snmp::walk::Budget::POLL,
+    )
+    .await
+    .ok()?;
     let partial = crate::printer::decode(&crate::printer::Collected {
         values: &c.values,
         ip: None,

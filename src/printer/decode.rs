@@ -476,6 +476,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
             .collect(),
         input_trays: inputs(c),
         snmp_version: c.version,
+        cuts: Vec::new(),
     };
 
     PrinterReport {

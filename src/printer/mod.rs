@@ -7,6 +7,7 @@
 
 mod decode;
 pub mod library;
+pub mod limits;
 pub mod oids;
 pub mod text;
 
@@ -266,6 +267,10 @@ pub struct Device {
     pub input_trays: Vec<InputTray>,
     /// SNMP version used.
     pub snmp_version: Option<fleet_snmp::Version>,
+    /// What budgets left out of this reading (long texts, long tables, a collection
+    /// stopped early); empty for an ordinary printer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cuts: Vec<String>,
 }
 
 /// One input tray.

@@ -12,6 +12,9 @@ pub fn decode(bytes: &[u8]) -> String {
     }
 }
 
+/// Longest identity string (serial, model, firmware) accepted.
+pub const MAX_IDENTITY_BYTES: usize = 128;
+
 /// Decodes an identity string (serial, model, firmware): like [`decode`], then drops
 /// control characters (HP prefixes serials with 0x01 0x15) and trims blanks.
 /// Returns `None` when nothing useful remains.
@@ -24,7 +27,9 @@ pub fn identity(bytes: &[u8]) -> Option<String> {
         None => cleaned,
     };
     let t = cleaned.trim();
-    if t.is_empty() || is_placeholder(t) {
+    // No serial, model or firmware version is this long: such a value is noise (or a
+    // hostile device), and it would become the printer's identity key.
+    if t.is_empty() || t.len() > MAX_IDENTITY_BYTES || is_placeholder(t) {
         None
     } else {
         Some(t.to_string())

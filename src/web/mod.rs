@@ -132,6 +132,7 @@ impl Agent {
         crate::poller::Reader {
             library: self.library.clone(),
             clock: self.clock.clone(),
+            deadline: crate::poller::DEFAULT_READ_DEADLINE,
         }
     }
 

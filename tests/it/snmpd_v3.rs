@@ -148,9 +148,15 @@ async fn v3_auth_priv_users_poll_a_real_agent() {
         let mut w = t.clone();
         w.max_repetitions = 10;
         w.timeout = Duration::from_millis(3000);
-        let vals = walk::walk(&client, &w, &"1.3.6.1.2.1.25.2".parse().unwrap())
-            .await
-            .unwrap();
+        let vals = walk::walk(
+            &client,
+            &w,
+            &"1.3.6.1.2.1.25.2".parse().unwrap(),
+            walk::Budget::WALK,
+        )
+        .await
+        .unwrap()
+        .values;
         assert!(vals.len() > 20, "{name}: {} values", vals.len());
     }
     let t = target(

@@ -42,6 +42,9 @@ pub struct SimulateArgs {
     /// Seed for synthetic printers' starting state.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Make the synthetic printers' agents misbehave (hardening tests).
+    #[arg(long, value_enum, requires = "synthetic")]
+    pub hostile: Option<crate::hostile::Mode>,
     /// Write the list of served printers (JSON) to this file once listening.
     #[arg(long)]
     pub targets_out: Option<PathBuf>,
@@ -100,13 +103,17 @@ impl SimulateArgs {
                     self.speed
                 )));
             }
-            printers.extend(crate::synthetic_fleet(
+            let fleet = crate::synthetic_fleet(
                 self.synthetic,
                 synth::SynthParams {
                     speed: self.speed,
                     seed: self.seed,
                 },
-            ));
+            );
+            printers.extend(fleet.into_iter().map(|p| match self.hostile {
+                Some(mode) => p.hostile(mode),
+                None => p,
+            }));
         }
         if printers.is_empty() {
             return Err(ArgsError::Usage(

@@ -9,8 +9,11 @@
 //!   [`Printer`], [`Layout`], loading recordings.
 //! - [`synth`]: synthetic printers whose counters advance and supplies fall with time.
 //! - [`cli`]: the `simulate` command's arguments and what they start.
+//! - [`hostile`]: printers whose agent misbehaves on purpose (huge values, endless or
+//!   ever-longer OIDs, floods), for the agent's hardening tests.
 
 pub mod cli;
+pub mod hostile;
 pub mod synth;
 
 use fleet_snmp::agent::{self, MibStore, MibView, UsmAgent, V3Incoming, WritableView};
@@ -62,6 +65,14 @@ impl Printer {
         Printer {
             name: name.into(),
             store: Box::new(p),
+        }
+    }
+
+    /// This printer with an agent that misbehaves as `mode` says.
+    pub fn hostile(self, mode: hostile::Mode) -> Self {
+        Printer {
+            name: self.name,
+            store: Box::new(hostile::Hostile::new(self.store, mode)),
         }
     }
 }

@@ -76,6 +76,22 @@ struct Shared {
     salt: AtomicU64,
     engines: Mutex<HashMap<SocketAddr, EngineState>>,
     counters: Counters,
+    /// Addresses that sent a datagram with no readable request id while a request to
+    /// them was pending: their timeout is reported as a malformed reply, not as silence.
+    garbled: Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+/// Addresses remembered in [`Shared::garbled`] at most.
+const MAX_GARBLED: usize = 4096;
+
+fn unparsable(target: &Target) -> SnmpError {
+    SnmpError::Malformed {
+        target: target.addr,
+        source: super::ber::BerError {
+            offset: 0,
+            reason: "the reply is not an SNMP message (no request id can be read)",
+        },
+    }
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -147,6 +163,7 @@ impl UdpClient {
             salt: AtomicU64::new(fastrand::u64(..)),
             engines: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            garbled: Mutex::new(std::collections::HashSet::new()),
         });
         let mut tasks = vec![tokio::spawn(receive_loop(shared.clone(), false))];
         if shared.sock6.is_some() {
@@ -164,7 +181,7 @@ impl UdpClient {
 
     /// Creates a client whose every exchange uses its own connected socket, so an ICMP
     /// port-unreachable answer is reported as [`SnmpError::Unreachable`] at once. Meant
-    /// for discovery sweeps, where most addresses never answer; replies up to 16 KiB.
+    /// for discovery sweeps, where most addresses never answer; replies of any size.
     ///
     /// # Errors
     /// Fails when no IPv4 UDP socket can be created.
@@ -267,6 +284,7 @@ impl UdpClient {
             let mut p = shared.pending.lock();
             p.insert(id, Pending { from: addr, tx });
         }
+        shared.garbled.lock().remove(&addr);
         // Removes the entry if this future is dropped or times out.
         struct Unregister<'a>(&'a Shared, i32);
         impl Drop for Unregister<'_> {
@@ -296,6 +314,9 @@ impl UdpClient {
                 }
             }
         }
+        if shared.garbled.lock().remove(&addr) {
+            return Err(unparsable(target));
+        }
         Err(SnmpError::Timeout {
             target: target.addr,
             attempts,
@@ -324,8 +345,8 @@ impl UdpClient {
         };
         let sock = UdpSocket::bind(local).await.map_err(io)?;
         sock.connect(addr).await.map_err(io)?;
-        let mut buf = vec![0u8; 16 * 1024];
         let attempts = target.retries + 1;
+        let mut garbled = false;
         for _ in 0..attempts {
             self.pace().await;
             match sock.send(bytes).await {
@@ -340,11 +361,15 @@ impl UdpClient {
             counters.sent.fetch_add(1, Ordering::Relaxed);
             let deadline = Instant::now() + target.timeout;
             loop {
-                match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-                    Ok(Ok(n)) => {
-                        if peek_correlation_id(&buf[..n]) == Some(id) {
-                            counters.received.fetch_add(1, Ordering::Relaxed);
-                            return Ok(buf[..n].to_vec());
+                match tokio::time::timeout_at(deadline, recv_whole(&sock)).await {
+                    Ok(Ok(datagram)) => {
+                        match peek_correlation_id(&datagram) {
+                            Some(got) if got == id => {
+                                counters.received.fetch_add(1, Ordering::Relaxed);
+                                return Ok(datagram);
+                            }
+                            Some(_) => {}
+                            None => garbled = true,
                         }
                         counters.stale.fetch_add(1, Ordering::Relaxed);
                     }
@@ -360,6 +385,9 @@ impl UdpClient {
                     }
                 }
             }
+        }
+        if garbled {
+            return Err(unparsable(target));
         }
         Err(SnmpError::Timeout {
             target: target.addr,
@@ -648,6 +676,16 @@ fn check_response(target: &Target, id: i32, pdu: Pdu) -> Result<Pdu, SnmpError> 
     Ok(pdu)
 }
 
+/// Receives one datagram whole (up to the UDP maximum): a reply cut at a smaller buffer
+/// would look like no answer at all. The buffer is reserved, not zeroed, so the pages a
+/// small reply does not touch never become resident (discovery runs hundreds of these
+/// at once).
+async fn recv_whole(sock: &UdpSocket) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(MAX_DATAGRAM + 1);
+    sock.recv_buf(&mut buf).await?;
+    Ok(buf)
+}
+
 /// Maps IPv4-mapped IPv6 addresses to plain IPv4 so replies match what was sent.
 fn normalize(a: SocketAddr) -> SocketAddr {
     match a {
@@ -679,6 +717,13 @@ async fn receive_loop(shared: Arc<Shared>, v6: bool) {
         let from = normalize(from);
         let Some(id) = peek_correlation_id(data) else {
             shared.counters.stale.fetch_add(1, Ordering::Relaxed);
+            // Only for an address we are waiting for, and bounded: noise from anywhere
+            // else must not grow the set.
+            let waited = shared.pending.lock().values().any(|w| w.from == from);
+            let mut g = shared.garbled.lock();
+            if waited && g.len() < MAX_GARBLED {
+                g.insert(from);
+            }
             continue;
         };
         let waiter = {

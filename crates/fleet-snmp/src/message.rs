@@ -315,6 +315,12 @@ impl ScopedPdu {
         let mut s = r.enter(tag::SEQUENCE, "scopedPDU")?;
         let context_engine_id = s.octets("contextEngineID")?.to_vec();
         let context_name = s.octets("contextName")?.to_vec();
+        if context_engine_id.len() > 32 || context_name.len() > 32 {
+            return Err(BerError {
+                offset: 0,
+                reason: "contextEngineID or contextName longer than 32 octets",
+            });
+        }
         let pdu = Pdu::decode(&mut s)?;
         Ok(ScopedPdu {
             context_engine_id,
@@ -467,6 +473,14 @@ pub fn parse_v3(bytes: &[u8]) -> Result<ParsedV3<'_>, BerError> {
     let mut spr = Reader::inside(&m, &sp);
     let mut u = spr.enter(tag::SEQUENCE, "UsmSecurityParameters")?;
     let engine_id = u.octets("msgAuthoritativeEngineID")?.to_vec();
+    // RFC 3411: an SnmpEngineID is 5 to 32 octets (empty in a discovery request). A
+    // longer one would be echoed into every later request.
+    if engine_id.len() > 32 {
+        return Err(BerError {
+            offset: 0,
+            reason: "msgAuthoritativeEngineID longer than 32 octets",
+        });
+    }
     let boots = u.integer("msgAuthoritativeEngineBoots")?;
     let time = u.integer("msgAuthoritativeEngineTime")?;
     let user = u.octets("msgUserName")?.to_vec();
@@ -633,5 +647,33 @@ mod tests {
             panic!("expected plain data")
         };
         assert_eq!(ScopedPdu::decode(p).unwrap(), scoped);
+    }
+
+    #[test]
+    fn an_engine_id_longer_than_32_octets_is_malformed() {
+        // Issue 18: a 60 KB engine ID made the agent send an oversize request.
+        for (len, ok) in [(32, true), (33, false), (60_000, false)] {
+            let usm = UsmParams {
+                engine_id: vec![0x80; len],
+                ..UsmParams::default()
+            };
+            let scoped = ScopedPdu {
+                context_engine_id: vec![],
+                context_name: vec![],
+                pdu: pdu(),
+            };
+            let bytes = encode_v3(&V3Out {
+                msg_id: 1,
+                max_size: 65507,
+                reportable: false,
+                usm: &usm,
+                keys: None,
+                auth: false,
+                privacy: false,
+                salt: 0,
+                scoped: &scoped,
+            });
+            assert_eq!(parse_v3(&bytes).is_ok(), ok, "{len}");
+        }
     }
 }

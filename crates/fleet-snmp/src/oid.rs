@@ -3,6 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The most sub-identifiers an OID may have (RFC 2578 §3.5); a reply with a longer one
+/// is malformed, so a device cannot grow OIDs without end.
+pub const MAX_ARCS: usize = 128;
+
 /// An SNMP object identifier, ordered arc by arc as SNMP lexicographic order requires.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Oid(Vec<u32>);
@@ -95,8 +99,13 @@ impl Oid {
     /// Decodes BER content octets into an OID.
     ///
     /// # Errors
-    /// Returns a message when a sub-identifier is truncated or overflows 32 bits.
+    /// Returns a message when a sub-identifier is truncated or overflows 32 bits, or
+    /// when there are more than [`MAX_ARCS`].
     pub fn decode_content(bytes: &[u8]) -> Result<Oid, &'static str> {
+        if bytes.len() > MAX_ARCS * 5 {
+            // Even at 5 octets per arc, that is more than MAX_ARCS.
+            return Err("OID longer than 128 sub-identifiers");
+        }
         let mut arcs = Vec::with_capacity(bytes.len() + 1);
         let mut acc: u64 = 0;
         let mut in_progress = false;
@@ -128,6 +137,9 @@ impl Oid {
         }
         if in_progress {
             return Err("truncated OID sub-identifier");
+        }
+        if arcs.len() > MAX_ARCS {
+            return Err("OID longer than 128 sub-identifiers");
         }
         Ok(Oid(arcs))
     }
@@ -260,5 +272,24 @@ mod tests {
     #[test]
     fn decode_rejects_truncation() {
         assert!(Oid::decode_content(&[0x2b, 0x86]).is_err());
+    }
+
+    #[test]
+    fn oids_longer_than_128_arcs_are_malformed() {
+        // Issue 18: a device growing its OIDs by one arc per answer.
+        let ok = Oid::new(vec![1u32; MAX_ARCS]);
+        let mut buf = Vec::new();
+        ok.encode_content(&mut buf);
+        assert_eq!(Oid::decode_content(&buf).unwrap().len(), MAX_ARCS);
+        let big = Oid::new(vec![u32::MAX; MAX_ARCS]);
+        let mut buf = Vec::new();
+        big.encode_content(&mut buf);
+        assert!(Oid::decode_content(&buf).is_ok());
+        for n in [MAX_ARCS + 1, 10_000] {
+            let mut buf = Vec::new();
+            Oid::new(vec![1u32; n]).encode_content(&mut buf);
+            let e = Oid::decode_content(&buf).unwrap_err();
+            assert!(e.contains("128"), "{e}");
+        }
     }
 }

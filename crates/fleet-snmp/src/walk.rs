@@ -6,9 +6,56 @@ use super::message::error_status;
 use super::{Oid, Pdu, PduType, Request, SnmpClient, SnmpError, Target, Value, VarBind, Version};
 use std::collections::BTreeMap;
 
-/// Upper bound on values one collection may return, so a misbehaving agent that keeps
-/// inventing OIDs cannot make a walk run forever.
-pub const MAX_VALUES: usize = 200_000;
+/// What one collection may gather from a device, so that an agent that keeps inventing
+/// OIDs or serves endless large values costs bounded memory and round trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Values kept at most.
+    pub values: usize,
+    /// Bytes kept at most (OIDs and values, as [`weight`] counts them).
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// A printer poll: the largest real recordings hold under 3,000 values in the
+    /// columns a poll reads; a poll stops well before memory matters.
+    pub const POLL: Budget = Budget {
+        values: 10_000,
+        bytes: 2 << 20,
+    };
+    /// A whole-subtree walk (`walk`, the `mibWalk` job): a large MFP's whole MIB is
+    /// tens of thousands of values and a few MB.
+    pub const WALK: Budget = Budget {
+        values: 100_000,
+        bytes: 8 << 20,
+    };
+}
+
+/// The longest a whole-subtree walk may take (a full printer MIB takes seconds; a
+/// device trickling values must not hold a job or the command line for hours).
+pub const WALK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Why a collection stopped before the device said it was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Cut {
+    /// The value budget ran out.
+    #[error("stopped after {0} values (the budget of one collection)")]
+    Values(usize),
+    /// The byte budget ran out.
+    #[error("stopped after {0} bytes (the budget of one collection)")]
+    Bytes(usize),
+}
+
+/// The bytes one value costs in a collection: its OID's arcs and its payload, plus a
+/// fixed overhead (map node, enum).
+pub fn weight(oid: &Oid, value: &Value) -> usize {
+    let payload = match value {
+        Value::OctetString(b) | Value::Opaque(b) => b.len(),
+        Value::ObjectId(o) => o.len() * 4,
+        _ => 8,
+    };
+    48 + oid.len() * 4 + payload
+}
 
 fn agent_error(target: &Target, pdu: &Pdu) -> SnmpError {
     SnmpError::Agent {
@@ -90,7 +137,8 @@ pub async fn set<C: SnmpClient>(
 }
 
 /// Walks the subtree under `root` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the
-/// end of the subtree and failing on a non-increasing OID.
+/// end of the subtree or of `budget` ([`Collection::cut`]), and failing on a
+/// non-increasing OID.
 ///
 /// # Errors
 /// Transport, security and agent errors, and looping agents.
@@ -98,12 +146,9 @@ pub async fn walk<C: SnmpClient>(
     client: &C,
     target: &Target,
     root: &Oid,
-) -> Result<Vec<VarBind>, SnmpError> {
-    let c = collect(client, target, &[], std::slice::from_ref(root)).await?;
-    Ok(c.values
-        .into_iter()
-        .map(|(oid, value)| VarBind { oid, value })
-        .collect())
+    budget: Budget,
+) -> Result<Collection, SnmpError> {
+    collect(client, target, &[], std::slice::from_ref(root), budget).await
 }
 
 /// What [`collect`] gathered.
@@ -113,6 +158,31 @@ pub struct Collection {
     pub values: BTreeMap<Oid, Value>,
     /// Round trips made.
     pub requests: u32,
+    /// Bytes kept, as [`weight`] counts them.
+    pub bytes: usize,
+    /// Set when the budget stopped the collection early.
+    pub cut: Option<Cut>,
+}
+
+impl Collection {
+    /// Keeps one value unless the budget is spent; returns false when it is.
+    fn keep(&mut self, oid: Oid, value: Value, budget: Budget) -> bool {
+        if self.cut.is_some() {
+            return false;
+        }
+        let w = weight(&oid, &value);
+        if self.values.len() >= budget.values {
+            self.cut = Some(Cut::Values(self.values.len()));
+            return false;
+        }
+        if self.bytes.saturating_add(w) > budget.bytes {
+            self.cut = Some(Cut::Bytes(self.bytes));
+            return false;
+        }
+        self.bytes += w;
+        self.values.insert(oid, value);
+        true
+    }
 }
 
 struct Column {
@@ -124,7 +194,8 @@ struct Column {
 /// (sent as GETBULK non-repeaters, i.e. GETNEXT of the object) and every instance under
 /// each of `columns` (the repeaters). The budget of varbinds per response is
 /// `target.max_repetitions`, spread over the columns still being walked; on tooBig the
-/// budget is halved.
+/// budget is halved. The collection stops (with [`Collection::cut`] set) when `budget`
+/// is spent.
 ///
 /// # Errors
 /// Transport, security and agent errors, non-increasing OIDs, and tooBig for a single
@@ -134,6 +205,7 @@ pub async fn collect<C: SnmpClient>(
     target: &Target,
     firsts: &[Oid],
     columns: &[Oid],
+    limit: Budget,
 ) -> Result<Collection, SnmpError> {
     let mut out = Collection::default();
     let mut firsts: Vec<Oid> = firsts.to_vec();
@@ -154,7 +226,7 @@ pub async fn collect<C: SnmpClient>(
         if firsts.is_empty() {
             firsts.append(&mut deferred);
         }
-        if out.values.len() > MAX_VALUES {
+        if out.cut.is_some() {
             break;
         }
         let ncols = cols.len().min(max_cols);
@@ -215,7 +287,7 @@ pub async fn collect<C: SnmpClient>(
         let mut vbs = pdu.varbinds.into_iter();
         for (i, vb) in vbs.by_ref().take(nr).enumerate() {
             if !vb.value.is_exception() && vb.oid.starts_with(&firsts[i]) {
-                out.values.insert(vb.oid, vb.value);
+                out.keep(vb.oid, vb.value, limit);
             }
         }
         firsts.clear();
@@ -249,8 +321,10 @@ pub async fn collect<C: SnmpClient>(
                         });
                     }
                     col.cursor = vb.oid.clone();
-                    if !vb.value.is_exception() {
-                        out.values.insert(vb.oid.clone(), vb.value.clone());
+                    if !vb.value.is_exception()
+                        && !out.keep(vb.oid.clone(), vb.value.clone(), limit)
+                    {
+                        break;
                     }
                 }
             }
@@ -320,6 +394,7 @@ mod tests {
                     "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap(),
                     "1.3.6.1.2.1.43.12.1.1.4".parse().unwrap(),
                 ],
+                Budget::POLL,
             )
             .await
             .unwrap();
@@ -345,10 +420,12 @@ mod tests {
                 "1.3.6.1.2.1.43.11.1.1.6".parse().unwrap(),
                 "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap(),
             ],
+            Budget::POLL,
         )
         .await
         .unwrap();
         assert_eq!(c.values.len(), 60);
+        assert_eq!(c.cut, None);
         assert!(c.requests <= 2, "took {} requests", c.requests);
     }
 
@@ -389,9 +466,73 @@ mod tests {
         let addr: SocketAddr = "127.0.0.2:161".parse().unwrap();
         f.add_store(addr, Box::new(Loop));
         let t = Target::new(addr, Security::v2c("public"));
-        let err = walk(&f, &t, &"1.3.6.1.2.1.43".parse().unwrap())
+        let err = walk(&f, &t, &"1.3.6.1.2.1.43".parse().unwrap(), Budget::WALK)
             .await
             .unwrap_err();
         assert!(matches!(err, SnmpError::NonIncreasing { .. }), "{err}");
+    }
+
+    /// Serves an endless column under 1.3.6.1.4.1.99999.1: row `n` holds `size` bytes.
+    struct Endless {
+        size: usize,
+    }
+    impl crate::agent::MibStore for Endless {
+        fn get(&self, _: &Oid) -> Option<Value> {
+            None
+        }
+        fn next(&self, oid: &Oid) -> Option<(Oid, Value)> {
+            let base = [1, 3, 6, 1, 4, 1, 99_999, 1];
+            let n = match oid.suffix(&Oid::from_slice(&base)) {
+                Some([n, ..]) => n + 1,
+                _ => 1,
+            };
+            Some((
+                Oid::new([&base[..], &[n]].concat()),
+                Value::OctetString(vec![b'x'; self.size]),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_device_stops_at_the_budget_and_says_so() {
+        // Issue 18: a walk of endless large values reached 5.6 GB.
+        for (size, budget, want) in [
+            (
+                1,
+                Budget {
+                    values: 500,
+                    bytes: 1 << 20,
+                },
+                Cut::Values(500),
+            ),
+            (
+                4000,
+                Budget {
+                    values: 100_000,
+                    bytes: 1 << 20,
+                },
+                Cut::Bytes(0),
+            ),
+        ] {
+            let f = FakeSnmp::new();
+            let addr: SocketAddr = "127.0.0.3:161".parse().unwrap();
+            f.add_store(addr, Box::new(Endless { size }));
+            let t = Target::new(addr, Security::v2c("public"));
+            let w = walk(&f, &t, &"1.3.6.1.4.1.99999".parse().unwrap(), budget)
+                .await
+                .unwrap();
+            let cut = w.cut.expect("the walk was cut");
+            match (cut, want) {
+                (Cut::Values(n), Cut::Values(m)) => assert_eq!(n, m),
+                (Cut::Bytes(n), Cut::Bytes(_)) => {
+                    assert!(n <= budget.bytes && n > budget.bytes - 5000, "{n}");
+                }
+                other => panic!("{other:?}"),
+            }
+            let kept: usize = w.values.iter().map(|(o, v)| weight(o, v)).sum();
+            assert_eq!(kept, w.bytes);
+            assert!(kept <= budget.bytes && w.values.len() <= budget.values);
+            assert!(!w.values.is_empty());
+        }
     }
 }

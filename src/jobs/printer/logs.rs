@@ -39,16 +39,25 @@ pub async fn mib_walk(ctx: &Context, job: &Job) -> JobResult {
         Err(r) => return r,
     };
     let (addr, serial) = (p.addr, p.serial.as_deref());
-    let vbs = match fleet_snmp::walk::walk(&ctx.snmp, &p.target, &oid("1.3.6.1")).await {
-        Ok(v) => v,
-        Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
+    let root = oid("1.3.6.1");
+    let walk = fleet_snmp::walk::walk(&ctx.snmp, &p.target, &root, fleet_snmp::walk::Budget::WALK);
+    let walked = match tokio::time::timeout(fleet_snmp::walk::WALK_DEADLINE, walk).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. }))) => {
             return printer_outcome(addr, serial, Status::PrinterNotCommunicating, e.to_string());
         }
-        Err(e) => return failed(e.to_string()),
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(_) => {
+            return failed(format!(
+                "printer {addr}: the walk did not finish within {} s",
+                fleet_snmp::walk::WALK_DEADLINE.as_secs()
+            ));
+        }
     };
+    let vbs = &walked.values;
     let mut text = String::new();
-    for vb in &vbs {
-        text.push_str(&fleet_snmp::snmprec::format_line(&vb.oid, &vb.value));
+    for (oid, value) in vbs {
+        text.push_str(&fleet_snmp::snmprec::format_line(oid, value));
         text.push('\n');
     }
     let body = gzip(&text);
@@ -66,11 +75,17 @@ pub async fn mib_walk(ctx: &Context, job: &Job) -> JobResult {
         files: vec![FileRef { name, bytes: size }],
         ..with_printers(
             Status::Completed,
-            vec![Message::info(format!(
+            std::iter::once(Message::info(format!(
                 "{} objects walked, {} KiB compressed",
                 vbs.len(),
                 size.div_ceil(1024)
-            ))],
+            )))
+            .chain(
+                walked
+                    .cut
+                    .map(|c| Message::warning(format!("the walk was cut: {c}"))),
+            )
+            .collect(),
             vec![one(addr, serial, Status::Completed, None)],
         )
     }

@@ -176,3 +176,73 @@ async fn v3_resynchronises_once_after_an_agent_reboot() {
     );
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn the_connected_client_takes_replies_larger_than_16_kib() {
+    // Issue 18: discovery's client read into 16 KiB, so a larger reply was "no answer".
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = agent.local_addr().unwrap();
+    let responder = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let (n, from) = agent.recv_from(&mut buf).await.unwrap();
+        let m = decode_community(&buf[..n]).unwrap();
+        let pdu = Pdu {
+            kind: PduType::Response,
+            request_id: m.pdu.request_id,
+            error_status: 0,
+            error_index: 0,
+            varbinds: vec![VarBind::new(
+                m.pdu.varbinds[0].oid.clone(),
+                Value::OctetString(vec![b'x'; 40_000]),
+            )],
+        };
+        let reply = encode_community(Version::V2c, &m.community, &pdu);
+        assert!(reply.len() > 40_000);
+        agent.send_to(&reply, from).await.unwrap();
+    });
+    let client = UdpClient::connected().unwrap();
+    let got = walk::get(&client, &target(addr, 2000, 0), &oid())
+        .await
+        .unwrap();
+    assert_eq!(got[0].value.as_bytes().unwrap().len(), 40_000);
+    responder.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unparsable_reply_is_a_malformed_answer_not_silence() {
+    // Issue 18: garbage in reply was reported as "no response" (exit 3, not 5).
+    for connected in [false, true] {
+        let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = agent.local_addr().unwrap();
+        let responder = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            for _ in 0..2 {
+                let (_, from) = agent.recv_from(&mut buf).await.unwrap();
+                agent.send_to(b"\x30\xff garbage", from).await.unwrap();
+            }
+        });
+        let client = if connected {
+            UdpClient::connected().unwrap()
+        } else {
+            UdpClient::new().unwrap()
+        };
+        let err = walk::get(&client, &target(addr, 200, 1), &oid())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SnmpError::Malformed { .. }),
+            "connected={connected}: {err}"
+        );
+        responder.await.unwrap();
+        // A silent agent is still a timeout.
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let err = walk::get(
+            &client,
+            &target(silent.local_addr().unwrap(), 100, 0),
+            &oid(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, SnmpError::Timeout { .. }), "{err}");
+    }
+}
