@@ -412,8 +412,8 @@ pub async fn run(
     };
     tracing::info!(state_dir = %state_dir.display(), "Store opened.");
     let key = {
-        let dir = state_dir.clone();
-        tokio::task::spawn_blocking(move || crate::store::secrets::SealKey::load_or_create(&dir))
+        let (dir, store) = (state_dir.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::store::secrets::SealKey::for_store(&store, &dir))
             .await??
     };
     let stored = crate::cloud::settings::stored(&store, &key)?;

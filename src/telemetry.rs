@@ -318,8 +318,29 @@ struct Tee {
     stderr: bool,
 }
 
+/// The longest log line kept whole; longer ones (a printer's or a document's text
+/// echoed in an error) are cut, saying how much was cut.
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// `buf` cut to [`MAX_LINE_BYTES`] (on a character boundary) plus a note, when longer.
+fn cut_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if buf.len() <= MAX_LINE_BYTES {
+        return std::borrow::Cow::Borrowed(buf);
+    }
+    let mut end = MAX_LINE_BYTES;
+    // Back to the start of a UTF-8 character (at most 3 continuation bytes).
+    while end > 0 && (buf[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    let mut out = buf[..end].to_vec();
+    out.extend_from_slice(format!(" [... {} bytes cut]\n", buf.len() - end).as_bytes());
+    std::borrow::Cow::Owned(out)
+}
+
 impl std::io::Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+    fn write(&mut self, whole: &[u8]) -> std::io::Result<usize> {
+        let buf = cut_line(whole);
+        let buf = &buf[..];
         // A Windows service has no standard error: a failed write there must not lose the
         // line for the file and the in-memory copy.
         let stderr = if self.stderr {
@@ -342,7 +363,7 @@ impl std::io::Write for Tee {
         if self.file.is_none() {
             stderr?;
         }
-        Ok(buf.len())
+        Ok(whole.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -509,6 +530,24 @@ mod tests {
             logs.iter().any(|l| l == "2026-11-28  INFO ring test line"),
             "{logs:?}"
         );
+    }
+
+    #[test]
+    fn long_log_lines_are_cut_and_say_so() {
+        use std::io::Write;
+        let logs = super::Logs::default();
+        let mut tee = super::Tee {
+            ring: logs.ring.clone(),
+            file: None,
+            stderr: false,
+        };
+        let mut line = "é".repeat(50_000).into_bytes();
+        line.push(b'\n');
+        assert_eq!(tee.write(&line).unwrap(), line.len());
+        let kept = logs.recent().pop().unwrap();
+        assert!(kept.len() <= super::MAX_LINE_BYTES + 40, "{}", kept.len());
+        assert!(kept.ends_with("bytes cut]"), "{}", &kept[kept.len() - 40..]);
+        assert!(!kept.contains('\u{fffd}'), "cut on a character boundary");
     }
     use super::*;
 

@@ -213,10 +213,9 @@ pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
     // local page wins over the file's).
     let d = dir.clone();
     let (store, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((
-            crate::store::Store::open(&d)?,
-            crate::store::secrets::SealKey::load_or_create(&d)?,
-        ))
+        let store = crate::store::Store::open(&d)?;
+        let key = crate::store::secrets::SealKey::for_store(&store, &d)?;
+        Ok::<_, crate::store::StoreError>((store, key))
     })
     .await
     .map_err(|e| fail(e.to_string()))?

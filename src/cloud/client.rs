@@ -65,13 +65,48 @@ fn classify(e: reqwest::Error) -> CloudError {
     CloudError::Transient(text)
 }
 
+/// The largest document the agent reads from the cloud (settings, a page of jobs).
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+/// The largest answer to a request of the agent's (tokens, acknowledgements) or error.
+pub const MAX_ANSWER_BYTES: usize = 256 << 10;
+/// Jobs read from one answer, at most (the rest come at the next poll).
+pub const MAX_JOBS_PER_FETCH: usize = 1000;
+
+/// Reads a body whole, refusing one over `max` bytes before reading past it.
+async fn body_of(mut r: reqwest::Response, max: usize) -> Result<Vec<u8>, CloudError> {
+    let too_big =
+        || CloudError::Transient(format!("the cloud's answer is larger than {max} bytes"));
+    if r.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(classify)? {
+        if out.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Reads a JSON body of at most `max` bytes.
+async fn json_of<T: DeserializeOwned>(r: reqwest::Response, max: usize) -> Result<T, CloudError> {
+    let bytes = body_of(r, max).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CloudError::Transient(format!("the cloud's answer is not the expected JSON: {e}"))
+    })
+}
+
 async fn error_of(r: reqwest::Response) -> CloudError {
     let status = r.status().as_u16();
-    let reason = r
-        .json::<Reason>()
+    let reason: String = json_of::<Reason>(r, MAX_ANSWER_BYTES)
         .await
         .map(|r| r.reason)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(500)
+        .collect();
     match status {
         401 => CloudError::Unauthorized(reason),
         429 => CloudError::RateLimited,
@@ -289,9 +324,11 @@ impl CloudClient {
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
+            // A tag is stored and sent back: a long one is no tag.
+            .filter(|t| t.len() <= 256)
             .unwrap_or("")
             .to_string();
-        let v: Value = r.json().await.map_err(classify)?;
+        let v: Value = json_of(r, MAX_DOCUMENT_BYTES).await?;
         Ok(Some((tag, v)))
     }
 
@@ -324,9 +361,16 @@ impl CloudClient {
         struct Each {
             jobs: Vec<Value>,
         }
-        let v: Each = r.json().await.map_err(classify)?;
+        let v: Each = json_of(r, MAX_DOCUMENT_BYTES).await?;
+        if v.jobs.len() > MAX_JOBS_PER_FETCH {
+            tracing::warn!(
+                jobs = v.jobs.len(),
+                "The cloud sent more jobs than the agent takes at once; the first {MAX_JOBS_PER_FETCH} are read."
+            );
+        }
         Ok(v.jobs
             .into_iter()
+            .take(MAX_JOBS_PER_FETCH)
             .filter_map(|j| {
                 serde_json::from_value::<Job>(j)
                     .map_err(
@@ -493,6 +537,6 @@ impl CloudClient {
         if !r.status().is_success() {
             return Err(error_of(r).await);
         }
-        r.json().await.map_err(classify)
+        json_of(r, MAX_ANSWER_BYTES).await
     }
 }

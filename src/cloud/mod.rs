@@ -120,6 +120,6 @@ pub fn save_credentials(
     creds: &client::Credentials,
 ) -> Result<(), crate::store::StoreError> {
     let store = crate::store::Store::open(dir)?;
-    let key = crate::store::secrets::SealKey::load_or_create(dir)?;
+    let key = crate::store::secrets::SealKey::for_store(&store, dir)?;
     store.save_cloud_credentials(&key, creds)
 }

@@ -24,6 +24,9 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// Local web listener (metrics now; the UI later).
     pub web_listen: SocketAddr,
+    /// Host names (lower case) the page answers to besides loopback names, IP literals and
+    /// this computer's name, once "localhost only" is off (`web.allowed_hosts`).
+    pub web_allowed_hosts: Vec<String>,
     /// Poller settings.
     pub poller: PollerConfig,
     /// Scheduled discovery.

@@ -93,6 +93,7 @@ pub(super) fn validate(
     let mut e = Problems::default();
     let (log_level, stop_timeout) = agent(&raw.agent, &mut e);
     let web_listen = web(&raw.web, web_port, &mut e);
+    let web_allowed_hosts = allowed_hosts(raw.web.allowed_hosts.as_deref(), &mut e);
     let poller = poller(&raw.poller, &mut e);
     let profiles = profiles(raw.snmp_profiles, poller.deadline, &mut e);
     let discovery = discovery(&raw.discovery, &profiles, &mut e);
@@ -110,6 +111,7 @@ pub(super) fn validate(
         log_level,
         stop_timeout,
         web_listen,
+        web_allowed_hosts,
         poller,
         discovery,
         cloud,
@@ -152,6 +154,37 @@ fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
         Some(p) => SocketAddr::new(listen.ip(), p),
         None => listen,
     }
+}
+
+/// `web.allowed_hosts`: DNS names (letters, digits, `-`, `.`), lower-cased.
+fn allowed_hosts(list: Option<&[String]>, e: &mut Problems) -> Vec<String> {
+    let list = list.unwrap_or_default();
+    e.few("web.allowed_hosts", list, 64);
+    let mut out = Vec::new();
+    for (i, name) in list.iter().take(64).enumerate() {
+        let path = format!("web.allowed_hosts[{i}]");
+        let name = name.trim_end_matches('.');
+        let fine = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if fine {
+            out.push(name.to_ascii_lowercase());
+        } else {
+            e.add(
+                path,
+                "not a host name (letters, digits, '-' and '.', at most 253 characters; no port, no address)",
+            );
+        }
+    }
+    out
 }
 
 /// `[poller]`: the schedule, its deadline, concurrency and backoff.

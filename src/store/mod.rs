@@ -1,5 +1,8 @@
 //! The store: SQLite (bundled) in WAL mode with embedded numbered migrations. The only
-//! module with SQL. Opening refuses to go on after a failed migration, naming it.
+//! module with SQL. Opening refuses to go on after a failed migration, naming it; a
+//! damaged database (`PRAGMA quick_check`, or SQLite calling it corrupt) is moved aside
+//! and a fresh one started with the settings that could be read from it (the activation
+//! and the sealed credentials), so a damaged file never becomes a restart loop.
 
 pub mod jobs;
 pub mod outbox;
@@ -69,6 +72,84 @@ pub enum StoreError {
     /// A query failed.
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// `secret.key` is missing while the store holds secrets sealed with it.
+    #[error(
+        "{path} is missing, but the store holds secrets sealed with it (the activation, the proxy password, printer credentials); restore the file from a backup, or move fleet-agent.db aside to start over (the agent then needs a new activation)"
+    )]
+    KeyMissing {
+        /// The key file's path.
+        path: PathBuf,
+    },
+    /// `secret.key` does not open the store's sealed secrets.
+    #[error(
+        "{path} is not the key the store's secrets were sealed with (was it replaced?); restore the original file, or move fleet-agent.db aside to start over (the agent then needs a new activation)"
+    )]
+    KeyMismatch {
+        /// The key file's path.
+        path: PathBuf,
+    },
+    /// `secret.key` can be read by other users.
+    #[error(
+        "{path} can be read by other users (mode {mode:o}); it must be readable by the agent's user only: chmod 600 {path}"
+    )]
+    KeyExposed {
+        /// The key file's path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// The database's file name in the state directory.
+pub const DB_FILE: &str = "fleet-agent.db";
+
+/// Whether SQLite calls the file damaged (rather than, say, unreadable).
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Opens the database file and checks it; `Err(Ok(why))` says it is damaged.
+fn open_checked(path: &Path) -> Result<Connection, Result<String, rusqlite::Error>> {
+    let sort = |e: rusqlite::Error| {
+        if is_damage(&e) {
+            Ok(e.to_string())
+        } else {
+            Err(e)
+        }
+    };
+    let conn = Connection::open(path).map_err(sort)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sort)?;
+    // At most 20 problems: the first is enough to decide, the rest go to the log.
+    let problems: Vec<String> = {
+        let mut st = conn.prepare("PRAGMA quick_check(20)").map_err(sort)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(sort)?;
+        rows.collect::<Result<_, _>>().map_err(sort)?
+    };
+    if problems.len() == 1 && problems[0] == "ok" {
+        Ok(conn)
+    } else {
+        Err(Ok(problems.join("; ")))
+    }
+}
+
+/// The settings rows (name, value, encrypted) a damaged database still gives.
+fn salvage_settings(path: &Path) -> Vec<(String, String, i64)> {
+    let Ok(c) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return vec![];
+    };
+    let Ok(mut st) = c.prepare("SELECT name, value, encrypted FROM settings") else {
+        return vec![];
+    };
+    let Ok(rows) = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))) else {
+        return vec![];
+    };
+    // Rows after the first unreadable one are lost with the damage.
+    rows.map_while(Result::ok).collect()
 }
 
 /// Health of a printer as the poller sees it.
@@ -242,17 +323,65 @@ impl Store {
     /// # Errors
     /// When the directory or file cannot be used, or a migration fails.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let path = dir.join("fleet-agent.db");
+        let path = dir.join(DB_FILE);
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.clone(),
             source: e,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         fleet_secret::owner_only::restrict(dir).map_err(|e| open_err(Box::new(e)))?;
-        let conn = Connection::open(&path).map_err(|e| open_err(Box::new(e)))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(Box::new(e)))?;
-        Self::init(conn)
+        match open_checked(&path) {
+            Ok(conn) => Self::init(conn),
+            Err(Err(e)) => Err(open_err(Box::new(e))),
+            Err(Ok(why)) => {
+                let aside = Self::set_aside(dir, &path).map_err(|e| open_err(Box::new(e)))?;
+                let kept = salvage_settings(&aside);
+                tracing::error!(
+                    store = %path.display(),
+                    moved_to = %aside.display(),
+                    problem = %why,
+                    settings_kept = kept.len(),
+                    "The store is damaged: it was moved aside and a new one started. Printers and history are read again from the network; the activation and credentials were kept where they could be read."
+                );
+                let conn = open_checked(&path).map_err(|e| match e {
+                    Ok(why) => open_err(why.into()),
+                    Err(e) => open_err(Box::new(e)),
+                })?;
+                let store = Self::init(conn)?;
+                store.restore_settings(&kept)?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// Renames a damaged database (and its WAL and shared-memory files) to
+    /// `fleet-agent.db.damaged-<epoch ms>`; returns the new path of the database.
+    fn set_aside(dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let aside = dir.join(format!("{DB_FILE}.damaged-{stamp}"));
+        std::fs::rename(path, &aside)?;
+        for ext in ["-wal", "-shm"] {
+            let from = dir.join(format!("{DB_FILE}{ext}"));
+            if from.exists() {
+                std::fs::rename(&from, dir.join(format!("{DB_FILE}.damaged-{stamp}{ext}")))?;
+            }
+        }
+        Ok(aside)
+    }
+
+    fn restore_settings(&self, rows: &[(String, String, i64)]) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        for (name, value, encrypted) in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO settings(name, value, encrypted) VALUES (?1, ?2, ?3)",
+                params![name, value, encrypted],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Opens a private in-memory database (tests, benchmarks).
@@ -625,6 +754,46 @@ mod tests {
         drop(c);
         let e = Store::open(dir.path()).err().unwrap();
         assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+    }
+
+    /// The finding: a truncated store made every start fail (a restart loop).
+    #[test]
+    fn a_damaged_store_is_moved_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.set_setting("cloud.agent_id", "agent-7").unwrap();
+        for i in 0..2000 {
+            s.printer_id(&format!("192.0.2.{}:{}", i % 250, 161 + i))
+                .unwrap();
+        }
+        drop(s);
+        // Checkpointed into the main file, then cut in half.
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        drop(c);
+        let path = dir.path().join(DB_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len / 2).unwrap();
+        drop(f);
+        let s = Store::open(dir.path()).expect("a fresh store");
+        // The settings are kept only when their pages survived; cut in half they did not.
+        assert!(s.printers().unwrap().is_empty());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+            .collect();
+        assert!(
+            !aside.is_empty(),
+            "the damaged file is kept for a post-mortem"
+        );
+        drop(s);
+        // Garbage in place of the database: the same.
+        std::fs::write(&path, vec![0x5au8; 100_000]).unwrap();
+        std::fs::remove_file(dir.path().join(format!("{DB_FILE}-wal"))).ok();
+        let s = Store::open(dir.path()).expect("a fresh store over garbage");
+        assert!(s.setting("cloud.agent_id").unwrap().is_none());
     }
 
     #[test]

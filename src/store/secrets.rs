@@ -47,6 +47,45 @@ impl SealKey {
         Ok(SealKey(k.into()))
     }
 
+    /// Loads the key for `store`, checking the pair: the key file readable by its owner
+    /// only, and the key the one the store's secrets were sealed with (a sealed check
+    /// value, written on first use). A missing key is created only while the store holds
+    /// no sealed secret; otherwise the agent would silently lose its activation.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyMissing`], [`StoreError::KeyMismatch`], [`StoreError::KeyExposed`],
+    /// or the key file or store failing.
+    pub fn for_store(store: &Store, dir: &Path) -> Result<SealKey, StoreError> {
+        let path = dir.join("secret.key");
+        let sealed_before = store.has_sealed()?;
+        if !path.exists() && sealed_before {
+            return Err(StoreError::KeyMissing { path });
+        }
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::KeyExposed { path, mode });
+            }
+        }
+        let key = SealKey::load_or_create(dir)?;
+        match store.secret(&key, KEY_CHECK)? {
+            Some(v) if v.expose() == KEY_CHECK_TEXT => Ok(key),
+            Some(_) => Err(StoreError::KeyMismatch { path }),
+            None if store.setting_exists(KEY_CHECK)? => Err(StoreError::KeyMismatch { path }),
+            None => {
+                // A store sealed before the check value existed: the first sealed secret
+                // that opens proves the key.
+                if sealed_before && !store.any_secret_opens(&key)? {
+                    return Err(StoreError::KeyMismatch { path });
+                }
+                store.set_secret(&key, KEY_CHECK, &Secret::new(KEY_CHECK_TEXT))?;
+                Ok(key)
+            }
+        }
+    }
+
     fn seal(&self, plain: &str) -> String {
         let mut n = [0u8; 12];
         fleet_secret::random_bytes(&mut n);
@@ -71,7 +110,41 @@ impl SealKey {
     }
 }
 
+/// The sealed value that proves `secret.key` is the store's key.
+const KEY_CHECK: &str = "store.key_check";
+const KEY_CHECK_TEXT: &str = "fleet-agent secret.key check";
+
 impl Store {
+    /// Whether any setting is sealed.
+    fn has_sealed(&self) -> Result<bool, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM settings WHERE encrypted = 1)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn setting_exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM settings WHERE name = ?1)",
+            params![name],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether at least one sealed setting opens with `key`.
+    fn any_secret_opens(&self, key: &SealKey) -> Result<bool, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT value FROM settings WHERE encrypted = 1")?;
+        let values = st.query_map([], |r| r.get::<_, String>(0))?;
+        for v in values {
+            if key.open(&v?).is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Stores a plain setting.
     ///
     /// # Errors
@@ -239,5 +312,67 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// The finding: a replaced `secret.key` silently un-activated the agent.
+    #[test]
+    fn a_missing_replaced_or_exposed_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::for_store(&store, dir.path()).unwrap();
+        store
+            .set_secret(&key, "cloud.client_secret", &Secret::new("s"))
+            .unwrap();
+        assert!(
+            SealKey::for_store(&store, dir.path()).is_ok(),
+            "the same key again"
+        );
+        let path = dir.path().join("secret.key");
+        let original = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let e = SealKey::for_store(&store, dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::KeyMissing { .. }), "{e}");
+        assert!(e.to_string().contains("secret.key is missing"), "{e}");
+        assert!(
+            !path.exists(),
+            "no new key was made over the sealed secrets"
+        );
+        // Another key in its place.
+        SealKey::load_or_create(dir.path()).unwrap();
+        let e = SealKey::for_store(&store, dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::KeyMismatch { .. }), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        fleet_secret::owner_only::write(
+            &path,
+            &original,
+            fleet_secret::owner_only::Existing::Refuse,
+        )
+        .unwrap();
+        assert!(
+            SealKey::for_store(&store, dir.path()).is_ok(),
+            "the original restored"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = SealKey::for_store(&store, dir.path()).unwrap_err();
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        // A store sealed before the check value existed: its own key passes, another fails.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::load_or_create(dir.path()).unwrap();
+        store
+            .set_secret(&key, "cloud.client_secret", &Secret::new("s"))
+            .unwrap();
+        assert!(SealKey::for_store(&store, dir.path()).is_ok());
+        let dir2 = tempfile::tempdir().unwrap();
+        let store2 = Store::open(dir2.path()).unwrap();
+        store2
+            .set_secret(&key, "cloud.client_secret", &Secret::new("s"))
+            .unwrap();
+        SealKey::load_or_create(dir2.path()).unwrap();
+        assert!(SealKey::for_store(&store2, dir2.path()).is_err());
     }
 }

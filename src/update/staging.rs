@@ -58,6 +58,12 @@ pub fn dir(state_dir: &Path) -> PathBuf {
 }
 
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    // The state is a few KiB; anything far larger is not ours.
+    const MAX_BYTES: u64 = 1 << 20;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_BYTES) {
+        tracing::error!(file = %path.display(), "Update state larger than 1 MiB; ignored.");
+        return None;
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -96,7 +102,39 @@ pub(super) fn write_json<T: Serialize>(path: &Path, v: Option<&T>) -> std::io::R
 
 /// The staged version, if any.
 pub fn state(state_dir: &Path) -> Option<Staged> {
-    read_json(&dir(state_dir).join("state.json"))
+    let path = dir(state_dir).join("state.json");
+    let s: Staged = read_json(&path)?;
+    match s.check() {
+        Ok(()) => Some(s),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "Update state invalid; ignored.");
+            None
+        }
+    }
+}
+
+impl Staged {
+    /// Every file it names is a plain name inside the update directory (the launcher
+    /// deletes them; the finding: `../../x` deleted a file outside the state directory),
+    /// and the chain of previous versions is short.
+    fn check(&self) -> Result<(), String> {
+        let mut s = Some(self);
+        let mut depth = 0;
+        while let Some(cur) = s {
+            if !fleet_protocol::jobs::valid_token(&cur.file, 120) {
+                return Err(format!(
+                    "file {:?} is not a plain file name",
+                    cur.file.chars().take(60).collect::<String>()
+                ));
+            }
+            depth += 1;
+            if depth > 4 {
+                return Err("more than 4 previous versions".into());
+            }
+            s = cur.previous.as_deref();
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn save(state_dir: &Path, s: Option<&Staged>) -> std::io::Result<()> {

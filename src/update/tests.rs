@@ -170,3 +170,30 @@ fn an_unhealthy_trial_is_rolled_back_with_its_reason_and_reported() {
     );
     assert!(!dir(d.path()).join("report.json").exists());
 }
+
+/// The finding: the launcher deleted a file named in its state file without checking the
+/// name (`../../x` deleted a file outside the state directory).
+#[test]
+fn a_state_file_naming_a_path_is_ignored_and_nothing_outside_is_deleted() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, trusted) = key();
+    let mut s = staged(d.path(), "9.0.0", b"v9", "job-1");
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    s.file = "../victim".into();
+    // Written as a tampered file would be (save() does not check).
+    save(d.path(), Some(&s)).unwrap();
+    assert!(state(d.path()).is_none(), "refused");
+    assert_eq!(launch(d.path(), &trusted), Launch::Installed);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    let mut ok = staged(d.path(), "9.0.0", b"v9", "job-1");
+    ok.previous = Some(Box::new(Staged {
+        file: "/etc/passwd".into(),
+        ..ok.clone()
+    }));
+    save(d.path(), Some(&ok)).unwrap();
+    assert!(
+        state(d.path()).is_none(),
+        "a previous version's file is checked too"
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod listener;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -85,6 +86,8 @@ pub struct Agent {
     pub localhost_only: AtomicBool,
     /// When the agent started (epoch ms).
     pub started_ms: i64,
+    /// This computer's name (the Host check, once other hosts are allowed).
+    pub host_name: Option<String>,
 }
 
 impl Agent {
@@ -124,7 +127,16 @@ impl Agent {
             apply,
             defer_discovery: AtomicBool::new(false),
             localhost_only: AtomicBool::new(localhost_only),
+            host_name: this_host_name(),
         }
+    }
+
+    /// The names the page answers to besides loopback names and addresses: this
+    /// computer's name and `web.allowed_hosts`.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names = self.live.read().config.web_allowed_hosts.clone();
+        names.extend(self.host_name.clone());
+        names
     }
 
     /// Reads printers with the library in use, stamped by the agent's clock.
@@ -263,22 +275,74 @@ async fn metrics(State(s): State<WebState>) -> Response {
         .into_response()
 }
 
+/// A Host header split strictly: `name[:port]` or `[v6][:port]`, the port 1-65535, the
+/// name made of letters, digits, `-` and `.` only. `None` for anything else
+/// (`[::1]evil.example`, `a b`, an unbracketed IPv6 address, an empty name).
+pub fn parse_host(host: &str) -> Option<&str> {
+    fn port_ok(p: &str) -> bool {
+        !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0)
+    }
+    if host.len() > 260 {
+        return None;
+    }
+    if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        ip.parse::<std::net::Ipv6Addr>().ok()?;
+        return match after.strip_prefix(':') {
+            None if after.is_empty() => Some(ip),
+            Some(p) if port_ok(p) => Some(ip),
+            _ => None,
+        };
+    }
+    let name = match host.split_once(':') {
+        Some((n, p)) if port_ok(p) => n,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    .then_some(name)
+}
+
 /// Whether a Host header names this machine's loopback (`localhost`, `127.x.y.z`,
 /// `[::1]`, with or without a port); anything else may be a DNS-rebinding attack.
 pub fn loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(h, _)| h)
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    parse_host(host).is_some_and(|name| {
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// Whether the page answers to this Host header. Always: loopback names. When other
+/// hosts are allowed too: any IP address (DNS rebinding needs a name), this computer's
+/// name, and the names of `web.allowed_hosts`.
+pub fn host_allowed(host: &str, localhost_only: bool, names: &[String]) -> bool {
+    if loopback_host(host) {
+        return true;
+    }
+    if localhost_only {
+        return false;
+    }
+    parse_host(host).is_some_and(|name| {
+        name.parse::<IpAddr>().is_ok() || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+/// This computer's name, as a browser on the LAN would type it (lower case).
+pub fn this_host_name() -> Option<String> {
+    #[cfg(unix)]
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    #[cfg(windows)]
+    let name = std::env::var("COMPUTERNAME").ok();
+    #[cfg(not(any(unix, windows)))]
+    let name: Option<String> = None;
+    let name = name?.trim().to_ascii_lowercase();
+    parse_host(&name).is_some_and(|n| n == name).then_some(name)
 }
 
 fn peer_is_loopback(ip: IpAddr) -> bool {
@@ -290,7 +354,9 @@ fn peer_is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// Every request: "localhost only" (peer and Host), then the security headers.
+/// Every request: exactly one acceptable Host header (always, against DNS rebinding),
+/// "localhost only" (the peer), the body read whole within its budget and deadline, then
+/// the security headers.
 async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
     let localhost_only = s
         .agent
@@ -308,20 +374,35 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
                 "this page accepts connections from this computer only (setting: allow localhost access only)",
             ));
         }
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        if !loopback_host(host) {
-            return with_headers(reason(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "the Host header {host:?} is not this computer; open http://localhost/ instead"
-                ),
-            ));
-        }
     }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (host, extra) = (hosts.next(), hosts.next());
+    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
+    if extra.is_some() {
+        return with_headers(reason(StatusCode::BAD_REQUEST, "more than one Host header"));
+    }
+    let names = s.agent.as_ref().map(|a| a.host_names()).unwrap_or_default();
+    let authority_ok = req
+        .uri()
+        .authority()
+        .is_none_or(|a| a.as_str().eq_ignore_ascii_case(host));
+    if !authority_ok || !host_allowed(host, localhost_only, &names) {
+        let shown: String = host.chars().take(80).collect();
+        let why = if localhost_only {
+            format!(
+                "the Host header {shown:?} is not this computer; open http://localhost/ instead"
+            )
+        } else {
+            format!(
+                "the Host header {shown:?} is not a name of this agent; add it to web.allowed_hosts or use the address"
+            )
+        };
+        return with_headers(reason(StatusCode::FORBIDDEN, why));
+    }
+    let req = match listener::read_body(req).await {
+        Ok(req) => req,
+        Err(resp) => return with_headers(resp),
+    };
     let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     if api {
@@ -391,8 +472,7 @@ pub fn csrf_ok(s: &auth::Session, headers: &HeaderMap) -> bool {
         .is_some_and(|t| auth::same(t, &s.csrf))
 }
 
-/// Serves until `shutdown` completes (the peer address reaches the handlers for the
-/// "localhost only" check).
+/// Serves until `shutdown` completes, within the listener's limits ([`listener`]).
 ///
 /// # Errors
 /// When the server fails.
@@ -401,11 +481,12 @@ pub async fn serve(
     state: WebState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    listener::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state),
+        listener::Limits::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }
 
@@ -414,14 +495,16 @@ mod tests {
     use super::*;
 
     /// Another host's request (the peer address as the listener reports it) is refused
-    /// while "localhost only" is on, and served once it is turned off.
+    /// while "localhost only" is on, and served once it is turned off; the Host check
+    /// stays on (the finding: turning "localhost only" off let DNS rebinding through).
     #[tokio::test]
     async fn other_hosts_are_refused_until_allowed() {
         use tower::ServiceExt;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let key = SealKey::load_or_create(dir.path()).unwrap();
-        let config = crate::config::parse("t", "").unwrap();
+        let config =
+            crate::config::parse("t", "[web]\nallowed_hosts = [\"agent.corp.example\"]").unwrap();
         let (tx, _rx) = mpsc::channel(1);
         let clock = crate::clock::Clock::system();
         let handles = Handles {
@@ -455,11 +538,33 @@ mod tests {
             .oneshot(ask([127, 0, 0, 1], "localhost:8080"))
             .await;
         assert_eq!(status(r.unwrap()), StatusCode::OK);
-        agent.localhost_only.store(false, Ordering::Relaxed);
         let r = router(state.clone())
-            .oneshot(ask([192, 0, 2, 7], "agent.corp.example:8080"))
+            .oneshot(ask([127, 0, 0, 1], "rebind.evil.example:8080"))
             .await;
-        assert_eq!(status(r.unwrap()), StatusCode::OK);
+        assert_eq!(status(r.unwrap()), StatusCode::FORBIDDEN);
+        agent.localhost_only.store(false, Ordering::Relaxed);
+        for (host, want) in [
+            ("agent.corp.example:8080", StatusCode::OK),
+            ("192.0.2.1:8080", StatusCode::OK),
+            ("localhost:8080", StatusCode::OK),
+            ("rebind.evil.example:8080", StatusCode::FORBIDDEN),
+            ("[::1]evil.example", StatusCode::FORBIDDEN),
+        ] {
+            let r = router(state.clone())
+                .oneshot(ask([192, 0, 2, 7], host))
+                .await;
+            assert_eq!(status(r.unwrap()), want, "{host}");
+            let r = router(state.clone())
+                .oneshot(ask([127, 0, 0, 1], host))
+                .await;
+            assert_eq!(status(r.unwrap()), want, "{host} from loopback");
+        }
+        let mut twice = ask([127, 0, 0, 1], "localhost");
+        twice
+            .headers_mut()
+            .append(header::HOST, HeaderValue::from_static("evil.example"));
+        let r = router(state.clone()).oneshot(twice).await;
+        assert_eq!(status(r.unwrap()), StatusCode::BAD_REQUEST);
     }
 
     #[test]
@@ -484,8 +589,36 @@ mod tests {
             "192.0.2.1",
             "[2001:db8::1]:80",
             "127.0.0.1.evil.example",
+            "[::1]evil.example",
+            "[::1]:80evil",
+            "[::1]:",
+            "localhost:",
+            "localhost:0",
+            "localhost:65536",
+            "localhost:80:80",
+            "local host",
+            "localhost\r\nX: y",
+            "::1",
         ] {
             assert!(!loopback_host(bad), "{bad}");
+        }
+        let names = ["print-agent.corp.example".to_string()];
+        for (host, local_only, ok) in [
+            ("localhost:8080", true, true),
+            ("192.0.2.5:8080", true, false),
+            ("192.0.2.5:8080", false, true),
+            ("[2001:db8::5]:8080", false, true),
+            ("print-agent.corp.example:8080", false, true),
+            ("PRINT-AGENT.corp.example.", false, true),
+            ("print-agent.corp.example", true, false),
+            ("rebind.evil.example", false, false),
+            ("print-agent.corp.example.evil.example", false, false),
+        ] {
+            assert_eq!(
+                host_allowed(host, local_only, &names),
+                ok,
+                "{host} {local_only}"
+            );
         }
         assert!(peer_is_loopback("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!peer_is_loopback("::ffff:192.0.2.1".parse().unwrap()));

@@ -10,6 +10,7 @@ mod cloud_jobs;
 mod cloud_settings;
 mod deploy_job;
 mod discovery;
+mod fuzz_inputs;
 mod layers;
 mod library_job;
 mod librenms_conformance;

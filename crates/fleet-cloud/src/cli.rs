@@ -2,7 +2,7 @@
 //! `settings`, `job`, `jobs`, and the signing of printer support libraries and agent
 //! updates (`library-key`, `library-sign`, `update-sign`).
 
-use super::{Cloud, start};
+use super::{Cloud, start_in};
 use crate::db::CloudDb;
 use clap::{Parser, Subcommand};
 use fleet_protocol::admin::{CreatedAgent, NewAgent, NewJob};
@@ -26,7 +26,8 @@ enum Cmd {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
-        /// Database directory (default: in memory).
+        /// State directory: the database and the CA (ca.pem, ca-key.pem), kept across
+        /// restarts (default: in memory, a new CA at each start).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Bearer token for the admin API.
@@ -183,7 +184,8 @@ pub fn main() -> anyhow::Result<()> {
                 let db = CloudDb::open(state_dir.as_deref())?;
                 let listener = std::net::TcpListener::bind(listen)?;
                 let addr = listener.local_addr()?;
-                let (ca, handle) = start(listener, Cloud::new(db, &admin_token)).await?;
+                let (ca, handle) =
+                    start_in(listener, Cloud::new(db, &admin_token), state_dir.as_deref()).await?;
                 if let Some(p) = ca_out {
                     std::fs::write(&p, &ca)?;
                 }

@@ -267,8 +267,23 @@ pub async fn start(
     listener: std::net::TcpListener,
     cloud: Cloud,
 ) -> anyhow::Result<(String, axum_server::Handle<SocketAddr>)> {
+    start_in(listener, cloud, None).await
+}
+
+/// As [`start`]; with `tls_dir`, the CA is kept there across restarts ([`tls::kept`]).
+///
+/// # Errors
+/// When certificates cannot be generated, read or saved, or the listener is unusable.
+pub async fn start_in(
+    listener: std::net::TcpListener,
+    cloud: Cloud,
+    tls_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(String, axum_server::Handle<SocketAddr>)> {
     let ip = listener.local_addr()?.ip().to_string();
-    let g = tls::generate(&["localhost", &ip])?;
+    let g = match tls_dir {
+        Some(d) => tls::kept(d, &["localhost", &ip])?,
+        None => tls::generate(&["localhost", &ip])?,
+    };
     let handle = start_with(listener, cloud, &g).await?;
     Ok((g.ca_pem, handle))
 }

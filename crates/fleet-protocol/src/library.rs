@@ -127,6 +127,38 @@ pub enum LibraryError {
     },
 }
 
+/// The most vendors and brands a library may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// A display name: 1..=128 bytes, no control characters.
+fn plain_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() {
+        Err("empty")
+    } else if name.len() > 128 {
+        Err("longer than 128 bytes")
+    } else if name.chars().any(char::is_control) {
+        Err("holds control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// An HTTP path sent to printers: starts with `/`, at most 256 bytes of visible ASCII
+/// (no spaces, no control characters: a CR or LF would inject headers), no `..` segment.
+pub fn url_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        Err("must start with '/'")
+    } else if path.len() > 256 {
+        Err("longer than 256 bytes")
+    } else if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        Err("only visible ASCII characters (no spaces, CR, LF or other control characters)")
+    } else if path.split(['/', '?']).any(|seg| seg == "..") {
+        Err("no '..' segment")
+    } else {
+        Ok(())
+    }
+}
+
 impl Library {
     /// Checks the whole library, naming every problem's place.
     ///
@@ -137,10 +169,18 @@ impl Library {
         if self.version == 0 {
             problems.push("version: must be at least 1".to_string());
         }
+        if self.vendors.len() > MAX_ENTRIES || self.brands.len() > MAX_ENTRIES {
+            problems.push(format!(
+                "vendors, brands: at most {MAX_ENTRIES} entries each"
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, v) in self.vendors.iter().enumerate() {
-            if v.name.trim().is_empty() {
-                problems.push(format!("vendors[{i}].name: empty"));
+            if let Err(why) = plain_name(&v.name) {
+                problems.push(format!("vendors[{i}].name: {why}"));
+            }
+            if v.actions.len() > 64 {
+                problems.push(format!("vendors[{i}].actions: at most 64"));
             }
             if !seen.insert(v.enterprise) {
                 problems.push(format!(
@@ -163,17 +203,41 @@ impl Library {
                 }
             }
             for (j, a) in v.actions.iter().enumerate() {
+                let at = format!("vendors[{i}].actions[{j}]");
                 if !TRANSPORTS.contains(&a.transport.as_str()) {
                     problems.push(format!(
-                        "vendors[{i}].actions[{j}].transport: {:?} is not one of {TRANSPORTS:?}",
-                        a.transport
+                        "{at}.transport: {:?} is not one of {TRANSPORTS:?}",
+                        a.transport.chars().take(40).collect::<String>()
                     ));
+                }
+                let action_ok = !a.action.is_empty()
+                    && a.action.len() <= 64
+                    && a.action
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'-' || b == b'_');
+                if !action_ok {
+                    problems.push(format!(
+                        "{at}.action: letters, digits, ':', '-' and '_' only, at most 64"
+                    ));
+                }
+                if a.port == Some(0) {
+                    problems.push(format!("{at}.port: 0 is not a port"));
+                }
+                if let Some(path) = &a.path
+                    && let Err(why) = url_path(path)
+                {
+                    problems.push(format!("{at}.path: {why}"));
                 }
             }
         }
         for (i, b) in self.brands.iter().enumerate() {
-            if b.prefix.is_empty() || b.prefix != b.prefix.to_lowercase() {
-                problems.push(format!("brands[{i}].prefix: must be non-empty lower case"));
+            if b.prefix.is_empty() || b.prefix != b.prefix.to_lowercase() || b.prefix.len() > 128 {
+                problems.push(format!(
+                    "brands[{i}].prefix: must be non-empty lower case, at most 128 bytes"
+                ));
+            }
+            if let Err(why) = plain_name(&b.name) {
+                problems.push(format!("brands[{i}].name: {why}"));
             }
         }
         if problems.is_empty() {
@@ -338,6 +402,29 @@ mod tests {
         assert!(e.contains("vendors[0].serial[1]"), "{e}");
         assert!(e.contains("vendors[1].enterprise"), "{e}");
         assert!(e.contains("vendors[0].actions[1].transport"), "{e}");
+        // The finding: a CRLF in a path injected HTTP headers to the printer.
+        let mut lib = sample(3);
+        lib.vendors[0].actions.push(Action {
+            action: "deployFile".into(),
+            transport: "https".into(),
+            port: Some(0),
+            path: Some("/upload\r\nX-Injected: 1".into()),
+        });
+        lib.vendors[0].name = "HP\r\nX: y".into();
+        let e = lib.check().unwrap_err().to_string();
+        for want in ["actions[1].port", "actions[1].path", "vendors[0].name"] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(url_path("/hp/device/upload?x=1").is_ok());
+        for bad in [
+            "upload",
+            "/a b",
+            "/../etc",
+            "/a/..",
+            &format!("/{}", "a".repeat(300)),
+        ] {
+            assert!(url_path(bad).is_err(), "{bad}");
+        }
         assert!(public_key("not base64!").is_err());
         assert!(public_key(&b64(&k)).is_ok());
         // Nothing trusted: nothing installs.

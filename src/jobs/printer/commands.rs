@@ -3,7 +3,7 @@
 //! unenroll.
 
 use super::super::results::{one, printer_outcome, sent, with_printers};
-use super::{Context, Resolved, library_action, oid, refused_credentials, resolve, set};
+use super::{Access, Context, Resolved, library_action, oid, refused_credentials, resolve, set};
 use fleet_protocol::jobs::{Job, JobResult, Message, PanelMessage, Status};
 use fleet_snmp::{SnmpError, Target, Value as Snmp, VarBind};
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ fn panel_text(m: PanelMessage) -> &'static str {
 /// `reboot`: prtGeneralReset ← powerCycleReset(4), unless the support library names a
 /// web page for the vendor.
 pub async fn reboot(ctx: &Context, job: &Job) -> JobResult {
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -157,7 +157,7 @@ pub async fn expire_panels(ctx: &Context) {
 /// `clearPanelMessage` (`None`) clears only a message the cloud sent.
 pub async fn panel(ctx: &Context, job: &Job, message: Option<PanelMessage>) -> JobResult {
     let text = message.map(panel_text).unwrap_or_default().to_string();
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -207,7 +207,7 @@ pub async fn panel(ctx: &Context, job: &Job, message: Option<PanelMessage>) -> J
 /// `unenroll`: the printer is no longer polled nor uploaded (a later discovery run that
 /// finds it again enrolls it again, as the seed describes; exclude it to keep it out).
 pub async fn unenroll(ctx: &Context, job: &Job) -> JobResult {
-    let Resolved { addr, serial, .. } = match resolve(ctx, job).await {
+    let Resolved { addr, serial, .. } = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -4,7 +4,7 @@
 //! `compliant` and the `differences` found.
 
 use super::super::results::{one, printer_outcome, with_printers};
-use super::{Context, Job, oid, resolve, set};
+use super::{Access, Context, Job, oid, resolve, set};
 use fleet_protocol::jobs::{ComplianceParams, Difference, JobResult, Level, Message, Status};
 use fleet_snmp::{Oid, Target, Value as Snmp, VarBind};
 
@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, job: &Job, params: &ComplianceParams, enforce: b
     if messages.iter().any(|m| m.level == Level::Error) {
         return with_printers(Status::Failed, messages, vec![]);
     }
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };

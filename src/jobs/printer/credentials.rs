@@ -3,7 +3,7 @@
 //! server's credentials and pinned certificate. Rejected credentials change nothing.
 
 use super::super::results::{done, failed, one, with_printers};
-use super::{Context, Job, oid, resolve};
+use super::{Access, Context, Job, oid, resolve};
 use crate::store::Store;
 use crate::store::secrets::SealKey;
 use fleet_protocol::jobs::{CredentialsParams, JobResult, Message, Status, WebCredentials};
@@ -71,7 +71,7 @@ pub async fn update(ctx: &Context, job: &Job, params: &CredentialsParams) -> Job
         Ok(s) => s,
         Err(e) => return failed(e),
     };
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -148,7 +148,7 @@ async fn store_web(ctx: &Context, job: &Job, web: &WebCredentials) -> JobResult 
         (None, None) if pin.is_some() => None,
         _ => return failed("params.web: needs user and password (and/or certificateSha256)"),
     };
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };

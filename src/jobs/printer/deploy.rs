@@ -5,7 +5,7 @@
 //! stored web credentials).
 
 use super::super::results::{Failure, failed, sent, with_printers};
-use super::{Context, Job, library_action, refused_credentials, resolve};
+use super::{Access, Context, Job, library_action, refused_credentials, resolve};
 use fleet_protocol::jobs::{
     ConfigurationParams, FileItem, FileKind, FirmwareParams, JobResult, Message, Status,
 };
@@ -177,7 +177,7 @@ async fn send_item(
 
 /// Sends checked items to the job's printer in order; the first failure stops the rest.
 async fn send_all(ctx: &Context, job: &Job, items: &[Item]) -> JobResult {
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };

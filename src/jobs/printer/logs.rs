@@ -3,7 +3,7 @@
 //! GET on the printer's web server), gzip-compressed and uploaded.
 
 use super::super::results::{failed, one, printer_outcome, sent, with_printers};
-use super::{Context, Job, library_action, oid, resolve};
+use super::{Access, Context, Job, library_action, oid, resolve};
 use fleet_protocol::jobs::{FileRef, JobResult, LogsParams, Message, Status};
 use fleet_snmp::SnmpError;
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ fn file_stem(serial: Option<&str>, addr: SocketAddr) -> String {
 /// snmprec form (servable by `fleet-lab simulate` and snmpsim), gzip-compressed and
 /// uploaded as a file of the job.
 pub async fn mib_walk(ctx: &Context, job: &Job) -> JobResult {
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Read).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -103,7 +103,7 @@ pub async fn printer_logs(ctx: &Context, job: &Job, params: &LogsParams) -> JobR
     if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return failed("params.kind: letters and digits (mibWalk, eventLog, ...)");
     }
-    let p = match resolve(ctx, job).await {
+    let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };

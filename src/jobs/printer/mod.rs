@@ -51,8 +51,97 @@ struct Resolved {
     _held: tokio::sync::OwnedMutexGuard<()>,
 }
 
+/// What a job does to the printer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Access {
+    /// Reads only (the MIB walk): any device the agent polls.
+    Read,
+    /// Changes or sends something (commands, credentials, deployments, vendor logs over
+    /// the printer's web server): only a device identified as a printer.
+    Write,
+}
+
+/// What the latest reading at an address says about the device there.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Seen {
+    serial_number: Option<String>,
+    #[serde(default)]
+    supplies: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    counters: SeenCounters,
+    #[serde(default)]
+    device: SeenDevice,
+}
+
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+struct SeenCounters {
+    lifetime_count: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+struct SeenDevice {
+    hr_device_index: Option<u32>,
+    printer_name: Option<String>,
+}
+
+impl Seen {
+    /// A printer: a printer row in HOST-RESOURCES-MIB, or Printer-MIB objects (supplies,
+    /// a lifetime count, a printer name).
+    fn is_printer(&self) -> bool {
+        self.device.hr_device_index.is_some()
+            || self.device.printer_name.is_some()
+            || self.counters.lifetime_count.is_some()
+            || !self.supplies.is_empty()
+    }
+}
+
+/// Whether the agent may carry out `access` on the device at `addr`, given its latest
+/// reading (`None`: never read). Printers listed by the cloud or the file are polled
+/// before they are identified, never written to (the finding: a deployment reached port
+/// 9100 of a host that had never answered SNMP).
+fn may_access(
+    access: Access,
+    addr: SocketAddr,
+    named: &fleet_protocol::jobs::PrinterRef,
+    seen: Option<&Seen>,
+) -> Result<(), (Status, String)> {
+    if let (Some(want), Some(got)) = (
+        named.serial_number.as_deref(),
+        seen.and_then(|s| s.serial_number.as_deref()),
+    ) && want != got
+    {
+        return Err((
+            Status::Failed,
+            format!(
+                "the device at {addr} reports serial {got:?}, not the job's {want:?}; nothing was sent"
+            ),
+        ));
+    }
+    if access == Access::Read {
+        return Ok(());
+    }
+    match seen {
+        None => Err((
+            Status::PrinterNotCommunicating,
+            format!(
+                "{addr} has not been read yet; the agent writes only to printers it has identified (a reading with the Printer-MIB)"
+            ),
+        )),
+        Some(s) if !s.is_printer() => Err((
+            Status::Failed,
+            format!(
+                "{addr} answers SNMP but is not identified as a printer (no Printer-MIB objects, no printer in HOST-RESOURCES-MIB); nothing was sent"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Finds the job's printer and holds it, or the result that ends the job.
-async fn resolve(ctx: &Context, job: &Job) -> Result<Resolved, JobResult> {
+async fn resolve(ctx: &Context, job: &Job, access: Access) -> Result<Resolved, JobResult> {
     let Some(p) = &job.printer else {
         return Err(failed("printer: missing (serialNumber or address)"));
     };
@@ -60,15 +149,43 @@ async fn resolve(ctx: &Context, job: &Job) -> Result<Resolved, JobResult> {
         return Err(failed(format!("printer {p} is not managed by this agent")));
     };
     let held = lock_printer(ctx, addr).await;
-    match ctx.poller.target(addr).await {
-        Some(target) => Ok(Resolved {
-            addr,
-            target,
-            serial: serial_of(ctx, addr).await,
-            _held: held,
-        }),
-        None => Err(failed(format!("{addr} is no longer polled by this agent"))),
+    let Some(target) = ctx.poller.target(addr).await else {
+        return Err(failed(format!("{addr} is no longer polled by this agent")));
+    };
+    let (serial, seen) = seen_at(ctx, addr).await;
+    if let Err((status, text)) = may_access(access, addr, p, seen.as_ref()) {
+        tracing::warn!(printer = %addr, kind = job.command.type_name(), "Job refused: {text}");
+        return Err(with_printers(
+            status,
+            vec![],
+            vec![one(addr, serial.as_deref(), status, Some(text))],
+        ));
     }
+    Ok(Resolved {
+        addr,
+        target,
+        serial,
+        _held: held,
+    })
+}
+
+/// The stored serial of the printer at `addr` and its latest reading.
+async fn seen_at(ctx: &Context, addr: SocketAddr) -> (Option<String>, Option<Seen>) {
+    let s = ctx.store.clone();
+    let a = addr.to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        let row = s.printers().ok()?.into_iter().find(|r| r.address == a)?;
+        let report = s.latest_report(row.id).ok().flatten();
+        Some((row.serial, report))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((serial, report)) = found else {
+        return (None, None);
+    };
+    let seen = report.and_then(|r| serde_json::from_str::<Seen>(&r).ok());
+    (serial, seen)
 }
 
 /// SETs one object and turns the outcome into a job result.
@@ -104,18 +221,6 @@ async fn set(ctx: &Context, p: &Resolved, what: &str, vb: VarBind) -> JobResult 
         vec![],
         vec![one(p.addr, p.serial.as_deref(), status, text)],
     )
-}
-
-async fn serial_of(ctx: &Context, addr: SocketAddr) -> Option<String> {
-    let s = ctx.store.clone();
-    let a = addr.to_string();
-    tokio::task::spawn_blocking(move || s.printers())
-        .await
-        .ok()?
-        .ok()?
-        .into_iter()
-        .find(|r| r.address == a)
-        .and_then(|r| r.serial)
 }
 
 /// A transport the support library names for an action on a printer.
@@ -191,4 +296,55 @@ fn refused_credentials(code: u16) -> String {
     format!(
         "the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_protocol::jobs::PrinterRef;
+
+    fn seen(json: &str) -> Seen {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_identified_printers_are_written_to() {
+        let addr: SocketAddr = "192.0.2.9:161".parse().unwrap();
+        let by_addr = PrinterRef {
+            serial_number: None,
+            address: Some("192.0.2.9".into()),
+        };
+        // Never read: a cloud-pushed address of a host that never answered.
+        let e = may_access(Access::Write, addr, &by_addr, None).unwrap_err();
+        assert_eq!(e.0, Status::PrinterNotCommunicating);
+        assert!(e.1.contains("identified"), "{}", e.1);
+        // Answers SNMP, but a switch, not a printer.
+        let switch = seen(
+            r#"{"serialNumber":null,"device":{"sysDescr":"a switch"},"supplies":[],"counters":{}}"#,
+        );
+        let e = may_access(Access::Write, addr, &by_addr, Some(&switch)).unwrap_err();
+        assert_eq!(e.0, Status::Failed);
+        assert!(may_access(Access::Read, addr, &by_addr, Some(&switch)).is_ok());
+        for printer in [
+            r#"{"device":{"hrDeviceIndex":1}}"#,
+            r#"{"device":{"printerName":"P"}}"#,
+            r#"{"counters":{"lifetimeCount":5}}"#,
+            r#"{"supplies":[{"supplyKey":"m:1.1"}]}"#,
+        ] {
+            assert!(
+                may_access(Access::Write, addr, &by_addr, Some(&seen(printer))).is_ok(),
+                "{printer}"
+            );
+        }
+        // Another printer took the address: its serial is not the job's.
+        let other = seen(r#"{"serialNumber":"OTHER","device":{"hrDeviceIndex":1}}"#);
+        let by_serial = PrinterRef {
+            serial_number: Some("CNB1234".into()),
+            address: None,
+        };
+        for access in [Access::Read, Access::Write] {
+            let e = may_access(access, addr, &by_serial, Some(&other)).unwrap_err();
+            assert!(e.1.contains("OTHER") && e.1.contains("CNB1234"), "{}", e.1);
+        }
+    }
 }

@@ -47,6 +47,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The answer to a password guess while its source must wait (with `Retry-After`).
+fn too_many_guesses(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = reason(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many wrong passwords; try again in {secs} s"),
+    );
+    r.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
 fn session_cookie(id: &str) -> HeaderValue {
     // The page is served over plain HTTP on loopback, so no `Secure` attribute.
     HeaderValue::from_str(&format!(

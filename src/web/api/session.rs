@@ -1,6 +1,6 @@
-//! Sessions: the session cookie, login (argon2id, limited per peer address), logout.
+//! Sessions: the session cookie, login (argon2id, limited per source with growing waits), logout.
 
-use super::{Shared, activated, session_cookie};
+use super::{Shared, activated, session_cookie, too_many_guesses};
 use crate::web::{auth, password_set, reason, session_of};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -46,7 +46,8 @@ pub struct Login {
     password: String,
 }
 
-/// `POST /api/login`: checks the agent password (argon2id), limited per peer address.
+/// `POST /api/login`: checks the agent password (argon2id); wrong guesses make their source wait
+/// ([`auth::Sessions::login_attempt`]).
 pub async fn login(
     State(agent): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -62,23 +63,12 @@ pub async fn login(
             "missing or wrong CSRF token (X-CSRF-Token)",
         );
     }
-    if let Some(wait) = agent.sessions.login_blocked(peer.ip()) {
-        let mut r = reason(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many wrong passwords; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return r;
-    }
     let Some(axum::Json(body)) = body else {
         return reason(StatusCode::BAD_REQUEST, "expected JSON {\"password\": ...}");
     };
+    if let Err(wait) = agent.sessions.login_attempt(peer.ip()) {
+        return too_many_guesses(wait);
+    }
     let a = agent.clone();
     let ok = tokio::task::spawn_blocking(move || {
         a.store
@@ -90,7 +80,6 @@ pub async fn login(
     .await
     .unwrap_or(false);
     if !ok {
-        agent.sessions.login_failed(peer.ip());
         tracing::warn!(peer = %peer.ip(), "Local page: wrong agent password.");
         return reason(StatusCode::UNAUTHORIZED, "wrong password");
     }

@@ -2,7 +2,7 @@
 //! download.
 
 use super::activation::ProxyForm;
-use super::{Shared, blocking, session_cookie};
+use super::{Shared, blocking, session_cookie, too_many_guesses};
 use crate::config::Proxy;
 use crate::web::{auth, reason, session_of};
 use axum::extract::{ConnectInfo, State};
@@ -192,14 +192,8 @@ pub async fn set_password(
     if let Err(e) = auth::check_new_password(&change.new) {
         return reason(StatusCode::BAD_REQUEST, format!("new: {e}"));
     }
-    if let Some(wait) = agent.sessions.login_blocked(peer.ip()) {
-        return reason(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many wrong passwords; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        );
+    if let Err(wait) = agent.sessions.login_attempt(peer.ip()) {
+        return too_many_guesses(wait);
     }
     // None: the current password is wrong; Some(Err): the new one could not be hashed.
     let r = blocking(&agent, move |a| {
@@ -223,6 +217,7 @@ pub async fn set_password(
             let id = session_of(&agent, &headers)
                 .map(|(id, _)| id)
                 .unwrap_or_default();
+            agent.sessions.login_succeeded(peer.ip());
             agent.sessions.end_others(&id);
             agent.sessions.end(&id);
             let (id, s) = agent.sessions.create(true);
@@ -237,10 +232,7 @@ pub async fn set_password(
             tracing::error!(error = %e, "Local page: the new password could not be hashed.");
             reason(StatusCode::INTERNAL_SERVER_ERROR, format!("new: {e}"))
         }
-        Ok(None) => {
-            agent.sessions.login_failed(peer.ip());
-            reason(StatusCode::FORBIDDEN, "current: wrong password")
-        }
+        Ok(None) => reason(StatusCode::FORBIDDEN, "current: wrong password"),
         Err(e) => e,
     }
 }
