@@ -750,11 +750,7 @@ async fn start_components(
             "The agent is disabled by the cloud: printers are not polled or discovered."
         );
     }
-    let reader = crate::poller::Reader {
-        library: deps.library.clone(),
-        clock: deps.clock.clone(),
-        deadline: crate::poller::DEFAULT_READ_DEADLINE,
-    };
+    let reader = crate::poller::Reader::new(deps.library.clone(), deps.clock.clone());
     let client = match &deps.snmp {
         Some(c) => c.clone(),
         None => crate::poller::Snmp::Udp(UdpClient::new().context("cannot open the SNMP socket")?),

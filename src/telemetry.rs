@@ -514,15 +514,21 @@ mod tests {
         assert!(read(&d.path().join("logs/agent.log.1")).starts_with("line 08"));
     }
 
-    #[test]
-    fn log_lines_are_kept_without_colours() {
-        use std::io::Write;
+    /// A log that keeps lines in memory only, and the writer that feeds it.
+    fn ring_only() -> (super::Logs, super::Tee) {
         let logs = super::Logs::default();
-        let mut tee = super::Tee {
+        let tee = super::Tee {
             ring: logs.ring.clone(),
             file: None,
             stderr: false,
         };
+        (logs, tee)
+    }
+
+    #[test]
+    fn log_lines_are_kept_without_colours() {
+        use std::io::Write;
+        let (logs, mut tee) = ring_only();
         tee.write_all(b"\x1b[2m2026-11-28\x1b[0m \x1b[32m INFO\x1b[0m ring test line\n")
             .unwrap();
         let logs = logs.recent();
@@ -535,12 +541,7 @@ mod tests {
     #[test]
     fn long_log_lines_are_cut_and_say_so() {
         use std::io::Write;
-        let logs = super::Logs::default();
-        let mut tee = super::Tee {
-            ring: logs.ring.clone(),
-            file: None,
-            stderr: false,
-        };
+        let (logs, mut tee) = ring_only();
         let mut line = "é".repeat(50_000).into_bytes();
         line.push(b'\n');
         assert_eq!(tee.write(&line).unwrap(), line.len());

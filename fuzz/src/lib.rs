@@ -63,11 +63,15 @@ pub fn target_spec(data: &[u8]) {
     }
 }
 
+/// `t` signed with [`key`]: (signature, key id).
+fn signed(t: &str) -> (String, String) {
+    fleet_protocol::signing::sign(t.as_bytes(), &key().0)
+}
+
 /// The printer support library, signed: verified, checked, installed.
 pub fn library(data: &[u8]) {
     let Some(t) = text(data) else { return };
-    let (k, trusted) = key();
-    let (signature, key_id) = fleet_protocol::signing::sign(t.as_bytes(), k);
+    let (signature, key_id) = signed(t);
     let package = fleet_protocol::library::Package {
         library: t.to_string(),
         signature,
@@ -75,21 +79,20 @@ pub fn library(data: &[u8]) {
     };
     let handle =
         fleet_agent::printer::library::Handle::new(fleet_agent::printer::library::builtin());
-    handle.install(&package, trusted).ok();
+    handle.install(&package, &key().1).ok();
     serde_json::from_slice::<fleet_protocol::library::Package>(data).ok();
 }
 
 /// An agent update's manifest, signed: verified and checked against a file.
 pub fn update_manifest(data: &[u8]) {
     let Some(t) = text(data) else { return };
-    let (k, trusted) = key();
-    let (signature, key_id) = fleet_protocol::signing::sign(t.as_bytes(), k);
+    let (signature, key_id) = signed(t);
     let package = fleet_protocol::update::Package {
         manifest: t.to_string(),
         signature,
         key_id,
     };
-    if let Ok(m) = fleet_agent::update::verify(&package, trusted) {
+    if let Ok(m) = fleet_agent::update::verify(&package, &key().1) {
         fleet_agent::update::check_file(&m, b"fuzz").ok();
     }
 }

@@ -114,18 +114,23 @@ pub struct Reader {
 
 impl Default for Reader {
     fn default() -> Self {
-        Reader {
-            library: library::Handle::default(),
-            clock: Clock::default(),
-            deadline: DEFAULT_READ_DEADLINE,
-        }
+        Reader::new(library::Handle::default(), Clock::default())
     }
 }
 
-/// [`Reader::deadline`] unless the caller sets one (the scheduler's is tighter).
+/// [`Reader::deadline`] unless the caller sets another.
 pub const DEFAULT_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Reader {
+    /// A reader with [`DEFAULT_READ_DEADLINE`].
+    pub fn new(library: library::Handle, clock: Clock) -> Reader {
+        Reader {
+            library,
+            clock,
+            deadline: DEFAULT_READ_DEADLINE,
+        }
+    }
+
     /// Reads one printer fully: identity, counters, supplies, alerts, trays.
     ///
     /// # Errors

@@ -141,11 +141,7 @@ impl Agent {
 
     /// Reads printers with the library in use, stamped by the agent's clock.
     pub fn reader(&self) -> crate::poller::Reader {
-        crate::poller::Reader {
-            library: self.library.clone(),
-            clock: self.clock.clone(),
-            deadline: crate::poller::DEFAULT_READ_DEADLINE,
-        }
+        crate::poller::Reader::new(self.library.clone(), self.clock.clone())
     }
 
     /// The handles of the running components.
@@ -310,24 +306,23 @@ pub fn parse_host(host: &str) -> Option<&str> {
 /// Whether a Host header names this machine's loopback (`localhost`, `127.x.y.z`,
 /// `[::1]`, with or without a port); anything else may be a DNS-rebinding attack.
 pub fn loopback_host(host: &str) -> bool {
-    parse_host(host).is_some_and(|name| {
-        name.eq_ignore_ascii_case("localhost")
-            || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    })
+    parse_host(host).is_some_and(loopback_name)
+}
+
+fn loopback_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether the page answers to this Host header. Always: loopback names. When other
 /// hosts are allowed too: any IP address (DNS rebinding needs a name), this computer's
 /// name, and the names of `web.allowed_hosts`.
 pub fn host_allowed(host: &str, localhost_only: bool, names: &[String]) -> bool {
-    if loopback_host(host) {
-        return true;
-    }
-    if localhost_only {
-        return false;
-    }
     parse_host(host).is_some_and(|name| {
-        name.parse::<IpAddr>().is_ok() || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+        loopback_name(name)
+            || !localhost_only
+                && (name.parse::<IpAddr>().is_ok()
+                    || names.iter().any(|n| n.eq_ignore_ascii_case(name)))
     })
 }
 
@@ -381,7 +376,10 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
     if extra.is_some() {
         return with_headers(reason(StatusCode::BAD_REQUEST, "more than one Host header"));
     }
-    let names = s.agent.as_ref().map(|a| a.host_names()).unwrap_or_default();
+    let names = match &s.agent {
+        Some(a) if !localhost_only => a.host_names(),
+        _ => Vec::new(),
+    };
     let authority_ok = req
         .uri()
         .authority()

@@ -315,7 +315,7 @@ impl ScopedPdu {
         let mut s = r.enter(tag::SEQUENCE, "scopedPDU")?;
         let context_engine_id = s.octets("contextEngineID")?.to_vec();
         let context_name = s.octets("contextName")?.to_vec();
-        if context_engine_id.len() > 32 || context_name.len() > 32 {
+        if context_engine_id.len() > MAX_ID_OCTETS || context_name.len() > MAX_ID_OCTETS {
             return Err(BerError {
                 offset: 0,
                 reason: "contextEngineID or contextName longer than 32 octets",
@@ -442,6 +442,10 @@ pub struct ParsedV3<'a> {
     pub data: MsgData<'a>,
 }
 
+/// RFC 3411: an SnmpEngineID is 5 to 32 octets (empty in a discovery request); the
+/// context fields are held to the same length.
+const MAX_ID_OCTETS: usize = 32;
+
 /// Parses the outer layers of a v3 message.
 ///
 /// # Errors
@@ -473,9 +477,8 @@ pub fn parse_v3(bytes: &[u8]) -> Result<ParsedV3<'_>, BerError> {
     let mut spr = Reader::inside(&m, &sp);
     let mut u = spr.enter(tag::SEQUENCE, "UsmSecurityParameters")?;
     let engine_id = u.octets("msgAuthoritativeEngineID")?.to_vec();
-    // RFC 3411: an SnmpEngineID is 5 to 32 octets (empty in a discovery request). A
-    // longer one would be echoed into every later request.
-    if engine_id.len() > 32 {
+    // A longer engine ID would be echoed into every later request.
+    if engine_id.len() > MAX_ID_OCTETS {
         return Err(BerError {
             offset: 0,
             reason: "msgAuthoritativeEngineID longer than 32 octets",
@@ -623,9 +626,8 @@ mod tests {
         assert!(!verify_auth(&tampered, &parsed, ap, &ak));
     }
 
-    #[test]
-    fn v3_plain_scoped_pdu_is_located() {
-        let usm = UsmParams::default();
+    /// A v3 message without authentication or privacy, carrying [`pdu`].
+    fn plain_v3(usm: &UsmParams) -> (ScopedPdu, Vec<u8>) {
         let scoped = ScopedPdu {
             context_engine_id: vec![],
             context_name: vec![],
@@ -635,13 +637,19 @@ mod tests {
             msg_id: 1,
             max_size: 1500,
             reportable: true,
-            usm: &usm,
+            usm,
             keys: None,
             auth: false,
             privacy: false,
             salt: 0,
             scoped: &scoped,
         });
+        (scoped, bytes)
+    }
+
+    #[test]
+    fn v3_plain_scoped_pdu_is_located() {
+        let (scoped, bytes) = plain_v3(&UsmParams::default());
         let parsed = parse_v3(&bytes).unwrap();
         let MsgData::Plain(p) = parsed.data else {
             panic!("expected plain data")
@@ -653,25 +661,9 @@ mod tests {
     fn an_engine_id_longer_than_32_octets_is_malformed() {
         // Issue 18: a 60 KB engine ID made the agent send an oversize request.
         for (len, ok) in [(32, true), (33, false), (60_000, false)] {
-            let usm = UsmParams {
+            let (_, bytes) = plain_v3(&UsmParams {
                 engine_id: vec![0x80; len],
                 ..UsmParams::default()
-            };
-            let scoped = ScopedPdu {
-                context_engine_id: vec![],
-                context_name: vec![],
-                pdu: pdu(),
-            };
-            let bytes = encode_v3(&V3Out {
-                msg_id: 1,
-                max_size: 65507,
-                reportable: false,
-                usm: &usm,
-                keys: None,
-                auth: false,
-                privacy: false,
-                salt: 0,
-                scoped: &scoped,
             });
             assert_eq!(parse_v3(&bytes).is_ok(), ok, "{len}");
         }

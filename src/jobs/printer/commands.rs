@@ -37,7 +37,7 @@ pub async fn reboot(ctx: &Context, job: &Job) -> JobResult {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match library_action(ctx, p.addr, "reboot", false).await {
+    match library_action(ctx, &p, "reboot", false) {
         Some(w) if w.transport == "http" || w.transport == "https" => {
             let tls = w.transport == "https";
             let web = super::credentials::web(ctx, p.addr).await;

@@ -5,7 +5,7 @@
 //! stored web credentials).
 
 use super::super::results::{Failure, failed, sent, with_printers};
-use super::{Access, Context, Job, library_action, refused_credentials, resolve};
+use super::{Access, Context, Job, Resolved, library_action, refused_credentials, resolve};
 use fleet_protocol::jobs::{
     ConfigurationParams, FileItem, FileKind, FirmwareParams, JobResult, Message, Status,
 };
@@ -125,11 +125,12 @@ async fn send_raw(to: SocketAddr, bytes: &[u8]) -> Result<(), Failure> {
 async fn send_item(
     ctx: &Context,
     job_id: &str,
-    addr: SocketAddr,
+    p: &Resolved,
     item: &Item,
     action: &str,
 ) -> Result<String, Failure> {
-    let (transport, port, path) = match library_action(ctx, addr, action, true).await {
+    let addr = p.addr;
+    let (transport, port, path) = match library_action(ctx, p, action, true) {
         Some(w) => (w.transport, w.port, w.path),
         None => ("raw9100".into(), 9100, String::new()),
     };
@@ -188,7 +189,7 @@ async fn send_all(ctx: &Context, job: &Job, items: &[Item]) -> JobResult {
         } else {
             "deployFile"
         };
-        match send_item(ctx, &job.job_id, p.addr, item, action).await {
+        match send_item(ctx, &job.job_id, &p, item, action).await {
             Ok(d) => done.push(d),
             Err((u, e)) => {
                 let left = items.len() - done.len() - 1;

@@ -108,7 +108,7 @@ pub async fn printer_logs(ctx: &Context, job: &Job, params: &LogsParams) -> JobR
         Err(r) => return r,
     };
     let (addr, serial) = (p.addr, p.serial.as_deref());
-    let Some(way) = library_action(ctx, addr, &format!("log:{kind}"), false).await else {
+    let Some(way) = library_action(ctx, &p, &format!("log:{kind}"), false) else {
         let text = format!(
             "the printer support library names no way to read the {kind:?} log of this printer's vendor"
         );

@@ -48,6 +48,8 @@ struct Resolved {
     addr: SocketAddr,
     target: Target,
     serial: Option<String>,
+    /// The vendor's enterprise number, from the latest reading's sysObjectID.
+    enterprise: Option<u32>,
     _held: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -85,9 +87,23 @@ struct SeenCounters {
 struct SeenDevice {
     hr_device_index: Option<u32>,
     printer_name: Option<String>,
+    #[serde(rename = "sysObjectID")]
+    sys_object_id: Option<String>,
 }
 
 impl Seen {
+    /// The enterprise number under 1.3.6.1.4.1 in sysObjectID.
+    fn enterprise(&self) -> Option<u32> {
+        self.device
+            .sys_object_id
+            .as_deref()?
+            .strip_prefix("1.3.6.1.4.1.")?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// A printer: a printer row in HOST-RESOURCES-MIB, or Printer-MIB objects (supplies,
     /// a lifetime count, a printer name).
     fn is_printer(&self) -> bool {
@@ -165,6 +181,7 @@ async fn resolve(ctx: &Context, job: &Job, access: Access) -> Result<Resolved, J
         addr,
         target,
         serial,
+        enterprise: seen.as_ref().and_then(Seen::enterprise),
         _held: held,
     })
 }
@@ -231,45 +248,12 @@ struct Way {
 }
 
 /// The support library's way to do `action` on this printer (its vendor from the latest
-/// reading's sysObjectID). With `files_fallback`, an action the vendor does not name goes
-/// the vendor's `deployFile` way.
-async fn library_action(
-    ctx: &Context,
-    addr: SocketAddr,
-    action: &str,
-    files_fallback: bool,
-) -> Option<Way> {
-    let s = ctx.store.clone();
-    let a = addr.to_string();
-    let report = tokio::task::spawn_blocking(move || {
-        let id = s.printers().ok()?.into_iter().find(|p| p.address == a)?.id;
-        s.latest_report(id).ok()?
-    })
-    .await
-    .ok()
-    .flatten();
-    #[derive(serde::Deserialize)]
-    struct Device {
-        #[serde(rename = "sysObjectID")]
-        sys_object_id: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        device: Device,
-    }
-    let enterprise = report
-        .and_then(|r| serde_json::from_str::<Stored>(&r).ok())
-        .and_then(|r| {
-            r.device
-                .sys_object_id?
-                .strip_prefix("1.3.6.1.4.1.")?
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        });
+/// reading's sysObjectID, [`Resolved::enterprise`]). With `files_fallback`, an action the
+/// vendor does not name goes the vendor's `deployFile` way.
+fn library_action(ctx: &Context, p: &Resolved, action: &str, files_fallback: bool) -> Option<Way> {
     let library = ctx.library.current();
-    let action = enterprise
+    let action = p
+        .enterprise
         .and_then(|e| library.vendor(e))
         .and_then(|v| {
             // A firmware update goes the way files go unless the library says otherwise.
