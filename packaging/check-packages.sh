@@ -59,6 +59,16 @@ grep -q "Agent running." "$log" || { cat "$log"; echo "the agent did not come up
 grep -q "Agent stopped." "$log" || { cat "$log"; echo "the agent did not stop cleanly"; exit 1; }
 as_root test -f /var/lib/fleet-agent/fleet-agent.db
 echo "the agent came up as fleet-agent and stopped cleanly on SIGTERM"
+# A store left owned by root (a command run with sudo) is refused with the fix, not
+# opened read-only.
+as_root chown root: /var/lib/fleet-agent/fleet-agent.db
+set +e
+as_root timeout --foreground -s TERM 4 runuser -u fleet-agent -- /usr/bin/fleet-agent run \
+    --config /etc/fleet-agent/fleet-agent.toml --state-dir /var/lib/fleet-agent 2>"$log"
+set -e
+grep -q "chown -R fleet-agent: /var/lib/fleet-agent" "$log" \
+  || { cat "$log"; echo "a root-owned store was not refused with its fix"; exit 1; }
+echo "a root-owned store is refused, naming the fix"
 
 as_root dpkg --purge fleet-agent
 test ! -e /usr/bin/fleet-agent && test ! -e /var/lib/fleet-agent

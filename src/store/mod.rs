@@ -72,6 +72,15 @@ pub enum StoreError {
     /// A query failed.
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The database can be read but not written by this user.
+    #[error(
+        "store {path}: this user can read it but not write it (was it created by another user, such as root?); give the files to the agent's user, for example: chown -R fleet-agent: {}",
+        path.parent().map_or_else(String::new, |d| d.display().to_string())
+    )]
+    ReadOnly {
+        /// Database path.
+        path: PathBuf,
+    },
     /// `secret.key` is missing while the store holds secrets sealed with it.
     #[error(
         "{path} is missing, but the store holds secrets sealed with it (the activation, the proxy password, printer credentials); restore the file from a backup, or move fleet-agent.db aside to start over (the agent then needs a new activation)"
@@ -331,6 +340,9 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         fleet_secret::owner_only::restrict(dir).map_err(|e| open_err(Box::new(e)))?;
         match open_checked(&path) {
+            // SQLite falls back to read-only when the file is not writable (say, created by
+            // `sudo fleet-agent discover`): say so now, not at the first write.
+            Ok(conn) if conn.is_readonly(rusqlite::MAIN_DB)? => Err(StoreError::ReadOnly { path }),
             Ok(conn) => Self::init(conn),
             Err(Err(e)) => Err(open_err(Box::new(e))),
             Err(Ok(why)) => {
