@@ -47,6 +47,39 @@ fn raw_level(s: &Value) -> Option<i64> {
         .filter(|l| *l >= 0)
 }
 
+/// A fingerprint of everything [`decide`] compares in a keyed view: the alert keys, the
+/// identity (serial, model, manufacturer, firmware) and each supply's levels. Two views
+/// with the same fingerprint give `Decision::Nothing` short of a due snapshot, so the
+/// uploader skips a poll whose fingerprint equals the sent one without reading the
+/// stored state (page counters and times are left out: they never trigger an upload).
+pub fn fingerprint(keyed: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(Value::Object(a)) = keyed.get("alerts") {
+        for k in a.keys() {
+            k.hash(&mut h);
+        }
+    }
+    0xffu8.hash(&mut h);
+    for k in ["serialNumber", "modelName", "manufacturer"] {
+        keyed.get(k).and_then(Value::as_str).hash(&mut h);
+    }
+    keyed
+        .pointer("/device/firmwareVersion")
+        .map(Value::to_string)
+        .hash(&mut h);
+    if let Some(Value::Object(s)) = keyed.get("supplies") {
+        for (k, v) in s {
+            k.hash(&mut h);
+            v.get("currentLevel").map(Value::to_string).hash(&mut h);
+            v.pointer("/ext/prtMarkerSuppliesLevel")
+                .map(Value::to_string)
+                .hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
 /// Decides what to upload after a poll, following the seed: a new printer gets a
 /// snapshot; at least one snapshot per heartbeat period; otherwise a delta only when an
 /// alert changed, a supply went down (or was replaced) or the identity changed. Page
@@ -173,6 +206,16 @@ mod tests {
     }
 
     const H: i64 = 3_600_000;
+
+    #[test]
+    fn the_fingerprint_moves_with_what_the_rule_reads_and_not_with_page_counts() {
+        let fp = |r: &PrinterReport| fingerprint(&keyed(r));
+        let base = fp(&report(100, 80, false, "S1"));
+        assert_eq!(base, fp(&report(5_000, 80, false, "S1")));
+        assert_ne!(base, fp(&report(100, 79, false, "S1")));
+        assert_ne!(base, fp(&report(100, 80, true, "S1")));
+        assert_ne!(base, fp(&report(100, 80, false, "S2")));
+    }
 
     #[test]
     fn the_seed_upload_rule() {

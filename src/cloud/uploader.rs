@@ -59,6 +59,19 @@ pub fn process(
     {
         return Ok(None);
     }
+    let keyed = report::keyed(&r.report);
+    let fingerprint = report::fingerprint(&keyed);
+    // Most polls change nothing the rule looks at: decided from the memo alone.
+    let memo = store.sent_memo(&key, |k| {
+        serde_json::from_str::<Value>(k).map_or(0, |v| report::fingerprint(&v))
+    })?;
+    if !r.on_demand
+        && memo.is_some_and(|m| {
+            m.fingerprint == fingerprint && now_ms - m.last_snapshot_ms < rule.heartbeat_ms
+        })
+    {
+        return Ok(None);
+    }
     let prev = store.sent_state(&key)?.and_then(|row| {
         serde_json::from_str::<Value>(&row.keyed)
             .ok()
@@ -74,7 +87,6 @@ pub fn process(
         report::decide(prev.as_ref(), &r.report, now_ms, rule)
     };
     let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
-    let keyed = report::keyed(&r.report);
     let (trigger, body, last_snapshot_ms) = match decision {
         Decision::Nothing => return Ok(None),
         Decision::Snapshot(t) => {
@@ -121,6 +133,7 @@ pub fn process(
     store.queue_upload(
         &key,
         &state,
+        fingerprint,
         &new_message_id(),
         kind,
         &serde_json::to_string(&body).unwrap_or_default(),
@@ -328,5 +341,37 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((q.kind, q.trigger), ("snapshot", Trigger::OnDemand));
+    }
+
+    #[test]
+    fn the_memo_follows_the_sent_state_across_resync_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = Rule::default();
+        let go = |store: &Store, toner, now| {
+            let r = Reading {
+                printer_id: 1,
+                report: report(100, toner),
+                on_demand: false,
+            };
+            process(store, rule, 1 << 20, now, &r).unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(go(&store, 50, 0).unwrap().kind, "snapshot");
+        assert_eq!(go(&store, 50, H), None);
+        // The cloud asked for a resync: the same reading now goes out as a snapshot.
+        store.forget_sent("sn:SN9").unwrap();
+        let q = go(&store, 50, 2 * H).unwrap();
+        assert_eq!((q.kind, q.trigger), ("snapshot", Trigger::Enrolment));
+        // A restarted agent rebuilds the memo from the stored state.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(go(&store, 50, 3 * H), None);
+        assert_eq!(
+            go(&store, 40, 4 * H).unwrap().trigger,
+            Trigger::SupplyDecrease
+        );
+        // An unenrolled printer's state is gone with its memo.
+        store.drop_printer("sn:SN9").unwrap();
+        assert_eq!(go(&store, 40, 5 * H).unwrap().kind, "snapshot");
     }
 }

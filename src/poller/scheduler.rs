@@ -153,6 +153,36 @@ struct Slot {
     removed: bool,
     /// Polls started so far.
     started: u64,
+    /// Content hash of the report last handed to the store (times left out): an equal
+    /// report is not written again.
+    stored: Option<u64>,
+}
+
+/// Hashes a report's JSON without the values that move with the clock alone
+/// (`collectedAt`, `uptimeSeconds`, `lastBootAt`): two polls that read the same values
+/// hash alike. Keys are matched with their quotes, which a JSON string value cannot
+/// contain unescaped.
+pub fn content_hash(json: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut rest = json;
+    loop {
+        let next = ["\"collectedAt\":", "\"uptimeSeconds\":", "\"lastBootAt\":"]
+            .iter()
+            .filter_map(|k| rest.find(k).map(|i| (i + k.len(), i)))
+            .min_by_key(|&(_, i)| i);
+        let Some((value, _)) = next else {
+            rest.hash(&mut h);
+            break;
+        };
+        rest[..value].hash(&mut h);
+        let after = &rest[value..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    h.finish()
 }
 
 impl Slot {
@@ -165,6 +195,7 @@ impl Slot {
             failures: 0,
             in_flight: false,
             memory: Memory::default(),
+            stored: None,
             status_due: None,
             checking: false,
             on_demand: false,
@@ -704,6 +735,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 }
                 s.due = next;
                 let json = serde_json::to_string(&report).unwrap_or_default();
+                let hash = content_hash(&json);
+                let changed = s.stored != Some(hash);
+                s.stored = Some(hash);
                 // An unenrolled printer's last poll is stored but not uploaded.
                 if let Some(tx) = self.readings.as_ref().filter(|_| !s.removed)
                     && tx
@@ -727,7 +761,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             serial: report.serial_number.clone(),
                             manufacturer: report.manufacturer.clone(),
                             model: report.model_name.clone(),
-                            report: json,
+                            report: changed.then_some(json),
                         }),
                         events: Vec::new(),
                     },

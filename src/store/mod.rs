@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0005_settings.sql"),
     ),
     ("0006_jobs.sql", include_str!("migrations/0006_jobs.sql")),
+    (
+        "0007_outbox_totals.sql",
+        include_str!("migrations/0007_outbox_totals.sql"),
+    ),
 ];
 
 /// Store errors.
@@ -214,8 +218,9 @@ pub struct Success {
     pub manufacturer: Option<String>,
     /// Model.
     pub model: Option<String>,
-    /// The report, JSON.
-    pub report: String,
+    /// The report, JSON; `None` when it equals the stored one apart from its times (the
+    /// stored report is then kept; `last_seen_ms` says when it was confirmed).
+    pub report: Option<String>,
 }
 
 /// The outcome of one poll, written in one transaction with others.
@@ -301,6 +306,11 @@ pub struct Store {
     /// Signalled when a message is queued, so the sender waits for work instead of
     /// querying the outbox on a timer.
     queued: Arc<tokio::sync::Notify>,
+    /// What the upload rule needs of each printer's sent state, kept in memory so a poll
+    /// that changes nothing the rule looks at costs no read of the stored state
+    /// (`outbox::SentMemo`). Changed only while the connection lock is held, so it
+    /// always agrees with `sent_state`.
+    sent_memo: Arc<Mutex<std::collections::HashMap<String, outbox::SentMemo>>>,
 }
 
 /// Applies `migrations` after the first `current` ones, each in its own transaction that
@@ -420,6 +430,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             queued: Arc::new(tokio::sync::Notify::new()),
+            sent_memo: Arc::default(),
         })
     }
 
@@ -479,7 +490,9 @@ impl Store {
                             r.health.as_str(),
                             r.at_ms
                         ])?;
-                        state.execute(params![r.printer_id, r.at_ms, ok.report])?;
+                        if let Some(report) = &ok.report {
+                            state.execute(params![r.printer_id, r.at_ms, report])?;
+                        }
                     }
                     None => {
                         up_fail.execute(params![
@@ -706,7 +719,7 @@ mod tests {
                 serial: Some("SN1".into()),
                 manufacturer: Some("Acme".into()),
                 model: Some("M1".into()),
-                report: "{\"a\":1}".into(),
+                report: Some("{\"a\":1}".into()),
             }),
             events: vec![Event {
                 kind: "counterReset",

@@ -48,6 +48,19 @@ pub struct SentRow {
     pub last_snapshot_ms: i64,
 }
 
+/// The upload rule's view of a printer's sent state: a fingerprint of what its decision
+/// reads (alert keys, identity, supply levels; see `cloud::report::fingerprint`), the
+/// sequence number and when the last snapshot went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentMemo {
+    /// Fingerprint of the sent keyed view.
+    pub fingerprint: u64,
+    /// Report sequence number of that state.
+    pub seq: u64,
+    /// When the last snapshot was queued (epoch ms).
+    pub last_snapshot_ms: i64,
+}
+
 /// Returns a fresh idempotency key (128 random bits, hex).
 pub fn new_message_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
@@ -59,6 +72,26 @@ fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result
         params![name, by],
     )?;
     Ok(())
+}
+
+fn sent_row(c: &rusqlite::Connection, printer_key: &str) -> Result<Option<SentRow>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT seq, keyed, last_snapshot_ms FROM sent_state WHERE printer_key = ?1",
+    )?
+    .query_row(params![printer_key], |r| {
+        Ok(SentRow {
+            seq: r.get::<_, i64>(0)? as u64,
+            keyed: r.get(1)?,
+            last_snapshot_ms: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
+fn oldest(tx: &rusqlite::Transaction<'_>, sql: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(sql)?
+        .query_row([], |r| r.get(0))
+        .optional()
 }
 
 /// Inserts a message and applies the byte cap inside `tx`; returns evictions.
@@ -76,40 +109,37 @@ fn enqueue_in(
             "INSERT INTO outbox(message_id, printer_key, kind, body, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![message_id, printer_key, kind, body, body.len() as i64, now_ms],
         )?;
+    if kind == "snapshot" {
+        // Older snapshots of this printer are superseded: first to go after the deltas.
+        tx.execute(
+            "UPDATE outbox SET superseded = 1 WHERE printer_key IS ?1 AND kind = 'snapshot' AND id < ?2 AND superseded = 0",
+            params![printer_key, tx.last_insert_rowid()],
+        )?;
+    }
+    // Each step is an index lookup (totals row, oldest delta, oldest superseded
+    // snapshot): eviction costs the same with 10 or 100,000 messages queued.
     let mut evicted = 0u64;
     loop {
-        let total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| {
+        let total: i64 = tx.query_row("SELECT bytes FROM outbox_totals WHERE id = 1", [], |r| {
             r.get(0)
         })?;
         if total as u64 <= cap_bytes {
             break;
         }
-        let victim: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let victim = match victim {
-                Some(v) => Some(v),
-                None => tx
-                    .query_row(
-                        "SELECT o.id FROM outbox o WHERE o.kind = 'snapshot' AND EXISTS (
-                             SELECT 1 FROM outbox n WHERE n.kind = 'snapshot' AND n.printer_key IS o.printer_key AND n.id > o.id)
-                         ORDER BY o.id LIMIT 1",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .or(tx
-                        .query_row(
-                            "SELECT id FROM outbox WHERE kind NOT IN ('snapshot', 'delta') ORDER BY id LIMIT 1",
-                            [],
-                            |r| r.get(0),
-                        )
-                        .optional()?),
-            };
+        // Asked in turn (a later query only when the earlier found nothing): the last
+        // one scans, and runs only when the queue holds no delta and no superseded
+        // snapshot.
+        let mut victim = None;
+        for sql in [
+            "SELECT id FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
+            "SELECT id FROM outbox WHERE superseded = 1 ORDER BY id LIMIT 1",
+            "SELECT id FROM outbox WHERE kind NOT IN ('snapshot', 'delta') ORDER BY id LIMIT 1",
+        ] {
+            victim = oldest(tx, sql)?;
+            if victim.is_some() {
+                break;
+            }
+        }
         let Some(v) = victim else { break };
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![v])?;
         evicted += 1;
@@ -155,20 +185,33 @@ impl Store {
     /// # Errors
     /// On SQL failure.
     pub fn sent_state(&self, printer_key: &str) -> Result<Option<SentRow>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT seq, keyed, last_snapshot_ms FROM sent_state WHERE printer_key = ?1",
-                params![printer_key],
-                |r| {
-                    Ok(SentRow {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        keyed: r.get(1)?,
-                        last_snapshot_ms: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        sent_row(&self.conn(), printer_key)
+    }
+
+    /// Returns the memo of a printer's sent state, reading the state (and computing its
+    /// fingerprint with `fingerprint` over its keyed JSON) only the first time.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn sent_memo(
+        &self,
+        printer_key: &str,
+        fingerprint: impl FnOnce(&str) -> u64,
+    ) -> Result<Option<SentMemo>, StoreError> {
+        let c = self.conn();
+        if let Some(m) = self.sent_memo.lock().get(printer_key) {
+            return Ok(Some(*m));
+        }
+        let Some(row) = sent_row(&c, printer_key)? else {
+            return Ok(None);
+        };
+        let memo = SentMemo {
+            fingerprint: fingerprint(&row.keyed),
+            seq: row.seq,
+            last_snapshot_ms: row.last_snapshot_ms,
+        };
+        self.sent_memo.lock().insert(printer_key.to_string(), memo);
+        Ok(Some(memo))
     }
 
     /// Queues an upload and records the state it leaves the cloud in, atomically: after
@@ -181,6 +224,7 @@ impl Store {
         &self,
         printer_key: &str,
         state: &SentRow,
+        fingerprint: u64,
         message_id: &str,
         kind: &str,
         body: &str,
@@ -204,6 +248,14 @@ impl Store {
             params![printer_key, state.seq as i64, state.keyed, state.last_snapshot_ms],
         )?;
         tx.commit()?;
+        self.sent_memo.lock().insert(
+            printer_key.to_string(),
+            SentMemo {
+                fingerprint,
+                seq: state.seq,
+                last_snapshot_ms: state.last_snapshot_ms,
+            },
+        );
         self.queued.notify_one();
         Ok(evicted)
     }
@@ -214,7 +266,9 @@ impl Store {
     /// # Errors
     /// On SQL failure.
     pub fn forget_sent(&self, printer_key: &str) -> Result<(), StoreError> {
-        self.conn().execute(
+        let c = self.conn();
+        self.sent_memo.lock().remove(printer_key);
+        c.execute(
             "DELETE FROM sent_state WHERE printer_key = ?1",
             params![printer_key],
         )?;
@@ -276,6 +330,7 @@ impl Store {
             "DELETE FROM sent_state WHERE printer_key = ?1",
             params![printer_key],
         )?;
+        self.sent_memo.lock().remove(printer_key);
         tx.commit()?;
         Ok(n)
     }
@@ -320,7 +375,7 @@ impl Store {
     pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let c = self.conn();
         let (messages, bytes): (i64, i64) = c.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox",
+            "SELECT messages, bytes FROM outbox_totals WHERE id = 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -415,6 +470,7 @@ mod tests {
                 keyed: "{}".into(),
                 last_snapshot_ms: 0,
             },
+            0,
             "m2",
             "snapshot",
             "y",
@@ -487,5 +543,92 @@ mod tests {
         );
         let st = s.outbox_stats().unwrap();
         assert_eq!((st.messages, st.bytes, st.dropped), (4, 120, 3));
+    }
+
+    fn scanned(s: &Store) -> (u64, u64) {
+        s.conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn the_running_totals_follow_every_way_in_and_out_of_the_outbox() {
+        let s = Store::open_in_memory().unwrap();
+        let cap = 1_000;
+        for i in 0..20 {
+            let kind = if i % 4 == 0 { "snapshot" } else { "delta" };
+            let printer = format!("sn:{}", i % 3);
+            s.enqueue(
+                &format!("m{i}"),
+                Some(&printer),
+                kind,
+                &body(10 + i * 7),
+                i as i64,
+                cap,
+            )
+            .unwrap();
+        }
+        let check = |s: &Store| {
+            let st = s.outbox_stats().unwrap();
+            assert_eq!((st.messages, st.bytes), scanned(s));
+        };
+        check(&s);
+        let due = s.due_messages(6, 100).unwrap();
+        s.ack(&[due[0].id, due[1].id]).unwrap();
+        check(&s);
+        s.reject(&[due[2].id]).unwrap();
+        check(&s);
+        s.drop_printer("sn:1").unwrap();
+        check(&s);
+        // Evictions under a small cap.
+        s.enqueue("big", Some("sn:0"), "snapshot", &body(900), 200, 1_000)
+            .unwrap();
+        check(&s);
+        assert!(s.outbox_stats().unwrap().dropped > 0);
+        let all = s.due_messages(100, 1_000).unwrap();
+        s.ack(&all.iter().map(|m| m.id).collect::<Vec<_>>())
+            .unwrap();
+        let st = s.outbox_stats().unwrap();
+        assert_eq!((st.messages, st.bytes), (0, 0));
+    }
+
+    #[test]
+    fn an_older_store_gets_its_totals_and_superseded_snapshots_at_migration() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut c, &super::super::MIGRATIONS[..6], 0).unwrap();
+        for (i, (key, kind, n)) in [
+            ("sn:a", "snapshot", 30),
+            ("sn:a", "delta", 20),
+            ("sn:a", "snapshot", 30),
+            ("sn:b", "snapshot", 40),
+        ]
+        .iter()
+        .enumerate()
+        {
+            c.execute(
+                "INSERT INTO outbox(message_id, printer_key, kind, body, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                params![format!("m{i}"), key, kind, body(*n), *n as i64],
+            )
+            .unwrap();
+        }
+        crate::store::migrate(&mut c, super::super::MIGRATIONS, 6).unwrap();
+        let totals: (i64, i64) = c
+            .query_row("SELECT messages, bytes FROM outbox_totals", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(totals, (4, 120));
+        let superseded: Vec<String> = c
+            .prepare("SELECT message_id FROM outbox WHERE superseded = 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(superseded, ["m0"]);
     }
 }

@@ -198,6 +198,13 @@ impl Store {
         for t in tables {
             tx.execute(&format!("DELETE FROM \"{t}\""), [])?;
         }
+        // The outbox's running totals are schema, not data: an empty outbox has a row of
+        // zeros.
+        tx.execute(
+            "INSERT OR REPLACE INTO outbox_totals(id, messages, bytes) VALUES (1, 0, 0)",
+            [],
+        )?;
+        self.sent_memo.lock().clear();
         tx.commit()?;
         Ok(())
     }
@@ -209,11 +216,8 @@ impl Store {
     pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT value FROM settings WHERE name = ?1 AND encrypted = 0",
-                params![name],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value FROM settings WHERE name = ?1 AND encrypted = 0")?
+            .query_row(params![name], |r| r.get(0))
             .optional()?)
     }
 

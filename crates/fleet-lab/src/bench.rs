@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+mod agent;
+pub use agent::AgentBench;
+
 /// Bench subcommands.
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -30,6 +33,11 @@ pub enum BenchCommand {
     /// READY=1, idle RSS with no printers, RSS with N printers after a full cycle, and the
     /// time from SIGTERM to exit.
     Service(ServiceBench),
+    /// The whole agent process (`fleet-agent run`) polling a simulated fleet (real
+    /// recordings repeated, or synthetic printers) for several cycles, measured from
+    /// outside: CPU per printer poll, RSS, store bytes written, outbox; beside
+    /// snmp_exporter's CPU per scrape of the same fleet.
+    Agent(AgentBench),
 }
 
 /// `bench service` arguments.
@@ -134,6 +142,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::PollCycle(b) => poll_cycle_bench(b).await,
         BenchCommand::Discover(b) => discover_bench(b).await,
         BenchCommand::Service(b) => service_bench(b).await,
+        BenchCommand::Agent(b) => agent::run(b).await,
     }
 }
 
@@ -156,6 +165,16 @@ impl Drop for AgentProc {
 impl AgentProc {
     /// Starts the agent with `printers`; returns it and the time to READY=1.
     fn start(printers: &[SocketAddr], interval_secs: u64) -> anyhow::Result<(AgentProc, Duration)> {
+        Self::start_with(printers, interval_secs, "127.0.0.1:0", "")
+    }
+
+    /// As [`AgentProc::start`], with the web page on `listen` and `extra` TOML appended.
+    fn start_with(
+        printers: &[SocketAddr],
+        interval_secs: u64,
+        listen: &str,
+        extra: &str,
+    ) -> anyhow::Result<(AgentProc, Duration)> {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "fleet-agent-bench-{}-{}",
@@ -166,7 +185,7 @@ impl AgentProc {
         let sock_path = dir.join("notify.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path)?;
         let mut conf = format!(
-            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = {interval_secs}\ndeadline_secs = {}\n",
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"{listen}\"\n[poller]\ninterval_secs = {interval_secs}\ndeadline_secs = {}\n{extra}\n",
             dir.join("state").display(),
             (interval_secs * 8 / 10).max(1)
         );
@@ -338,6 +357,22 @@ fn spawn_fleet(
     fleet_start: Ipv4Addr,
     port: u16,
 ) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
+    spawn_fleet_of(
+        &["--synthetic".to_string(), printers.to_string()],
+        printers,
+        fleet_start,
+        port,
+    )
+}
+
+/// Starts `fleet-lab simulate` in fleet mode with `what` (the printers to serve, which
+/// must come to `printers`); returns it and the printers' addresses.
+fn spawn_fleet_of(
+    what: &[String],
+    printers: usize,
+    fleet_start: Ipv4Addr,
+    port: u16,
+) -> anyhow::Result<(ChildGuard, Vec<SocketAddr>)> {
     let b = Fleet {
         printers,
         fleet_start,
@@ -345,10 +380,9 @@ fn spawn_fleet(
     };
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
+        .arg("simulate")
+        .args(what)
         .args([
-            "simulate",
-            "--synthetic",
-            &b.printers.to_string(),
             "--fleet-start",
             &b.fleet_start.to_string(),
             "--port",
@@ -723,7 +757,7 @@ async fn poll_bench(b: PollBench) -> anyhow::Result<()> {
     let exporter = if b.exporter == "none" {
         None
     } else {
-        exporter_bench(&b, &addrs)
+        exporter_bench(&b.exporter, &b.exporter_config, b.concurrency, &addrs)
             .await
             .map_err(|e| eprintln!("snmp_exporter: skipped: {e:#}"))
             .ok()
@@ -765,18 +799,25 @@ struct ExporterFigures {
     hwm_kib: u64,
 }
 
-async fn exporter_bench(b: &PollBench, addrs: &[SocketAddr]) -> anyhow::Result<ExporterFigures> {
-    if !b.exporter_config.exists() {
-        anyhow::bail!("config {} not found", b.exporter_config.display());
+/// Scrapes every address once with snmp_exporter's `printer_mib` module, `concurrency` at
+/// a time; the exporter's CPU is read from /proc around the scrapes only.
+async fn exporter_bench(
+    exporter: &str,
+    config: &std::path::Path,
+    concurrency: usize,
+    addrs: &[SocketAddr],
+) -> anyhow::Result<ExporterFigures> {
+    if !config.exists() {
+        anyhow::bail!("config {} not found", config.display());
     }
     let listen = "127.0.0.1:19116";
-    let child = Command::new(&b.exporter)
-        .arg(format!("--config.file={}", b.exporter_config.display()))
+    let child = Command::new(exporter)
+        .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address={listen}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", b.exporter))?;
+        .map_err(|e| anyhow::anyhow!("{exporter}: {e}"))?;
     let pid = child.id();
     let _guard = ChildGuard(child);
     // Wait until it listens.
@@ -793,7 +834,7 @@ async fn exporter_bench(b: &PollBench, addrs: &[SocketAddr]) -> anyhow::Result<E
     }
     let cpu0 = cpu_seconds(Some(pid)).unwrap_or(0.0);
     let t0 = Instant::now();
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for &a in addrs {
         let sem = sem.clone();

@@ -3,6 +3,7 @@
 
 use crate::{Layout, Printer, Simulator, synth};
 use clap::Args;
+use fleet_snmp::agent::MibView;
 use fleet_snmp::{UsmUser, snmprec};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +18,15 @@ pub struct SimulateArgs {
     /// A single .snmprec recording to serve (repeatable).
     #[arg(long)]
     pub file: Vec<PathBuf>,
+    /// Fleet mode: serve the recordings again and again, in order, until this many
+    /// printers are served (benchmarks on real recordings). Each copy's texts under
+    /// `--unique-prefix` get `-<copy>` appended, so no two printers share a serial number.
+    #[arg(long, requires = "fleet_start")]
+    pub repeat_to: Option<usize>,
+    /// With `--repeat-to`: OID prefix whose text values are made unique per copy
+    /// (repeatable; the Printer-MIB serial number column when none is given).
+    #[arg(long, requires = "repeat_to")]
+    pub unique_prefix: Vec<fleet_snmp::Oid>,
     /// Number of synthetic printers to add (counters advance, toners fall).
     #[arg(long, default_value_t = 0)]
     pub synthetic: usize,
@@ -50,6 +60,62 @@ pub struct SimulateArgs {
     pub targets_out: Option<PathBuf>,
 }
 
+/// The most printers `--repeat-to` serves (a /16 of loopback addresses).
+pub const MAX_REPEAT: usize = 65_000;
+
+/// Cycles `printers` (recordings) until there are `n`; copies get unique texts under
+/// `prefixes` (default: prtGeneralSerialNumber).
+fn repeat_recordings(
+    printers: &mut Vec<(String, Arc<MibView>)>,
+    n: usize,
+    prefixes: &[fleet_snmp::Oid],
+) -> Result<(), ArgsError> {
+    if n > MAX_REPEAT {
+        return Err(ArgsError::Usage(format!(
+            "--repeat-to {n}: at most {MAX_REPEAT}"
+        )));
+    }
+    let originals = printers.clone();
+    if originals.is_empty() {
+        return Err(ArgsError::Usage(
+            "--repeat-to needs recordings (--data-dir or --file)".into(),
+        ));
+    }
+    let serial: fleet_snmp::Oid = "1.3.6.1.2.1.43.5.1.1.17"
+        .parse()
+        .map_err(|e| ArgsError::Usage(format!("{e}")))?;
+    let prefixes = if prefixes.is_empty() {
+        std::slice::from_ref(&serial)
+    } else {
+        prefixes
+    };
+    let mut copy = 1usize;
+    while printers.len() < n {
+        for (name, view) in &originals {
+            if printers.len() >= n {
+                break;
+            }
+            let suffix = format!("-{copy}");
+            let pairs = view
+                .iter()
+                .map(|(oid, v)| match v {
+                    fleet_snmp::Value::OctetString(b)
+                        if prefixes.iter().any(|p| oid.starts_with(p)) =>
+                    {
+                        let mut b = b.clone();
+                        b.extend_from_slice(suffix.as_bytes());
+                        (oid.clone(), fleet_snmp::Value::OctetString(b))
+                    }
+                    _ => (oid.clone(), v.clone()),
+                })
+                .collect();
+            printers.push((format!("{name}{suffix}"), Arc::new(MibView::new(pairs))));
+        }
+        copy += 1;
+    }
+    Ok(())
+}
+
 /// Why the arguments cannot start a simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
@@ -71,17 +137,13 @@ impl SimulateArgs {
     /// # Errors
     /// As [`ArgsError`].
     pub async fn start(&self) -> Result<(Simulator, Vec<snmprec::Warning>), ArgsError> {
-        let mut printers = Vec::new();
+        let mut recorded = Vec::new();
         let mut warnings = Vec::new();
         for dir in &self.data_dir {
             let (views, w) = crate::load_dir(dir)
                 .map_err(|e| ArgsError::Input(format!("--data-dir {}: {e}", dir.display())))?;
             warnings.extend(w);
-            printers.extend(
-                views
-                    .into_iter()
-                    .map(|(name, v)| Printer::recorded(name, v)),
-            );
+            recorded.extend(views);
         }
         for f in &self.file {
             let (pairs, w) = snmprec::read(f)
@@ -91,11 +153,15 @@ impl SimulateArgs {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            printers.push(Printer::recorded(
-                name,
-                Arc::new(fleet_snmp::agent::MibView::new(pairs)),
-            ));
+            recorded.push((name, Arc::new(MibView::new(pairs))));
         }
+        if let Some(n) = self.repeat_to {
+            repeat_recordings(&mut recorded, n, &self.unique_prefix)?;
+        }
+        let mut printers: Vec<Printer> = recorded
+            .into_iter()
+            .map(|(name, v)| Printer::recorded(name, v))
+            .collect();
         if self.synthetic > 0 {
             if !(self.speed.is_finite() && self.speed >= 0.0) {
                 return Err(ArgsError::Usage(format!(

@@ -410,3 +410,17 @@ async fn a_refresh_asked_during_a_poll_waits_for_the_next_one() {
     );
     task.abort();
 }
+
+#[test]
+fn the_content_hash_ignores_the_clock_but_not_the_values() {
+    let a = r#"{"a":"x","collectedAt":1000,"device":{"uptimeSeconds":5,"lastBootAt":995,"n":1}}"#;
+    let b =
+        r#"{"a":"x","collectedAt":2000,"device":{"uptimeSeconds":1005,"lastBootAt":996,"n":1}}"#;
+    let c =
+        r#"{"a":"x","collectedAt":2000,"device":{"uptimeSeconds":1005,"lastBootAt":996,"n":2}}"#;
+    // A text that merely mentions a key is part of the content.
+    let d = r#"{"a":"\"collectedAt\":1","collectedAt":1000,"device":{"uptimeSeconds":5,"lastBootAt":995,"n":1}}"#;
+    assert_eq!(content_hash(a), content_hash(b));
+    assert_ne!(content_hash(b), content_hash(c));
+    assert_ne!(content_hash(a), content_hash(d));
+}
