@@ -839,6 +839,7 @@ async fn start_components(
             let ownership = crate::cloud::sender::Ownership {
                 takeover: config.discovery.takeover,
                 poller: Some(handle.clone()),
+                metrics: Some(shared.metrics.clone()),
             };
             components.spawn("sender", async move {
                 crate::cloud::sender::run(conn, s, ownership, stop).await;

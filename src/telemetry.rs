@@ -45,6 +45,14 @@ pub struct Metrics {
     pub outbox_bytes: Gauge,
     /// Messages queued for upload, by kind (snapshot, delta).
     pub uploads_queued: Family<Labels, Counter>,
+    /// Messages the cloud acknowledged.
+    pub uploads_acked: Counter,
+    /// Upload requests sent (one carries up to a batch of messages).
+    pub upload_requests: Counter,
+    /// Upload bodies as JSON, before compression, bytes.
+    pub upload_json_bytes: Counter,
+    /// Upload bodies as sent on the wire (gzip when the cloud takes it), bytes.
+    pub upload_body_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -129,6 +137,30 @@ impl Metrics {
             "Uploads queued by kind",
             uploads_queued.clone(),
         );
+        let uploads_acked = Counter::default();
+        registry.register(
+            "uploads_acked",
+            "Uploaded messages the cloud acknowledged",
+            uploads_acked.clone(),
+        );
+        let upload_requests = Counter::default();
+        registry.register(
+            "upload_requests",
+            "Upload requests sent",
+            upload_requests.clone(),
+        );
+        let upload_json_bytes = Counter::default();
+        registry.register(
+            "upload_json_bytes",
+            "Upload request bodies before compression, bytes",
+            upload_json_bytes.clone(),
+        );
+        let upload_body_bytes = Counter::default();
+        registry.register(
+            "upload_body_bytes",
+            "Upload request bodies as sent (compressed when the cloud takes gzip), bytes",
+            upload_body_bytes.clone(),
+        );
         for h in ["ok", "suspect", "not_communicating", "unknown"] {
             printers
                 .get_or_create(&vec![("health".into(), h.into())])
@@ -150,7 +182,18 @@ impl Metrics {
             outbox_messages,
             outbox_bytes,
             uploads_queued,
+            uploads_acked,
+            upload_requests,
+            upload_json_bytes,
+            upload_body_bytes,
         }
+    }
+
+    /// Counts upload requests and their bodies (JSON bytes, bytes as sent).
+    pub fn upload_sent(&self, requests: u64, json_bytes: u64, body_bytes: u64) {
+        self.upload_requests.inc_by(requests);
+        self.upload_json_bytes.inc_by(json_bytes);
+        self.upload_body_bytes.inc_by(body_bytes);
     }
 
     /// Sets the per-health printer gauges.

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -48,6 +49,57 @@ pub struct CloudClient {
     http: reqwest::Client,
     base: String,
     token: Mutex<Option<(String, Instant)>>,
+    /// The cloud takes gzip request bodies: it said so in an `Accept-Encoding` answer
+    /// header (RFC 7694 §3). Until then, and after a `415`, bodies go plain, so a cloud
+    /// that predates compression keeps working.
+    gzip: AtomicBool,
+    /// What the uploads put on the wire.
+    wire: Mutex<WireStats>,
+}
+
+/// Upload requests and their bodies (telemetry only; for `/metrics` and the bench).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireStats {
+    /// Upload requests answered (any status).
+    pub requests: u64,
+    /// Their JSON bodies' size before compression.
+    pub json_bytes: u64,
+    /// Their bodies' size as sent (compressed when the cloud takes gzip).
+    pub body_bytes: u64,
+}
+
+/// Bodies smaller than this go plain: gzip's 18-byte frame and the CPU buy nothing on a
+/// token request or a small acknowledgement.
+pub const COMPRESS_FROM_BYTES: usize = 1024;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::default(),
+    );
+    // Writing into a Vec cannot fail.
+    e.write_all(data).ok();
+    e.finish().unwrap_or_default()
+}
+
+/// Whether an answer's `Accept-Encoding` lists gzip.
+fn accepts_gzip(h: &reqwest::header::HeaderMap) -> bool {
+    h.get_all(reqwest::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|c| {
+            let mut parts = c.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            // `gzip;q=0` refuses it.
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
 }
 
 fn classify(e: reqwest::Error) -> CloudError {
@@ -178,6 +230,8 @@ impl CloudClient {
             http,
             base: base_url.trim_end_matches('/').to_string(),
             token: Mutex::new(None),
+            gzip: AtomicBool::new(false),
+            wire: Mutex::new(WireStats::default()),
         })
     }
 
@@ -264,15 +318,33 @@ impl CloudClient {
             takeover,
             reports,
         };
-        let v: UploadAnswer = self
-            .post(
-                &format!("/v1/agents/{}/uploads", creds.agent_id),
-                Some(&token),
-                Some(message_id),
-                &body,
-            )
+        let json = serde_json::to_vec(&body)
+            .map_err(|e| CloudError::Config(format!("upload not serialisable: {e}")))?;
+        let path = format!("/v1/agents/{}/uploads", creds.agent_id);
+        let (r, sent) = self
+            .send_json(&path, Some(&token), Some(message_id), json)
             .await?;
+        {
+            let mut w = self.wire.lock();
+            w.requests += 1;
+            w.json_bytes += sent.0 as u64;
+            w.body_bytes += sent.1 as u64;
+        }
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let v: UploadAnswer = json_of(r, MAX_ANSWER_BYTES).await?;
         Ok(v.results.into_iter().map(|r| r.status).collect())
+    }
+
+    /// What the uploads have put on the wire so far.
+    pub fn wire_stats(&self) -> WireStats {
+        *self.wire.lock()
+    }
+
+    /// Whether request bodies are compressed now (the cloud said it takes gzip).
+    pub fn compresses(&self) -> bool {
+        self.gzip.load(Ordering::Relaxed)
     }
 
     /// Sends a heartbeat; returns the cloud's answer (`jobsWaiting`, `nextHeartbeatSecs`).
@@ -522,21 +594,58 @@ impl CloudClient {
         idempotency_key: Option<&str>,
         body: &B,
     ) -> Result<A, CloudError> {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(VERSION_HEADER, PROTOCOL)
-            .json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let r = req.send().await.map_err(classify)?;
+        let json = serde_json::to_vec(body)
+            .map_err(|e| CloudError::Config(format!("request not serialisable: {e}")))?;
+        let (r, _) = self.send_json(path, token, idempotency_key, json).await?;
         if !r.status().is_success() {
             return Err(error_of(r).await);
         }
         json_of(r, MAX_ANSWER_BYTES).await
+    }
+
+    /// POSTs a JSON body, gzip-compressed when the cloud takes it and the body is worth
+    /// it; a `415` to a compressed body turns compression off and sends it again plain.
+    /// Returns the answer and the body's size (JSON, as sent).
+    async fn send_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        idempotency_key: Option<&str>,
+        json: Vec<u8>,
+    ) -> Result<(reqwest::Response, (usize, usize)), CloudError> {
+        let mut compress = json.len() >= COMPRESS_FROM_BYTES && self.gzip.load(Ordering::Relaxed);
+        loop {
+            let body = if compress { gzip(&json) } else { json.clone() };
+            let sent = (json.len(), body.len());
+            let mut req = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header(VERSION_HEADER, PROTOCOL)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+            if compress {
+                req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(k) = idempotency_key {
+                req = req.header("Idempotency-Key", k);
+            }
+            let r = req.send().await.map_err(classify)?;
+            if accepts_gzip(r.headers()) {
+                self.gzip.store(true, Ordering::Relaxed);
+            }
+            if compress && r.status() == reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                // A cloud that no longer takes gzip (or a proxy in the way that does not):
+                // plain from now on. The request was refused whole, so resending under the
+                // same idempotency key counts it once.
+                tracing::info!("The cloud refused a gzip body (415): sending plain from now on.");
+                self.gzip.store(false, Ordering::Relaxed);
+                compress = false;
+                continue;
+            }
+            return Ok((r, sent));
+        }
     }
 }

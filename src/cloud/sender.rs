@@ -8,6 +8,7 @@ use super::Connection;
 use super::client::CloudError;
 use crate::retry::{Backoff, Retry};
 use crate::store::Store;
+use crate::store::outbox::Batch;
 use fleet_protocol::upload::{Report, ReportStatus};
 use tokio::time::Duration;
 
@@ -19,20 +20,27 @@ pub const BACKOFF: Backoff = Backoff {
     jitter: 0.1,
 };
 
-/// Messages read from the outbox per round.
-const BATCH: usize = 20;
+/// Messages sent in one request, at most: a drained backlog goes at thousands of
+/// messages per second, and one answer acknowledges them all.
+pub const BATCH_MESSAGES: usize = 100;
+
+/// JSON bytes of the messages in one request, at most (before compression; a lone
+/// larger message goes alone). Well under the cloud's 2 MiB request limit.
+pub const BATCH_BYTES: u64 = 512 << 10;
 
 /// How long an idle sender waits before looking at the outbox again without being told
 /// of a new message.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
-/// What the sender needs to honour the takeover setting.
+/// What the sender needs besides the link: the takeover setting and where it reports.
 #[derive(Clone, Default)]
 pub struct Ownership {
     /// `discovery.takeover`: ask the cloud to move printers another agent manages.
     pub takeover: bool,
     /// The poller, to stop polling a printer another agent keeps.
     pub poller: Option<crate::poller::scheduler::PollerHandle>,
+    /// Upload figures for `/metrics`.
+    pub metrics: Option<std::sync::Arc<crate::telemetry::Metrics>>,
 }
 
 /// A printer another agent manages: not polled here any more (a later discovery run or a
@@ -62,6 +70,168 @@ async fn owned_elsewhere(store: &Store, ownership: &Ownership, printer_key: &str
     }
 }
 
+/// Sends one batch and records the answer. Returns how long to wait before the next
+/// (zero: go on at once; `None`: until a message is queued).
+#[allow(clippy::too_many_arguments)]
+async fn send_batch(
+    client: &super::client::CloudClient,
+    creds: &super::client::Credentials,
+    link: &super::link::Link,
+    clock: &crate::clock::Clock,
+    store: &Store,
+    ownership: &Ownership,
+    retry: &mut Retry,
+    batch: Batch,
+) -> Option<Duration> {
+    let Batch {
+        id: key,
+        messages,
+        resend,
+        more,
+    } = batch;
+    let mut reports = Vec::with_capacity(messages.len());
+    let mut sendable = Vec::with_capacity(messages.len());
+    let mut unreadable = Vec::new();
+    for m in messages {
+        match serde_json::from_str::<Report>(&m.body) {
+            Ok(r) => {
+                reports.push(r);
+                sendable.push(m);
+            }
+            Err(e) => {
+                // Written by this agent, so only a damaged store gets here.
+                tracing::error!(message = %m.message_id, error = %e, "Outbox message unreadable; dropped.");
+                unreadable.push(m.id);
+            }
+        }
+    }
+    if !unreadable.is_empty() {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.reject(&unreadable).ok())
+            .await
+            .ok();
+    }
+    if sendable.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    if resend {
+        tracing::debug!(batch = %key, messages = sendable.len(), "Resending a batch whose answer was not recorded.");
+    }
+    let sent_at = clock.now_ms();
+    let before = client.wire_stats();
+    let answer = client
+        .upload(creds, &key, reports, ownership.takeover, sent_at)
+        .await;
+    if let Some(metrics) = &ownership.metrics {
+        let after = client.wire_stats();
+        metrics.upload_sent(
+            after.requests.saturating_sub(before.requests),
+            after.json_bytes.saturating_sub(before.json_bytes),
+            after.body_bytes.saturating_sub(before.body_bytes),
+        );
+    }
+    match answer {
+        Ok(statuses) => {
+            retry.succeeded();
+            link.upload();
+            if statuses.len() != sendable.len() {
+                tracing::warn!(
+                    batch = %key,
+                    sent = sendable.len(),
+                    answered = statuses.len(),
+                    "The cloud answered a different number of results; the batch counts as accepted."
+                );
+            }
+            let mut resync = Vec::new();
+            let mut elsewhere = Vec::new();
+            let mut refused = Vec::new();
+            for (m, st) in sendable.iter().zip(statuses.iter()) {
+                match st {
+                    ReportStatus::Resync => resync.extend(m.printer_key.clone()),
+                    ReportStatus::OwnedByAnotherAgent => elsewhere.extend(m.printer_key.clone()),
+                    ReportStatus::Rejected => refused.push(m.id),
+                    ReportStatus::Applied | ReportStatus::Duplicate => {}
+                }
+            }
+            for k in &elsewhere {
+                owned_elsewhere(store, ownership, k).await;
+            }
+            if let Some(metrics) = &ownership.metrics {
+                metrics.uploads_acked.inc_by(sendable.len() as u64);
+            }
+            let last = sendable.last().map(|m| {
+                serde_json::json!({
+                    "messageId": m.message_id,
+                    "kind": m.kind,
+                    "printerKey": m.printer_key,
+                    "sentAtMs": sent_at,
+                    "body": serde_json::from_str::<serde_json::Value>(&m.body).unwrap_or_default(),
+                })
+                .to_string()
+            });
+            let ids: Vec<i64> = sendable
+                .iter()
+                .map(|m| m.id)
+                .filter(|id| !refused.contains(id))
+                .collect();
+            let s = store.clone();
+            let resync_keys = resync.clone();
+            tokio::task::spawn_blocking(move || {
+                s.ack(&ids).ok();
+                if !refused.is_empty() {
+                    s.reject(&refused).ok();
+                }
+                if let Some(l) = last {
+                    s.set_last_sent(&l).ok();
+                }
+                for k in &resync_keys {
+                    s.forget_sent(k).ok();
+                }
+            })
+            .await
+            .ok();
+            for k in &resync {
+                tracing::info!(
+                    printer = k.as_str(),
+                    "Cloud asked for a resync; the next reading goes out as a snapshot."
+                );
+            }
+            more.then_some(Duration::ZERO)
+        }
+        Err(CloudError::Unauthorized(r)) => {
+            link.error(&format!("the cloud refused the agent's token: {r}"));
+            tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
+            client.invalidate_token();
+            Some(retry.failed())
+        }
+        Err(CloudError::Rejected { status, reason }) if sendable.len() > 1 => {
+            // Refused whole, so not applied: from now on each goes alone, and only the
+            // bad one is dropped.
+            tracing::warn!(status, reason = %reason, batch = %key, messages = sendable.len(), "Cloud rejected a batch; sending its messages one by one.");
+            let ids: Vec<i64> = sendable.iter().map(|m| m.id).collect();
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.split_batch(&ids).ok())
+                .await
+                .ok();
+            Some(Duration::ZERO)
+        }
+        Err(CloudError::Rejected { status, reason }) => {
+            tracing::warn!(status, reason = %reason, message = %key, "Cloud rejected a message; dropped.");
+            let ids: Vec<i64> = sendable.iter().map(|m| m.id).collect();
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.reject(&ids).ok())
+                .await
+                .ok();
+            Some(Duration::ZERO)
+        }
+        Err(e) => {
+            link.error(&e.to_string());
+            tracing::debug!(error = %e, "Cloud unavailable; backing off.");
+            Some(retry.failed())
+        }
+    }
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(
     conn: Connection,
@@ -80,96 +250,20 @@ pub async fn run(
     loop {
         let s = store.clone();
         let now = clock.now_ms();
-        let due = tokio::task::spawn_blocking(move || s.due_messages(BATCH, now))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        // A full batch means more are waiting: go on at once. Otherwise wait for the next
-        // message queued, or at the latest IDLE_RECHECK (a message due later, or one
-        // queued by another process on the same store).
-        let mut wait = if due.len() == BATCH {
-            Some(Duration::ZERO)
-        } else {
-            None
-        };
-        for m in due {
-            let s = store.clone();
-            let report = match serde_json::from_str::<Report>(&m.body) {
-                Ok(r) => r,
-                Err(e) => {
-                    // Written by this agent, so only a damaged store gets here.
-                    tracing::error!(message = %m.message_id, error = %e, "Outbox message unreadable; dropped.");
-                    tokio::task::spawn_blocking(move || s.reject(&[m.id]).ok())
-                        .await
-                        .ok();
-                    continue;
-                }
-            };
-            match client
-                .upload(
-                    &creds,
-                    &m.message_id,
-                    vec![report],
-                    ownership.takeover,
-                    clock.now_ms(),
-                )
+        let batch =
+            tokio::task::spawn_blocking(move || s.next_batch(BATCH_MESSAGES, BATCH_BYTES, now))
                 .await
-            {
-                Ok(statuses) => {
-                    retry.succeeded();
-                    link.upload();
-                    let last = serde_json::json!({
-                        "messageId": m.message_id,
-                        "kind": m.kind,
-                        "printerKey": m.printer_key,
-                        "sentAtMs": clock.now_ms(),
-                        "body": serde_json::from_str::<serde_json::Value>(&m.body).unwrap_or_default(),
-                    })
-                    .to_string();
-                    let resync = statuses.contains(&ReportStatus::Resync);
-                    if statuses.contains(&ReportStatus::OwnedByAnotherAgent)
-                        && let Some(k) = &m.printer_key
-                    {
-                        owned_elsewhere(&store, &ownership, k).await;
-                    }
-                    let key = m.printer_key.clone();
-                    tokio::task::spawn_blocking(move || {
-                        s.ack(&[m.id]).ok();
-                        s.set_last_sent(&last).ok();
-                        if resync && let Some(k) = key {
-                            s.forget_sent(&k).ok();
-                        }
-                    })
-                    .await
-                    .ok();
-                    if resync {
-                        tracing::info!(
-                            printer = m.printer_key.as_deref().unwrap_or(""),
-                            "Cloud asked for a resync; the next reading goes out as a snapshot."
-                        );
-                    }
-                }
-                Err(CloudError::Unauthorized(r)) => {
-                    link.error(&format!("the cloud refused the agent's token: {r}"));
-                    tracing::warn!(reason = %r, "Cloud refused the token; renewing it.");
-                    client.invalidate_token();
-                    wait = Some(retry.failed());
-                    break;
-                }
-                Err(CloudError::Rejected { status, reason }) => {
-                    tracing::warn!(status, reason = %reason, message = %m.message_id, "Cloud rejected a message; dropped.");
-                    tokio::task::spawn_blocking(move || s.reject(&[m.id]).ok())
-                        .await
-                        .ok();
-                }
-                Err(e) => {
-                    link.error(&e.to_string());
-                    tracing::debug!(error = %e, "Cloud unavailable; backing off.");
-                    wait = Some(retry.failed());
-                    break;
-                }
-            }
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+        // Nothing due: wait for the next message queued, or at the latest IDLE_RECHECK
+        // (a message due later, or one queued by another process on the same store).
+        let mut wait = None;
+        if let Some(batch) = batch {
+            wait = send_batch(
+                &client, &creds, &link, &clock, &store, &ownership, &mut retry, batch,
+            )
+            .await;
         }
         match wait {
             Some(d) if d.is_zero() => {}

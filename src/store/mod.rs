@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_outbox_totals.sql",
         include_str!("migrations/0007_outbox_totals.sql"),
     ),
+    (
+        "0008_outbox_batches.sql",
+        include_str!("migrations/0008_outbox_batches.sql"),
+    ),
 ];
 
 /// Store errors.

@@ -23,6 +23,20 @@ pub struct Message {
     pub attempts: u32,
 }
 
+/// Messages sent to the cloud in one request, under one idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// The request's idempotency key: a single message's own `message_id`, else
+    /// `<first message_id>+<count>`.
+    pub id: String,
+    /// Its messages in queue order (never empty).
+    pub messages: Vec<Message>,
+    /// Already sent at least once without an answer recorded: resent as it was.
+    pub resend: bool,
+    /// More messages were due than the batch holds.
+    pub more: bool,
+}
+
 /// Queue figures (for status and metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +313,122 @@ impl Store {
         Ok(rows)
     }
 
+    /// The next request's messages. A batch sent before without a recorded answer comes
+    /// first, exactly as it was (the cloud counts a key once, so its members must not
+    /// change across a crash); otherwise the oldest due messages, at most `max_messages`
+    /// and `max_bytes` of bodies (at least one message), are fixed under a new key before
+    /// they are sent.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing is fixed).
+    pub fn next_batch(
+        &self,
+        max_messages: usize,
+        max_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Option<Batch>, StoreError> {
+        const COLS: &str = "id, message_id, printer_key, kind, body, attempts, bytes";
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Message, u64)> {
+            Ok((
+                Message {
+                    id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    printer_key: r.get(2)?,
+                    kind: r.get(3)?,
+                    body: r.get(4)?,
+                    attempts: r.get(5)?,
+                },
+                r.get::<_, i64>(6)?.max(0) as u64,
+            ))
+        };
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let pending: Option<String> = tx
+            .query_row(
+                "SELECT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let batch = if let Some(id) = pending {
+            let messages = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLS} FROM outbox WHERE batch_id = ?1 ORDER BY id"
+                ))?
+                .query_map(params![id], read)?
+                .map(|r| r.map(|(m, _)| m))
+                .collect::<Result<Vec<_>, _>>()?;
+            Batch {
+                id,
+                messages,
+                resend: true,
+                more: true,
+            }
+        } else {
+            let limit = i64::try_from(max_messages.max(1)).unwrap_or(i64::MAX);
+            let rows = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLS} FROM outbox WHERE batch_id IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2"
+                ))?
+                .query_map(params![now_ms, limit.saturating_add(1)], read)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut messages = Vec::new();
+            let mut bytes = 0u64;
+            for (m, b) in &rows {
+                if messages.len() >= max_messages.max(1)
+                    || (!messages.is_empty() && bytes.saturating_add(*b) > max_bytes)
+                {
+                    break;
+                }
+                bytes = bytes.saturating_add(*b);
+                messages.push(m.clone());
+            }
+            let Some(first) = messages.first() else {
+                return Ok(None);
+            };
+            let id = if messages.len() == 1 {
+                first.message_id.clone()
+            } else {
+                format!("{}+{}", first.message_id, messages.len())
+            };
+            let mut fix = tx.prepare_cached("UPDATE outbox SET batch_id = ?1 WHERE id = ?2")?;
+            for m in &messages {
+                fix.execute(params![id, m.id])?;
+            }
+            drop(fix);
+            Batch {
+                more: rows.len() > messages.len(),
+                id,
+                messages,
+                resend: false,
+            }
+        };
+        tx.commit()?;
+        if batch.messages.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(batch))
+    }
+
+    /// Sends the messages of a batch the cloud refused as a whole one by one from now
+    /// on, each under its own key, so one bad message cannot hold the others back. Only
+    /// for a definite refusal: a batch that may have been applied is resent as it was.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn split_batch(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE outbox SET batch_id = message_id WHERE id = ?1",
+                params![id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Removes messages the cloud accepted.
     ///
     /// # Errors
@@ -404,6 +534,70 @@ mod tests {
 
     fn body(n: usize) -> String {
         "x".repeat(n)
+    }
+
+    #[test]
+    fn a_batch_is_fixed_before_sending_and_resent_as_it_was_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let ids_of = |b: &Batch| -> Vec<String> {
+            b.messages.iter().map(|m| m.message_id.clone()).collect()
+        };
+        for i in 0..5 {
+            s.enqueue(
+                &format!("m{i}"),
+                Some("sn:a"),
+                "delta",
+                &body(100),
+                i,
+                1 << 20,
+            )
+            .unwrap();
+        }
+        assert!(
+            s.next_batch(10, 1 << 20, -1).unwrap().is_none(),
+            "none due yet"
+        );
+        // At most 3 messages, or 250 bytes: m0..m2 under one key.
+        let b = s.next_batch(3, 1 << 20, 100).unwrap().unwrap();
+        assert_eq!((b.id.as_str(), b.resend, b.more), ("m0+3", false, true));
+        assert_eq!(ids_of(&b), ["m0", "m1", "m2"]);
+        // Not answered, then a crash: the same batch comes back first, even though more
+        // messages arrived and the limits changed.
+        s.enqueue("m5", Some("sn:a"), "delta", &body(100), 5, 1 << 20)
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let again = s.next_batch(100, 1 << 20, 100).unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.resend), ("m0+3", true));
+        assert_eq!(ids_of(&again), ids_of(&b));
+        s.ack(&again.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+            .unwrap();
+        // The byte limit: two 100-byte bodies fit in 250, not three.
+        let b = s.next_batch(100, 250, 100).unwrap().unwrap();
+        assert_eq!((b.id.as_str(), b.more), ("m3+2", true));
+        // A batch refused whole is split: each message alone, under its own key, in order.
+        s.split_batch(&b.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+            .unwrap();
+        let one = s.next_batch(100, 1 << 20, 100).unwrap().unwrap();
+        assert_eq!((one.id.as_str(), one.resend), ("m3", true));
+        assert_eq!(ids_of(&one), ["m3"]);
+        s.reject(&[one.messages[0].id]).unwrap();
+        let one = s.next_batch(100, 1 << 20, 100).unwrap().unwrap();
+        assert_eq!(ids_of(&one), ["m4"]);
+        s.ack(&[one.messages[0].id]).unwrap();
+        // A lone message larger than the byte limit still goes, alone, under its own id.
+        s.enqueue("big", None, "snapshot", &body(1000), 6, 1 << 20)
+            .unwrap();
+        let b = s.next_batch(100, 150, 100).unwrap().unwrap();
+        assert_eq!(ids_of(&b), ["m5"]);
+        s.ack(&[b.messages[0].id]).unwrap();
+        let b = s.next_batch(100, 150, 100).unwrap().unwrap();
+        assert_eq!((b.id.as_str(), b.more), ("big", false));
+        s.ack(&[b.messages[0].id]).unwrap();
+        assert!(s.next_batch(100, 150, 100).unwrap().is_none());
+        let st = s.outbox_stats().unwrap();
+        assert_eq!((st.messages, st.rejected), (0, 1));
     }
 
     #[test]

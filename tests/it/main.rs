@@ -21,4 +21,5 @@ mod service;
 mod snmpd_v3;
 mod takeover;
 mod update_job;
+mod uploads;
 mod web_api;

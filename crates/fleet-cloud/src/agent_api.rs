@@ -207,9 +207,12 @@ pub async fn upload(
     };
     let db = c.db.clone();
     let now = (c.clock)();
-    let out = tokio::task::spawn_blocking(move || -> Result<Vec<ReportResult>, DbError> {
+    let gzip = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let out = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
         let first = db.first_sight(&envelope.message_id, &agent, now)?;
-        envelope
+        let results = envelope
             .reports
             .iter()
             .map(|r| {
@@ -224,11 +227,27 @@ pub async fn upload(
                     status,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok((
+            results,
+            crate::UploadSeen {
+                message_id: envelope.message_id,
+                reports: envelope.reports.len(),
+                first,
+                gzip,
+            },
+        ))
     })
     .await;
     match out {
-        Ok(Ok(results)) => axum::Json(UploadAnswer { results }).into_response(),
+        Ok(Ok((results, seen))) => {
+            c.upload_seen(seen);
+            let delay = c.upload_answer_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            axum::Json(UploadAnswer { results }).into_response()
+        }
         _ => unavailable(),
     }
 }

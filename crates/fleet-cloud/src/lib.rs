@@ -57,7 +57,41 @@ pub struct Cloud {
     heartbeat_secs: u64,
     /// Wakes long-polls when a job is queued.
     jobs_queued: Arc<tokio::sync::Notify>,
+    /// Request bodies may be gzip (`Content-Encoding`), and answers say so
+    /// (`Accept-Encoding: gzip`, RFC 7694). Off: a cloud that predates compression.
+    gzip: bool,
+    /// Test hooks for uploads: a delay before answering, and what arrived.
+    uploads: Arc<UploadHooks>,
 }
+
+/// The most upload envelopes [`Cloud::uploads_seen`] remembers (the oldest go first).
+pub const UPLOADS_SEEN_MAX: usize = 10_000;
+
+/// Test hooks on the upload route.
+#[derive(Default)]
+struct UploadHooks {
+    /// Milliseconds between applying an upload and answering it.
+    answer_delay_ms: std::sync::atomic::AtomicU64,
+    seen: parking_lot::Mutex<std::collections::VecDeque<UploadSeen>>,
+}
+
+/// One upload request as the cloud received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSeen {
+    /// The envelope's message id (the idempotency key).
+    pub message_id: String,
+    /// Reports it carried.
+    pub reports: usize,
+    /// First time this id arrived (else every report was answered `duplicate`).
+    pub first: bool,
+    /// The body arrived gzip-compressed.
+    pub gzip: bool,
+}
+
+/// The largest request body once decompressed (4 MiB; the refusal names it): as large as a settings document, and far
+/// above a batch of uploads (512 KiB of JSON), so a small compressed body cannot unfold
+/// into gigabytes.
+pub const MAX_DECODED_BYTES: usize = 4 << 20;
 
 /// An error answer: the status and `{ "reason": ... }`.
 fn reason(status: StatusCode, text: &str) -> Response {
@@ -72,10 +106,44 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = Response;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Doc(v)),
-            Err(e) => Err(reason(StatusCode::BAD_REQUEST, &e.body_text())),
+        // The `content_coding` layer let only identity or (when on) gzip through.
+        let gzip = req
+            .headers()
+            .get(axum::http::header::CONTENT_ENCODING)
+            .is_some_and(|v| {
+                let v = String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase();
+                v == "gzip" || v == "x-gzip"
+            });
+        if !gzip {
+            return match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(v)) => Ok(Doc(v)),
+                Err(e) => Err(reason(StatusCode::BAD_REQUEST, &e.body_text())),
+            };
         }
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json_type {
+            return Err(reason(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        // The compressed body is bounded by the route's body limit, the unfolded one here.
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let json = gunzip(&body).map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&json).map(Doc).map_err(|e| {
+            reason(
+                StatusCode::BAD_REQUEST,
+                &format!("Failed to deserialize the JSON body into the target type: {e}"),
+            )
+        })
     }
 }
 
@@ -112,6 +180,8 @@ impl Cloud {
             clock: Arc::new(now_ms),
             heartbeat_secs: HEARTBEAT_SECS,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            gzip: true,
+            uploads: Arc::default(),
         }
     }
 
@@ -120,6 +190,43 @@ impl Cloud {
     pub fn with_heartbeat_secs(mut self, secs: u64) -> Self {
         self.heartbeat_secs = secs;
         self
+    }
+
+    /// Refuses compressed request bodies (`415`) and does not offer compression: a cloud
+    /// that predates it, for the agent's negotiation tests.
+    #[must_use]
+    pub fn without_gzip(mut self) -> Self {
+        self.gzip = false;
+        self
+    }
+
+    /// Waits `ms` after applying an upload before answering it (tests kill the agent in
+    /// between); applies to clones too.
+    pub fn set_upload_answer_delay_ms(&self, ms: u64) {
+        self.uploads
+            .answer_delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The upload requests received, oldest first (at most [`UPLOADS_SEEN_MAX`]).
+    pub fn uploads_seen(&self) -> Vec<UploadSeen> {
+        self.uploads.seen.lock().iter().cloned().collect()
+    }
+
+    fn upload_seen(&self, u: UploadSeen) {
+        let mut seen = self.uploads.seen.lock();
+        if seen.len() >= UPLOADS_SEEN_MAX {
+            seen.pop_front();
+        }
+        seen.push_back(u);
+    }
+
+    fn upload_answer_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.uploads
+                .answer_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Uses another clock (tests expire codes and jobs).
@@ -183,6 +290,10 @@ impl Cloud {
             )
             .route("/admin/v1/jobs/{job_id}/stop", post(jobs::admin_stop))
             .route("/v1.0/assets", get(admin::assets))
+            .layer(axum::middleware::from_fn_with_state(
+                self.gzip,
+                content_coding,
+            ))
             .layer(axum::middleware::from_fn(protocol_version))
             .with_state(self)
     }
@@ -245,6 +356,68 @@ async fn protocol_version(req: axum::extract::Request, next: axum::middleware::N
             r
         }
         _ => next.run(req).await,
+    }
+}
+
+/// Request bodies' content coding (RFC 9110 §8.4, RFC 7694): with `gzip` on, a gzip body
+/// goes through (the [`Doc`] extractor unfolds it) and every answer says
+/// `Accept-Encoding: gzip`; any other coding, or gzip with it off, is `415` naming what is
+/// accepted.
+async fn content_coding(
+    axum::extract::State(gzip): axum::extract::State<bool>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let accepted = if gzip { "gzip" } else { "identity" };
+    let coding = req
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let ok = match coding.as_deref() {
+        None | Some("" | "identity") => true,
+        Some("gzip" | "x-gzip") => gzip,
+        Some(_) => false,
+    };
+    let mut r = if ok {
+        next.run(req).await
+    } else {
+        reason(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "request bodies in {} are not accepted here; send {accepted}",
+                coding.unwrap_or_default()
+            ),
+        )
+    };
+    r.headers_mut().insert(
+        axum::http::header::ACCEPT_ENCODING,
+        axum::http::HeaderValue::from_static(accepted),
+    );
+    r
+}
+
+/// Unfolds a gzip body, refusing one that grows past [`MAX_DECODED_BYTES`].
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, Refused> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = MAX_DECODED_BYTES as u64 + 1;
+    match flate2::read::MultiGzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+    {
+        Ok(_) if out.len() > MAX_DECODED_BYTES => Err(Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body unfolds to more than 4 MiB (4194304 bytes)",
+        )),
+        Ok(_) => Ok(out),
+        Err(_) => Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "the gzip body cannot be read (corrupt or truncated)",
+        )),
     }
 }
 

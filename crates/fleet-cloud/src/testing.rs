@@ -81,6 +81,12 @@ impl TestCloud {
         }
     }
 
+    /// The server state (test hooks: [`Cloud::set_upload_answer_delay_ms`],
+    /// [`Cloud::uploads_seen`]).
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
     /// Creates another agent instance; returns its id and activation code.
     ///
     /// # Panics

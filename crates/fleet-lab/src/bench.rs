@@ -165,15 +165,17 @@ impl Drop for AgentProc {
 impl AgentProc {
     /// Starts the agent with `printers`; returns it and the time to READY=1.
     fn start(printers: &[SocketAddr], interval_secs: u64) -> anyhow::Result<(AgentProc, Duration)> {
-        Self::start_with(printers, interval_secs, "127.0.0.1:0", "")
+        Self::start_with(printers, interval_secs, "127.0.0.1:0", "", &|_| Ok(()))
     }
 
-    /// As [`AgentProc::start`], with the web page on `listen` and `extra` TOML appended.
+    /// As [`AgentProc::start`], with the web page on `listen`, `extra` TOML appended, and
+    /// `setup` run on the state directory before the start (to store credentials).
     fn start_with(
         printers: &[SocketAddr],
         interval_secs: u64,
         listen: &str,
         extra: &str,
+        setup: &dyn Fn(&std::path::Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<(AgentProc, Duration)> {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -196,6 +198,8 @@ impl AgentProc {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let conf_path = dir.join("agent.toml");
         std::fs::write(&conf_path, conf)?;
+        std::fs::create_dir_all(dir.join("state"))?;
+        setup(&dir.join("state"))?;
         let t = Instant::now();
         let child = Command::new(crate::sibling("fleet-agent"))
             .args(["run", "--config"])

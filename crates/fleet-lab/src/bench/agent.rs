@@ -55,6 +55,11 @@ pub struct AgentBench {
     /// snmp_exporter configuration with the printer_mib module.
     #[arg(long, default_value = "../shared/bench/snmp_exporter-printer_mib.yml")]
     pub exporter_config: PathBuf,
+    /// Upload to the reference cloud, started in this process on loopback (TLS, gzip
+    /// offered), the agent activated against it: upload requests and bytes on the wire
+    /// are printed. Without it the agent is not activated and the outbox grows.
+    #[arg(long)]
+    pub cloud: bool,
     /// Print the figures as JSON too.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,10 @@ struct Sample {
     outbox_messages: f64,
     outbox_bytes: f64,
     queued: f64,
+    acked: f64,
+    requests: f64,
+    json_bytes: f64,
+    body_bytes: f64,
 }
 
 /// The recordings that carry a supplies table (prtMarkerSuppliesTable), sorted.
@@ -77,6 +81,10 @@ async fn sample(pid: u32, listen: &str) -> Sample {
         outbox_messages: metric(&text, "fleet_agent_outbox_messages"),
         outbox_bytes: metric(&text, "fleet_agent_outbox_bytes"),
         queued: metric(&text, "fleet_agent_uploads_queued_total"),
+        acked: metric(&text, "fleet_agent_uploads_acked_total"),
+        requests: metric(&text, "fleet_agent_upload_requests_total"),
+        json_bytes: metric(&text, "fleet_agent_upload_json_bytes_total"),
+        body_bytes: metric(&text, "fleet_agent_upload_body_bytes_total"),
     }
 }
 
@@ -95,11 +103,31 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
     let (fleet, what) = start_fleet(&b)?;
     let (_fleet_guard, addrs): (ChildGuard, Vec<SocketAddr>) = fleet;
     let listen = format!("127.0.0.1:{}", free_port()?);
-    let extra = b
-        .outbox_max_bytes
-        .map(|n| format!("[cloud]\noutbox_max_bytes = {n}\n"))
-        .unwrap_or_default();
-    let (mut agent, ready) = AgentProc::start_with(&addrs, b.interval_secs, &listen, &extra)?;
+    let mut extra = String::from("[cloud]\n");
+    if let Some(n) = b.outbox_max_bytes {
+        extra.push_str(&format!("outbox_max_bytes = {n}\n"));
+    }
+    let cloud = if b.cloud {
+        let c = BenchCloud::start().await?;
+        extra.push_str(&format!(
+            "url = \"{}\"\nca_file = \"{}\"\n",
+            c.url,
+            c.ca_file.display()
+        ));
+        Some(c)
+    } else {
+        None
+    };
+    let creds = cloud.as_ref().map(|c| c.creds.clone());
+    let setup = move |state: &Path| -> anyhow::Result<()> {
+        if let Some(creds) = &creds {
+            fleet_agent::cloud::save_credentials(state, creds)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(())
+    };
+    let (mut agent, ready) =
+        AgentProc::start_with(&addrs, b.interval_secs, &listen, &extra, &setup)?;
     let pid = agent.pid();
     println!(
         "agent bench: {} printers ({what}), poll interval {} s, {} cycles; fleet-agent run READY=1 after {:.0} ms",
@@ -139,6 +167,17 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
             s.outbox_bytes / 1048576.0,
             mib(s.rss_kib),
         );
+        if cloud.is_some() {
+            let req = s.requests - prev.requests;
+            println!(
+                "           uploads: {:.0} messages acknowledged in {req:.0} requests, {:.1} KiB on the wire ({:.1} KiB of JSON, {:.1}x smaller), {:.0} B per printer",
+                s.acked - prev.acked,
+                (s.body_bytes - prev.body_bytes) / 1024.0,
+                (s.json_bytes - prev.json_bytes) / 1024.0,
+                (s.json_bytes - prev.json_bytes) / (s.body_bytes - prev.body_bytes).max(1.0),
+                (s.body_bytes - prev.body_bytes) / addrs.len().max(1) as f64,
+            );
+        }
         cycles.push((polls, cpu, written, s));
         prev = s;
     }
@@ -170,6 +209,32 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
         mib(peak),
         stop.as_secs_f64() * 1000.0
     );
+    if let (Some(c), Some(first)) = (&cloud, cycles.first()) {
+        // Cycle 1 holds every printer's first snapshot; a printer whose only change is
+        // its page count sends one snapshot a day (heartbeat24h) and nothing else, so its
+        // daily upload is one snapshot's share of a batch.
+        let n = addrs.len().max(1) as f64;
+        let later: f64 = cycles
+            .iter()
+            .skip(1)
+            .map(|x| x.3.body_bytes)
+            .next_back()
+            .map_or(0.0, |last| last - first.3.body_bytes);
+        println!(
+            "uploads to the reference cloud: first snapshots {:.0} B per printer on the wire ({:.0} B of JSON; {:.0} messages in {:.0} requests); cycles 2..{}: {:.0} B per printer in all",
+            first.3.body_bytes / n,
+            first.3.json_bytes / n,
+            first.3.acked,
+            first.3.requests,
+            cycles.len(),
+            later / n,
+        );
+        println!(
+            "  per printer per day, page counts alone (one 24-h snapshot, batched and gzip-compressed): {:.0} B; cloud applied {} reports",
+            first.3.body_bytes / n,
+            c.applied()
+        );
+    }
     let exporter = if b.exporter == "none" {
         None
     } else {
@@ -217,6 +282,69 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
         println!("{v}");
     }
     Ok(())
+}
+
+/// The reference cloud in this process, one agent instance activated.
+struct BenchCloud {
+    url: String,
+    ca_file: PathBuf,
+    creds: fleet_agent::cloud::client::Credentials,
+    db: fleet_cloud::db::CloudDb,
+    dir: PathBuf,
+    stop: Box<dyn Fn() + Send>,
+}
+
+impl BenchCloud {
+    async fn start() -> anyhow::Result<BenchCloud> {
+        let db = fleet_cloud::db::CloudDb::open(None)?;
+        let token = fleet_secret::random_token(24);
+        let cloud = fleet_cloud::Cloud::new(db.clone(), &token);
+        let (_, code, _) = cloud.create_agent("bench", &serde_json::json!({}))?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let cert = fleet_cloud::tls::generate(&["localhost", "127.0.0.1"])?;
+        let handle = fleet_cloud::start_with(listener, cloud, &cert).await?;
+        let stop = Box::new(move || handle.shutdown());
+        let dir =
+            std::env::temp_dir().join(format!("fleet-agent-bench-cloud-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &cert.ca_pem)?;
+        let client = fleet_agent::cloud::client::CloudClient::new(
+            &url,
+            Some(cert.ca_pem.as_bytes()),
+            Duration::from_secs(10),
+        )?;
+        let creds = client.activate(&code).await?;
+        Ok(BenchCloud {
+            url,
+            ca_file,
+            creds,
+            db,
+            dir,
+            stop,
+        })
+    }
+
+    /// Reports the cloud applied (snapshots and deltas), over every printer.
+    fn applied(&self) -> usize {
+        self.db.assets().map_or(0, |a| {
+            a.iter()
+                .map(|x| {
+                    self.db
+                        .applied_seqs(&x.agent_id, &x.serial)
+                        .map_or(0, |s| s.len())
+                })
+                .sum()
+        })
+    }
+}
+
+impl Drop for BenchCloud {
+    fn drop(&mut self) {
+        (self.stop)();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }
 
 type Fleet = (ChildGuard, Vec<SocketAddr>);
