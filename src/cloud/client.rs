@@ -6,7 +6,7 @@ use fleet_protocol::activation::{
 };
 use fleet_protocol::heartbeat::{Heartbeat, HeartbeatAnswer};
 use fleet_protocol::jobs::{Job, JobResult, Progress, StateAnswer};
-use fleet_protocol::upload::{Envelope, Report, ReportStatus, SCHEMA, UploadAnswer};
+use fleet_protocol::upload::{Envelope, ReportStatus, SCHEMA, UploadAnswer};
 use fleet_protocol::{Reason, VERSION_HEADER, VERSION_TEXT as PROTOCOL};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -300,11 +300,11 @@ impl CloudClient {
     ///
     /// # Errors
     /// As [`CloudError`].
-    pub async fn upload(
+    pub async fn upload<R: Serialize>(
         &self,
         creds: &Credentials,
         message_id: &str,
-        reports: Vec<Report>,
+        reports: Vec<R>,
         takeover: bool,
         sent_at: i64,
     ) -> Result<Vec<ReportStatus>, CloudError> {

@@ -138,6 +138,11 @@ fn open_checked(path: &Path) -> Result<Connection, Result<String, rusqlite::Erro
         }
     };
     let conn = Connection::open(path).map_err(sort)?;
+    // Before anything else: switching to WAL and the check wait for another process
+    // opening the same store (`fleet-agent status` while the service starts) instead of
+    // failing at once with "database is locked".
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sort)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sort)?;
     // At most 20 problems: the first is enough to decide, the rest go to the log.

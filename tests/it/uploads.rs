@@ -195,6 +195,9 @@ async fn a_batch_killed_before_its_answer_is_applied_once() {
     };
 
     // Not activated yet: readings wait in the outbox (4 snapshots, then deltas).
+    // The store exists before the agent starts, so the test's readings of it never race
+    // the agent's creation of it.
+    fleet_agent::store::Store::open(&state).unwrap();
     let mut agent = crate::common::run_agent(&conf_file, None);
     crate::common::wait_for("a backlog of 6 messages", 60, || {
         (outbox().messages >= 6).then_some(())

@@ -7,10 +7,12 @@ use serde_json::{Map, Value};
 /// The envelope's `schemaVersion`.
 pub const SCHEMA: &str = "fleet-agent-upload/1";
 
-/// One upload: reports about printers, sent with `Idempotency-Key: <messageId>`.
+/// One upload: reports about printers, sent with `Idempotency-Key: <messageId>`. `R` is
+/// [`Report`]; the agent sends the reports as it stored them (already serialised
+/// [`Report`]s, `Box<RawValue>`), so a batch is not parsed and written again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Envelope {
+pub struct Envelope<R = Report> {
     /// [`SCHEMA`].
     pub schema_version: String,
     /// Unique per message; a resent one is answered `duplicate`.
@@ -26,7 +28,7 @@ pub struct Envelope {
     #[serde(default)]
     pub takeover: bool,
     /// The reports, applied in order.
-    pub reports: Vec<Report>,
+    pub reports: Vec<R>,
 }
 
 /// Why an upload happens (the upload schema's `trigger`).
