@@ -73,6 +73,13 @@ async fn owned_elsewhere(store: &Store, ownership: &Ownership, printer_key: &str
     }
 }
 
+/// Runs a store update on the blocking pool. A failure leaves the messages queued: they
+/// are sent again and the cloud counts them once.
+async fn on_store(store: &Store, f: impl FnOnce(&Store) + Send + 'static) {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || f(&s)).await.ok();
+}
+
 /// Sends one batch and records the answer. Returns how long to wait before the next
 /// (zero: go on at once; `None`: until a message is queued).
 #[allow(clippy::too_many_arguments)]
@@ -110,10 +117,10 @@ async fn send_batch(
         }
     }
     if !unreadable.is_empty() {
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.reject(&unreadable).ok())
-            .await
-            .ok();
+        on_store(store, move |s| {
+            s.reject(&unreadable).ok();
+        })
+        .await;
     }
     if sendable.is_empty() {
         return Some(Duration::ZERO);
@@ -121,7 +128,7 @@ async fn send_batch(
     if resend {
         tracing::debug!(batch = %key, messages = sendable.len(), "Resending a batch whose answer was not recorded.");
     }
-    let last_body = reports.last().map(|r| r.get().to_string());
+    let last_body = reports.last().cloned();
     let sent_at = clock.now_ms();
     let before = client.wire_stats();
     let answer = client
@@ -170,7 +177,7 @@ async fn send_batch(
                     "kind": m.kind,
                     "printerKey": m.printer_key,
                     "sentAtMs": sent_at,
-                    "body": last_body.as_deref().and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()).unwrap_or_default(),
+                    "body": last_body,
                 })
                 .to_string()
             });
@@ -179,9 +186,8 @@ async fn send_batch(
                 .map(|m| m.id)
                 .filter(|id| !refused.contains(id))
                 .collect();
-            let s = store.clone();
             let resync_keys = resync.clone();
-            tokio::task::spawn_blocking(move || {
+            on_store(store, move |s| {
                 s.ack(&ids).ok();
                 if !refused.is_empty() {
                     s.reject(&refused).ok();
@@ -193,8 +199,7 @@ async fn send_batch(
                     s.forget_sent(k).ok();
                 }
             })
-            .await
-            .ok();
+            .await;
             for k in &resync {
                 tracing::info!(
                     printer = k.as_str(),
@@ -214,19 +219,19 @@ async fn send_batch(
             // bad one is dropped.
             tracing::warn!(status, reason = %reason, batch = %key, messages = sendable.len(), "Cloud rejected a batch; sending its messages one by one.");
             let ids: Vec<i64> = sendable.iter().map(|m| m.id).collect();
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.split_batch(&ids).ok())
-                .await
-                .ok();
+            on_store(store, move |s| {
+                s.split_batch(&ids).ok();
+            })
+            .await;
             Some(Duration::ZERO)
         }
         Err(CloudError::Rejected { status, reason }) => {
             tracing::warn!(status, reason = %reason, message = %key, "Cloud rejected a message; dropped.");
             let ids: Vec<i64> = sendable.iter().map(|m| m.id).collect();
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.reject(&ids).ok())
-                .await
-                .ok();
+            on_store(store, move |s| {
+                s.reject(&ids).ok();
+            })
+            .await;
             Some(Duration::ZERO)
         }
         Err(e) => {

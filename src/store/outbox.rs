@@ -23,6 +23,21 @@ pub struct Message {
     pub attempts: u32,
 }
 
+/// The columns [`message_of`] reads, in its order.
+const MESSAGE_COLS: &str = "id, message_id, printer_key, kind, body, attempts";
+
+/// One outbox row (selected as [`MESSAGE_COLS`] first) as a [`Message`].
+fn message_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        printer_key: r.get(2)?,
+        kind: r.get(3)?,
+        body: r.get(4)?,
+        attempts: r.get(5)?,
+    })
+}
+
 /// Messages sent to the cloud in one request, under one idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
@@ -295,20 +310,11 @@ impl Store {
     /// On SQL failure.
     pub fn due_messages(&self, n: usize, now_ms: i64) -> Result<Vec<Message>, StoreError> {
         let c = self.conn();
-        let mut q = c.prepare_cached(
-            "SELECT id, message_id, printer_key, kind, body, attempts FROM outbox WHERE next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut q = c.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLS} FROM outbox WHERE next_attempt_ms <= ?1 ORDER BY id LIMIT ?2"
+        ))?;
         let rows = q
-            .query_map(params![now_ms, n as i64], |r| {
-                Ok(Message {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    printer_key: r.get(2)?,
-                    kind: r.get(3)?,
-                    body: r.get(4)?,
-                    attempts: r.get(5)?,
-                })
-            })?
+            .query_map(params![now_ms, n as i64], message_of)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -327,20 +333,7 @@ impl Store {
         max_bytes: u64,
         now_ms: i64,
     ) -> Result<Option<Batch>, StoreError> {
-        const COLS: &str = "id, message_id, printer_key, kind, body, attempts, bytes";
-        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Message, u64)> {
-            Ok((
-                Message {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    printer_key: r.get(2)?,
-                    kind: r.get(3)?,
-                    body: r.get(4)?,
-                    attempts: r.get(5)?,
-                },
-                r.get::<_, i64>(6)?.max(0) as u64,
-            ))
-        };
+        let max_messages = max_messages.max(1);
         let mut c = self.conn();
         let tx = c.transaction()?;
         let pending: Option<String> = tx
@@ -353,10 +346,9 @@ impl Store {
         let batch = if let Some(id) = pending {
             let messages = tx
                 .prepare_cached(&format!(
-                    "SELECT {COLS} FROM outbox WHERE batch_id = ?1 ORDER BY id"
+                    "SELECT {MESSAGE_COLS} FROM outbox WHERE batch_id = ?1 ORDER BY id"
                 ))?
-                .query_map(params![id], read)?
-                .map(|r| r.map(|(m, _)| m))
+                .query_map(params![id], message_of)?
                 .collect::<Result<Vec<_>, _>>()?;
             Batch {
                 id,
@@ -365,23 +357,27 @@ impl Store {
                 more: true,
             }
         } else {
-            let limit = i64::try_from(max_messages.max(1)).unwrap_or(i64::MAX);
+            let limit = i64::try_from(max_messages).unwrap_or(i64::MAX);
+            // One row more than fits tells whether more are waiting.
             let rows = tx
                 .prepare_cached(&format!(
-                    "SELECT {COLS} FROM outbox WHERE batch_id IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2"
+                    "SELECT {MESSAGE_COLS}, bytes FROM outbox WHERE batch_id IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2"
                 ))?
-                .query_map(params![now_ms, limit.saturating_add(1)], read)?
+                .query_map(params![now_ms, limit.saturating_add(1)], |r| {
+                    Ok((message_of(r)?, r.get::<_, i64>(6)?.max(0) as u64))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
+            let due = rows.len();
             let mut messages = Vec::new();
             let mut bytes = 0u64;
-            for (m, b) in &rows {
-                if messages.len() >= max_messages.max(1)
-                    || (!messages.is_empty() && bytes.saturating_add(*b) > max_bytes)
+            for (m, b) in rows {
+                if messages.len() >= max_messages
+                    || (!messages.is_empty() && bytes.saturating_add(b) > max_bytes)
                 {
                     break;
                 }
-                bytes = bytes.saturating_add(*b);
-                messages.push(m.clone());
+                bytes = bytes.saturating_add(b);
+                messages.push(m);
             }
             let Some(first) = messages.first() else {
                 return Ok(None);
@@ -397,7 +393,7 @@ impl Store {
             }
             drop(fix);
             Batch {
-                more: rows.len() > messages.len(),
+                more: due > messages.len(),
                 id,
                 messages,
                 resend: false,
