@@ -7,6 +7,7 @@
 
 use crate::clock::Clock;
 use crate::cloud::link::Link;
+use crate::cloud::settings::TrialStart;
 use crate::config::Config;
 use crate::poller::scheduler::{Managed, Poller};
 use crate::printer::library;
@@ -419,8 +420,18 @@ pub async fn run(
     let stored = crate::cloud::settings::stored(&store, &key)?;
     let (mut config, unfit) = crate::cloud::settings::effective(&source, stored.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut trial = None;
     if let Some(e) = unfit {
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
+    } else if stored.is_some() {
+        match begin_settings_trial(&store, &deps.clock).await? {
+            TrialStart::SetAside(reason) => {
+                tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
+                config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            TrialStart::OnTrial => trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE),
+            TrialStart::NoDocument => {}
+        }
     }
     deps.logs.set_level(&config.log_level);
     {
@@ -542,6 +553,15 @@ pub async fn run(
                     tracing::info!("Stopping to start again (agent update).");
                     break Next::Restart;
                 }
+                () = until(trial) => {
+                    trial = None;
+                    let s = shared.store.clone();
+                    match tokio::task::spawn_blocking(move || crate::cloud::settings::trial_passed(&s)).await {
+                        Ok(Ok(())) => tracing::debug!("The cloud settings have run long enough to be trusted."),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot record that the cloud settings passed their trial."),
+                        Err(e) => tracing::warn!(error = %e, "Settings trial task failed."),
+                    }
+                }
                 Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud"),
                 Some(c) = page_rx.recv() => break Next::Apply(c, "local page"),
                 _ = sighup.recv() => {
@@ -589,6 +609,13 @@ pub async fn run(
                 break;
             }
             Next::Apply(c, why) => {
+                // A new document from the cloud is on trial as a start on it would be.
+                if why == "cloud" {
+                    trial = match begin_settings_trial(&shared.store, &shared.deps.clock).await? {
+                        TrialStart::OnTrial => Some(tokio::time::Instant::now() + SETTINGS_STABLE),
+                        _ => None,
+                    };
+                }
                 if c.web_listen != web_listen {
                     tracing::warn!(listen = %c.web_listen, "web.listen changed; it takes effect at the next start.");
                 }
@@ -596,6 +623,15 @@ pub async fn run(
                 shared.deps.logs.set_level(&config.log_level);
                 tracing::info!(from = why, "Configuration applied; components restarted.");
             }
+        }
+    }
+    // A clean stop passes the trial: only runs that end otherwise count against the document.
+    if trial.is_some() && result.is_ok() {
+        let s = shared.store.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::cloud::settings::trial_passed(&s)).await
+        {
+            tracing::warn!(error = %e, "Cannot record that the cloud settings passed their trial.");
         }
     }
     if let Some(w) = watchdog {
@@ -614,6 +650,24 @@ pub async fn run(
     }
     tracing::info!("Agent stopped.");
     result
+}
+
+/// How long the agent runs on new cloud settings before they are trusted (see
+/// `cloud::settings`).
+const SETTINGS_STABLE: Duration = crate::cloud::settings::STABLE;
+
+/// Counts a run on the cloud settings in force (or sets them aside after failed runs).
+async fn begin_settings_trial(store: &Store, clock: &Clock) -> anyhow::Result<TrialStart> {
+    let (s, now) = (store.clone(), clock.now_ms());
+    Ok(tokio::task::spawn_blocking(move || crate::cloud::settings::begin_trial(&s, now)).await??)
+}
+
+/// Completes at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The running reloadable components, by name (so a slow stop can say what it waits on).

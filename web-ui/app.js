@@ -188,6 +188,12 @@ $("activate-form").addEventListener("submit", async (ev) => {
 async function loadStatus() {
   const s = await api("GET", "/api/status");
   const cloud = s.cloud;
+  // The cloud's settings in force, and the last document refused or set aside (with why).
+  const cloudSettings = (st) => {
+    const inForce = st && st.etag ? "from the cloud, laid over the local file" : "the local file only";
+    if (!st || !st.rejected) return inForce;
+    return [inForce, el("br"), badge("last document refused", "warn"), " ", st.rejected.reason];
+  };
   const link = cloud.connected ? badge("connected", "ok") : cloud.lastError ? badge("not reachable", "bad") : badge("not yet", "warn");
   const cards = [
     el("div", { class: "card" }, el("h2", {}, "Activation"), dl([
@@ -201,6 +207,7 @@ async function loadStatus() {
       ["Last contact", ago(cloud.lastContactMs)],
       ["Last upload", ago(cloud.lastUploadMs)],
       ["Last error", cloud.lastError ? [cloud.lastError, " (", ago(cloud.lastErrorMs), ")"] : "none"],
+      ["Settings", cloudSettings(cloud.settings)],
     ])),
     el("div", { class: "card" }, el("h2", {}, "Outbox"), dl([
       ["Waiting", `${s.outbox.messages} message(s), ${bytes(s.outbox.bytes)}`],

@@ -124,6 +124,51 @@ pub const MAX_ANSWER_BYTES: usize = 256 << 10;
 /// Jobs read from one answer, at most (the rest come at the next poll).
 pub const MAX_JOBS_PER_FETCH: usize = 1000;
 
+/// The jobs answer (`{"jobs": [...]}`) read within a budget: the first
+/// [`MAX_JOBS_PER_FETCH`] jobs kept as their JSON text, the rest only counted, so a page of
+/// a million tiny jobs costs no more memory than its bytes.
+#[derive(serde::Deserialize)]
+struct JobsPage {
+    #[serde(deserialize_with = "first_jobs")]
+    jobs: FirstJobs,
+}
+
+struct FirstJobs {
+    kept: Vec<Box<serde_json::value::RawValue>>,
+    total: usize,
+}
+
+fn first_jobs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FirstJobs, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = FirstJobs;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of jobs")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<FirstJobs, A::Error> {
+            let mut out = FirstJobs {
+                kept: Vec::new(),
+                total: 0,
+            };
+            while out.kept.len() < MAX_JOBS_PER_FETCH {
+                match seq.next_element()? {
+                    Some(j) => out.kept.push(j),
+                    None => break,
+                }
+            }
+            out.total = out.kept.len();
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                out.total += 1;
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Visit)
+}
+
 /// Reads a body whole, refusing one over `max` bytes before reading past it.
 async fn body_of(mut r: reqwest::Response, max: usize) -> Result<Vec<u8>, CloudError> {
     let too_big =
@@ -429,22 +474,18 @@ impl CloudClient {
             return Err(error_of(r).await);
         }
         // Each job is read on its own: one the agent cannot read never hides the others.
-        #[derive(serde::Deserialize)]
-        struct Each {
-            jobs: Vec<Value>,
-        }
-        let v: Each = json_of(r, MAX_DOCUMENT_BYTES).await?;
-        if v.jobs.len() > MAX_JOBS_PER_FETCH {
+        let page: JobsPage = json_of(r, MAX_DOCUMENT_BYTES).await?;
+        let FirstJobs { kept, total } = page.jobs;
+        if total > MAX_JOBS_PER_FETCH {
             tracing::warn!(
-                jobs = v.jobs.len(),
+                jobs = total,
                 "The cloud sent more jobs than the agent takes at once; the first {MAX_JOBS_PER_FETCH} are read."
             );
         }
-        Ok(v.jobs
+        Ok(kept
             .into_iter()
-            .take(MAX_JOBS_PER_FETCH)
             .filter_map(|j| {
-                serde_json::from_value::<Job>(j)
+                serde_json::from_str::<Job>(j.get())
                     .map_err(
                         |e| tracing::warn!(error = %e, "A job the agent cannot read was ignored."),
                     )

@@ -3,6 +3,12 @@
 //! may hold communities and pass phrases) and handed to the supervisor, which restarts the
 //! components with them. A rejected document is remembered with its reason (reported in
 //! the heartbeat) and the running configuration stays.
+//!
+//! A document can validate and still stop the agent (a fault no check foresaw). So that no
+//! remote input causes a crash loop, each document in force is on trial until the agent has
+//! run on it for [`STABLE`] or stopped cleanly; after [`FAILED_STARTS`] runs in a row that
+//! ended otherwise, the next start sets it aside as if refused (reported in the heartbeat,
+//! not fetched again until the cloud changes it) and runs on the file alone.
 
 use super::client::CloudError;
 use crate::config::{Config, ConfigErrors, Source};
@@ -11,10 +17,38 @@ use crate::store::{Store, StoreError};
 use fleet_protocol::heartbeat::Rejected;
 use fleet_secret::Secret;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const DOC: &str = "cloud.settings";
 const ETAG: &str = "cloud.settings_etag";
 const REJECTED: &str = "cloud.settings_rejected";
+const TRIAL: &str = "cloud.settings_trial";
+
+/// Runs on one document that may end abnormally (crash, kill, a component failing) before
+/// the next start sets it aside.
+pub const FAILED_STARTS: u32 = 2;
+
+/// How long the agent must run on a document before it is trusted.
+pub const STABLE: Duration = Duration::from_secs(60);
+
+/// The document on trial and how many runs on it began without passing.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Trial {
+    etag: String,
+    runs: u32,
+}
+
+/// What [`begin_trial`] decided.
+#[derive(Debug, PartialEq)]
+pub enum TrialStart {
+    /// No cloud document is in force: nothing to try.
+    NoDocument,
+    /// The document in force is on trial (this run counted).
+    OnTrial,
+    /// The last runs on the document ended abnormally: it was set aside, with this reason.
+    SetAside(String),
+}
 
 /// What the agent holds of the cloud's settings (the heartbeat's `config`).
 pub use fleet_protocol::heartbeat::ConfigStatus as Status;
@@ -70,6 +104,61 @@ pub fn effective(
         },
         None => Ok((source.parse()?, None)),
     }
+}
+
+/// Counts a run on the document in force; sets the document aside instead when the
+/// runs before ended [`FAILED_STARTS`] times without passing (see the module's notes).
+/// Called at start and when a new document is applied.
+///
+/// # Errors
+/// On store failure.
+pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError> {
+    let Some(etag) = store.setting(ETAG)? else {
+        store.remove_setting(TRIAL)?;
+        return Ok(TrialStart::NoDocument);
+    };
+    let before = store
+        .setting(TRIAL)?
+        .and_then(|s| serde_json::from_str::<Trial>(&s).ok())
+        .filter(|t| t.etag == etag)
+        .map_or(0, |t| t.runs);
+    if before >= FAILED_STARTS {
+        let reason = format!(
+            "set aside by the agent: its last {before} runs on these settings ended abnormally within {} s (crash, kill or a failing component); running on the local file",
+            STABLE.as_secs()
+        );
+        // Rejection first: a crash part-way leaves it on trial at the same count, so the
+        // next start sets it aside again.
+        store.set_setting(
+            REJECTED,
+            &serde_json::to_string(&StoredRejection {
+                rejected: Rejected {
+                    etag,
+                    reason: reason.clone(),
+                },
+                at_ms: now_ms,
+            })
+            .unwrap_or_default(),
+        )?;
+        store.remove_setting(ETAG)?;
+        store.remove_setting(DOC)?;
+        store.remove_setting(TRIAL)?;
+        return Ok(TrialStart::SetAside(reason));
+    }
+    let trial = Trial {
+        etag,
+        runs: before.saturating_add(1),
+    };
+    store.set_setting(TRIAL, &serde_json::to_string(&trial).unwrap_or_default())?;
+    Ok(TrialStart::OnTrial)
+}
+
+/// The document in force has run for [`STABLE`] or the agent stopped cleanly on it.
+///
+/// # Errors
+/// On store failure.
+pub fn trial_passed(store: &Store) -> Result<(), StoreError> {
+    store.remove_setting(TRIAL)
 }
 
 /// What one pull did.
@@ -167,4 +256,66 @@ pub enum PullError {
     /// A blocking task panicked or was cancelled.
     #[error("settings task failed: {0}")]
     Task(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_document(store: &Store, key: &SealKey, etag: &str) {
+        store
+            .set_secret(
+                key,
+                DOC,
+                &Secret::new(r#"{"poller":{"interval_secs":60}}"#.to_string()),
+            )
+            .unwrap();
+        store.set_setting(ETAG, etag).unwrap();
+    }
+
+    #[test]
+    fn a_document_whose_runs_keep_failing_is_set_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::for_store(&store, dir.path()).unwrap();
+        assert_eq!(begin_trial(&store, 1).unwrap(), TrialStart::NoDocument);
+
+        // A run that passes resets the count: a stable document is never set aside.
+        with_document(&store, &key, "\"a\"");
+        for _ in 0..5 {
+            assert_eq!(begin_trial(&store, 2).unwrap(), TrialStart::OnTrial);
+            trial_passed(&store).unwrap();
+        }
+
+        // FAILED_STARTS runs end abnormally (nothing marks them passed): the next start
+        // sets the document aside.
+        for _ in 0..FAILED_STARTS {
+            assert_eq!(begin_trial(&store, 3).unwrap(), TrialStart::OnTrial);
+        }
+        let TrialStart::SetAside(reason) = begin_trial(&store, 4).unwrap() else {
+            panic!("set aside expected");
+        };
+        assert!(reason.contains("ended abnormally"), "{reason}");
+        assert!(
+            stored(&store, &key).unwrap().is_none(),
+            "no document in force"
+        );
+        let st = status(&store).unwrap();
+        assert_eq!(st.etag, None);
+        let rejected = st.rejected.expect("reported as refused");
+        assert_eq!(rejected.etag, "\"a\"");
+        assert_eq!(rejected.reason, reason);
+        assert_eq!(begin_trial(&store, 5).unwrap(), TrialStart::NoDocument);
+
+        // A new document starts its own count; failures of the old one do not carry over.
+        with_document(&store, &key, "\"b\"");
+        store
+            .set_setting(TRIAL, r#"{"etag":"\"a\"","runs":9}"#)
+            .unwrap();
+        assert_eq!(begin_trial(&store, 6).unwrap(), TrialStart::OnTrial);
+        assert!(stored(&store, &key).unwrap().is_some());
+        // An unreadable trial record counts as none.
+        store.set_setting(TRIAL, "{not json").unwrap();
+        assert_eq!(begin_trial(&store, 7).unwrap(), TrialStart::OnTrial);
+    }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod chaos;
 mod cli_poll;
 mod cloud_e2e;
 mod cloud_jobs;
@@ -11,6 +12,7 @@ mod cloud_settings;
 mod deploy_job;
 mod discovery;
 mod fuzz_inputs;
+mod hostile_cloud;
 mod layers;
 mod library_job;
 mod librenms_conformance;

@@ -25,10 +25,11 @@ pub async fn status(State(agent): Shared) -> Response {
                 .collect::<Vec<_>>(),
             a.store.recent_jobs(10)?,
             a.store.agent_state()?,
+            crate::cloud::settings::status(&a.store)?,
         ))
     })
     .await;
-    let (agent_id, outbox, printers, running, recent, disabled) = match r {
+    let (agent_id, outbox, printers, running, recent, disabled, settings) = match r {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -58,6 +59,7 @@ pub async fn status(State(agent): Shared) -> Response {
             "lastError": link.last_error,
             "connected": link.last_contact_ms.is_some()
                 && link.last_contact_ms >= link.last_error_ms,
+            "settings": settings,
         },
         "outbox": outbox,
         "printers": printers.len(),
