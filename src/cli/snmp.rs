@@ -342,17 +342,7 @@ pub(super) async fn walk_cmd(a: WalkArgs) -> anyhow::Result<()> {
     let addr = resolve(&a.host, 161).await?;
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
-    let walked = tokio::time::timeout(
-        walk::WALK_DEADLINE,
-        walk::walk(&client, &target, &root, walk::Budget::WALK),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "{addr}: the walk did not finish within {} s",
-            walk::WALK_DEADLINE.as_secs()
-        )
-    })??;
+    let walked = walk::walk_subtree(&client, &target, &root).await?;
     let values = &walked.values;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(

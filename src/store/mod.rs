@@ -830,6 +830,45 @@ mod tests {
         assert!(s.setting("cloud.agent_id").unwrap().is_none());
     }
 
+    /// Damage that spares the settings' pages keeps the activation and sealed secrets.
+    #[test]
+    fn a_store_damaged_elsewhere_keeps_its_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.set_setting("cloud.agent_id", "agent-7").unwrap();
+        for i in 0..2000 {
+            s.printer_id(&format!("192.0.2.{}:{}", i % 250, 161 + i))
+                .unwrap();
+        }
+        drop(s);
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        drop(c);
+        // The last quarter of the file (the printers written last) overwritten with noise,
+        // the file's length unchanged.
+        let path = dir.path().join(DB_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let from = bytes.len() * 3 / 4;
+        for (i, b) in bytes[from..].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31) ^ 0xa5;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let s = Store::open(dir.path()).expect("a fresh store");
+        assert!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().contains(".damaged-")),
+            "it was found damaged and moved aside"
+        );
+        assert!(s.printers().unwrap().is_empty(), "a fresh store");
+        assert_eq!(
+            s.setting("cloud.agent_id").unwrap().as_deref(),
+            Some("agent-7"),
+            "the activation is kept"
+        );
+    }
+
     #[test]
     fn a_failed_migration_is_named() {
         let mut conn = Connection::open_in_memory().unwrap();

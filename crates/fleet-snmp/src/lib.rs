@@ -348,6 +348,14 @@ pub enum SnmpError {
         /// Agent address.
         target: SocketAddr,
     },
+    /// A whole-subtree walk ([`walk::walk_subtree`]) ran past its deadline.
+    #[error("{target}: the walk did not finish within {secs} s")]
+    Deadline {
+        /// Agent address.
+        target: SocketAddr,
+        /// The deadline, in seconds.
+        secs: u64,
+    },
     /// Local socket error.
     #[error("{target}: {source}")]
     Io {
@@ -376,6 +384,7 @@ impl SnmpError {
             SnmpError::Malformed { .. } => "malformed",
             SnmpError::NonIncreasing { .. } => "nonIncreasing",
             SnmpError::TooBig { .. } => "tooBig",
+            SnmpError::Deadline { .. } => "deadline",
             SnmpError::Io { .. } => "io",
         }
     }

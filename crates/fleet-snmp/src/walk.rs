@@ -151,6 +151,24 @@ pub async fn walk<C: SnmpClient>(
     collect(client, target, &[], std::slice::from_ref(root), budget).await
 }
 
+/// A whole subtree as the tools read it (the `walk` command, the `mibWalk` job): within
+/// [`Budget::WALK`] and at most [`WALK_DEADLINE`].
+///
+/// # Errors
+/// As [`walk`], and [`SnmpError::Deadline`] when the deadline passes.
+pub async fn walk_subtree<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    root: &Oid,
+) -> Result<Collection, SnmpError> {
+    tokio::time::timeout(WALK_DEADLINE, walk(client, target, root, Budget::WALK))
+        .await
+        .map_err(|_| SnmpError::Deadline {
+            target: target.addr,
+            secs: WALK_DEADLINE.as_secs(),
+        })?
+}
+
 /// What [`collect`] gathered.
 #[derive(Debug, Default)]
 pub struct Collection {
@@ -534,5 +552,40 @@ mod tests {
             assert!(kept <= budget.bytes && w.values.len() <= budget.values);
             assert!(!w.values.is_empty());
         }
+    }
+
+    /// A device that answers every request, slowly and without end (each reply one step
+    /// further): the walk stops at its deadline with an error that says so.
+    #[tokio::test(start_paused = true)]
+    async fn a_walk_that_never_ends_stops_at_its_deadline() {
+        struct Slow(std::sync::atomic::AtomicU32);
+        impl SnmpClient for Slow {
+            async fn request(&self, _: &Target, _: Request) -> Result<Pdu, SnmpError> {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Pdu {
+                    kind: PduType::Response,
+                    request_id: 1,
+                    error_status: 0,
+                    error_index: 0,
+                    varbinds: vec![VarBind {
+                        oid: "1.3.6.1.4.1.99999".parse::<Oid>().unwrap().child(&[n + 1]),
+                        value: Value::Integer(1),
+                    }],
+                })
+            }
+        }
+        let t = Target::new("192.0.2.9:161".parse().unwrap(), Security::v2c("public"));
+        let root: Oid = "1.3.6.1.4.1.99999".parse().unwrap();
+        let start = tokio::time::Instant::now();
+        let e = walk_subtree(&Slow(Default::default()), &t, &root)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SnmpError::Deadline { secs: 600, .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "192.0.2.9:161: the walk did not finish within 600 s"
+        );
+        assert_eq!(start.elapsed(), WALK_DEADLINE);
     }
 }

@@ -40,19 +40,12 @@ pub async fn mib_walk(ctx: &Context, job: &Job) -> JobResult {
     };
     let (addr, serial) = (p.addr, p.serial.as_deref());
     let root = oid("1.3.6.1");
-    let walk = fleet_snmp::walk::walk(&ctx.snmp, &p.target, &root, fleet_snmp::walk::Budget::WALK);
-    let walked = match tokio::time::timeout(fleet_snmp::walk::WALK_DEADLINE, walk).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. }))) => {
+    let walked = match fleet_snmp::walk::walk_subtree(&ctx.snmp, &p.target, &root).await {
+        Ok(v) => v,
+        Err(e @ (SnmpError::Timeout { .. } | SnmpError::Unreachable { .. })) => {
             return printer_outcome(addr, serial, Status::PrinterNotCommunicating, e.to_string());
         }
-        Ok(Err(e)) => return failed(e.to_string()),
-        Err(_) => {
-            return failed(format!(
-                "printer {addr}: the walk did not finish within {} s",
-                fleet_snmp::walk::WALK_DEADLINE.as_secs()
-            ));
-        }
+        Err(e) => return failed(format!("printer {e}")),
     };
     let vbs = &walked.values;
     let mut text = String::new();
