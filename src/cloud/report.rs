@@ -47,36 +47,37 @@ fn raw_level(s: &Value) -> Option<i64> {
         .filter(|l| *l >= 0)
 }
 
-/// A fingerprint of everything [`decide`] compares in a keyed view: the alert keys, the
-/// identity (serial, model, manufacturer, firmware) and each supply's levels. Two views
-/// with the same fingerprint give `Decision::Nothing` short of a due snapshot, so the
-/// uploader skips a poll whose fingerprint equals the sent one without reading the
-/// stored state (page counters and times are left out: they never trigger an upload).
-pub fn fingerprint(keyed: &Value) -> u64 {
+/// A fingerprint of everything [`decide`] compares, read from the typed report: the alert
+/// keys, the identity (serial, model, manufacturer, firmware) and each supply's levels.
+/// Two reports with the same fingerprint get the same decision against the same sent
+/// state (short of a due snapshot), so the uploader skips a poll whose fingerprint equals
+/// the last one decided without building the keyed view or reading the stored state.
+/// Page counters and times are left out: they never trigger an upload. It is only ever
+/// compared with fingerprints computed by this same function in this process.
+pub fn fingerprint(report: &PrinterReport) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    if let Some(Value::Object(a)) = keyed.get("alerts") {
-        for k in a.keys() {
-            k.hash(&mut h);
-        }
-    }
-    0xffu8.hash(&mut h);
-    for k in ["serialNumber", "modelName", "manufacturer"] {
-        keyed.get(k).and_then(Value::as_str).hash(&mut h);
-    }
-    keyed
-        .pointer("/device/firmwareVersion")
-        .map(Value::to_string)
-        .hash(&mut h);
-    if let Some(Value::Object(s)) = keyed.get("supplies") {
-        for (k, v) in s {
-            k.hash(&mut h);
-            v.get("currentLevel").map(Value::to_string).hash(&mut h);
-            v.pointer("/ext/prtMarkerSuppliesLevel")
-                .map(Value::to_string)
-                .hash(&mut h);
-        }
-    }
+    let mut alerts: Vec<&str> = report.alerts.iter().map(|a| a.alert_key.as_str()).collect();
+    alerts.sort_unstable();
+    alerts.dedup();
+    alerts.hash(&mut h);
+    report.serial_number.hash(&mut h);
+    report.model_name.hash(&mut h);
+    report.manufacturer.hash(&mut h);
+    report.device.firmware_version.hash(&mut h);
+    let mut supplies: Vec<(&str, Option<u8>, Option<i64>)> = report
+        .supplies
+        .iter()
+        .map(|s| {
+            (
+                s.supply_key.as_str(),
+                s.current_level,
+                s.ext.prt_marker_supplies_level,
+            )
+        })
+        .collect();
+    supplies.sort_unstable();
+    supplies.hash(&mut h);
     h.finish()
 }
 
@@ -88,11 +89,18 @@ pub fn decide(prev: Option<&Sent>, report: &PrinterReport, now_ms: i64, rule: Ru
     let Some(prev) = prev else {
         return Decision::Snapshot(Trigger::Enrolment);
     };
+    decide_keyed(Some(prev), &keyed(report), now_ms, rule)
+}
+
+/// [`decide`] with the new report's keyed view already built.
+pub fn decide_keyed(prev: Option<&Sent>, new: &Value, now_ms: i64, rule: Rule) -> Decision {
+    let Some(prev) = prev else {
+        return Decision::Snapshot(Trigger::Enrolment);
+    };
     if now_ms - prev.last_snapshot_ms >= rule.heartbeat_ms {
         return Decision::Snapshot(Trigger::Heartbeat24h);
     }
-    let new = keyed(report);
-    let Some(patch) = diff(&prev.keyed, &new) else {
+    let Some(patch) = diff(&prev.keyed, new) else {
         return Decision::Nothing;
     };
     let old = &prev.keyed;
@@ -103,7 +111,7 @@ pub fn decide(prev: Option<&Sent>, report: &PrinterReport, now_ms: i64, rule: Ru
                 .map(|m| m.keys().cloned().collect::<Vec<_>>())
                 .unwrap_or_default()
         };
-        keys(old) != keys(&new)
+        keys(old) != keys(new)
     };
     if alerts_changed {
         return Decision::Delta(Trigger::AlertChange, patch);
@@ -209,7 +217,7 @@ mod tests {
 
     #[test]
     fn the_fingerprint_moves_with_what_the_rule_reads_and_not_with_page_counts() {
-        let fp = |r: &PrinterReport| fingerprint(&keyed(r));
+        let fp = fingerprint;
         let base = fp(&report(100, 80, false, "S1"));
         assert_eq!(base, fp(&report(5_000, 80, false, "S1")));
         assert_ne!(base, fp(&report(100, 79, false, "S1")));

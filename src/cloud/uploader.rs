@@ -59,12 +59,9 @@ pub fn process(
     {
         return Ok(None);
     }
-    let keyed = report::keyed(&r.report);
-    let fingerprint = report::fingerprint(&keyed);
+    let fingerprint = report::fingerprint(&r.report);
     // Most polls change nothing the rule looks at: decided from the memo alone.
-    let memo = store.sent_memo(&key, |k| {
-        serde_json::from_str::<Value>(k).map_or(0, |v| report::fingerprint(&v))
-    })?;
+    let memo = store.sent_memo(&key);
     if !r.on_demand
         && memo.is_some_and(|m| {
             m.fingerprint == fingerprint && now_ms - m.last_snapshot_ms < rule.heartbeat_ms
@@ -72,6 +69,7 @@ pub fn process(
     {
         return Ok(None);
     }
+    let keyed = report::keyed(&r.report);
     let prev = store.sent_state(&key)?.and_then(|row| {
         serde_json::from_str::<Value>(&row.keyed)
             .ok()
@@ -84,8 +82,18 @@ pub fn process(
     let decision = if r.on_demand {
         Decision::Snapshot(Trigger::OnDemand)
     } else {
-        report::decide(prev.as_ref(), &r.report, now_ms, rule)
+        report::decide_keyed(prev.as_ref(), &keyed, now_ms, rule)
     };
+    if let (Decision::Nothing, Some(p)) = (&decision, &prev) {
+        store.remember_sent(
+            &key,
+            crate::store::outbox::SentMemo {
+                fingerprint,
+                seq: p.seq,
+                last_snapshot_ms: p.last_snapshot_ms,
+            },
+        );
+    }
     let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
     let (trigger, body, last_snapshot_ms) = match decision {
         Decision::Nothing => return Ok(None),

@@ -808,7 +808,11 @@ impl<C: SnmpClient + Clone> Poller<C> {
         }
         let health = s.health;
         let (addr, due) = (s.target.addr, s.due);
-        self.health_counts();
+        // The gauges move only when a health does (a count over every printer per poll
+        // would make a cycle quadratic in the fleet).
+        if before != health {
+            self.health_counts();
+        }
         if let Some(tx) = &self.observer {
             tx.send(Observed {
                 addr,

@@ -427,6 +427,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement a poll runs stays prepared (rusqlite keeps 16 by default; the
+        // agent's hot path uses more, and re-parsing SQL showed in profiles).
+        conn.set_prepared_statement_cache_capacity(64);
         let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if current > known {

@@ -82,7 +82,7 @@ pub struct SentRow {
 /// sequence number and when the last snapshot went out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentMemo {
-    /// Fingerprint of the sent keyed view.
+    /// Fingerprint of the last report decided (`cloud::report::fingerprint`).
     pub fingerprint: u64,
     /// Report sequence number of that state.
     pub seq: u64,
@@ -217,30 +217,16 @@ impl Store {
         sent_row(&self.conn(), printer_key)
     }
 
-    /// Returns the memo of a printer's sent state, reading the state (and computing its
-    /// fingerprint with `fingerprint` over its keyed JSON) only the first time.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn sent_memo(
-        &self,
-        printer_key: &str,
-        fingerprint: impl FnOnce(&str) -> u64,
-    ) -> Result<Option<SentMemo>, StoreError> {
-        let c = self.conn();
-        if let Some(m) = self.sent_memo.lock().get(printer_key) {
-            return Ok(Some(*m));
-        }
-        let Some(row) = sent_row(&c, printer_key)? else {
-            return Ok(None);
-        };
-        let memo = SentMemo {
-            fingerprint: fingerprint(&row.keyed),
-            seq: row.seq,
-            last_snapshot_ms: row.last_snapshot_ms,
-        };
+    /// What the uploader last decided for a printer (kept in memory only: after a start
+    /// the first reading of each printer takes the full path, which fills it).
+    pub fn sent_memo(&self, printer_key: &str) -> Option<SentMemo> {
+        self.sent_memo.lock().get(printer_key).copied()
+    }
+
+    /// Remembers a decision that queued nothing, so the same fingerprint again skips the
+    /// full path.
+    pub fn remember_sent(&self, printer_key: &str, memo: SentMemo) {
         self.sent_memo.lock().insert(printer_key.to_string(), memo);
-        Ok(Some(memo))
     }
 
     /// Queues an upload and records the state it leaves the cloud in, atomically: after
@@ -500,19 +486,17 @@ impl Store {
     /// On SQL failure.
     pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let c = self.conn();
-        let (messages, bytes): (i64, i64) = c.query_row(
-            "SELECT messages, bytes FROM outbox_totals WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // Read after every batch of readings (the gauges): cached statements.
+        let (messages, bytes): (i64, i64) = c
+            .prepare_cached("SELECT messages, bytes FROM outbox_totals WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let counter = |name: &str| -> rusqlite::Result<i64> {
-            Ok(c.query_row(
-                "SELECT value FROM counters WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
+            Ok(
+                c.prepare_cached("SELECT value FROM counters WHERE name = ?1")?
+                    .query_row(params![name], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0),
             )
-            .optional()?
-            .unwrap_or(0))
         };
         Ok(OutboxStats {
             messages: messages as u64,
