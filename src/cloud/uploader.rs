@@ -133,6 +133,11 @@ pub fn process(
         Report::Snapshot(_) => "snapshot",
         Report::Delta(_) => "delta",
     };
+    // Disabled or deleted by the cloud while this reading was on its way (a deletion
+    // wipes the store before the components stop): nothing more is queued.
+    if store.agent_state()? != crate::store::AgentState::Active {
+        return Ok(None);
+    }
     let state = SentRow {
         seq,
         keyed: keyed.to_string(),
@@ -209,11 +214,24 @@ impl Uploader {
                 _ = &mut shutdown => break,
                 r = readings.recv() => match r { Some(r) => r, None => break },
             };
+            // Readings arrive one by one as the poller spreads printers over the interval:
+            // gathered for a moment, they take one trip to the blocking pool instead of
+            // one each (each trip is a thread wake-up, which showed in profiles).
             let mut batch = vec![first];
-            while batch.len() < 256 {
-                match readings.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            let mut stopping = false;
+            while batch.len() < MAX_BATCH {
+                tokio::select! {
+                    r = readings.recv() => match r {
+                        Some(r) => batch.push(r),
+                        None => break,
+                    },
+                    () = &mut linger => break,
+                    _ = &mut shutdown => {
+                        stopping = true;
+                        break;
+                    }
                 }
             }
             let (store, rule, cap, now) = (
@@ -252,9 +270,17 @@ impl Uploader {
                     Err(e) => tracing::error!(error = %e, "Could not queue an upload."),
                 }
             }
+            if stopping {
+                break;
+            }
         }
     }
 }
+
+/// How long the uploader gathers readings before deciding on them.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+/// Readings decided in one trip to the blocking pool, at most.
+const MAX_BATCH: usize = 256;
 
 #[cfg(test)]
 mod tests {
