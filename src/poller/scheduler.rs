@@ -158,31 +158,35 @@ struct Slot {
     stored: Option<u64>,
 }
 
-/// Hashes a report's JSON without the values that move with the clock alone
-/// (`collectedAt`, `uptimeSeconds`, `lastBootAt`): two polls that read the same values
-/// hash alike. Keys are matched with their quotes, which a JSON string value cannot
-/// contain unescaped.
-pub fn content_hash(json: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let mut rest = json;
-    loop {
-        let next = ["\"collectedAt\":", "\"uptimeSeconds\":", "\"lastBootAt\":"]
-            .iter()
-            .filter_map(|k| rest.find(k).map(|i| (i + k.len(), i)))
-            .min_by_key(|&(_, i)| i);
-        let Some((value, _)) = next else {
-            rest.hash(&mut h);
-            break;
-        };
-        rest[..value].hash(&mut h);
-        let after = &rest[value..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(after.len());
-        rest = &after[end..];
+/// Hashes a report without the values that move with the clock alone (`collectedAt`,
+/// `uptimeSeconds`, `lastBootAt`, set aside for the hash and put back): two polls that
+/// read the same values hash alike. The report is serialised straight into the hasher,
+/// so an unchanged poll builds no JSON text at all.
+pub fn content_hash(report: &mut crate::printer::PrinterReport) -> u64 {
+    use std::hash::Hasher;
+    struct Hashing(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.write(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    h.finish()
+    let clock = (
+        std::mem::take(&mut report.collected_at),
+        report.device.uptime_seconds.take(),
+        report.device.last_boot_at.take(),
+    );
+    let mut h = Hashing(std::collections::hash_map::DefaultHasher::new());
+    serde_json::to_writer(&mut h, &*report).ok();
+    (
+        report.collected_at,
+        report.device.uptime_seconds,
+        report.device.last_boot_at,
+    ) = clock;
+    h.0.finish()
 }
 
 impl Slot {
@@ -734,8 +738,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     next += cfg.interval;
                 }
                 s.due = next;
-                let json = serde_json::to_string(&report).unwrap_or_default();
-                let hash = content_hash(&json);
+                let mut report = report;
+                let hash = content_hash(&mut report);
                 let changed = s.stored != Some(hash);
                 s.stored = Some(hash);
                 // An unenrolled printer's last poll is stored but not uploaded.
@@ -761,7 +765,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             serial: report.serial_number.clone(),
                             manufacturer: report.manufacturer.clone(),
                             model: report.model_name.clone(),
-                            report: changed.then_some(json),
+                            report: changed
+                                .then(|| serde_json::to_string(&report).unwrap_or_default()),
                         }),
                         events: Vec::new(),
                     },

@@ -16,7 +16,7 @@ pub use decode::{Collected, decode, plan};
 use serde::Serialize;
 
 /// One printer as read over SNMP (the `--json` report and the upload's snapshot body).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrinterReport {
     /// Maker (`MFG:` of the 1284 ID, a brand in sysDescr, or the enterprise number's owner).
