@@ -420,18 +420,8 @@ pub async fn run(
     let stored = crate::cloud::settings::stored(&store, &key)?;
     let (mut config, unfit) = crate::cloud::settings::effective(&source, stored.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut trial = None;
-    if let Some(e) = unfit {
+    if let Some(e) = &unfit {
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
-    } else if stored.is_some() {
-        match begin_settings_trial(&store, &deps.clock).await? {
-            TrialStart::SetAside(reason) => {
-                tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
-                config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
-            TrialStart::OnTrial => trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE),
-            TrialStart::NoDocument => {}
-        }
     }
     deps.logs.set_level(&config.log_level);
     {
@@ -465,6 +455,20 @@ pub async fn run(
             .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?,
     };
     let listening = listener.local_addr()?;
+    // Counted once the host's own start-up steps (store, key, listener) are done: their
+    // failures are not the cloud document's.
+    let mut trial = None;
+    if unfit.is_none() && stored.is_some() {
+        match begin_settings_trial(&store, &deps.clock).await? {
+            TrialStart::SetAside(reason) => {
+                tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
+                config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                deps.logs.set_level(&config.log_level);
+            }
+            TrialStart::OnTrial => trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE),
+            TrialStart::NoDocument | TrialStart::Trusted => {}
+        }
+    }
     if !listening.ip().is_loopback() {
         tracing::warn!(listen = %listening, "The local web listener is reachable from the network.");
     }
@@ -610,11 +614,25 @@ pub async fn run(
             }
             Next::Apply(c, why) => {
                 // A new document from the cloud is on trial as a start on it would be.
+                let mut c = c;
                 if why == "cloud" {
-                    trial = match begin_settings_trial(&shared.store, &shared.deps.clock).await? {
-                        TrialStart::OnTrial => Some(tokio::time::Instant::now() + SETTINGS_STABLE),
-                        _ => None,
-                    };
+                    trial = None;
+                    match begin_settings_trial(&shared.store, &shared.deps.clock).await? {
+                        TrialStart::OnTrial => {
+                            trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE);
+                        }
+                        TrialStart::SetAside(reason) => {
+                            tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
+                            match source.parse() {
+                                Ok(file) => *c = file,
+                                Err(e) => {
+                                    tracing::error!(problems = %e, "The local file is invalid now; the running configuration stays.");
+                                    *c = config.clone();
+                                }
+                            }
+                        }
+                        TrialStart::NoDocument | TrialStart::Trusted => {}
+                    }
                 }
                 if c.web_listen != web_listen {
                     tracing::warn!(listen = %c.web_listen, "web.listen changed; it takes effect at the next start.");

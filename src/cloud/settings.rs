@@ -5,10 +5,11 @@
 //! the heartbeat) and the running configuration stays.
 //!
 //! A document can validate and still stop the agent (a fault no check foresaw). So that no
-//! remote input causes a crash loop, each document in force is on trial until the agent has
-//! run on it for [`STABLE`] or stopped cleanly; after [`FAILED_STARTS`] runs in a row that
-//! ended otherwise, the next start sets it aside as if refused (reported in the heartbeat,
-//! not fetched again until the cloud changes it) and runs on the file alone.
+//! remote input causes a crash loop, each new document is on trial until the agent has
+//! run on it for [`STABLE`] or stopped cleanly (it is trusted from then on); after
+//! [`FAILED_STARTS`] runs in a row that ended otherwise, the next start sets it aside as if
+//! refused (reported in the heartbeat, not fetched again until the cloud changes it) and
+//! runs on the file alone.
 
 use super::client::CloudError;
 use crate::config::{Config, ConfigErrors, Source};
@@ -31,12 +32,15 @@ pub const FAILED_STARTS: u32 = 2;
 /// How long the agent must run on a document before it is trusted.
 pub const STABLE: Duration = Duration::from_secs(60);
 
-/// The document on trial and how many runs on it began without passing.
+/// The document on trial, how many runs on it began without passing, and whether one
+/// passed (then it is trusted: later failures are not the document's).
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct Trial {
     etag: String,
     runs: u32,
+    #[serde(default)]
+    passed: bool,
 }
 
 /// What [`begin_trial`] decided.
@@ -46,6 +50,8 @@ pub enum TrialStart {
     NoDocument,
     /// The document in force is on trial (this run counted).
     OnTrial,
+    /// The document in force passed its trial before.
+    Trusted,
     /// The last runs on the document ended abnormally: it was set aside, with this reason.
     SetAside(String),
 }
@@ -117,11 +123,14 @@ pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError>
         store.remove_setting(TRIAL)?;
         return Ok(TrialStart::NoDocument);
     };
-    let before = store
+    let trial = store
         .setting(TRIAL)?
         .and_then(|s| serde_json::from_str::<Trial>(&s).ok())
-        .filter(|t| t.etag == etag)
-        .map_or(0, |t| t.runs);
+        .filter(|t| t.etag == etag);
+    if trial.as_ref().is_some_and(|t| t.passed) {
+        return Ok(TrialStart::Trusted);
+    }
+    let before = trial.map_or(0, |t| t.runs);
     if before >= FAILED_STARTS {
         let reason = format!(
             "set aside by the agent: its last {before} runs on these settings ended abnormally within {} s (crash, kill or a failing component); running on the local file",
@@ -148,6 +157,7 @@ pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError>
     let trial = Trial {
         etag,
         runs: before.saturating_add(1),
+        passed: false,
     };
     store.set_setting(TRIAL, &serde_json::to_string(&trial).unwrap_or_default())?;
     Ok(TrialStart::OnTrial)
@@ -158,7 +168,15 @@ pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError>
 /// # Errors
 /// On store failure.
 pub fn trial_passed(store: &Store) -> Result<(), StoreError> {
-    store.remove_setting(TRIAL)
+    let Some(etag) = store.setting(ETAG)? else {
+        return store.remove_setting(TRIAL);
+    };
+    let trial = Trial {
+        etag,
+        runs: 0,
+        passed: true,
+    };
+    store.set_setting(TRIAL, &serde_json::to_string(&trial).unwrap_or_default())
 }
 
 /// What one pull did.
@@ -280,12 +298,16 @@ mod tests {
         let key = SealKey::for_store(&store, dir.path()).unwrap();
         assert_eq!(begin_trial(&store, 1).unwrap(), TrialStart::NoDocument);
 
-        // A run that passes resets the count: a stable document is never set aside.
-        with_document(&store, &key, "\"a\"");
+        // A document that passed once is trusted: later abnormal ends are not its fault.
+        with_document(&store, &key, "\"t\"");
+        assert_eq!(begin_trial(&store, 2).unwrap(), TrialStart::OnTrial);
+        trial_passed(&store).unwrap();
         for _ in 0..5 {
-            assert_eq!(begin_trial(&store, 2).unwrap(), TrialStart::OnTrial);
-            trial_passed(&store).unwrap();
+            assert_eq!(begin_trial(&store, 2).unwrap(), TrialStart::Trusted);
         }
+        assert!(stored(&store, &key).unwrap().is_some());
+
+        with_document(&store, &key, "\"a\"");
 
         // FAILED_STARTS runs end abnormally (nothing marks them passed): the next start
         // sets the document aside.

@@ -92,7 +92,7 @@ pub fn process(
                 seq: p.seq,
                 last_snapshot_ms: p.last_snapshot_ms,
             },
-        );
+        )?;
     }
     let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
     let (trigger, body, last_snapshot_ms) = match decision {
@@ -133,17 +133,14 @@ pub fn process(
         Report::Snapshot(_) => "snapshot",
         Report::Delta(_) => "delta",
     };
-    // Disabled or deleted by the cloud while this reading was on its way (a deletion
-    // wipes the store before the components stop): nothing more is queued.
-    if store.agent_state()? != crate::store::AgentState::Active {
-        return Ok(None);
-    }
     let state = SentRow {
         seq,
         keyed: keyed.to_string(),
         last_snapshot_ms,
     };
-    store.queue_upload(
+    // None: disabled or deleted by the cloud meanwhile (a deletion wipes the store while
+    // the components still run); nothing is queued.
+    let queued = store.queue_upload(
         &key,
         &state,
         fingerprint,
@@ -153,7 +150,7 @@ pub fn process(
         now_ms,
         cap_bytes,
     )?;
-    Ok(Some(Queued {
+    Ok(queued.map(|_| Queued {
         printer_key: key,
         kind,
         trigger,
@@ -174,6 +171,9 @@ pub struct Uploader {
 impl Uploader {
     /// Creates the component; `cap_bytes` bounds the outbox.
     pub fn new(store: Store, rule: Rule, cap_bytes: u64) -> Self {
+        // Decisions remembered under another rule (say, a larger minimum drop) would skip
+        // readings this one uploads.
+        store.forget_decisions();
         Uploader {
             store,
             rule,

@@ -8,7 +8,6 @@ use super::results::{done, failed};
 use super::{After, Context, Outcome, blocking, execute};
 use crate::cloud::client::CloudError;
 use crate::retry::{Backoff, Retry};
-use crate::store::AgentState;
 use crate::store::jobs::JobState;
 use fleet_protocol::jobs::{Command, Job, JobResult, Message, Progress, Status};
 use serde_json::Value;
@@ -53,13 +52,7 @@ async fn restart(ctx: &Context) {
 async fn delete_self(ctx: &Context) {
     let s = ctx.store.clone();
     // Idle until activated again (activation ends the state).
-    if blocking(move || {
-        s.wipe()?;
-        s.set_agent_state(AgentState::Deleted)
-    })
-    .await
-    .is_some()
-    {
+    if blocking(move || s.wipe()).await.is_some() {
         tracing::warn!(
             "Deleted by the cloud: credentials and data wiped; the agent stays idle until it is activated again."
         );

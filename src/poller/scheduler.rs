@@ -159,7 +159,7 @@ struct Slot {
 }
 
 /// Hashes a report without the values that move with the clock alone (`collectedAt`,
-/// `uptimeSeconds`, `lastBootAt`, set aside for the hash and put back): two polls that
+/// `uptimeSeconds`, `lastBootAt`, alerts' `raisedAt`, set aside for the hash and put back): two polls that
 /// read the same values hash alike. The report is serialised straight into the hasher,
 /// so an unchanged poll builds no JSON text at all.
 pub fn content_hash(report: &mut crate::printer::PrinterReport) -> u64 {
@@ -179,8 +179,17 @@ pub fn content_hash(report: &mut crate::printer::PrinterReport) -> u64 {
         report.device.uptime_seconds.take(),
         report.device.last_boot_at.take(),
     );
+    // An alert's raisedAt is worked out from the clock and the uptime: it moves too.
+    let raised: Vec<Option<i64>> = report
+        .alerts
+        .iter_mut()
+        .map(|a| a.ext.raised_at.take())
+        .collect();
     let mut h = Hashing(std::collections::hash_map::DefaultHasher::new());
     serde_json::to_writer(&mut h, &*report).ok();
+    for (a, r) in report.alerts.iter_mut().zip(raised) {
+        a.ext.raised_at = r;
+    }
     (
         report.collected_at,
         report.device.uptime_seconds,

@@ -224,9 +224,23 @@ impl Store {
     }
 
     /// Remembers a decision that queued nothing, so the same fingerprint again skips the
-    /// full path.
-    pub fn remember_sent(&self, printer_key: &str, memo: SentMemo) {
-        self.sent_memo.lock().insert(printer_key.to_string(), memo);
+    /// full path; only while the stored state is still the one decided against (a resync
+    /// or a wipe meanwhile forgot it, under the same lock, and it must stay forgotten).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn remember_sent(&self, printer_key: &str, memo: SentMemo) -> Result<(), StoreError> {
+        let c = self.conn();
+        if sent_row(&c, printer_key)?.is_some_and(|r| r.seq == memo.seq) {
+            self.sent_memo.lock().insert(printer_key.to_string(), memo);
+        }
+        Ok(())
+    }
+
+    /// Forgets every remembered decision (a new upload rule decides differently).
+    pub fn forget_decisions(&self) {
+        let _c = self.conn();
+        self.sent_memo.lock().clear();
     }
 
     /// Queues an upload and records the state it leaves the cloud in, atomically: after
@@ -245,9 +259,18 @@ impl Store {
         body: &str,
         now_ms: i64,
         cap_bytes: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut c = self.conn();
         let tx = c.transaction()?;
+        // Disabled or deleted by the cloud while the reading was on its way (checked in
+        // the transaction: a deletion wipes and marks the store in one).
+        let marked: Option<String> = tx
+            .prepare_cached("SELECT value FROM settings WHERE name = ?1 AND encrypted = 0")?
+            .query_row(params![super::state::AGENT_STATE], |r| r.get(0))
+            .optional()?;
+        if marked.is_some() {
+            return Ok(None);
+        }
         let evicted = enqueue_in(
             &tx,
             message_id,
@@ -272,7 +295,7 @@ impl Store {
             },
         );
         self.queued.notify_one();
-        Ok(evicted)
+        Ok(Some(evicted))
     }
 
     /// Forgets what the cloud holds for a printer (after a resync request), so the next

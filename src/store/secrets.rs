@@ -181,7 +181,9 @@ impl Store {
     }
 
     /// Empties every table (the cloud's "delete agent"): credentials, settings, printers,
-    /// history, outbox, jobs. The schema stays, so the agent can be activated again.
+    /// history, outbox, jobs, and leaves the agent marked deleted in the same transaction
+    /// (no component ever sees an empty store that is not marked). The schema stays, so the
+    /// agent can be activated again.
     ///
     /// # Errors
     /// On SQL failure (nothing is removed).
@@ -203,6 +205,10 @@ impl Store {
         tx.execute(
             "INSERT OR REPLACE INTO outbox_totals(id, messages, bytes) VALUES (1, 0, 0)",
             [],
+        )?;
+        tx.execute(
+            "INSERT INTO settings(name, value, encrypted) VALUES (?1, ?2, 0)",
+            params![super::state::AGENT_STATE, super::state::DELETED],
         )?;
         self.sent_memo.lock().clear();
         tx.commit()?;

@@ -8,7 +8,9 @@ use super::secrets::SealKey;
 use super::{Store, StoreError};
 use fleet_secret::Secret;
 
-const AGENT_STATE: &str = "agent.disabled";
+pub(super) const AGENT_STATE: &str = "agent.disabled";
+/// [`AGENT_STATE`] of a deleted agent.
+pub(super) const DELETED: &str = "deleted";
 const AGENT_ID: &str = "cloud.agent_id";
 const CLIENT_ID: &str = "cloud.client_id";
 const CLIENT_SECRET: &str = "cloud.client_secret";
@@ -153,7 +155,7 @@ impl Store {
     pub fn agent_state(&self) -> Result<AgentState, StoreError> {
         Ok(match self.setting(AGENT_STATE)?.as_deref() {
             None => AgentState::Active,
-            Some("deleted") => AgentState::Deleted,
+            Some(DELETED) => AgentState::Deleted,
             Some(_) => AgentState::Disabled,
         })
     }
@@ -166,7 +168,7 @@ impl Store {
         match state {
             AgentState::Active => self.remove_setting(AGENT_STATE),
             AgentState::Disabled => self.set_setting(AGENT_STATE, "1"),
-            AgentState::Deleted => self.set_setting(AGENT_STATE, "deleted"),
+            AgentState::Deleted => self.set_setting(AGENT_STATE, DELETED),
         }
     }
 

@@ -69,7 +69,7 @@ async fn bind_again(addr: &str) -> std::net::TcpListener {
 }
 
 /// A cloud process on `dir`, ready once it answers.
-async fn start_cloud(dir: &Path) -> Child {
+async fn start_cloud(dir: &Path) -> CloudProcess {
     std::fs::remove_file(dir.join("ready")).ok();
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -84,20 +84,33 @@ async fn start_cloud(dir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("cloud process");
+    let mut cloud = CloudProcess(child);
     let t = Instant::now();
     while !dir.join("ready").exists() {
+        if let Ok(Some(status)) = cloud.0.try_wait() {
+            panic!("the cloud process ended at start: {status}");
+        }
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "the cloud did not start"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child
+    cloud
 }
 
 fn kill(child: &mut Child) {
     child.kill().ok();
     child.wait().ok();
+}
+
+/// The cloud process, killed when dropped (also when the test fails half-way).
+struct CloudProcess(Child);
+
+impl Drop for CloudProcess {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
 }
 
 /// A small deterministic generator: the same kill schedule every run.
@@ -197,7 +210,7 @@ async fn agent_and_cloud_killed_at_random_lose_and_repeat_nothing() {
                 agent = crate::common::run_agent(&conf, Some(&log));
             }
             1 => {
-                kill(&mut cloud);
+                kill(&mut cloud.0);
                 cloud_kills += 1;
                 // An outage of up to 4 s, during which the agent keeps polling.
                 tokio::time::sleep(Duration::from_millis(400 * dice.below(11))).await;
@@ -205,7 +218,7 @@ async fn agent_and_cloud_killed_at_random_lose_and_repeat_nothing() {
             }
             _ => {
                 kill(&mut agent.child);
-                kill(&mut cloud);
+                kill(&mut cloud.0);
                 agent_kills += 1;
                 cloud_kills += 1;
                 cloud = start_cloud(&cloud_dir).await;
@@ -240,7 +253,7 @@ async fn agent_and_cloud_killed_at_random_lose_and_repeat_nothing() {
     }
     let (outbox, jobs) = settled.expect("the outbox drains and every job ends within 120 s");
     kill(&mut agent.child);
-    kill(&mut cloud);
+    kill(&mut cloud.0);
     assert_eq!(outbox.rejected, 0, "nothing refused: {outbox:?}");
     assert_eq!(outbox.dropped, 0, "nothing evicted: {outbox:?}");
 

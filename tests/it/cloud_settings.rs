@@ -206,10 +206,11 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
 }
 
 /// A cloud document can validate and still stop the agent (a fault no check foresaw); a
-/// service manager would then restart it into the same fault for ever. Each run on a new
-/// document is on trial: runs that end abnormally (SIGKILL here, as a crash would) count,
-/// and after two the next start sets the document aside, runs on the file and reports it
-/// in the heartbeat; clean stops do not count.
+/// service manager would then restart it into the same fault for ever. A new document is
+/// on trial: runs that end abnormally (SIGKILL here, as a crash would) count, and after
+/// two the next start sets it aside, runs on the file and reports it in the heartbeat. A
+/// document that once ran long enough or stopped cleanly is trusted: later kills are not
+/// its fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,23 +229,27 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
         ),
     )
     .unwrap();
-    let r = cloud
-        .admin
-        .put(format!(
-            "{}/admin/v1/agents/{}/settings",
-            cloud.url, cloud.agent_id
-        ))
-        .bearer_auth("admin-secret")
-        .json(&json!({ "poller": { "interval_secs": 120 } }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    let etag = r
-        .json::<fleet_protocol::admin::SettingsSaved>()
-        .await
-        .unwrap()
-        .etag;
+    let put = |secs: u64| {
+        let cloud = &cloud;
+        async move {
+            let r = cloud
+                .admin
+                .put(format!(
+                    "{}/admin/v1/agents/{}/settings",
+                    cloud.url, cloud.agent_id
+                ))
+                .bearer_auth("admin-secret")
+                .json(&json!({ "poller": { "interval_secs": secs } }))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<fleet_protocol::admin::SettingsSaved>()
+                .await
+                .unwrap()
+                .etag
+        }
+    };
     let log = dir.path().join("agent.log");
     let count = |what: &str| {
         std::fs::read_to_string(&log)
@@ -259,75 +264,100 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
             .map(|h| h.config.clone())
             .unwrap_or_default()
     };
+    let wait_config =
+        |want: &'static str, f: Box<dyn Fn(&fleet_protocol::heartbeat::ConfigStatus) -> bool>| {
+            let config = &config;
+            async move {
+                let mut status = config().await;
+                for _ in 0..400 {
+                    if f(&status) {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    status = config().await;
+                }
+                panic!("timed out waiting for {want}: {status:?}");
+            }
+        };
+    let running = |n: usize| {
+        crate::common::wait_for("the agent running", 30, move || {
+            (count("Agent running.") >= n).then_some(())
+        })
+    };
+    let kill = |agent: &mut crate::common::Proc| {
+        agent.child.kill().unwrap();
+        agent.child.wait().unwrap();
+    };
 
-    // The document arrives and is applied; clean stops (SIGTERM) and restarts on it do
-    // not count against it.
+    // A new document arrives and is applied (run 1 on it); killed at once, then once more
+    // after the next start (run 2): the third start sets it aside.
+    let a = put(120).await;
     let mut agent = crate::common::run_agent(&conf, Some(&log));
     crate::common::wait_for("the cloud settings applied", 30, || {
         (count("Configuration applied") >= 1).then_some(())
     })
     .await;
-    for n in 2..=4 {
-        let pid = agent.child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(agent.child.wait().unwrap().success(), "a clean stop");
-        agent = crate::common::run_agent(&conf, Some(&log));
-        crate::common::wait_for("the agent running", 30, || {
-            (count("Agent running.") > n).then_some(())
-        })
-        .await;
-    }
-    assert_eq!(count("set aside"), 0, "clean stops do not count");
-    let mut status = config().await;
-    for _ in 0..400 {
-        if status.etag.as_ref() == Some(&etag) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = config().await;
-    }
-    assert_eq!(status.etag.as_ref(), Some(&etag), "still in force");
-
-    // Runs that end abnormally: killed once running (as a crash loop would).
-    let running = count("Agent running.");
-    for n in 1..=2 {
-        agent.child.kill().unwrap();
-        agent.child.wait().unwrap();
-        agent = crate::common::run_agent(&conf, Some(&log));
-        crate::common::wait_for("the agent running", 30, || {
-            (count("Agent running.") >= running + n).then_some(())
-        })
-        .await;
-        if n == 1 {
-            assert_eq!(count("set aside"), 0, "one failed run is not enough");
-        }
-    }
-    // The third run on the document began after two abnormal ends: set aside.
+    kill(&mut agent);
+    agent = crate::common::run_agent(&conf, Some(&log));
+    running(2).await;
+    assert_eq!(count("set aside"), 0, "one failed run is not enough");
+    kill(&mut agent);
+    agent = crate::common::run_agent(&conf, Some(&log));
+    running(3).await;
     assert_eq!(count("The cloud settings were set aside"), 1);
-    status = config().await;
-    for _ in 0..400 {
-        if status.rejected.as_ref().is_some_and(|r| r.etag == etag) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = config().await;
-    }
+    let status = wait_config(
+        "the set-aside document reported",
+        Box::new({
+            let a = a.clone();
+            move |s| s.rejected.as_ref().is_some_and(|r| r.etag == a)
+        }),
+    )
+    .await;
     assert_eq!(status.etag, None, "no cloud document in force");
     let reason = &status.rejected.as_ref().unwrap().reason;
     assert!(reason.contains("ended abnormally"), "{reason}");
-
-    // Still running, on the file; not fetched again until the cloud changes it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         agent.child.try_wait().unwrap().is_none(),
         "the agent keeps running"
     );
-    assert_eq!(count("New settings from the cloud accepted"), 1);
+    assert_eq!(
+        count("New settings from the cloud accepted"),
+        1,
+        "not fetched again"
+    );
+
+    // A changed document is applied by the running agent, which then stops cleanly: trusted.
+    let b = put(150).await;
+    crate::common::wait_for("the new settings applied", 40, || {
+        (count("Configuration applied") >= 2).then_some(())
+    })
+    .await;
+    let pid = agent.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(agent.child.wait().unwrap().success(), "a clean stop");
+    for n in 4..=5 {
+        agent = crate::common::run_agent(&conf, Some(&log));
+        running(n).await;
+        kill(&mut agent);
+    }
+    agent = crate::common::run_agent(&conf, Some(&log));
+    running(6).await;
+    assert_eq!(
+        count("The cloud settings were set aside"),
+        1,
+        "a trusted document stays"
+    );
+    wait_config(
+        "the trusted document in force",
+        Box::new(move |s| s.etag.as_ref() == Some(&b)),
+    )
+    .await;
     drop(agent);
 }
