@@ -459,14 +459,11 @@ pub async fn run(
     // failures are not the cloud document's.
     let mut trial = None;
     if unfit.is_none() && stored.is_some() {
-        match begin_settings_trial(&store, &deps.clock).await? {
-            TrialStart::SetAside(reason) => {
-                tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
-                config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-                deps.logs.set_level(&config.log_level);
-            }
-            TrialStart::OnTrial => trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE),
-            TrialStart::NoDocument | TrialStart::Trusted => {}
+        let start = begin_settings_trial(&store, &deps.clock).await?;
+        trial = trial_deadline(&start);
+        if let TrialStart::SetAside(_) = start {
+            config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            deps.logs.set_level(&config.log_level);
         }
     }
     if !listening.ip().is_loopback() {
@@ -559,12 +556,7 @@ pub async fn run(
                 }
                 () = until(trial) => {
                     trial = None;
-                    let s = shared.store.clone();
-                    match tokio::task::spawn_blocking(move || crate::cloud::settings::trial_passed(&s)).await {
-                        Ok(Ok(())) => tracing::debug!("The cloud settings have run long enough to be trusted."),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot record that the cloud settings passed their trial."),
-                        Err(e) => tracing::warn!(error = %e, "Settings trial task failed."),
-                    }
+                    pass_settings_trial(&shared.store).await;
                 }
                 Some(c) = apply_rx.recv() => break Next::Apply(c, "cloud"),
                 Some(c) = page_rx.recv() => break Next::Apply(c, "local page"),
@@ -616,22 +608,16 @@ pub async fn run(
                 // A new document from the cloud is on trial as a start on it would be.
                 let mut c = c;
                 if why == "cloud" {
-                    trial = None;
-                    match begin_settings_trial(&shared.store, &shared.deps.clock).await? {
-                        TrialStart::OnTrial => {
-                            trial = Some(tokio::time::Instant::now() + SETTINGS_STABLE);
-                        }
-                        TrialStart::SetAside(reason) => {
-                            tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
-                            match source.parse() {
-                                Ok(file) => *c = file,
-                                Err(e) => {
-                                    tracing::error!(problems = %e, "The local file is invalid now; the running configuration stays.");
-                                    *c = config.clone();
-                                }
+                    let start = begin_settings_trial(&shared.store, &shared.deps.clock).await?;
+                    trial = trial_deadline(&start);
+                    if let TrialStart::SetAside(_) = start {
+                        match source.parse() {
+                            Ok(file) => *c = file,
+                            Err(e) => {
+                                tracing::error!(problems = %e, "The local file is invalid now; the running configuration stays.");
+                                *c = config.clone();
                             }
                         }
-                        TrialStart::NoDocument | TrialStart::Trusted => {}
                     }
                 }
                 if c.web_listen != web_listen {
@@ -645,12 +631,7 @@ pub async fn run(
     }
     // A clean stop passes the trial: only runs that end otherwise count against the document.
     if trial.is_some() && result.is_ok() {
-        let s = shared.store.clone();
-        if let Ok(Err(e)) =
-            tokio::task::spawn_blocking(move || crate::cloud::settings::trial_passed(&s)).await
-        {
-            tracing::warn!(error = %e, "Cannot record that the cloud settings passed their trial.");
-        }
+        pass_settings_trial(&shared.store).await;
     }
     if let Some(w) = watchdog {
         w.abort();
@@ -670,14 +651,35 @@ pub async fn run(
     result
 }
 
-/// How long the agent runs on new cloud settings before they are trusted (see
-/// `cloud::settings`).
-const SETTINGS_STABLE: Duration = crate::cloud::settings::STABLE;
-
-/// Counts a run on the cloud settings in force (or sets them aside after failed runs).
+/// Counts a run on the cloud settings in force, or sets them aside after failed runs
+/// (logged here; the caller then runs on the file).
 async fn begin_settings_trial(store: &Store, clock: &Clock) -> anyhow::Result<TrialStart> {
     let (s, now) = (store.clone(), clock.now_ms());
-    Ok(tokio::task::spawn_blocking(move || crate::cloud::settings::begin_trial(&s, now)).await??)
+    let start =
+        tokio::task::spawn_blocking(move || crate::cloud::settings::begin_trial(&s, now)).await??;
+    if let TrialStart::SetAside(reason) = &start {
+        tracing::error!(%reason, "The cloud settings were set aside; running on the local file.");
+    }
+    Ok(start)
+}
+
+/// When a run that began on trial has lasted long enough to pass it.
+fn trial_deadline(start: &TrialStart) -> Option<tokio::time::Instant> {
+    matches!(start, TrialStart::OnTrial)
+        .then(|| tokio::time::Instant::now() + crate::cloud::settings::STABLE)
+}
+
+/// Records that the settings in force passed their trial (ran long enough, or stopped
+/// cleanly): they are trusted from now on.
+async fn pass_settings_trial(store: &Store) {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || crate::cloud::settings::trial_passed(&s)).await {
+        Ok(Ok(())) => tracing::debug!("The cloud settings passed their trial."),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Cannot record that the cloud settings passed their trial.")
+        }
+        Err(e) => tracing::warn!(error = %e, "Settings trial task failed."),
+    }
 }
 
 /// Completes at `deadline`, never without one.

@@ -793,22 +793,30 @@ mod tests {
         assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
     }
 
-    /// The finding: a truncated store made every start fail (a restart loop).
-    #[test]
-    fn a_damaged_store_is_moved_aside_and_a_fresh_one_started() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+    /// A store in `dir` with an activation and 2,000 printers, checkpointed into its
+    /// main file (no WAL left), so that damage to that file is damage to the data; returns
+    /// the file's path.
+    fn activated_with_printers(dir: &Path) -> std::path::PathBuf {
+        let s = Store::open(dir).unwrap();
         s.set_setting("cloud.agent_id", "agent-7").unwrap();
         for i in 0..2000 {
             s.printer_id(&format!("192.0.2.{}:{}", i % 250, 161 + i))
                 .unwrap();
         }
         drop(s);
-        // Checkpointed into the main file, then cut in half.
-        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let path = dir.join(DB_FILE);
+        let c = Connection::open(&path).unwrap();
         c.pragma_update(None, "journal_mode", "DELETE").unwrap();
         drop(c);
-        let path = dir.path().join(DB_FILE);
+        path
+    }
+
+    /// The finding: a truncated store made every start fail (a restart loop).
+    #[test]
+    fn a_damaged_store_is_moved_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        // Checkpointed into the main file, then cut in half.
+        let path = activated_with_printers(dir.path());
         let len = std::fs::metadata(&path).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len / 2).unwrap();
@@ -837,19 +845,9 @@ mod tests {
     #[test]
     fn a_store_damaged_elsewhere_keeps_its_settings() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        s.set_setting("cloud.agent_id", "agent-7").unwrap();
-        for i in 0..2000 {
-            s.printer_id(&format!("192.0.2.{}:{}", i % 250, 161 + i))
-                .unwrap();
-        }
-        drop(s);
-        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
-        drop(c);
+        let path = activated_with_printers(dir.path());
         // The last quarter of the file (the printers written last) overwritten with noise,
         // the file's length unchanged.
-        let path = dir.path().join(DB_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let from = bytes.len() * 3 / 4;
         for (i, b) in bytes[from..].iter_mut().enumerate() {

@@ -231,7 +231,11 @@ impl Store {
     /// On SQL failure.
     pub fn remember_sent(&self, printer_key: &str, memo: SentMemo) -> Result<(), StoreError> {
         let c = self.conn();
-        if sent_row(&c, printer_key)?.is_some_and(|r| r.seq == memo.seq) {
+        let seq: Option<i64> = c
+            .prepare_cached("SELECT seq FROM sent_state WHERE printer_key = ?1")?
+            .query_row(params![printer_key], |r| r.get(0))
+            .optional()?;
+        if seq.is_some_and(|s| s as u64 == memo.seq) {
             self.sent_memo.lock().insert(printer_key.to_string(), memo);
         }
         Ok(())

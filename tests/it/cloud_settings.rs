@@ -6,7 +6,7 @@
 
 use crate::common::cloud::AgentSide;
 use crate::common::cloud::TestCloud;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -49,21 +49,7 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     std::fs::write(&conf, file("")).unwrap();
 
     // The cloud's settings: the right community and a second printer.
-    let put = |body: Value| async move {
-        let r = admin
-            .put(format!("{url}/admin/v1/agents/{agent_id}/settings"))
-            .bearer_auth("admin-secret")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-        r.json::<fleet_protocol::admin::SettingsSaved>()
-            .await
-            .unwrap()
-            .etag
-    };
-    let good = put(json!({
+    let good = cloud.put_settings(&json!({
         "snmp_profiles": [ { "name": "site", "auth": { "type": "v2c", "community": COMMUNITY }, "timeout_ms": 500 } ],
         "printers": [ { "address": printer(1) }, { "address": printer(2) } ],
         "poller": { "interval_secs": 10 }
@@ -104,26 +90,11 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
         (a.len() == 2).then(|| a.iter().map(|x| x.serial.clone()).collect::<Vec<_>>())
     })
     .await;
-    let agents = || async {
-        cloud.agents().await.agents[0]
-            .last_heartbeat
-            .as_ref()
-            .map(|h| h.config.clone())
-            .unwrap_or_default()
-    };
-    let mut status = agents().await;
-    for _ in 0..150 {
-        status = agents().await;
-        if status.etag.as_ref() == Some(&good) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        status.etag.as_ref(),
-        Some(&good),
-        "the heartbeat names the settings in force"
-    );
+    let status = cloud
+        .wait_settings("the heartbeat naming the settings in force", 15, |s| {
+            s.etag.as_ref() == Some(&good)
+        })
+        .await;
     assert!(status.rejected.is_none(), "{status:?}");
 
     // The community from the cloud is sealed at rest, in every file of the state directory.
@@ -138,20 +109,17 @@ async fn cloud_settings_apply_and_a_bad_document_is_refused_with_its_reason() {
     }
 
     // A document with a host-only key and a third printer is refused as a whole.
-    let bad = put(json!({
+    let bad = cloud.put_settings(&json!({
         "web": { "listen": "0.0.0.0:80" },
         "snmp_profiles": [ { "name": "site", "auth": { "type": "v2c", "community": COMMUNITY } } ],
         "printers": [ { "address": printer(1) }, { "address": printer(2) }, { "address": printer(3) } ]
     }))
     .await;
-    let mut status = agents().await;
-    for _ in 0..250 {
-        status = agents().await;
-        if status.rejected.as_ref().is_some_and(|r| r.etag == bad) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = cloud
+        .wait_settings("the refusal in the heartbeat", 25, |s| {
+            s.rejected.as_ref().is_some_and(|r| r.etag == bad)
+        })
+        .await;
     let reason = status
         .rejected
         .as_ref()
@@ -229,26 +197,11 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
         ),
     )
     .unwrap();
-    let put = |secs: u64| {
-        let cloud = &cloud;
-        async move {
-            let r = cloud
-                .admin
-                .put(format!(
-                    "{}/admin/v1/agents/{}/settings",
-                    cloud.url, cloud.agent_id
-                ))
-                .bearer_auth("admin-secret")
-                .json(&json!({ "poller": { "interval_secs": secs } }))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-            r.json::<fleet_protocol::admin::SettingsSaved>()
-                .await
-                .unwrap()
-                .etag
-        }
+    let cloud = &cloud;
+    let put = |secs: u64| async move {
+        cloud
+            .put_settings(&json!({ "poller": { "interval_secs": secs } }))
+            .await
     };
     let log = dir.path().join("agent.log");
     let count = |what: &str| {
@@ -257,28 +210,6 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
             .matches(what)
             .count()
     };
-    let config = || async {
-        cloud.agents().await.agents[0]
-            .last_heartbeat
-            .as_ref()
-            .map(|h| h.config.clone())
-            .unwrap_or_default()
-    };
-    let wait_config =
-        |want: &'static str, f: Box<dyn Fn(&fleet_protocol::heartbeat::ConfigStatus) -> bool>| {
-            let config = &config;
-            async move {
-                let mut status = config().await;
-                for _ in 0..400 {
-                    if f(&status) {
-                        return status;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    status = config().await;
-                }
-                panic!("timed out waiting for {want}: {status:?}");
-            }
-        };
     let running = |n: usize| {
         crate::common::wait_for("the agent running", 30, move || {
             (count("Agent running.") >= n).then_some(())
@@ -308,14 +239,11 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
     agent = crate::common::run_agent(&conf, Some(&log));
     running(before + 1).await;
     assert_eq!(count("The cloud settings were set aside"), 1);
-    let status = wait_config(
-        "the set-aside document reported",
-        Box::new({
-            let a = a.clone();
-            move |s| s.rejected.as_ref().is_some_and(|r| r.etag == a)
-        }),
-    )
-    .await;
+    let status = cloud
+        .wait_settings("the set-aside document reported", 40, |s| {
+            s.rejected.as_ref().is_some_and(|r| r.etag == a)
+        })
+        .await;
     assert_eq!(status.etag, None, "no cloud document in force");
     let reason = &status.rejected.as_ref().unwrap().reason;
     assert!(reason.contains("ended abnormally"), "{reason}");
@@ -359,10 +287,10 @@ async fn cloud_settings_on_which_the_agent_keeps_dying_are_set_aside() {
         1,
         "a trusted document stays"
     );
-    wait_config(
-        "the trusted document in force",
-        Box::new(move |s| s.etag.as_ref() == Some(&b)),
-    )
-    .await;
+    cloud
+        .wait_settings("the trusted document in force", 40, |s| {
+            s.etag.as_ref() == Some(&b)
+        })
+        .await;
     drop(agent);
 }

@@ -4,7 +4,8 @@
 
 use crate::db::CloudDb;
 use crate::{Cloud, start_with, tls};
-use fleet_protocol::admin::{Agents, AssetsPage, JobView, Jobs};
+use fleet_protocol::admin::{Agents, AssetsPage, JobView, Jobs, SettingsSaved};
+use fleet_protocol::heartbeat::ConfigStatus;
 use fleet_protocol::jobs::JobState;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -128,6 +129,58 @@ impl TestCloud {
     /// The agent instances.
     pub async fn agents(&self) -> Agents {
         self.admin_get("/admin/v1/agents").await
+    }
+
+    /// Saves `body` as this cloud's agent instance settings; returns their entity tag.
+    ///
+    /// # Panics
+    /// When the cloud refuses them.
+    pub async fn put_settings(&self, body: &Value) -> String {
+        let path = format!("/admin/v1/agents/{}/settings", self.agent_id);
+        let r = self
+            .admin
+            .put(self.admin_url(&path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("admin PUT");
+        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+        r.json::<SettingsSaved>().await.expect("the saved tag").etag
+    }
+
+    /// The settings status in this cloud's agent instance's last heartbeat (empty before
+    /// the first).
+    pub async fn settings_status(&self) -> ConfigStatus {
+        self.agents()
+            .await
+            .agents
+            .into_iter()
+            .find(|a| a.agent_id == self.agent_id)
+            .and_then(|a| a.last_heartbeat)
+            .map(|h| h.config)
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `secs` for the last heartbeat's settings status to satisfy `f`.
+    ///
+    /// # Panics
+    /// When it does not in time, naming `what` and the last status.
+    pub async fn wait_settings(
+        &self,
+        what: &str,
+        secs: u64,
+        f: impl Fn(&ConfigStatus) -> bool,
+    ) -> ConfigStatus {
+        let mut status = self.settings_status().await;
+        for _ in 0..secs * 10 {
+            if f(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            status = self.settings_status().await;
+        }
+        panic!("timed out waiting for {what}: {status:?}");
     }
 
     /// The assembled printers.
