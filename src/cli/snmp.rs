@@ -189,13 +189,19 @@ pub(super) async fn poll(a: PollArgs) -> anyhow::Result<()> {
     let addr = resolve(&a.host, 161).await?;
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
-    let (report, stats) = poller::Reader::default().read(&client, &target).await?;
+    let (report, stats) = poller::Reader::default()
+        .read(&client, &target, &fleet_snmp::quirks::Quirks::default())
+        .await?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", render(&report, addr, target.security.version()))?;
+        let version = report
+            .device
+            .snmp_version
+            .unwrap_or(target.security.version());
+        write!(out, "{}", render(&report, addr, version))?;
         writeln!(
             out,
             "\n({} SNMP requests, {} values)",
@@ -330,6 +336,15 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
             a.issue.as_deref().unwrap_or("-")
         )
         .ok();
+    }
+    if let Some(q) = &d.quirks {
+        writeln!(s, "Agent quirks (worked around)\n  {q}").ok();
+    }
+    if !d.unavailable.is_empty() {
+        writeln!(s, "Not read (unknown, not empty)").ok();
+        for u in &d.unavailable {
+            writeln!(s, "  {u}").ok();
+        }
     }
     s
 }

@@ -81,6 +81,65 @@ pub fn fingerprint(report: &PrinterReport) -> u64 {
     h.finish()
 }
 
+/// Where each section a reading may fail to read lives in the keyed view.
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("supplies", &["/supplies"]),
+    ("alerts", &["/alerts"]),
+    ("counters", &["/counters"]),
+    ("inputTrays", &["/device/inputTrays"]),
+    ("console", &["/device/consoleDisplay"]),
+    (
+        "status",
+        &[
+            "/device/hrDeviceStatus",
+            "/device/hrPrinterStatus",
+            "/device/hrPrinterDetectedErrorState",
+        ],
+    ),
+    (
+        "identity",
+        &[
+            "/serialNumber",
+            "/modelName",
+            "/manufacturer",
+            "/device/firmwareVersion",
+            "/device/macAddress",
+        ],
+    ),
+];
+
+/// Keeps in `new` (a keyed view) what the cloud holds (`prev`) for every section the
+/// reading could not read (`device.unavailable`): unknown is not empty, so a supplies
+/// table that timed out once is neither a "supply replaced" nor an "alert cleared".
+/// Returns whether anything was carried over.
+pub fn carry_unread(report: &PrinterReport, prev: Option<&Sent>, new: &mut Value) -> bool {
+    let Some(prev) = prev else { return false };
+    let mut carried = false;
+    for (section, pointers) in SECTIONS {
+        if !report.unread(section) {
+            continue;
+        }
+        for ptr in *pointers {
+            let Some(old) = prev.keyed.pointer(ptr) else {
+                continue;
+            };
+            let Some((parent, key)) = ptr.rsplit_once('/') else {
+                continue;
+            };
+            let parent = if parent.is_empty() {
+                Some(&mut *new)
+            } else {
+                new.pointer_mut(parent)
+            };
+            if let Some(Value::Object(m)) = parent {
+                m.insert(key.to_string(), old.clone());
+                carried = true;
+            }
+        }
+    }
+    carried
+}
+
 /// Decides what to upload after a poll, following the seed: a new printer gets a
 /// snapshot; at least one snapshot per heartbeat period; otherwise a delta only when an
 /// alert changed, a supply went down (or was replaced) or the identity changed. Page

@@ -69,7 +69,7 @@ pub fn process(
     {
         return Ok(None);
     }
-    let keyed = report::keyed(&r.report);
+    let mut keyed = report::keyed(&r.report);
     let prev = store.sent_state(&key)?.and_then(|row| {
         serde_json::from_str::<Value>(&row.keyed)
             .ok()
@@ -79,6 +79,8 @@ pub fn process(
                 last_snapshot_ms: row.last_snapshot_ms,
             })
     });
+    // Sections this reading could not read keep what the cloud holds.
+    let carried = report::carry_unread(&r.report, prev.as_ref(), &mut keyed);
     let decision = if r.on_demand {
         Decision::Snapshot(Trigger::OnDemand)
     } else {
@@ -98,8 +100,14 @@ pub fn process(
     let (trigger, body, last_snapshot_ms) = match decision {
         Decision::Nothing => return Ok(None),
         Decision::Snapshot(t) => {
-            let Value::Object(mut body) = serde_json::to_value(&r.report).unwrap_or(Value::Null)
-            else {
+            // The cloud keeps the keyed view of the body: with sections carried over, the
+            // body is that same view (so the next delta's base is what the cloud holds).
+            let value = if carried {
+                fleet_protocol::keyed::unkeyed(&keyed)
+            } else {
+                serde_json::to_value(&r.report).unwrap_or(Value::Null)
+            };
+            let Value::Object(mut body) = value else {
                 return Ok(None);
             };
             body.remove("serialNumber");

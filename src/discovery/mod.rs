@@ -397,7 +397,10 @@ async fn probe<C: SnmpClient>(
                     };
                 }
                 // A printer: the full read gives the identity (serial, MAC).
-                return match reader.read(client, &target).await {
+                return match reader
+                    .read(client, &target, &fleet_snmp::quirks::Quirks::default())
+                    .await
+                {
                     Ok((report, _)) => Probed {
                         outcome: Outcome::Found {
                             device_key: String::new(),

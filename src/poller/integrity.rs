@@ -51,11 +51,32 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// The memory after `r`, keeping what `prev` knew of the sections `r` could not read.
+    pub fn after(prev: &Memory, r: &PrinterReport) -> Memory {
+        let mut m = Memory::of(r);
+        if r.unread("counters") && m.life.is_none() {
+            m.life = prev.life;
+        }
+        if r.unread("supplies") {
+            m.supplies = prev.supplies.clone();
+        }
+        if r.unread("alerts") {
+            m.alerts = prev.alerts.clone();
+        }
+        m
+    }
+}
+
 /// Compares a new report with the memory of the previous poll and returns the events.
 /// Also sets `report.counters.ext` flags is not needed: the events carry the facts.
 pub fn compare(prev: &Memory, report: &PrinterReport, max_pages_per_minute: u64) -> Vec<Event> {
     let mut events = Vec::new();
-    if let (Some((old, at)), Some(new)) = (prev.life, report.counters.lifetime_count) {
+    if let (Some((old, at)), Some(new), false) = (
+        prev.life,
+        report.counters.lifetime_count,
+        report.unread("counters"),
+    ) {
         if new < old {
             events.push(Event {
                 kind: "counterReset",
@@ -99,6 +120,10 @@ pub fn compare(prev: &Memory, report: &PrinterReport, max_pages_per_minute: u64)
                                "fromLevel": old_level, "toLevel": level, "receptacle": receptacle}),
             });
         }
+    }
+    if report.unread("alerts") {
+        // Unknown this time: neither raised nor cleared.
+        return events;
     }
     let now: Vec<u64> = report.alerts.iter().map(|a| hash(&a.alert_key)).collect();
     for a in &report.alerts {

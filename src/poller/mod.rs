@@ -10,6 +10,7 @@ pub mod scheduler;
 
 use crate::clock::Clock;
 use crate::printer::{self, PrinterReport, library};
+use fleet_snmp::quirks::Quirks;
 use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -96,6 +97,8 @@ pub struct PollStats {
     pub requests: u32,
     /// Values collected.
     pub values: usize,
+    /// This read learned how the agent must be asked (`device.quirks`, to remember).
+    pub learned: bool,
 }
 
 /// What reading a printer needs besides SNMP: the support library to decode with (the one
@@ -131,7 +134,12 @@ impl Reader {
         }
     }
 
-    /// Reads one printer fully: identity, counters, supplies, alerts, trays.
+    /// Reads one printer fully: identity, counters, supplies, alerts, trays, asking its
+    /// agent the way `known` says. An agent that drops a request, fails GETBULK or
+    /// refuses an object is worked around ([`walk::collect_adaptive`]): the report holds
+    /// what could be read, names the rest in `device.unavailable`, and carries the
+    /// quirks in use in `device.quirks` ([`PollStats::learned`] when this read learned
+    /// something the caller should remember).
     ///
     /// # Errors
     /// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it
@@ -140,10 +148,12 @@ impl Reader {
         &self,
         client: &C,
         target: &Target,
+        known: &Quirks,
     ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
         let (firsts, columns) = printer::plan(&library);
-        let collect = walk::collect(client, target, &firsts, &columns, walk::Budget::POLL);
+        let collect =
+            walk::collect_adaptive(client, target, &firsts, &columns, walk::Budget::POLL, known);
         let mut c = tokio::time::timeout(self.deadline, collect)
             .await
             .map_err(|_| PollError::Deadline {
@@ -156,15 +166,23 @@ impl Reader {
             })?;
         let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
         cuts.extend(printer::limits::trim(&mut c.values, &columns));
+        let version = if c.quirks.v1 {
+            fleet_snmp::Version::V1
+        } else {
+            target.security.version()
+        };
         let collected = printer::Collected {
             values: &c.values,
             ip: Some(target.addr.ip()),
             collected_at: self.clock.now_ms(),
-            version: Some(target.security.version()),
+            version: Some(version),
             library: &library,
         };
         let mut report = printer::decode(&collected);
         report.device.cuts = cuts;
+        report.device.unavailable = c.missing.iter().map(printer::Unavailable::of).collect();
+        let learned = c.learned;
+        report.device.quirks = (!c.quirks.is_empty()).then_some(c.quirks);
         if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {
             return Err(PollError::Empty { addr: target.addr });
         }
@@ -173,6 +191,7 @@ impl Reader {
             PollStats {
                 requests: c.requests,
                 values: c.values.len(),
+                learned,
             },
         ))
     }
@@ -190,7 +209,7 @@ impl Reader {
             let (client, sem, reader) = (client.clone(), sem.clone(), self.clone());
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore closed");
-                (i, reader.read(&client, &t).await)
+                (i, reader.read(&client, &t, &Quirks::default()).await)
             });
         }
         let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> =

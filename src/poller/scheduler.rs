@@ -9,9 +9,10 @@ use super::{Reader, Reading};
 use crate::config::PollerConfig;
 use crate::store::{Event, Health, PollRecord, Store};
 use crate::telemetry::Metrics;
+use fleet_snmp::quirks::Quirks;
 use fleet_snmp::{SnmpClient, Target};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -156,7 +157,17 @@ struct Slot {
     /// Content hash of the report last handed to the store (times left out): an equal
     /// report is not written again.
     stored: Option<u64>,
+    /// How its agent must be asked (learned, remembered in the store).
+    quirks: Quirks,
+    /// When `quirks` were learned or last re-probed (epoch ms).
+    quirks_at: i64,
+    /// The running poll asks the plain way again, to see whether the quirks still hold.
+    reprobing: bool,
 }
+
+/// How often a printer with quirks is asked the plain way again (a fixed firmware gets
+/// the fast path back; a quirk still there costs its probes once more).
+pub const REPROBE_QUIRKS: Duration = Duration::from_secs(24 * 3600);
 
 /// Hashes a report without the values that move with the clock alone (`collectedAt`,
 /// `uptimeSeconds`, `lastBootAt`, alerts' `raisedAt`, set aside for the hash and put back): two polls that
@@ -214,6 +225,9 @@ impl Slot {
             on_demand: false,
             removed: false,
             started: 0,
+            quirks: Quirks::default(),
+            quirks_at: 0,
+            reprobing: false,
         }
     }
 }
@@ -417,6 +431,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
             }
         }
         let mut checks: JoinSet<(usize, Option<bool>)> = JoinSet::new();
+        self.load_quirks().await;
         self.health_counts();
         // Due printers wait here (not as spawned tasks) until a slot in the cap frees up,
         // so memory stays bounded by max_in_flight even when thousands are due at once.
@@ -616,14 +631,59 @@ impl<C: SnmpClient + Clone> Poller<C> {
         tracing::info!("Poller stopped.");
     }
 
+    /// Gives each printer the agent quirks the store remembers for it.
+    async fn load_quirks(&mut self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let rows = match tokio::task::spawn_blocking(move || store.printer_quirks()).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Could not read the printers' remembered quirks; they are learned again.");
+                return;
+            }
+            Err(_) => return,
+        };
+        let by_id: HashMap<i64, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        for row in rows {
+            let Some(&i) = by_id.get(&row.printer_id) else {
+                continue;
+            };
+            match serde_json::from_str::<Quirks>(&row.quirks) {
+                Ok(q) => {
+                    self.slots[i].quirks = q.bounded();
+                    self.slots[i].quirks_at = row.learned_ms;
+                }
+                // Learned again at the next poll.
+                Err(e) => {
+                    tracing::warn!(printer = %self.slots[i].target.addr, error = %e, "Remembered quirks unreadable; ignored.")
+                }
+            }
+        }
+    }
+
     /// Starts polls from `ready` while fewer than `cap` are running.
     fn launch(&mut self, ready: &mut VecDeque<usize>, running: &mut JoinSet<Finished>, cap: usize) {
+        let now_ms = self.reader.clock.now_ms();
         while running.len() < cap {
             let Some(i) = ready.pop_front() else { break };
-            self.slots[i].started += 1;
+            let s = &mut self.slots[i];
+            s.started += 1;
+            s.reprobing = !s.quirks.is_empty()
+                && now_ms.saturating_sub(s.quirks_at) >= REPROBE_QUIRKS.as_millis() as i64;
+            let quirks = if s.reprobing {
+                Quirks::default()
+            } else {
+                s.quirks.clone()
+            };
             let (client, target, deadline, reader) = (
                 self.client.clone(),
-                self.slots[i].target.clone(),
+                s.target.clone(),
                 self.cfg.deadline,
                 self.reader.clone(),
             );
@@ -632,7 +692,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 let started = Instant::now();
                 metrics.polls.inc();
                 metrics.polls_in_flight.inc();
-                let r = match tokio::time::timeout(deadline, reader.read(&client, &target)).await {
+                let r = match tokio::time::timeout(deadline, reader.read(&client, &target, &quirks))
+                    .await
+                {
                     Ok(Ok(ok)) => Ok(ok),
                     Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
                     Err(_) => Err(format!(
@@ -732,7 +794,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
         let mut events: Vec<Event> = Vec::new();
         let at_ms = self.reader.clock.now_ms();
         let (record, failure) = match result {
-            Ok((report, _stats)) => {
+            Ok((report, stats)) => {
                 s.failures = 0;
                 s.health = Health::Ok;
                 events.extend(integrity::compare(
@@ -740,7 +802,26 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     &report,
                     cfg.max_pages_per_minute,
                 ));
-                s.memory = Memory::of(&report);
+                s.memory = Memory::after(&s.memory, &report);
+                let mut quirks_changed = None;
+                if stats.learned || std::mem::take(&mut s.reprobing) {
+                    let q = report.device.quirks.clone().unwrap_or_default();
+                    if q != s.quirks {
+                        tracing::debug!(printer = %s.target.addr, quirks = %q, "Agent quirks learned.");
+                        events.push(Event {
+                            kind: "quirksLearned",
+                            detail: serde_json::json!({
+                                "quirks": q.to_string(),
+                                "unavailable": report.device.unavailable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            }),
+                        });
+                    }
+                    quirks_changed = Some(
+                        (!q.is_empty()).then(|| serde_json::to_string(&q).unwrap_or_default()),
+                    );
+                    s.quirks = q;
+                    s.quirks_at = at_ms;
+                }
                 // Skip missed ticks: the next due time stays on the printer's phase.
                 let mut next = s.due + cfg.interval;
                 while next <= now {
@@ -776,6 +857,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             model: report.model_name.clone(),
                             report: changed
                                 .then(|| serde_json::to_string(&report).unwrap_or_default()),
+                            quirks: quirks_changed,
                         }),
                         events: Vec::new(),
                     },

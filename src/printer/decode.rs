@@ -477,6 +477,8 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         input_trays: inputs(c),
         snmp_version: c.version,
         cuts: Vec::new(),
+        quirks: None,
+        unavailable: Vec::new(),
     };
 
     PrinterReport {

@@ -271,6 +271,61 @@ pub struct Device {
     /// stopped early); empty for an ordinary printer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cuts: Vec<String>,
+    /// How this printer's SNMP agent must be asked, when it needs anything special
+    /// (learned by the poller: a request it drops, GETBULK it fails, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quirks: Option<fleet_snmp::quirks::Quirks>,
+    /// What this reading could not read, by section; the section's values are unknown
+    /// (not empty) in such a reading. Empty when everything was read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<Unavailable>,
+}
+
+impl PrinterReport {
+    /// Tells whether this reading could not read (some of) `section`: its values are
+    /// unknown, not empty.
+    pub fn unread(&self, section: &str) -> bool {
+        self.device.unavailable.iter().any(|u| u.section == section)
+    }
+}
+
+/// One object a reading could not read.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Unavailable {
+    /// The report section it feeds: `supplies`, `alerts`, `counters`, `inputTrays`,
+    /// `status`, `console` or `identity`.
+    pub section: &'static str,
+    /// The MIB object's name, when it is one of the poll plan's.
+    pub object: Option<&'static str>,
+    /// The object (or, for a column the device hangs in, the last row read).
+    pub oid: String,
+    /// Why it was not read.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.section)?;
+        match self.object {
+            Some(o) => write!(f, "{o} ({})", self.oid)?,
+            None => f.write_str(&self.oid)?,
+        }
+        write!(f, " not read: {}", self.reason)
+    }
+}
+
+impl Unavailable {
+    /// Describes a [`fleet_snmp::quirks::Skip`] of a collection.
+    pub fn of(skip: &fleet_snmp::quirks::Skip) -> Unavailable {
+        let o = oids::describe(&skip.oid);
+        Unavailable {
+            section: o.0,
+            object: o.1,
+            oid: skip.oid.to_string(),
+            reason: skip.reason.to_string(),
+        }
+    }
 }
 
 /// One input tray.

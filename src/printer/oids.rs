@@ -5,6 +5,32 @@
 //! Column OIDs are given without instance; tables are indexed first by hrDeviceIndex,
 //! which is discovered, never assumed to be 1.
 
+/// The report section an object feeds, and its name when it is in the poll plan (or a
+/// row of a column that is): what a reading says it could not read.
+pub fn describe(oid: &fleet_snmp::Oid) -> (&'static str, Option<&'static str>) {
+    let arcs = oid.arcs();
+    let name = STANDARD
+        .iter()
+        .filter(|o| arcs.starts_with(o.oid))
+        .max_by_key(|o| o.oid.len())
+        .map(|o| o.name);
+    const SECTIONS: &[(&[u32], &str)] = &[
+        (&[1, 3, 6, 1, 2, 1, 43, 11], "supplies"),
+        (&[1, 3, 6, 1, 2, 1, 43, 12], "supplies"),
+        (&[1, 3, 6, 1, 2, 1, 43, 18], "alerts"),
+        (&[1, 3, 6, 1, 2, 1, 43, 10], "counters"),
+        (&[1, 3, 6, 1, 4, 1, 2699], "counters"),
+        (&[1, 3, 6, 1, 2, 1, 43, 8], "inputTrays"),
+        (&[1, 3, 6, 1, 2, 1, 43, 16], "console"),
+        (&[1, 3, 6, 1, 2, 1, 25, 3], "status"),
+    ];
+    let section = SECTIONS
+        .iter()
+        .find(|(p, _)| arcs.starts_with(p))
+        .map_or("identity", |(_, s)| s);
+    (section, name)
+}
+
 /// How an object is fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fetch {

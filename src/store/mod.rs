@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_outbox_batches.sql",
         include_str!("migrations/0008_outbox_batches.sql"),
     ),
+    (
+        "0009_quirks.sql",
+        include_str!("migrations/0009_quirks.sql"),
+    ),
 ];
 
 /// Store errors.
@@ -230,6 +234,20 @@ pub struct Success {
     /// The report, JSON; `None` when it equals the stored one apart from its times (the
     /// stored report is then kept; `last_seen_ms` says when it was confirmed).
     pub report: Option<String>,
+    /// How its agent must be asked, when this poll learned or re-probed it: `Some(None)`
+    /// for an ordinary agent, `Some(Some(json))` for quirks; `None` leaves them as stored.
+    pub quirks: Option<Option<String>>,
+}
+
+/// A printer's remembered agent quirks ([`Store::printer_quirks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredQuirks {
+    /// Printer row id.
+    pub printer_id: i64,
+    /// JSON of `fleet_snmp::quirks::Quirks`.
+    pub quirks: String,
+    /// When they were learned or last re-probed (epoch ms).
+    pub learned_ms: i64,
 }
 
 /// The outcome of one poll, written in one transaction with others.
@@ -468,6 +486,25 @@ impl Store {
         )?)
     }
 
+    /// The remembered agent quirks of every printer that has some (or was re-probed).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn printer_quirks(&self) -> Result<Vec<StoredQuirks>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare_cached(
+            "SELECT id, quirks, quirks_learned_ms FROM printers WHERE quirks IS NOT NULL AND quirks_learned_ms IS NOT NULL",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(StoredQuirks {
+                printer_id: r.get(0)?,
+                quirks: r.get(1)?,
+                learned_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Writes a batch of poll outcomes in one transaction.
     ///
     /// # Errors
@@ -491,6 +528,9 @@ impl Store {
             let mut ev = tx.prepare_cached(
                 "INSERT INTO events(printer_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut quirks = tx.prepare_cached(
+                "UPDATE printers SET quirks = ?2, quirks_learned_ms = ?3 WHERE id = ?1",
+            )?;
             for r in batch {
                 match &r.success {
                     Some(ok) => {
@@ -504,6 +544,9 @@ impl Store {
                         ])?;
                         if let Some(report) = &ok.report {
                             state.execute(params![r.printer_id, r.at_ms, report])?;
+                        }
+                        if let Some(q) = &ok.quirks {
+                            quirks.execute(params![r.printer_id, q, r.at_ms])?;
                         }
                     }
                     None => {
@@ -732,6 +775,7 @@ mod tests {
                 manufacturer: Some("Acme".into()),
                 model: Some("M1".into()),
                 report: Some("{\"a\":1}".into()),
+                quirks: None,
             }),
             events: vec![Event {
                 kind: "counterReset",

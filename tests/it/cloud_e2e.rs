@@ -174,7 +174,11 @@ async fn readings_reach_the_reference_cloud_over_https() {
     let client = UdpClient::new().unwrap();
     for (i, a) in sim.addrs().iter().enumerate() {
         let (r, _) = poller::Reader::default()
-            .read(&client, &Target::new(*a, Security::v2c("public")))
+            .read(
+                &client,
+                &Target::new(*a, Security::v2c("public")),
+                &Default::default(),
+            )
             .await
             .unwrap();
         let serial = r.serial_number.clone().unwrap();

@@ -62,7 +62,7 @@ async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value>
         t.retries = 2;
         t.max_repetitions = 25;
         let (report, _) = poller::Reader::default()
-            .read(&client, &t)
+            .read(&client, &t, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut v = serde_json::to_value(report).unwrap();

@@ -197,7 +197,9 @@ async fn a_printer_silent_for_a_day_is_backed_off_and_read_again_while_the_other
         .requests()
         .iter()
         .skip(asked_before)
-        .filter(|(a, _)| *a == addrs[2])
+        // The poll's first request (a silent printer is then asked once for sysUpTime
+        // to tell it from one that drops a request: not counted).
+        .filter(|(a, r)| *a == addrs[2] && r.kind == fleet_snmp::PduType::GetBulk)
         .count();
     fake.add_store(addrs[2], silent);
     tokio::time::sleep(5 * HOUR).await;
@@ -231,4 +233,137 @@ async fn a_printer_silent_for_a_day_is_backed_off_and_read_again_while_the_other
         (20 * HOUR_MS..=23 * HOUR_MS).contains(&gaps[2]),
         "the silent printer's gap: {gaps:?}"
     );
+}
+
+/// Issue 17: a printer whose agent starts dropping every request that names its supplies
+/// or alert tables (as a firmware bug does) keeps being reported with everything else;
+/// the tables' values are unknown, not empty, so no false "supply replaced" or "alert
+/// cleared" goes to the cloud; the quirk is learned once, remembered across a restart
+/// (the next polls cost no more requests than a healthy poll), and re-probed a day later,
+/// when the fixed agent gets the fast path back.
+#[tokio::test(start_paused = true)]
+async fn a_printer_that_drops_its_supplies_requests_is_read_in_part_and_remembered() {
+    use fleet_snmp::agent::Faults;
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, addrs) = printers(1, 1);
+    let a = addrs[0];
+    let polls = |fake: &FakeSnmp, from: usize| -> usize {
+        fake.requests()
+            .iter()
+            .skip(from)
+            .filter(|(x, _)| *x == a)
+            .count()
+    };
+    let agent = start(dir.path(), &fake, &addrs, "");
+    tokio::time::sleep(HOUR / 2).await;
+    let healthy = polls(&fake, 0);
+    assert!(healthy > 0);
+    fake.set_faults(
+        a,
+        Faults {
+            drop: vec![
+                "1.3.6.1.2.1.43.11".parse().unwrap(),
+                "1.3.6.1.2.1.43.18".parse().unwrap(),
+            ],
+            ..Faults::default()
+        },
+    );
+    // The poll of hour 1 learns; the one of hour 2 uses what it learned.
+    tokio::time::sleep(HOUR).await;
+    let before = fake.requests().len();
+    tokio::time::sleep(HOUR).await;
+    assert!(
+        polls(&fake, before) <= healthy,
+        "a poll with the quirk known costs {} requests, a healthy one {healthy}",
+        polls(&fake, before)
+    );
+    let outbox = agent.stop().await;
+    let reports = outbox.values().next().expect("the printer reported");
+    assert_eq!(
+        reports.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        ["snapshot"],
+        "nothing but the first snapshot: unknown supplies and alerts are no change"
+    );
+    let store = fleet_agent::store::Store::open(&agent_state(dir.path())).unwrap();
+    let printer_id = store.printer_id(&a.to_string()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&store.latest_report(printer_id).unwrap().unwrap()).unwrap();
+    let unavailable: Vec<&str> = report["device"]["unavailable"]
+        .as_array()
+        .expect("the stored reading names what it could not read")
+        .iter()
+        .map(|u| u["section"].as_str().unwrap())
+        .collect();
+    assert!(
+        unavailable.contains(&"supplies") && unavailable.contains(&"alerts"),
+        "{unavailable:?}"
+    );
+    assert!(report["serialNumber"].is_string() && report["counters"]["lifetimeCount"].is_u64());
+    let events: Vec<String> = store
+        .events(printer_id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(
+        events.iter().filter(|k| *k == "quirksLearned").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|k| k == "supplyReplaced" || k == "alertCleared"),
+        "{events:?}"
+    );
+    let remembered = store.printer_quirks().unwrap();
+    assert_eq!(remembered.len(), 1);
+    assert!(remembered[0].quirks.contains("1.3.6.1.2.1.43.11"));
+    drop(store);
+
+    // A restart: the quirk comes from the store, so even the first poll is plain sailing.
+    let agent = start(dir.path(), &fake, &addrs, "");
+    let before = fake.requests().len();
+    tokio::time::sleep(HOUR / 2).await;
+    assert!(polls(&fake, before) <= healthy);
+    // The firmware is fixed; a day after the quirk was learned, the plain way is tried
+    // again and the quirk forgotten.
+    fake.set_faults(a, Faults::default());
+    tokio::time::sleep(27 * HOUR).await;
+    let outbox = agent.stop().await;
+    let store = fleet_agent::store::Store::open(&agent_state(dir.path())).unwrap();
+    assert!(
+        store.printer_quirks().unwrap().is_empty(),
+        "re-probed and forgotten"
+    );
+    // The 24-h snapshot was taken while the supplies were still skipped: it carries
+    // what the cloud held, not an empty list.
+    let mut snapshots = 0;
+    for m in store.due_messages(1000, i64::MAX).unwrap() {
+        if let Report::Snapshot(s) = serde_json::from_str::<Report>(&m.body).unwrap() {
+            snapshots += 1;
+            let supplies = s.body["supplies"].as_array().map_or(0, Vec::len);
+            assert!(supplies > 0, "snapshot {} without supplies", s.report_seq);
+        }
+    }
+    assert_eq!(snapshots, 2, "the first one and the 24-h one");
+    let report: serde_json::Value =
+        serde_json::from_str(&store.latest_report(printer_id).unwrap().unwrap()).unwrap();
+    assert!(report["device"].get("unavailable").is_none(), "{report}");
+    assert!(!report["supplies"].as_array().unwrap().is_empty());
+    let kinds: Vec<&str> = outbox
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|r| r.1.as_str())
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("delta")),
+        "supplies read again as the cloud holds them are no change either: {kinds:?}"
+    );
+}
+
+fn agent_state(dir: &Path) -> std::path::PathBuf {
+    dir.join("state")
 }

@@ -55,9 +55,69 @@ pub struct SimulateArgs {
     /// Make the synthetic printers' agents misbehave (hardening tests).
     #[arg(long, value_enum, requires = "synthetic")]
     pub hostile: Option<crate::hostile::Mode>,
+    /// Make every printer's SNMP agent misbehave this way (repeatable), as real ones do:
+    /// `drop=OID` (no answer to a request naming an object under OID), `generr=OID`
+    /// (genErr for objects under OID), `bulk=drop|generr|one` (GETBULK unanswered,
+    /// refused, or one repetition only), `too-big-above=N` (tooBig for more than N
+    /// objects in a request), `v1-only` (v2c and v3 unanswered).
+    #[arg(long, value_parser = parse_quirk)]
+    pub quirk: Vec<Quirk>,
     /// Write the list of served printers (JSON) to this file once listening.
     #[arg(long)]
     pub targets_out: Option<PathBuf>,
+}
+
+/// One `--quirk`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Quirk {
+    /// `drop=OID`.
+    Drop(fleet_snmp::Oid),
+    /// `generr=OID`.
+    GenErr(fleet_snmp::Oid),
+    /// `bulk=drop|generr|one`.
+    Bulk(fleet_snmp::agent::BulkFault),
+    /// `too-big-above=N`.
+    TooBigAbove(usize),
+    /// `v1-only`.
+    V1Only,
+}
+
+fn parse_quirk(s: &str) -> Result<Quirk, String> {
+    use fleet_snmp::agent::BulkFault;
+    let oid = |v: &str| {
+        v.parse::<fleet_snmp::Oid>()
+            .map_err(|e| format!("{s:?}: {e}"))
+    };
+    match s.split_once('=') {
+        Some(("drop", v)) => Ok(Quirk::Drop(oid(v)?)),
+        Some(("generr", v)) => Ok(Quirk::GenErr(oid(v)?)),
+        Some(("bulk", "drop")) => Ok(Quirk::Bulk(BulkFault::Drop)),
+        Some(("bulk", "generr")) => Ok(Quirk::Bulk(BulkFault::GenErr)),
+        Some(("bulk", "one")) => Ok(Quirk::Bulk(BulkFault::OneRepetition)),
+        Some(("too-big-above", v)) => v
+            .parse()
+            .map(Quirk::TooBigAbove)
+            .map_err(|e| format!("{s:?}: {e}")),
+        None if s == "v1-only" => Ok(Quirk::V1Only),
+        _ => Err(format!(
+            "{s:?}: expected drop=OID, generr=OID, bulk=drop|generr|one, too-big-above=N or v1-only"
+        )),
+    }
+}
+
+/// The agent faults the `--quirk`s describe.
+pub fn faults(quirks: &[Quirk]) -> fleet_snmp::agent::Faults {
+    let mut f = fleet_snmp::agent::Faults::default();
+    for q in quirks {
+        match q {
+            Quirk::Drop(o) => f.drop.push(o.clone()),
+            Quirk::GenErr(o) => f.gen_err.push(o.clone()),
+            Quirk::Bulk(b) => f.bulk = Some(*b),
+            Quirk::TooBigAbove(n) => f.too_big_above = Some(*n),
+            Quirk::V1Only => f.v1_only = true,
+        }
+    }
+    f
 }
 
 /// The most printers `--repeat-to` serves (a /16 of loopback addresses).
@@ -185,6 +245,13 @@ impl SimulateArgs {
             return Err(ArgsError::Usage(
                 "nothing to serve: give --data-dir, --file or --synthetic N".into(),
             ));
+        }
+        if !self.quirk.is_empty() {
+            let f = faults(&self.quirk);
+            printers = printers
+                .into_iter()
+                .map(|p| p.with_faults(f.clone()))
+                .collect();
         }
         let users = self
             .v3_user

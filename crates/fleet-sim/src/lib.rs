@@ -16,7 +16,7 @@ pub mod cli;
 pub mod hostile;
 pub mod synth;
 
-use fleet_snmp::agent::{self, MibStore, MibView, UsmAgent, V3Incoming, WritableView};
+use fleet_snmp::agent::{self, Faults, MibStore, MibView, UsmAgent, V3Incoming, WritableView};
 use fleet_snmp::message::{Version, decode_community, encode_community, peek_version};
 use fleet_snmp::snmprec;
 use fleet_snmp::{Oid, UsmUser};
@@ -49,6 +49,8 @@ pub struct Printer {
     /// Name: the recording's file stem, or `synth-<model>-<n>`.
     pub name: String,
     store: Box<dyn MibStore + Send>,
+    /// How its agent misbehaves at the protocol level (`simulate --quirk`).
+    faults: Faults,
 }
 
 impl Printer {
@@ -57,6 +59,7 @@ impl Printer {
         Printer {
             name: name.into(),
             store: Box::new(WritableView::new(view, writable_objects())),
+            faults: Faults::default(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Printer {
         Printer {
             name: name.into(),
             store: Box::new(p),
+            faults: Faults::default(),
         }
     }
 
@@ -73,7 +77,15 @@ impl Printer {
         Printer {
             name: self.name,
             store: Box::new(hostile::Hostile::new(self.store, mode)),
+            faults: self.faults,
         }
+    }
+
+    /// This printer with an agent that misbehaves at the protocol level as `faults` say
+    /// (drops requests, breaks GETBULK, ...: issue 17's quirks).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
     }
 }
 
@@ -382,7 +394,14 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                 }
             };
             let mut p = shared.printers[slot].lock();
-            let resp = agent::respond(p.store.as_mut(), msg.version, &msg.pdu, 65_507)?;
+            let p = &mut *p;
+            let resp = agent::respond_with_faults(
+                p.store.as_mut(),
+                msg.version,
+                &msg.pdu,
+                65_507,
+                &p.faults,
+            )?;
             Some(encode_community(msg.version, &msg.community, &resp))
         }
         Version::V3 => {
@@ -398,10 +417,16 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                             return None;
                         }
                     };
-                    let mut p = shared.printers[slot].lock();
-                    let resp =
-                        agent::respond(p.store.as_mut(), Version::V3, &req.pdu, req.max_size())?;
-                    drop(p);
+                    let mut guard = shared.printers[slot].lock();
+                    let p = &mut *guard;
+                    let resp = agent::respond_with_faults(
+                        p.store.as_mut(),
+                        Version::V3,
+                        &req.pdu,
+                        req.max_size(),
+                        &p.faults,
+                    )?;
+                    drop(guard);
                     Some(usm.encode_response(&req, &resp))
                 }
             }

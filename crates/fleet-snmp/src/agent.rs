@@ -308,6 +308,130 @@ pub fn respond(
     }
 }
 
+/// How a misbehaving agent fails GETBULK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkFault {
+    /// No answer at all.
+    Drop,
+    /// genErr.
+    GenErr,
+    /// One repetition only, whatever max-repetitions asks.
+    OneRepetition,
+}
+
+/// The ways real printers' SNMP agents misbehave (issue 17), applied around [`respond`]
+/// by the simulator (`simulate --quirk`) and the fake, so the poller's adaptation can be
+/// tested without the hardware.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// A request naming an OID under one of these gets no answer (the agent hangs on
+    /// that object and drops the whole request).
+    pub drop: Vec<Oid>,
+    /// A varbind naming or answering an OID under one of these gets genErr at its index.
+    pub gen_err: Vec<Oid>,
+    /// GETBULK is broken this way.
+    pub bulk: Option<BulkFault>,
+    /// A request with more varbinds than this gets tooBig.
+    pub too_big_above: Option<usize>,
+    /// Only SNMPv1 is answered (v2c and v3 requests get no answer).
+    pub v1_only: bool,
+}
+
+impl Faults {
+    /// Tells whether no fault is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Faults::default()
+    }
+
+    fn hit(prefixes: &[Oid], oid: &Oid) -> bool {
+        prefixes.iter().any(|p| oid.starts_with(p))
+    }
+}
+
+/// [`respond`] as an agent with `faults` would: `None` where it would not answer.
+pub fn respond_with_faults(
+    store: &mut dyn MibStore,
+    version: Version,
+    req: &Pdu,
+    max_size: usize,
+    faults: &Faults,
+) -> Option<Pdu> {
+    if faults.is_empty() {
+        return respond(store, version, req, max_size);
+    }
+    if faults.v1_only && version != Version::V1 {
+        return None;
+    }
+    let bulk = req.kind == PduType::GetBulk && version != Version::V1;
+    let mut req = std::borrow::Cow::Borrowed(req);
+    if bulk {
+        match faults.bulk {
+            Some(BulkFault::Drop) => return None,
+            Some(BulkFault::GenErr) => {
+                return Some(error_pdu(
+                    &req,
+                    error_status::GEN_ERR,
+                    1,
+                    req.varbinds.clone(),
+                ));
+            }
+            Some(BulkFault::OneRepetition) => req.to_mut().error_index = req.error_index.min(1),
+            None => {}
+        }
+    }
+    if faults.too_big_above.is_some_and(|n| req.varbinds.len() > n) {
+        return Some(error_pdu(&req, error_status::TOO_BIG, 0, Vec::new()));
+    }
+    if req
+        .varbinds
+        .iter()
+        .any(|v| Faults::hit(&faults.drop, &v.oid))
+    {
+        return None;
+    }
+    if let Some(i) = req
+        .varbinds
+        .iter()
+        .position(|v| Faults::hit(&faults.gen_err, &v.oid))
+    {
+        return Some(error_pdu(
+            &req,
+            error_status::GEN_ERR,
+            i as i32 + 1,
+            req.varbinds.clone(),
+        ));
+    }
+    let resp = respond(store, version, &req, max_size)?;
+    if resp.error_status != 0 {
+        return Some(resp);
+    }
+    if let Some(i) = resp
+        .varbinds
+        .iter()
+        .position(|v| Faults::hit(&faults.gen_err, &v.oid))
+    {
+        // The request varbind this answer belongs to (GETBULK rows repeat the repeaters).
+        let n = req.varbinds.len();
+        let i = if bulk {
+            let nr = usize::try_from(req.error_status.max(0)).unwrap_or(0).min(n);
+            if i < nr || n == nr {
+                i
+            } else {
+                nr + (i - nr) % (n - nr)
+            }
+        } else {
+            i
+        };
+        let s = if version == Version::V1 {
+            v1_status(error_status::GEN_ERR)
+        } else {
+            error_status::GEN_ERR
+        };
+        return Some(error_pdu(&req, s, i as i32 + 1, req.varbinds.clone()));
+    }
+    Some(resp)
+}
+
 fn next_for(store: &dyn MibStore, oid: &Oid, v1: bool) -> Option<(Oid, Value)> {
     let mut cur = oid.clone();
     loop {

@@ -1,7 +1,7 @@
 //! `FakeSnmp`: an in-memory [`SnmpClient`] answering from MIB stores by address, with the
 //! same agent semantics as the simulator, and a log of the requests it received.
 
-use super::agent::{self, MibStore, MibView};
+use super::agent::{self, Faults, MibStore, MibView};
 use super::message::Pdu;
 use super::{Request, Security, SnmpClient, SnmpError, Target};
 use parking_lot::Mutex;
@@ -15,6 +15,7 @@ type Store = Box<dyn MibStore + Send>;
 #[derive(Clone, Default)]
 pub struct FakeSnmp {
     agents: Arc<Mutex<HashMap<SocketAddr, Store>>>,
+    faults: Arc<Mutex<HashMap<SocketAddr, Faults>>>,
     log: Arc<Mutex<Vec<(SocketAddr, Request)>>>,
 }
 
@@ -32,6 +33,11 @@ impl FakeSnmp {
     /// Serves a custom store at `addr`.
     pub fn add_store(&self, addr: SocketAddr, store: Store) {
         self.agents.lock().insert(addr, store);
+    }
+
+    /// Makes the agent at `addr` misbehave as `faults` say (none: behave again).
+    pub fn set_faults(&self, addr: SocketAddr, faults: Faults) {
+        self.faults.lock().insert(addr, faults);
     }
 
     /// Stops answering at `addr` (requests then time out).
@@ -59,11 +65,18 @@ impl SnmpClient for FakeSnmp {
             Security::Community { version, .. } => *version,
             Security::Usm(_) => super::Version::V3,
         };
+        let faults = self.faults.lock().get(&target.addr).cloned();
         let answer = {
             let mut agents = self.agents.lock();
-            agents
-                .get_mut(&target.addr)
-                .and_then(|store| agent::respond(store.as_mut(), version, &pdu, 65_507))
+            agents.get_mut(&target.addr).and_then(|store| {
+                agent::respond_with_faults(
+                    store.as_mut(),
+                    version,
+                    &pdu,
+                    65_507,
+                    &faults.unwrap_or_default(),
+                )
+            })
         };
         match answer {
             Some(p) => Ok(p),

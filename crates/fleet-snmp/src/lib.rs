@@ -8,6 +8,7 @@
 //! - `client` ([`UdpClient`]): one UDP socket per address family shared by thousands of
 //!   targets, replies routed by request id and source, timeouts, retries, rate limit.
 //! - [`walk`]: GETBULK/GETNEXT walks and the multi-column "collection" a poll runs.
+//! - [`quirks`]: how a misbehaving agent must be asked, and the probes that find it out.
 //! - [`agent`]: the agent side (MIB views, GET/GETNEXT/GETBULK/SET semantics, USM engine)
 //!   used by the simulator and the fake.
 //! - [`snmprec`]: snmpsim's `.snmprec` recording format, read and written.
@@ -23,6 +24,7 @@ mod client;
 pub mod fake;
 pub mod message;
 mod oid;
+pub mod quirks;
 pub mod snmprec;
 pub mod usm;
 mod value;

@@ -211,6 +211,13 @@ impl serde::Serialize for Oid {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Oid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Builds an [`Oid`] from a dotted literal known to be valid; panics on a typo at first use.
 #[macro_export]
 macro_rules! oid {

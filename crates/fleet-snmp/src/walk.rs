@@ -3,6 +3,7 @@
 //! first-instances in the same GETBULK (GETNEXT for v1) round trips.
 
 use super::message::error_status;
+use super::quirks::{self, Alive, Quirks, Reason, Skip};
 use super::{Oid, Pdu, PduType, Request, SnmpClient, SnmpError, Target, Value, VarBind, Version};
 use std::collections::BTreeMap;
 
@@ -180,6 +181,13 @@ pub struct Collection {
     pub bytes: usize,
     /// Set when the budget stopped the collection early.
     pub cut: Option<Cut>,
+    /// [`collect_adaptive`]: how the device must be asked (what the caller knew and what
+    /// this collection learned).
+    pub quirks: Quirks,
+    /// [`collect_adaptive`]: set when this collection learned something about the device.
+    pub learned: bool,
+    /// [`collect_adaptive`]: objects and columns not read, or not to their end, and why.
+    pub missing: Vec<Skip>,
 }
 
 impl Collection {
@@ -206,7 +214,12 @@ impl Collection {
 struct Column {
     root: Oid,
     cursor: Oid,
+    /// The row past which the device is not asked (it hangs there).
+    stop: Option<Oid>,
 }
+
+/// Adaptations one collection may make (each costs a few probes).
+const MAX_ROUNDS: u32 = 16;
 
 /// Fetches, in as few round trips as possible, the first instance under each of `firsts`
 /// (sent as GETBULK non-repeaters, i.e. GETNEXT of the object) and every instance under
@@ -225,54 +238,210 @@ pub async fn collect<C: SnmpClient>(
     columns: &[Oid],
     limit: Budget,
 ) -> Result<Collection, SnmpError> {
+    run(client, target, firsts, columns, limit, None).await
+}
+
+/// [`collect`] for a device that may misbehave: asks it the way `known` says, and when a
+/// request goes unanswered while the device is there, or is refused with genErr, finds
+/// out why ([`crate::quirks`]) and carries on without what it cannot answer. What was
+/// learned is in [`Collection::quirks`] (with [`Collection::learned`] set), what could
+/// not be read in [`Collection::missing`]; a column on which the device returns a
+/// non-increasing OID ends there instead of failing the collection.
+///
+/// # Errors
+/// As [`collect`] when the device does not answer at all (nor as SNMPv1), or keeps
+/// failing after [`MAX_ROUNDS`] adaptations.
+pub async fn collect_adaptive<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    firsts: &[Oid],
+    columns: &[Oid],
+    limit: Budget,
+    known: &Quirks,
+) -> Result<Collection, SnmpError> {
+    run(client, target, firsts, columns, limit, Some(known)).await
+}
+
+/// The objects and columns of one collection still to ask for.
+struct Pending {
+    firsts: Vec<Oid>,
+    deferred: Vec<Oid>,
+    cols: Vec<Column>,
+}
+
+impl Pending {
+    /// Stops asking for varbind `i` of a request of `nr` firsts: a first is dropped; a
+    /// column is skipped, or stopped at its cursor when rows were read (they are kept).
+    fn give_up(
+        &mut self,
+        i: usize,
+        nr: usize,
+        reason: Reason,
+        q: &mut Quirks,
+        out: &mut Collection,
+    ) {
+        let (oid, learn) = if i < nr {
+            (self.firsts.remove(i), true)
+        } else if i - nr < self.cols.len() {
+            let c = self.cols.remove(i - nr);
+            (c.cursor, reason != Reason::NonIncreasing)
+        } else {
+            return;
+        };
+        if learn && q.add_skip(oid.clone(), reason) {
+            out.learned = true;
+        }
+        out.missing.push(Skip { oid, reason });
+    }
+}
+
+async fn run<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    firsts: &[Oid],
+    columns: &[Oid],
+    limit: Budget,
+    adapt: Option<&Quirks>,
+) -> Result<Collection, SnmpError> {
     let mut out = Collection::default();
-    let mut firsts: Vec<Oid> = firsts.to_vec();
-    let mut cols: Vec<Column> = columns
-        .iter()
-        .map(|c| Column {
-            root: c.clone(),
-            cursor: c.clone(),
-        })
-        .collect();
-    let v1 = target.security.version() == Version::V1;
+    let mut q = adapt.cloned().unwrap_or_default().bounded();
+    let mut target = std::borrow::Cow::Borrowed(target);
+    if q.v1
+        && let Some(t) = quirks::as_v1(&target)
+    {
+        target = std::borrow::Cow::Owned(t);
+    }
+    let mut p = Pending {
+        firsts: Vec::with_capacity(firsts.len()),
+        deferred: Vec::new(),
+        cols: Vec::with_capacity(columns.len()),
+    };
+    for f in firsts {
+        match q.skips(f) {
+            Some(s) => out.missing.push(s.clone()),
+            None => p.firsts.push(f.clone()),
+        }
+    }
+    for c in columns {
+        match q.skips(c) {
+            Some(s) => out.missing.push(s.clone()),
+            None => p.cols.push(Column {
+                root: c.clone(),
+                cursor: c.clone(),
+                stop: q.stop_in(c).map(|s| s.oid.clone()),
+            }),
+        }
+    }
     let mut budget = target.max_repetitions.max(1) as usize;
     // Columns per request; shrinks when an agent answers tooBig to one repetition.
-    let mut max_cols = cols.len().max(1);
-    // First-instance requests postponed after a tooBig, asked in a later round.
-    let mut deferred: Vec<Oid> = Vec::new();
-    while !(firsts.is_empty() && cols.is_empty() && deferred.is_empty()) {
-        if firsts.is_empty() {
-            firsts.append(&mut deferred);
+    let mut max_cols = p.cols.len().max(1);
+    // A round trip of the device, once measured by a probe.
+    let mut rtt: Option<std::time::Duration> = None;
+    let mut answered = false;
+    let mut rounds = 0u32;
+    loop {
+        if p.firsts.is_empty() {
+            p.firsts.append(&mut p.deferred);
         }
-        if out.cut.is_some() {
+        // Columns that reached the row past which the device hangs.
+        p.cols.retain(|c| {
+            let stopped = c.stop.as_ref() == Some(&c.cursor);
+            if stopped {
+                out.missing.push(Skip {
+                    oid: c.cursor.clone(),
+                    reason: Reason::NoAnswer,
+                });
+            }
+            !stopped
+        });
+        if (p.firsts.is_empty() && p.cols.is_empty()) || out.cut.is_some() {
             break;
         }
-        let ncols = cols.len().min(max_cols);
-        let nr = firsts.len();
-        let reps = budget.checked_div(ncols).map_or(0, |r| r.max(1));
-        let mut varbinds: Vec<VarBind> = firsts.iter().cloned().map(VarBind::null).collect();
+        let v1 = target.security.version() == Version::V1;
+        let bulk = !v1 && !q.no_bulk;
+        let max_obj = q.max_objects.map_or(usize::MAX, |n| n.max(1) as usize);
+        if p.firsts.len() > max_obj {
+            let rest = p.firsts.split_off(max_obj);
+            p.deferred.splice(0..0, rest);
+        }
+        let nr = p.firsts.len();
+        let ncols = p.cols.len().min(max_cols).min(max_obj - nr);
+        let reps = if bulk {
+            budget
+                .checked_div(ncols)
+                .map_or(0, |r| r.max(1))
+                .min(q.max_repetitions.map_or(usize::MAX, |r| r as usize))
+        } else {
+            0
+        };
+        let mut varbinds: Vec<VarBind> = p.firsts.iter().cloned().map(VarBind::null).collect();
         varbinds.extend(
-            cols[..ncols]
+            p.cols[..ncols]
                 .iter()
                 .map(|c| VarBind::null(c.cursor.clone())),
         );
-        let req = if v1 {
-            Request {
-                kind: PduType::GetNext,
-                non_repeaters: 0,
-                max_repetitions: 0,
-                varbinds,
-            }
-        } else {
-            Request {
-                kind: PduType::GetBulk,
-                non_repeaters: nr as u32,
-                max_repetitions: reps as u32,
-                varbinds,
-            }
+        let req = Request {
+            kind: if bulk {
+                PduType::GetBulk
+            } else {
+                PduType::GetNext
+            },
+            non_repeaters: if bulk { nr as u32 } else { 0 },
+            max_repetitions: reps as u32,
+            varbinds,
         };
-        let pdu = client.request(target, req).await?;
+        let sent = if adapt.is_some() {
+            Some(req.clone())
+        } else {
+            None
+        };
+        let pdu = match client.request(&target, req).await {
+            Ok(pdu) => pdu,
+            Err(e @ (SnmpError::Timeout { .. } | SnmpError::Malformed { .. }))
+                if let Some(req) = sent =>
+            {
+                rounds += 1;
+                if rounds > MAX_ROUNDS {
+                    return Err(e);
+                }
+                if !answered && rtt.is_none() {
+                    match quirks::alive(client, &target).await {
+                        Alive::Yes(t) => rtt = Some(t),
+                        Alive::AsV1(t, r) => {
+                            // v2c goes unanswered, v1 is: ask again as v1.
+                            q.v1 = true;
+                            out.learned = true;
+                            target = std::borrow::Cow::Owned(t);
+                            rtt = Some(r);
+                            continue;
+                        }
+                        Alive::No => return Err(e),
+                    }
+                }
+                let d = quirks::diagnose(client, &target, &req, rtt.unwrap_or_default()).await;
+                if d.is_empty() {
+                    // Everything answered when asked again: a passing loss.
+                    return Err(e);
+                }
+                out.learned = true;
+                match d.bulk {
+                    Some(None) => q.no_bulk = true,
+                    Some(Some(r)) => q.max_repetitions = Some(r),
+                    None => {}
+                }
+                if let Some(n) = d.max_objects {
+                    q.max_objects = Some(q.max_objects.map_or(n, |m| m.min(n)));
+                }
+                for &i in d.bad.iter().rev() {
+                    p.give_up(i, nr, Reason::NoAnswer, &mut q, &mut out);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        answered = true;
         out.requests += 1;
+        let index = usize::try_from(pdu.error_index).unwrap_or(0);
         match pdu.error_status {
             0 => {}
             error_status::TOO_BIG => {
@@ -281,7 +450,7 @@ pub async fn collect<C: SnmpClient>(
                 } else if ncols > 1 {
                     max_cols = (ncols / 2).max(1);
                 } else if nr > 1 {
-                    deferred.extend(firsts.split_off(nr / 2));
+                    p.deferred.splice(0..0, p.firsts.split_off(nr / 2));
                 } else {
                     return Err(SnmpError::TooBig {
                         target: target.addr,
@@ -289,29 +458,54 @@ pub async fn collect<C: SnmpClient>(
                 }
                 continue;
             }
-            error_status::NO_SUCH_NAME if v1 && pdu.error_index >= 1 => {
-                let i = pdu.error_index as usize - 1;
+            error_status::NO_SUCH_NAME if v1 && index >= 1 => {
+                // v1: past the end of the MIB (or a missing object); not a quirk.
+                let i = index - 1;
                 if i < nr {
-                    firsts.remove(i);
+                    p.firsts.remove(i);
                 } else if i - nr < ncols {
-                    cols.remove(i - nr);
+                    p.cols.remove(i - nr);
                 } else {
-                    return Err(agent_error(target, &pdu));
+                    return Err(agent_error(&target, &pdu));
                 }
                 continue;
             }
-            _ => return Err(agent_error(target, &pdu)),
+            status if adapt.is_some() && rounds < MAX_ROUNDS => {
+                rounds += 1;
+                if bulk
+                    && status == error_status::GEN_ERR
+                    && getnext_answers(client, &target, &p, nr, ncols).await
+                {
+                    // genErr to GETBULK, the same objects answered by GETNEXT.
+                    q.no_bulk = true;
+                    out.learned = true;
+                    continue;
+                }
+                if !(1..=nr + ncols).contains(&index) {
+                    return Err(agent_error(&target, &pdu));
+                }
+                let reason = if status == error_status::GEN_ERR {
+                    Reason::GenErr
+                } else {
+                    Reason::Refused
+                };
+                p.give_up(index - 1, nr, reason, &mut q, &mut out);
+                continue;
+            }
+            _ => return Err(agent_error(&target, &pdu)),
         }
         let mut vbs = pdu.varbinds.into_iter();
         for (i, vb) in vbs.by_ref().take(nr).enumerate() {
-            if !vb.value.is_exception() && vb.oid.starts_with(&firsts[i]) {
+            if !vb.value.is_exception() && vb.oid.starts_with(&p.firsts[i]) {
                 out.keep(vb.oid, vb.value, limit);
             }
         }
-        firsts.clear();
-        firsts.append(&mut deferred);
+        p.firsts.clear();
+        p.firsts.append(&mut p.deferred);
         let rest: Vec<VarBind> = vbs.collect();
         let mut done = vec![false; ncols];
+        // Columns on which the device went backwards (adaptive: ended, not fatal).
+        let mut backwards: Vec<usize> = Vec::new();
         if ncols > 0 {
             if rest.is_empty() {
                 // An agent that returns nothing for the repeaters: nothing more to learn.
@@ -322,7 +516,7 @@ pub async fn collect<C: SnmpClient>(
                     if done[j] {
                         continue;
                     }
-                    let col = &mut cols[j];
+                    let col = &mut p.cols[j];
                     if vb.value == Value::EndOfMibView
                         || !vb.oid.starts_with(&col.root)
                         || vb.oid == col.root
@@ -331,14 +525,27 @@ pub async fn collect<C: SnmpClient>(
                         continue;
                     }
                     if vb.oid <= col.cursor {
-                        return Err(SnmpError::NonIncreasing {
-                            target: target.addr,
-                            root: col.root.clone(),
-                            previous: col.cursor.clone(),
-                            oid: vb.oid.clone(),
-                        });
+                        if adapt.is_none() {
+                            return Err(SnmpError::NonIncreasing {
+                                target: target.addr,
+                                root: col.root.clone(),
+                                previous: col.cursor.clone(),
+                                oid: vb.oid.clone(),
+                            });
+                        }
+                        done[j] = true;
+                        backwards.push(j);
+                        continue;
                     }
                     col.cursor = vb.oid.clone();
+                    if col.stop.as_ref() == Some(&col.cursor) {
+                        // Read this row; the device hangs past it.
+                        done[j] = true;
+                        out.missing.push(Skip {
+                            oid: col.cursor.clone(),
+                            reason: Reason::NoAnswer,
+                        });
+                    }
                     if !vb.value.is_exception()
                         && !out.keep(vb.oid.clone(), vb.value.clone(), limit)
                     {
@@ -347,14 +554,46 @@ pub async fn collect<C: SnmpClient>(
                 }
             }
         }
+        for &j in &backwards {
+            out.missing.push(Skip {
+                oid: p.cols[j].root.clone(),
+                reason: Reason::NonIncreasing,
+            });
+        }
         let mut j = 0;
-        cols.retain(|_| {
+        p.cols.retain(|_| {
             let keep = j >= ncols || !done[j];
             j += 1;
             keep
         });
     }
+    if adapt.is_some() {
+        out.quirks = q;
+    }
     Ok(out)
+}
+
+/// Whether the device answers, as GETNEXT, the objects of the request it refused as GETBULK.
+async fn getnext_answers<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    p: &Pending,
+    nr: usize,
+    ncols: usize,
+) -> bool {
+    let mut varbinds: Vec<VarBind> = p.firsts[..nr].iter().cloned().map(VarBind::null).collect();
+    varbinds.extend(
+        p.cols[..ncols]
+            .iter()
+            .map(|c| VarBind::null(c.cursor.clone())),
+    );
+    let req = Request {
+        kind: PduType::GetNext,
+        non_repeaters: 0,
+        max_repetitions: 0,
+        varbinds,
+    };
+    matches!(client.request(target, req).await, Ok(pdu) if pdu.error_status == 0)
 }
 
 #[cfg(test)]
@@ -587,5 +826,314 @@ mod tests {
             "192.0.2.9:161: the walk did not finish within 600 s"
         );
         assert_eq!(start.elapsed(), WALK_DEADLINE);
+    }
+
+    mod adaptive {
+        use super::*;
+        use crate::agent::{BulkFault, Faults};
+        use crate::quirks::Reason;
+
+        fn o(s: &str) -> Oid {
+            s.parse().unwrap()
+        }
+
+        fn firsts() -> Vec<Oid> {
+            vec![
+                o("1.3.6.1.2.1.1.1"),
+                o("1.3.6.1.2.1.1.2"),
+                o("1.3.6.1.2.1.1.9"),
+            ]
+        }
+
+        fn columns() -> Vec<Oid> {
+            vec![
+                o("1.3.6.1.2.1.43.11.1.1.6"),
+                o("1.3.6.1.2.1.43.11.1.1.9"),
+                o("1.3.6.1.2.1.43.12.1.1.4"),
+            ]
+        }
+
+        /// Collects from the fake with `faults`, twice (the second time with what the
+        /// first learned), and returns both with the healthy collection's round trips.
+        async fn twice(
+            faults: Faults,
+            sec: Security,
+        ) -> (Collection, Collection, u32, std::time::Duration) {
+            let (f, addr) = fake();
+            let t = Target::new(addr, sec);
+            let healthy = collect_adaptive(
+                &f,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap();
+            assert!(!healthy.learned && healthy.missing.is_empty());
+            f.set_faults(addr, faults);
+            let start = tokio::time::Instant::now();
+            let first = collect_adaptive(
+                &f,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap();
+            let took = start.elapsed();
+            let second =
+                collect_adaptive(&f, &t, &firsts(), &columns(), Budget::POLL, &first.quirks)
+                    .await
+                    .unwrap();
+            assert!(!second.learned, "{:?}", second.quirks);
+            assert_eq!(second.quirks, first.quirks);
+            (first, second, healthy.requests, took)
+        }
+
+        /// Checks `c` holds every value of the fake but the 30 rows of `column`.
+        fn all_but(c: &Collection, column: Option<&str>) {
+            let want = 1 + 1 + 60 + 1 - column.map_or(0, |_| 30);
+            assert_eq!(
+                c.values.len(),
+                want,
+                "{:?}",
+                c.values.keys().collect::<Vec<_>>()
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_dropped_object_is_isolated_learned_and_skipped() {
+            for sec in [Security::v2c("public"), Security::v1("public")] {
+                let drop = "1.3.6.1.2.1.43.11.1.1.9";
+                let (first, second, healthy, took) = twice(
+                    Faults {
+                        drop: vec![o(drop)],
+                        ..Faults::default()
+                    },
+                    sec,
+                )
+                .await;
+                all_but(&first, Some(drop));
+                all_but(&second, Some(drop));
+                assert_eq!(first.quirks.skip[0].oid, o(drop), "{:?}", first.quirks);
+                assert_eq!(first.quirks.skip[0].reason, Reason::NoAnswer);
+                assert_eq!(second.missing[0], first.quirks.skip[0]);
+                // The failed request (2 s), the liveness probe, a few 300-ms probes.
+                assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+                assert!(
+                    second.requests <= healthy,
+                    "{} > {healthy}",
+                    second.requests
+                );
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_first_object_that_hangs_the_agent_is_skipped() {
+            let drop = "1.3.6.1.2.1.1.9";
+            let (first, second, healthy, _) = twice(
+                Faults {
+                    drop: vec![o(drop)],
+                    ..Faults::default()
+                },
+                Security::v2c("public"),
+            )
+            .await;
+            // 1.3.6.1.2.1.1.9 is empty in the view: GETNEXT of it reaches the Printer-MIB,
+            // which the fault does not cover; the object itself is named in the request.
+            all_but(&first, None);
+            assert_eq!(first.quirks.skip[0].oid, o(drop));
+            assert!(second.requests <= healthy);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn broken_getbulk_falls_back_to_getnext() {
+            for bulk in [BulkFault::Drop, BulkFault::GenErr] {
+                let (first, second, _, _) = twice(
+                    Faults {
+                        bulk: Some(bulk),
+                        ..Faults::default()
+                    },
+                    Security::v2c("public"),
+                )
+                .await;
+                all_but(&first, None);
+                all_but(&second, None);
+                assert!(first.quirks.no_bulk, "{bulk:?}: {:?}", first.quirks);
+                assert!(first.missing.is_empty());
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn one_repetition_and_too_big_still_read_everything() {
+            for faults in [
+                Faults {
+                    bulk: Some(BulkFault::OneRepetition),
+                    ..Faults::default()
+                },
+                Faults {
+                    too_big_above: Some(2),
+                    ..Faults::default()
+                },
+            ] {
+                let (f, addr) = fake();
+                f.set_faults(addr, faults.clone());
+                let t = Target::new(addr, Security::v2c("public"));
+                let c = collect_adaptive(
+                    &f,
+                    &t,
+                    &firsts(),
+                    &columns(),
+                    Budget::POLL,
+                    &Quirks::default(),
+                )
+                .await
+                .unwrap();
+                all_but(&c, None);
+                assert!(c.missing.is_empty(), "{faults:?}");
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_v1_only_agent_is_read_as_v1() {
+            let (first, second, _, _) = twice(
+                Faults {
+                    v1_only: true,
+                    ..Faults::default()
+                },
+                Security::v2c("public"),
+            )
+            .await;
+            assert!(first.quirks.v1);
+            all_but(&first, None);
+            all_but(&second, None);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_column_answered_with_generr_is_skipped() {
+            let bad = "1.3.6.1.2.1.43.12.1.1.4";
+            let (first, _, _, _) = twice(
+                Faults {
+                    gen_err: vec![o(bad)],
+                    ..Faults::default()
+                },
+                Security::v2c("public"),
+            )
+            .await;
+            assert_eq!(first.values.len(), 1 + 1 + 60);
+            assert_eq!(first.quirks.skip[0].oid, o(bad));
+            assert_eq!(first.quirks.skip[0].reason, Reason::GenErr);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_device_that_hangs_inside_a_column_keeps_the_rows_before() {
+            // v1 walks one row per request, so the agent is asked for what follows row
+            // 15 of 43.11.1.1.9 by name, and hangs: rows 1-15 are kept and the walk
+            // stops there next time without asking.
+            let (first, second, healthy, _) = twice(
+                Faults {
+                    drop: vec![o("1.3.6.1.2.1.43.11.1.1.9.1.15")],
+                    ..Faults::default()
+                },
+                Security::v1("public"),
+            )
+            .await;
+            assert_eq!(
+                first.values.len(),
+                1 + 1 + 30 + 15 + 1,
+                "{:?}",
+                first.quirks
+            );
+            assert_eq!(second.values.len(), first.values.len());
+            assert_eq!(first.quirks.skip[0].oid, o("1.3.6.1.2.1.43.11.1.1.9.1.15"));
+            assert!(
+                first
+                    .quirks
+                    .stop_in(&o("1.3.6.1.2.1.43.11.1.1.9"))
+                    .is_some()
+            );
+            assert_eq!(second.missing, first.quirks.skip);
+            assert!(
+                second.requests <= healthy,
+                "{} vs {healthy}",
+                second.requests
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_dead_device_costs_one_probe_more() {
+            let t = Target::new("127.0.0.9:161".parse().unwrap(), Security::v2c("public"));
+            let start = tokio::time::Instant::now();
+            let e = collect_adaptive(
+                &FakeSnmp::new(),
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(e, SnmpError::Timeout { attempts: 2, .. }), "{e}");
+            assert_eq!(start.elapsed(), std::time::Duration::from_secs(3));
+        }
+
+        #[tokio::test]
+        async fn a_backwards_column_ends_without_failing_the_rest() {
+            use crate::agent::MibStore;
+            // Serves the fake's view, but the supplies level column goes backwards.
+            struct Back(MibView);
+            impl MibStore for Back {
+                fn get(&self, oid: &Oid) -> Option<Value> {
+                    self.0.get(oid)
+                }
+                fn next(&self, oid: &Oid) -> Option<(Oid, Value)> {
+                    let col: Oid = "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap();
+                    if oid.starts_with(&col) && oid.len() > col.len() {
+                        return Some((col.child(&[1, 1]), Value::Integer(1)));
+                    }
+                    self.0.next(oid)
+                }
+            }
+            let addr: SocketAddr = "127.0.0.4:161".parse().unwrap();
+            let f = FakeSnmp::new();
+            let mut pairs = Vec::new();
+            for i in 1..=30u32 {
+                pairs.push((
+                    o(&format!("1.3.6.1.2.1.43.11.1.1.6.1.{i}")),
+                    Value::Integer(1),
+                ));
+                pairs.push((
+                    o(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}")),
+                    Value::Integer(1),
+                ));
+            }
+            pairs.push((o("1.3.6.1.2.1.1.1.0"), Value::OctetString(b"d".to_vec())));
+            f.add_store(addr, Box::new(Back(MibView::new(pairs))));
+            let t = Target::new(addr, Security::v2c("public"));
+            let c = collect_adaptive(
+                &f,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(c.missing.len(), 1);
+            assert_eq!(c.missing[0].reason, Reason::NonIncreasing);
+            assert!(c.quirks.skip.is_empty(), "not learned: it costs nothing");
+            assert!(c.values.contains_key(&o("1.3.6.1.2.1.43.11.1.1.6.1.30")));
+            assert!(
+                collect(&f, &t, &firsts(), &columns(), Budget::POLL)
+                    .await
+                    .is_err()
+            );
+        }
     }
 }
