@@ -394,3 +394,114 @@ fn version_and_usage_errors() {
     let out = run(&["simulate", "--data-dir", "/nonexistent/dir"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 17: a printer whose agent drops every request naming one column (as snmpsim did
+/// with a real HP recording) and does not answer GETBULK is still reported, exit 0, with
+/// every other value; the quirks and what could not be read are named, in the JSON and
+/// in the table.
+#[test]
+fn a_printer_that_drops_an_object_and_getbulk_is_read_with_everything_else() {
+    let (healthy_sim, healthy) = simulate_dir(&own_fixtures(), &[]);
+    let full = poll_json(healthy, &["-c", "acme-color"]);
+    drop(healthy_sim);
+    let level = "1.3.6.1.2.1.43.11.1.1.9";
+    let drop_level = format!("drop={level}");
+    let (_sim, addr) = simulate_dir(
+        &own_fixtures(),
+        &["--quirk", &drop_level, "--quirk", "bulk=drop"],
+    );
+    let start = std::time::Instant::now();
+    let r = poll_json(addr, &["-c", "acme-color"]);
+    println!("first poll of the quirky printer: {:?}", start.elapsed());
+    let d = &r["device"];
+    assert_eq!(d["quirks"]["noBulk"], true, "{d}");
+    assert_eq!(d["quirks"]["skip"][0]["oid"], level);
+    assert_eq!(d["quirks"]["skip"][0]["reason"], "noAnswer");
+    assert_eq!(
+        d["unavailable"],
+        json!([{"section": "supplies", "object": "prtMarkerSuppliesLevel", "oid": level,
+                "reason": "no answer to a request holding it"}])
+    );
+    // Everything else as from the healthy printer (alerts' raisedAt moves with the clock).
+    let (mut r, mut full) = (r.clone(), full);
+    for v in [&mut r, &mut full] {
+        for al in v["alerts"].as_array_mut().unwrap() {
+            al["ext"]["raisedAt"] = Value::Null;
+        }
+    }
+    let d = &r["device"];
+    for k in [
+        "serialNumber",
+        "manufacturer",
+        "modelName",
+        "counters",
+        "alerts",
+    ] {
+        assert_eq!(r[k], full[k], "{k}");
+    }
+    for k in [
+        "macAddress",
+        "sysName",
+        "firmwareVersion",
+        "inputTrays",
+        "consoleDisplay",
+    ] {
+        assert_eq!(d[k], full["device"][k], "{k}");
+    }
+    let descriptions = |v: &Value| -> Vec<Value> {
+        v["supplies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["description"].clone())
+            .collect()
+    };
+    assert_eq!(descriptions(&r), descriptions(&full));
+    assert!(
+        r["supplies"][0]
+            .get("currentLevel")
+            .is_none_or(Value::is_null)
+    );
+
+    let out = run(&["poll", &addr.to_string(), "-c", "acme-color"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Agent quirks (worked around)\n  GETNEXT only (GETBULK fails); 1 object(s) skipped")
+            && text.contains(
+                "Not read (unknown, not empty)\n  supplies: prtMarkerSuppliesLevel (1.3.6.1.2.1.43.11.1.1.9) not read"
+            ),
+        "{text}"
+    );
+}
+
+/// The other quirks of the simulator each still give the full report.
+#[test]
+fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
+    let (healthy_sim, healthy) = simulate_dir(&own_fixtures(), &[]);
+    let mut full = poll_json(healthy, &["-c", "acme-color"]);
+    drop(healthy_sim);
+    let strip = |v: &mut Value| {
+        v["collectedAt"] = Value::Null;
+        v["device"]["lastBootAt"] = Value::Null;
+        v["device"]["snmpVersion"] = Value::Null;
+        v["device"]["quirks"] = Value::Null;
+        for al in v["alerts"].as_array_mut().unwrap() {
+            al["ext"]["raisedAt"] = Value::Null;
+        }
+    };
+    strip(&mut full);
+    for (quirk, version) in [
+        ("v1-only", "v1"),
+        ("too-big-above=5", "v2c"),
+        ("bulk=one", "v2c"),
+        ("bulk=generr", "v2c"),
+    ] {
+        let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", quirk]);
+        let mut r = poll_json(addr, &["-c", "acme-color"]);
+        assert_eq!(r["device"]["snmpVersion"], version, "{quirk}");
+        assert!(r["device"].get("unavailable").is_none(), "{quirk}: {r}");
+        strip(&mut r);
+        assert_eq!(r, full, "{quirk}");
+    }
+}
