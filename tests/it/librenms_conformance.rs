@@ -53,18 +53,32 @@ fn unescape(s: &str) -> String {
     fleet_agent::printer::text::decode(&out)
 }
 
+/// Polls every recording twice as the poller does (the second time with the quirks the
+/// first learned, as the store remembers them) and prints each one's round trips.
 async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value> {
     let client = UdpClient::new().unwrap();
     let mut out = BTreeMap::new();
+    println!("{addr}: recording, round trips of the first and second poll, quirks learned");
     for name in names {
         let mut t = Target::new(addr, Security::v2c(name));
         t.timeout = Duration::from_millis(1500);
         t.retries = 2;
         t.max_repetitions = 25;
-        let (report, _) = poller::Reader::default()
+        let reader = poller::Reader::default();
+        let (first, s1) = reader
             .read(&client, &t, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let known = first.device.quirks.clone().unwrap_or_default();
+        let (report, s2) = reader
+            .read(&client, &t, &known)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: second poll: {e}"));
+        println!(
+            "  {name:<32} {:>4} {:>4}  {known}",
+            s1.requests, s2.requests
+        );
+        assert!(!s2.learned, "{name}: the second poll learned more: {known}");
         let mut v = serde_json::to_value(report).unwrap();
         // Time-dependent fields differ between two polls.
         v["collectedAt"] = Value::Null;
