@@ -278,6 +278,18 @@ function supplyLevel(s) {
   return { someRemaining: "some remaining", unknown: "unknown", unrestricted: "unrestricted" }[ext.levelState] || "—";
 }
 
+// How the printer's SNMP agent must be asked (device.quirks), in words.
+function quirksText(q) {
+  if (!q) return "none";
+  const parts = [];
+  if (q.v1) parts.push("SNMPv1 only");
+  if (q.noBulk) parts.push("GETNEXT only (GETBULK fails)");
+  if (q.maxRepetitions) parts.push(`GETBULK of at most ${q.maxRepetitions} repetition(s)`);
+  if (q.maxObjects) parts.push(`at most ${q.maxObjects} object(s) per request`);
+  if ((q.skip || []).length) parts.push(`${q.skip.length} object(s) it does not answer are skipped`);
+  return parts.join("; ") || "none";
+}
+
 async function openPrinter(id) {
   const p = await api("GET", `/api/printers/${id}`);
   const r = p.report || {};
@@ -299,7 +311,13 @@ async function openPrinter(id) {
       ["Firmware", d.firmwareVersion || d.sysDescr || "—"],
       ["Page count", c.lifetimeCount !== undefined ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
       ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
+      ["Agent quirks", quirksText(d.quirks)],
     ]),
+    (d.unavailable || []).length
+      ? el("div", { class: "help", id: "printer-unread" },
+        el("p", {}, "Not read in the last poll (unknown, not empty; the last values read are kept for the cloud):"),
+        el("ul", {}, d.unavailable.map((u) => el("li", {}, `${u.section}: ${u.object || u.oid} — ${u.reason}`))))
+      : "",
     el("h2", {}, "Supplies"),
     el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, ["Description", "Type", "Colour", "Level", "Raw level", "Raw max", "Level state"].map((h) => el("th", { scope: "col" }, h)))),
