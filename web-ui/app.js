@@ -290,12 +290,27 @@ function quirksText(q) {
   return parts.join("; ") || "none";
 }
 
+// device.unavailable grouped by section and reason: "alerts: prtAlertGroup, prtAlertCode — no answer ...".
+function unreadLines(list) {
+  const groups = new Map();
+  for (const u of list) {
+    const k = `${u.section}\u0000${u.reason}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(u.object || u.oid);
+  }
+  return [...groups].map(([k, objects]) => {
+    const [section, reason] = k.split("\u0000");
+    return `${section}: ${objects.join(", ")} — ${reason}`;
+  });
+}
+
 async function openPrinter(id) {
   const p = await api("GET", `/api/printers/${id}`);
   const r = p.report || {};
   const d = r.device || {};
   const c = r.counters || {};
   const box = $("printer-detail");
+  const unread = (section) => (d.unavailable || []).some((u) => u.section === section);
   const supplies = (r.supplies || []).map((s) => el("tr", {},
     el("td", {}, s.description || "—"), el("td", {}, s.type || "—"), el("td", {}, s.color || "—"),
     el("td", { class: "num" }, supplyLevel(s)),
@@ -309,21 +324,21 @@ async function openPrinter(id) {
       ["Serial", r.serialNumber || "—"], ["State", badge(p.health)], ["Reason", p.healthReason || "—"],
       ["Last seen", ago(p.lastSeenMs)], ["System name", d.sysName || "—"], ["Location", d.sysLocation || "—"],
       ["Firmware", d.firmwareVersion || d.sysDescr || "—"],
-      ["Page count", c.lifetimeCount !== undefined ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
+      ["Page count", c.lifetimeCount != null ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
       ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
       ["Agent quirks", quirksText(d.quirks)],
     ]),
     (d.unavailable || []).length
       ? el("div", { class: "help", id: "printer-unread" },
         el("p", {}, "Not read in the last poll (unknown, not empty; the last values read are kept for the cloud):"),
-        el("ul", {}, d.unavailable.map((u) => el("li", {}, `${u.section}: ${u.object || u.oid} — ${u.reason}`))))
+        el("ul", {}, unreadLines(d.unavailable).map((line) => el("li", {}, line))))
       : "",
     el("h2", {}, "Supplies"),
     el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, ["Description", "Type", "Colour", "Level", "Raw level", "Raw max", "Level state"].map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, "No supplies reported."))))),
+      el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, unread("supplies") ? "Not read in the last poll." : "No supplies reported."))))),
     el("h2", {}, "Alerts"),
-    alerts.length ? el("ul", {}, alerts) : el("p", {}, "No alerts."),
+    alerts.length ? el("ul", {}, alerts) : el("p", {}, unread("alerts") ? "Not read in the last poll (unknown)." : "No alerts."),
     el("details", {}, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
   );
   box.hidden = false;

@@ -270,6 +270,25 @@ struct Pending {
 }
 
 impl Pending {
+    /// The request for the first `nr` objects and `ncols` columns (GETBULK: `nr`
+    /// non-repeaters and `reps` repetitions).
+    fn request(&self, kind: PduType, nr: usize, ncols: usize, reps: usize) -> Request {
+        let mut varbinds: Vec<VarBind> = Vec::with_capacity(nr + ncols);
+        varbinds.extend(self.firsts[..nr].iter().cloned().map(VarBind::null));
+        varbinds.extend(
+            self.cols[..ncols]
+                .iter()
+                .map(|c| VarBind::null(c.cursor.clone())),
+        );
+        let bulk = kind == PduType::GetBulk;
+        Request {
+            kind,
+            non_repeaters: if bulk { nr as u32 } else { 0 },
+            max_repetitions: if bulk { reps as u32 } else { 0 },
+            varbinds,
+        }
+    }
+
     /// Stops asking for varbind `i` of a request of `nr` firsts: a first is dropped; a
     /// column is skipped, or stopped at its cursor when rows were read (they are kept).
     fn give_up(
@@ -374,32 +393,21 @@ async fn run<C: SnmpClient>(
         } else {
             0
         };
-        let mut varbinds: Vec<VarBind> = p.firsts.iter().cloned().map(VarBind::null).collect();
-        varbinds.extend(
-            p.cols[..ncols]
-                .iter()
-                .map(|c| VarBind::null(c.cursor.clone())),
-        );
-        let req = Request {
-            kind: if bulk {
-                PduType::GetBulk
-            } else {
-                PduType::GetNext
-            },
-            non_repeaters: if bulk { nr as u32 } else { 0 },
-            max_repetitions: reps as u32,
-            varbinds,
-        };
-        let sent = if adapt.is_some() {
-            Some(req.clone())
+        let kind = if bulk {
+            PduType::GetBulk
         } else {
-            None
+            PduType::GetNext
         };
-        let pdu = match client.request(&target, req).await {
+        let pdu = match client
+            .request(&target, p.request(kind, nr, ncols, reps))
+            .await
+        {
             Ok(pdu) => pdu,
             Err(e @ (SnmpError::Timeout { .. } | SnmpError::Malformed { .. }))
-                if let Some(req) = sent =>
+                if adapt.is_some() =>
             {
+                // The same request again (nothing moved since it was sent), to diagnose.
+                let req = p.request(kind, nr, ncols, reps);
                 rounds += 1;
                 if rounds > MAX_ROUNDS {
                     return Err(e);
@@ -581,18 +589,7 @@ async fn getnext_answers<C: SnmpClient>(
     nr: usize,
     ncols: usize,
 ) -> bool {
-    let mut varbinds: Vec<VarBind> = p.firsts[..nr].iter().cloned().map(VarBind::null).collect();
-    varbinds.extend(
-        p.cols[..ncols]
-            .iter()
-            .map(|c| VarBind::null(c.cursor.clone())),
-    );
-    let req = Request {
-        kind: PduType::GetNext,
-        non_repeaters: 0,
-        max_repetitions: 0,
-        varbinds,
-    };
+    let req = p.request(PduType::GetNext, nr, ncols, 0);
     matches!(client.request(target, req).await, Ok(pdu) if pdu.error_status == 0)
 }
 
