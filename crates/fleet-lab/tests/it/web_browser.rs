@@ -275,7 +275,9 @@ async fn a_new_user_activates_and_uses_every_page() {
     wait_js(&c, "!document.getElementById('printer-detail').hidden && document.querySelectorAll('#printer-detail tbody tr').length > 0", "the printer's detail", 20).await;
     let detail = text(&c, "#printer-detail").await;
     assert!(
-        detail.contains("Supplies") && detail.contains("Raw level"),
+        detail.contains("Supplies")
+            && detail.contains("Raw level")
+            && detail.contains("Agent quirks"),
         "{detail}"
     );
     click(&c, "#printers-table tbody tr:first-child button").await;
