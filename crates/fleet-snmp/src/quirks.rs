@@ -290,6 +290,14 @@ pub(crate) async fn diagnose<C: SnmpClient>(
     let all: Vec<usize> = (0..names.len()).collect();
     let mut d = Diagnosis::default();
     if request.kind == PduType::GetBulk && answers(getnext(&all)).await {
+        // The same GETBULK once more with the target's own timeout: answered now, it was
+        // a passing loss, not a broken GETBULK.
+        if once(client, target, request.clone(), target.timeout)
+            .await
+            .is_some()
+        {
+            return d;
+        }
         let mut r = request.max_repetitions / 2;
         while r >= 1 {
             let bulk = Request {

@@ -358,6 +358,7 @@ async fn run<C: SnmpClient>(
     let mut rtt: Option<std::time::Duration> = None;
     let mut answered = false;
     let mut rounds = 0u32;
+    let mut losses = 0u32;
     loop {
         if p.firsts.is_empty() {
             p.firsts.append(&mut p.deferred);
@@ -428,8 +429,13 @@ async fn run<C: SnmpClient>(
                 }
                 let d = quirks::diagnose(client, &target, &req, rtt.unwrap_or_default()).await;
                 if d.is_empty() {
-                    // Everything answered when asked again: a passing loss.
-                    return Err(e);
+                    // Everything answered when asked again: a passing loss. Ask again,
+                    // twice at most (a device that keeps losing requests fails the poll).
+                    losses += 1;
+                    if losses > 2 {
+                        return Err(e);
+                    }
+                    continue;
                 }
                 out.learned = true;
                 match d.bulk {
@@ -1059,6 +1065,60 @@ mod tests {
                 "{} vs {healthy}",
                 second.requests
             );
+        }
+
+        /// Loses the requests whose numbers (0-based) are listed, then answers as the fake.
+        struct Lossy {
+            inner: FakeSnmp,
+            lose: Vec<usize>,
+            seen: std::sync::atomic::AtomicUsize,
+        }
+        impl SnmpClient for Lossy {
+            async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+                let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if self.lose.contains(&n) {
+                    let attempts = target.retries + 1;
+                    tokio::time::sleep(target.timeout * attempts).await;
+                    return Err(SnmpError::Timeout {
+                        target: target.addr,
+                        attempts,
+                        timeout: target.timeout,
+                        hint: "",
+                    });
+                }
+                self.inner.request(target, request).await
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_passing_loss_is_not_learned() {
+            // The first request lost (a busy network), or the first and a probe: the
+            // collection reads everything and learns nothing.
+            for lose in [vec![0], vec![0, 2], vec![0, 3, 4]] {
+                let (f, addr) = fake();
+                let c = Lossy {
+                    inner: f,
+                    lose: lose.clone(),
+                    seen: Default::default(),
+                };
+                let t = Target::new(addr, Security::v2c("public"));
+                let got = collect_adaptive(
+                    &c,
+                    &t,
+                    &firsts(),
+                    &columns(),
+                    Budget::POLL,
+                    &Quirks::default(),
+                )
+                .await
+                .unwrap();
+                all_but(&got, None);
+                assert!(
+                    !got.learned && got.quirks.is_empty(),
+                    "{lose:?}: {:?}",
+                    got.quirks
+                );
+            }
         }
 
         #[tokio::test(start_paused = true)]
