@@ -410,7 +410,7 @@ fn a_printer_that_drops_an_object_and_getbulk_is_read_with_everything_else() {
         &own_fixtures(),
         &["--quirk", &drop_level, "--quirk", "bulk=drop"],
     );
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let r = poll_json(addr, &["-c", "acme-color"]);
     println!("first poll of the quirky printer: {:?}", start.elapsed());
     let d = &r["device"];
