@@ -230,6 +230,7 @@ pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target) -> Alive {
     let mut v2_done = false;
     loop {
         tokio::select! {
+            biased;
             r = &mut v2, if !v2_done => {
                 if matches!(r, Some(Ok(_))) {
                     return Alive::Yes(start.elapsed());
@@ -239,9 +240,14 @@ pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target) -> Alive {
             r = &mut v1, if v1_answer.is_none() => v1_answer = Some(r),
         }
         if v2_done && let Some((r, rtt, t1)) = v1_answer.take() {
-            return match r {
-                Some(Ok(_)) => Alive::AsV1(t1, rtt),
-                _ => Alive::No,
+            if !matches!(r, Some(Ok(_))) {
+                return Alive::No;
+            }
+            // v1 answered, v2c did not: v2c once more before switching the printer to v1
+            // for a day (a lost datagram must not do that).
+            return match once(client, target, liveness(), target.timeout).await {
+                Some(Ok(_)) => Alive::Yes(rtt),
+                _ => Alive::AsV1(t1, rtt),
             };
         }
     }
