@@ -475,7 +475,8 @@ fn a_printer_that_drops_an_object_and_getbulk_is_read_with_everything_else() {
     );
 }
 
-/// The other quirks of the simulator each still give the full report.
+/// The other quirks of the simulator each still give the full report (slow answers within
+/// the timeout, late duplicates ignored).
 #[test]
 fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
     let (healthy_sim, healthy) = simulate_dir(&own_fixtures(), &[]);
@@ -496,6 +497,8 @@ fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
         ("too-big-above=5", "v2c"),
         ("bulk=one", "v2c"),
         ("bulk=generr", "v2c"),
+        ("slow=100-600", "v2c"),
+        ("duplicate", "v2c"),
     ] {
         let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", quirk]);
         let mut r = poll_json(addr, &["-c", "acme-color"]);
@@ -504,4 +507,38 @@ fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
         strip(&mut r);
         assert_eq!(r, full, "{quirk}");
     }
+}
+
+/// An agent that goes backwards inside a table, or answers with the wrong types, still
+/// gives a report: the looping column ends where it looped (named under
+/// `device.unavailable`), wrong types are left out, everything else is read.
+#[test]
+fn backwards_and_wrongly_typed_tables_give_a_report_with_the_rest() {
+    let level = "1.3.6.1.2.1.43.11.1.1.9";
+    let quirk = format!("backwards={level}");
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", &quirk]);
+    let r = poll_json(addr, &["-c", "acme-color"]);
+    let un = &r["device"]["unavailable"];
+    assert_eq!(un[0]["section"], "supplies", "{r}");
+    assert_eq!(un[0]["reason"], "non-increasing OID in the walk");
+    assert!(
+        r["device"].get("quirks").is_none(),
+        "nothing to remember: {r}"
+    );
+    assert_eq!(r["serialNumber"], "ACX123456");
+    assert_eq!(r["counters"]["lifetimeCount"], 123456);
+    assert!(r["alerts"].as_array().is_some_and(|a| !a.is_empty()));
+
+    let quirk = format!("wrong-type={level}");
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", &quirk]);
+    let r = poll_json(addr, &["-c", "acme-color"]);
+    let supplies = r["supplies"].as_array().unwrap();
+    assert!(!supplies.is_empty());
+    assert!(
+        supplies
+            .iter()
+            .all(|s| s["ext"]["prtMarkerSuppliesLevel"].is_null() && s["currentLevel"].is_null()),
+        "{r}"
+    );
+    assert_eq!(r["serialNumber"], "ACX123456");
 }

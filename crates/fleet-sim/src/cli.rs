@@ -59,7 +59,10 @@ pub struct SimulateArgs {
     /// `drop=OID` (no answer to a request naming an object under OID), `generr=OID`
     /// (genErr for objects under OID), `bulk=drop|generr|one` (GETBULK unanswered,
     /// refused, or one repetition only), `too-big-above=N` (tooBig for more than N
-    /// objects in a request), `v1-only` (v2c and v3 unanswered).
+    /// objects in a request), `v1-only` (v2c and v3 unanswered), `slow=MS` or
+    /// `slow=MIN-MAX` (each answer that late), `duplicate` (each answer sent twice),
+    /// `backwards=OID` (a walk inside a column under OID gets the asked OID back),
+    /// `wrong-type=OID` (values under OID with the wrong type).
     #[arg(long, value_parser = parse_quirk)]
     pub quirk: Vec<Quirk>,
     /// Write the list of served printers (JSON) to this file once listening.
@@ -80,6 +83,14 @@ pub enum Quirk {
     TooBigAbove(usize),
     /// `v1-only`.
     V1Only,
+    /// `slow=MS` or `slow=MIN-MAX`.
+    Slow(u64, u64),
+    /// `duplicate`.
+    Duplicate,
+    /// `backwards=OID`.
+    Backwards(fleet_snmp::Oid),
+    /// `wrong-type=OID`.
+    WrongType(fleet_snmp::Oid),
 }
 
 fn parse_quirk(s: &str) -> Result<Quirk, String> {
@@ -91,6 +102,8 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
     match s.split_once('=') {
         Some(("drop", v)) => Ok(Quirk::Drop(oid(v)?)),
         Some(("generr", v)) => Ok(Quirk::GenErr(oid(v)?)),
+        Some(("backwards", v)) => Ok(Quirk::Backwards(oid(v)?)),
+        Some(("wrong-type", v)) => Ok(Quirk::WrongType(oid(v)?)),
         Some(("bulk", "drop")) => Ok(Quirk::Bulk(BulkFault::Drop)),
         Some(("bulk", "generr")) => Ok(Quirk::Bulk(BulkFault::GenErr)),
         Some(("bulk", "one")) => Ok(Quirk::Bulk(BulkFault::OneRepetition)),
@@ -99,8 +112,20 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
             .map(Quirk::TooBigAbove)
             .map_err(|e| format!("{s:?}: {e}")),
         None if s == "v1-only" => Ok(Quirk::V1Only),
+        None if s == "duplicate" => Ok(Quirk::Duplicate),
+        Some(("slow", v)) => {
+            let ms = |x: &str| x.parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
+            let (lo, hi) = match v.split_once('-') {
+                Some((a, b)) => (ms(a)?, ms(b)?),
+                None => (ms(v)?, ms(v)?),
+            };
+            if lo > hi || hi > 60_000 {
+                return Err(format!("{s:?}: expected MS or MIN-MAX, at most 60000"));
+            }
+            Ok(Quirk::Slow(lo, hi))
+        }
         _ => Err(format!(
-            "{s:?}: expected drop=OID, generr=OID, bulk=drop|generr|one, too-big-above=N or v1-only"
+            "{s:?}: expected drop=OID, generr=OID, bulk=drop|generr|one, too-big-above=N, v1-only, slow=MS[-MS], duplicate, backwards=OID or wrong-type=OID"
         )),
     }
 }
@@ -115,9 +140,25 @@ pub fn faults(quirks: &[Quirk]) -> fleet_snmp::agent::Faults {
             Quirk::Bulk(b) => f.bulk = Some(*b),
             Quirk::TooBigAbove(n) => f.too_big_above = Some(*n),
             Quirk::V1Only => f.v1_only = true,
+            Quirk::Backwards(o) => f.backwards.push(o.clone()),
+            Quirk::WrongType(o) => f.wrong_type.push(o.clone()),
+            Quirk::Slow(..) | Quirk::Duplicate => {}
         }
     }
     f
+}
+
+/// The network behaviour the `--quirk`s describe.
+pub fn wire(quirks: &[Quirk]) -> crate::Wire {
+    let mut w = crate::Wire::default();
+    for q in quirks {
+        match q {
+            Quirk::Slow(lo, hi) => w.delay_ms = Some((*lo, *hi)),
+            Quirk::Duplicate => w.duplicate = true,
+            _ => {}
+        }
+    }
+    w
 }
 
 /// The most printers `--repeat-to` serves (a /16 of loopback addresses).
@@ -247,10 +288,10 @@ impl SimulateArgs {
             ));
         }
         if !self.quirk.is_empty() {
-            let f = faults(&self.quirk);
+            let (f, w) = (faults(&self.quirk), wire(&self.quirk));
             printers = printers
                 .into_iter()
-                .map(|p| p.with_faults(f.clone()))
+                .map(|p| p.with_faults(f.clone()).with_wire(w))
                 .collect();
         }
         let users = self

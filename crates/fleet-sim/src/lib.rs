@@ -51,6 +51,17 @@ pub struct Printer {
     store: Box<dyn MibStore + Send>,
     /// How its agent misbehaves at the protocol level (`simulate --quirk`).
     faults: Faults,
+    /// How its network misbehaves (`--quirk slow=`, `--quirk duplicate`).
+    wire: Wire,
+}
+
+/// A printer whose answers come late, or twice (`simulate --quirk`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// Each answer waits a random time in this range (milliseconds).
+    pub delay_ms: Option<(u64, u64)>,
+    /// Each answer is sent again 50 ms later (a late duplicate).
+    pub duplicate: bool,
 }
 
 impl Printer {
@@ -60,6 +71,7 @@ impl Printer {
             name: name.into(),
             store: Box::new(WritableView::new(view, writable_objects())),
             faults: Faults::default(),
+            wire: Wire::default(),
         }
     }
 
@@ -69,6 +81,7 @@ impl Printer {
             name: name.into(),
             store: Box::new(p),
             faults: Faults::default(),
+            wire: Wire::default(),
         }
     }
 
@@ -78,6 +91,7 @@ impl Printer {
             name: self.name,
             store: Box::new(hostile::Hostile::new(self.store, mode)),
             faults: self.faults,
+            wire: self.wire,
         }
     }
 
@@ -85,6 +99,12 @@ impl Printer {
     /// (drops requests, breaks GETBULK, ...: issue 17's quirks).
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// This printer with answers that come late or twice.
+    pub fn with_wire(mut self, wire: Wire) -> Self {
+        self.wire = wire;
         self
     }
 }
@@ -349,6 +369,7 @@ fn raise_fd_limit() {
 }
 
 async fn serve(sock: UdpSocket, ep: Arc<Endpoint>, shared: Arc<Shared>) {
+    let sock = Arc::new(sock);
     loop {
         if sock.readable().await.is_err() {
             return;
@@ -362,9 +383,24 @@ async fn serve(sock: UdpSocket, ep: Arc<Endpoint>, shared: Arc<Shared>) {
                 }
             });
             match reply {
-                Ok(Some((bytes, to))) => {
+                Ok(Some(((bytes, wire), to))) => {
                     shared.requests.fetch_add(1, Ordering::Relaxed);
-                    sock.try_send_to(&bytes, to).ok();
+                    if wire == Wire::default() {
+                        sock.try_send_to(&bytes, to).ok();
+                    } else {
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            if let Some((lo, hi)) = wire.delay_ms {
+                                let ms = fastrand::u64(lo.min(hi)..=hi.max(lo));
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                            }
+                            sock.send_to(&bytes, to).await.ok();
+                            if wire.duplicate {
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                sock.send_to(&bytes, to).await.ok();
+                            }
+                        });
+                    }
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -374,7 +410,7 @@ async fn serve(sock: UdpSocket, ep: Arc<Endpoint>, shared: Arc<Shared>) {
     }
 }
 
-fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
+fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<(Vec<u8>, Wire)> {
     if ep.silent.load(Ordering::Relaxed) {
         return None;
     }
@@ -402,13 +438,13 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                 65_507,
                 &p.faults,
             )?;
-            Some(encode_community(msg.version, &msg.community, &resp))
+            Some((encode_community(msg.version, &msg.community, &resp), p.wire))
         }
         Version::V3 => {
             let usm = shared.usm.as_ref()?;
             match usm.incoming(bytes) {
                 V3Incoming::Drop => None,
-                V3Incoming::Reply(r) => Some(r),
+                V3Incoming::Reply(r) => Some((r, Wire::default())),
                 V3Incoming::Request(req) => {
                     let slot = match ep.by_name.get(&req.context_name).copied().or(ep.default) {
                         Some(i) => i,
@@ -426,8 +462,9 @@ fn handle(bytes: &[u8], ep: &Endpoint, shared: &Shared) -> Option<Vec<u8>> {
                         req.max_size(),
                         &p.faults,
                     )?;
+                    let wire = p.wire;
                     drop(guard);
-                    Some(usm.encode_response(&req, &resp))
+                    Some((usm.encode_response(&req, &resp), wire))
                 }
             }
         }

@@ -335,6 +335,11 @@ pub struct Faults {
     pub too_big_above: Option<usize>,
     /// Only SNMPv1 is answered (v2c and v3 requests get no answer).
     pub v1_only: bool,
+    /// Inside a column under one of these, a walk gets the asked OID back (non-increasing:
+    /// a looping agent).
+    pub backwards: Vec<Oid>,
+    /// Values under one of these come with the wrong type (text for numbers, and back).
+    pub wrong_type: Vec<Oid>,
 }
 
 impl Faults {
@@ -401,27 +406,49 @@ pub fn respond_with_faults(
             req.varbinds.clone(),
         ));
     }
-    let resp = respond(store, version, &req, max_size)?;
+    let mut resp = respond(store, version, &req, max_size)?;
     if resp.error_status != 0 {
         return Some(resp);
+    }
+    let n = req.varbinds.len();
+    let nr = if bulk {
+        usize::try_from(req.error_status.max(0)).unwrap_or(0).min(n)
+    } else {
+        n
+    };
+    // The request varbind each answer belongs to (GETBULK rows repeat the repeaters).
+    let asked = |i: usize| {
+        if i < nr || n == nr {
+            i.min(n - 1)
+        } else {
+            nr + (i - nr) % (n - nr)
+        }
+    };
+    for (i, vb) in resp.varbinds.iter_mut().enumerate() {
+        if n == 0 {
+            break;
+        }
+        let q = &req.varbinds[asked(i)].oid;
+        if faults
+            .backwards
+            .iter()
+            .any(|p| vb.oid.starts_with(p) && q.starts_with(p) && q.len() > p.len())
+        {
+            vb.oid = q.clone();
+        }
+        if Faults::hit(&faults.wrong_type, &vb.oid) {
+            vb.value = match &vb.value {
+                Value::OctetString(_) => Value::Integer(7),
+                _ => Value::OctetString(b"wrong type".to_vec()),
+            };
+        }
     }
     if let Some(i) = resp
         .varbinds
         .iter()
         .position(|v| Faults::hit(&faults.gen_err, &v.oid))
     {
-        // The request varbind this answer belongs to (GETBULK rows repeat the repeaters).
-        let n = req.varbinds.len();
-        let i = if bulk {
-            let nr = usize::try_from(req.error_status.max(0)).unwrap_or(0).min(n);
-            if i < nr || n == nr {
-                i
-            } else {
-                nr + (i - nr) % (n - nr)
-            }
-        } else {
-            i
-        };
+        let i = asked(i);
         let s = if version == Version::V1 {
             v1_status(error_status::GEN_ERR)
         } else {
