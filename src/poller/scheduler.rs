@@ -163,6 +163,8 @@ struct Slot {
     quirks_at: i64,
     /// The running poll asks the plain way again, to see whether the quirks still hold.
     reprobing: bool,
+    /// Firmware version of the last reading (a new firmware gets its quirks re-probed).
+    firmware: Option<String>,
 }
 
 /// How often a printer with quirks is asked the plain way again (a fixed firmware gets
@@ -228,6 +230,7 @@ impl Slot {
             quirks: Quirks::default(),
             quirks_at: 0,
             reprobing: false,
+            firmware: None,
         }
     }
 }
@@ -821,6 +824,13 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     );
                     s.quirks = q;
                     s.quirks_at = at_ms;
+                }
+                if s.firmware != report.device.firmware_version {
+                    if s.firmware.is_some() && !s.quirks.is_empty() {
+                        // New firmware: ask the plain way at the next poll.
+                        s.quirks_at = 0;
+                    }
+                    s.firmware.clone_from(&report.device.firmware_version);
                 }
                 // Skip missed ticks: the next due time stays on the printer's phase.
                 let mut next = s.due + cfg.interval;
