@@ -78,6 +78,11 @@ pub fn fingerprint(report: &PrinterReport) -> u64 {
         .collect();
     supplies.sort_unstable();
     supplies.hash(&mut h);
+    // An unread section is kept as the cloud holds it: reading it again must be decided
+    // afresh even when it reads empty (an alert cleared meanwhile).
+    for u in &report.device.unavailable {
+        u.section.hash(&mut h);
+    }
     h.finish()
 }
 
@@ -120,9 +125,6 @@ pub fn carry_unread(report: &PrinterReport, prev: Option<&Sent>, new: &mut Value
             continue;
         }
         for ptr in *pointers {
-            let Some(old) = prev.keyed.pointer(ptr) else {
-                continue;
-            };
             let Some((parent, key)) = ptr.rsplit_once('/') else {
                 continue;
             };
@@ -131,10 +133,16 @@ pub fn carry_unread(report: &PrinterReport, prev: Option<&Sent>, new: &mut Value
             } else {
                 new.pointer_mut(parent)
             };
-            if let Some(Value::Object(m)) = parent {
-                m.insert(key.to_string(), old.clone());
-                carried = true;
-            }
+            let Some(Value::Object(m)) = parent else {
+                continue;
+            };
+            // What the cloud holds, or nothing when it holds nothing (a half-read value
+            // is not sent as if it were read).
+            match prev.keyed.pointer(ptr) {
+                Some(old) => m.insert(key.to_string(), old.clone()),
+                None => m.remove(key),
+            };
+            carried = true;
         }
     }
     carried
@@ -356,5 +364,59 @@ mod tests {
             decide(Some(&s), &report(1000, 49, true, "SN1"), H, rule),
             Decision::Nothing
         );
+    }
+
+    /// Issue 17: sections a reading could not read are unknown, not empty.
+    #[test]
+    fn unread_sections_keep_what_the_cloud_holds_and_are_decided_afresh_when_read() {
+        let unread = |mut r: PrinterReport, sections: &[&'static str]| {
+            r.supplies.clear();
+            r.alerts.clear();
+            r.device.unavailable = sections
+                .iter()
+                .map(|s| crate::printer::Unavailable {
+                    section: s,
+                    object: None,
+                    oid: "1.3.6.1.2.1.43".into(),
+                    reason: "no answer".into(),
+                })
+                .collect();
+            r
+        };
+        let with_alert = report(1000, 50, true, "SN1");
+        let s = sent(&with_alert, 0);
+        // Supplies and alerts not read: nothing to send, and what is kept is what the
+        // cloud holds (the keyed view the next delta is based on).
+        let partial = unread(report(1000, 50, true, "SN1"), &["supplies", "alerts"]);
+        let mut k = keyed(&partial);
+        assert!(carry_unread(&partial, Some(&s), &mut k));
+        assert_eq!(k["supplies"], s.keyed["supplies"]);
+        assert_eq!(k["alerts"], s.keyed["alerts"]);
+        assert_eq!(
+            decide_keyed(Some(&s), &k, H, Rule::default()),
+            Decision::Nothing
+        );
+        // Without the carry, the empty tables would read as an alert cleared.
+        assert!(matches!(
+            decide_keyed(Some(&s), &keyed(&partial), H, Rule::default()),
+            Decision::Delta(Trigger::AlertChange, _)
+        ));
+        // Read again with the alert really cleared: the fingerprint differs from the
+        // unread reading's, so the memo cannot skip it, and the clear is sent.
+        let cleared = report(1000, 50, false, "SN1");
+        assert_ne!(fingerprint(&partial), fingerprint(&cleared));
+        assert!(matches!(
+            decide(Some(&s), &cleared, 2 * H, Rule::default()),
+            Decision::Delta(Trigger::AlertChange, _)
+        ));
+        // A section the cloud never had stays absent rather than half-read.
+        let mut none = s.clone();
+        none.keyed.as_object_mut().unwrap().remove("alerts");
+        let mut k = keyed(&partial);
+        carry_unread(&partial, Some(&none), &mut k);
+        assert!(k.get("alerts").is_none(), "{k}");
+        // Nothing unread, nothing carried.
+        let mut k = keyed(&cleared);
+        assert!(!carry_unread(&cleared, Some(&s), &mut k));
     }
 }

@@ -166,10 +166,10 @@ impl Reader {
             })?;
         let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
         cuts.extend(printer::limits::trim(&mut c.values, &columns));
-        let version = if c.quirks.v1 {
-            fleet_snmp::Version::V1
-        } else {
-            target.security.version()
+        // The version actually used (a v2c target whose agent answers v1 only is read as v1).
+        let version = match target.security.version() {
+            fleet_snmp::Version::V2c if c.quirks.v1 => fleet_snmp::Version::V1,
+            v => v,
         };
         let collected = printer::Collected {
             values: &c.values,

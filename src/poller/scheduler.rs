@@ -807,7 +807,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 ));
                 s.memory = Memory::after(&s.memory, &report);
                 let mut quirks_changed = None;
-                if stats.learned || std::mem::take(&mut s.reprobing) {
+                let reprobed = std::mem::take(&mut s.reprobing);
+                if stats.learned || reprobed {
                     let q = report.device.quirks.clone().unwrap_or_default();
                     if q != s.quirks {
                         tracing::debug!(printer = %s.target.addr, quirks = %q, "Agent quirks learned.");
@@ -825,12 +826,14 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     s.quirks = q;
                     s.quirks_at = at_ms;
                 }
-                if s.firmware != report.device.firmware_version {
+                if let Some(fw) = &report.device.firmware_version
+                    && s.firmware.as_ref() != Some(fw)
+                {
                     if s.firmware.is_some() && !s.quirks.is_empty() {
                         // New firmware: ask the plain way at the next poll.
                         s.quirks_at = 0;
                     }
-                    s.firmware.clone_from(&report.device.firmware_version);
+                    s.firmware = Some(fw.clone());
                 }
                 // Skip missed ticks: the next due time stays on the printer's phase.
                 let mut next = s.due + cfg.interval;
@@ -875,6 +878,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 )
             }
             Err(msg) => {
+                if std::mem::take(&mut s.reprobing) {
+                    // The plain way failed: back to the known quirks, asked again in a day.
+                    s.quirks_at = at_ms;
+                }
                 let (code, text) = msg.split_once('|').unwrap_or(("error", msg.as_str()));
                 s.failures = s.failures.saturating_add(1);
                 s.health = if s.failures >= cfg.not_communicating_after {

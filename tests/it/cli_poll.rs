@@ -492,18 +492,29 @@ fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
         }
     };
     strip(&mut full);
-    for (quirk, version) in [
-        ("v1-only", "v1"),
-        ("too-big-above=5", "v2c"),
-        ("bulk=one", "v2c"),
-        ("bulk=generr", "v2c"),
-        ("slow=100-600", "v2c"),
-        ("duplicate", "v2c"),
+    // What each must teach the poller: only a real limit, never a passing slowness.
+    for (quirk, version, learned) in [
+        ("v1-only", "v1", json!({"v1": true})),
+        ("too-big-above=5", "v2c", Value::Null),
+        ("bulk=one", "v2c", Value::Null),
+        ("bulk=generr", "v2c", json!({"noBulk": true})),
+        ("slow=100-600", "v2c", Value::Null),
+        ("duplicate", "v2c", Value::Null),
     ] {
         let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", quirk]);
         let mut r = poll_json(addr, &["-c", "acme-color"]);
         assert_eq!(r["device"]["snmpVersion"], version, "{quirk}");
         assert!(r["device"].get("unavailable").is_none(), "{quirk}: {r}");
+        let q = &r["device"]["quirks"];
+        match learned.as_object() {
+            None => assert!(q.is_null(), "{quirk}: learned {q}"),
+            Some(want) => {
+                for (k, v) in want {
+                    assert_eq!(&q[k], v, "{quirk}: {q}");
+                }
+                assert_eq!(q["skip"], json!([]), "{quirk}: {q}");
+            }
+        }
         strip(&mut r);
         assert_eq!(r, full, "{quirk}");
     }

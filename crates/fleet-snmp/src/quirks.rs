@@ -20,6 +20,9 @@ pub const MAX_SKIPS: usize = 64;
 /// Probes one diagnosis may send at most.
 const MAX_PROBES: u32 = 64;
 
+/// Confirmation requests to one device in flight at once.
+const MAX_CONFIRM: usize = 16;
+
 /// sysUpTime.0: every agent answers it, and it is small.
 const LIVENESS: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
 
@@ -95,7 +98,8 @@ impl Quirks {
     pub fn stop_in(&self, column: &Oid) -> Option<&Skip> {
         self.skip
             .iter()
-            .find(|s| s.oid.len() > column.len() && s.oid.starts_with(column))
+            .filter(|s| s.oid.len() > column.len() && s.oid.starts_with(column))
+            .min_by(|a, b| a.oid.cmp(&b.oid))
     }
 
     /// Adds a skipped object (at most [`MAX_SKIPS`]); returns false when full.
@@ -198,6 +202,15 @@ fn liveness() -> Request {
         max_repetitions: 0,
         varbinds: vec![VarBind::null(Oid::from_slice(&LIVENESS))],
     }
+}
+
+/// Whether the device still answers a minimal request (before something is learned from
+/// unanswered probes: a printer rebooting mid-poll must not get every object skipped).
+pub(crate) async fn still_there<C: SnmpClient>(client: &C, target: &Target) -> bool {
+    matches!(
+        once(client, target, liveness(), target.timeout).await,
+        Some(Ok(_))
+    )
 }
 
 /// Whether the device answers at all after a request went unanswered.
@@ -346,18 +359,29 @@ pub(crate) async fn diagnose<C: SnmpClient>(
             stack.push(a.to_vec());
         }
     }
-    // A probe lost on a busy network must not get an object skipped for a day: the
-    // objects found bad (one request holding them all: one timeout, however many), and a
-    // size limit, are confirmed with the target's own timeout.
+    // A probe lost on a busy network must not get an object skipped for a day: each
+    // object found bad is asked for again, alone, with the target's own timeout (all at
+    // once: one timeout however many, at most MAX_CONFIRM in flight), and a size limit is
+    // checked against the request without the bad objects.
     let confirm =
         |r: Request| async move { once(client, target, r, target.timeout).await.is_some() };
     d.bad.sort_unstable();
-    if !d.bad.is_empty() && confirm(getnext(&d.bad)).await {
-        d.bad.clear();
+    let mut bad = Vec::with_capacity(d.bad.len());
+    for chunk in d.bad.chunks(MAX_CONFIRM) {
+        let answered =
+            futures_util::future::join_all(chunk.iter().map(|&i| confirm(getnext(&[i])))).await;
+        bad.extend(
+            chunk
+                .iter()
+                .zip(answered)
+                .filter(|(_, a)| !a)
+                .map(|(&i, _)| i),
+        );
     }
-    if d.max_objects.is_some() && d.bad.is_empty() {
-        let all: Vec<usize> = (0..names.len()).collect();
-        if confirm(getnext(&all)).await {
+    d.bad = bad;
+    if d.max_objects.is_some() {
+        let rest: Vec<usize> = (0..names.len()).filter(|i| !d.bad.contains(i)).collect();
+        if rest.is_empty() || confirm(getnext(&rest)).await {
             d.max_objects = None;
         }
     }

@@ -359,13 +359,15 @@ async fn run<C: SnmpClient>(
     let mut answered = false;
     let mut rounds = 0u32;
     let mut losses = 0u32;
+    // The last error-status answer, asked again once before it is learned from.
+    let mut last_refusal: Option<(i32, usize, PduType, usize, usize)> = None;
     loop {
         if p.firsts.is_empty() {
             p.firsts.append(&mut p.deferred);
         }
         // Columns that reached the row past which the device hangs.
         p.cols.retain(|c| {
-            let stopped = c.stop.as_ref() == Some(&c.cursor);
+            let stopped = c.stop.as_ref().is_some_and(|s| c.cursor >= *s);
             if stopped {
                 out.missing.push(Skip {
                     oid: c.cursor.clone(),
@@ -399,11 +401,17 @@ async fn run<C: SnmpClient>(
         } else {
             PduType::GetNext
         };
+        let sent_at = tokio::time::Instant::now();
         let pdu = match client
             .request(&target, p.request(kind, nr, ncols, reps))
             .await
         {
-            Ok(pdu) => pdu,
+            Ok(pdu) => {
+                // The slowest answer so far sets the probes' patience.
+                let took = sent_at.elapsed();
+                rtt = Some(rtt.map_or(took, |r| r.max(took)));
+                pdu
+            }
             Err(e @ (SnmpError::Timeout { .. } | SnmpError::Malformed { .. }))
                 if adapt.is_some() =>
             {
@@ -436,6 +444,12 @@ async fn run<C: SnmpClient>(
                         return Err(e);
                     }
                     continue;
+                }
+                if (!d.bad.is_empty() || d.max_objects.is_some())
+                    && !quirks::still_there(client, &target).await
+                {
+                    // Gone mid-poll (a reboot): what the probes saw says nothing.
+                    return Err(e);
                 }
                 out.learned = true;
                 match d.bulk {
@@ -486,6 +500,14 @@ async fn run<C: SnmpClient>(
             }
             status if adapt.is_some() && rounds < MAX_ROUNDS => {
                 rounds += 1;
+                // A busy or waking agent may answer genErr once: the same request again
+                // before anything is learned from it.
+                let refusal = (status, index, kind, nr, ncols);
+                if last_refusal != Some(refusal) {
+                    last_refusal = Some(refusal);
+                    continue;
+                }
+                last_refusal = None;
                 if bulk
                     && status == error_status::GEN_ERR
                     && getnext_answers(client, &target, &p, nr, ncols).await
@@ -552,7 +574,7 @@ async fn run<C: SnmpClient>(
                         continue;
                     }
                     col.cursor = vb.oid.clone();
-                    if col.stop.as_ref() == Some(&col.cursor) {
+                    if col.stop.as_ref().is_some_and(|s| col.cursor >= *s) {
                         // Read this row; the device hangs past it.
                         done[j] = true;
                         out.missing.push(Skip {
@@ -1122,6 +1144,139 @@ mod tests {
                     got.quirks
                 );
             }
+        }
+
+        /// Answers as the fake, except: the first small request (a probe) naming `lose`
+        /// goes unanswered; the first request gets genErr when `gen_err_once`; and from
+        /// request `down_after` on, nothing answers.
+        struct Flaky {
+            inner: FakeSnmp,
+            lose: Option<Oid>,
+            gen_err_once: bool,
+            down_after: usize,
+            seen: std::sync::atomic::AtomicUsize,
+            lost: std::sync::atomic::AtomicBool,
+        }
+        impl Flaky {
+            fn new(inner: FakeSnmp) -> Flaky {
+                Flaky {
+                    inner,
+                    lose: None,
+                    gen_err_once: false,
+                    down_after: usize::MAX,
+                    seen: Default::default(),
+                    lost: Default::default(),
+                }
+            }
+        }
+        impl SnmpClient for Flaky {
+            async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+                use std::sync::atomic::Ordering::Relaxed;
+                let n = self.seen.fetch_add(1, Relaxed);
+                let probe_of_lost = self.lose.as_ref().is_some_and(|o| {
+                    request.varbinds.len() <= 3 && request.varbinds.iter().any(|v| v.oid == *o)
+                });
+                if n >= self.down_after || (probe_of_lost && !self.lost.swap(true, Relaxed)) {
+                    let attempts = target.retries + 1;
+                    tokio::time::sleep(target.timeout * attempts).await;
+                    return Err(SnmpError::Timeout {
+                        target: target.addr,
+                        attempts,
+                        timeout: target.timeout,
+                        hint: "",
+                    });
+                }
+                if n == 0 && self.gen_err_once {
+                    return Ok(Pdu {
+                        kind: PduType::Response,
+                        request_id: 1,
+                        error_status: error_status::GEN_ERR,
+                        error_index: 1,
+                        varbinds: request.varbinds,
+                    });
+                }
+                self.inner.request(target, request).await
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_probe_lost_beside_a_bad_object_does_not_skip_a_good_one() {
+            let (f, addr) = fake();
+            f.set_faults(
+                addr,
+                Faults {
+                    drop: vec![o("1.3.6.1.2.1.43.11.1.1.9")],
+                    ..Faults::default()
+                },
+            );
+            // The probe of the good column beside it is lost once.
+            let c = Flaky {
+                lose: Some(o("1.3.6.1.2.1.43.11.1.1.6")),
+                ..Flaky::new(f)
+            };
+            let t = Target::new(addr, Security::v2c("public"));
+            let got = collect_adaptive(
+                &c,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap();
+            assert!(
+                c.lost.load(std::sync::atomic::Ordering::Relaxed),
+                "the probe was lost"
+            );
+            let skipped: Vec<String> = got.quirks.skip.iter().map(|s| s.oid.to_string()).collect();
+            assert_eq!(skipped, ["1.3.6.1.2.1.43.11.1.1.9"], "{:?}", got.quirks);
+            assert_eq!(got.quirks.max_objects, None);
+            all_but(&got, Some("1.3.6.1.2.1.43.11.1.1.9"));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn one_generr_is_asked_again_not_learned() {
+            let (f, addr) = fake();
+            let c = Flaky {
+                gen_err_once: true,
+                ..Flaky::new(f)
+            };
+            let t = Target::new(addr, Security::v2c("public"));
+            let got = collect_adaptive(
+                &c,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap();
+            assert!(got.quirks.is_empty() && !got.learned, "{:?}", got.quirks);
+            all_but(&got, None);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_device_gone_mid_poll_teaches_nothing() {
+            let (f, addr) = fake();
+            let c = Flaky {
+                down_after: 1,
+                ..Flaky::new(f)
+            };
+            let mut t = Target::new(addr, Security::v2c("public"));
+            t.max_repetitions = 4;
+            let e = collect_adaptive(
+                &c,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(e, SnmpError::Timeout { .. }), "{e}");
         }
 
         #[tokio::test(start_paused = true)]
