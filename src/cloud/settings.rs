@@ -192,6 +192,22 @@ pub enum Outcome {
 
 /// Pulls the settings once and stores what it finds.
 ///
+/// Runs a check of a cloud document, turning a panic in it into a refusal: the document
+/// is not stored yet, so the settings trial could not set it aside, and a panic here would
+/// stop the agent at every fetch of the same document.
+fn guarded<T>(check: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!(
+            "the agent failed while checking this document (a bug in the agent): {what}"
+        ))
+    })
+}
+
 /// # Errors
 /// Cloud failures (the caller retries at the next heartbeat) and store failures.
 pub async fn pull(
@@ -220,7 +236,9 @@ pub async fn pull(
     let checked = if same {
         None
     } else {
-        Some(source.parse_with_cloud(&doc))
+        Some(guarded(|| {
+            source.parse_with_cloud(&doc).map_err(|e| e.to_string())
+        }))
     };
     let s = store.clone();
     let k = key.clone();
@@ -228,7 +246,7 @@ pub async fn pull(
     let outcome = match checked {
         None => Outcome::Unchanged,
         Some(Ok(c)) => Outcome::Applied(Box::new(c)),
-        Some(Err(e)) => Outcome::Rejected(e.to_string()),
+        Some(Err(e)) => Outcome::Rejected(e),
     };
     let reason = match &outcome {
         Outcome::Rejected(r) => Some(r.clone()),
@@ -339,5 +357,19 @@ mod tests {
         // An unreadable trial record counts as none.
         store.set_setting(TRIAL, "{not json").unwrap();
         assert_eq!(begin_trial(&store, 7).unwrap(), TrialStart::OnTrial);
+    }
+
+    #[test]
+    fn a_panic_while_checking_a_document_is_a_refusal() {
+        assert_eq!(guarded(|| Ok::<_, String>(1)), Ok(1));
+        assert_eq!(
+            guarded(|| Err::<u8, _>("bad".to_string())),
+            Err("bad".into())
+        );
+        let r = guarded(|| -> Result<u8, String> { panic!("index out of range") });
+        assert_eq!(
+            r,
+            Err("the agent failed while checking this document (a bug in the agent): index out of range".into())
+        );
     }
 }
