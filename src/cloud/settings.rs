@@ -24,6 +24,40 @@ const DOC: &str = "cloud.settings";
 const ETAG: &str = "cloud.settings_etag";
 const REJECTED: &str = "cloud.settings_rejected";
 const TRIAL: &str = "cloud.settings_trial";
+/// The stored document's content hash ([`doc_id`]): the trial and a refusal follow the
+/// content, so a cloud that re-tags the same document cannot restart either.
+const HASH: &str = "cloud.settings_hash";
+
+/// A document's content hash (SHA-256 of its JSON text, 128 bits in hex).
+fn doc_id(doc: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..16])
+}
+
+/// Stores an accepted document with its tag and content hash.
+fn keep(store: &Store, key: &SealKey, tag: &str, doc: &Value) -> Result<(), StoreError> {
+    store.set_secret(key, DOC, &Secret::new(doc.to_string()))?;
+    store.set_setting(HASH, &doc_id(doc))?;
+    store.set_setting(ETAG, tag)
+}
+
+/// The trial's key for the document in force: its content hash (its tag for a document
+/// stored before hashes were).
+fn trial_key(store: &Store) -> Result<Option<String>, StoreError> {
+    match store.setting(ETAG)? {
+        None => Ok(None),
+        Some(etag) => Ok(Some(store.setting(HASH)?.unwrap_or(etag))),
+    }
+}
+
+/// The reason a document with this content was refused or set aside before, if it was.
+fn refused_before(store: &Store, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .setting(REJECTED)?
+        .and_then(|s| serde_json::from_str::<StoredRejection>(&s).ok())
+        .filter(|r| r.doc.as_deref() == Some(id))
+        .map(|r| r.rejected.reason))
+}
 
 /// Runs on one document that may end abnormally (crash, kill, a component failing) before
 /// the next start sets it aside.
@@ -66,6 +100,9 @@ struct StoredRejection {
     #[serde(flatten)]
     rejected: Rejected,
     at_ms: i64,
+    /// Content hash of the refused document.
+    #[serde(default)]
+    doc: Option<String>,
 }
 
 /// Reads the status from the store.
@@ -119,14 +156,14 @@ pub fn effective(
 /// # Errors
 /// On store failure.
 pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError> {
-    let Some(etag) = store.setting(ETAG)? else {
+    let (Some(etag), Some(id)) = (store.setting(ETAG)?, trial_key(store)?) else {
         store.remove_setting(TRIAL)?;
         return Ok(TrialStart::NoDocument);
     };
     let trial = store
         .setting(TRIAL)?
         .and_then(|s| serde_json::from_str::<Trial>(&s).ok())
-        .filter(|t| t.etag == etag);
+        .filter(|t| t.etag == id);
     if trial.as_ref().is_some_and(|t| t.passed) {
         return Ok(TrialStart::Trusted);
     }
@@ -146,16 +183,18 @@ pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError>
                     reason: reason.clone(),
                 },
                 at_ms: now_ms,
+                doc: Some(id),
             })
             .unwrap_or_default(),
         )?;
         store.remove_setting(ETAG)?;
+        store.remove_setting(HASH)?;
         store.remove_setting(DOC)?;
         store.remove_setting(TRIAL)?;
         return Ok(TrialStart::SetAside(reason));
     }
     let trial = Trial {
-        etag,
+        etag: id,
         runs: before.saturating_add(1),
         passed: false,
     };
@@ -168,11 +207,11 @@ pub fn begin_trial(store: &Store, now_ms: i64) -> Result<TrialStart, StoreError>
 /// # Errors
 /// On store failure.
 pub fn trial_passed(store: &Store) -> Result<(), StoreError> {
-    let Some(etag) = store.setting(ETAG)? else {
+    let Some(id) = trial_key(store)? else {
         return store.remove_setting(TRIAL);
     };
     let trial = Trial {
-        etag,
+        etag: id,
         runs: 0,
         passed: true,
     };
@@ -233,8 +272,17 @@ pub async fn pull(
         return Ok(Outcome::Unchanged);
     };
     let same = current.as_ref().unwrap_or(&json!({})) == &doc;
+    let id = doc_id(&doc);
+    let s = store.clone();
+    let id2 = id.clone();
+    let before = tokio::task::spawn_blocking(move || refused_before(&s, &id2))
+        .await
+        .map_err(|e| PullError::Task(e.to_string()))??;
     let checked = if same {
         None
+    } else if let Some(reason) = before {
+        // The same content refused or set aside before, under another tag.
+        Some(Err(reason))
     } else {
         Some(guarded(|| {
             source.parse_with_cloud(&doc).map_err(|e| e.to_string())
@@ -259,13 +307,11 @@ pub async fn pull(
                 &serde_json::to_string(&StoredRejection {
                     rejected: Rejected { etag: tag2, reason },
                     at_ms: now,
+                    doc: Some(id),
                 })
                 .unwrap_or_default(),
             ),
-            None => {
-                s.set_secret(&k, DOC, &Secret::new(doc2.to_string()))?;
-                s.set_setting(ETAG, &tag2)
-            }
+            None => keep(&s, &k, &tag2, &doc2),
         }
     })
     .await
@@ -299,14 +345,10 @@ mod tests {
     use super::*;
 
     fn with_document(store: &Store, key: &SealKey, etag: &str) {
-        store
-            .set_secret(
-                key,
-                DOC,
-                &Secret::new(r#"{"poller":{"interval_secs":60}}"#.to_string()),
-            )
-            .unwrap();
-        store.set_setting(ETAG, etag).unwrap();
+        // Content differs by tag: the trial follows the content.
+        let doc =
+            json!({"poller": {"interval_secs": 60 + etag.bytes().map(u64::from).sum::<u64>()}});
+        keep(store, key, etag, &doc).unwrap();
     }
 
     #[test]
@@ -371,5 +413,30 @@ mod tests {
             r,
             Err("the agent failed while checking this document (a bug in the agent): index out of range".into())
         );
+    }
+
+    #[test]
+    fn the_trial_and_a_set_aside_follow_the_content_not_the_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SealKey::for_store(&store, dir.path()).unwrap();
+        let doc = json!({"poller": {"interval_secs": 90}});
+        keep(&store, &key, "\"a\"", &doc).unwrap();
+        assert_eq!(begin_trial(&store, 1).unwrap(), TrialStart::OnTrial);
+        // The cloud re-tags the same document: the count goes on.
+        keep(&store, &key, "\"b\"", &doc).unwrap();
+        assert_eq!(begin_trial(&store, 2).unwrap(), TrialStart::OnTrial);
+        keep(&store, &key, "\"c\"", &doc).unwrap();
+        assert!(matches!(
+            begin_trial(&store, 3).unwrap(),
+            TrialStart::SetAside(_)
+        ));
+        // And once set aside, that content is refused under any tag.
+        let reason = refused_before(&store, &doc_id(&doc))
+            .unwrap()
+            .expect("remembered");
+        assert!(reason.starts_with("set aside by the agent"), "{reason}");
+        let other = json!({"poller": {"interval_secs": 91}});
+        assert_eq!(refused_before(&store, &doc_id(&other)).unwrap(), None);
     }
 }
