@@ -77,6 +77,7 @@ async fn hostile(doc: Document) -> (String, String, Arc<AtomicU64>) {
                         body.len()
                     );
                     s.write_all(r.as_bytes()).await.ok();
+                    s.flush().await.ok();
                 } else if line.contains("/jobs") {
                     // 100,000 valid jobs in 3.9 MB: within the byte budget, far over the count.
                     let jobs: Vec<String> = (0..100_000)
@@ -90,6 +91,11 @@ async fn hostile(doc: Document) -> (String, String, Arc<AtomicU64>) {
                     );
                     s.write_all(r.as_bytes()).await.ok();
                     s.write_all(body.as_bytes()).await.ok();
+                    // TLS buffers: flush and close properly, or a loaded machine drops
+                    // the tail with the stream ("connection closed before message
+                    // completed").
+                    s.flush().await.ok();
+                    s.shutdown().await.ok();
                 } else if line.contains("/config") {
                     let chunk = "[0,".repeat(10_000);
                     match doc {
