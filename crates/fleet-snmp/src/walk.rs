@@ -878,6 +878,19 @@ mod tests {
             ]
         }
 
+        /// Collects the test's objects from a device nothing is known about yet.
+        async fn fresh<C: SnmpClient>(c: &C, t: &Target) -> Result<Collection, SnmpError> {
+            collect_adaptive(
+                c,
+                t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &Quirks::default(),
+            )
+            .await
+        }
+
         /// Collects from the fake with `faults`, twice (the second time with what the
         /// first learned), and returns both with the healthy collection's round trips.
         async fn twice(
@@ -886,29 +899,11 @@ mod tests {
         ) -> (Collection, Collection, u32, std::time::Duration) {
             let (f, addr) = fake();
             let t = Target::new(addr, sec);
-            let healthy = collect_adaptive(
-                &f,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap();
+            let healthy = fresh(&f, &t).await.unwrap();
             assert!(!healthy.learned && healthy.missing.is_empty());
             f.set_faults(addr, faults);
             let start = tokio::time::Instant::now();
-            let first = collect_adaptive(
-                &f,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap();
+            let first = fresh(&f, &t).await.unwrap();
             let took = start.elapsed();
             let second =
                 collect_adaptive(&f, &t, &firsts(), &columns(), Budget::POLL, &first.quirks)
@@ -1008,16 +1003,7 @@ mod tests {
                 let (f, addr) = fake();
                 f.set_faults(addr, faults.clone());
                 let t = Target::new(addr, Security::v2c("public"));
-                let c = collect_adaptive(
-                    &f,
-                    &t,
-                    &firsts(),
-                    &columns(),
-                    Budget::POLL,
-                    &Quirks::default(),
-                )
-                .await
-                .unwrap();
+                let c = fresh(&f, &t).await.unwrap();
                 all_but(&c, None);
                 assert!(c.missing.is_empty(), "{faults:?}");
             }
@@ -1089,29 +1075,6 @@ mod tests {
             );
         }
 
-        /// Loses the requests whose numbers (0-based) are listed, then answers as the fake.
-        struct Lossy {
-            inner: FakeSnmp,
-            lose: Vec<usize>,
-            seen: std::sync::atomic::AtomicUsize,
-        }
-        impl SnmpClient for Lossy {
-            async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
-                let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if self.lose.contains(&n) {
-                    let attempts = target.retries + 1;
-                    tokio::time::sleep(target.timeout * attempts).await;
-                    return Err(SnmpError::Timeout {
-                        target: target.addr,
-                        attempts,
-                        timeout: target.timeout,
-                        hint: "",
-                    });
-                }
-                self.inner.request(target, request).await
-            }
-        }
-
         #[tokio::test(start_paused = true)]
         async fn a_passing_loss_is_not_learned() {
             // The first request lost (a busy network), and with it the liveness probe, or
@@ -1121,22 +1084,12 @@ mod tests {
             // row, with its confirmation, does count as a GETBULK limit.)
             for lose in [vec![0], vec![0, 1], vec![0, 2], vec![0, 2, 3]] {
                 let (f, addr) = fake();
-                let c = Lossy {
-                    inner: f,
-                    lose: lose.clone(),
-                    seen: Default::default(),
+                let c = Flaky {
+                    lose_numbered: lose.clone(),
+                    ..Flaky::new(f)
                 };
                 let t = Target::new(addr, Security::v2c("public"));
-                let got = collect_adaptive(
-                    &c,
-                    &t,
-                    &firsts(),
-                    &columns(),
-                    Budget::POLL,
-                    &Quirks::default(),
-                )
-                .await
-                .unwrap();
+                let got = fresh(&c, &t).await.unwrap();
                 all_but(&got, None);
                 assert!(
                     !got.learned && got.quirks.is_empty(),
@@ -1146,11 +1099,12 @@ mod tests {
             }
         }
 
-        /// Answers as the fake, except: the first small request (a probe) naming `lose`
-        /// goes unanswered; the first request gets genErr when `gen_err_once`; and from
+        /// Answers as the fake, except: the requests numbered (0-based) in `lose_numbered`,
+        /// and the first small request (a probe) naming `lose`, go unanswered; the first request gets genErr when `gen_err_once`; and from
         /// request `down_after` on, nothing answers.
         struct Flaky {
             inner: FakeSnmp,
+            lose_numbered: Vec<usize>,
             lose: Option<Oid>,
             gen_err_once: bool,
             down_after: usize,
@@ -1161,6 +1115,7 @@ mod tests {
             fn new(inner: FakeSnmp) -> Flaky {
                 Flaky {
                     inner,
+                    lose_numbered: Vec::new(),
                     lose: None,
                     gen_err_once: false,
                     down_after: usize::MAX,
@@ -1176,7 +1131,10 @@ mod tests {
                 let probe_of_lost = self.lose.as_ref().is_some_and(|o| {
                     request.varbinds.len() <= 3 && request.varbinds.iter().any(|v| v.oid == *o)
                 });
-                if n >= self.down_after || (probe_of_lost && !self.lost.swap(true, Relaxed)) {
+                if n >= self.down_after
+                    || self.lose_numbered.contains(&n)
+                    || (probe_of_lost && !self.lost.swap(true, Relaxed))
+                {
                     let attempts = target.retries + 1;
                     tokio::time::sleep(target.timeout * attempts).await;
                     return Err(SnmpError::Timeout {
@@ -1215,16 +1173,7 @@ mod tests {
                 ..Flaky::new(f)
             };
             let t = Target::new(addr, Security::v2c("public"));
-            let got = collect_adaptive(
-                &c,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap();
+            let got = fresh(&c, &t).await.unwrap();
             assert!(
                 c.lost.load(std::sync::atomic::Ordering::Relaxed),
                 "the probe was lost"
@@ -1243,16 +1192,7 @@ mod tests {
                 ..Flaky::new(f)
             };
             let t = Target::new(addr, Security::v2c("public"));
-            let got = collect_adaptive(
-                &c,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap();
+            let got = fresh(&c, &t).await.unwrap();
             assert!(got.quirks.is_empty() && !got.learned, "{:?}", got.quirks);
             all_but(&got, None);
         }
@@ -1266,16 +1206,7 @@ mod tests {
             };
             let mut t = Target::new(addr, Security::v2c("public"));
             t.max_repetitions = 4;
-            let e = collect_adaptive(
-                &c,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap_err();
+            let e = fresh(&c, &t).await.unwrap_err();
             assert!(matches!(e, SnmpError::Timeout { .. }), "{e}");
         }
 
@@ -1330,16 +1261,7 @@ mod tests {
             pairs.push((o("1.3.6.1.2.1.1.1.0"), Value::OctetString(b"d".to_vec())));
             f.add_store(addr, Box::new(Back(MibView::new(pairs))));
             let t = Target::new(addr, Security::v2c("public"));
-            let c = collect_adaptive(
-                &f,
-                &t,
-                &firsts(),
-                &columns(),
-                Budget::POLL,
-                &Quirks::default(),
-            )
-            .await
-            .unwrap();
+            let c = fresh(&f, &t).await.unwrap();
             assert_eq!(c.missing.len(), 1);
             assert_eq!(c.missing[0].reason, Reason::NonIncreasing);
             assert!(c.quirks.skip.is_empty(), "not learned: it costs nothing");
