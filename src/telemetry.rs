@@ -17,7 +17,7 @@ type Labels = Vec<(String, String)>;
 /// counters, base units, `fleet_agent_` prefix).
 pub struct Metrics {
     registry: Registry,
-    /// Managed printers by health (`ok`, `suspect`, `not_communicating`, `unknown`).
+    /// Managed printers by health (`ok`, `suspect`, `not_communicating`, `needs_credentials`, `unknown`).
     pub printers: Family<Labels, Gauge>,
     /// Polls started.
     pub polls: Counter,
@@ -161,7 +161,13 @@ impl Metrics {
             "Upload request bodies as sent (compressed when the cloud takes gzip), bytes",
             upload_body_bytes.clone(),
         );
-        for h in ["ok", "suspect", "not_communicating", "unknown"] {
+        for h in [
+            "ok",
+            "suspect",
+            "not_communicating",
+            "unknown",
+            "needs_credentials",
+        ] {
             printers
                 .get_or_create(&vec![("health".into(), h.into())])
                 .set(0);

@@ -1,15 +1,21 @@
 //! The `heartbeat` component: tells the cloud every minute (or as often as it asks) that
 //! the agent is alive, with its version, uptime, outbox figures and printers by health, so
-//! a silent agent can be told apart from a site with nothing to report.
+//! a silent agent can be told apart from a site with nothing to report; and each printer's
+//! communication status when it changes ([`StatusMemo`]).
 
 use super::Connection;
 use super::client::CloudError;
 use crate::store::{AgentState, Store};
 use fleet_protocol::heartbeat::AgentState::{Disabled, Running};
 use fleet_protocol::heartbeat::{
-    AgentUpdate, Heartbeat, HeartbeatAnswer, OutboxFigures, PrinterCounts,
+    AgentUpdate, Communication, Heartbeat, HeartbeatAnswer, MAX_PRINTER_STATUS, OutboxFigures,
+    PrinterCounts, PrinterStatus,
 };
+use std::collections::HashMap;
 use tokio::time::Duration;
+
+/// Shortest time between two heartbeats sent because printer statuses changed.
+pub const STATUS_SPACING: Duration = Duration::from_secs(10);
 
 /// Default period, until the cloud says otherwise.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
@@ -24,13 +30,82 @@ pub struct Sources {
     pub update: std::sync::Arc<dyn Fn() -> Option<AgentUpdate> + Send + Sync>,
 }
 
-/// Builds the heartbeat body from the store and `sources`, at `now`.
+/// A printer's status as the cloud should hold it.
+fn status(p: &crate::store::PrinterRow) -> PrinterStatus {
+    use crate::store::Health;
+    let quirks = p
+        .quirks
+        .as_deref()
+        .and_then(|q| serde_json::from_str::<fleet_snmp::quirks::Quirks>(q).ok())
+        .filter(|q| !q.is_empty())
+        .map(|q| q.to_string());
+    PrinterStatus {
+        address: p.address.clone(),
+        serial_number: p.serial.clone(),
+        communication: match p.health {
+            Health::Unknown => Communication::Unknown,
+            Health::Ok => Communication::Ok,
+            Health::Suspect => Communication::Suspect,
+            Health::NotCommunicating => Communication::NotCommunicating,
+            Health::NeedsCredentials => Communication::NeedsCredentials,
+        },
+        reason: p.health_reason.clone(),
+        since: p.health_since_ms,
+        last_seen: p.last_seen_ms,
+        quirks,
+    }
+}
+
+/// What the cloud has acknowledged of each printer's status, so a heartbeat carries only
+/// changes. Kept in memory: after a restart the agent sends every printer once, which also
+/// repairs a cloud that lost them.
+#[derive(Debug, Default)]
+pub struct StatusMemo {
+    sent: HashMap<String, PrinterStatus>,
+}
+
+impl StatusMemo {
+    /// The statuses that differ from what the cloud holds, at most [`MAX_PRINTER_STATUS`]
+    /// (the rest follow in the next beats). A new `lastSeen` alone is not a change: it
+    /// moves at every poll and the uploads already say it.
+    fn pending(&mut self, printers: &[crate::store::PrinterRow]) -> Vec<PrinterStatus> {
+        // Removed printers are forgotten, so one coming back is sent again.
+        if self.sent.len() > printers.len() {
+            let live: std::collections::HashSet<&str> =
+                printers.iter().map(|p| p.address.as_str()).collect();
+            self.sent.retain(|a, _| live.contains(a.as_str()));
+        }
+        printers
+            .iter()
+            .map(status)
+            .filter(|s| {
+                self.sent.get(&s.address).is_none_or(|old| {
+                    let mut old = old.clone();
+                    old.last_seen = s.last_seen;
+                    old != *s
+                })
+            })
+            .take(MAX_PRINTER_STATUS)
+            .collect()
+    }
+
+    /// The cloud accepted the heartbeat that carried `sent`.
+    fn acknowledged(&mut self, sent: Vec<PrinterStatus>) {
+        for s in sent {
+            self.sent.insert(s.address.clone(), s);
+        }
+    }
+}
+
+/// Builds the heartbeat body from the store and `sources`, at `now`, with the printer
+/// statuses `memo` says the cloud does not hold yet.
 ///
 /// # Errors
 /// On store failure.
 pub fn body(
     store: &Store,
     sources: &Sources,
+    memo: &mut StatusMemo,
     started_ms: i64,
     now: i64,
 ) -> Result<Heartbeat, crate::store::StoreError> {
@@ -40,6 +115,7 @@ pub fn body(
     for p in &printers {
         *by_health.entry(p.health.as_str().to_string()).or_insert(0) += 1;
     }
+    let printer_status = memo.pending(&printers);
     Ok(Heartbeat {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         library_version: sources.library.current().version,
@@ -62,6 +138,7 @@ pub fn body(
         },
         config: super::settings::status(store)?,
         agent_update: (sources.update)(),
+        printer_status,
     })
 }
 
@@ -127,14 +204,34 @@ pub async fn run(
     } = conn.clone();
     let started = clock.now_ms();
     let mut period = DEFAULT_PERIOD;
+    let mut memo = Some(StatusMemo::default());
     loop {
         // Set when the settings status changed, so the cloud hears of it at once.
         let mut again = false;
+        // Set when more printer statuses wait than one beat carries.
+        let mut more = false;
         let (s, src, now) = (store.clone(), sources.clone(), clock.now_ms());
-        match tokio::task::spawn_blocking(move || body(&s, &src, started, now)).await {
+        let mut m = memo.take().unwrap_or_default();
+        let built = tokio::task::spawn_blocking(move || {
+            let b = body(&s, &src, &mut m, started, now);
+            (b, m)
+        })
+        .await;
+        let built = match built {
+            Ok((b, m)) => {
+                memo = Some(m);
+                Ok(b)
+            }
+            Err(e) => Err(e),
+        };
+        match built {
             Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
                 Ok(answer) => {
                     link.contact();
+                    more = b.printer_status.len() == MAX_PRINTER_STATUS;
+                    if let Some(m) = memo.as_mut() {
+                        m.acknowledged(b.printer_status);
+                    }
                     if let Some(link) = &settings {
                         again = maybe_pull(&conn, &store, link, &answer).await;
                     }
@@ -155,10 +252,161 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(error = %e, "Heartbeat: store unavailable."),
             Err(e) => tracing::warn!(error = %e, "Heartbeat task failed."),
         }
-        let wait = if again { Duration::ZERO } else { period };
+        // A large fleet's statuses go out in a few quick beats, not one per minute.
+        let wait = if again {
+            Duration::ZERO
+        } else if more {
+            Duration::from_secs(1).min(period)
+        } else {
+            period
+        };
+        let beat_at = tokio::time::Instant::now();
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}
+            _ = store.status_changed() => {
+                // A printer's status changed: tell the cloud soon, but no more often than
+                // every STATUS_SPACING however many printers change.
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep_until((beat_at + STATUS_SPACING).min(beat_at + wait)) => {}
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Event, Health, PollRecord, Success};
+
+    fn poll(s: &Store, id: i64, at_ms: i64, health: Health, reason: Option<&str>) {
+        let ok = health == Health::Ok;
+        s.save_polls(&[PollRecord {
+            printer_id: id,
+            at_ms,
+            health,
+            reason: reason.map(str::to_string),
+            failures: u32::from(!ok),
+            success: ok.then(|| Success {
+                serial: Some(format!("SN{id}")),
+                manufacturer: None,
+                model: None,
+                report: None,
+                quirks: None,
+            }),
+            events: vec![Event {
+                kind: "healthChanged",
+                detail: serde_json::Value::Null,
+            }],
+        }])
+        .unwrap();
+    }
+
+    #[test]
+    fn statuses_are_sent_once_then_only_when_they_change() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.printer_id("127.0.0.1:1161").unwrap();
+        let b = s.printer_id("127.0.0.1:1162").unwrap();
+        poll(&s, a, 1_000, Health::Ok, None);
+        poll(&s, b, 1_000, Health::Ok, None);
+        let mut memo = StatusMemo::default();
+
+        // First beat: every printer.
+        let first = memo.pending(&s.printers().unwrap());
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].communication, Communication::Ok);
+        assert_eq!(first[0].serial_number.as_deref(), Some("SN1"));
+        assert_eq!(first[0].since, Some(1_000));
+        // Not acknowledged (the beat failed): the next beat carries them again.
+        assert_eq!(memo.pending(&s.printers().unwrap()), first);
+        memo.acknowledged(first);
+        // A new poll of the same health moves lastSeen only: nothing to send.
+        poll(&s, a, 2_000, Health::Ok, None);
+        assert!(memo.pending(&s.printers().unwrap()).is_empty());
+
+        // b refuses the credentials: b alone, with the reason and since when.
+        poll(
+            &s,
+            b,
+            3_000,
+            Health::NeedsCredentials,
+            Some("SNMPv3 unknown user name"),
+        );
+        let changed = memo.pending(&s.printers().unwrap());
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].address, "127.0.0.1:1162");
+        assert_eq!(changed[0].communication, Communication::NeedsCredentials);
+        assert_eq!(
+            changed[0].reason.as_deref(),
+            Some("SNMPv3 unknown user name")
+        );
+        assert_eq!(changed[0].since, Some(3_000));
+        assert_eq!(changed[0].last_seen, Some(1_000));
+        memo.acknowledged(changed);
+        // Still refusing later: the status keeps its first since-when and is not resent.
+        poll(
+            &s,
+            b,
+            4_000,
+            Health::NeedsCredentials,
+            Some("SNMPv3 unknown user name"),
+        );
+        assert!(memo.pending(&s.printers().unwrap()).is_empty());
+        assert_eq!(s.printers().unwrap()[1].health_since_ms, Some(3_000));
+    }
+
+    #[test]
+    fn learned_quirks_are_a_status_change_and_say_what_they_are() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.printer_id("127.0.0.1:1161").unwrap();
+        poll(&s, a, 1_000, Health::Ok, None);
+        let mut memo = StatusMemo::default();
+        let first = memo.pending(&s.printers().unwrap());
+        assert_eq!(first[0].quirks, None);
+        memo.acknowledged(first);
+        let q = fleet_snmp::quirks::Quirks {
+            v1: true,
+            ..Default::default()
+        };
+        s.save_polls(&[PollRecord {
+            printer_id: a,
+            at_ms: 2_000,
+            health: Health::Ok,
+            reason: None,
+            failures: 0,
+            success: Some(Success {
+                serial: Some("SN1".into()),
+                manufacturer: None,
+                model: None,
+                report: None,
+                quirks: Some(Some(serde_json::to_string(&q).unwrap())),
+            }),
+            events: vec![],
+        }])
+        .unwrap();
+        let changed = memo.pending(&s.printers().unwrap());
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].quirks.as_deref(), Some(q.to_string().as_str()));
+        assert!(changed[0].quirks.as_deref().unwrap().contains("v1"));
+    }
+
+    #[test]
+    fn a_large_fleet_goes_out_in_bounded_beats() {
+        let s = Store::open_in_memory().unwrap();
+        for i in 0..(MAX_PRINTER_STATUS + 20) {
+            s.printer_id(&format!("10.0.{}.{}:161", i / 250, i % 250))
+                .unwrap();
+        }
+        let mut memo = StatusMemo::default();
+        let one = memo.pending(&s.printers().unwrap());
+        assert_eq!(one.len(), MAX_PRINTER_STATUS);
+        assert!(
+            one.iter()
+                .all(|p| p.communication == Communication::Unknown)
+        );
+        memo.acknowledged(one);
+        assert_eq!(memo.pending(&s.printers().unwrap()).len(), 20);
     }
 }

@@ -167,6 +167,15 @@ struct Slot {
     firmware: Option<String>,
 }
 
+/// Error codes (`SnmpError::code`) by which a printer that answers refuses the agent's
+/// credentials.
+const CREDENTIAL_REFUSALS: [&str; 4] = [
+    "unknownUser",
+    "wrongDigest",
+    "decryptionError",
+    "unsupportedSecLevel",
+];
+
 /// How often a printer with quirks is asked the plain way again (a fixed firmware gets
 /// the fast path back; a quirk still there costs its probes once more).
 pub const REPROBE_QUIRKS: Duration = Duration::from_secs(24 * 3600);
@@ -395,13 +404,14 @@ impl<C: SnmpClient + Clone> Poller<C> {
     }
 
     fn health_counts(&self) {
-        let mut c = [0i64; 4];
+        let mut c = [0i64; 5];
         for s in self.slots.iter().filter(|s| !s.removed) {
             c[match s.health {
                 Health::Ok => 0,
                 Health::Suspect => 1,
                 Health::NotCommunicating => 2,
                 Health::Unknown => 3,
+                Health::NeedsCredentials => 4,
             }] += 1;
         }
         self.metrics.set_health_counts(&[
@@ -409,6 +419,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
             ("suspect", c[1]),
             ("not_communicating", c[2]),
             ("unknown", c[3]),
+            ("needs_credentials", c[4]),
         ]);
     }
 
@@ -884,7 +895,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 }
                 let (code, text) = msg.split_once('|').unwrap_or(("error", msg.as_str()));
                 s.failures = s.failures.saturating_add(1);
-                s.health = if s.failures >= cfg.not_communicating_after {
+                s.health = if CREDENTIAL_REFUSALS.contains(&code) {
+                    // Asking again will not help; the admin must update the credentials.
+                    Health::NeedsCredentials
+                } else if s.failures >= cfg.not_communicating_after {
                     Health::NotCommunicating
                 } else {
                     Health::Suspect
@@ -913,6 +927,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
             });
             if s.health == Health::NotCommunicating {
                 tracing::warn!(printer = %s.target.addr, reason = record.reason.as_deref().unwrap_or(""), "Printer not communicating.");
+            } else if s.health == Health::NeedsCredentials {
+                tracing::warn!(printer = %s.target.addr, reason = record.reason.as_deref().unwrap_or(""), "Printer refuses the agent's credentials; update them.");
             }
         }
         heap.push(Reverse((s.due, i)));

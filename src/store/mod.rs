@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_quirks.sql",
         include_str!("migrations/0009_quirks.sql"),
     ),
+    (
+        "0010_health_since.sql",
+        include_str!("migrations/0010_health_since.sql"),
+    ),
 ];
 
 /// Store errors.
@@ -190,6 +194,10 @@ pub enum Health {
     Suspect,
     /// Missed at least the configured number of polls.
     NotCommunicating,
+    /// Answers but refuses the agent's credentials (SNMPv3 unknown user, wrong digest or
+    /// pass phrase, unsupported security level): retrying does not help, an admin must
+    /// update them.
+    NeedsCredentials,
 }
 
 impl Health {
@@ -200,6 +208,7 @@ impl Health {
             Health::Ok => "ok",
             Health::Suspect => "suspect",
             Health::NotCommunicating => "not_communicating",
+            Health::NeedsCredentials => "needs_credentials",
         }
     }
 
@@ -208,6 +217,7 @@ impl Health {
             "ok" => Health::Ok,
             "suspect" => Health::Suspect,
             "not_communicating" => Health::NotCommunicating,
+            "needs_credentials" => Health::NeedsCredentials,
             _ => Health::Unknown,
         }
     }
@@ -293,6 +303,12 @@ pub struct PrinterRow {
     pub last_seen_ms: Option<i64>,
     /// Last attempt (epoch ms).
     pub last_attempt_ms: Option<i64>,
+    /// Since when it has this health (epoch ms).
+    pub health_since_ms: Option<i64>,
+    /// How its SNMP agent must be asked (JSON of `fleet_snmp::quirks::Quirks`), if it
+    /// needs anything unusual.
+    #[serde(skip)]
+    pub quirks: Option<String>,
 }
 
 /// A device as discovery records it.
@@ -333,6 +349,9 @@ pub struct Store {
     /// Signalled when a message is queued, so the sender waits for work instead of
     /// querying the outbox on a timer.
     queued: Arc<tokio::sync::Notify>,
+    /// Signalled when a printer's health or quirks changed, so the heartbeat tells the
+    /// cloud soon instead of at its next period.
+    status_changed: Arc<tokio::sync::Notify>,
     /// What the upload rule needs of each printer's sent state, kept in memory so a poll
     /// that changes nothing the rule looks at costs no read of the stored state
     /// (`outbox::SentMemo`). Changed only while the connection lock is held, so it
@@ -460,6 +479,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             queued: Arc::new(tokio::sync::Notify::new()),
+            status_changed: Arc::new(tokio::sync::Notify::new()),
             sent_memo: Arc::default(),
         })
     }
@@ -515,11 +535,13 @@ impl Store {
         {
             let mut up_ok = tx.prepare_cached(
                 "UPDATE printers SET serial = ?2, manufacturer = ?3, model = ?4, health = ?5, health_reason = NULL,
+                 health_since_ms = CASE WHEN health IS ?5 THEN COALESCE(health_since_ms, ?6) ELSE ?6 END,
                  consecutive_failures = 0, first_seen_ms = COALESCE(first_seen_ms, ?6), last_seen_ms = ?6, last_attempt_ms = ?6
                  WHERE id = ?1",
             )?;
             let mut up_fail = tx.prepare_cached(
-                "UPDATE printers SET health = ?2, health_reason = ?3, consecutive_failures = ?4, last_attempt_ms = ?5 WHERE id = ?1",
+                "UPDATE printers SET health = ?2, health_reason = ?3, consecutive_failures = ?4, last_attempt_ms = ?5,
+                 health_since_ms = CASE WHEN health IS ?2 THEN COALESCE(health_since_ms, ?5) ELSE ?5 END WHERE id = ?1",
             )?;
             let mut state = tx.prepare_cached(
                 "INSERT INTO latest_state(printer_id, collected_at_ms, report) VALUES (?1, ?2, ?3)
@@ -565,7 +587,20 @@ impl Store {
             }
         }
         tx.commit()?;
+        let changed = batch
+            .iter()
+            .flat_map(|r| &r.events)
+            .any(|e| e.kind == "healthChanged" || e.kind == "quirksLearned");
+        if changed {
+            self.status_changed.notify_one();
+        }
         Ok(())
+    }
+
+    /// Completes once a printer's health or quirks changed through this handle or a clone
+    /// of it since the last call returned.
+    pub async fn status_changed(&self) {
+        self.status_changed.notified().await;
     }
 
     /// Lists every printer.
@@ -575,7 +610,8 @@ impl Store {
     pub fn printers(&self) -> Result<Vec<PrinterRow>, StoreError> {
         let c = self.conn();
         let mut q = c.prepare(
-            "SELECT id, address, serial, manufacturer, model, health, health_reason, consecutive_failures, last_seen_ms, last_attempt_ms
+            "SELECT id, address, serial, manufacturer, model, health, health_reason, consecutive_failures, last_seen_ms, last_attempt_ms,
+                    health_since_ms, quirks
              FROM printers ORDER BY id",
         )?;
         let rows = q
@@ -591,6 +627,8 @@ impl Store {
                     consecutive_failures: r.get(7)?,
                     last_seen_ms: r.get(8)?,
                     last_attempt_ms: r.get(9)?,
+                    health_since_ms: r.get(10)?,
+                    quirks: r.get(11)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

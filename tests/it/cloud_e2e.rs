@@ -1,6 +1,7 @@
 //! End to end over HTTPS: simulator → agent (`run`) → reference cloud. Activation with
 //! malformed, unknown, expired and reused codes; the assembled assets equal what the
-//! simulated printers serve.
+//! simulated printers serve; each printer's communication status reaches the cloud,
+//! including a printer that refuses the agent's SNMPv3 user.
 
 use fleet_agent::poller;
 use fleet_cloud::Cloud;
@@ -42,15 +43,31 @@ async fn readings_reach_the_reference_cloud_over_https() {
 
     let snmp_port = 28000 + (std::process::id() % 20000) as u16;
     // Speed 0: the simulated printers do not change, so the cloud must show exactly them.
-    let sim = crate::common::synthetic_printers(
-        2,
-        11,
-        0.0,
-        Ipv4Addr::new(127, 96, 0, 1),
-        snmp_port,
-        "public",
+    // A third printer answers SNMPv3 for user "fleet" only; the agent is given another.
+    let sim = fleet_sim::Simulator::start(
+        fleet_sim::synthetic_fleet(
+            3,
+            fleet_sim::synth::SynthParams {
+                speed: 0.0,
+                seed: 11,
+            },
+        ),
+        fleet_sim::Layout::Fleet {
+            start: Ipv4Addr::new(127, 96, 0, 1),
+            port: snmp_port,
+            community: "public".into(),
+        },
+        vec![Arc::new(fleet_snmp::UsmUser::new(
+            "fleet",
+            Some((
+                fleet_snmp::usm::AuthProtocol::Sha256,
+                fleet_secret::Secret::new("authpass123"),
+            )),
+            None,
+        ))],
     )
-    .await;
+    .await
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -62,7 +79,10 @@ async fn readings_reach_the_reference_cloud_over_https() {
         format!(
             "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
              [cloud]\nurl = \"https://127.0.0.1:{port}\"\nca_file = \"{}\"\n\
-             [[printers]]\naddress = \"127.96.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.96.0.2:{snmp_port}\"\n",
+             [[snmp_profiles]]\nname = \"public\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
+             [[snmp_profiles]]\nname = \"stranger\"\nauth = {{ type = \"v3\", user = \"stranger\", auth_protocol = \"sha256\", auth_pass = \"authpass123\" }}\n\
+             [[printers]]\naddress = \"127.96.0.1:{snmp_port}\"\n[[printers]]\naddress = \"127.96.0.2:{snmp_port}\"\n\
+             [[printers]]\naddress = \"127.96.0.3:{snmp_port}\"\nprofile = \"stranger\"\n",
             dir.path().join("state").display(),
             ca_file.display()
         ),
@@ -129,7 +149,7 @@ async fn readings_reach_the_reference_cloud_over_https() {
     // The agent's heartbeat reached the cloud (sent at start, then every minute), and the
     // administration lists it.
     let mut listed = serde_json::Value::Null;
-    for _ in 0..50 {
+    for _ in 0..300 {
         fleet_agent::cloud::install_crypto();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -150,7 +170,16 @@ async fn readings_reach_the_reference_cloud_over_https() {
             .into_iter()
             .flatten()
             .find(|a| a["name"] == "site A");
-        if site_a.is_some_and(|a| a["lastHeartbeat"].is_object()) {
+        // Statuses follow the polls' health changes within a few seconds (not a period).
+        let statuses = |a: &serde_json::Value| {
+            a["printers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["communication"] != "unknown")
+                .count()
+        };
+        if site_a.is_some_and(|a| a["lastHeartbeat"].is_object() && statuses(a) == 3) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -166,13 +195,56 @@ async fn readings_reach_the_reference_cloud_over_https() {
     assert_eq!(b["activated"], false, "site B's code expired unused");
     let hb = &a["lastHeartbeat"];
     assert_eq!(hb["agentVersion"], env!("CARGO_PKG_VERSION"), "{listed}");
-    assert_eq!(hb["printers"]["total"], 2, "{listed}");
+    assert_eq!(hb["printers"]["total"], 3, "{listed}");
+    assert_eq!(
+        hb["printers"]["byHealth"]["needs_credentials"], 1,
+        "{listed}"
+    );
     assert!(hb["outbox"]["messages"].is_u64(), "{listed}");
+    assert!(hb.get("printerStatus").is_none(), "kept apart: {listed}");
     assert!(b["lastHeartbeat"].is_null());
+    assert_eq!(a["communicating"], true, "{listed}");
+    assert_eq!(b["communicating"], false, "{listed}");
+    let status = |host: &str| {
+        a["printers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["address"] == format!("{host}:{snmp_port}"))
+            .unwrap_or_else(|| panic!("no status for {host}: {listed}"))
+            .clone()
+    };
+    for host in ["127.96.0.1", "127.96.0.2"] {
+        let s = status(host);
+        assert_eq!(s["communication"], "ok", "{s}");
+        assert!(s["serialNumber"].is_string() && s["since"].is_i64(), "{s}");
+    }
+    let refused = status("127.96.0.3");
+    assert_eq!(refused["communication"], "needsCredentials", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unknown user name")),
+        "{refused}"
+    );
+    assert!(refused.get("serialNumber").is_none(), "{refused}");
+    assert!(
+        !listed.to_string().contains("authpass123"),
+        "no secret in the cloud's view"
+    );
+    let shown = fleet_cloud::admin::assets_view(&db).unwrap();
+    assert_eq!(shown.len(), 2);
+    for x in &shown {
+        assert_eq!(
+            x.communication,
+            Some(fleet_protocol::heartbeat::Communication::Ok)
+        );
+        assert_eq!((x.communicating, x.authenticated), (true, Some(true)));
+    }
 
     // Compare with a direct read of each simulated printer.
     let client = UdpClient::new().unwrap();
-    for (i, a) in sim.addrs().iter().enumerate() {
+    for (i, a) in sim.addrs().iter().take(2).enumerate() {
         let (r, _) = poller::Reader::default()
             .read(
                 &client,
@@ -186,7 +258,7 @@ async fn readings_reach_the_reference_cloud_over_https() {
             .iter()
             .find(|x| x.serial == serial)
             .unwrap_or_else(|| panic!("printer {i} ({serial}) missing"));
-        let asset = fleet_cloud::admin::asset(row);
+        let asset = fleet_cloud::admin::asset(row, None);
         assert_eq!(asset.model_name, r.model_name);
         assert_eq!(asset.manufacturer, r.manufacturer);
         assert_eq!(

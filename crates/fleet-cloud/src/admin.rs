@@ -9,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use fleet_protocol::admin::{
     AgentView, Agents, Asset, AssetsPage, CreatedAgent, NewAgent, SettingsSaved,
 };
+use fleet_protocol::heartbeat::{Communication, PrinterStatus};
 use fleet_protocol::keyed;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// `POST /admin/v1/agents`.
 pub async fn create_agent(
@@ -42,9 +44,22 @@ pub async fn agents(State(c): State<Cloud>, headers: HeaderMap) -> Response {
     if let Err(r) = c.admin(&headers) {
         return r.into_response();
     }
-    let db = c.db.clone();
-    match tokio::task::spawn_blocking(move || db.agents()).await {
-        Ok(Ok(rows)) => {
+    let (db, now) = (c.db.clone(), (c.clock)());
+    // An agent is not communicating after three missed heartbeats (the seed's "last
+    // communication").
+    let silent_ms = i64::try_from(c.heartbeat_secs.saturating_mul(3_000)).unwrap_or(i64::MAX);
+    match tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::db::DbError>((db.agents()?, db.printer_statuses()?))
+    })
+    .await
+    {
+        Ok(Ok((rows, statuses))) => {
+            let mut printers: HashMap<String, Vec<PrinterStatus>> = HashMap::new();
+            for (agent, row) in statuses {
+                if let Ok(p) = serde_json::from_str(&row.body) {
+                    printers.entry(agent).or_default().push(p);
+                }
+            }
             let agents = rows
                 .into_iter()
                 .map(|a| {
@@ -53,6 +68,8 @@ pub async fn agents(State(c): State<Cloud>, headers: HeaderMap) -> Response {
                         None => (None, None),
                     };
                     AgentView {
+                        communicating: at.is_some_and(|t| now.saturating_sub(t) <= silent_ms),
+                        printers: printers.remove(&a.id).unwrap_or_default(),
                         agent_id: a.id,
                         name: a.name,
                         activated: a.activated,
@@ -90,9 +107,28 @@ pub async fn settings(
     }
 }
 
+/// Every asset with the communication status its agent last reported for it.
+///
+/// # Errors
+/// On database failure.
+pub fn assets_view(db: &crate::db::CloudDb) -> Result<Vec<Asset>, crate::db::DbError> {
+    let mut status: HashMap<(String, String), PrinterStatus> = HashMap::new();
+    for (agent, row) in db.printer_statuses()? {
+        if let (Some(serial), Ok(p)) = (row.serial, serde_json::from_str(&row.body)) {
+            status.insert((agent, serial), p);
+        }
+    }
+    Ok(db
+        .assets()?
+        .iter()
+        .map(|a| asset(a, status.get(&(a.agent_id.clone(), a.serial.clone()))))
+        .collect())
+}
+
 /// Builds one asset in the seed API's shape (DATA-MODEL.md §1.4, §4.4): agent-only keys
-/// (`supplyKey`, `alertKey`, `ext`) are left out.
-pub fn asset(a: &AssetRow) -> Asset {
+/// (`supplyKey`, `alertKey`, `ext`) are left out; `communicating`, `authenticated` and
+/// `lastCommunication` come from the printer's reported `status` when there is one.
+pub fn asset(a: &AssetRow, status: Option<&PrinterStatus>) -> Asset {
     let state: Value = serde_json::from_str(&a.keyed).unwrap_or(Value::Null);
     let api = keyed::unkeyed(&state);
     let strip = |arr: Option<&Value>, key: &str| -> Vec<Value> {
@@ -122,10 +158,15 @@ pub fn asset(a: &AssetRow) -> Asset {
         description: None,
         date_created: a.date_created_ms,
         date_modified: a.date_modified_ms,
-        last_communication: a.date_modified_ms,
+        last_communication: status
+            .and_then(|s| s.last_seen)
+            .unwrap_or(a.last_data_refresh),
         last_data_refresh: a.last_data_refresh,
-        communicating: true,
-        authenticated: None,
+        communicating: status.is_none_or(|s| s.communication != Communication::NotCommunicating),
+        authenticated: status.map(|s| s.communication != Communication::NeedsCredentials),
+        communication: status.map(|s| s.communication),
+        communication_reason: status.and_then(|s| s.reason.clone()),
+        quirks: status.and_then(|s| s.quirks.clone()),
         base_firmware_last_modified_date: None,
         counters,
         diagnostic_events: vec![],
@@ -139,8 +180,8 @@ pub async fn assets(State(c): State<Cloud>, headers: HeaderMap) -> Response {
     if let Err(r) = c.admin(&headers) {
         return r.into_response();
     }
-    match c.db.assets() {
-        Ok(rows) => axum::Json(AssetsPage::one(rows.iter().map(asset).collect())).into_response(),
+    match assets_view(&c.db) {
+        Ok(assets) => axum::Json(AssetsPage::one(assets)).into_response(),
         Err(_) => unavailable(),
     }
 }

@@ -263,10 +263,22 @@ pub async fn heartbeat(
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
+    let mut body = body;
+    // The statuses go to their own table (a heartbeat carries changes only); the stored
+    // heartbeat keeps the rest. More than the protocol's bound are ignored.
+    let statuses: Vec<crate::db::PrinterStatusRow> = std::mem::take(&mut body.printer_status)
+        .into_iter()
+        .take(fleet_protocol::heartbeat::MAX_PRINTER_STATUS)
+        .map(|p| crate::db::PrinterStatusRow {
+            body: serde_json::to_string(&p).unwrap_or_default(),
+            address: p.address,
+            serial: p.serial_number,
+        })
+        .collect();
     let text = serde_json::to_string(&body).unwrap_or_default();
     let (db, now) = (c.db.clone(), (c.clock)());
     let settings = tokio::task::spawn_blocking(move || {
-        db.put_heartbeat(&agent, now, &text)?;
+        db.put_heartbeat(&agent, now, &text, &statuses)?;
         db.run_schedules(now)?;
         db.expire_jobs(now)?;
         let waiting = !db.jobs(Some(&agent), Some("pending"))?.is_empty();

@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0007_schedules.sql",
         include_str!("../migrations/0007_schedules.sql"),
     ),
+    (
+        "refcloud 0008_printer_status.sql",
+        include_str!("../migrations/0008_printer_status.sql"),
+    ),
 ];
 
 /// Why the database failed.
@@ -179,6 +183,17 @@ pub struct AgentRow {
     pub activated: bool,
     /// Last heartbeat: when (epoch ms) and its body (JSON).
     pub heartbeat: Option<(i64, String)>,
+}
+
+/// A printer's communication status as its agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterStatusRow {
+    /// The address the agent polls.
+    pub address: String,
+    /// Its serial, once read (the asset's key).
+    pub serial: Option<String>,
+    /// The status as received (JSON of `fleet_protocol::heartbeat::PrinterStatus`).
+    pub body: String,
 }
 
 /// Why an activation code was refused.
@@ -689,13 +704,53 @@ impl CloudDb {
     ///
     /// # Errors
     /// On SQL failure.
-    pub fn put_heartbeat(&self, agent_id: &str, now_ms: i64, body: &str) -> Result<(), DbError> {
-        self.conn().execute(
+    pub fn put_heartbeat(
+        &self,
+        agent_id: &str,
+        now_ms: i64,
+        body: &str,
+        statuses: &[PrinterStatusRow],
+    ) -> Result<(), DbError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute(
             "INSERT INTO heartbeats (agent_id, received_ms, body) VALUES (?1, ?2, ?3)
              ON CONFLICT(agent_id) DO UPDATE SET received_ms = excluded.received_ms, body = excluded.body",
             rusqlite::params![agent_id, now_ms, body],
         )?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO printer_status (agent_id, address, serial, body, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(agent_id, address) DO UPDATE SET serial = excluded.serial, body = excluded.body, received_ms = excluded.received_ms",
+            )?;
+            for s in statuses {
+                st.execute(params![agent_id, s.address, s.serial, s.body, now_ms])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Every printer status the agents reported, by agent and address.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn printer_statuses(&self) -> Result<Vec<(String, PrinterStatusRow)>, DbError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT agent_id, address, serial, body FROM printer_status ORDER BY agent_id, address",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                PrinterStatusRow {
+                    address: r.get(1)?,
+                    serial: r.get(2)?,
+                    body: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every agent instance with its last heartbeat.

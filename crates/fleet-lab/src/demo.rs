@@ -252,11 +252,10 @@ until then the agent polls and its uploads wait in the outbox (\"What will be se
             break Err(anyhow::anyhow!("the agent stopped on its own"));
         }
         round += 1;
-        let rows = {
+        let assets: Vec<Asset> = {
             let db = db.clone();
-            tokio::task::spawn_blocking(move || db.assets()).await??
+            tokio::task::spawn_blocking(move || fleet_cloud::admin::assets_view(&db)).await??
         };
-        let assets: Vec<Asset> = rows.iter().map(fleet_cloud::admin::asset).collect();
         print_assets(round, &assets);
         if a.rounds > 0 && round >= a.rounds {
             break Ok(());

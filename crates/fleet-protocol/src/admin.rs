@@ -2,7 +2,7 @@
 //! integrator or a test uses to create agents, set their settings, queue jobs and read
 //! the assembled printers. Every call needs the admin bearer token.
 
-use crate::heartbeat::Heartbeat;
+use crate::heartbeat::{Communication, Heartbeat, PrinterStatus};
 use crate::jobs::{Command, JobResult, JobState, PrinterRef, Progress};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -160,8 +160,14 @@ pub struct AgentView {
     pub activated: bool,
     /// Its last heartbeat, epoch ms.
     pub last_heartbeat_at: Option<i64>,
-    /// That heartbeat.
+    /// That heartbeat (without its printer statuses: see `printers`).
     pub last_heartbeat: Option<Heartbeat>,
+    /// Whether it sent a heartbeat within three periods.
+    #[serde(default)]
+    pub communicating: bool,
+    /// Each printer's communication status as the agent last reported it.
+    #[serde(default)]
+    pub printers: Vec<PrinterStatus>,
 }
 
 /// `GET /admin/v1/agents` answer.
@@ -198,8 +204,18 @@ pub struct Asset {
     pub last_data_refresh: i64,
     /// Whether it communicates.
     pub communicating: bool,
-    /// Whether the agent holds working credentials for it.
+    /// Whether the agent holds working credentials for it (false: the printer refuses
+    /// them); unknown until the agent reports the printer's status.
     pub authenticated: Option<bool>,
+    /// The printer's communication status as its agent last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communication: Option<Communication>,
+    /// Why, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communication_reason: Option<String>,
+    /// How the agent must ask the printer's SNMP agent, when it needs anything unusual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quirks: Option<String>,
     /// Firmware change date.
     pub base_firmware_last_modified_date: Option<i64>,
     /// Page counters.

@@ -38,6 +38,53 @@ pub struct PrinterCounts {
     pub by_health: BTreeMap<String, u64>,
 }
 
+/// Whether the agent can talk to a printer (the seed's communication status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Communication {
+    /// Not polled yet.
+    Unknown,
+    /// The last poll answered.
+    Ok,
+    /// Missed one or more polls, below the agent's not-communicating threshold.
+    Suspect,
+    /// Missed the configured number of polls in a row.
+    NotCommunicating,
+    /// The printer answers but refuses the agent's credentials (SNMPv3 unknown user, wrong
+    /// digest or pass phrase, unsupported security level): an admin must update them.
+    NeedsCredentials,
+}
+
+/// Most printer statuses one heartbeat carries; the rest follow in the next beats.
+pub const MAX_PRINTER_STATUS: usize = 500;
+
+/// One printer's communication status, sent when it changes (and once after the agent
+/// starts), so the cloud can tell which printer is in trouble while no reading comes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrinterStatus {
+    /// The printer's address (`ip:port`) as the agent polls it.
+    pub address: String,
+    /// Its serial number once read (the asset's key in the cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// Its communication status.
+    pub communication: Communication,
+    /// Why, when not ok (the last poll's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Since when the printer has had this status, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// The last successful poll, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// How the agent must ask this printer's SNMP agent (learned workarounds, e.g.
+    /// "v1 only; no GETBULK; skips prtMarkerSuppliesLevel (drops the request)"), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quirks: Option<String>,
+}
+
 /// A settings document the agent refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
@@ -112,6 +159,10 @@ pub struct Heartbeat {
     /// A staged update, while there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_update: Option<AgentUpdate>,
+    /// Printers whose status changed since the cloud last heard (all of them once after
+    /// the agent starts), at most [`MAX_PRINTER_STATUS`] per beat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub printer_status: Vec<PrinterStatus>,
 }
 
 /// The cloud's answer.

@@ -190,6 +190,34 @@ async fn unreachable_printers_back_off_with_a_cap_and_change_state() {
     }
 }
 
+/// A printer that answers but refuses the agent's SNMPv3 user.
+#[derive(Clone)]
+struct RefusesUser;
+
+impl SnmpClient for RefusesUser {
+    async fn request(&self, target: &Target, _: Request) -> Result<Pdu, SnmpError> {
+        Err(SnmpError::UnknownUser {
+            target: target.addr,
+            user: "fleet".into(),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_user_needs_credentials_at_once_not_after_three_misses() {
+    let c = cfg(60);
+    let (p, _h) = Poller::new(RefusesUser, c, managed(1), None, Arc::new(Metrics::new()));
+    let obs = run_for(p.without_startup_spread(), 1000).await;
+    assert!(obs.len() >= 2, "{} polls", obs.len());
+    assert!(obs.iter().all(|o| o.health == Health::NeedsCredentials));
+    assert!(
+        obs.iter()
+            .all(|o| o.failure.as_deref() == Some("unknownUser"))
+    );
+    assert_eq!(obs[0].events, ["healthChanged"]);
+    assert!(obs[1].events.is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_sighting_brings_a_sick_printer_back_at_once() {
     let fake = FakeSnmp::new();

@@ -3,7 +3,7 @@
 //! section this test does not map fails it, so a new example needs its type named here.
 
 use fleet_protocol::activation::ActivateRequest;
-use fleet_protocol::heartbeat::Heartbeat;
+use fleet_protocol::heartbeat::{Communication, Heartbeat, PrinterStatus};
 use fleet_protocol::jobs::{Command, JobList, JobResult, LibraryParams, UpdateParams};
 use fleet_protocol::upload::{Envelope, Report};
 use serde::Serialize;
@@ -66,6 +66,10 @@ fn every_example_reads_into_its_type_and_back() {
                 let e: Envelope = round_trip(heading, json);
                 assert!(matches!(e.reports[0], Report::Snapshot(_)));
                 assert!(matches!(e.reports[1], Report::Delta(_)));
+            }
+            "Heartbeat" if v.is_array() => {
+                let s: Vec<PrinterStatus> = round_trip(heading, json);
+                assert_eq!(s[1].communication, Communication::NeedsCredentials);
             }
             "Heartbeat" => {
                 let _: Heartbeat = round_trip(heading, json);
