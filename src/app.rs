@@ -129,11 +129,17 @@ async fn discovery_loop(
                 .find(|p| Some(&p.name) == dev.profile.as_ref())
                 .unwrap_or(&config.profiles[0]);
             let (s, k) = (store.clone(), seal.clone());
+            let (quirks, at) = (dev.quirks.clone().unwrap_or_default(), report.finished_at);
+            let json = (!quirks.is_empty())
+                .then(|| serde_json::to_string(&quirks).ok())
+                .flatten();
             let found = tokio::task::spawn_blocking(move || {
-                Ok::<_, crate::store::StoreError>((
-                    s.printer_id(&addr.to_string())?,
-                    crate::jobs::stored_security(&s, &k, addr),
-                ))
+                let id = s.printer_id(&addr.to_string())?;
+                // What discovery learned of how to ask it is remembered like a poll's.
+                if json.is_some() {
+                    s.set_quirks(id, json.as_deref(), at)?;
+                }
+                Ok::<_, crate::store::StoreError>((id, crate::jobs::stored_security(&s, &k, addr)))
             })
             .await;
             if let Ok(Ok((id, stored))) = found {
@@ -141,10 +147,14 @@ async fn discovery_loop(
                 if let Some(sec) = stored {
                     target.security = sec;
                 }
-                poller.add(Managed {
-                    target,
-                    printer_id: id,
-                });
+                poller.add_with_quirks(
+                    Managed {
+                        target,
+                        printer_id: id,
+                    },
+                    quirks,
+                    at,
+                );
                 added += 1;
             }
         }

@@ -155,6 +155,10 @@ pub struct FoundDevice {
     pub mdns: BTreeMap<String, String>,
     /// SNMP profile that answered.
     pub profile: Option<String>,
+    /// How its SNMP agent must be asked, when it needs anything unusual (learned by this
+    /// run's read, or remembered and still holding), so the poller starts with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quirks: Option<fleet_snmp::quirks::Quirks>,
 }
 
 /// What a discovery run found, for the job (or page) that asked for it.
@@ -379,11 +383,27 @@ async fn probe<C: SnmpClient>(
     ip: IpAddr,
     port: u16,
     profiles: &[&Profile],
+    known: &fleet_snmp::quirks::Quirks,
 ) -> Probed {
     let mut worst: Option<Outcome> = None;
     for p in profiles {
         let target = p.target(SocketAddr::new(ip, port));
-        match walk::collect(client, &target, &probe_objects(), &[], walk::Budget::POLL).await {
+        // A printer whose agent has known quirks (v1 only, objects it drops) is asked the
+        // way that works; any other address the plain way, so a silent one costs no more.
+        let answered = if known.is_empty() {
+            walk::collect(client, &target, &probe_objects(), &[], walk::Budget::POLL).await
+        } else {
+            walk::collect_adaptive(
+                client,
+                &target,
+                &probe_objects(),
+                &[],
+                walk::Budget::POLL,
+                known,
+            )
+            .await
+        };
+        match answered {
             Ok(c) => {
                 let (printer, sys_object_id, sys_descr) = classify(&c.values);
                 if !printer {
@@ -397,10 +417,7 @@ async fn probe<C: SnmpClient>(
                     };
                 }
                 // A printer: the full read gives the identity (serial, MAC).
-                return match reader
-                    .read(client, &target, &fleet_snmp::quirks::Quirks::default())
-                    .await
-                {
+                return match reader.read(client, &target, known).await {
                     Ok((report, _)) => Probed {
                         outcome: Outcome::Found {
                             device_key: String::new(),
@@ -600,6 +617,29 @@ pub async fn run<C: SnmpClient + Clone>(
         total,
         ..Progress::default()
     });
+    // Remembered quirks of the printers the agent polls, by address, so discovery asks a
+    // known quirky printer the way that works instead of learning it again every run.
+    let known_quirks: Arc<HashMap<String, fleet_snmp::quirks::Quirks>> = Arc::new(match &store {
+        Some(s) => {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || s.quirks_by_address())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(a, q)| {
+                    Some((
+                        a,
+                        serde_json::from_str::<fleet_snmp::quirks::Quirks>(&q)
+                            .ok()?
+                            .bounded(),
+                    ))
+                })
+                .collect()
+        }
+        None => HashMap::new(),
+    });
     let profiles = Arc::new(opts.profiles.clone());
     // Addresses are started as slots free up (not spawned all at once), so memory stays
     // bounded by max_in_flight even for a /16.
@@ -610,6 +650,10 @@ pub async fn run<C: SnmpClient + Clone>(
         let first = remembered
             .get(&SocketAddr::new(ip, port).to_string())
             .cloned();
+        let known = known_quirks
+            .get(&SocketAddr::new(ip, port).to_string())
+            .cloned()
+            .unwrap_or_default();
         tasks.spawn(async move {
             let mut ordered: Vec<&Profile> = profiles.iter().collect();
             if let Some(name) = first
@@ -618,7 +662,10 @@ pub async fn run<C: SnmpClient + Clone>(
                 let p = ordered.remove(pos);
                 ordered.insert(0, p);
             }
-            (ip, probe(&client, &reader, ip, port, &ordered).await)
+            (
+                ip,
+                probe(&client, &reader, ip, port, &ordered, &known).await,
+            )
         });
     };
     let mut probed: HashMap<IpAddr, Probed> = HashMap::with_capacity(total);
@@ -725,6 +772,7 @@ pub async fn run<C: SnmpClient + Clone>(
                     discovered_by: by,
                     mdns: sighting.map(|s| s.txt.clone()).unwrap_or_default(),
                     profile: p.profile.clone(),
+                    quirks: r.device.quirks.clone(),
                 };
                 (
                     Outcome::Found {
@@ -748,6 +796,7 @@ pub async fn run<C: SnmpClient + Clone>(
                     discovered_by: vec!["mdns"],
                     mdns: s.txt.clone(),
                     profile: None,
+                    quirks: None,
                 };
                 (
                     Outcome::Found {

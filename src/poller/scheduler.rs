@@ -49,7 +49,8 @@ pub struct Observed {
 #[derive(Debug)]
 enum Control {
     Sighted(SocketAddr),
-    Add(Box<Managed>),
+    /// A printer, with the quirks discovery learned for it and when.
+    Add(Box<Managed>, Option<(Quirks, i64)>),
     Refresh(Option<SocketAddr>, oneshot::Sender<Vec<Refreshed>>),
     Target(SocketAddr, oneshot::Sender<Option<Target>>),
     Remove(SocketAddr, oneshot::Sender<bool>),
@@ -95,7 +96,14 @@ impl PollerHandle {
     /// Starts managing a printer (found by discovery); it is polled at once. A printer
     /// already managed at that address is left as it is.
     pub fn add(&self, printer: Managed) {
-        self.tx.send(Control::Add(Box::new(printer))).ok();
+        self.tx.send(Control::Add(Box::new(printer), None)).ok();
+    }
+
+    /// As [`PollerHandle::add`], with the quirks discovery learned at `learned_ms` (stored by
+    /// the caller), so the first poll asks the way that works.
+    pub fn add_with_quirks(&self, printer: Managed, quirks: Quirks, learned_ms: i64) {
+        let q = (!quirks.is_empty()).then_some((quirks, learned_ms));
+        self.tx.send(Control::Add(Box::new(printer), q)).ok();
     }
 
     /// Polls one printer (`Some(addr)`) or every managed printer now, outside the
@@ -487,7 +495,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         tx.send(()).ok();
                     }
                     Control::Target(addr, tx) => {
-                        let t = self.slots.iter().find(|s| s.target.addr == addr && !s.removed).map(|s| s.target.clone());
+                        // Jobs ask the way the printer's agent bears (v1, fewer repetitions).
+                        let t = self.slots.iter().find(|s| s.target.addr == addr && !s.removed).map(|s| s.quirks.target(&s.target));
                         tx.send(t).ok();
                     }
                     Control::Remove(addr, tx) => {
@@ -528,7 +537,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             self.refreshes.push(Waiter { waiting, got: Vec::new(), tx });
                         }
                     }
-                    Control::Add(m) => {
+                    Control::Add(m, learned) => {
                         if let Some(i) = self.slots.iter().position(|s| s.target.addr == m.target.addr && s.removed) {
                             // Unenrolled, then found again by discovery: managed again.
                             let now = Instant::now();
@@ -540,6 +549,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             let now = Instant::now();
                             self.slots.push(Slot::new(*m, now));
                             let i = self.slots.len() - 1;
+                            if let Some((q, at)) = learned {
+                                self.slots[i].quirks = q.bounded();
+                                self.slots[i].quirks_at = at;
+                            }
                             heap.push(Reverse((now, i)));
                             if let Some(every) = status_every {
                                 self.slots[i].status_due = Some(now + every);

@@ -525,6 +525,36 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The remembered agent quirks (JSON) of every printer that has some, by address.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn quirks_by_address(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.conn();
+        let mut st =
+            c.prepare_cached("SELECT address, quirks FROM printers WHERE quirks IS NOT NULL")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Remembers how a printer's agent must be asked (JSON of the quirks; `None`: the
+    /// plain way), learned at `at_ms` (discovery learns them before the first poll).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_quirks(
+        &self,
+        printer_id: i64,
+        quirks: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE printers SET quirks = ?2, quirks_learned_ms = ?3 WHERE id = ?1",
+            params![printer_id, quirks, at_ms],
+        )?;
+        Ok(())
+    }
+
     /// Writes a batch of poll outcomes in one transaction.
     ///
     /// # Errors

@@ -425,3 +425,59 @@ fn scheduled_discovery_hands_new_printers_to_the_poller() {
     assert_eq!(rows.iter().filter(|r| r["outcome"] == "found").count(), 3);
     assert!(http_get(web, "/metrics").contains("fleet_agent_discovery_printers_found 3"));
 }
+
+/// A printer whose agent drops every request naming one column: discovery reads the rest,
+/// learns the quirk and hands it on; once the agent remembers it (as it does when discovery
+/// adds the printer), the next run asks the way that works and costs fewer round trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_learns_a_quirky_printer_once_and_asks_it_the_known_way_after() {
+    let port = 26000 + (std::process::id() % 20000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let level: fleet_snmp::Oid = "1.3.6.1.2.1.43.11.1.1.9".parse().unwrap();
+    let printer = fleet_sim::synthetic_fleet(
+        1,
+        synth::SynthParams {
+            speed: 0.0,
+            seed: 5,
+        },
+    )
+    .remove(0)
+    .with_faults(fleet_snmp::agent::Faults {
+        drop: vec![level.clone()],
+        ..Default::default()
+    });
+    let sim = fleet([127, 94, 7, 1], port, vec![printer], "public", vec![]).await;
+    let targets = TargetSet {
+        include: vec!["127.94.7.1".parse().unwrap()],
+        exclude: vec![],
+    };
+    let before = sim.requests();
+    let r1 = discover(targets.clone(), port, Some(store.clone())).await;
+    let first = sim.requests() - before;
+    assert_eq!(r1.devices.len(), 1, "{:?}", r1.results);
+    let q = r1.devices[0].quirks.clone().expect("the quirk is learned");
+    assert!(q.skips(&level).is_some(), "{q}");
+    assert!(r1.devices[0].serial.is_some(), "the rest is read");
+
+    // What the agent does when discovery adds the printer.
+    let addr = SocketAddr::new(ip("127.94.7.1"), port).to_string();
+    let id = store.printer_id(&addr).unwrap();
+    store
+        .set_quirks(
+            id,
+            Some(&serde_json::to_string(&q).unwrap()),
+            r1.finished_at,
+        )
+        .unwrap();
+    let before = sim.requests();
+    let r2 = discover(targets, port, Some(store.clone())).await;
+    let second = sim.requests() - before;
+    assert_eq!(r2.devices.len(), 1);
+    assert_eq!(r2.devices[0].quirks.as_ref(), Some(&q), "still holds");
+    assert!(
+        second < first,
+        "the known way costs less: {second} requests vs {first} the first time"
+    );
+    println!("quirky printer: discovery requests {first} (learning), {second} (known)");
+}

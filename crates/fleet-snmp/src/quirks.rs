@@ -113,6 +113,20 @@ impl Quirks {
         true
     }
 
+    /// `target` as requests outside a planned collection (a job's GET, SET or walk) must
+    /// use it: SNMPv1 for a v2c agent that answers v1 only, and no more GETBULK
+    /// repetitions than the device bears. (Skipped objects are the collection's business.)
+    pub fn target(&self, target: &Target) -> Target {
+        let mut t = match self.v1.then(|| as_v1(target)).flatten() {
+            Some(t) => t,
+            None => target.clone(),
+        };
+        if let Some(n) = self.max_repetitions {
+            t.max_repetitions = t.max_repetitions.min(n.max(1));
+        }
+        t
+    }
+
     /// Makes the quirks fit [`MAX_SKIPS`] and sane bounds (they come from storage).
     pub fn bounded(mut self) -> Quirks {
         self.skip.truncate(MAX_SKIPS);
@@ -391,6 +405,34 @@ pub(crate) async fn diagnose<C: SnmpClient>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_targets_follow_the_quirks_and_keep_v3_as_it_is() {
+        let addr = "127.0.0.1:161".parse().unwrap();
+        let t = Target::new(addr, Security::v2c("public"));
+        assert_eq!(
+            Quirks::default().target(&t).security.version(),
+            Version::V2c
+        );
+        let q = Quirks {
+            v1: true,
+            max_repetitions: Some(5),
+            ..Quirks::default()
+        };
+        let j = q.target(&t);
+        assert_eq!(j.security.version(), Version::V1);
+        assert_eq!(j.max_repetitions, 5);
+        assert_eq!(
+            (j.addr, j.timeout, j.retries),
+            (t.addr, t.timeout, t.retries)
+        );
+        // A v3 target is never turned into a community one.
+        let v3 = Target::new(
+            addr,
+            Security::Usm(std::sync::Arc::new(crate::UsmUser::new("u", None, None))),
+        );
+        assert_eq!(q.target(&v3).security.version(), Version::V3);
+    }
 
     #[test]
     fn quirks_read_back_and_say_what_they_are() {
