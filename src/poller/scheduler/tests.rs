@@ -463,3 +463,53 @@ fn the_content_hash_ignores_the_clock_but_not_the_values() {
     d.serial_number = Some("S2".into());
     assert_ne!(ha, content_hash(&mut d));
 }
+
+fn firmware_view(version: &str) -> MibView {
+    let o = |s: &str| s.parse::<Oid>().unwrap();
+    MibView::new(vec![
+        (
+            o("1.3.6.1.2.1.1.1.0"),
+            Value::OctetString(format!("printer version {version}").into_bytes()),
+        ),
+        (o("1.3.6.1.2.1.43.10.2.1.4.1.1"), Value::Counter32(100)),
+        (o("1.3.6.1.2.1.43.11.1.1.9.1.1"), Value::Integer(50)),
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_firmware_gets_its_quirks_asked_again_at_once_not_after_a_day() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), firmware_view("1.0"));
+    fake.set_faults(
+        addr(0),
+        fleet_snmp::agent::Faults {
+            drop: vec!["1.3.6.1.2.1.43.11.1.1.9".parse().unwrap()],
+            ..Default::default()
+        },
+    );
+    let (p, _h) = Poller::new(
+        fake.clone(),
+        cfg(60),
+        managed(1),
+        None,
+        Arc::new(Metrics::new()),
+    );
+    let f = fake.clone();
+    let upgrade = async move {
+        // After the first poll learned the quirk: a firmware that answers properly.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        f.add(addr(0), firmware_view("2.0"));
+        f.set_faults(addr(0), fleet_snmp::agent::Faults::default());
+    };
+    let (obs, ()) = tokio::join!(run_for(p.without_startup_spread(), 400), upgrade);
+    let learned: Vec<usize> = obs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.events.contains(&"quirksLearned"))
+        .map(|(i, _)| i)
+        .collect();
+    // Poll 0 learns the skip; poll 1 sees the new firmware (still asked the known way);
+    // poll 2 asks the plain way and forgets the quirk, minutes later, not a day.
+    assert_eq!(learned, [0, 2], "{obs:?}");
+    assert!(obs.iter().all(|o| o.failure.is_none()));
+}
