@@ -553,3 +553,61 @@ fn backwards_and_wrongly_typed_tables_give_a_report_with_the_rest() {
     );
     assert_eq!(r["serialNumber"], "ACX123456");
 }
+
+/// An agent that answers genErr, or noSuchName (as some v2c agents still do), for every
+/// request touching one column: that column is skipped and named, the rest is read, exit 0.
+#[test]
+fn a_column_refused_with_generr_or_nosuchname_is_named_and_the_rest_read() {
+    let level = "1.3.6.1.2.1.43.11.1.1.9";
+    for (quirk, reason, why) in [
+        ("generr", "genErr", "genErr"),
+        ("nosuchname", "refused", "refused by the agent"),
+    ] {
+        let q = format!("{quirk}={level}");
+        let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", &q]);
+        let r = poll_json(addr, &["-c", "acme-color"]);
+        let d = &r["device"];
+        assert_eq!(d["quirks"]["skip"][0]["oid"], level, "{quirk}: {d}");
+        assert_eq!(d["quirks"]["skip"][0]["reason"], reason, "{quirk}: {d}");
+        let unavailable = d["unavailable"].as_array().unwrap();
+        assert_eq!(
+            unavailable[0],
+            json!({"section": "supplies", "object": "prtMarkerSuppliesLevel", "oid": level,
+                    "reason": why}),
+            "{quirk}"
+        );
+        // The walk of the column before it ends where the agent refused the step into
+        // the refused column: named as where it stopped (the agent cannot tell whether
+        // more rows follow), its rows read.
+        for u in &unavailable[1..] {
+            assert_eq!(u["section"], "supplies", "{quirk}: {u}");
+            assert!(
+                u["oid"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("1.3.6.1.2.1.43.11.1.1.8."),
+                "{quirk}: {u}"
+            );
+        }
+        assert!(r["serialNumber"].is_string(), "{quirk}: {r}");
+        let supplies = r["supplies"].as_array().unwrap();
+        assert!(!supplies.is_empty(), "{quirk}");
+        // Nothing before where that walk stopped is lost: a row without its max capacity
+        // comes at or after the stop named (a GETBULK refused as a whole takes the rows it
+        // would have carried with it; a known limit, named, never silent).
+        let stop = unavailable[1..]
+            .iter()
+            .filter_map(|u| u["oid"].as_str()?.rsplit('.').next()?.parse::<u64>().ok())
+            .min();
+        for s in supplies {
+            let row = s["ext"]["prtMarkerSuppliesIndex"].as_u64().unwrap();
+            if !s["ext"]["prtMarkerSuppliesMaxCapacity"].is_i64() {
+                assert!(
+                    stop.is_some_and(|at| row >= at),
+                    "{quirk}: row {row} lost silently: {d}"
+                );
+            }
+        }
+        assert!(r["counters"]["lifetimeCount"].is_u64(), "{quirk}");
+    }
+}

@@ -57,7 +57,7 @@ pub struct SimulateArgs {
     pub hostile: Option<crate::hostile::Mode>,
     /// Make every printer's SNMP agent misbehave this way (repeatable), as real ones do:
     /// `drop=OID` (no answer to a request naming an object under OID), `generr=OID`
-    /// (genErr for objects under OID), `bulk=drop|generr|one` (GETBULK unanswered,
+    /// (genErr for objects under OID), `nosuchname=OID` (noSuchName for them), `bulk=drop|generr|one` (GETBULK unanswered,
     /// refused, or one repetition only), `too-big-above=N` (tooBig for more than N
     /// objects in a request), `v1-only` (v2c and v3 unanswered), `slow=MS` or
     /// `slow=MIN-MAX` (each answer that late), `duplicate` (each answer sent twice),
@@ -77,6 +77,8 @@ pub enum Quirk {
     Drop(fleet_snmp::Oid),
     /// `generr=OID`.
     GenErr(fleet_snmp::Oid),
+    /// `nosuchname=OID`.
+    NoSuchName(fleet_snmp::Oid),
     /// `bulk=drop|generr|one`.
     Bulk(fleet_snmp::agent::BulkFault),
     /// `too-big-above=N`.
@@ -102,6 +104,7 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
     match s.split_once('=') {
         Some(("drop", v)) => Ok(Quirk::Drop(oid(v)?)),
         Some(("generr", v)) => Ok(Quirk::GenErr(oid(v)?)),
+        Some(("nosuchname", v)) => Ok(Quirk::NoSuchName(oid(v)?)),
         Some(("backwards", v)) => Ok(Quirk::Backwards(oid(v)?)),
         Some(("wrong-type", v)) => Ok(Quirk::WrongType(oid(v)?)),
         Some(("bulk", "drop")) => Ok(Quirk::Bulk(BulkFault::Drop)),
@@ -125,7 +128,7 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
             Ok(Quirk::Slow(lo, hi))
         }
         _ => Err(format!(
-            "{s:?}: expected drop=OID, generr=OID, bulk=drop|generr|one, too-big-above=N, v1-only, slow=MS[-MS], duplicate, backwards=OID or wrong-type=OID"
+            "{s:?}: expected drop=OID, generr=OID, nosuchname=OID, bulk=drop|generr|one, too-big-above=N, v1-only, slow=MS[-MS], duplicate, backwards=OID or wrong-type=OID"
         )),
     }
 }
@@ -137,6 +140,7 @@ pub fn faults(quirks: &[Quirk]) -> fleet_snmp::agent::Faults {
         match q {
             Quirk::Drop(o) => f.drop.push(o.clone()),
             Quirk::GenErr(o) => f.gen_err.push(o.clone()),
+            Quirk::NoSuchName(o) => f.no_such_name.push(o.clone()),
             Quirk::Bulk(b) => f.bulk = Some(*b),
             Quirk::TooBigAbove(n) => f.too_big_above = Some(*n),
             Quirk::V1Only => f.v1_only = true,

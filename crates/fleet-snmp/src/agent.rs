@@ -329,6 +329,9 @@ pub struct Faults {
     pub drop: Vec<Oid>,
     /// A varbind naming or answering an OID under one of these gets genErr at its index.
     pub gen_err: Vec<Oid>,
+    /// As `gen_err`, with noSuchName (an error status some v2c agents still send
+    /// instead of the v2 exceptions).
+    pub no_such_name: Vec<Oid>,
     /// GETBULK is broken this way.
     pub bulk: Option<BulkFault>,
     /// A request with more varbinds than this gets tooBig.
@@ -394,17 +397,13 @@ pub fn respond_with_faults(
     {
         return None;
     }
-    if let Some(i) = req
-        .varbinds
-        .iter()
-        .position(|v| Faults::hit(&faults.gen_err, &v.oid))
-    {
-        return Some(error_pdu(
-            &req,
-            error_status::GEN_ERR,
-            i as i32 + 1,
-            req.varbinds.clone(),
-        ));
+    for (list, status) in [
+        (&faults.gen_err, error_status::GEN_ERR),
+        (&faults.no_such_name, error_status::NO_SUCH_NAME),
+    ] {
+        if let Some(i) = req.varbinds.iter().position(|v| Faults::hit(list, &v.oid)) {
+            return Some(error_pdu(&req, status, i as i32 + 1, req.varbinds.clone()));
+        }
     }
     let mut resp = respond(store, version, &req, max_size)?;
     if resp.error_status != 0 {
@@ -443,18 +442,19 @@ pub fn respond_with_faults(
             };
         }
     }
-    if let Some(i) = resp
-        .varbinds
-        .iter()
-        .position(|v| Faults::hit(&faults.gen_err, &v.oid))
-    {
-        let i = asked(i);
-        let s = if version == Version::V1 {
-            v1_status(error_status::GEN_ERR)
-        } else {
-            error_status::GEN_ERR
-        };
-        return Some(error_pdu(&req, s, i as i32 + 1, req.varbinds.clone()));
+    for (list, status) in [
+        (&faults.gen_err, error_status::GEN_ERR),
+        (&faults.no_such_name, error_status::NO_SUCH_NAME),
+    ] {
+        if let Some(i) = resp.varbinds.iter().position(|v| Faults::hit(list, &v.oid)) {
+            let i = asked(i);
+            let s = if version == Version::V1 {
+                v1_status(status)
+            } else {
+                status
+            };
+            return Some(error_pdu(&req, s, i as i32 + 1, req.varbinds.clone()));
+        }
     }
     Some(resp)
 }
