@@ -361,6 +361,10 @@ async fn run<C: SnmpClient>(
     let mut losses = 0u32;
     // The last error-status answer, asked again once before it is learned from.
     let mut last_refusal: Option<(i32, usize, PduType, usize, usize)> = None;
+    // After a refusal, GETBULK asks one row per column for the rest of this collection:
+    // a multi-row answer refused as a whole (a column stepping into a refused neighbour)
+    // would otherwise take the rows before the step with it.
+    let mut careful = false;
     loop {
         if p.firsts.is_empty() {
             p.firsts.append(&mut p.deferred);
@@ -388,7 +392,9 @@ async fn run<C: SnmpClient>(
         }
         let nr = p.firsts.len();
         let ncols = p.cols.len().min(max_cols).min(max_obj - nr);
-        let reps = if bulk {
+        let reps = if bulk && careful {
+            1
+        } else if bulk {
             budget
                 .checked_div(ncols)
                 .map_or(0, |r| r.max(1))
@@ -505,6 +511,7 @@ async fn run<C: SnmpClient>(
                 let refusal = (status, index, kind, nr, ncols);
                 if last_refusal != Some(refusal) {
                     last_refusal = Some(refusal);
+                    careful = true;
                     continue;
                 }
                 last_refusal = None;
