@@ -68,7 +68,13 @@ impl StatusMemo {
     /// The statuses that differ from what the cloud holds, at most [`MAX_PRINTER_STATUS`]
     /// (the rest follow in the next beats). A new `lastSeen` alone is not a change: it
     /// moves at every poll and the uploads already say it.
-    fn pending(&mut self, printers: &[crate::store::PrinterRow]) -> Vec<PrinterStatus> {
+    /// `unenrolled(serial)` tells a printer unenrolled by the cloud: nothing more about it
+    /// may reach the cloud.
+    fn pending(
+        &mut self,
+        printers: &[crate::store::PrinterRow],
+        unenrolled: impl Fn(&str) -> bool,
+    ) -> Vec<PrinterStatus> {
         // Removed printers are forgotten, so one coming back is sent again.
         if self.sent.len() > printers.len() {
             let live: std::collections::HashSet<&str> =
@@ -85,6 +91,7 @@ impl StatusMemo {
                     old != *s
                 })
             })
+            .filter(|s| !s.serial_number.as_deref().is_some_and(&unenrolled))
             .take(MAX_PRINTER_STATUS)
             .collect()
     }
@@ -115,7 +122,12 @@ pub fn body(
     for p in &printers {
         *by_health.entry(p.health.as_str().to_string()).or_insert(0) += 1;
     }
-    let printer_status = memo.pending(&printers);
+    let printer_status = memo.pending(&printers, |sn| {
+        // A store failure here counts as unenrolled: better late than leaked.
+        store
+            .unenrolled_at(&format!("sn:{sn}"))
+            .map_or(true, |at| at.is_some())
+    });
     Ok(Heartbeat {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         library_version: sources.library.current().version,
@@ -314,17 +326,17 @@ mod tests {
         let mut memo = StatusMemo::default();
 
         // First beat: every printer.
-        let first = memo.pending(&s.printers().unwrap());
+        let first = memo.pending(&s.printers().unwrap(), |_| false);
         assert_eq!(first.len(), 2);
         assert_eq!(first[0].communication, Communication::Ok);
         assert_eq!(first[0].serial_number.as_deref(), Some("SN1"));
         assert_eq!(first[0].since, Some(1_000));
         // Not acknowledged (the beat failed): the next beat carries them again.
-        assert_eq!(memo.pending(&s.printers().unwrap()), first);
+        assert_eq!(memo.pending(&s.printers().unwrap(), |_| false), first);
         memo.acknowledged(first);
         // A new poll of the same health moves lastSeen only: nothing to send.
         poll(&s, a, 2_000, Health::Ok, None);
-        assert!(memo.pending(&s.printers().unwrap()).is_empty());
+        assert!(memo.pending(&s.printers().unwrap(), |_| false).is_empty());
 
         // b refuses the credentials: b alone, with the reason and since when.
         poll(
@@ -334,7 +346,7 @@ mod tests {
             Health::NeedsCredentials,
             Some("SNMPv3 unknown user name"),
         );
-        let changed = memo.pending(&s.printers().unwrap());
+        let changed = memo.pending(&s.printers().unwrap(), |_| false);
         assert_eq!(changed.len(), 1, "{changed:?}");
         assert_eq!(changed[0].address, "127.0.0.1:1162");
         assert_eq!(changed[0].communication, Communication::NeedsCredentials);
@@ -353,7 +365,7 @@ mod tests {
             Health::NeedsCredentials,
             Some("SNMPv3 unknown user name"),
         );
-        assert!(memo.pending(&s.printers().unwrap()).is_empty());
+        assert!(memo.pending(&s.printers().unwrap(), |_| false).is_empty());
         assert_eq!(s.printers().unwrap()[1].health_since_ms, Some(3_000));
     }
 
@@ -363,7 +375,7 @@ mod tests {
         let a = s.printer_id("127.0.0.1:1161").unwrap();
         poll(&s, a, 1_000, Health::Ok, None);
         let mut memo = StatusMemo::default();
-        let first = memo.pending(&s.printers().unwrap());
+        let first = memo.pending(&s.printers().unwrap(), |_| false);
         assert_eq!(first[0].quirks, None);
         memo.acknowledged(first);
         let q = fleet_snmp::quirks::Quirks {
@@ -386,10 +398,31 @@ mod tests {
             events: vec![],
         }])
         .unwrap();
-        let changed = memo.pending(&s.printers().unwrap());
+        let changed = memo.pending(&s.printers().unwrap(), |_| false);
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].quirks.as_deref(), Some(q.to_string().as_str()));
         assert!(changed[0].quirks.as_deref().unwrap().contains("v1"));
+    }
+
+    #[test]
+    fn an_unenrolled_printer_is_never_reported() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.printer_id("127.0.0.1:1161").unwrap();
+        let b = s.printer_id("127.0.0.1:1162").unwrap();
+        poll(&s, a, 1_000, Health::Ok, None);
+        poll(&s, b, 1_000, Health::Ok, None);
+        s.set_unenrolled("sn:SN2", 1_500).unwrap();
+        let src = Sources {
+            library: crate::printer::library::Handle::default(),
+            update: std::sync::Arc::new(|| None),
+        };
+        let hb = body(&s, &src, &mut StatusMemo::default(), 0, 2_000).unwrap();
+        let sent: Vec<&str> = hb
+            .printer_status
+            .iter()
+            .map(|p| p.address.as_str())
+            .collect();
+        assert_eq!(sent, ["127.0.0.1:1161"]);
     }
 
     #[test]
@@ -400,13 +433,13 @@ mod tests {
                 .unwrap();
         }
         let mut memo = StatusMemo::default();
-        let one = memo.pending(&s.printers().unwrap());
+        let one = memo.pending(&s.printers().unwrap(), |_| false);
         assert_eq!(one.len(), MAX_PRINTER_STATUS);
         assert!(
             one.iter()
                 .all(|p| p.communication == Communication::Unknown)
         );
         memo.acknowledged(one);
-        assert_eq!(memo.pending(&s.printers().unwrap()).len(), 20);
+        assert_eq!(memo.pending(&s.printers().unwrap(), |_| false).len(), 20);
     }
 }

@@ -72,12 +72,16 @@ async fn hostile(doc: Document) -> (String, String, Arc<AtomicU64>) {
                     .to_string();
                 if line.contains("/v1/oauth/token") {
                     let body = r#"{"access_token":"t","token_type":"bearer","expires_in":3600,"created_at":0}"#;
+                    // One request per connection: the client must not reuse this one (it
+                    // would race the server's drop: "connection closed before message
+                    // completed").
                     let r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     s.write_all(r.as_bytes()).await.ok();
                     s.flush().await.ok();
+                    s.shutdown().await.ok();
                 } else if line.contains("/jobs") {
                     // 100,000 valid jobs in 3.9 MB: within the byte budget, far over the count.
                     let jobs: Vec<String> = (0..100_000)
@@ -86,7 +90,7 @@ async fn hostile(doc: Document) -> (String, String, Arc<AtomicU64>) {
                     let body = format!(r#"{{"jobs":[{}]}}"#, jobs.join(","));
                     assert!(body.len() < MAX_DOCUMENT_BYTES);
                     let r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                         body.len()
                     );
                     s.write_all(r.as_bytes()).await.ok();

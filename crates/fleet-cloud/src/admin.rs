@@ -112,16 +112,32 @@ pub async fn settings(
 /// # Errors
 /// On database failure.
 pub fn assets_view(db: &crate::db::CloudDb) -> Result<Vec<Asset>, crate::db::DbError> {
-    let mut status: HashMap<(String, String), PrinterStatus> = HashMap::new();
+    // A serial seen at two addresses (a DHCP move): the status received last wins.
+    let mut status: HashMap<(String, String), (i64, PrinterStatus)> = HashMap::new();
     for (agent, row) in db.printer_statuses()? {
         if let (Some(serial), Ok(p)) = (row.serial, serde_json::from_str(&row.body)) {
-            status.insert((agent, serial), p);
+            let e = status
+                .entry((agent, serial))
+                .or_insert((row.received_ms, p));
+            if row.received_ms > e.0 {
+                *e = (
+                    row.received_ms,
+                    serde_json::from_str(&row.body).unwrap_or(e.1.clone()),
+                );
+            }
         }
     }
     Ok(db
         .assets()?
         .iter()
-        .map(|a| asset(a, status.get(&(a.agent_id.clone(), a.serial.clone()))))
+        .map(|a| {
+            asset(
+                a,
+                status
+                    .get(&(a.agent_id.clone(), a.serial.clone()))
+                    .map(|s| &s.1),
+            )
+        })
         .collect())
 }
 
@@ -158,12 +174,19 @@ pub fn asset(a: &AssetRow, status: Option<&PrinterStatus>) -> Asset {
         description: None,
         date_created: a.date_created_ms,
         date_modified: a.date_modified_ms,
+        // The status is sent on change only, so its lastSeen can be older than the last
+        // reading.
         last_communication: status
             .and_then(|s| s.last_seen)
-            .unwrap_or(a.last_data_refresh),
+            .map_or(a.last_data_refresh, |t| t.max(a.last_data_refresh)),
         last_data_refresh: a.last_data_refresh,
         communicating: status.is_none_or(|s| s.communication != Communication::NotCommunicating),
-        authenticated: status.map(|s| s.communication != Communication::NeedsCredentials),
+        // Known only from an answer: refused, or taken.
+        authenticated: status.and_then(|s| match s.communication {
+            Communication::NeedsCredentials => Some(false),
+            Communication::Ok | Communication::Suspect => Some(true),
+            Communication::NotCommunicating | Communication::Unknown => None,
+        }),
         communication: status.map(|s| s.communication),
         communication_reason: status.and_then(|s| s.reason.clone()),
         quirks: status.and_then(|s| s.quirks.clone()),

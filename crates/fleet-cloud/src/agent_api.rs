@@ -269,10 +269,30 @@ pub async fn heartbeat(
     let statuses: Vec<crate::db::PrinterStatusRow> = std::mem::take(&mut body.printer_status)
         .into_iter()
         .take(fleet_protocol::heartbeat::MAX_PRINTER_STATUS)
-        .map(|p| crate::db::PrinterStatusRow {
-            body: serde_json::to_string(&p).unwrap_or_default(),
-            address: p.address,
-            serial: p.serial_number,
+        .map(|mut p| {
+            // Agents' texts are kept within sizes an admin view can show.
+            let cut = |t: &mut String, n: usize| {
+                if t.len() > n {
+                    let mut i = n;
+                    while !t.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    t.truncate(i);
+                }
+            };
+            cut(&mut p.address, 128);
+            for t in [&mut p.serial_number, &mut p.reason, &mut p.quirks]
+                .into_iter()
+                .flatten()
+            {
+                cut(t, 1024);
+            }
+            crate::db::PrinterStatusRow {
+                body: serde_json::to_string(&p).unwrap_or_default(),
+                address: p.address,
+                serial: p.serial_number,
+                received_ms: 0,
+            }
         })
         .collect();
     let text = serde_json::to_string(&body).unwrap_or_default();

@@ -194,7 +194,12 @@ pub struct PrinterStatusRow {
     pub serial: Option<String>,
     /// The status as received (JSON of `fleet_protocol::heartbeat::PrinterStatus`).
     pub body: String,
+    /// When the cloud received it (epoch ms; ignored when storing).
+    pub received_ms: i64,
 }
+
+/// Most printer statuses kept per agent; the oldest received go first.
+pub const MAX_PRINTER_STATUS_ROWS: i64 = 20_000;
 
 /// Why an activation code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -694,7 +699,12 @@ impl CloudDb {
     /// # Errors
     /// On SQL failure.
     pub fn delete_asset(&self, agent_id: &str, serial: &str) -> Result<bool, DbError> {
-        Ok(self.conn().execute(
+        let c = self.conn();
+        c.execute(
+            "DELETE FROM printer_status WHERE agent_id = ?1 AND serial = ?2",
+            params![agent_id, serial],
+        )?;
+        Ok(c.execute(
             "DELETE FROM assets WHERE agent_id = ?1 AND serial = ?2",
             params![agent_id, serial],
         )? == 1)
@@ -727,6 +737,20 @@ impl CloudDb {
                 st.execute(params![agent_id, s.address, s.serial, s.body, now_ms])?;
             }
         }
+        if !statuses.is_empty() {
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM printer_status WHERE agent_id = ?1",
+                params![agent_id],
+                |r| r.get(0),
+            )?;
+            if n > MAX_PRINTER_STATUS_ROWS {
+                tx.execute(
+                    "DELETE FROM printer_status WHERE agent_id = ?1 AND address IN
+                     (SELECT address FROM printer_status WHERE agent_id = ?1 ORDER BY received_ms, address LIMIT ?2)",
+                    params![agent_id, n - MAX_PRINTER_STATUS_ROWS],
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -738,7 +762,7 @@ impl CloudDb {
     pub fn printer_statuses(&self) -> Result<Vec<(String, PrinterStatusRow)>, DbError> {
         let c = self.conn();
         let mut st = c.prepare(
-            "SELECT agent_id, address, serial, body FROM printer_status ORDER BY agent_id, address",
+            "SELECT agent_id, address, serial, body, received_ms FROM printer_status ORDER BY agent_id, address",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -747,6 +771,7 @@ impl CloudDb {
                     address: r.get(1)?,
                     serial: r.get(2)?,
                     body: r.get(3)?,
+                    received_ms: r.get(4)?,
                 },
             ))
         })?;

@@ -42,8 +42,6 @@ pub struct PrinterCounts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Communication {
-    /// Not polled yet.
-    Unknown,
     /// The last poll answered.
     Ok,
     /// Missed one or more polls, below the agent's not-communicating threshold.
@@ -53,6 +51,10 @@ pub enum Communication {
     /// The printer answers but refuses the agent's credentials (SNMPv3 unknown user, wrong
     /// digest or pass phrase, unsupported security level): an admin must update them.
     NeedsCredentials,
+    /// Not polled yet (and any status a newer agent sends that this side does not know,
+    /// so one new word never makes a whole heartbeat unreadable).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Most printer statuses one heartbeat carries; the rest follow in the next beats.
@@ -178,4 +180,19 @@ pub struct HeartbeatAnswer {
     /// it pull them.
     #[serde(default)]
     pub config_etag: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_word_this_side_does_not_know_reads_as_unknown() {
+        let s: PrinterStatus =
+            serde_json::from_str(r#"{"address": "192.0.2.1:161", "communication": "sleeping"}"#)
+                .unwrap();
+        assert_eq!(s.communication, Communication::Unknown);
+        let back = serde_json::to_value(Communication::NeedsCredentials).unwrap();
+        assert_eq!(back, "needsCredentials");
+    }
 }

@@ -361,9 +361,10 @@ async fn run<C: SnmpClient>(
     let mut losses = 0u32;
     // The last error-status answer, asked again once before it is learned from.
     let mut last_refusal: Option<(i32, usize, PduType, usize, usize)> = None;
-    // After a refusal, GETBULK asks one row per column for the rest of this collection:
-    // a multi-row answer refused as a whole (a column stepping into a refused neighbour)
-    // would otherwise take the rows before the step with it.
+    // After a confirmed refusal, GETBULK asks one row per column for the rest of this
+    // collection before blaming a column: a multi-row answer refused as a whole (a column
+    // stepping into a refused neighbour) would otherwise take the rows before the step
+    // with it. (Not at a first refusal: a busy agent's one genErr must not slow the poll.)
     let mut careful = false;
     loop {
         if p.firsts.is_empty() {
@@ -511,6 +512,10 @@ async fn run<C: SnmpClient>(
                 let refusal = (status, index, kind, nr, ncols);
                 if last_refusal != Some(refusal) {
                     last_refusal = Some(refusal);
+                    continue;
+                }
+                if bulk && reps > 1 && !careful {
+                    // One row per column; refused again, it is learned from at once.
                     careful = true;
                     continue;
                 }
