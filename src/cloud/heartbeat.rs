@@ -36,7 +36,7 @@ fn status(p: &crate::store::PrinterRow) -> PrinterStatus {
     let quirks = p
         .quirks
         .as_deref()
-        .and_then(|q| serde_json::from_str::<fleet_snmp::quirks::Quirks>(q).ok())
+        .and_then(|q| crate::store::read_quirks(q).ok())
         .filter(|q| !q.is_empty())
         .map(|q| q.to_string());
     PrinterStatus {
@@ -216,34 +216,31 @@ pub async fn run(
     } = conn.clone();
     let started = clock.now_ms();
     let mut period = DEFAULT_PERIOD;
-    let mut memo = Some(StatusMemo::default());
+    let mut memo = StatusMemo::default();
     loop {
         // Set when the settings status changed, so the cloud hears of it at once.
         let mut again = false;
         // Set when more printer statuses wait than one beat carries.
         let mut more = false;
         let (s, src, now) = (store.clone(), sources.clone(), clock.now_ms());
-        let mut m = memo.take().unwrap_or_default();
+        // The memo goes to the blocking task and comes back (a failed task loses it:
+        // every printer is then sent again, which is harmless).
+        let mut m = std::mem::take(&mut memo);
         let built = tokio::task::spawn_blocking(move || {
             let b = body(&s, &src, &mut m, started, now);
             (b, m)
         })
-        .await;
-        let built = match built {
-            Ok((b, m)) => {
-                memo = Some(m);
-                Ok(b)
-            }
-            Err(e) => Err(e),
-        };
+        .await
+        .map(|(b, m)| {
+            memo = m;
+            b
+        });
         match built {
             Ok(Ok(b)) => match client.heartbeat(&creds, &b).await {
                 Ok(answer) => {
                     link.contact();
                     more = b.printer_status.len() == MAX_PRINTER_STATUS;
-                    if let Some(m) = memo.as_mut() {
-                        m.acknowledged(b.printer_status);
-                    }
+                    memo.acknowledged(b.printer_status);
                     if let Some(link) = &settings {
                         again = maybe_pull(&conn, &store, link, &answer).await;
                     }

@@ -622,20 +622,13 @@ pub async fn run<C: SnmpClient + Clone>(
     let known_quirks: Arc<HashMap<String, fleet_snmp::quirks::Quirks>> = Arc::new(match &store {
         Some(s) => {
             let s = s.clone();
-            tokio::task::spawn_blocking(move || s.quirks_by_address())
+            tokio::task::spawn_blocking(move || s.printer_quirks())
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(a, q)| {
-                    Some((
-                        a,
-                        serde_json::from_str::<fleet_snmp::quirks::Quirks>(&q)
-                            .ok()?
-                            .bounded(),
-                    ))
-                })
+                .filter_map(|r| Some((r.address, crate::store::read_quirks(&r.quirks).ok()?)))
                 .collect()
         }
         None => HashMap::new(),

@@ -681,9 +681,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
             let Some(&i) = by_id.get(&row.printer_id) else {
                 continue;
             };
-            match serde_json::from_str::<Quirks>(&row.quirks) {
+            match crate::store::read_quirks(&row.quirks) {
                 Ok(q) => {
-                    self.slots[i].quirks = q.bounded();
+                    self.slots[i].quirks = q;
                     self.slots[i].quirks_at = row.learned_ms;
                 }
                 // Learned again at the next poll.

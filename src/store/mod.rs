@@ -254,10 +254,22 @@ pub struct Success {
 pub struct StoredQuirks {
     /// Printer row id.
     pub printer_id: i64,
+    /// Its address (`ip:port`).
+    pub address: String,
     /// JSON of `fleet_snmp::quirks::Quirks`.
     pub quirks: String,
     /// When they were learned or last re-probed (epoch ms).
     pub learned_ms: i64,
+}
+
+/// Reads quirks as the store keeps them (JSON of `fleet_snmp::quirks::Quirks`), within
+/// their bounds: a stored row is input like any other.
+///
+/// # Errors
+/// When the JSON is not quirks.
+pub fn read_quirks(json: &str) -> Result<fleet_snmp::quirks::Quirks, serde_json::Error> {
+    serde_json::from_str::<fleet_snmp::quirks::Quirks>(json)
+        .map(fleet_snmp::quirks::Quirks::bounded)
 }
 
 /// The outcome of one poll, written in one transaction with others.
@@ -513,27 +525,16 @@ impl Store {
     pub fn printer_quirks(&self) -> Result<Vec<StoredQuirks>, StoreError> {
         let c = self.conn();
         let mut st = c.prepare_cached(
-            "SELECT id, quirks, quirks_learned_ms FROM printers WHERE quirks IS NOT NULL AND quirks_learned_ms IS NOT NULL",
+            "SELECT id, quirks, quirks_learned_ms, address FROM printers WHERE quirks IS NOT NULL AND quirks_learned_ms IS NOT NULL",
         )?;
         let rows = st.query_map([], |r| {
             Ok(StoredQuirks {
                 printer_id: r.get(0)?,
                 quirks: r.get(1)?,
                 learned_ms: r.get(2)?,
+                address: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The remembered agent quirks (JSON) of every printer that has some, by address.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn quirks_by_address(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let c = self.conn();
-        let mut st =
-            c.prepare_cached("SELECT address, quirks FROM printers WHERE quirks IS NOT NULL")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

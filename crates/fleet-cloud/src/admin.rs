@@ -116,14 +116,15 @@ pub fn assets_view(db: &crate::db::CloudDb) -> Result<Vec<Asset>, crate::db::DbE
     let mut status: HashMap<(String, String), (i64, PrinterStatus)> = HashMap::new();
     for (agent, row) in db.printer_statuses()? {
         if let (Some(serial), Ok(p)) = (row.serial, serde_json::from_str(&row.body)) {
-            let e = status
-                .entry((agent, serial))
-                .or_insert((row.received_ms, p));
-            if row.received_ms > e.0 {
-                *e = (
-                    row.received_ms,
-                    serde_json::from_str(&row.body).unwrap_or(e.1.clone()),
-                );
+            match status.entry((agent, serial)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if row.received_ms > e.get().0 {
+                        e.insert((row.received_ms, p));
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((row.received_ms, p));
+                }
             }
         }
     }
