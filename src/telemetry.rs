@@ -27,6 +27,10 @@ pub struct Metrics {
     pub poll_duration: Histogram,
     /// Polls in flight.
     pub polls_in_flight: Gauge,
+    /// SNMP requests answered in successful polls.
+    pub snmp_requests: Counter,
+    /// SNMP requests sent in successful polls to learn how an agent must be asked.
+    pub snmp_probes: Counter,
     /// Events recorded by kind (counter resets, supply replacements, ...).
     pub events: Family<Labels, Counter>,
     /// Store write failures.
@@ -90,6 +94,18 @@ impl Metrics {
             "polls_in_flight",
             "Printer polls in progress",
             polls_in_flight.clone(),
+        );
+        let snmp_requests = Counter::default();
+        registry.register(
+            "snmp_requests",
+            "SNMP requests answered in successful polls",
+            snmp_requests.clone(),
+        );
+        let snmp_probes = Counter::default();
+        registry.register(
+            "snmp_probes",
+            "SNMP requests sent in successful polls to learn how an agent must be asked",
+            snmp_probes.clone(),
         );
         let events = Family::<Labels, Counter>::default();
         registry.register("events", "Printer events recorded by kind", events.clone());
@@ -179,6 +195,8 @@ impl Metrics {
             poll_failures,
             poll_duration,
             polls_in_flight,
+            snmp_requests,
+            snmp_probes,
             events,
             store_errors,
             discovery_done,

@@ -278,18 +278,6 @@ function supplyLevel(s) {
   return { someRemaining: "some remaining", unknown: "unknown", unrestricted: "unrestricted" }[ext.levelState] || "—";
 }
 
-// How the printer's SNMP agent must be asked (device.quirks), in words.
-function quirksText(q) {
-  if (!q) return "none";
-  const parts = [];
-  if (q.v1) parts.push("SNMPv1 only");
-  if (q.noBulk) parts.push("GETNEXT only (GETBULK fails)");
-  if (q.maxRepetitions) parts.push(`GETBULK of at most ${q.maxRepetitions} repetition(s)`);
-  if (q.maxObjects) parts.push(`at most ${q.maxObjects} object(s) per request`);
-  if ((q.skip || []).length) parts.push(`${q.skip.length} object(s) it does not answer are skipped`);
-  return parts.join("; ") || "none";
-}
-
 // device.unavailable grouped by section and reason: "alerts: prtAlertGroup, prtAlertCode — no answer ...".
 function unreadLines(list) {
   const groups = new Map();
@@ -326,7 +314,7 @@ async function openPrinter(id) {
       ["Firmware", d.firmwareVersion || d.sysDescr || "—"],
       ["Page count", c.lifetimeCount != null ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
       ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
-      ["Agent quirks", quirksText(d.quirks)],
+      ["Agent quirks", p.agentQuirks || "none"],
     ]),
     (d.unavailable || []).length
       ? el("div", { class: "help", id: "printer-unread" },

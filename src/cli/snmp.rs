@@ -202,9 +202,13 @@ pub(super) async fn poll(a: PollArgs) -> anyhow::Result<()> {
             .snmp_version
             .unwrap_or(target.security.version());
         write!(out, "{}", render(&report, addr, version))?;
+        let probes = match stats.probes {
+            0 => String::new(),
+            n => format!(" and {n} probe(s) to learn how to ask it"),
+        };
         writeln!(
             out,
-            "\n({} SNMP requests, {} values)",
+            "\n({} SNMP requests{probes}, {} values)",
             stats.requests, stats.values
         )?;
     }

@@ -93,8 +93,10 @@ pub struct Reading {
 /// Statistics of one poll.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PollStats {
-    /// SNMP round trips.
+    /// SNMP round trips (requests answered).
     pub requests: u32,
+    /// Requests sent to find out how a misbehaving agent must be asked (answered or not).
+    pub probes: u32,
     /// Values collected.
     pub values: usize,
     /// This read learned how the agent must be asked (`device.quirks`, to remember).
@@ -190,6 +192,7 @@ impl Reader {
             report,
             PollStats {
                 requests: c.requests,
+                probes: c.probes,
                 values: c.values.len(),
                 learned,
             },

@@ -822,6 +822,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
         let at_ms = self.reader.clock.now_ms();
         let (record, failure) = match result {
             Ok((report, stats)) => {
+                self.metrics.snmp_requests.inc_by(u64::from(stats.requests));
+                self.metrics.snmp_probes.inc_by(u64::from(stats.probes));
                 s.failures = 0;
                 s.health = Health::Ok;
                 events.extend(integrity::compare(

@@ -495,7 +495,7 @@ fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
     // What each must teach the poller: only a real limit, never a passing slowness.
     for (quirk, version, learned) in [
         ("v1-only", "v1", json!({"v1": true})),
-        ("too-big-above=5", "v2c", Value::Null),
+        ("too-big-above=5", "v2c", json!({"maxObjects": 5})),
         ("bulk=one", "v2c", Value::Null),
         ("bulk=generr", "v2c", json!({"noBulk": true})),
         ("slow=100-600", "v2c", Value::Null),
@@ -518,6 +518,16 @@ fn v1_only_too_big_and_one_repetition_agents_give_the_full_report() {
         strip(&mut r);
         assert_eq!(r, full, "{quirk}");
     }
+    // tooBig for a response of more than 10 values: learned as limits that keep every
+    // response within 10 (objects per request, values per response), the full report read.
+    let (_sim, addr) = simulate_dir(&own_fixtures(), &["--quirk", "too-big-response=10"]);
+    let mut r = poll_json(addr, &["-c", "acme-color"]);
+    let q = r["device"]["quirks"].clone();
+    let at_most_10 = |k: &str| q[k].as_u64().is_some_and(|n| (1..=10).contains(&n));
+    assert!(at_most_10("maxObjects") && at_most_10("maxValues"), "{q}");
+    assert!(r["device"].get("unavailable").is_none(), "{r}");
+    strip(&mut r);
+    assert_eq!(r, full);
 }
 
 /// An agent that goes backwards inside a table, or answers with the wrong types, still

@@ -58,7 +58,9 @@ fn unescape(s: &str) -> String {
 async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value> {
     let client = UdpClient::new().unwrap();
     let mut out = BTreeMap::new();
-    println!("{addr}: recording, round trips of the first and second poll, quirks learned");
+    println!(
+        "{addr}: recording, round trips (answered + probes) of the first and second poll, quirks learned"
+    );
     for name in names {
         let mut t = Target::new(addr, Security::v2c(name));
         t.timeout = Duration::from_millis(1500);
@@ -75,8 +77,8 @@ async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value>
             .await
             .unwrap_or_else(|e| panic!("{name}: second poll: {e}"));
         println!(
-            "  {name:<32} {:>4} {:>4}  {known}",
-            s1.requests, s2.requests
+            "  {name:<32} {:>3}+{:<3} {:>3}+{:<3} {known}",
+            s1.requests, s1.probes, s2.requests, s2.probes
         );
         assert!(!s2.learned, "{name}: the second poll learned more: {known}");
         let mut v = serde_json::to_value(report).unwrap();

@@ -216,6 +216,18 @@ fn run_status_and_config_commands_work_end_to_end() {
         "{metrics}"
     );
     assert!(metrics.contains("fleet_agent_polls_total"));
+    // Healthy agents: requests counted, none spent on probes.
+    assert!(
+        metrics.lines().any(|l| l
+            .strip_prefix("fleet_agent_snmp_requests_total ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 2)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleet_agent_snmp_probes_total 0\n"),
+        "{metrics}"
+    );
     // Each new printer's first reading queued one snapshot in the durable outbox.
     assert!(
         metrics.contains("fleet_agent_uploads_queued_total{kind=\"snapshot\"} 2"),

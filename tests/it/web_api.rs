@@ -622,3 +622,35 @@ fn every_route_is_documented() {
         "missing from docs/web-api.md: {missing:?}"
     );
 }
+
+/// A printer's page says in words how its agent is asked (the remembered quirks, the
+/// same text as `poll` and the cloud), and "none" for an ordinary agent.
+#[tokio::test]
+async fn a_printer_says_how_its_agent_is_asked() {
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let p = Page::start(&url, &ca).await;
+    let store = &p.agent.store;
+    let plain = store.printer_id("192.0.2.10:161").unwrap();
+    let quirky = store.printer_id("192.0.2.11:161").unwrap();
+    let q = fleet_snmp::quirks::Quirks {
+        no_bulk: true,
+        max_values: Some(12),
+        ..Default::default()
+    };
+    store
+        .set_quirks(quirky, Some(&serde_json::to_string(&q).unwrap()), 1)
+        .unwrap();
+    let text = |id: i64| {
+        let p = &p;
+        async move {
+            let r = p.call("GET", &format!("/api/printers/{id}"), None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()["agentQuirks"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(text(plain).await, "none");
+    assert_eq!(
+        text(quirky).await,
+        "GETNEXT only (GETBULK fails); at most 12 value(s) per response (tooBig above)"
+    );
+}

@@ -59,7 +59,8 @@ pub struct SimulateArgs {
     /// `drop=OID` (no answer to a request naming an object under OID), `generr=OID`
     /// (genErr for objects under OID), `nosuchname=OID` (noSuchName for them), `bulk=drop|generr|one` (GETBULK unanswered,
     /// refused, or one repetition only), `too-big-above=N` (tooBig for more than N
-    /// objects in a request), `v1-only` (v2c and v3 unanswered), `slow=MS` or
+    /// objects in a request), `too-big-response=N` (tooBig for a response of more than N
+    /// values instead of a shorter GETBULK answer), `v1-only` (v2c and v3 unanswered), `slow=MS` or
     /// `slow=MIN-MAX` (each answer that late), `duplicate` (each answer sent twice),
     /// `backwards=OID` (a walk inside a column under OID gets the asked OID back),
     /// `wrong-type=OID` (values under OID with the wrong type).
@@ -83,6 +84,8 @@ pub enum Quirk {
     Bulk(fleet_snmp::agent::BulkFault),
     /// `too-big-above=N`.
     TooBigAbove(usize),
+    /// `too-big-response=N`.
+    TooBigResponse(usize),
     /// `v1-only`.
     V1Only,
     /// `slow=MS` or `slow=MIN-MAX`.
@@ -114,6 +117,10 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
             .parse()
             .map(Quirk::TooBigAbove)
             .map_err(|e| format!("{s:?}: {e}")),
+        Some(("too-big-response", v)) => v
+            .parse()
+            .map(Quirk::TooBigResponse)
+            .map_err(|e| format!("{s:?}: {e}")),
         None if s == "v1-only" => Ok(Quirk::V1Only),
         None if s == "duplicate" => Ok(Quirk::Duplicate),
         Some(("slow", v)) => {
@@ -128,7 +135,7 @@ fn parse_quirk(s: &str) -> Result<Quirk, String> {
             Ok(Quirk::Slow(lo, hi))
         }
         _ => Err(format!(
-            "{s:?}: expected drop=OID, generr=OID, nosuchname=OID, bulk=drop|generr|one, too-big-above=N, v1-only, slow=MS[-MS], duplicate, backwards=OID or wrong-type=OID"
+            "{s:?}: expected drop=OID, generr=OID, nosuchname=OID, bulk=drop|generr|one, too-big-above=N, too-big-response=N, v1-only, slow=MS[-MS], duplicate, backwards=OID or wrong-type=OID"
         )),
     }
 }
@@ -143,6 +150,7 @@ pub fn faults(quirks: &[Quirk]) -> fleet_snmp::agent::Faults {
             Quirk::NoSuchName(o) => f.no_such_name.push(o.clone()),
             Quirk::Bulk(b) => f.bulk = Some(*b),
             Quirk::TooBigAbove(n) => f.too_big_above = Some(*n),
+            Quirk::TooBigResponse(n) => f.too_big_response_above = Some(*n),
             Quirk::V1Only => f.v1_only = true,
             Quirk::Backwards(o) => f.backwards.push(o.clone()),
             Quirk::WrongType(o) => f.wrong_type.push(o.clone()),

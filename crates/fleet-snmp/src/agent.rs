@@ -336,6 +336,9 @@ pub struct Faults {
     pub bulk: Option<BulkFault>,
     /// A request with more varbinds than this gets tooBig.
     pub too_big_above: Option<usize>,
+    /// A response of more varbinds than this is answered tooBig instead (an agent with a
+    /// small buffer that does not shorten GETBULK answers as RFC 3416 asks).
+    pub too_big_response_above: Option<usize>,
     /// Only SNMPv1 is answered (v2c and v3 requests get no answer).
     pub v1_only: bool,
     /// Inside a column under one of these, a walk gets the asked OID back (non-increasing:
@@ -408,6 +411,12 @@ pub fn respond_with_faults(
     let mut resp = respond(store, version, &req, max_size)?;
     if resp.error_status != 0 {
         return Some(resp);
+    }
+    if faults
+        .too_big_response_above
+        .is_some_and(|n| resp.varbinds.len() > n)
+    {
+        return Some(error_pdu(&req, error_status::TOO_BIG, 0, Vec::new()));
     }
     let n = req.varbinds.len();
     let nr = if bulk {

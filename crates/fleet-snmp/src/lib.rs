@@ -227,7 +227,8 @@ pub struct Target {
     pub timeout: Duration,
     /// Extra attempts after the first one times out.
     pub retries: u32,
-    /// GETBULK max-repetitions budget (varbinds per response, spread over columns).
+    /// GETBULK max-repetitions budget (varbinds per response, spread over columns);
+    /// 0 walks with GETNEXT (an agent whose GETBULK fails).
     pub max_repetitions: u32,
 }
 

@@ -11,6 +11,7 @@
 
 use super::{Oid, PduType, Request, Security, SnmpClient, SnmpError, Target, VarBind, Version};
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Objects a device is not asked for at most (a device that fails on everything is
@@ -42,6 +43,10 @@ pub struct Quirks {
     /// It answers requests of at most this many objects.
     #[serde(default)]
     pub max_objects: Option<u32>,
+    /// It answers tooBig to a response of more values than this (GETBULK repetitions
+    /// over all columns of one request).
+    #[serde(default)]
+    pub max_values: Option<u32>,
     /// Objects it is not asked for. An object strictly inside a column being walked
     /// means "stop the column there" (the device hangs past that row).
     #[serde(default)]
@@ -114,15 +119,22 @@ impl Quirks {
     }
 
     /// `target` as requests outside a planned collection (a job's GET, SET or walk) must
-    /// use it: SNMPv1 for a v2c agent that answers v1 only, and no more GETBULK
-    /// repetitions than the device bears. (Skipped objects are the collection's business.)
+    /// use it: SNMPv1 for a v2c agent that answers v1 only, GETNEXT for one whose
+    /// GETBULK fails (`max_repetitions` 0), and no more GETBULK repetitions or values
+    /// than the device bears. (Skipped objects are the collection's business.)
     pub fn target(&self, target: &Target) -> Target {
         let mut t = match self.v1.then(|| as_v1(target)).flatten() {
             Some(t) => t,
             None => target.clone(),
         };
-        if let Some(n) = self.max_repetitions {
+        for n in [self.max_repetitions, self.max_values]
+            .into_iter()
+            .flatten()
+        {
             t.max_repetitions = t.max_repetitions.min(n.max(1));
+        }
+        if self.no_bulk {
+            t.max_repetitions = 0;
         }
         t
     }
@@ -132,6 +144,7 @@ impl Quirks {
         self.skip.truncate(MAX_SKIPS);
         self.max_objects = self.max_objects.map(|n| n.max(1));
         self.max_repetitions = self.max_repetitions.map(|n| n.max(1));
+        self.max_values = self.max_values.map(|n| n.max(1));
         self
     }
 }
@@ -151,6 +164,9 @@ impl fmt::Display for Quirks {
         }
         if let Some(n) = self.max_objects {
             parts.push(format!("at most {n} object(s) per request"));
+        }
+        if let Some(n) = self.max_values {
+            parts.push(format!("at most {n} value(s) per response (tooBig above)"));
         }
         if !self.skip.is_empty() {
             let list: Vec<String> = self
@@ -191,13 +207,15 @@ pub(crate) fn as_v1(target: &Target) -> Option<Target> {
     }
 }
 
-/// Sends `request` once with `timeout`; `None` when it goes unanswered.
+/// Sends `request` once with `timeout` (counted in `sent`); `None` when it goes unanswered.
 async fn once<C: SnmpClient>(
     client: &C,
     target: &Target,
     request: Request,
     timeout: Duration,
+    sent: &AtomicU32,
 ) -> Option<Result<super::Pdu, SnmpError>> {
+    sent.fetch_add(1, Ordering::Relaxed);
     let t = Target {
         retries: 0,
         timeout,
@@ -220,9 +238,13 @@ fn liveness() -> Request {
 
 /// Whether the device still answers a minimal request (before something is learned from
 /// unanswered probes: a printer rebooting mid-poll must not get every object skipped).
-pub(crate) async fn still_there<C: SnmpClient>(client: &C, target: &Target) -> bool {
+pub(crate) async fn still_there<C: SnmpClient>(
+    client: &C,
+    target: &Target,
+    sent: &AtomicU32,
+) -> bool {
     matches!(
-        once(client, target, liveness(), target.timeout).await,
+        once(client, target, liveness(), target.timeout, sent).await,
         Some(Ok(_))
     )
 }
@@ -239,9 +261,9 @@ pub(crate) enum Alive {
 
 /// Asks for sysUpTime.0 once (and, for a v2c target, as v1 at the same time, so a dead
 /// device costs one timeout, not two).
-pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target) -> Alive {
+pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target, sent: &AtomicU32) -> Alive {
     let start = tokio::time::Instant::now();
-    let v2 = once(client, target, liveness(), target.timeout);
+    let v2 = once(client, target, liveness(), target.timeout, sent);
     let Some(t1) = as_v1(target) else {
         return match v2.await {
             Some(Ok(_)) => Alive::Yes(start.elapsed()),
@@ -249,7 +271,7 @@ pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target) -> Alive {
         };
     };
     let v1 = async {
-        let r = once(client, &t1, liveness(), target.timeout).await;
+        let r = once(client, &t1, liveness(), target.timeout, sent).await;
         (r, start.elapsed(), t1)
     };
     tokio::pin!(v2, v1);
@@ -272,7 +294,7 @@ pub(crate) async fn alive<C: SnmpClient>(client: &C, target: &Target) -> Alive {
             }
             // v1 answered, v2c did not: v2c once more before switching the printer to v1
             // for a day (a lost datagram must not do that).
-            return match once(client, target, liveness(), target.timeout).await {
+            return match once(client, target, liveness(), target.timeout, sent).await {
                 Some(Ok(_)) => Alive::Yes(rtt),
                 _ => Alive::AsV1(t1, rtt),
             };
@@ -304,6 +326,7 @@ pub(crate) async fn diagnose<C: SnmpClient>(
     target: &Target,
     request: &Request,
     rtt: Duration,
+    sent: &AtomicU32,
 ) -> Diagnosis {
     let timeout = rtt.saturating_mul(10).clamp(
         Duration::from_millis(300),
@@ -319,13 +342,14 @@ pub(crate) async fn diagnose<C: SnmpClient>(
             .map(|&i| VarBind::null(names[i].clone()))
             .collect(),
     };
-    let answers = |r: Request| async move { once(client, target, r, timeout).await.is_some() };
+    let answers =
+        |r: Request| async move { once(client, target, r, timeout, sent).await.is_some() };
     let all: Vec<usize> = (0..names.len()).collect();
     let mut d = Diagnosis::default();
     if request.kind == PduType::GetBulk && answers(getnext(&all)).await {
         // The same GETBULK once more with the target's own timeout: answered now, it was
         // a passing loss, not a broken GETBULK.
-        if once(client, target, request.clone(), target.timeout)
+        if once(client, target, request.clone(), target.timeout, sent)
             .await
             .is_some()
         {
@@ -377,8 +401,11 @@ pub(crate) async fn diagnose<C: SnmpClient>(
     // object found bad is asked for again, alone, with the target's own timeout (all at
     // once: one timeout however many, at most MAX_CONFIRM in flight), and a size limit is
     // checked against the request without the bad objects.
-    let confirm =
-        |r: Request| async move { once(client, target, r, target.timeout).await.is_some() };
+    let confirm = |r: Request| async move {
+        once(client, target, r, target.timeout, sent)
+            .await
+            .is_some()
+    };
     d.bad.sort_unstable();
     let mut bad = Vec::with_capacity(d.bad.len());
     for chunk in d.bad.chunks(MAX_CONFIRM) {
@@ -426,6 +453,17 @@ mod tests {
             (j.addr, j.timeout, j.retries),
             (t.addr, t.timeout, t.retries)
         );
+        // GETBULK broken: GETNEXT (max-repetitions 0); too big a response: fewer values.
+        let q2 = Quirks {
+            max_values: Some(7),
+            ..Quirks::default()
+        };
+        assert_eq!(q2.target(&t).max_repetitions, 7);
+        let q2 = Quirks {
+            no_bulk: true,
+            ..q2
+        };
+        assert_eq!(q2.target(&t).max_repetitions, 0);
         // A v3 target is never turned into a community one.
         let v3 = Target::new(
             addr,

@@ -6,6 +6,7 @@ use super::message::error_status;
 use super::quirks::{self, Alive, Quirks, Reason, Skip};
 use super::{Oid, Pdu, PduType, Request, SnmpClient, SnmpError, Target, Value, VarBind, Version};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What one collection may gather from a device, so that an agent that keeps inventing
 /// OIDs or serves endless large values costs bounded memory and round trips.
@@ -175,8 +176,11 @@ pub async fn walk_subtree<C: SnmpClient>(
 pub struct Collection {
     /// Every value returned inside a requested subtree, by instance OID.
     pub values: BTreeMap<Oid, Value>,
-    /// Round trips made.
+    /// Round trips made (requests answered).
     pub requests: u32,
+    /// [`collect_adaptive`]: requests sent to find out how the device must be asked
+    /// (answered or not).
+    pub probes: u32,
     /// Bytes kept, as [`weight`] counts them.
     pub bytes: usize,
     /// Set when the budget stopped the collection early.
@@ -351,9 +355,18 @@ async fn run<C: SnmpClient>(
             }),
         }
     }
-    let mut budget = target.max_repetitions.max(1) as usize;
-    // Columns per request; shrinks when an agent answers tooBig to one repetition.
-    let mut max_cols = p.cols.len().max(1);
+    let mut budget = (target.max_repetitions.max(1) as usize)
+        .min(q.max_values.map_or(usize::MAX, |n| n.max(1) as usize));
+    // tooBig: a request too big, or its response? The same objects asked with one
+    // repetition tell: answered, the response was (the values per response are halved);
+    // refused, the request (the objects per request are). What is answered below what
+    // is refused is remembered, so the next poll asks within both limits at once.
+    let mut size_check = false;
+    let mut obj_cap = usize::MAX;
+    let mut budget_cut = false;
+    let mut refused_objects: Option<usize> = None;
+    let mut answered_objects = std::collections::BTreeSet::new();
+    let sent = AtomicU32::new(0);
     // A round trip of the device, once measured by a probe.
     let mut rtt: Option<std::time::Duration> = None;
     let mut answered = false;
@@ -385,18 +398,23 @@ async fn run<C: SnmpClient>(
             break;
         }
         let v1 = target.security.version() == Version::V1;
-        let bulk = !v1 && !q.no_bulk;
-        let max_obj = q.max_objects.map_or(usize::MAX, |n| n.max(1) as usize);
+        let bulk = !v1 && !q.no_bulk && target.max_repetitions > 0;
+        let max_obj = q
+            .max_objects
+            .map_or(usize::MAX, |n| n.max(1) as usize)
+            .min(obj_cap);
         if p.firsts.len() > max_obj {
             let rest = p.firsts.split_off(max_obj);
             p.deferred.splice(0..0, rest);
         }
         let nr = p.firsts.len();
-        let ncols = p.cols.len().min(max_cols).min(max_obj - nr);
-        let reps = if bulk && careful {
+        let ncols = p.cols.len().min(max_obj - nr);
+        let reps = if bulk && (careful || size_check) {
             1
         } else if bulk {
+            // The non-repeaters' values count against the budget too.
             budget
+                .saturating_sub(nr)
                 .checked_div(ncols)
                 .map_or(0, |r| r.max(1))
                 .min(q.max_repetitions.map_or(usize::MAX, |r| r as usize))
@@ -429,7 +447,7 @@ async fn run<C: SnmpClient>(
                     return Err(e);
                 }
                 if !answered && rtt.is_none() {
-                    match quirks::alive(client, &target).await {
+                    match quirks::alive(client, &target, &sent).await {
                         Alive::Yes(t) => rtt = Some(t),
                         Alive::AsV1(t, r) => {
                             // v2c goes unanswered, v1 is: ask again as v1.
@@ -442,7 +460,8 @@ async fn run<C: SnmpClient>(
                         Alive::No => return Err(e),
                     }
                 }
-                let d = quirks::diagnose(client, &target, &req, rtt.unwrap_or_default()).await;
+                let d =
+                    quirks::diagnose(client, &target, &req, rtt.unwrap_or_default(), &sent).await;
                 if d.is_empty() {
                     // Everything answered when asked again: a passing loss. Ask again,
                     // twice at most (a device that keeps losing requests fails the poll).
@@ -453,7 +472,7 @@ async fn run<C: SnmpClient>(
                     continue;
                 }
                 if (!d.bad.is_empty() || d.max_objects.is_some())
-                    && !quirks::still_there(client, &target).await
+                    && !quirks::still_there(client, &target, &sent).await
                 {
                     // Gone mid-poll (a reboot): what the probes saw says nothing.
                     return Err(e);
@@ -478,19 +497,43 @@ async fn run<C: SnmpClient>(
         out.requests += 1;
         let index = usize::try_from(pdu.error_index).unwrap_or(0);
         match pdu.error_status {
-            0 => {}
-            error_status::TOO_BIG => {
-                if !v1 && reps > 1 {
+            0 => {
+                if size_check {
+                    // One repetition answered: the response was too big.
+                    size_check = false;
                     budget = (budget / 2).max(1);
-                } else if ncols > 1 {
-                    max_cols = (ncols / 2).max(1);
-                } else if nr > 1 {
-                    p.deferred.splice(0..0, p.firsts.split_off(nr / 2));
-                } else {
+                    budget_cut = true;
+                }
+                let n = nr + ncols;
+                answered_objects.insert(n);
+                // Bisects towards the limit between what was answered and refused.
+                if let Some(hi) = refused_objects
+                    && n == obj_cap
+                    && hi > n + 1
+                {
+                    obj_cap = (n + hi) / 2;
+                }
+            }
+            error_status::TOO_BIG => {
+                if bulk && reps > 1 {
+                    size_check = true;
+                    continue;
+                }
+                // Refused with one repetition (or none): too many objects at once.
+                size_check = false;
+                let n = nr + ncols;
+                if n <= 1 {
                     return Err(SnmpError::TooBig {
                         target: target.addr,
                     });
                 }
+                refused_objects = Some(refused_objects.map_or(n, |r| r.min(n)));
+                let lo = answered_objects
+                    .range(..n)
+                    .next_back()
+                    .copied()
+                    .unwrap_or(0);
+                obj_cap = ((lo + n) / 2).max(1);
                 continue;
             }
             error_status::NO_SUCH_NAME if v1 && index >= 1 => {
@@ -522,7 +565,7 @@ async fn run<C: SnmpClient>(
                 last_refusal = None;
                 if bulk
                     && status == error_status::GEN_ERR
-                    && getnext_answers(client, &target, &p, nr, ncols).await
+                    && getnext_answers(client, &target, &p, nr, ncols, &sent).await
                 {
                     // genErr to GETBULK, the same objects answered by GETNEXT.
                     q.no_bulk = true;
@@ -616,8 +659,25 @@ async fn run<C: SnmpClient>(
         });
     }
     if adapt.is_some() {
+        // The largest request answered below the smallest refused for its size.
+        if let Some(n) = refused_objects
+            .and_then(|r| answered_objects.range(..r).next_back().copied())
+            .and_then(|n| u32::try_from(n).ok())
+            && q.max_objects.is_none_or(|m| n < m)
+        {
+            q.max_objects = Some(n);
+            out.learned = true;
+        }
+        if let Ok(n) = u32::try_from(budget)
+            && budget_cut
+            && q.max_values.is_none_or(|m| n < m)
+        {
+            q.max_values = Some(n);
+            out.learned = true;
+        }
         out.quirks = q;
     }
+    out.probes = sent.load(Ordering::Relaxed);
     Ok(out)
 }
 
@@ -628,7 +688,9 @@ async fn getnext_answers<C: SnmpClient>(
     p: &Pending,
     nr: usize,
     ncols: usize,
+    sent: &AtomicU32,
 ) -> bool {
+    sent.fetch_add(1, Ordering::Relaxed);
     let req = p.request(PduType::GetNext, nr, ncols, 0);
     matches!(client.request(target, req).await, Ok(pdu) if pdu.error_status == 0)
 }
@@ -1000,24 +1062,108 @@ mod tests {
             }
         }
 
+        /// Counts the tooBig answers a client gets.
+        struct CountTooBig(FakeSnmp, std::sync::atomic::AtomicU32);
+        impl SnmpClient for CountTooBig {
+            async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+                let pdu = self.0.request(target, request).await?;
+                if pdu.error_status == error_status::TOO_BIG {
+                    self.1.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(pdu)
+            }
+        }
+
+        /// A job's walk of a device whose GETBULK goes unanswered: with the target the
+        /// quirks make, GETNEXT, every row read.
         #[tokio::test(start_paused = true)]
-        async fn one_repetition_and_too_big_still_read_everything() {
-            for faults in [
+        async fn a_walk_for_a_job_uses_getnext_where_getbulk_fails() {
+            let (f, addr) = fake();
+            f.set_faults(
+                addr,
+                Faults {
+                    bulk: Some(BulkFault::Drop),
+                    ..Faults::default()
+                },
+            );
+            let t = Target::new(addr, Security::v2c("public"));
+            let column = o("1.3.6.1.2.1.43.11.1.1.9");
+            let q = Quirks {
+                no_bulk: true,
+                ..Quirks::default()
+            };
+            let c = walk_subtree(&f, &q.target(&t), &column).await.unwrap();
+            assert_eq!(c.values.len(), 30);
+            assert!(f.requests().iter().all(|(_, r)| r.kind == PduType::GetNext));
+            // Without the quirks it is the GETBULK that goes unanswered.
+            let e = walk_subtree(&f, &t, &column).await.unwrap_err();
+            assert!(matches!(e, SnmpError::Timeout { .. }), "{e}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn one_repetition_still_reads_everything_and_teaches_nothing() {
+            let (f, addr) = fake();
+            f.set_faults(
+                addr,
                 Faults {
                     bulk: Some(BulkFault::OneRepetition),
                     ..Faults::default()
                 },
-                Faults {
-                    too_big_above: Some(2),
-                    ..Faults::default()
-                },
+            );
+            let t = Target::new(addr, Security::v2c("public"));
+            let c = fresh(&f, &t).await.unwrap();
+            all_but(&c, None);
+            assert!(c.missing.is_empty() && !c.learned && c.probes == 0);
+        }
+
+        /// tooBig for too many objects in a request, or for too many values in a response
+        /// (each told apart by asking the same objects with one repetition): everything is
+        /// read, the limit is learned, and the next collection gets no tooBig at all.
+        #[tokio::test(start_paused = true)]
+        async fn a_too_big_limit_is_learned_once_and_kept_to() {
+            for (faults, objects, values) in [
+                (
+                    Faults {
+                        too_big_above: Some(2),
+                        ..Faults::default()
+                    },
+                    Some(2),
+                    None,
+                ),
+                (
+                    Faults {
+                        too_big_response_above: Some(7),
+                        ..Faults::default()
+                    },
+                    None,
+                    Some(5),
+                ),
             ] {
                 let (f, addr) = fake();
                 f.set_faults(addr, faults.clone());
+                let c = CountTooBig(f, Default::default());
                 let t = Target::new(addr, Security::v2c("public"));
-                let c = fresh(&f, &t).await.unwrap();
-                all_but(&c, None);
-                assert!(c.missing.is_empty(), "{faults:?}");
+                let first = fresh(&c, &t).await.unwrap();
+                all_but(&first, None);
+                assert!(first.missing.is_empty(), "{faults:?}");
+                assert!(first.learned, "{faults:?}");
+                assert_eq!(first.quirks.max_objects, objects, "{faults:?}");
+                assert_eq!(first.quirks.max_values, values, "{faults:?}");
+                let refused = c.1.swap(0, Ordering::Relaxed);
+                assert!(refused > 0);
+                let second =
+                    collect_adaptive(&c, &t, &firsts(), &columns(), Budget::POLL, &first.quirks)
+                        .await
+                        .unwrap();
+                all_but(&second, None);
+                assert_eq!(c.1.load(Ordering::Relaxed), 0, "{faults:?}: tooBig again");
+                assert!(!second.learned && second.probes == 0, "{:?}", second.quirks);
+                assert!(
+                    second.requests < first.requests,
+                    "{faults:?}: {} then {} round trips",
+                    first.requests,
+                    second.requests
+                );
             }
         }
 

@@ -149,6 +149,12 @@ pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
             "healthReason": p.health_reason,
             "lastSeenMs": p.last_seen_ms,
             "consecutiveFailures": p.consecutive_failures,
+            // How the poller asks its agent (the remembered quirks), in words.
+            "agentQuirks": p
+                .quirks
+                .as_deref()
+                .and_then(|j| crate::store::read_quirks(j).ok())
+                .map_or_else(|| "none".to_owned(), |q| q.to_string()),
             "report": report.and_then(|r| serde_json::from_str::<Value>(&r).ok()),
         }))
         .into_response(),
