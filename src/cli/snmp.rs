@@ -190,7 +190,7 @@ pub(super) async fn poll(a: PollArgs) -> anyhow::Result<()> {
     let target = a.snmp.target(addr)?;
     let client = UdpClient::new()?;
     let (report, stats) = poller::Reader::default()
-        .read(&client, &target, &fleet_snmp::quirks::Quirks::default())
+        .read(&client, &target, &mut fleet_snmp::quirks::Quirks::default())
         .await?;
     let mut out = std::io::stdout().lock();
     if a.json {

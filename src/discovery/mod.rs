@@ -386,6 +386,8 @@ async fn probe<C: SnmpClient>(
     known: &fleet_snmp::quirks::Quirks,
 ) -> Probed {
     let mut worst: Option<Outcome> = None;
+    // What the probe learns, the full read starts from.
+    let mut known = known.clone();
     for p in profiles {
         let target = p.target(SocketAddr::new(ip, port));
         // A printer whose agent has known quirks (v1 only, objects it drops) is asked the
@@ -399,7 +401,7 @@ async fn probe<C: SnmpClient>(
                 &probe_objects(),
                 &[],
                 walk::Budget::POLL,
-                known,
+                &mut known,
             )
             .await
         };
@@ -417,7 +419,7 @@ async fn probe<C: SnmpClient>(
                     };
                 }
                 // A printer: the full read gives the identity (serial, MAC).
-                return match reader.read(client, &target, known).await {
+                return match reader.read(client, &target, &mut known).await {
                     Ok((report, _)) => Probed {
                         outcome: Outcome::Found {
                             device_key: String::new(),

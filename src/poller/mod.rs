@@ -141,7 +141,9 @@ impl Reader {
     /// refuses an object is worked around ([`walk::collect_adaptive`]): the report holds
     /// what could be read, names the rest in `device.unavailable`, and carries the
     /// quirks in use in `device.quirks` ([`PollStats::learned`] when this read learned
-    /// something the caller should remember).
+    /// something the caller should remember). `known` is updated in place as the read
+    /// learns, so a read that then fails or misses its deadline keeps what its probes
+    /// found for the next try.
     ///
     /// # Errors
     /// [`PollError::Snmp`] when the agent cannot be read, [`PollError::Empty`] when it
@@ -150,7 +152,7 @@ impl Reader {
         &self,
         client: &C,
         target: &Target,
-        known: &Quirks,
+        known: &mut Quirks,
     ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
         let (firsts, columns) = printer::plan(&library);
@@ -212,7 +214,7 @@ impl Reader {
             let (client, sem, reader) = (client.clone(), sem.clone(), self.clone());
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore closed");
-                (i, reader.read(&client, &t, &Quirks::default()).await)
+                (i, reader.read(&client, &t, &mut Quirks::default()).await)
             });
         }
         let mut out: Vec<Option<Result<(PrinterReport, PollStats), PollError>>> =

@@ -171,6 +171,10 @@ struct Slot {
     quirks_at: i64,
     /// The running poll asks the plain way again, to see whether the quirks still hold.
     reprobing: bool,
+    /// What a poll that then failed (or missed its deadline) had learned: the next poll
+    /// starts from it instead of paying the same probes again, and the next successful
+    /// one remembers it.
+    partial: Option<Quirks>,
     /// Firmware version of the last reading (a new firmware gets its quirks re-probed).
     firmware: Option<String>,
 }
@@ -247,6 +251,7 @@ impl Slot {
             quirks: Quirks::default(),
             quirks_at: 0,
             reprobing: false,
+            partial: None,
             firmware: None,
         }
     }
@@ -563,8 +568,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     }
                 },
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok((i, started, result, took)) = done {
-                        if let Some(rec) = self.finish(i, started, result, took, &mut heap) {
+                    if let Ok((i, started, result, took, learned)) = done {
+                        if let Some(rec) = self.finish(i, started, (result, learned), took, &mut heap) {
                             self.refresh_done(i, &rec, &mut heap);
                             if batch.is_empty() {
                                 // Records wait at most one period; an idle poller keeps
@@ -703,10 +708,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
             s.started += 1;
             s.reprobing = !s.quirks.is_empty()
                 && now_ms.saturating_sub(s.quirks_at) >= REPROBE_QUIRKS.as_millis() as i64;
-            let quirks = if s.reprobing {
-                Quirks::default()
-            } else {
-                s.quirks.clone()
+            let quirks = match &s.partial {
+                Some(p) if !s.reprobing => p.clone(),
+                _ if s.reprobing => Quirks::default(),
+                _ => s.quirks.clone(),
             };
             let (client, target, deadline, reader) = (
                 self.client.clone(),
@@ -719,19 +724,24 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 let started = Instant::now();
                 metrics.polls.inc();
                 metrics.polls_in_flight.inc();
-                let r = match tokio::time::timeout(deadline, reader.read(&client, &target, &quirks))
-                    .await
-                {
-                    Ok(Ok(ok)) => Ok(ok),
-                    Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
-                    Err(_) => Err(format!(
-                        "deadline|printer {}: no complete answer within the {} s deadline",
-                        target.addr,
-                        deadline.as_secs()
-                    )),
-                };
+                let mut known = quirks.clone();
+                let r =
+                    match tokio::time::timeout(deadline, reader.read(&client, &target, &mut known))
+                        .await
+                    {
+                        Ok(Ok(ok)) => Ok(ok),
+                        Ok(Err(e)) => {
+                            Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code())))
+                        }
+                        Err(_) => Err(format!(
+                            "deadline|printer {}: no complete answer within the {} s deadline",
+                            target.addr,
+                            deadline.as_secs()
+                        )),
+                    };
                 metrics.polls_in_flight.dec();
-                (i, started, r, started.elapsed())
+                let learned = (r.is_err() && known != quirks).then_some(known);
+                (i, started, r, started.elapsed(), learned)
             });
         }
     }
@@ -808,7 +818,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
         &mut self,
         i: usize,
         started: Instant,
-        result: Result<(crate::printer::PrinterReport, super::PollStats), String>,
+        (result, learned): (
+            Result<(crate::printer::PrinterReport, super::PollStats), String>,
+            Option<Quirks>,
+        ),
         took: Duration,
         heap: &mut BinaryHeap<Reverse<(Instant, usize)>>,
     ) -> Option<PollRecord> {
@@ -834,7 +847,8 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 s.memory = Memory::after(&s.memory, &report);
                 let mut quirks_changed = None;
                 let reprobed = std::mem::take(&mut s.reprobing);
-                if stats.learned || reprobed {
+                let had_partial = s.partial.take().is_some();
+                if stats.learned || reprobed || had_partial {
                     let q = report.device.quirks.clone().unwrap_or_default();
                     if q != s.quirks {
                         tracing::debug!(printer = %s.target.addr, quirks = %q, "Agent quirks learned.");
@@ -907,6 +921,9 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 if std::mem::take(&mut s.reprobing) {
                     // The plain way failed: back to the known quirks, asked again in a day.
                     s.quirks_at = at_ms;
+                } else if let Some(q) = learned {
+                    tracing::debug!(printer = %s.target.addr, quirks = %q, "Agent quirks learned by a poll that failed; the next poll starts from them.");
+                    s.partial = Some(q);
                 }
                 let (code, text) = msg.split_once('|').unwrap_or(("error", msg.as_str()));
                 s.failures = s.failures.saturating_add(1);
@@ -977,12 +994,14 @@ impl<C: SnmpClient + Clone> Poller<C> {
 #[cfg(test)]
 mod tests;
 
-/// A finished poll: slot, start, outcome (report or `code|message`), duration.
+/// A finished poll: slot, start, outcome (report or `code|message`), duration, and the
+/// quirks a failed poll learned.
 type Finished = (
     usize,
     Instant,
     Result<(crate::printer::PrinterReport, super::PollStats), String>,
     Duration,
+    Option<Quirks>,
 );
 
 async fn sleep_until_opt(t: Option<Instant>) {

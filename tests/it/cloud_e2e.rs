@@ -249,7 +249,7 @@ async fn readings_reach_the_reference_cloud_over_https() {
             .read(
                 &client,
                 &Target::new(*a, Security::v2c("public")),
-                &Default::default(),
+                &mut Default::default(),
             )
             .await
             .unwrap();

@@ -68,12 +68,12 @@ async fn poll_all(addr: SocketAddr, names: &[String]) -> BTreeMap<String, Value>
         t.max_repetitions = 25;
         let reader = poller::Reader::default();
         let (first, s1) = reader
-            .read(&client, &t, &Default::default())
+            .read(&client, &t, &mut Default::default())
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let known = first.device.quirks.clone().unwrap_or_default();
         let (report, s2) = reader
-            .read(&client, &t, &known)
+            .read(&client, &t, &mut known.clone())
             .await
             .unwrap_or_else(|e| panic!("{name}: second poll: {e}"));
         println!(

@@ -126,7 +126,7 @@ async fn v3_auth_priv_users_poll_a_real_agent() {
             user(name, a, "authpass123", Some((p, "privpass123"))),
         );
         let (r, _) = poller::Reader::default()
-            .read(&client, &t, &Default::default())
+            .read(&client, &t, &mut Default::default())
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.serial_number.as_deref(), Some("SNMPD-SERIAL-1"), "{name}");

@@ -252,6 +252,10 @@ pub async fn collect<C: SnmpClient>(
 /// not be read in [`Collection::missing`]; a column on which the device returns a
 /// non-increasing OID ends there instead of failing the collection.
 ///
+/// `known` is updated in place as probes find things out, so what a collection that then
+/// fails, or is cancelled at a deadline, paid probes for is not lost: the caller keeps
+/// it for the next try.
+///
 /// # Errors
 /// As [`collect`] when the device does not answer at all (nor as SNMPv1), or keeps
 /// failing after [`MAX_ROUNDS`] adaptations.
@@ -261,7 +265,7 @@ pub async fn collect_adaptive<C: SnmpClient>(
     firsts: &[Oid],
     columns: &[Oid],
     limit: Budget,
-    known: &Quirks,
+    known: &mut Quirks,
 ) -> Result<Collection, SnmpError> {
     run(client, target, firsts, columns, limit, Some(known)).await
 }
@@ -324,10 +328,18 @@ async fn run<C: SnmpClient>(
     firsts: &[Oid],
     columns: &[Oid],
     limit: Budget,
-    adapt: Option<&Quirks>,
+    adapt: Option<&mut Quirks>,
 ) -> Result<Collection, SnmpError> {
     let mut out = Collection::default();
-    let mut q = adapt.cloned().unwrap_or_default().bounded();
+    let adaptive = adapt.is_some();
+    let mut own = Quirks::default();
+    let q: &mut Quirks = match adapt {
+        Some(q) => {
+            *q = std::mem::take(q).bounded();
+            q
+        }
+        None => &mut own,
+    };
     let mut target = std::borrow::Cow::Borrowed(target);
     if q.v1
         && let Some(t) = quirks::as_v1(&target)
@@ -437,9 +449,7 @@ async fn run<C: SnmpClient>(
                 rtt = Some(rtt.map_or(took, |r| r.max(took)));
                 pdu
             }
-            Err(e @ (SnmpError::Timeout { .. } | SnmpError::Malformed { .. }))
-                if adapt.is_some() =>
-            {
+            Err(e @ (SnmpError::Timeout { .. } | SnmpError::Malformed { .. })) if adaptive => {
                 // The same request again (nothing moved since it was sent), to diagnose.
                 let req = p.request(kind, nr, ncols, reps);
                 rounds += 1;
@@ -487,7 +497,7 @@ async fn run<C: SnmpClient>(
                     q.max_objects = Some(q.max_objects.map_or(n, |m| m.min(n)));
                 }
                 for &i in d.bad.iter().rev() {
-                    p.give_up(i, nr, Reason::NoAnswer, &mut q, &mut out);
+                    p.give_up(i, nr, Reason::NoAnswer, q, &mut out);
                 }
                 continue;
             }
@@ -548,7 +558,7 @@ async fn run<C: SnmpClient>(
                 }
                 continue;
             }
-            status if adapt.is_some() && rounds < MAX_ROUNDS => {
+            status if adaptive && rounds < MAX_ROUNDS => {
                 rounds += 1;
                 // A busy or waking agent may answer genErr once: the same request again
                 // before anything is learned from it.
@@ -580,7 +590,7 @@ async fn run<C: SnmpClient>(
                 } else {
                     Reason::Refused
                 };
-                p.give_up(index - 1, nr, reason, &mut q, &mut out);
+                p.give_up(index - 1, nr, reason, q, &mut out);
                 continue;
             }
             _ => return Err(agent_error(&target, &pdu)),
@@ -616,7 +626,7 @@ async fn run<C: SnmpClient>(
                         continue;
                     }
                     if vb.oid <= col.cursor {
-                        if adapt.is_none() {
+                        if !adaptive {
                             return Err(SnmpError::NonIncreasing {
                                 target: target.addr,
                                 root: col.root.clone(),
@@ -658,7 +668,7 @@ async fn run<C: SnmpClient>(
             keep
         });
     }
-    if adapt.is_some() {
+    if adaptive {
         // The largest request answered below the smallest refused for its size.
         if let Some(n) = refused_objects
             .and_then(|r| answered_objects.range(..r).next_back().copied())
@@ -675,7 +685,7 @@ async fn run<C: SnmpClient>(
             q.max_values = Some(n);
             out.learned = true;
         }
-        out.quirks = q;
+        out.quirks = q.clone();
     }
     out.probes = sent.load(Ordering::Relaxed);
     Ok(out)
@@ -960,7 +970,7 @@ mod tests {
                 &firsts(),
                 &columns(),
                 Budget::POLL,
-                &Quirks::default(),
+                &mut Quirks::default(),
             )
             .await
         }
@@ -979,10 +989,16 @@ mod tests {
             let start = tokio::time::Instant::now();
             let first = fresh(&f, &t).await.unwrap();
             let took = start.elapsed();
-            let second =
-                collect_adaptive(&f, &t, &firsts(), &columns(), Budget::POLL, &first.quirks)
-                    .await
-                    .unwrap();
+            let second = collect_adaptive(
+                &f,
+                &t,
+                &firsts(),
+                &columns(),
+                Budget::POLL,
+                &mut first.quirks.clone(),
+            )
+            .await
+            .unwrap();
             assert!(!second.learned, "{:?}", second.quirks);
             assert_eq!(second.quirks, first.quirks);
             (first, second, healthy.requests, took)
@@ -1151,10 +1167,16 @@ mod tests {
                 assert_eq!(first.quirks.max_values, values, "{faults:?}");
                 let refused = c.1.swap(0, Ordering::Relaxed);
                 assert!(refused > 0);
-                let second =
-                    collect_adaptive(&c, &t, &firsts(), &columns(), Budget::POLL, &first.quirks)
-                        .await
-                        .unwrap();
+                let second = collect_adaptive(
+                    &c,
+                    &t,
+                    &firsts(),
+                    &columns(),
+                    Budget::POLL,
+                    &mut first.quirks.clone(),
+                )
+                .await
+                .unwrap();
                 all_but(&second, None);
                 assert_eq!(c.1.load(Ordering::Relaxed), 0, "{faults:?}: tooBig again");
                 assert!(!second.learned && second.probes == 0, "{:?}", second.quirks);
@@ -1368,6 +1390,44 @@ mod tests {
             assert!(matches!(e, SnmpError::Timeout { .. }), "{e}");
         }
 
+        /// A device that hangs on one column and then goes away at any point of the
+        /// collection: what the caller keeps is what the probes really found (the column,
+        /// once confirmed) or nothing, never a wrong skip; and once learned it is kept
+        /// though the collection fails.
+        #[tokio::test(start_paused = true)]
+        async fn what_a_failed_collection_learned_is_kept_and_right() {
+            let drop = o("1.3.6.1.2.1.43.11.1.1.9");
+            let mut kept_after_failure = 0;
+            for down_after in 1..40 {
+                let (f, addr) = fake();
+                f.set_faults(
+                    addr,
+                    Faults {
+                        drop: vec![drop.clone()],
+                        ..Faults::default()
+                    },
+                );
+                let c = Flaky {
+                    down_after,
+                    ..Flaky::new(f)
+                };
+                let t = Target::new(addr, Security::v2c("public"));
+                let mut known = Quirks::default();
+                let r =
+                    collect_adaptive(&c, &t, &firsts(), &columns(), Budget::POLL, &mut known).await;
+                let skipped: Vec<&Oid> = known.skip.iter().map(|s| &s.oid).collect();
+                assert!(
+                    skipped.is_empty() || skipped == [&drop],
+                    "down after {down_after}: {known:?}"
+                );
+                assert!(!known.v1 && !known.no_bulk && known.max_objects.is_none());
+                if r.is_err() && !skipped.is_empty() {
+                    kept_after_failure += 1;
+                }
+            }
+            assert!(kept_after_failure > 0, "no failure came after the learning");
+        }
+
         #[tokio::test(start_paused = true)]
         async fn a_dead_device_costs_one_probe_more() {
             let t = Target::new("127.0.0.9:161".parse().unwrap(), Security::v2c("public"));
@@ -1378,7 +1438,7 @@ mod tests {
                 &firsts(),
                 &columns(),
                 Budget::POLL,
-                &Quirks::default(),
+                &mut Quirks::default(),
             )
             .await
             .unwrap_err();

@@ -513,3 +513,59 @@ async fn a_new_firmware_gets_its_quirks_asked_again_at_once_not_after_a_day() {
     assert_eq!(learned, [0, 2], "{obs:?}");
     assert!(obs.iter().all(|o| o.failure.is_none()));
 }
+
+/// The fake, with the second GETBULK it is sent left unanswered for an hour (a poll that
+/// learned a quirk and then stalls until its deadline).
+#[derive(Clone)]
+struct StallSecondBulk(FakeSnmp, Arc<std::sync::atomic::AtomicUsize>);
+
+impl SnmpClient for StallSecondBulk {
+    async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
+        if request.kind == fleet_snmp::PduType::GetBulk
+            && self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+        {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.0.request(target, request).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_poll_learned_before_its_deadline_is_not_paid_for_again() {
+    let fake = FakeSnmp::new();
+    fake.add(addr(0), firmware_view("1.0"));
+    fake.set_faults(
+        addr(0),
+        fleet_snmp::agent::Faults {
+            drop: vec!["1.3.6.1.2.1.43.11.1.1.9".parse().unwrap()],
+            ..Default::default()
+        },
+    );
+    let client = StallSecondBulk(fake.clone(), Default::default());
+    let (p, _h) = Poller::new(client, cfg(60), managed(1), None, Arc::new(Metrics::new()));
+    let obs = run_for(p.without_startup_spread(), 150).await;
+    assert!(obs.len() >= 2, "{obs:?}");
+    // Poll 0 learned the dropped column, then stalled past its deadline.
+    assert_eq!(obs[0].failure.as_deref(), Some("deadline"), "{obs:?}");
+    // Poll 1 starts from what poll 0 learned: read at once, the quirk remembered now.
+    assert_eq!(obs[1].failure, None, "{obs:?}");
+    assert!(obs[1].events.contains(&"quirksLearned"), "{obs:?}");
+    let log = fake.requests();
+    let bulks: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, r))| r.kind == fleet_snmp::PduType::GetBulk)
+        .map(|(i, _)| i)
+        .collect();
+    // The stalled GETBULK never reached the fake: its second GETBULK starts poll 1.
+    let probes_in_poll_1 = log[bulks[1]..]
+        .iter()
+        .filter(|(_, r)| r.kind != fleet_snmp::PduType::GetBulk)
+        .count();
+    let probes_in_poll_0 = log[..bulks[1]]
+        .iter()
+        .filter(|(_, r)| r.kind != fleet_snmp::PduType::GetBulk)
+        .count();
+    assert!(probes_in_poll_0 > 0);
+    assert_eq!(probes_in_poll_1, 0, "poll 1 diagnosed again");
+}
