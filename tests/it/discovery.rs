@@ -426,6 +426,80 @@ fn scheduled_discovery_hands_new_printers_to_the_poller() {
     assert!(http_get(web, "/metrics").contains("fleet_agent_discovery_printers_found 3"));
 }
 
+/// The agent as a user runs it, discovering a printer whose agent drops every request
+/// naming one column: discovery learns the quirk, and the store and the poller get it with
+/// the printer, so its polls spend no probe on learning it again (`/metrics`), and its page
+/// says how it is asked.
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a synchronous black-box test waiting on a child process"
+)]
+fn discovery_hands_a_quirky_printer_to_the_poller_with_its_quirks() {
+    let port = 26000 + (std::process::id() % 20000) as u16 + 1;
+    let _sim = crate::common::simulate(&[
+        "--synthetic",
+        "1",
+        "--fleet-start",
+        "127.86.0.1",
+        "--port",
+        &port.to_string(),
+        "--quirk",
+        "drop=1.3.6.1.2.1.43.11.1.1.9",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("a.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[poller]\ninterval_secs = 10\ndeadline_secs = 8\n\
+             [discovery]\ninclude = [\"127.86.0.1\"]\nport = {port}\n[[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"public\" }}\ntimeout_ms = 300\nretries = 0\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let agent = crate::common::agent::InProcess::start(&conf, None);
+    let web = agent.web.port();
+    let metric = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = http_get(web, "/metrics");
+        if metric(&metrics, "fleet_agent_polls_total ").is_some_and(|n| n >= 2)
+            && metric(&metrics, "fleet_agent_printers{health=\"ok\"} ") == Some(1)
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        metric(&metrics, "fleet_agent_printers{health=\"ok\"} "),
+        Some(1),
+        "the discovered printer is polled: {metrics}"
+    );
+    assert!(
+        metric(&metrics, "fleet_agent_snmp_requests_total ").is_some_and(|n| n > 0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "fleet_agent_snmp_probes_total "),
+        Some(0),
+        "the poller learned again what discovery knew: {metrics}"
+    );
+    let body = crate::common::http_get_session(web, "/api/printers");
+    let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    let id = rows[0]["id"].as_i64().unwrap();
+    let body = crate::common::http_get_session(web, &format!("/api/printers/{id}"));
+    assert!(
+        body.contains("1 object(s) skipped (1.3.6.1.2.1.43.11.1.1.9: no answer"),
+        "{body}"
+    );
+}
+
 /// A printer whose agent drops every request naming one column: discovery reads the rest,
 /// learns the quirk and hands it on; once the agent remembers it (as it does when discovery
 /// adds the printer), the next run asks the way that works and costs fewer round trips.
