@@ -2,7 +2,8 @@
 //! delivered again never runs twice), acknowledges and runs at most [`MAX_RUNNING`] at
 //! once, stores each result until the cloud has it, and after a restart reports the jobs
 //! it interrupted instead of running them again (a half-done action repeated can do
-//! harm).
+//! harm). A job with a window ahead (a `firmwareUpdate`'s `startAt`) waits as a stored
+//! timer, not a running task: it holds no slot, and a restart re-arms it.
 
 use super::results::{done, failed};
 use super::{After, Context, Outcome, blocking, execute};
@@ -11,7 +12,24 @@ use crate::retry::{Backoff, Retry};
 use crate::store::jobs::JobState;
 use fleet_protocol::jobs::{Command, Job, JobResult, Message, Progress, Status};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use tokio::time::Duration;
+
+/// Jobs waiting for their window, by (window opening in epoch ms, job id).
+type Waiting = BTreeMap<(i64, String), Job>;
+
+/// When `job` must not start before (a `firmwareUpdate`'s window, epoch ms), if that is
+/// ahead of `now_ms` and close enough to wait for (a window further ahead than
+/// [`WINDOW_MAX`](super::printer::deploy::WINDOW_MAX) is refused by the job itself).
+fn window(job: &Job, now_ms: i64) -> Option<i64> {
+    let Command::FirmwareUpdate(p) = &job.command else {
+        return None;
+    };
+    let at = p.start_at?;
+    let ahead = u64::try_from(at.checked_sub(now_ms)?).ok()?;
+    let max = super::printer::deploy::WINDOW_MAX.as_millis();
+    (ahead > 0 && u128::from(ahead) <= max).then_some(at)
+}
 
 /// Long-poll length asked of the cloud.
 pub const WAIT: Duration = Duration::from_secs(25);
@@ -111,8 +129,14 @@ async fn finish(ctx: &Context, job_id: &str, mut result: JobResult) {
     .await;
 }
 
-/// Starts a recorded job: acknowledges it, marks it running, and spawns its execution.
-async fn start(ctx: &Context, job: Job, running: &mut tokio::task::JoinSet<()>) {
+/// Starts a recorded job: acknowledges it, then marks it running and spawns its
+/// execution, or, when its window is ahead, records it waiting in `waiting`.
+async fn start(
+    ctx: &Context,
+    job: Job,
+    running: &mut tokio::task::JoinSet<()>,
+    waiting: &mut Waiting,
+) {
     let job_id = job.job_id.clone();
     match ctx.cloud.client.job_ack(&ctx.cloud.creds, &job_id).await {
         Ok(()) => {}
@@ -140,6 +164,62 @@ async fn start(ctx: &Context, job: Job, running: &mut tokio::task::JoinSet<()>) 
             return;
         }
     }
+    if let Some(at) = window(&job, ctx.clock.now_ms()) {
+        wait_for_window(ctx, job, at, waiting).await;
+        return;
+    }
+    launch(ctx, job, running).await;
+}
+
+/// Records an acknowledged job as waiting for its window (`at`, epoch ms) and tells the
+/// cloud; the jobs loop launches it then.
+async fn wait_for_window(ctx: &Context, job: Job, at: i64, waiting: &mut Waiting) {
+    let (s, id) = (ctx.store.clone(), job.job_id.clone());
+    if blocking(move || s.job_wait(&id)).await.is_none() {
+        return;
+    }
+    let secs = at.saturating_sub(ctx.clock.now_ms()) / 1000;
+    tracing::info!(job = %job.job_id, kind = %job.command.type_name(), in_secs = secs, "Job waits for its window.");
+    let p = Progress {
+        text: format!("waiting for its window (startAt, in {secs} s)"),
+        ..Progress::default()
+    };
+    let cloud = &ctx.cloud;
+    cloud
+        .client
+        .job_progress(&cloud.creds, &job.job_id, &p)
+        .await
+        .ok();
+    waiting.insert((at, job.job_id.clone()), job);
+}
+
+/// Launches the waiting jobs whose window has opened, while slots are free.
+async fn launch_due(ctx: &Context, waiting: &mut Waiting, running: &mut tokio::task::JoinSet<()>) {
+    let now = ctx.clock.now_ms();
+    while running.len() < MAX_RUNNING {
+        let Some(entry) = waiting.first_entry() else {
+            break;
+        };
+        if entry.key().0 > now {
+            break;
+        }
+        launch(ctx, entry.remove(), running).await;
+    }
+}
+
+/// How long until the first waiting job's window opens.
+fn next_window(ctx: &Context, waiting: &Waiting) -> Duration {
+    waiting
+        .keys()
+        .next()
+        .map_or(Duration::from_secs(86_400), |(at, _)| {
+            Duration::from_millis(u64::try_from(at.saturating_sub(ctx.clock.now_ms())).unwrap_or(0))
+        })
+}
+
+/// Marks an acknowledged job running and spawns its execution.
+async fn launch(ctx: &Context, job: Job, running: &mut tokio::task::JoinSet<()>) {
+    let job_id = job.job_id.clone();
     let (s, id) = (ctx.store.clone(), job_id.clone());
     if blocking(move || s.job_start(&id)).await.is_none() {
         return;
@@ -179,7 +259,12 @@ async fn start(ctx: &Context, job: Job, running: &mut tokio::task::JoinSet<()>) 
 }
 
 /// Handles the jobs one long-poll returned.
-async fn receive(ctx: &Context, jobs: Vec<Job>, running: &mut tokio::task::JoinSet<()>) {
+async fn receive(
+    ctx: &Context,
+    jobs: Vec<Job>,
+    running: &mut tokio::task::JoinSet<()>,
+    waiting: &mut Waiting,
+) {
     for job in jobs {
         if !job.has_valid_id() {
             tracing::warn!(job = %job.job_id, "Job with an unusable id ignored.");
@@ -213,10 +298,13 @@ async fn receive(ctx: &Context, jobs: Vec<Job>, running: &mut tokio::task::JoinS
         match existing.map(|r| r.state) {
             // New, or recorded but never started (the ack was lost): start it.
             None | Some(JobState::Accepted) => {
-                while running.len() >= MAX_RUNNING {
-                    running.join_next().await;
+                // A job that will wait for its window needs no slot to be acknowledged.
+                if window(&job, ctx.clock.now_ms()).is_none() {
+                    while running.len() >= MAX_RUNNING {
+                        running.join_next().await;
+                    }
                 }
-                start(ctx, job, running).await;
+                start(ctx, job, running, waiting).await;
             }
             // Running or done here already: never a second time.
             Some(_) => tracing::debug!(job = %job.job_id, "Job delivered again; already handled."),
@@ -239,8 +327,10 @@ async fn recorded(ctx: &Context, job_id: &str, body: &str) -> Option<Job> {
 }
 
 /// Reports jobs a restart interrupted (they are not run again: a half-done action
-/// repeated could do harm) and starts the ones recorded but never started.
-async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>) {
+/// repeated could do harm), re-arms the ones waiting for their window (refused when the
+/// window closed while the agent was stopped), and starts the ones recorded but never
+/// started.
+async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>, waiting: &mut Waiting) {
     let s = ctx.store.clone();
     let Some(interrupted) = blocking(move || s.jobs_in(JobState::Running)).await else {
         return;
@@ -261,12 +351,40 @@ async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>) {
         let r = failed("the agent restarted while this job ran; it was not run again");
         finish(ctx, &j.job_id, r).await;
     }
+    let s = ctx.store.clone();
+    for j in blocking(move || s.jobs_in(JobState::Waiting))
+        .await
+        .unwrap_or_default()
+    {
+        let now = ctx.clock.now_ms();
+        match recorded(ctx, &j.job_id, &j.body).await {
+            Some(job) if job.not_after.is_some_and(|t| t <= now) => {
+                tracing::warn!(job = %j.job_id, kind = %j.kind, "Job's window closed while the agent was stopped; not run.");
+                let r = failed("its window (notAfter) closed while the agent was stopped; not run");
+                finish(ctx, &j.job_id, r).await;
+            }
+            Some(job) => {
+                let at = window(&job, now).unwrap_or(now);
+                tracing::info!(job = %j.job_id, kind = %j.kind, "Job waiting for its window re-armed after a restart.");
+                waiting.insert((at, job.job_id.clone()), job);
+            }
+            None => {
+                tracing::error!(job = %j.job_id, "Recorded job unreadable; reported as failed.");
+                finish(
+                    ctx,
+                    &j.job_id,
+                    failed("the agent could not read this job back"),
+                )
+                .await;
+            }
+        }
+    }
     send_results(ctx).await;
     let s = ctx.store.clone();
-    if let Some(waiting) = blocking(move || s.jobs_in(JobState::Accepted)).await {
-        for j in waiting {
+    if let Some(accepted) = blocking(move || s.jobs_in(JobState::Accepted)).await {
+        for j in accepted {
             match recorded(ctx, &j.job_id, &j.body).await {
-                Some(job) => start(ctx, job, running).await,
+                Some(job) => start(ctx, job, running, waiting).await,
                 None => {
                     tracing::error!(job = %j.job_id, "Recorded job unreadable; reported as failed.");
                     let r = failed("the agent could not read this job back");
@@ -282,7 +400,8 @@ async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>) {
 pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut running = tokio::task::JoinSet::new();
-    recover(&ctx, &mut running).await;
+    let mut waiting = Waiting::new();
+    recover(&ctx, &mut running, &mut waiting).await;
     let mut retry = Retry::new(BACKOFF);
     loop {
         let poll = ctx.cloud.client.jobs(&ctx.cloud.creds, WAIT);
@@ -295,6 +414,11 @@ pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) 
                 }
                 r = &mut poll => break r,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = tokio::time::sleep(next_window(&ctx, &waiting)),
+                    if !waiting.is_empty() && running.len() < MAX_RUNNING =>
+                {
+                    launch_due(&ctx, &mut waiting, &mut running).await;
+                }
                 // A result stored outside a job's task (an update confirmed by the new
                 // version) goes out without waiting for the long-poll's turn.
                 () = ctx.results_waiting.notified() => send_results(&ctx).await,
@@ -306,7 +430,7 @@ pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) 
             Ok(jobs) => {
                 retry.succeeded();
                 if !jobs.is_empty() {
-                    receive(&ctx, jobs, &mut running).await;
+                    receive(&ctx, jobs, &mut running, &mut waiting).await;
                 }
                 send_results(&ctx).await;
                 continue;
@@ -321,6 +445,12 @@ pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) 
                 return;
             }
             _ = tokio::time::sleep(wait) => {}
+            // A window opens on time with the cloud unreachable too.
+            () = tokio::time::sleep(next_window(&ctx, &waiting)),
+                if !waiting.is_empty() && running.len() < MAX_RUNNING =>
+            {
+                launch_due(&ctx, &mut waiting, &mut running).await;
+            }
         }
     }
 }

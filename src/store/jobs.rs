@@ -10,6 +10,8 @@ use rusqlite::{OptionalExtension, params};
 pub enum JobState {
     /// Recorded, not started.
     Accepted,
+    /// Acknowledged, waiting for its window (holds no job slot; re-armed after a restart).
+    Waiting,
     /// Started (found so at start: interrupted by a restart).
     Running,
     /// Finished, with a result.
@@ -21,6 +23,7 @@ impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Accepted => "accepted",
+            JobState::Waiting => "waiting",
             JobState::Running => "running",
             JobState::Done => "done",
         }
@@ -29,6 +32,7 @@ impl JobState {
     fn parse(s: &str) -> JobState {
         match s {
             "accepted" => JobState::Accepted,
+            "waiting" => JobState::Waiting,
             "running" => JobState::Running,
             _ => JobState::Done,
         }
@@ -107,9 +111,21 @@ impl Store {
     /// # Errors
     /// On SQL failure.
     pub fn job_start(&self, job_id: &str) -> Result<(), StoreError> {
+        self.job_state(job_id, JobState::Running)
+    }
+
+    /// Marks a job acknowledged and waiting for its window.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn job_wait(&self, job_id: &str) -> Result<(), StoreError> {
+        self.job_state(job_id, JobState::Waiting)
+    }
+
+    fn job_state(&self, job_id: &str, state: JobState) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE jobs SET state = ?2 WHERE job_id = ?1",
-            params![job_id, JobState::Running.as_str()],
+            params![job_id, state.as_str()],
         )?;
         Ok(())
     }

@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_health_since.sql",
         include_str!("migrations/0010_health_since.sql"),
     ),
+    (
+        "0011_job_waiting.sql",
+        include_str!("migrations/0011_job_waiting.sql"),
+    ),
 ];
 
 /// Store errors.

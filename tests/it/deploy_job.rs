@@ -523,3 +523,111 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         "{head}"
     );
 }
+
+/// Firmware updates waiting for their window hold no job slot (five wait while a refresh
+/// runs at once), and an agent restarted during the wait re-arms them: each flash file is
+/// sent once its window opens, none is reported interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_windows_hold_no_job_slot_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cloud = crate::common::cloud::start(dir.path(), &state).await;
+    let (db, url) = (cloud.db.clone(), cloud.url.clone());
+    let snmp_port = 20000 + (std::process::id() % 20000) as u16;
+    let ip = Ipv4Addr::new(127, 97, (std::process::id() % 200) as u8, 1);
+    let _sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
+    let raw = raw_endpoint(&format!("{ip}:9100")).await;
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
+             [[printers]]\naddress = \"{ip}:{snmp_port}\"\n",
+            state.display(),
+            cloud.ca_file.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = crate::common::agent::InProcess::start(&conf, Some(&log));
+    let mut serial = String::new();
+    for _ in 0..200 {
+        if let Some(a) = db.assets().unwrap().first() {
+            serial = a.serial.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!serial.is_empty(), "the printer was polled and uploaded");
+    let printer = json!({ "serialNumber": serial });
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+
+    // Five updates (more than the 4 job slots), their window 8 s ahead.
+    let start_at = fleet_agent::clock::Clock::system().now_ms() + 8_000;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let name = format!("fw-{i}.bin");
+        ids.push(
+            cloud
+                .submit(&json!({ "type": "firmwareUpdate", "printer": printer,
+                    "params": { "file": name, "startAt": start_at },
+                    "files": { name.clone(): b64(format!("FIRMWARE-{i}").as_bytes()) } }))
+                .await,
+        );
+    }
+    for id in &ids {
+        let mut j = cloud.job(id).await;
+        for _ in 0..100 {
+            if j.progress
+                .as_ref()
+                .is_some_and(|p| p.text.starts_with("waiting for its window"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            j = cloud.job(id).await;
+        }
+        assert_eq!(j.state, JobState::InProgress, "{j:?}");
+        assert!(j.progress.is_some(), "{j:?}");
+    }
+    // A refresh now runs at once: the waiting updates hold no slot.
+    let t = tokio::time::Instant::now();
+    let refresh = cloud.submit(&json!({ "type": "refresh" })).await;
+    let j = cloud.outcome(&refresh, 5).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    println!(
+        "refresh with five firmware updates waiting: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        raw.lock().unwrap().is_empty(),
+        "nothing sent before the window"
+    );
+
+    // A restart during the wait (the orderly way, as a service stop does).
+    agent.stop();
+    let _agent = crate::common::agent::InProcess::start(&conf, Some(&log));
+    for id in &ids {
+        let j = cloud.outcome(id, 40).await;
+        assert_eq!(j.state, JobState::Completed, "{j:?}");
+        assert!(
+            fleet_agent::clock::Clock::system().now_ms() >= start_at,
+            "finished before its window"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got: Vec<Vec<u8>> = raw.lock().unwrap().clone();
+    got.sort();
+    let want: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("FIRMWARE-{i}").into_bytes())
+        .collect();
+    assert_eq!(got, want, "each flash file sent once");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("re-armed after a restart")
+            && !text.contains("interrupted by an agent restart"),
+        "{text}"
+    );
+}

@@ -220,7 +220,7 @@ pub async fn deploy_file(ctx: &Context, job: &Job, params: &FileItem) -> JobResu
 }
 
 /// Longest wait for a firmware window to open: an in-progress job expires after 24 h.
-const WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(23 * 3600);
+pub const WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(23 * 3600);
 
 /// `firmwareUpdate`: the flash file is sent when the window opens (`startAt`, epoch ms;
 /// now when absent). The cloud expires a pending job when its window closes

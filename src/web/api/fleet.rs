@@ -18,11 +18,19 @@ pub async fn status(State(agent): Shared) -> Response {
             a.store.agent_id()?,
             a.store.outbox_stats()?,
             a.store.printers()?,
-            a.store
-                .jobs_in(crate::store::jobs::JobState::Running)?
-                .into_iter()
-                .map(|j| json!({"jobId": j.job_id, "type": j.kind, "receivedAtMs": j.received_ms}))
-                .collect::<Vec<_>>(),
+            [
+                crate::store::jobs::JobState::Running,
+                crate::store::jobs::JobState::Waiting,
+            ]
+            .into_iter()
+            .map(|state| {
+                Ok(a.store
+                    .jobs_in(state)?
+                    .into_iter()
+                    .map(|j| json!({"jobId": j.job_id, "type": j.kind, "receivedAtMs": j.received_ms}))
+                    .collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?,
             a.store.recent_jobs(10)?,
             a.store.agent_state()?,
             crate::cloud::settings::status(&a.store)?,
@@ -72,7 +80,9 @@ pub async fn status(State(agent): Shared) -> Response {
         },
         "discovery": progress,
         "jobs": {
-            "running": running,
+            "running": running[0],
+            // Acknowledged, waiting for their window (a firmware update's startAt).
+            "waiting": running[1],
             "recent": recent.iter().map(|j| json!({
                 "jobId": j.job_id, "type": j.kind, "state": j.state.as_str(),
                 "receivedAtMs": j.received_ms,
