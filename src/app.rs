@@ -850,7 +850,12 @@ async fn start_components(
     );
     // Readings flow from the poller to the uploader, which queues uploads in the outbox.
     let (readings_tx, readings_rx) = tokio::sync::mpsc::channel(4096);
-    let poller = poller.with_readings(readings_tx).with_reader(reader);
+    // One task at a time per printer: commands and polls share the printers' locks.
+    let locks = crate::poller::PrinterLocks::default();
+    let poller = poller
+        .with_readings(readings_tx)
+        .with_reader(reader)
+        .with_locks(locks.clone());
     // The uploader ends when the poller's readings end: it runs only with the poller.
     if !disabled {
         let uploader = crate::cloud::uploader::Uploader::new(
@@ -898,7 +903,7 @@ async fn start_components(
                 settings: Some(link.clone()),
                 snmp: snmp.clone(),
                 disabled,
-                printer_locks: Default::default(),
+                printer_locks: locks.clone(),
                 library_keys: config.cloud.library_keys.clone(),
                 update_keys: config.cloud.update_keys.clone(),
                 state_dir: deps.state_dir.clone(),

@@ -62,8 +62,9 @@ pub struct Context {
     pub snmp: crate::poller::Snmp,
     /// The cloud disabled the agent: printer work is refused.
     pub disabled: bool,
-    /// One command at a time per printer.
-    pub printer_locks: printer::PrinterLocks,
+    /// One task at a time per printer, shared with the poller (its polls wait for a
+    /// command).
+    pub printer_locks: crate::poller::PrinterLocks,
     /// Keys whose signature makes a printer support library installable.
     pub library_keys: Vec<String>,
     /// Discovery progress, reported on `discover` jobs.

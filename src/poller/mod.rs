@@ -12,8 +12,37 @@ use crate::clock::Clock;
 use crate::printer::{self, PrinterReport, library};
 use fleet_snmp::quirks::Quirks;
 use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+/// One task at a time per printer. A job's command holds its printer for its whole run
+/// (the seed warns that a configuration change can make a printer stop answering), and
+/// the poller's polls and status checks of that printer are put off until it is done:
+/// not run beside the write, and not failed for it, so its health does not degrade. A
+/// poll holds the printer too, so a command starts after the poll in flight.
+#[derive(Clone, Default)]
+pub struct PrinterLocks(Arc<parking_lot::Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// A printer held by [`PrinterLocks`] until dropped.
+pub type Held = tokio::sync::OwnedMutexGuard<()>;
+
+impl PrinterLocks {
+    fn lock_of(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().entry(addr).or_default().clone()
+    }
+
+    /// Holds `addr`, waiting for whatever holds it now.
+    pub async fn hold(&self, addr: SocketAddr) -> Held {
+        self.lock_of(addr).lock_owned().await
+    }
+
+    /// Holds `addr` unless something else does.
+    pub fn try_hold(&self, addr: SocketAddr) -> Option<Held> {
+        self.lock_of(addr).try_lock_owned().ok()
+    }
+}
 
 /// The SNMP client the poller and the printer commands share: one UDP socket in the
 /// product. With the feature `test-util` (integration tests), the in-memory fake, so a

@@ -328,7 +328,12 @@ pub struct Poller<C> {
     rng: fastrand::Rng,
     spread: bool,
     refreshes: Vec<Waiter>,
+    /// Printers a job's command holds: their polls are put off.
+    locks: super::PrinterLocks,
 }
+
+/// How long a poll of a printer a command holds is put off before it is tried again.
+const PUT_OFF: Duration = Duration::from_secs(2);
 
 /// Deterministic start-up offset in `[0, interval)` from the address, so printers are
 /// spread over the interval and keep their phase across restarts.
@@ -379,6 +384,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 rng: fastrand::Rng::new(),
                 spread: true,
                 refreshes: Vec::new(),
+                locks: super::PrinterLocks::default(),
             },
             PollerHandle { tx },
         )
@@ -407,6 +413,12 @@ impl<C: SnmpClient + Clone> Poller<C> {
     /// (benchmarks measure the raw cycle time this way).
     pub fn without_startup_spread(mut self) -> Self {
         self.spread = false;
+        self
+    }
+
+    /// Shares the printers' locks with the jobs that write to them.
+    pub fn with_locks(mut self, locks: super::PrinterLocks) -> Self {
+        self.locks = locks;
         self
     }
 
@@ -578,7 +590,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             }
                             batch.push(rec);
                         }
-                        self.launch(&mut ready, &mut running, cap);
+                        self.launch(&mut ready, &mut running, cap, &mut heap);
                         if batch.len() >= 512 {
                             self.write(&mut batch).await;
                         }
@@ -612,8 +624,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         if s.status_due != Some(t) || s.checking || s.removed {
                             continue;
                         }
-                        // Sick printers, and those about to get a full poll, are not checked.
-                        if s.in_flight || s.health != Health::Ok || running.len() + checks.len() >= cap {
+                        // Sick printers, those about to get a full poll and those a command
+                        // holds are not checked.
+                        let held = self.locks.try_hold(s.target.addr);
+                        if s.in_flight || s.health != Health::Ok || running.len() + checks.len() >= cap || held.is_none() {
                             if let Some(every) = status_every {
                                 let t = now + every;
                                 s.status_due = Some(t);
@@ -625,6 +639,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         let (client, target, memory) = (self.client.clone(), s.target.clone(), s.memory.clone());
                         let (deadline, library) = (self.cfg.deadline, self.reader.library.current());
                         checks.spawn(async move {
+                            let _held = held;
                             let r = tokio::time::timeout(deadline, status_check(&client, &target, &memory, &library)).await.ok().flatten();
                             (i, r)
                         });
@@ -649,7 +664,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                         s.in_flight = true;
                         ready.push_back(i);
                     }
-                    self.launch(&mut ready, &mut running, cap);
+                    self.launch(&mut ready, &mut running, cap, &mut heap);
                 },
             }
         }
@@ -700,11 +715,24 @@ impl<C: SnmpClient + Clone> Poller<C> {
     }
 
     /// Starts polls from `ready` while fewer than `cap` are running.
-    fn launch(&mut self, ready: &mut VecDeque<usize>, running: &mut JoinSet<Finished>, cap: usize) {
+    fn launch(
+        &mut self,
+        ready: &mut VecDeque<usize>,
+        running: &mut JoinSet<Finished>,
+        cap: usize,
+        heap: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    ) {
         let now_ms = self.reader.clock.now_ms();
         while running.len() < cap {
             let Some(i) = ready.pop_front() else { break };
             let s = &mut self.slots[i];
+            let Some(held) = self.locks.try_hold(s.target.addr) else {
+                // A command is writing to it: polled once it is done, not failed.
+                s.in_flight = false;
+                s.due = Instant::now() + PUT_OFF;
+                heap.push(Reverse((s.due, i)));
+                continue;
+            };
             s.started += 1;
             s.reprobing = !s.quirks.is_empty()
                 && now_ms.saturating_sub(s.quirks_at) >= REPROBE_QUIRKS.as_millis() as i64;
@@ -721,6 +749,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
             );
             let metrics = self.metrics.clone();
             running.spawn(async move {
+                let _held = held;
                 let started = Instant::now();
                 metrics.polls.inc();
                 metrics.polls_in_flight.inc();

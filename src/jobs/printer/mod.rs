@@ -30,17 +30,10 @@ fn oid(s: &str) -> Oid {
     s.parse().expect("static OID")
 }
 
-/// Holds a printer for one command at a time: the seed warns that a configuration
-/// change can make a printer stop answering, so commands never overlap on one printer.
-pub type PrinterLocks = std::sync::Arc<
-    parking_lot::Mutex<
-        std::collections::HashMap<SocketAddr, std::sync::Arc<tokio::sync::Mutex<()>>>,
-    >,
->;
-
-async fn lock_printer(ctx: &Context, addr: SocketAddr) -> tokio::sync::OwnedMutexGuard<()> {
-    let m = ctx.printer_locks.lock().entry(addr).or_default().clone();
-    m.lock_owned().await
+/// Holds a printer for one command at a time ([`crate::poller::PrinterLocks`]: the
+/// poller's polls of it wait too).
+async fn lock_printer(ctx: &Context, addr: SocketAddr) -> crate::poller::Held {
+    ctx.printer_locks.hold(addr).await
 }
 
 /// The printer a job names, its SNMP target and the printer's command lock.
@@ -50,7 +43,7 @@ struct Resolved {
     serial: Option<String>,
     /// The vendor's enterprise number, from the latest reading's sysObjectID.
     enterprise: Option<u32>,
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    _held: crate::poller::Held,
 }
 
 /// What a job does to the printer.

@@ -569,3 +569,78 @@ async fn what_a_poll_learned_before_its_deadline_is_not_paid_for_again() {
     assert!(probes_in_poll_0 > 0);
     assert_eq!(probes_in_poll_1, 0, "poll 1 diagnosed again");
 }
+
+/// While a command holds a printer (a firmware update, a configuration), its polls are
+/// put off, not run beside the write and not failed; the other printers keep their
+/// cadence; once the command is done the printer is polled within a few seconds. A
+/// command that asks for a printer being polled waits for the poll to end.
+#[tokio::test(start_paused = true)]
+async fn a_command_holding_a_printer_pauses_its_polls_only() {
+    let fake = FakeSnmp::new();
+    for i in 0..2 {
+        fake.add(addr(i), view(100));
+    }
+    // Every request takes 1 s, so a command can meet a poll in flight.
+    let client = Slow(fake.clone(), Duration::from_secs(1));
+    let locks = crate::poller::PrinterLocks::default();
+    let (p, _h) = Poller::new(client, cfg(60), managed(2), None, Arc::new(Metrics::new()));
+    let p = p.without_startup_spread().with_locks(locks.clone());
+    let start = Instant::now();
+    let command = async {
+        // The first polls are in flight: the command waits for printer 0's to end.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = locks.hold(addr(0)).await;
+        let got = Instant::now();
+        let seen = fake.requests().len();
+        // A write of 200 s (more than three poll intervals).
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        let during = fake.requests()[seen..]
+            .iter()
+            .filter(|(a, _)| *a == addr(0))
+            .count();
+        drop(held);
+        (got, during)
+    };
+    let (obs, (got, during)) = tokio::join!(run_for(p, 300), command);
+    let first_poll_end = obs.iter().find(|o| o.addr == addr(0)).map(|o| o.started);
+    assert!(first_poll_end.is_some(), "{obs:?}");
+    assert!(
+        got >= start + Duration::from_secs(1),
+        "the command waited for the poll in flight"
+    );
+    assert_eq!(during, 0, "no request to the printer during the command");
+    let held_from = got;
+    let held_to = got + Duration::from_secs(200);
+    let polls0: Vec<&Observed> = obs.iter().filter(|o| o.addr == addr(0)).collect();
+    assert!(
+        polls0
+            .iter()
+            .all(|o| o.started < held_from || o.started >= held_to),
+        "{polls0:?}"
+    );
+    assert!(
+        polls0
+            .iter()
+            .all(|o| o.failure.is_none() && o.health == Health::Ok)
+    );
+    // Polled again within the put-off period of the command's end.
+    let after = polls0
+        .iter()
+        .find(|o| o.started >= held_to)
+        .expect("polled after");
+    assert!(
+        after.started - held_to <= PUT_OFF,
+        "{:?}",
+        after.started - held_to
+    );
+    // The other printer kept its cadence throughout.
+    let starts1: Vec<Instant> = obs
+        .iter()
+        .filter(|o| o.addr == addr(1))
+        .map(|o| o.started)
+        .collect();
+    assert_eq!(starts1.len(), 5, "{starts1:?}");
+    for w in starts1.windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_secs(60));
+    }
+}
