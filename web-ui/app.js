@@ -315,6 +315,7 @@ async function openPrinter(id) {
       ["Page count", c.lifetimeCount != null ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
       ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
       ["Agent quirks", p.agentQuirks || "none"],
+      ["Commands", (p.commands || []).length ? p.commands.join(", ") : "none: an unknown vendor is only read"],
     ]),
     (d.unavailable || []).length
       ? el("div", { class: "help", id: "printer-unread" },

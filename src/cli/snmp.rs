@@ -350,6 +350,20 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
             writeln!(s, "  {u}").ok();
         }
     }
+    let commands = crate::printer::library::commands(
+        &crate::printer::library::builtin(),
+        d.sys_object_id.as_deref(),
+    );
+    writeln!(
+        s,
+        "Commands (built-in support library)\n  {}",
+        if commands.is_empty() {
+            "none: an unknown vendor is only read".to_owned()
+        } else {
+            commands.join(", ")
+        }
+    )
+    .ok();
     s
 }
 

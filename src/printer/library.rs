@@ -9,6 +9,29 @@ pub use fleet_protocol::library::{
 use parking_lot::RwLock;
 use std::sync::Arc;
 
+/// Lexmark's enterprise number: the built-in library sends files to its printers only.
+const LEXMARK: u32 = 641;
+
+/// What the support library says can be done to a printer whose sysObjectID is
+/// `sys_object_id`: each action with its transport (`deployFile (raw9100)`), in the
+/// library's order; empty for a vendor it does not know.
+pub fn commands(library: &Library, sys_object_id: Option<&str>) -> Vec<String> {
+    let enterprise = sys_object_id
+        .and_then(|o| o.trim_start_matches('.').strip_prefix("1.3.6.1.4.1."))
+        .and_then(|rest| rest.split('.').next()?.parse::<u32>().ok());
+    let Some(v) = enterprise.and_then(|e| library.vendor(e)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for a in &v.actions {
+        let line = format!("{} ({})", a.action, a.transport);
+        if !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
+}
+
 /// The library built into this agent (from [`super::oids`]), version 1.
 pub fn builtin() -> Library {
     let own = |v: &[&[u32]]| v.iter().map(|o| o.to_vec()).collect::<Vec<_>>();
@@ -34,8 +57,23 @@ pub fn builtin() -> Library {
                 model: own(v.model),
                 firmware: own(v.firmware),
                 device_id: own(v.device_id),
-                // What the agent does for every printer through the Printer-MIB.
-                actions: snmp(&["reboot", "panelMessage", "mibWalk"]),
+                // What the agent does for every printer through the Printer-MIB, and,
+                // for the vendor whose file formats the seed deploys (settings bundles,
+                // UCF, eSF apps, flash files), files as a raw 9100 stream. Any other
+                // vendor's printer would print such a file as pages of garbage: files
+                // go to a vendor only once a library names its way.
+                actions: {
+                    let mut a = snmp(&["reboot", "panelMessage", "mibWalk"]);
+                    if v.enterprise == LEXMARK {
+                        a.extend(["deployFile", "firmwareUpdate"].map(|action| Action {
+                            action: action.into(),
+                            transport: "raw9100".into(),
+                            port: None,
+                            path: None,
+                        }));
+                    }
+                    a
+                },
             })
             .collect(),
         brands: super::oids::BRANDS
@@ -103,6 +141,22 @@ impl Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_go_only_to_the_vendor_the_library_names_a_way_for() {
+        let lib = builtin();
+        let lexmark = commands(&lib, Some("1.3.6.1.4.1.641.1.6500"));
+        assert!(
+            lexmark.contains(&"deployFile (raw9100)".to_owned()),
+            "{lexmark:?}"
+        );
+        assert!(lexmark.contains(&"firmwareUpdate (raw9100)".to_owned()));
+        let hp = commands(&lib, Some(".1.3.6.1.4.1.11.2.3.9.1"));
+        assert!(hp.contains(&"reboot (snmp)".to_owned()), "{hp:?}");
+        assert!(!hp.iter().any(|c| c.starts_with("deployFile")), "{hp:?}");
+        assert!(commands(&lib, Some("1.3.6.1.4.1.99999.1")).is_empty());
+        assert!(commands(&lib, None).is_empty());
+    }
 
     #[test]
     fn the_builtin_library_is_valid_and_round_trips_as_json() {

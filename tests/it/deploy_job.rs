@@ -255,7 +255,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let printer = json!({ "serialNumber": serial });
 
-    // A settings bundle by raw TCP 9100 (no library entry: the default transport).
+    // A settings bundle by raw TCP 9100 (the built-in library's way for Lexmark).
     let bundle: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let j = run(json!({ "type": "deployFile", "printer": printer,
         "params": { "file": "site.zip" }, "files": { "site.zip": b64(&bundle) } }))
@@ -299,6 +299,9 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let mut lib = library::builtin();
     lib.version = 2;
     for v in lib.vendors.iter_mut().filter(|v| v.enterprise == 641) {
+        // Instead of the built-in raw 9100 way (firmware goes the way files go).
+        v.actions
+            .retain(|a| a.action != "deployFile" && a.action != "firmwareUpdate");
         v.actions.push(library::Action {
             action: "deployFile".into(),
             transport: "http".into(),
@@ -630,4 +633,88 @@ async fn firmware_windows_hold_no_job_slot_and_survive_a_restart() {
             && !text.contains("interrupted by an agent restart"),
         "{text}"
     );
+}
+
+/// Files go to a printer only where the support library names a way for its vendor: the
+/// built-in library sends Lexmark's formats to Lexmark printers (the other tests), and a
+/// printer of another vendor (an HP here) gets `notSupported` with the reason before
+/// anything is downloaded or sent: its port 9100 receives nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_not_sent_to_a_vendor_the_library_names_no_way_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cloud = crate::common::cloud::start(dir.path(), &state).await;
+    let (db, url) = (cloud.db.clone(), cloud.url.clone());
+    let ip = Ipv4Addr::new(127, 98, (std::process::id() % 200) as u8, 1);
+    let fixtures = crate::common::own_fixtures();
+    let sim = crate::common::simulate(&[
+        "--data-dir",
+        fixtures.to_str().unwrap(),
+        "--listen",
+        &format!("{ip}:0"),
+    ]);
+    let printer_addr = sim.addrs[0];
+    let raw = raw_endpoint(&format!("{ip}:9100")).await;
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
+             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"acme-mono-v1\" }}\n\
+             [[printers]]\naddress = \"{printer_addr}\"\n",
+            state.display(),
+            cloud.ca_file.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let _agent = crate::common::agent::InProcess::start(&conf, Some(&log));
+    let mut serial = String::new();
+    for _ in 0..200 {
+        if let Some(a) = db.assets().unwrap().first() {
+            serial = a.serial.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !serial.is_empty(),
+        "the printer was polled and uploaded; agent log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let printer = json!({ "serialNumber": serial });
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    for (body, action) in [
+        (
+            json!({ "type": "deployFile", "printer": printer,
+                "params": { "file": "site.zip" }, "files": { "site.zip": b64(b"SETTINGS") } }),
+            "deployFile",
+        ),
+        (
+            json!({ "type": "firmwareUpdate", "printer": printer,
+                "params": { "file": "fw.bin" }, "files": { "fw.bin": b64(b"FIRMWARE") } }),
+            "firmwareUpdate",
+        ),
+        (
+            json!({ "type": "deployConfiguration", "printer": printer,
+                "params": { "items": [ { "file": "a.zip" } ] }, "files": { "a.zip": b64(b"A") } }),
+            "deployFile",
+        ),
+    ] {
+        let j = cloud.outcome(&cloud.submit(&body).await, 30).await;
+        assert_eq!(j.state, JobState::Failed, "{j:?}");
+        let r = crate::common::cloud::result(&j);
+        assert_eq!(r.status, Status::NotSupported, "{j:?}");
+        let text = crate::common::cloud::message(&j);
+        assert!(
+            text.contains(&format!("names no way to send files ({action})"))
+                && text.contains("enterprise 11")
+                && text.contains("nothing was downloaded or sent"),
+            "{text}"
+        );
+        assert_eq!(r.printers[0].status, Status::NotSupported);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(raw.lock().unwrap().is_empty(), "nothing reached port 9100");
 }

@@ -1,8 +1,8 @@
 //! File deployment (`deployFile`), firmware (`firmwareUpdate`) and configurations
 //! (`deployConfiguration`): every file is checked (kind, size) before anything is
 //! downloaded or sent, then goes through the transport the support library names for the
-//! printer's vendor (raw TCP 9100 by default, or an HTTP(S) upload with the printer's
-//! stored web credentials).
+//! printer's vendor (raw TCP 9100, or an HTTP(S) upload with the printer's stored web
+//! credentials). A vendor it names no way for gets `notSupported`, nothing sent.
 
 use super::super::results::{Failure, failed, sent, with_printers};
 use super::{Access, Context, Job, Resolved, library_action, refused_credentials, resolve};
@@ -130,10 +130,11 @@ async fn send_item(
     action: &str,
 ) -> Result<String, Failure> {
     let addr = p.addr;
-    let (transport, port, path) = match library_action(ctx, p, action, true) {
-        Some(w) => (w.transport, w.port, w.path),
-        None => ("raw9100".into(), 9100, String::new()),
+    let Some(way) = library_action(ctx, p, action, true) else {
+        // send_all checked every item first: not reached.
+        return Err((false, no_way(p, action)));
     };
+    let (transport, port, path) = (way.transport, way.port, way.path);
     let bytes = ctx
         .cloud
         .client
@@ -176,19 +177,52 @@ async fn send_item(
     ))
 }
 
+/// Why files are not sent to a printer whose vendor the support library names no way for.
+fn no_way(p: &Resolved, action: &str) -> String {
+    let vendor = p.enterprise.map_or_else(
+        || "an unknown vendor".to_owned(),
+        |e| format!("enterprise {e}"),
+    );
+    format!(
+        "the support library names no way to send files ({action}) to this printer's vendor ({vendor}); \
+         other vendors' printers are only read (a file sent as a print job would print as pages of garbage): \
+         nothing was downloaded or sent"
+    )
+}
+
+/// The library action that sends `item`.
+fn action_of(item: &Item) -> &'static str {
+    if item.kind == FileKind::Firmware {
+        "firmwareUpdate"
+    } else {
+        "deployFile"
+    }
+}
+
 /// Sends checked items to the job's printer in order; the first failure stops the rest.
+/// A printer whose vendor the support library names no way for gets `notSupported`
+/// before anything is downloaded or sent.
 async fn send_all(ctx: &Context, job: &Job, items: &[Item]) -> JobResult {
     let p = match resolve(ctx, job, Access::Write).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if let Some(item) = items
+        .iter()
+        .find(|i| library_action(ctx, &p, action_of(i), true).is_none())
+    {
+        let text = no_way(&p, action_of(item));
+        tracing::info!(printer = %p.addr, kind = job.command.type_name(), "Job not supported: {text}");
+        return super::super::results::printer_outcome(
+            p.addr,
+            p.serial.as_deref(),
+            Status::NotSupported,
+            text,
+        );
+    }
     let mut done = Vec::new();
     for item in items {
-        let action = if item.kind == FileKind::Firmware {
-            "firmwareUpdate"
-        } else {
-            "deployFile"
-        };
+        let action = action_of(item);
         match send_item(ctx, &job.job_id, &p, item, action).await {
             Ok(d) => done.push(d),
             Err((u, e)) => {

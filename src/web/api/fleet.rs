@@ -152,22 +152,33 @@ pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
     })
     .await;
     match r {
-        Ok((Some(p), report)) => axum::Json(json!({
-            "id": p.id,
-            "address": p.address,
-            "health": p.health.as_str(),
-            "healthReason": p.health_reason,
-            "lastSeenMs": p.last_seen_ms,
-            "consecutiveFailures": p.consecutive_failures,
-            // How the poller asks its agent (the remembered quirks), in words.
-            "agentQuirks": p
-                .quirks
-                .as_deref()
-                .and_then(|j| crate::store::read_quirks(j).ok())
-                .map_or_else(|| "none".to_owned(), |q| q.to_string()),
-            "report": report.and_then(|r| serde_json::from_str::<Value>(&r).ok()),
-        }))
-        .into_response(),
+        Ok((Some(p), report)) => {
+            let report = report.and_then(|r| serde_json::from_str::<Value>(&r).ok());
+            // What the support library in use says can be done to it.
+            let commands = crate::printer::library::commands(
+                &agent.library.current(),
+                report
+                    .as_ref()
+                    .and_then(|r| r["device"]["sysObjectID"].as_str()),
+            );
+            axum::Json(json!({
+                "id": p.id,
+                "address": p.address,
+                "health": p.health.as_str(),
+                "healthReason": p.health_reason,
+                "lastSeenMs": p.last_seen_ms,
+                "consecutiveFailures": p.consecutive_failures,
+                // How the poller asks its agent (the remembered quirks), in words.
+                "agentQuirks": p
+                    .quirks
+                    .as_deref()
+                    .and_then(|j| crate::store::read_quirks(j).ok())
+                    .map_or_else(|| "none".to_owned(), |q| q.to_string()),
+                "commands": commands,
+                "report": report,
+            }))
+            .into_response()
+        }
         Ok((None, _)) => reason(StatusCode::NOT_FOUND, format!("no printer {id}")),
         Err(e) => e,
     }
