@@ -498,6 +498,40 @@ pub async fn run<C: SnmpClient + Clone>(
         warnings.extend(w);
         set.include.extend(specs);
     }
+    // Excluded host names exclude the addresses they resolve to now (each run: DHCP may
+    // move them); one that does not resolve is said, not silently ignored.
+    let names: Vec<String> = set
+        .exclude
+        .iter()
+        .filter_map(|s| match s {
+            targets::Spec::Fqdn(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    for name in names {
+        let resolved = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::net::lookup_host((name.as_str(), 0)),
+        )
+        .await;
+        match resolved {
+            Ok(Ok(addrs)) => {
+                let ips: Vec<targets::Spec> = addrs.map(|a| targets::Spec::Ip(a.ip())).collect();
+                if ips.is_empty() {
+                    warnings.push(format!(
+                        "exclusion {name}: the name has no address; nothing is excluded by it this run"
+                    ));
+                }
+                set.exclude.extend(ips);
+            }
+            Ok(Err(e)) => warnings.push(format!(
+                "exclusion {name}: does not resolve ({e}); nothing is excluded by it this run"
+            )),
+            Err(_) => warnings.push(format!(
+                "exclusion {name}: no DNS answer within 10 s; nothing is excluded by it this run"
+            )),
+        }
+    }
     let mut results: Vec<IpResult> = Vec::new();
     let expanded = match set.expand(opts.max_addresses) {
         Ok(e) => e,

@@ -555,3 +555,40 @@ async fn discovery_learns_a_quirky_printer_once_and_asks_it_the_known_way_after(
     );
     println!("quirky printer: discovery requests {first} (learning), {second} (known)");
 }
+
+/// An excluded host name excludes the addresses it resolves to at the run (it matched
+/// nothing before, silently); one that does not resolve is said in the run's warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_host_name_excludes_what_it_resolves_to() {
+    let port = 26000 + (std::process::id() % 20000) as u16 + 2;
+    let targets = TargetSet {
+        include: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        exclude: vec![
+            "localhost".parse().unwrap(),
+            "no-such-printer.invalid".parse().unwrap(),
+        ],
+    };
+    let r = discover(targets, port, None).await;
+    let of = |ip: &str| {
+        r.results
+            .iter()
+            .find(|x| x.address == ip.parse::<IpAddr>().unwrap())
+            .map(|x| x.outcome.clone())
+    };
+    assert!(
+        matches!(of("127.0.0.1"), Some(Outcome::Excluded)),
+        "{:?}",
+        r.results
+    );
+    assert!(
+        !matches!(of("127.0.0.2"), Some(Outcome::Excluded)),
+        "{:?}",
+        r.results
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("exclusion no-such-printer.invalid:")
+            && w.ends_with("nothing is excluded by it this run")),
+        "{:?}",
+        r.warnings
+    );
+}
