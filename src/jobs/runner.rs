@@ -15,8 +15,17 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use tokio::time::Duration;
 
-/// Jobs waiting for their window, by (window opening in epoch ms, job id).
+/// Jobs waiting for their window (or for a free slot), by (time they may start in epoch
+/// ms, job id).
 type Waiting = BTreeMap<(i64, String), Job>;
+
+/// How late after its window opened a job waiting across an agent restart may still
+/// start: later, the window is taken as missed (a firmware flashed in business hours
+/// instead of overnight is worse than one not flashed).
+const LATE_MAX_MS: i64 = 15 * 60 * 1000;
+
+/// How long the cloud keeps a job in progress before it expires it.
+const IN_PROGRESS_MS: i64 = 24 * 3600 * 1000;
 
 /// When `job` must not start before (a `firmwareUpdate`'s window, epoch ms), if that is
 /// ahead of `now_ms` and close enough to wait for (a window further ahead than
@@ -164,8 +173,15 @@ async fn start(
             return;
         }
     }
-    if let Some(at) = window(&job, ctx.clock.now_ms()) {
+    let now = ctx.clock.now_ms();
+    if let Some(at) = window(&job, now) {
         wait_for_window(ctx, job, at, waiting).await;
+        return;
+    }
+    if running.len() >= MAX_RUNNING {
+        // No free slot (a window that opened meanwhile, or jobs found at a restart):
+        // launched as soon as one frees.
+        waiting.insert((now, job.job_id.clone()), job);
         return;
     }
     launch(ctx, job, running).await;
@@ -203,7 +219,16 @@ async fn launch_due(ctx: &Context, waiting: &mut Waiting, running: &mut tokio::t
         if entry.key().0 > now {
             break;
         }
-        launch(ctx, entry.remove(), running).await;
+        let job = entry.remove();
+        if job.not_after.is_some_and(|t| t <= now) {
+            // Its slot came too late: the window closed.
+            tracing::warn!(job = %job.job_id, kind = %job.command.type_name(), "Job's window closed before a slot freed; not run.");
+            let r = failed("its window (notAfter) closed before the agent could start it; not run");
+            finish(ctx, &job.job_id, r).await;
+            send_results(ctx).await;
+            continue;
+        }
+        launch(ctx, job, running).await;
     }
 }
 
@@ -357,10 +382,20 @@ async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>, waiting:
         .unwrap_or_default()
     {
         let now = ctx.clock.now_ms();
+        let opened = |job: &Job| match &job.command {
+            Command::FirmwareUpdate(p) => p.start_at,
+            _ => None,
+        };
         match recorded(ctx, &j.job_id, &j.body).await {
-            Some(job) if job.not_after.is_some_and(|t| t <= now) => {
-                tracing::warn!(job = %j.job_id, kind = %j.kind, "Job's window closed while the agent was stopped; not run.");
-                let r = failed("its window (notAfter) closed while the agent was stopped; not run");
+            Some(job)
+                if job.not_after.is_some_and(|t| t <= now)
+                    || opened(&job).is_some_and(|t| now.saturating_sub(t) > LATE_MAX_MS)
+                    || now.saturating_sub(j.received_ms) >= IN_PROGRESS_MS =>
+            {
+                tracing::warn!(job = %j.job_id, kind = %j.kind, "Job's window passed while the agent was stopped; not run.");
+                let r = failed(
+                    "its window passed while the agent was stopped (it opened more than 15 minutes ago, or closed); not run: queue it again for another window",
+                );
                 finish(ctx, &j.job_id, r).await;
             }
             Some(job) => {
@@ -438,18 +473,21 @@ pub async fn run(ctx: Context, shutdown: impl std::future::Future<Output = ()>) 
             Err(CloudError::Unauthorized(_)) => ctx.cloud.client.invalidate_token(),
             Err(e) => tracing::debug!(error = %e, "Job poll failed; backing off."),
         }
-        let wait = retry.failed();
-        tokio::select! {
-            _ = &mut shutdown => {
-                running.abort_all();
-                return;
-            }
-            _ = tokio::time::sleep(wait) => {}
-            // A window opens on time with the cloud unreachable too.
-            () = tokio::time::sleep(next_window(&ctx, &waiting)),
-                if !waiting.is_empty() && running.len() < MAX_RUNNING =>
-            {
-                launch_due(&ctx, &mut waiting, &mut running).await;
+        let until = tokio::time::Instant::now() + retry.failed();
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    running.abort_all();
+                    return;
+                }
+                () = tokio::time::sleep_until(until) => break,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                // A window opens on time with the cloud unreachable too.
+                () = tokio::time::sleep(next_window(&ctx, &waiting)),
+                    if !waiting.is_empty() && running.len() < MAX_RUNNING =>
+                {
+                    launch_due(&ctx, &mut waiting, &mut running).await;
+                }
             }
         }
     }

@@ -580,7 +580,14 @@ async fn firmware_windows_hold_no_job_slot_and_survive_a_restart() {
                 .await,
         );
     }
-    for id in &ids {
+    // A sixth whose window closes 1 s after it opens, while the agent is stopped.
+    let closing = cloud
+        .submit(&json!({ "type": "firmwareUpdate", "printer": printer,
+            "notAfter": start_at + 1_000,
+            "params": { "file": "fw-x.bin", "startAt": start_at },
+            "files": { "fw-x.bin": b64(b"FIRMWARE-X") } }))
+        .await;
+    for id in ids.iter().chain([&closing]) {
         let mut j = cloud.job(id).await;
         for _ in 0..100 {
             if j.progress
@@ -609,9 +616,23 @@ async fn firmware_windows_hold_no_job_slot_and_survive_a_restart() {
         "nothing sent before the window"
     );
 
-    // A restart during the wait (the orderly way, as a service stop does).
+    // Stopped during the wait (the orderly way, as a service stop does) and started
+    // again 2 s after the windows opened: late by 2 s, the five still run; the sixth's
+    // window closed meanwhile, so it does not.
     agent.stop();
+    let now = fleet_agent::clock::Clock::system().now_ms();
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(start_at + 2_000 - now).unwrap_or(0),
+    ))
+    .await;
     let _agent = crate::common::agent::InProcess::start(&conf, Some(&log));
+    let j = cloud.outcome(&closing, 40).await;
+    assert_eq!(j.state, JobState::Failed, "{j:?}");
+    assert!(
+        crate::common::cloud::message(&j)
+            .starts_with("its window passed while the agent was stopped"),
+        "{j:?}"
+    );
     for id in &ids {
         let j = cloud.outcome(id, 40).await;
         assert_eq!(j.state, JobState::Completed, "{j:?}");

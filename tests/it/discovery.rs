@@ -586,8 +586,10 @@ async fn an_excluded_host_name_excludes_what_it_resolves_to() {
         r.results
     );
     assert!(
-        r.warnings.iter().any(|w| w.starts_with("exclusion no-such-printer.invalid:")
-            && w.ends_with("nothing is excluded by it this run")),
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("exclusion no-such-printer.invalid:")
+                && w.ends_with("nothing is excluded by it this run")),
         "{:?}",
         r.warnings
     );

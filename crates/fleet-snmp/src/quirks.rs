@@ -75,6 +75,8 @@ pub enum Reason {
     Refused,
     /// The device returned a non-increasing OID while walking it (this poll only).
     NonIncreasing,
+    /// The device answers tooBig even when it is asked alone.
+    TooBig,
 }
 
 impl fmt::Display for Reason {
@@ -84,6 +86,7 @@ impl fmt::Display for Reason {
             Reason::GenErr => "genErr",
             Reason::Refused => "refused by the agent",
             Reason::NonIncreasing => "non-increasing OID in the walk",
+            Reason::TooBig => "tooBig even asked alone",
         })
     }
 }

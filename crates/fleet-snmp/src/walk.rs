@@ -411,6 +411,8 @@ async fn run<C: SnmpClient>(
         }
         let v1 = target.security.version() == Version::V1;
         let bulk = !v1 && !q.no_bulk && target.max_repetitions > 0;
+        // A size check is a GETBULK question: moot once GETBULK is off.
+        size_check &= bulk;
         let max_obj = q
             .max_objects
             .map_or(usize::MAX, |n| n.max(1) as usize)
@@ -532,6 +534,11 @@ async fn run<C: SnmpClient>(
                 // Refused with one repetition (or none): too many objects at once.
                 size_check = false;
                 let n = nr + ncols;
+                if n == 1 && adaptive {
+                    // One object too big even alone: left out (rows before it kept).
+                    p.give_up(0, nr, Reason::TooBig, q, &mut out);
+                    continue;
+                }
                 if n <= 1 {
                     return Err(SnmpError::TooBig {
                         target: target.addr,
@@ -1088,6 +1095,50 @@ mod tests {
                 }
                 Ok(pdu)
             }
+        }
+
+        /// An object whose value does not fit in a response even alone (a 70-KB string):
+        /// left out and named, everything else read; plain `collect` fails as before.
+        #[tokio::test(start_paused = true)]
+        async fn an_object_too_big_even_alone_is_left_out() {
+            let (f, addr) = fake();
+            let mut pairs = Vec::new();
+            let view = crate::agent::MibView::new({
+                let o = |s: &str| s.parse::<Oid>().unwrap();
+                pairs.push((o("1.3.6.1.2.1.1.1.0"), Value::OctetString(b"d".to_vec())));
+                pairs.push((
+                    o("1.3.6.1.2.1.1.2.0"),
+                    Value::ObjectId(o("1.3.6.1.4.1.641")),
+                ));
+                pairs.push((
+                    o("1.3.6.1.2.1.1.9.1.3.1"),
+                    Value::OctetString(vec![b'x'; 70_000]),
+                ));
+                for i in 1..=30u32 {
+                    pairs.push((
+                        o(&format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}")),
+                        Value::Integer(i64::from(i)),
+                    ));
+                }
+                pairs
+            });
+            f.add(addr, view);
+            let t = Target::new(addr, Security::v2c("public"));
+            let c = fresh(&f, &t).await.unwrap();
+            assert_eq!(
+                c.values.len(),
+                32,
+                "{:?}",
+                c.values.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(c.missing.len(), 1, "{:?}", c.missing);
+            assert_eq!(c.missing[0].oid, o("1.3.6.1.2.1.1.9"));
+            assert_eq!(c.missing[0].reason, Reason::TooBig);
+            assert!(
+                collect(&f, &t, &firsts(), &columns(), Budget::POLL)
+                    .await
+                    .is_err()
+            );
         }
 
         /// A job's walk of a device whose GETBULK goes unanswered: with the target the

@@ -129,6 +129,11 @@ pub async fn expire_panels(ctx: &Context) {
         let Some(addr) = name.strip_prefix("panel.").and_then(|a| a.parse().ok()) else {
             continue;
         };
+        // One task at a time per printer: one a command holds is cleared at a later check
+        // (not waited for: this runs in the jobs loop).
+        let Some(_held) = ctx.printer_locks.try_hold(addr) else {
+            continue;
+        };
         if let (Some(t), Some(shown)) = (ctx.poller.target(addr).await, &shown)
             && console_text(ctx, &t)
                 .await
