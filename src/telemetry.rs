@@ -251,6 +251,36 @@ impl Metrics {
     }
 }
 
+/// Checks a log filter as an admin writes it: a level (`info`), or comma-separated
+/// directives each a level or `target=level` (`info,fleet_agent::poller=debug`). A bare
+/// word that is not a level is refused: the filter syntax would read `verbose` as "all
+/// levels of a target named verbose, nothing else", silencing the log.
+///
+/// # Errors
+/// What is wrong, for the admin.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bad = || {
+        format!(
+            "{filter:?} is not a log filter (off, error, warn, info, debug, trace, or target=level, comma-separated)"
+        )
+    };
+    if filter.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+        return Err(bad());
+    }
+    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !d.contains('=')
+            && !d.contains('[')
+            && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "{filter:?}: {d:?} is not a level (off, error, warn, info, debug, trace); for one module write target=level"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Log lines kept in memory for the "request agent logs" job and the page (the process
 /// logs to standard error, which journald or the service wrapper owns).
 const RING_LINES: usize = 5000;

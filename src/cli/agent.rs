@@ -2,7 +2,7 @@
 //! `activate`, `status`.
 
 use super::exit::{self, Exit};
-use super::{AgentArgs, load_config, load_source, state_dir};
+use super::{AgentArgs, StateArgs, load_config, load_source, state_dir};
 use clap::{Args, Subcommand};
 use std::io::Write;
 
@@ -34,7 +34,7 @@ pub struct ActivateArgs {
     pub code: String,
     /// Configuration and state.
     #[command(flatten)]
-    pub agent: AgentArgs,
+    pub agent: StateArgs,
 }
 
 /// `status` arguments.
@@ -42,7 +42,7 @@ pub struct ActivateArgs {
 pub struct StatusArgs {
     /// Configuration and state.
     #[command(flatten)]
-    pub agent: AgentArgs,
+    pub agent: StateArgs,
     /// Print JSON (every printer with its latest report).
     #[arg(long)]
     pub json: bool,
@@ -71,7 +71,7 @@ pub(super) async fn run_agent(
             )
         })?,
     };
-    let dir = state_dir(&a, &c);
+    let dir = state_dir(a.state_dir.as_ref(), &c);
     // A verified staged update replaces this process here (it does not return then).
     let launched = crate::update::launch(&dir, &c.cloud.update_keys);
     let deps = crate::app::Deps::new(dir, logs, launched);
@@ -208,7 +208,7 @@ pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
         code: exit::FAILURE,
         message,
     };
-    let dir = state_dir(&a.agent, &c);
+    let dir = state_dir(a.agent.state_dir.as_ref(), &c);
     // The same store, key and proxy in force as the running agent (a proxy entered on the
     // local page wins over the file's).
     let d = dir.clone();
@@ -248,7 +248,7 @@ pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
 
 pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
     let c = load_config(a.agent.config.as_ref())?;
-    let dir = state_dir(&a.agent, &c);
+    let dir = state_dir(a.agent.state_dir.as_ref(), &c);
     if !dir.join("fleet-agent.db").exists() {
         return Err(Exit {
             code: exit::NO_INPUT,

@@ -2,7 +2,7 @@
 //! report them (table, JSON, or a per-address CSV/JSON file).
 
 use super::exit::{self, Exit};
-use super::{AgentArgs, load_config, state_dir};
+use super::{StateArgs, load_config, state_dir};
 use clap::Args;
 use fleet_snmp::{Security, UdpClient};
 use std::io::Write;
@@ -70,7 +70,7 @@ pub struct DiscoverArgs {
     pub no_store: bool,
     /// Configuration and state.
     #[command(flatten)]
-    pub agent: AgentArgs,
+    pub agent: StateArgs,
 }
 
 pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
@@ -129,6 +129,11 @@ pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
             if problems.len() == 1 { "y" } else { "ies" },
             problems.join("\n  ")
         )));
+    }
+    // More addresses than the cap: refused before a socket opens, and said as bad input
+    // (a run that searched nothing is not a success).
+    if let Err(e) = set.expand(u128::from(a.max_addresses)) {
+        return Err(data(format!("{e}; nothing was probed")));
     }
     if set.include.is_empty() && !a.local_network && a.mdns_secs == 0 {
         return Err(Exit {
@@ -189,7 +194,7 @@ pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
     let store = if a.no_store {
         None
     } else {
-        let dir = state_dir(&a.agent, &c);
+        let dir = state_dir(a.agent.state_dir.as_ref(), &c);
         Some(
             tokio::task::spawn_blocking(move || crate::store::Store::open(&dir))
                 .await

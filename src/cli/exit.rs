@@ -9,8 +9,8 @@
 //! | 4 | SNMP credentials rejected (v3 unknown user, wrong digest, ...) |
 //! | 5 | the agent answered but the answer is unusable |
 //! | 64 | invalid configuration (sysexits EX_USAGE) |
-//! | 65 | bad input data: a target list or import entry, an activation code refused (EX_DATAERR) |
-//! | 66 | an input file or directory cannot be read (EX_NOINPUT) |
+//! | 65 | bad input data: a target list or import entry, more addresses than the cap, an activation code refused (EX_DATAERR) |
+//! | 66 | an input file or directory cannot be read: the configuration file, an import file, the store (EX_NOINPUT) |
 //! | 75 | stopped to start again for an agent update (EX_TEMPFAIL) |
 
 use crate::poller::PollError;

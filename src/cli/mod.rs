@@ -68,23 +68,36 @@ pub enum LibraryCommand {
     Default,
 }
 
-/// Where the configuration and state are.
+/// Where the configuration and state are (`activate`, `status`, `discover`).
+#[derive(Args, Debug, Clone)]
+pub struct StateArgs {
+    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml when it exists, else
+    /// the built-in defaults).
+    #[arg(long, env = "FLEET_AGENT_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+    /// State directory (overrides `agent.state_dir`).
+    #[arg(long, env = "FLEET_AGENT_STATE_DIR", hide_env_values = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the configuration and state are, and the running agent's page port and log
+/// file (`run`, the service).
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml when it exists, else
     /// the built-in defaults).
-    #[arg(long, env = "FLEET_AGENT_CONFIG")]
+    #[arg(long, env = "FLEET_AGENT_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// State directory (overrides `agent.state_dir`).
-    #[arg(long, env = "FLEET_AGENT_STATE_DIR")]
+    #[arg(long, env = "FLEET_AGENT_STATE_DIR", hide_env_values = true)]
     pub state_dir: Option<PathBuf>,
     /// Port of the local web page (replaces `web.listen`'s port; the Windows installer's
     /// choice: 80, or another free one such as 8080 or 8088).
-    #[arg(long, env = "FLEET_AGENT_WEB_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "FLEET_AGENT_WEB_PORT", hide_env_values = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub web_port: Option<u16>,
     /// Also write the log to this file, rotated at 10 MiB, 5 kept (the Windows service
     /// writes `<state dir>\logs\fleet-agent.log` by default).
-    #[arg(long, env = "FLEET_AGENT_LOG_FILE")]
+    #[arg(long, env = "FLEET_AGENT_LOG_FILE", hide_env_values = true)]
     pub log_file: Option<PathBuf>,
 }
 
@@ -149,10 +162,11 @@ pub fn load_config(explicit: Option<&PathBuf>) -> Result<crate::config::Config, 
 /// Reads the configuration file `run` uses (or the built-in defaults).
 ///
 /// # Errors
-/// An unreadable file, as an exit with code 64.
+/// An unreadable file, as an exit with code 66 (an input file that cannot be read).
 pub fn load_source(explicit: Option<&PathBuf>) -> Result<crate::config::Source, Exit> {
     match config_path(explicit) {
-        Some(p) => crate::config::Source::read(&p).map_err(Exit::from),
+        Some(p) => crate::config::Source::read(&p)
+            .map_err(|e| Exit::new(exit::NO_INPUT, e.to_string().trim_end().to_owned())),
         None => Ok(crate::config::Source::new(
             "<built-in defaults>",
             crate::config::DEFAULT_TOML,
@@ -160,9 +174,9 @@ pub fn load_source(explicit: Option<&PathBuf>) -> Result<crate::config::Source, 
     }
 }
 
-pub(crate) fn state_dir(a: &AgentArgs, c: &crate::config::Config) -> PathBuf {
-    a.state_dir
-        .clone()
+pub(crate) fn state_dir(explicit: Option<&PathBuf>, c: &crate::config::Config) -> PathBuf {
+    explicit
+        .cloned()
         .or_else(|| c.state_dir.clone())
         .unwrap_or_else(crate::config::default_state_dir)
 }

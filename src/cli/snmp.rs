@@ -170,6 +170,14 @@ pub async fn resolve(host: &str, default_port: u16) -> anyhow::Result<SocketAddr
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, default_port));
     }
+    // "host:99999" is a port out of range, not a name to look up.
+    if let Some((_, p)) = host.rsplit_once(':')
+        && !p.is_empty()
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && p.parse::<u16>().is_err()
+    {
+        anyhow::bail!("{host}: port {p} is out of range (1-65535)");
+    }
     let with_port = if host
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())

@@ -129,11 +129,8 @@ fn agent(a: &raw::RawAgent, e: &mut Problems) -> (String, Duration) {
     }
     if log_level.len() > 512 {
         e.short("agent.log_level", &log_level, 512);
-    } else if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        e.add(
-            "agent.log_level",
-            format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
-        );
+    } else if let Err(why) = crate::telemetry::check_filter(&log_level) {
+        e.add("agent.log_level", why);
     }
     let stop_timeout_secs = e.within("agent.stop_timeout_secs", a.stop_timeout_secs, 30, 1..=300);
     (log_level, Duration::from_secs(stop_timeout_secs))
@@ -146,7 +143,18 @@ fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
     let listen = match text.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(err) => {
-            e.add("web.listen", format!("not an address:port: {err}"));
+            let hint = if text
+                .rsplit_once(':')
+                .is_some_and(|(h, _)| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+            {
+                " (an IP address is needed, not a host name: 127.0.0.1:8080 for this host only, 0.0.0.0:8080 for every interface, [::1]:8080 for IPv6)"
+            } else {
+                " (e.g. 127.0.0.1:8080)"
+            };
+            e.add(
+                "web.listen",
+                format!("{text:?} is not an address:port: {err}{hint}"),
+            );
             SocketAddr::from(([127, 0, 0, 1], 8080))
         }
     };

@@ -611,3 +611,107 @@ fn a_column_refused_with_generr_or_nosuchname_is_named_and_the_rest_read() {
         assert!(r["counters"]["lifetimeCount"].is_u64(), "{quirk}");
     }
 }
+
+/// The README's exit-code table, row by row, each from a command a user runs (75, the
+/// restart into an agent update, is `update_job.rs`'s: it needs a staged update).
+#[test]
+fn every_exit_code_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, addr) = simulate_dir(
+        &own_fixtures(),
+        &[
+            "--v3-user",
+            "fleet:sha256:authpass123:aes128:privpass123",
+            "--quirk",
+            "generr=1.3.6.1.2.1.1.1",
+        ],
+    );
+    let a = addr.to_string();
+    // A port nothing listens on (bound, then freed).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let bad_conf = dir.path().join("bad.toml");
+    std::fs::write(&bad_conf, "[agent]\nlog_level = \"verbose\"\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    let quick = ["--timeout-ms", "300", "--retries", "0"];
+    let with = |base: &[&str], extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let rows: Vec<(i32, Vec<String>, &str)> = vec![
+        (0, with(&["version"], &[]), ""),
+        (1, with(&["walk", &a, "1.3.x"], &[]), "OID argument"),
+        (
+            1,
+            with(&["poll", "127.0.0.1:99999"], &[]),
+            "port 99999 is out of range",
+        ),
+        (2, with(&["poll"], &[]), "required"),
+        (3, with(&["poll", &silent], &quick), "no response"),
+        (
+            4,
+            with(
+                &[
+                    "poll",
+                    &a,
+                    "--context",
+                    "acme-color",
+                    "--v3-user",
+                    "fleet",
+                    "--auth-protocol",
+                    "sha256",
+                    "--auth-pass",
+                    "wrongpass99",
+                ],
+                &quick,
+            ),
+            "",
+        ),
+        (
+            5,
+            with(&["walk", &a, "1.3.6.1.2.1.1", "-c", "acme-color"], &quick),
+            "genErr",
+        ),
+        (
+            64,
+            with(&["config", "validate", bad_conf.to_str().unwrap()], &[]),
+            "agent.log_level",
+        ),
+        (
+            65,
+            with(&["discover", "--no-store", "-t", "10.0.0.0/33"], &[]),
+            "not a valid subnet",
+        ),
+        (
+            65,
+            with(&["discover", "--no-store", "-t", "10.0.0.0/8"], &[]),
+            "more than the cap of 65536",
+        ),
+        (
+            66,
+            with(&["config", "validate", missing.to_str().unwrap()], &[]),
+            "No such file",
+        ),
+        (
+            66,
+            with(
+                &[
+                    "status",
+                    "--state-dir",
+                    dir.path().join("none").to_str().unwrap(),
+                ],
+                &[],
+            ),
+            "no store yet",
+        ),
+    ];
+    for (code, args, says) in rows {
+        let v: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&v);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -152,11 +152,14 @@ pub async fn set_log_level(State(agent): Shared, body: Option<axum::Json<LogLeve
         return reason(StatusCode::BAD_REQUEST, "expected JSON {\"logLevel\": ...}");
     };
     let level = l.log_level.trim().to_string();
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() || level.is_empty() {
+    if level.len() > 512 {
         return reason(
             StatusCode::BAD_REQUEST,
-            format!("logLevel: {level:?} is not a log filter (error, warn, info, debug, trace)"),
+            "logLevel: longer than 512 characters",
         );
+    }
+    if let Err(why) = crate::telemetry::check_filter(&level) {
+        return reason(StatusCode::BAD_REQUEST, format!("logLevel: {why}"));
     }
     let keep = level.clone();
     if let Err(e) = blocking(&agent, move |a| a.store.set_log_level(&keep)).await {
