@@ -342,7 +342,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
     if rows.is_empty() {
         writeln!(
             out,
-            "(no printers yet: add [[printers]] to the configuration)"
+            "(no managed printers yet: add [[printers]] to the configuration, or give [discovery] targets to `fleet-agent run`, which manages what it finds; `fleet-agent discover` alone only reports)"
         )
         .ok();
     }

@@ -219,9 +219,15 @@ pub async fn run(a: DemoArgs, logs: agent::telemetry::Logs) -> anyhow::Result<()
 until then the agent polls and its uploads wait in the outbox (\"What will be sent\")."
         );
     }
-    println!("  state             {}", dir.display());
+    println!(
+        "  state             {} (agent: {}, cloud: {})",
+        dir.display(),
+        agent_dir.display(),
+        cloud_dir.display()
+    );
     let exe = crate::sibling("fleet-agent").display().to_string();
     println!("Try in another terminal:  {exe} poll {}", addrs[0]);
+    println!("  {exe} status --state-dir {}", agent_dir.display());
     println!(
         "  {} assets --url {url} --ca {} --admin-token \"$(cat {})\"",
         crate::sibling("fleet-cloud").display(),
