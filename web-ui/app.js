@@ -227,7 +227,7 @@ async function loadStatus() {
       ["Printer support library", `version ${s.libraryVersion}`],
       ["Started", ago(s.startedAtMs)],
       ["Jobs running", s.jobs.running.length ? s.jobs.running.map((j) => j.type).join(", ") : "none"],
-      ["Jobs waiting for their window", (s.jobs.waiting || []).length ? s.jobs.waiting.map((j) => j.type).join(", ") : "none"],
+      ["Jobs waiting", (s.jobs.waiting || []).length ? s.jobs.waiting.map((j) => j.type).join(", ") : "none"],
     ])),
   ];
   $("status-cards").replaceChildren(...cards);

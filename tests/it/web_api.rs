@@ -412,6 +412,28 @@ async fn activation_errors_success_and_no_secret_in_any_response() {
     assert_eq!(r.status, 410, "{}", r.text);
     assert!(r.reason().contains("already used"), "{}", r.text);
 
+    // A proxy host no name can be (5,000 characters) is refused with a short reason,
+    // and a log level that is not one too.
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/proxy",
+            Some(json!({"host": "p".repeat(5000), "port": 3128})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.len() < 300, "bounded: {}", r.text);
+    assert!(r.reason().contains("at most 253"), "{}", r.text);
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/log-level",
+            Some(json!({"logLevel": "verbose"})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.reason().contains("is not a level"), "{}", r.text);
+
     // A proxy with a password, set in the settings.
     let r = p
         .call(

@@ -30,6 +30,18 @@ impl ProxyForm {
         if h.is_empty() {
             return Err("proxy.host: enter the proxy's name or address".into());
         }
+        // A DNS name has at most 253 characters; the echo of a longer one broke the page.
+        if h.len() > 253 {
+            return Err(format!(
+                "proxy.host: {} characters; a host name has at most 253",
+                h.chars().count()
+            ));
+        }
+        if self.user.as_deref().is_some_and(|u| u.len() > 256)
+            || self.password.as_deref().is_some_and(|p| p.len() > 1024)
+        {
+            return Err("proxy.user / proxy.password: at most 256 and 1,024 characters".into());
+        }
         if h.contains(['/', '@', ' ', ':']) && h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!(
                 "proxy.host: {h:?} is not a host name or address (no scheme, port or credentials)"

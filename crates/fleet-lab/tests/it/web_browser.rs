@@ -51,11 +51,34 @@ fn shots_dir() -> PathBuf {
     d
 }
 
+/// Keeps a screenshot of the page as it is, after checking its layout: the document no
+/// wider than the window (nothing scrolls sideways; what may scroll does so inside its own
+/// box), and no element with the `hidden` attribute shown.
 async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     let path = shots_dir().join(format!("{name}.png"));
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
+    let wide = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1 ? '' : \
+             document.documentElement.scrollWidth + ' > ' + window.innerWidth + ': ' + \
+             [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll')) \
+             .slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join('; ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wide, json!(""), "{name}: the page scrolls sideways");
+    let shown = c
+        .execute(
+            "return [...document.querySelectorAll('[hidden]')].filter(e => e.getClientRects().length > 0) \
+             .map(e => e.tagName + '#' + e.id).join('; ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, json!(""), "{name}: elements marked hidden are shown");
 }
 
 /// Polls a JavaScript expression until it is truthy.
@@ -416,6 +439,22 @@ async fn a_new_user_activates_and_uses_every_page() {
     )
     .await;
     shot(&c, "10-status-360px").await;
+    for (hash, view, name) in [
+        ("#discovery", "view-discovery", "11-discovery-360px"),
+        ("#outbox", "view-outbox", "12-outbox-360px"),
+        ("#settings", "view-settings", "13-settings-360px"),
+    ] {
+        go(&c, hash).await;
+        wait_js(
+            &c,
+            &format!("!document.getElementById('{view}').hidden"),
+            name,
+            20,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shot(&c, name).await;
+    }
 
     c.close().await.ok();
 }
