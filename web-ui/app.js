@@ -117,7 +117,8 @@ function route() {
   $("nav").hidden = !s.authenticated;
   if (!s.authenticated) return show("login");
   const want = (location.hash || "#status").slice(1);
-  if (want === "activate" || !s.activated && !["settings"].includes(want)) return show("activate");
+  // Before activation the settings and what will be sent (everything waits) stay reachable.
+  if (want === "activate" || !s.activated && !["settings", "outbox"].includes(want)) return show("activate");
   show(views.includes(want) ? want : "status");
 }
 
@@ -206,7 +207,7 @@ async function loadStatus() {
       ["Link", link],
       ["Last contact", ago(cloud.lastContactMs)],
       ["Last upload", ago(cloud.lastUploadMs)],
-      ["Last error", cloud.lastError ? [cloud.lastError, " (", ago(cloud.lastErrorMs), ")"] : "none"],
+      ["Last error", cloud.lastError ? [el("span", { title: cloud.lastError }, shortError(cloud.lastError)), " (", ago(cloud.lastErrorMs), ")"] : "none"],
       ["Settings", cloudSettings(cloud.settings)],
     ])),
     el("div", { class: "card" }, el("h2", {}, "Outbox"), dl([
@@ -359,6 +360,24 @@ function reportQuery() {
   return s ? `?${s}` : "";
 }
 
+// An error chain ("cloud: temporarily unavailable: error sending request ...: tunnel
+// error: ...") cut to its first two links; the whole chain is the element's title.
+function shortError(text) {
+  const parts = String(text).split(": ");
+  return parts.length > 2 ? `${parts.slice(0, 2).join(": ")} …` : String(text);
+}
+
+// How discovery knows a device, in words: "serial FAMLX0000001 (acme imaging)", "MAC …".
+function deviceKeyText(k) {
+  if (!k) return null;
+  const [kind, rest] = [k.slice(0, k.indexOf(":")), k.slice(k.indexOf(":") + 1)];
+  if (kind === "sn") {
+    const [vendor, serial] = rest.includes("|") ? rest.split("|", 2) : ["", rest];
+    return `serial ${serial}${vendor ? ` (${vendor})` : ""}`;
+  }
+  return { mac: `MAC ${rest}`, uuid: `UUID ${rest}`, ip: `address ${rest}` }[kind] || k;
+}
+
 // Report rows keep the discovery module's field names (device_key, sys_descr, ...).
 function field(r, ...names) {
   for (const n of names) if (r[n] !== undefined && r[n] !== null) return r[n];
@@ -369,9 +388,9 @@ function outcomeDetail(r) {
   switch (r.outcome) {
     case "found": {
       const moved = field(r, "moved_from", "movedFrom");
-      return [field(r, "device_key", "deviceKey"), r.new ? "new" : "known", moved ? `moved from ${moved}` : null].filter(Boolean).join(", ");
+      return [deviceKeyText(field(r, "device_key", "deviceKey")), r.new ? "new" : "known", moved ? `moved from ${moved}` : null].filter(Boolean).join(", ");
     }
-    case "duplicate": return `same printer as ${field(r, "first_address", "firstAddress")} (${field(r, "device_key", "deviceKey")})`;
+    case "duplicate": return `same printer as ${field(r, "first_address", "firstAddress")} (${deviceKeyText(field(r, "device_key", "deviceKey"))})`;
     case "notAPrinter": return [field(r, "sys_descr", "sysDescr"), field(r, "sysObjectID", "sys_object_id")].filter(Boolean).join(" · ") || "no Printer-MIB";
     case "noAnswer": return "no answer with any SNMP profile (wrong community, SNMP off, or no host)";
     case "unreachable": return "ICMP port unreachable: no SNMP agent at this address";

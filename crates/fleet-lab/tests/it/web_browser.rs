@@ -229,6 +229,23 @@ async fn a_new_user_activates_and_uses_every_page() {
     )
     .await;
     shot(&c, "01-activation").await;
+    // Before activation, what will be sent (everything waits) is reachable, not a redirect.
+    go(&c, "#outbox").await;
+    wait_js(
+        &c,
+        "!document.getElementById('view-outbox').hidden",
+        "what will be sent before activation",
+        20,
+    )
+    .await;
+    go(&c, "#activate").await;
+    wait_js(
+        &c,
+        "!document.getElementById('view-activate').hidden",
+        "the activation form again",
+        20,
+    )
+    .await;
     // A mistyped code is refused with the reason.
     fill(&c, "#act-code", "ABCD-1234-XYZ!").await;
     c.execute(
@@ -262,6 +279,8 @@ async fn a_new_user_activates_and_uses_every_page() {
     .await;
     assert!(text(&c, "#notice").await.contains("Activated as agent-"));
     wait_js(&c, "document.querySelectorAll('#report-table tbody .badge.found').length === 6 && document.getElementById('discovery-state').textContent === 'Idle'", "six printers found", 60).await;
+    // Devices named in words, not by the store's keys.
+    wait_js(&c, "document.getElementById('report-table').textContent.includes('serial FA') && !document.getElementById('report-table').textContent.includes('sn:')", "devices named by serial", 10).await;
     // "Discover now" runs again and the progress comes back to idle with the same result.
     click(&c, "#discover-now").await;
     wait_js(&c, "document.getElementById('discovery-figures').textContent.includes('6 of 6 addresses, 6 printer(s) found')", "a second run's progress", 60).await;
