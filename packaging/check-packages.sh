@@ -31,7 +31,15 @@ dpkg-deb --field "$deb" Package Version Architecture Depends Installed-Size
 dpkg-deb --contents "$deb" | awk '{print $1, $6}'
 
 trap 'as_root dpkg --purge fleet-agent >/dev/null 2>&1 || true' EXIT
+# A store the CLI created as root before the package was installed (a fresh host only):
+# the package gives the state to the service account, so the service still starts.
+if [ ! -e /var/lib/fleet-agent ]; then
+  as_root install -d -m 0700 /var/lib/fleet-agent
+  as_root touch /var/lib/fleet-agent/fleet-agent.db
+fi
 as_root dpkg -i "$deb"
+[ "$(as_root stat -c %U /var/lib/fleet-agent/fleet-agent.db 2>/dev/null || echo fleet-agent)" = fleet-agent ] \
+  || { echo "a store left by root before the install is not the service account's"; exit 1; }
 test -x /usr/bin/fleet-agent
 for tool in fleet-cloud fleet-lab; do
   if dpkg-deb --contents "$deb" | grep "$tool" >/dev/null; then echo "the .deb carries $tool"; exit 1; fi
