@@ -27,14 +27,19 @@ const LATE_MAX_MS: i64 = 15 * 60 * 1000;
 /// How long the cloud keeps a job in progress before it expires it.
 const IN_PROGRESS_MS: i64 = 24 * 3600 * 1000;
 
+/// When `job`'s window opens (a `firmwareUpdate`'s `startAt`, epoch ms), ahead or not.
+fn opens_at(job: &Job) -> Option<i64> {
+    match &job.command {
+        Command::FirmwareUpdate(p) => p.start_at,
+        _ => None,
+    }
+}
+
 /// When `job` must not start before (a `firmwareUpdate`'s window, epoch ms), if that is
 /// ahead of `now_ms` and close enough to wait for (a window further ahead than
 /// [`WINDOW_MAX`](super::printer::deploy::WINDOW_MAX) is refused by the job itself).
 fn window(job: &Job, now_ms: i64) -> Option<i64> {
-    let Command::FirmwareUpdate(p) = &job.command else {
-        return None;
-    };
-    let at = p.start_at?;
+    let at = opens_at(job)?;
     let ahead = u64::try_from(at.checked_sub(now_ms)?).ok()?;
     let max = super::printer::deploy::WINDOW_MAX.as_millis();
     (ahead > 0 && u128::from(ahead) <= max).then_some(at)
@@ -382,14 +387,10 @@ async fn recover(ctx: &Context, running: &mut tokio::task::JoinSet<()>, waiting:
         .unwrap_or_default()
     {
         let now = ctx.clock.now_ms();
-        let opened = |job: &Job| match &job.command {
-            Command::FirmwareUpdate(p) => p.start_at,
-            _ => None,
-        };
         match recorded(ctx, &j.job_id, &j.body).await {
             Some(job)
                 if job.not_after.is_some_and(|t| t <= now)
-                    || opened(&job).is_some_and(|t| now.saturating_sub(t) > LATE_MAX_MS)
+                    || opens_at(&job).is_some_and(|t| now.saturating_sub(t) > LATE_MAX_MS)
                     || now.saturating_sub(j.received_ms) >= IN_PROGRESS_MS =>
             {
                 tracing::warn!(job = %j.job_id, kind = %j.kind, "Job's window passed while the agent was stopped; not run.");

@@ -12,14 +12,26 @@ use std::sync::Arc;
 /// Lexmark's enterprise number: the built-in library sends files to its printers only.
 const LEXMARK: u32 = 641;
 
+/// The enterprise number under 1.3.6.1.4.1 in a sysObjectID (the vendor the library
+/// files it under).
+pub fn enterprise(sys_object_id: &str) -> Option<u32> {
+    sys_object_id
+        .trim_start_matches('.')
+        .strip_prefix("1.3.6.1.4.1.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What the support library says can be done to a printer whose sysObjectID is
 /// `sys_object_id`: each action with its transport (`deployFile (raw9100)`), in the
 /// library's order; empty for a vendor it does not know.
 pub fn commands(library: &Library, sys_object_id: Option<&str>) -> Vec<String> {
-    let enterprise = sys_object_id
-        .and_then(|o| o.trim_start_matches('.').strip_prefix("1.3.6.1.4.1."))
-        .and_then(|rest| rest.split('.').next()?.parse::<u32>().ok());
-    let Some(v) = enterprise.and_then(|e| library.vendor(e)) else {
+    let Some(v) = sys_object_id
+        .and_then(enterprise)
+        .and_then(|e| library.vendor(e))
+    else {
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();

@@ -202,12 +202,55 @@ async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     (req, accepted)
 }
 
+/// Writes the agent's configuration (one printer at `printer`, read with `community`; the
+/// support library key when given), starts the agent with its log in `dir/agent.log`, and
+/// waits until the printer's first reading reached the cloud. Returns the agent, its
+/// configuration file and the printer's serial.
+async fn agent_with_printer(
+    dir: &std::path::Path,
+    cloud: &crate::common::cloud::TestCloud,
+    printer: &str,
+    community: &str,
+    library_key: Option<&str>,
+) -> (crate::common::agent::InProcess, std::path::PathBuf, String) {
+    let keys = library_key.map_or_else(String::new, |k| format!("library_keys = [\"{k}\"]\n"));
+    let conf = dir.join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
+             [cloud]\nurl = \"{}\"\nca_file = \"{}\"\n{keys}\
+             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"{community}\" }}\n\
+             [[printers]]\naddress = \"{printer}\"\n",
+            dir.join("state").display(),
+            cloud.url,
+            cloud.ca_file.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("agent.log");
+    let agent = crate::common::agent::InProcess::start(&conf, Some(&log));
+    let mut serial = String::new();
+    for _ in 0..200 {
+        if let Some(a) = cloud.db.assets().unwrap().first() {
+            serial = a.serial.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !serial.is_empty(),
+        "the printer was polled and uploaded; agent log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    (agent, conf, serial)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cloud = crate::common::cloud::start(dir.path(), &state).await;
-    let (db, url) = (cloud.db.clone(), cloud.url.clone());
 
     let snmp_port = 20000 + (std::process::id() % 20000) as u16;
     let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
@@ -218,34 +261,14 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
-    let ca_file = cloud.ca_file.clone();
-    let conf = dir.path().join("agent.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
-             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n\
-             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
-             [[printers]]\naddress = \"{ip}:{snmp_port}\"\n",
-            state.display(),
-            ca_file.display()
-        ),
+    let (_agent, _, serial) = agent_with_printer(
+        dir.path(),
+        &cloud,
+        &format!("{ip}:{snmp_port}"),
+        "public",
+        Some(&public),
     )
-    .unwrap();
-    let _agent = crate::common::agent::InProcess::start(&conf, Some(&dir.path().join("agent.log")));
-    let mut serial = String::new();
-    for _ in 0..200 {
-        if let Some(a) = db.assets().unwrap().first() {
-            serial = a.serial.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !serial.is_empty(),
-        "the printer was polled and uploaded; agent log:\n{}",
-        std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
-    );
+    .await;
 
     let run = |body: Value| {
         let cloud = &cloud;
@@ -535,35 +558,19 @@ async fn firmware_windows_hold_no_job_slot_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cloud = crate::common::cloud::start(dir.path(), &state).await;
-    let (db, url) = (cloud.db.clone(), cloud.url.clone());
     let snmp_port = 20000 + (std::process::id() % 20000) as u16;
     let ip = Ipv4Addr::new(127, 97, (std::process::id() % 200) as u8, 1);
     let _sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
     let raw = raw_endpoint(&format!("{ip}:9100")).await;
-    let conf = dir.path().join("agent.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
-             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
-             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"public\" }}\n\
-             [[printers]]\naddress = \"{ip}:{snmp_port}\"\n",
-            state.display(),
-            cloud.ca_file.display()
-        ),
+    let (agent, conf, serial) = agent_with_printer(
+        dir.path(),
+        &cloud,
+        &format!("{ip}:{snmp_port}"),
+        "public",
+        None,
     )
-    .unwrap();
+    .await;
     let log = dir.path().join("agent.log");
-    let agent = crate::common::agent::InProcess::start(&conf, Some(&log));
-    let mut serial = String::new();
-    for _ in 0..200 {
-        if let Some(a) = db.assets().unwrap().first() {
-            serial = a.serial.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!serial.is_empty(), "the printer was polled and uploaded");
     let printer = json!({ "serialNumber": serial });
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
 
@@ -665,7 +672,6 @@ async fn files_are_not_sent_to_a_vendor_the_library_names_no_way_for() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cloud = crate::common::cloud::start(dir.path(), &state).await;
-    let (db, url) = (cloud.db.clone(), cloud.url.clone());
     let ip = Ipv4Addr::new(127, 98, (std::process::id() % 200) as u8, 1);
     let fixtures = crate::common::own_fixtures();
     let sim = crate::common::simulate(&[
@@ -676,34 +682,14 @@ async fn files_are_not_sent_to_a_vendor_the_library_names_no_way_for() {
     ]);
     let printer_addr = sim.addrs[0];
     let raw = raw_endpoint(&format!("{ip}:9100")).await;
-    let conf = dir.path().join("agent.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[poller]\ninterval_secs = 10\n\
-             [cloud]\nurl = \"{url}\"\nca_file = \"{}\"\n\
-             [[snmp_profiles]]\nname = \"default\"\nauth = {{ type = \"v2c\", community = \"acme-mono-v1\" }}\n\
-             [[printers]]\naddress = \"{printer_addr}\"\n",
-            state.display(),
-            cloud.ca_file.display()
-        ),
+    let (_agent, _, serial) = agent_with_printer(
+        dir.path(),
+        &cloud,
+        &printer_addr.to_string(),
+        "acme-mono-v1",
+        None,
     )
-    .unwrap();
-    let log = dir.path().join("agent.log");
-    let _agent = crate::common::agent::InProcess::start(&conf, Some(&log));
-    let mut serial = String::new();
-    for _ in 0..200 {
-        if let Some(a) = db.assets().unwrap().first() {
-            serial = a.serial.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !serial.is_empty(),
-        "the printer was polled and uploaded; agent log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    .await;
     let printer = json!({ "serialNumber": serial });
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     for (body, action) in [

@@ -87,14 +87,7 @@ struct SeenDevice {
 impl Seen {
     /// The enterprise number under 1.3.6.1.4.1 in sysObjectID.
     fn enterprise(&self) -> Option<u32> {
-        self.device
-            .sys_object_id
-            .as_deref()?
-            .strip_prefix("1.3.6.1.4.1.")?
-            .split('.')
-            .next()?
-            .parse()
-            .ok()
+        crate::printer::library::enterprise(self.device.sys_object_id.as_deref()?)
     }
 
     /// A printer: a printer row in HOST-RESOURCES-MIB, or Printer-MIB objects (supplies,
