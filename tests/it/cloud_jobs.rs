@@ -113,6 +113,8 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
         printers.iter().all(|p| p.status == Status::Completed),
         "{r:?}"
     );
+    let counts = r.printer_counts.unwrap();
+    assert_eq!((counts.total, counts.completed), (2, 2), "{r:?}");
     assert!(r.acknowledged_at.is_some());
     let o = job(&all, &one);
     assert_eq!(o.state, JobState::Completed, "{o:?}");

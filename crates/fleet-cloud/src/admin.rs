@@ -39,6 +39,33 @@ pub async fn create_agent(
     }
 }
 
+/// `POST /admin/v1/agents/{id}/activation-code`: a new code for an existing instance
+/// (its unused codes stop working); answered like a creation.
+pub async fn new_activation_code(
+    State(c): State<Cloud>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = c.admin(&headers) {
+        return r.into_response();
+    }
+    let c2 = c.clone();
+    let id = agent_id.clone();
+    match tokio::task::spawn_blocking(move || c2.new_activation_code(&id)).await {
+        Ok(Ok(Some((activation_code, expires_at)))) => (
+            StatusCode::CREATED,
+            axum::Json(CreatedAgent {
+                agent_id,
+                activation_code,
+                expires_at,
+            }),
+        )
+            .into_response(),
+        Ok(Ok(None)) => reason(StatusCode::NOT_FOUND, "no such agent"),
+        _ => unavailable(),
+    }
+}
+
 /// `GET /admin/v1/agents`: every instance with its last heartbeat.
 pub async fn agents(State(c): State<Cloud>, headers: HeaderMap) -> Response {
     if let Err(r) = c.admin(&headers) {

@@ -34,8 +34,7 @@ impl Cloud {
         settings: &Value,
     ) -> Result<(String, String, i64), DbError> {
         let id = format!("agent-{}", &random_token(1)[..12]);
-        let raw = random_token(1).to_uppercase();
-        let code = format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12]);
+        let code = new_code();
         let now = (self.clock)();
         self.db.create_agent(
             &id,
@@ -47,6 +46,29 @@ impl Cloud {
         )?;
         Ok((id, code, now + CODE_VALIDITY_MS))
     }
+
+    /// A new activation code for an existing instance (the seed's "Générer un code
+    /// d'activation": the first expired, or the agent is reinstalled on another host).
+    /// Its unused codes stop working; activating with the new one replaces the
+    /// instance's credentials and ends its tokens, so the old host is cut off. Returns
+    /// (code, expiry epoch ms), `None` when there is no such instance.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn new_activation_code(&self, agent_id: &str) -> Result<Option<(String, i64)>, DbError> {
+        let code = new_code();
+        let expires = (self.clock)() + CODE_VALIDITY_MS;
+        Ok(self
+            .db
+            .replace_activation_code(agent_id, &code, expires)?
+            .then_some((code, expires)))
+    }
+}
+
+/// A fresh code, `XXXX-XXXX-XXXX`.
+fn new_code() -> String {
+    let raw = random_token(1).to_uppercase();
+    format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12])
 }
 
 /// `POST /v1/activate`.

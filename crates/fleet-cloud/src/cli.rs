@@ -1,11 +1,13 @@
-//! The `fleet-cloud` command line: `serve`, `create-agent`, `agents`, `assets`,
-//! `settings`, `job`, `jobs`, and the signing of printer support libraries and agent
+//! The `fleet-cloud` command line: `serve`, `create-agent`, `activation-code`, `agents`,
+//! `assets`, `settings`, `job`, `jobs`, `schedules`, `unschedule`, and the signing of printer support libraries and agent
 //! updates (`library-key`, `library-sign`, `update-sign`).
 
 use super::{Cloud, start_in};
 use crate::db::CloudDb;
 use clap::{Parser, Subcommand};
-use fleet_protocol::admin::{CreatedAgent, NewAgent, NewJob};
+use fleet_protocol::admin::{
+    CreatedAgent, MonthDay, NewAgent, NewJob, Recurrence, Repeat, Weekday,
+};
 use fleet_protocol::jobs::{Command, PrinterRef};
 use fleet_protocol::{Reason, library, update};
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Serve the protocol over HTTPS until Ctrl-C.
@@ -44,6 +48,14 @@ enum Cmd {
         /// Instance name.
         #[arg(long, default_value = "fleet agent")]
         name: String,
+    },
+    /// Generate a new activation code for an existing agent (valid 72 h; its unused codes
+    /// stop working, and activating with it cuts off the host that used the old one).
+    ActivationCode {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Agent id.
+        agent: String,
     },
     /// Print the assembled printers (the seed API's shape) as JSON.
     Assets(AdminArgs),
@@ -79,8 +91,10 @@ enum Cmd {
         #[arg(long = "file")]
         files: Vec<PathBuf>,
         /// Make it recurring: one job now, then one every this many seconds (>= 60).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "repeat")]
         every_secs: Option<u64>,
+        #[command(flatten)]
+        calendar: CalendarArgs,
     },
     /// Create an ed25519 signing key (printer support libraries, agent updates: use one
     /// key for each): the private key goes to FILE (owner-only), the public key (for the
@@ -139,9 +153,101 @@ enum Cmd {
     },
     /// Print the jobs (all agents) with their states and results as JSON.
     Jobs(AdminArgs),
+    /// Print the recurring jobs with their next and last times as JSON.
+    Schedules(AdminArgs),
+    /// End a recurring job (the jobs it queued stay).
+    Unschedule {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Schedule id (`sched-...`).
+        schedule: String,
+    },
 }
 
 /// How an admin command reaches the cloud.
+/// A job on the calendar (docs/protocol.md, Recurring jobs).
+#[derive(clap::Args, Debug)]
+struct CalendarArgs {
+    /// Make it recurring on the calendar: once, daily, weekly (with --days) or monthly
+    /// (with --day, or --week and --weekday).
+    #[arg(long, value_parser = ["once", "daily", "weekly", "monthly"], requires = "at")]
+    repeat: Option<String>,
+    /// Time of day, HH:MM (24-hour), in --time-zone.
+    #[arg(long, requires = "repeat")]
+    at: Option<String>,
+    /// IANA time zone of --at and the dates.
+    #[arg(long, default_value = "UTC", requires = "repeat")]
+    time_zone: String,
+    /// First day, YYYY-MM-DD (default: today in --time-zone).
+    #[arg(long, requires = "repeat")]
+    start_date: Option<String>,
+    /// Last day, YYYY-MM-DD (inclusive; default: none).
+    #[arg(long, requires = "repeat")]
+    end_date: Option<String>,
+    /// Weekly: the days, e.g. mon,thu.
+    #[arg(long, value_delimiter = ',', requires = "repeat")]
+    days: Vec<String>,
+    /// Monthly: the date (1..31; shorter months run on their last day).
+    #[arg(long, conflicts_with = "week", requires = "repeat")]
+    day: Option<u8>,
+    /// Monthly: which week (1..4, or -1 for the last) of --weekday.
+    #[arg(long, allow_negative_numbers = true, requires = "weekday")]
+    week: Option<i8>,
+    /// Monthly: the day of the week with --week, e.g. tue.
+    #[arg(long, requires = "week")]
+    weekday: Option<String>,
+}
+
+impl CalendarArgs {
+    fn recurrence(self) -> anyhow::Result<Option<Recurrence>> {
+        let Some(repeat) = self.repeat else {
+            return Ok(None);
+        };
+        let day_name = |d: &str| -> anyhow::Result<Weekday> {
+            serde_json::from_value(serde_json::Value::String(d.trim().to_lowercase()))
+                .map_err(|_| anyhow::anyhow!("{d:?} is not a day of the week (mon ... sun)"))
+        };
+        let repeat = match repeat.as_str() {
+            "once" => Repeat::Once,
+            "daily" => Repeat::Daily,
+            "weekly" => Repeat::Weekly {
+                days: self
+                    .days
+                    .iter()
+                    .map(|d| day_name(d))
+                    .collect::<anyhow::Result<_>>()?,
+            },
+            _ => Repeat::Monthly {
+                on: match (self.day, self.week, self.weekday) {
+                    (Some(d), _, _) => MonthDay::Day(d),
+                    (None, Some(week), Some(w)) => MonthDay::Weekday {
+                        week,
+                        day: day_name(&w)?,
+                    },
+                    _ => anyhow::bail!("--repeat monthly needs --day, or --week and --weekday"),
+                },
+            },
+        };
+        let start_date = match self.start_date {
+            Some(d) => d,
+            None => jiff::Timestamp::now()
+                .in_tz(&self.time_zone)
+                .map_err(|_| {
+                    anyhow::anyhow!("--time-zone {:?}: not a known time zone", self.time_zone)
+                })?
+                .date()
+                .to_string(),
+        };
+        Ok(Some(Recurrence {
+            repeat,
+            start_date,
+            end_date: self.end_date,
+            time: self.at.unwrap_or_default(),
+            time_zone: self.time_zone,
+        }))
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct AdminArgs {
     /// Cloud URL.
@@ -212,9 +318,41 @@ pub fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Cmd::ActivationCode { admin, agent } => {
+                let r = client(admin.ca.as_ref())?
+                    .post(format!(
+                        "{}/admin/v1/agents/{agent}/activation-code",
+                        admin.url.trim_end_matches('/')
+                    ))
+                    .bearer_auth(&admin.admin_token);
+                let v: CreatedAgent = admin_call(r).await?;
+                println!(
+                    "agent {} activation code {} (valid until {} ms)",
+                    v.agent_id, v.activation_code, v.expires_at
+                );
+                Ok(())
+            }
             Cmd::Assets(a) => admin_get(&a, "/v1.0/assets").await,
             Cmd::Agents(a) => admin_get(&a, "/admin/v1/agents").await,
             Cmd::Jobs(a) => admin_get(&a, "/admin/v1/jobs").await,
+            Cmd::Schedules(a) => admin_get(&a, "/admin/v1/schedules").await,
+            Cmd::Unschedule { admin, schedule } => {
+                let r = client(admin.ca.as_ref())?
+                    .delete(format!(
+                        "{}/admin/v1/schedules/{schedule}",
+                        admin.url.trim_end_matches('/')
+                    ))
+                    .bearer_auth(&admin.admin_token)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    let status = r.status();
+                    let why = r.json::<Reason>().await.map(|r| r.reason).unwrap_or_default();
+                    anyhow::bail!("{status}: {why}");
+                }
+                println!("schedule {schedule} ended");
+                Ok(())
+            }
             Cmd::Settings { admin, agent, file } => {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -337,6 +475,7 @@ pub fn main() -> anyhow::Result<()> {
                 params_file,
                 files,
                 every_secs,
+                calendar,
             } => {
                 let printer = serial.map(|s| PrinterRef {
                     serial_number: Some(s),
@@ -355,6 +494,7 @@ pub fn main() -> anyhow::Result<()> {
                 let mut body = NewJob::new(Command::from_parts(&kind, params));
                 body.printer = printer;
                 body.every_secs = every_secs;
+                body.recurrence = calendar.recurrence()?;
                 for f in &files {
                     use base64::Engine;
                     let bytes =

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0008_printer_status.sql",
         include_str!("../migrations/0008_printer_status.sql"),
     ),
+    (
+        "refcloud 0009_calendar_schedules.sql",
+        include_str!("../migrations/0009_calendar_schedules.sql"),
+    ),
 ];
 
 /// Why the database failed.
@@ -150,14 +154,27 @@ pub struct ScheduleRow {
     pub agent_id: String,
     /// Job type.
     pub kind: String,
-    /// Period.
+    /// Period (0 for a calendar schedule).
     pub every_ms: i64,
+    /// Calendar (`fleet_protocol::admin::Recurrence` as JSON).
+    pub recurrence: Option<String>,
     /// When the next job is queued.
     pub next_ms: i64,
+    /// When it last queued one.
+    pub last_ms: Option<i64>,
 }
 
-/// A due schedule: id, agent, type, printer, params, period, next time.
-type DueSchedule = (String, String, String, Option<String>, String, i64, i64);
+/// A due schedule: id, agent, type, printer, params, period, next time, calendar.
+type DueSchedule = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
 
 const JOB_COLUMNS: &str = "job_id, agent_id, kind, printer, params, state, created_ms, not_after_ms, ack_ms, done_ms, progress, result";
 
@@ -347,7 +364,7 @@ impl CloudDb {
     }
 
     /// Adds a recurring job: the first one is queued at `first_ms`, then one every
-    /// `every_ms`.
+    /// `every_ms`, or on the calendar of `recurrence` (checked by the caller).
     ///
     /// # Errors
     /// On SQL failure.
@@ -360,13 +377,14 @@ impl CloudDb {
         printer: Option<&str>,
         params: &str,
         every_ms: i64,
+        recurrence: Option<&str>,
         first_ms: i64,
         now_ms: i64,
     ) -> Result<(), DbError> {
         self.conn().execute(
-            "INSERT INTO schedules (schedule_id, agent_id, kind, printer, params, every_ms, next_ms, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![schedule_id, agent_id, kind, printer, params, every_ms, first_ms, now_ms],
+            "INSERT INTO schedules (schedule_id, agent_id, kind, printer, params, every_ms, next_ms, created_ms, recurrence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![schedule_id, agent_id, kind, printer, params, every_ms, first_ms, now_ms, recurrence],
         )?;
         Ok(())
     }
@@ -378,7 +396,7 @@ impl CloudDb {
     pub fn schedules(&self) -> Result<Vec<ScheduleRow>, DbError> {
         let c = self.conn();
         let mut q = c.prepare(
-            "SELECT schedule_id, agent_id, kind, every_ms, next_ms FROM schedules ORDER BY created_ms, schedule_id",
+            "SELECT schedule_id, agent_id, kind, every_ms, next_ms, recurrence, last_ms FROM schedules ORDER BY created_ms, schedule_id",
         )?;
         let rows = q
             .query_map([], |r| {
@@ -388,6 +406,8 @@ impl CloudDb {
                     kind: r.get(2)?,
                     every_ms: r.get(3)?,
                     next_ms: r.get(4)?,
+                    recurrence: r.get(5)?,
+                    last_ms: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -407,7 +427,8 @@ impl CloudDb {
 
     /// Queues the jobs of every schedule that is due (one per schedule, however many
     /// periods passed: a cloud that was down does not flood the agent), in one
-    /// transaction. Returns the jobs queued.
+    /// transaction, and moves each to its next time; a calendar schedule with no next
+    /// time (a `once`, or past its end date) is removed. Returns the jobs queued.
     ///
     /// # Errors
     /// On SQL failure (nothing is queued).
@@ -416,7 +437,7 @@ impl CloudDb {
         let tx = c.transaction()?;
         let due: Vec<DueSchedule> = {
             let mut q = tx.prepare(
-                "SELECT schedule_id, agent_id, kind, printer, params, every_ms, next_ms FROM schedules WHERE next_ms <= ?1",
+                "SELECT schedule_id, agent_id, kind, printer, params, every_ms, next_ms, recurrence FROM schedules WHERE next_ms <= ?1",
             )?;
             q.query_map(params![now_ms], |r| {
                 Ok((
@@ -427,23 +448,36 @@ impl CloudDb {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })?
             .collect::<Result<_, _>>()?
         };
         let mut queued = Vec::new();
-        for (id, agent, kind, printer, params_text, every, next) in due {
+        for (id, agent, kind, printer, params_text, every, next, recurrence) in due {
+            let following = match recurrence {
+                // Checked when it was added; a document that no longer parses (edited by
+                // hand) ends the schedule rather than firing at every call.
+                Some(text) => serde_json::from_str(&text)
+                    .ok()
+                    .and_then(|r| crate::calendar::Plan::new(&r).ok())
+                    .and_then(|p| p.next_at_or_after(now_ms.saturating_add(1))),
+                // The next period after now, on the schedule's own grid.
+                None if every > 0 => Some(next + ((now_ms - next) / every + 1) * every),
+                None => None,
+            };
             let job_id = format!("job-{}", &fleet_secret::random_token(1)[..12]);
             tx.execute(
                 &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, NULL, NULL, NULL, NULL, NULL)"),
                 params![job_id, agent, kind, printer, params_text, now_ms],
             )?;
-            // The next period after now, on the schedule's own grid.
-            let periods = (now_ms - next) / every + 1;
-            tx.execute(
-                "UPDATE schedules SET next_ms = ?2 WHERE schedule_id = ?1",
-                params![id, next + periods * every],
-            )?;
+            match following {
+                Some(at) => tx.execute(
+                    "UPDATE schedules SET next_ms = ?2, last_ms = ?3 WHERE schedule_id = ?1",
+                    params![id, at, now_ms],
+                )?,
+                None => tx.execute("DELETE FROM schedules WHERE schedule_id = ?1", params![id])?,
+            };
             queued.push(job_id);
         }
         tx.commit()?;
@@ -828,6 +862,39 @@ impl CloudDb {
         Ok(())
     }
 
+    /// Replaces an instance's unused activation codes with `code`; false when there is no
+    /// such instance.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn replace_activation_code(
+        &self,
+        agent_id: &str,
+        code: &str,
+        expires_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM agents WHERE id = ?1)",
+            params![agent_id],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM activation_codes WHERE agent_id = ?1 AND used_ms IS NULL",
+            params![agent_id],
+        )?;
+        tx.execute(
+            "INSERT INTO activation_codes(code, agent_id, expires_ms) VALUES (?1, ?2, ?3)",
+            params![code, agent_id, expires_ms],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Consumes an activation code and stores the agent's client credentials. Returns the
     /// agent id, or why the code is refused.
     ///
@@ -866,6 +933,9 @@ impl CloudDb {
             "UPDATE agents SET client_id = ?2, client_secret = ?3 WHERE id = ?1",
             params![agent, client_id, client_secret],
         )?;
+        // A re-activation (a new code for an installed agent) cuts the old host off now,
+        // not when its token runs out.
+        tx.execute("DELETE FROM tokens WHERE agent_id = ?1", params![agent])?;
         tx.commit()?;
         Ok(Ok(agent))
     }

@@ -7,7 +7,9 @@ use crate::db::{DbError, JobRecord, Transition};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fleet_protocol::admin::{CreatedSchedule, JobView, Jobs, NewJob, ScheduleView, Schedules};
+use fleet_protocol::admin::{
+    CreatedSchedule, JobView, Jobs, NewJob, PrinterCounts, ScheduleView, Schedules,
+};
 use fleet_protocol::jobs::{
     Command, Job, JobList, JobResult, JobState, PrinterRef, Progress, StateAnswer, Status,
 };
@@ -46,7 +48,9 @@ pub fn agent_view(j: &JobRecord) -> Job {
 
 /// A job as the administration sees it (secrets in its parameters redacted).
 pub fn admin_view(j: &JobRecord) -> JobView {
+    let result: Option<JobResult> = parse(j.result.as_deref());
     JobView {
+        printer_counts: result.as_ref().map(PrinterCounts::of),
         job_id: j.job_id.clone(),
         agent_id: j.agent_id.clone(),
         type_name: j.kind.clone(),
@@ -58,7 +62,7 @@ pub fn admin_view(j: &JobRecord) -> JobView {
         acknowledged_at: j.ack_ms,
         finished_at: j.done_ms,
         progress: parse(j.progress.as_deref()),
-        result: parse(j.result.as_deref()),
+        result,
     }
 }
 
@@ -251,8 +255,8 @@ pub async fn admin_create(
     if body.command.type_name().is_empty() {
         return reason(StatusCode::BAD_REQUEST, "type missing");
     }
-    if let Some(every) = body.every_secs {
-        return create_schedule(&c, &agent_id, &body, every).await;
+    if body.every_secs.is_some() || body.recurrence.is_some() {
+        return create_schedule(&c, &agent_id, &body).await;
     }
     let mut files = Vec::new();
     for (name, v) in &body.files {
@@ -320,25 +324,51 @@ pub const MIN_EVERY_SECS: u64 = 60;
 /// Longest period of a recurring job (a year).
 pub const MAX_EVERY_SECS: u64 = 366 * 24 * 3600;
 
-/// `POST /admin/v1/agents/{id}/jobs` with `everySecs`: a recurring job; the first one is
-/// queued now, then one per period.
-async fn create_schedule(c: &Cloud, agent_id: &str, body: &NewJob, every: u64) -> Response {
-    if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&every) {
-        return reason(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "everySecs: a whole number of seconds, at least {MIN_EVERY_SECS} and at most {MAX_EVERY_SECS}"
-            ),
-        );
-    }
+/// `POST /admin/v1/agents/{id}/jobs` with `everySecs` (the first job is queued now,
+/// then one per period) or `recurrence` (one at each time of its calendar).
+async fn create_schedule(c: &Cloud, agent_id: &str, body: &NewJob) -> Response {
     if !body.files.is_empty() || body.not_after.is_some() {
         return reason(
             StatusCode::BAD_REQUEST,
             "a recurring job takes no files and no notAfter",
         );
     }
+    let now = (c.clock)();
+    let (every_ms, recurrence, first_ms) = match (body.every_secs, &body.recurrence) {
+        (Some(_), Some(_)) => {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                "everySecs and recurrence: give one or the other",
+            );
+        }
+        (Some(every), None) => {
+            if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&every) {
+                return reason(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "everySecs: a whole number of seconds, at least {MIN_EVERY_SECS} and at most {MAX_EVERY_SECS}"
+                    ),
+                );
+            }
+            ((every * 1000) as i64, None, now)
+        }
+        (None, Some(r)) => {
+            let plan = match crate::calendar::Plan::new(r) {
+                Ok(p) => p,
+                Err(e) => return reason(StatusCode::BAD_REQUEST, &e),
+            };
+            let Some(first) = plan.next_at_or_after(now) else {
+                return reason(
+                    StatusCode::BAD_REQUEST,
+                    "recurrence: it never runs after now (its end date or its only day is past)",
+                );
+            };
+            (0, Some(serde_json::to_string(r).unwrap_or_default()), first)
+        }
+        (None, None) => return reason(StatusCode::BAD_REQUEST, "not a recurring job"),
+    };
     let id = format!("sched-{}", &random_token(1)[..12]);
-    let (db, now) = (c.db.clone(), (c.clock)());
+    let db = c.db.clone();
     let printer = body.printer.as_ref().map(printer_text);
     let params = body.command.params().to_string();
     let (agent, kind, sid) = (
@@ -346,8 +376,7 @@ async fn create_schedule(c: &Cloud, agent_id: &str, body: &NewJob, every: u64) -
         body.command.type_name().to_string(),
         id.clone(),
     );
-    let every_ms = (every * 1000) as i64;
-    let r = tokio::task::spawn_blocking(move || -> Result<Option<Vec<String>>, DbError> {
+    let r = tokio::task::spawn_blocking(move || -> Result<Option<_>, DbError> {
         if db.settings(&agent)?.is_none() {
             return Ok(None);
         }
@@ -358,22 +387,32 @@ async fn create_schedule(c: &Cloud, agent_id: &str, body: &NewJob, every: u64) -
             printer.as_deref(),
             &params,
             every_ms,
-            now,
+            recurrence.as_deref(),
+            first_ms,
             now,
         )?;
-        Ok(Some(db.run_schedules(now)?))
+        let queued = db.run_schedules(now)?;
+        let next = db
+            .schedules()?
+            .into_iter()
+            .find(|s| s.schedule_id == sid)
+            .map(|s| s.next_ms);
+        Ok(Some((queued, next)))
     })
     .await;
     match r {
-        Ok(Ok(Some(queued))) => {
-            c.jobs_queued.notify_waiters();
+        Ok(Ok(Some((queued, next)))) => {
+            if !queued.is_empty() {
+                c.jobs_queued.notify_waiters();
+            }
             (
                 StatusCode::CREATED,
                 axum::Json(CreatedSchedule {
                     schedule_id: id,
-                    every_secs: every,
+                    every_secs: body.every_secs,
+                    recurrence: body.recurrence.clone(),
                     first_job_id: queued.first().cloned(),
-                    next_at: now + every_ms,
+                    next_at: next.unwrap_or(first_ms),
                 }),
             )
                 .into_response()
@@ -397,8 +436,13 @@ pub async fn admin_schedules(State(c): State<Cloud>, headers: HeaderMap) -> Resp
                     schedule_id: s.schedule_id,
                     agent_id: s.agent_id,
                     type_name: s.kind,
-                    every_secs: (s.every_ms / 1000) as u64,
+                    every_secs: (s.every_ms > 0).then_some((s.every_ms / 1000) as u64),
+                    recurrence: s
+                        .recurrence
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok()),
                     next_at: s.next_ms,
+                    last_at: s.last_ms,
                 })
                 .collect(),
         })

@@ -11,6 +11,7 @@
 //! - [`admin`]: the administration API: agent instances, settings, assets.
 //! - [`jobs`]: the job queue, both sides: long-poll, ack, progress, result, files,
 //!   admin creation, stop, schedules.
+//! - [`calendar`]: when a calendar schedule next runs, in its time zone.
 //! - [`db`]: the database (the only SQL here) and its migrations.
 //! - [`tls`]: the generated CA and server certificate.
 //! - [`cli`]: the `fleet-cloud` command line.
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod agent_api;
+pub mod calendar;
 pub mod cli;
 pub mod db;
 pub mod jobs;
@@ -254,6 +256,10 @@ impl Cloud {
             .route("/v1/agents/{agent_id}/config", get(agent_api::config))
             .route("/admin/v1/agents", post(admin::create_agent))
             .route("/admin/v1/agents", get(admin::agents))
+            .route(
+                "/admin/v1/agents/{agent_id}/activation-code",
+                post(admin::new_activation_code),
+            )
             .route("/admin/v1/agents/{agent_id}/settings", put(admin::settings))
             .route("/v1/agents/{agent_id}/jobs", get(jobs::poll))
             .route("/v1/agents/{agent_id}/jobs/{job_id}/ack", post(jobs::ack))

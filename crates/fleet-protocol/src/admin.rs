@@ -38,7 +38,8 @@ pub struct SettingsSaved {
     pub etag: String,
 }
 
-/// `POST /admin/v1/agents/{agentId}/jobs`: a job, or with `everySecs` a schedule.
+/// `POST /admin/v1/agents/{agentId}/jobs`: a job, or with `everySecs` or `recurrence` a
+/// schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewJob {
@@ -54,6 +55,10 @@ pub struct NewJob {
     /// A recurring job: one per period (at least 60 s; no files, no `notAfter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_secs: Option<u64>,
+    /// A recurring job on the calendar (the seed's once / daily / weekly / monthly at a
+    /// time of day in a time zone); not with `everySecs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
     /// Files the agent downloads while the job runs: name → base64.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
@@ -67,6 +72,7 @@ impl NewJob {
             printer: None,
             not_after: None,
             every_secs: None,
+            recurrence: None,
             files: BTreeMap::new(),
         }
     }
@@ -101,6 +107,48 @@ pub struct JobView {
     pub progress: Option<Progress>,
     /// The agent's result.
     pub result: Option<JobResult>,
+    /// How many printers ended each way (from the result's `printers`; none before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer_counts: Option<PrinterCounts>,
+}
+
+/// Per-job counts of the printers' outcomes (the seed's job details: printers concerned,
+/// and how each ended).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrinterCounts {
+    /// Printers in the result.
+    pub total: u32,
+    /// Done.
+    pub completed: u32,
+    /// Not done.
+    pub failed: u32,
+    /// Did not answer.
+    pub printer_not_communicating: u32,
+    /// Cannot do it.
+    pub not_supported: u32,
+    /// The agent does not implement it.
+    pub agent_not_supported: u32,
+}
+
+impl PrinterCounts {
+    /// Counts a result's printers.
+    pub fn of(result: &JobResult) -> PrinterCounts {
+        use crate::jobs::Status;
+        let mut c = PrinterCounts::default();
+        for p in &result.printers {
+            c.total = c.total.saturating_add(1);
+            let n = match p.status {
+                Status::Completed => &mut c.completed,
+                Status::Failed => &mut c.failed,
+                Status::PrinterNotCommunicating => &mut c.printer_not_communicating,
+                Status::NotSupported => &mut c.not_supported,
+                Status::AgentNotSupported => &mut c.agent_not_supported,
+            };
+            *n = n.saturating_add(1);
+        }
+        c
+    }
 }
 
 /// `GET /admin/v1/jobs` answer.
@@ -110,15 +158,90 @@ pub struct Jobs {
     pub jobs: Vec<JobView>,
 }
 
+/// When a recurring job runs, on the calendar of a time zone (the seed's recurring
+/// tasks: start and end dates, a time of day, a time zone, once / daily / weekly /
+/// monthly). A time of day that a daylight-saving change skips runs at the same offset
+/// after the change (02:30 on a spring-forward night runs at 03:30); one that occurs twice
+/// runs at the first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recurrence {
+    /// How it repeats (`"repeat": "once" | "daily" | "weekly" | "monthly"`).
+    #[serde(flatten)]
+    pub repeat: Repeat,
+    /// The first day, `YYYY-MM-DD` in `timeZone`.
+    pub start_date: String,
+    /// The last day it may run (inclusive), `YYYY-MM-DD`; none: for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// Time of day, `HH:MM` (24-hour) in `timeZone`.
+    pub time: String,
+    /// IANA time zone, e.g. `Europe/Paris` or `UTC`.
+    pub time_zone: String,
+}
+
+/// How a recurring job repeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "repeat", rename_all = "camelCase")]
+pub enum Repeat {
+    /// Once, on the start date.
+    Once,
+    /// Every day.
+    Daily,
+    /// On these days of each week (at least one).
+    Weekly {
+        /// `["mon", "thu"]`.
+        days: Vec<Weekday>,
+    },
+    /// Once a month.
+    Monthly {
+        /// `{"day": 15}` or `{"weekday": {"week": 2, "day": "tue"}}`.
+        on: MonthDay,
+    },
+}
+
+/// A day of the week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// Which day of a month.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MonthDay {
+    /// This date (1..=31); a month without it runs on its last day.
+    Day(u8),
+    /// The `week`-th `day` of the month: 1..=4, or -1 for the last.
+    Weekday {
+        /// 1..=4, or -1 for the last.
+        week: i8,
+        /// The day of the week.
+        day: Weekday,
+    },
+}
+
 /// `201` answer to a recurring job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedSchedule {
     /// The schedule.
     pub schedule_id: String,
-    /// Its period.
-    pub every_secs: u64,
-    /// The job queued at once.
+    /// Its period (`everySecs` schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u64>,
+    /// Its calendar (`recurrence` schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
+    /// The job queued at once (`everySecs` schedules).
     pub first_job_id: Option<String>,
     /// When the next one is queued, epoch ms.
     pub next_at: i64,
@@ -135,10 +258,16 @@ pub struct ScheduleView {
     /// The job type it queues.
     #[serde(rename = "type")]
     pub type_name: String,
-    /// Its period.
-    pub every_secs: u64,
+    /// Its period (`everySecs` schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u64>,
+    /// Its calendar (`recurrence` schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
     /// When the next one is queued, epoch ms.
     pub next_at: i64,
+    /// When it last queued a job, epoch ms.
+    pub last_at: Option<i64>,
 }
 
 /// `GET /admin/v1/schedules` answer.

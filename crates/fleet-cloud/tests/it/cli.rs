@@ -134,6 +134,58 @@ fn serve_create_agent_and_list() {
         "{err}"
     );
 
+    // A job on the calendar, and the cloud's reason for a bad one.
+    let weekly = [
+        "job",
+        &agent_id,
+        "--type",
+        "refresh",
+        "--repeat",
+        "weekly",
+        "--days",
+        "mon,thu",
+        "--at",
+        "02:30",
+        "--time-zone",
+        "Europe/Paris",
+        "--start-date",
+        "2030-01-01",
+    ];
+    let (ok, out, err) = cli(&[&weekly[..], &admin].concat());
+    assert!(ok, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        s["recurrence"]["days"],
+        serde_json::json!(["mon", "thu"]),
+        "{out}"
+    );
+    assert_eq!(
+        s["nextAt"], 1_893_634_200_000i64,
+        "Thursday 3 January 2030, 02:30 in Paris"
+    );
+    let (ok, out, _) = cli(&[&["schedules"][..], &admin].concat());
+    assert!(ok);
+    assert!(out.contains(s["scheduleId"].as_str().unwrap()), "{out}");
+    let (ok, _, err) = cli(&[
+        &[
+            "job", &agent_id, "--type", "refresh", "--repeat", "daily", "--at", "26:00",
+        ][..],
+        &admin,
+    ]
+    .concat());
+    assert!(!ok);
+    assert!(err.contains("recurrence.time:"), "{err}");
+
+    // A new code for the agent; the one it replaces is refused.
+    let (ok, out, err) = cli(&[&["activation-code", &agent_id][..], &admin].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains(&agent_id) && !out.contains(code), "{out}");
+    let sid = s["scheduleId"].as_str().unwrap();
+    let (ok, out, err) = cli(&[&["unschedule", sid][..], &admin].concat());
+    assert!(ok && out.contains("ended"), "{err}");
+    let (ok, _, err) = cli(&[&["unschedule", sid][..], &admin].concat());
+    assert!(!ok && err.contains("no such schedule"), "{err}");
+
     server.kill().ok();
     server.wait().ok();
 }
