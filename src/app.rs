@@ -101,7 +101,8 @@ async fn discovery_loop(
         };
         progress.await.ok();
         metrics.discovery_runs.inc();
-        let known: std::collections::HashSet<String> = {
+        // Address → serial of the printers the store knows.
+        let known: std::collections::HashMap<String, Option<String>> = {
             let s = store.clone();
             tokio::task::spawn_blocking(move || s.printers())
                 .await
@@ -109,7 +110,7 @@ async fn discovery_loop(
                 .and_then(Result::ok)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|p| p.address)
+                .map(|p| (p.address, p.serial))
                 .collect()
         };
         let mut added = 0;
@@ -119,9 +120,25 @@ async fn discovery_loop(
             .filter(|d| d.discovered_by.contains(&"snmp"))
         {
             let addr = std::net::SocketAddr::new(dev.address, d.port);
-            if known.contains(&addr.to_string()) {
-                poller.sighted(addr);
-                continue;
+            if let Some(serial) = known.get(&addr.to_string()) {
+                // A printer the cloud unenrolled is enrolled again when a run finds it
+                // (the seed's rule; excluded addresses are never found).
+                let again = match serial {
+                    Some(sn) => {
+                        let (s, k) = (store.clone(), format!("sn:{sn}"));
+                        tokio::task::spawn_blocking(move || s.clear_unenrolled(&k))
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or(false)
+                    }
+                    None => false,
+                };
+                if !again {
+                    poller.sighted(addr);
+                    continue;
+                }
+                tracing::info!(printer = %addr, "Printer unenrolled by the cloud found again by discovery; enrolled again.");
             }
             let profile = config
                 .profiles
@@ -784,7 +801,28 @@ async fn start_components(
 ) -> anyhow::Result<Components> {
     let (store, key, deps) = (&shared.store, &shared.key, &shared.deps);
     let mut managed = Vec::new();
+    let unenrolled: std::collections::HashSet<String> = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            let mut out = std::collections::HashSet::new();
+            for p in s.printers()? {
+                if let Some(sn) = &p.serial
+                    && s.unenrolled_at(&format!("sn:{sn}"))?.is_some()
+                {
+                    out.insert(p.address);
+                }
+            }
+            Ok(out)
+        })
+        .await??
+    };
     for p in &config.printers {
+        // Unenrolled by the cloud: not polled, even though the file names it, until a
+        // discovery run finds it again.
+        if unenrolled.contains(&p.address.to_string()) {
+            tracing::info!(printer = %p.address, "Printer unenrolled by the cloud; not polled until discovery finds it again.");
+            continue;
+        }
         let (s, k, addr) = (store.clone(), key.clone(), p.address);
         let (id, stored) = tokio::task::spawn_blocking(move || {
             Ok::<_, crate::store::StoreError>((

@@ -234,6 +234,19 @@ impl Store {
         self.set_setting(&unenrolled(printer_key), &at_ms.to_string())
     }
 
+    /// Forgets that a printer was unenrolled (discovery found it again: it is enrolled
+    /// again, as the seed describes). True when it was.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn clear_unenrolled(&self, printer_key: &str) -> Result<bool, StoreError> {
+        let was = self.unenrolled_at(printer_key)?.is_some();
+        if was {
+            self.remove_setting(&unenrolled(printer_key))?;
+        }
+        Ok(was)
+    }
+
     /// The last message the cloud accepted (JSON: messageId, kind, printerKey, sentAtMs,
     /// body), for the local page's "what will be sent".
     ///
@@ -322,5 +335,8 @@ mod tests {
         assert_eq!(s.unenrolled_at("sn:X").unwrap(), None);
         s.set_unenrolled("sn:X", 42).unwrap();
         assert_eq!(s.unenrolled_at("sn:X").unwrap(), Some(42));
+        assert!(s.clear_unenrolled("sn:X").unwrap());
+        assert_eq!(s.unenrolled_at("sn:X").unwrap(), None);
+        assert!(!s.clear_unenrolled("sn:X").unwrap());
     }
 }

@@ -422,6 +422,34 @@ async fn jobs_run_once_and_end_in_the_seed_states() {
     let j = run(json!({ "type": "refresh" })).await;
     assert_eq!(cloud::result(&j).printers.len(), 1, "{j:?}");
 
+    // The seed: the next discovery run that finds it enrolls it again...
+    let j = run(json!({ "type": "discover" })).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    crate::common::wait_for("the printer enrolled again", 30, || {
+        (db.assets().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let j = run(json!({ "type": "refresh" })).await;
+    assert_eq!(cloud::result(&j).printers.len(), 2, "{j:?}");
+    // ...unless it is excluded (here from the cloud's settings): unenrolled again, it stays
+    // out through a restart (though the file names it) and the next discovery run.
+    let j = run(json!({ "type": "unenroll", "printer": target })).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    cloud
+        .put_settings(&json!({ "discovery": { "exclude": [addr.ip().to_string()] } }))
+        .await;
+    let j = run(json!({ "type": "editSettings" })).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "discover" })).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let j = run(json!({ "type": "refresh" })).await;
+    assert_eq!(cloud::result(&j).printers.len(), 1, "{j:?}");
+    assert_eq!(
+        db.assets().unwrap().len(),
+        1,
+        "excluded: not enrolled again"
+    );
+
     // Disable, then enable: printer work refused while disabled, back afterwards.
     let j = run(json!({ "type": "disable" })).await;
     assert_eq!(j.state, JobState::Completed, "{j:?}");
