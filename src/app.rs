@@ -445,8 +445,9 @@ pub async fn run(
             .await??
     };
     let stored = crate::cloud::settings::stored(&store, &key)?;
-    let (mut config, unfit) = crate::cloud::settings::effective(&source, stored.as_ref())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut config, unfit) =
+        crate::cloud::settings::effective(&source, stored.as_ref(), store.search_local_networks()?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(e) = &unfit {
         tracing::error!(problems = %e, "The stored cloud settings do not fit the local configuration; running on the file alone.");
     }

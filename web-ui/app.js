@@ -100,7 +100,7 @@ function show(view) {
   clearInterval(state.timer);
   state.timer = null;
   if (view !== "discovery" && state.events) { state.events.close(); state.events = null; }
-  const load = { status: loadStatus, printers: loadPrinters, discovery: loadDiscovery, outbox: loadOutbox, settings: loadSettings }[view];
+  const load = { activate: loadNetworks, status: loadStatus, printers: loadPrinters, discovery: loadDiscovery, outbox: loadOutbox, settings: loadSettings }[view];
   if (load) {
     load().catch((e) => notice(e.message, true));
     if (view === "status" || view === "printers" || view === "outbox") {
@@ -156,6 +156,7 @@ $("activate-form").addEventListener("submit", async (ev) => {
     return showError("activate-error", new Error("The two agent passwords differ."));
   }
   const body = { code: $("act-code").value.trim(), discoverAfter: $("act-discover").checked };
+  if (!$("act-networks").hidden && $("act-search-local").checked) body.searchLocalNetworks = true;
   if (pw) body.password = pw;
   if ($("act-use-proxy").checked) {
     body.proxy = {
@@ -183,6 +184,33 @@ $("activate-form").addEventListener("submit", async (ev) => {
     button.textContent = "Activate";
   }
 });
+
+// Out of the box the configuration names no targets: offer the host's own networks
+// (what discovery.local_network searches), with their sizes, as a one-click choice.
+async function loadNetworks() {
+  const n = await api("GET", "/api/networks");
+  const text = $("act-networks-text");
+  const list = $("act-networks-list");
+  list.replaceChildren();
+  $("act-networks").hidden = true;
+  if (n.searching) {
+    text.textContent = "Discovery already searches this host's networks.";
+  } else if (n.otherTargets) {
+    text.textContent = "Discovery searches the addresses its configuration names.";
+  } else if (!n.networks.length) {
+    text.textContent = "No network to search was found on this host" +
+      (n.warnings.length ? ` (${n.warnings.join("; ")})` : "") +
+      ". Discovery starts once the cloud sends its targets, or add discovery.include to the configuration file.";
+  } else {
+    const total = n.networks.reduce((a, x) => a + x.addresses, 0);
+    text.textContent = `The configuration names no addresses to search. This host is on ${n.networks.length === 1 ? "this network" : "these networks"} (${total.toLocaleString()} addresses in all):`;
+    for (const x of n.networks) {
+      list.append(el("li", {}, el("code", {}, x.network), ` — ${x.addresses.toLocaleString()} addresses`));
+    }
+    for (const w of n.warnings) list.append(el("li", { class: "help" }, w));
+    $("act-networks").hidden = false;
+  }
+}
 
 // ---- status ----
 

@@ -131,22 +131,26 @@ pub fn stored(store: &Store, key: &SealKey) -> Result<Option<Value>, StoreError>
 }
 
 /// The configuration in force: the local source with the stored cloud settings laid
-/// over it. When the stored settings no longer fit the file (it changed since), the file
-/// alone is used and the reason returned beside it.
+/// over it, then the local page's choice to search the host's networks
+/// (`search_local`). When the stored settings no longer fit the file (it changed since),
+/// the file alone is used and the reason returned beside it.
 ///
 /// # Errors
 /// When the file alone is invalid (a fatal start-up error).
 pub fn effective(
     source: &Source,
     cloud: Option<&Value>,
+    search_local: bool,
 ) -> Result<(Config, Option<ConfigErrors>), ConfigErrors> {
-    match cloud {
+    let (mut config, unfit) = match cloud {
         Some(doc) => match source.parse_with_cloud(doc) {
-            Ok(c) => Ok((c, None)),
-            Err(e) => Ok((source.parse()?, Some(e))),
+            Ok(c) => (c, None),
+            Err(e) => (source.parse()?, Some(e)),
         },
-        None => Ok((source.parse()?, None)),
-    }
+        None => (source.parse()?, None),
+    };
+    config.discovery.local_network |= search_local;
+    Ok((config, unfit))
 }
 
 /// Counts a run on the document in force; sets the document aside instead when the
@@ -349,6 +353,19 @@ mod tests {
         let doc =
             json!({"poller": {"interval_secs": 60 + etag.bytes().map(u64::from).sum::<u64>()}});
         keep(store, key, etag, &doc).unwrap();
+    }
+
+    #[test]
+    fn the_pages_choice_to_search_the_host_networks_is_laid_over_file_and_cloud() {
+        let file = Source::new("site.toml", "[discovery]\ninterval_secs = 3600\n");
+        let (c, _) = effective(&file, None, false).unwrap();
+        assert!(!c.discovery.local_network && !c.discovery.enabled());
+        let (c, _) = effective(&file, None, true).unwrap();
+        assert!(c.discovery.local_network && c.discovery.enabled());
+        // The cloud saying false does not undo the admin's choice on the page.
+        let doc = json!({"discovery": {"local_network": false}});
+        let (c, unfit) = effective(&file, Some(&doc), true).unwrap();
+        assert!(unfit.is_none() && c.discovery.local_network);
     }
 
     #[test]

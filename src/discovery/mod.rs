@@ -20,6 +20,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// "Search the local network" searches at most this prefix around the host's address on
+/// each interface (a /16 on the host becomes its /22: 1,022 addresses).
+pub const LOCAL_MAX_PREFIX: u8 = 22;
+
 /// What happened at one address (the per-IP report).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
@@ -494,7 +498,7 @@ pub async fn run<C: SnmpClient + Clone>(
     let mut warnings = Vec::new();
     let mut set = opts.targets.clone();
     if opts.local_network {
-        let (specs, w) = local::local_networks(22, false);
+        let (specs, w) = local::local_networks(LOCAL_MAX_PREFIX, false);
         warnings.extend(w);
         set.include.extend(specs);
     }

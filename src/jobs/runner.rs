@@ -73,7 +73,9 @@ async fn restart(ctx: &Context) {
         let stored = crate::cloud::settings::stored(&ctx.store, &link.key)
             .ok()
             .flatten();
-        if let Ok((c, _)) = crate::cloud::settings::effective(&link.source, stored.as_ref()) {
+        let local = ctx.store.search_local_networks().unwrap_or(false);
+        if let Ok((c, _)) = crate::cloud::settings::effective(&link.source, stored.as_ref(), local)
+        {
             link.apply.send(Box::new(c)).await.ok();
         }
     }

@@ -19,6 +19,8 @@ const LOG_LEVEL: &str = "ui.log_level";
 const LIBRARY: &str = "library.package";
 const PASSWORD: &str = "ui.password";
 const LOCALHOST_ONLY: &str = "ui.localhost_only";
+/// "Search this host's networks", chosen on the activation page (`"1"`).
+const SEARCH_LOCAL: &str = "ui.search_local_networks";
 const PROXY: &str = "ui.proxy";
 
 fn unenrolled(printer_key: &str) -> String {
@@ -117,6 +119,27 @@ impl Store {
     /// On SQL failure.
     pub fn set_localhost_only(&self, on: bool) -> Result<(), StoreError> {
         self.set_setting(LOCALHOST_ONLY, if on { "1" } else { "0" })
+    }
+
+    /// Whether the admin chose on the page to search the host's own networks (laid over
+    /// the file's and the cloud's `discovery.local_network`).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn search_local_networks(&self) -> Result<bool, StoreError> {
+        Ok(self.setting(SEARCH_LOCAL)?.is_some_and(|v| v == "1"))
+    }
+
+    /// Records that choice.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_search_local_networks(&self, on: bool) -> Result<(), StoreError> {
+        if on {
+            self.set_setting(SEARCH_LOCAL, "1")
+        } else {
+            self.remove_setting(SEARCH_LOCAL)
+        }
     }
 
     /// The proxy entered on the page, if any (an unreadable one counts as none).

@@ -229,6 +229,7 @@ pub fn router(state: WebState) -> Router {
             .route("/api/discovery", get(api::discovery_report))
             .route("/api/discovery.csv", get(api::discovery_csv))
             .route("/api/discovery/run", post(api::discover_now))
+            .route("/api/networks", get(api::networks))
             .route("/api/discovery/events", get(api::discovery_events))
             .route("/api/outbox", get(api::outbox))
             .route("/api/settings", get(api::settings))

@@ -391,17 +391,35 @@ async fn activation_errors_success_and_no_secret_in_any_response() {
             .unwrap()
     );
 
-    // The right code, with an agent password: activated, and this browser stays in.
+    // The configuration names no targets: the page offers the host's own networks (as
+    // `local_network` would search them, each at most a /22) with their sizes.
+    let n = p.call("GET", "/api/networks", None).await.json();
+    assert_eq!(n["searching"], false, "{n}");
+    assert_eq!(n["otherTargets"], false, "{n}");
+    for net in n["networks"].as_array().unwrap() {
+        let cidr = net["network"].as_str().unwrap();
+        let prefix: u32 = cidr.split('/').nth(1).unwrap().parse().unwrap();
+        assert!(prefix >= 22, "{n}");
+        assert_eq!(net["addresses"], (1u64 << (32 - prefix)) - 2, "{n}");
+    }
+
+    // The right code, with an agent password and that choice: activated, discovery has
+    // something to search (nothing restarts in this harness: no network is probed), the
+    // choice is kept for the next start, and this browser stays in.
     let r = p
         .call(
             "POST",
             "/api/activate",
-            Some(json!({"code": code.to_lowercase(), "password": AGENT_PASSWORD, "discoverAfter": true})),
+            Some(
+                json!({"code": code.to_lowercase(), "password": AGENT_PASSWORD,
+                "discoverAfter": false, "searchLocalNetworks": true}),
+            ),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json()["agentId"].as_str().unwrap().starts_with("agent-"));
-    assert_eq!(r.json()["discovery"], "noTargets");
+    assert_eq!(r.json()["discovery"], "scheduled");
+    assert!(p.agent.store.search_local_networks().unwrap());
     let s = p.call("GET", "/api/session", None).await.json();
     assert_eq!(s["activated"], true);
     assert_eq!(s["authenticated"], true);

@@ -89,6 +89,10 @@ pub struct Activation {
     password: Option<String>,
     #[serde(default)]
     discover_after: bool,
+    /// Search the host's own networks (as `discovery.local_network`), the page's
+    /// one-click choice for an agent whose configuration names no targets.
+    #[serde(default)]
+    search_local_networks: bool,
 }
 
 /// `POST /api/activate`: the seed's activation form. Open before activation (there is no
@@ -135,7 +139,7 @@ pub async fn activate(
     {
         return reason(StatusCode::BAD_REQUEST, e);
     }
-    let config = agent.live().config;
+    let mut config = agent.live().config;
     let page_proxy = form.proxy.as_ref().map(ProxyForm::page_proxy);
     let proxy = match &page_proxy {
         Some(p) => p.proxy(),
@@ -181,7 +185,13 @@ pub async fn activate(
     let url = config.cloud.url.clone().unwrap_or_default();
     let a = agent.clone();
     let password = form.password.clone().filter(|p| !p.is_empty());
+    let search_local = form.search_local_networks;
     let saved = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if search_local {
+            a.store
+                .set_search_local_networks(true)
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(p) = page_proxy {
             a.store
                 .set_page_proxy(&a.key, Some(&p))
@@ -199,7 +209,9 @@ pub async fn activate(
         Ok(Err(e)) => {
             return reason(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("activated, but the proxy or password could not be saved: {e}"),
+                format!(
+                    "activated, but the proxy, password or network choice could not be saved: {e}"
+                ),
             );
         }
         Err(_) => return reason(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
@@ -209,6 +221,7 @@ pub async fn activate(
         agent.sessions.end_others(&sid);
         agent.sessions.authenticate(&sid);
     }
+    config.discovery.local_network |= form.search_local_networks;
     agent
         .defer_discovery
         .store(!form.discover_after, Ordering::Relaxed);

@@ -49,6 +49,33 @@ impl ReportFilter {
     }
 }
 
+/// `GET /api/networks`: the host's own networks as "search the local network" would
+/// search them (each capped to a /22), with their sizes, so the activation page can
+/// offer them; whether discovery searches them already, and whether it has other
+/// targets (the file's or the cloud's).
+pub async fn networks(State(agent): Shared) -> Response {
+    let config = agent.live().config;
+    let (specs, warnings) = match tokio::task::spawn_blocking(|| {
+        crate::discovery::local::local_networks(crate::discovery::LOCAL_MAX_PREFIX, false)
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(_) => return reason(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    };
+    let d = &config.discovery;
+    axum::Json(json!({
+        "networks": specs
+            .iter()
+            .map(|s| json!({ "network": s.to_string(), "addresses": s.size() as u64 }))
+            .collect::<Vec<_>>(),
+        "warnings": warnings,
+        "searching": d.local_network,
+        "otherTargets": !d.targets.include.is_empty() || !d.mdns.is_zero(),
+    }))
+    .into_response()
+}
+
 /// `GET /api/discovery?q=&outcome=`: the last run's per-address report.
 pub async fn discovery_report(State(agent): Shared, Query(f): Query<ReportFilter>) -> Response {
     match report_rows(&agent, f).await {

@@ -15,7 +15,7 @@ mod session;
 mod settings;
 
 pub use activation::activate;
-pub use discovery::{discover_now, discovery_csv, discovery_events, discovery_report};
+pub use discovery::{discover_now, discovery_csv, discovery_events, discovery_report, networks};
 pub use fleet::{outbox, printer, printers, refresh, status};
 pub use session::{login, logout, session};
 pub use settings::{logs, set_log_level, set_password, set_proxy, set_security, settings};

@@ -246,6 +246,15 @@ async fn a_new_user_activates_and_uses_every_page() {
         20,
     )
     .await;
+    // The demo's configuration names its fleet's range: the host's own networks are not
+    // offered (they are only when nothing else is searched).
+    wait_js(
+        &c,
+        "document.getElementById('act-networks-text').textContent.includes('configuration names') && document.getElementById('act-networks').hidden",
+        "the discovery targets said",
+        10,
+    )
+    .await;
     // A mistyped code is refused with the reason.
     fill(&c, "#act-code", "ABCD-1234-XYZ!").await;
     c.execute(
