@@ -261,7 +261,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
     let rows = tokio::task::spawn_blocking(
         move || -> anyhow::Result<Vec<(crate::store::PrinterRow, Option<String>)>> {
             let store = crate::store::Store::open(&dir)?;
-            let rows = store.printers()?;
+            let rows = store.printers_seen()?;
             rows.into_iter()
                 .map(|r| {
                     let rep = store.latest_report(r.id)?;

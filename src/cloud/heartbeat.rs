@@ -117,7 +117,7 @@ pub fn body(
     now: i64,
 ) -> Result<Heartbeat, crate::store::StoreError> {
     let outbox = store.outbox_stats()?;
-    let printers = store.printers()?;
+    let printers = store.printers_seen()?;
     let mut by_health = std::collections::BTreeMap::new();
     for p in &printers {
         *by_health.entry(p.health.as_str().to_string()).or_insert(0) += 1;

@@ -227,6 +227,22 @@ impl Store {
             .optional()?)
     }
 
+    /// Every plain setting whose name starts with `prefix`, by name.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn settings_under(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // A range on the primary key, not a scan: names from `prefix` up to the next
+        // string after every name with that prefix.
+        let end = format!("{prefix}\u{10FFFF}");
+        let c = self.conn();
+        let mut st = c.prepare_cached(
+            "SELECT name, value FROM settings WHERE name >= ?1 AND name < ?2 AND encrypted = 0 ORDER BY name",
+        )?;
+        let rows = st.query_map(params![prefix, end], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Stores a secret, sealed with `key`.
     ///
     /// # Errors

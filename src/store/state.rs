@@ -21,6 +21,9 @@ const PASSWORD: &str = "ui.password";
 const LOCALHOST_ONLY: &str = "ui.localhost_only";
 /// "Search this host's networks", chosen on the activation page (`"1"`).
 const SEARCH_LOCAL: &str = "ui.search_local_networks";
+/// Prefix of "this printer's web server refused our credentials" (`"CODE AT_MS"`), by
+/// address.
+const WEB_REFUSED: &str = "web_refused.";
 const PROXY: &str = "ui.proxy";
 
 fn unenrolled(printer_key: &str) -> String {
@@ -255,6 +258,67 @@ impl Store {
     /// On SQL failure.
     pub fn set_unenrolled(&self, printer_key: &str, at_ms: i64) -> Result<(), StoreError> {
         self.set_setting(&unenrolled(printer_key), &at_ms.to_string())
+    }
+
+    /// Records that a printer's web server refused the agent's credentials (HTTP `code`,
+    /// at `at_ms`), or with `None` that it accepted them (or new ones were set).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_web_refused(
+        &self,
+        address: &str,
+        refused: Option<(u16, i64)>,
+    ) -> Result<(), StoreError> {
+        let name = format!("{WEB_REFUSED}{address}");
+        let before = self.setting(&name)?;
+        match refused {
+            Some((code, at)) => self.set_setting(&name, &format!("{code} {at}"))?,
+            None if before.is_some() => self.remove_setting(&name)?,
+            None => return Ok(()),
+        }
+        // A printer's status changed: the heartbeat tells the cloud.
+        if before.is_none() != refused.is_none() {
+            self.status_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The printers as an admin and the cloud should see them: [`Store::printers`], where
+    /// a printer that answers but whose web server refused the agent's credentials
+    /// needs credentials (the seed's "the agent needs credentials").
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn printers_seen(&self) -> Result<Vec<super::PrinterRow>, StoreError> {
+        use super::Health;
+        let mut rows = self.printers()?;
+        let refused = self.settings_under(WEB_REFUSED)?;
+        if refused.is_empty() {
+            return Ok(rows);
+        }
+        let refused: std::collections::HashMap<&str, (u16, i64)> = refused
+            .iter()
+            .filter_map(|(k, v)| {
+                let (code, at) = v.split_once(' ')?;
+                Some((
+                    k.strip_prefix(WEB_REFUSED)?,
+                    (code.parse().ok()?, at.parse().ok()?),
+                ))
+            })
+            .collect();
+        for p in &mut rows {
+            if let Some((code, at)) = refused.get(p.address.as_str())
+                && matches!(p.health, Health::Ok | Health::Suspect | Health::Unknown)
+            {
+                p.health = Health::NeedsCredentials;
+                p.health_reason = Some(format!(
+                    "its web server refused the agent's credentials (HTTP {code}); set them with updateCredentials params.web"
+                ));
+                p.health_since_ms = Some(*at);
+            }
+        }
+        Ok(rows)
     }
 
     /// Forgets that a printer was unenrolled (discovery found it again: it is enrolled

@@ -342,6 +342,41 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         run(json!({ "type": "updateLibrary", "params": { "package": library::sign(&lib, &key) } }))
             .await;
     assert_eq!(j.state, JobState::Completed, "{j:?}");
+    // No web credentials yet: the printer's web server refuses the upload, and the printer
+    // (still answering SNMP) needs credentials, on the cloud's per-printer status too.
+    let j = run(json!({ "type": "deployFile", "printer": printer,
+        "params": { "file": "first.fls" }, "files": { "first.fls": b64(b"FLS") } }))
+    .await;
+    assert_eq!(j.state, JobState::Failed, "{j:?}");
+    assert!(
+        text(&j).contains("refused the credentials (HTTP 401)"),
+        "{j:?}"
+    );
+    let communication = |want: &'static str| {
+        let cloud = &cloud;
+        async move {
+            for _ in 0..300 {
+                let agents = cloud.agents().await;
+                if let Some(p) = agents.agents.first().and_then(|a| a.printers.first())
+                    && serde_json::to_value(p.communication).unwrap() == want
+                {
+                    return p.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the cloud never showed {want}: {:?}", cloud.agents().await);
+        }
+    };
+    let status = communication("needsCredentials").await;
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("web server refused"),
+        "{status:?}"
+    );
+    *challenged.lock().unwrap() = 0;
     let j = run(json!({ "type": "updateCredentials", "printer": printer,
         "params": { "web": { "user": "admin", "password": "web-pass-55" } } }))
     .await;
@@ -350,6 +385,8 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
         j.params["web"]["password"], "<set>",
         "the admin view hides it"
     );
+    // New credentials: back to ok until the printer refuses them.
+    communication("ok").await;
     let app: Vec<u8> = b"FLS\x00".iter().copied().cycle().take(70_000).collect();
     let j = run(json!({ "type": "deployFile", "printer": printer,
         "params": { "file": "scan.fls" }, "files": { "scan.fls": b64(&app) } }))

@@ -44,18 +44,20 @@ pub async fn reboot(ctx: &Context, job: &Job) -> JobResult {
             let to = SocketAddr::new(p.addr.ip(), w.port);
             let how = if tls { "HTTPS" } else { "HTTP" };
             let path = &w.path;
-            let failure =
-                match super::super::printer_web::send(&ctx.store, to, tls, path, None, b"", web)
-                    .await
-                {
-                    Ok(code) if (200..300).contains(&code) => None,
-                    Ok(code @ (401 | 403)) => Some((false, refused_credentials(code))),
-                    Ok(code) => Some((
-                        false,
-                        format!("the printer's web server answered HTTP {code} for {path}"),
-                    )),
-                    Err(e) => Some(e),
-                };
+            let answer =
+                super::super::printer_web::send(&ctx.store, to, tls, path, None, b"", web).await;
+            if let Ok(code) = answer {
+                super::web_answered(ctx, p.addr, code).await;
+            }
+            let failure = match answer {
+                Ok(code) if (200..300).contains(&code) => None,
+                Ok(code @ (401 | 403)) => Some((false, refused_credentials(code))),
+                Ok(code) => Some((
+                    false,
+                    format!("the printer's web server answered HTTP {code} for {path}"),
+                )),
+                Err(e) => Some(e),
+            };
             sent(
                 p.addr,
                 p.serial.as_deref(),

@@ -165,6 +165,8 @@ async fn store_web(ctx: &Context, job: &Job, web: &WebCredentials) -> JobResult 
     let ok = tokio::task::spawn_blocking(move || {
         if let Some(secret) = &secret {
             s.set_secret(&key, &web_key(addr), secret)?;
+            // New credentials: not "needs credentials" until the printer refuses them.
+            s.set_web_refused(&addr.to_string(), None)?;
         }
         if let Some(pin) = &pin {
             s.set_setting(&super::super::printer_web::pin_key(addr.ip()), pin)?;

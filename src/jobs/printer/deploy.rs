@@ -152,7 +152,11 @@ async fn send_item(
         "http" | "https" => {
             let web = super::credentials::web(ctx, addr).await;
             let tls = transport == "https";
-            match super::super::printer_web::send(&ctx.store, to, tls, &path, Some(&item.name), &bytes, web).await {
+            let answer = super::super::printer_web::send(&ctx.store, to, tls, &path, Some(&item.name), &bytes, web).await;
+            if let Ok(code) = answer {
+                super::web_answered(ctx, addr, code).await;
+            }
+            match answer {
                 Ok(code) if (200..300).contains(&code) => Ok(format!(
                     "{} upload to {path}",
                     if tls { "HTTPS" } else { "HTTP" }

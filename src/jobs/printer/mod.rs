@@ -262,6 +262,20 @@ fn library_action(ctx: &Context, p: &Resolved, action: &str, files_fallback: boo
 }
 
 /// The text of an answer that refused the printer's web credentials.
+/// Remembers how a printer's web server took the agent's credentials: refused (401,
+/// 403) makes the printer "needs credentials" for the page and the cloud until a later
+/// call is accepted or `updateCredentials` sets new ones.
+async fn web_answered(ctx: &Context, addr: SocketAddr, code: u16) {
+    let refused = matches!(code, 401 | 403).then(|| (code, ctx.clock.now_ms()));
+    if refused.is_none() && !(200..300).contains(&code) {
+        return;
+    }
+    let (s, a) = (ctx.store.clone(), addr.to_string());
+    tokio::task::spawn_blocking(move || s.set_web_refused(&a, refused))
+        .await
+        .ok();
+}
+
 fn refused_credentials(code: u16) -> String {
     format!(
         "the printer's web server refused the credentials (HTTP {code}); set them with updateCredentials params.web"

@@ -17,7 +17,7 @@ pub async fn status(State(agent): Shared) -> Response {
         Ok((
             a.store.agent_id()?,
             a.store.outbox_stats()?,
-            a.store.printers()?,
+            a.store.printers_seen()?,
             [
                 crate::store::jobs::JobState::Running,
                 crate::store::jobs::JobState::Waiting,
@@ -97,7 +97,7 @@ pub async fn status(State(agent): Shared) -> Response {
 /// it was discovered.
 pub async fn printers(State(agent): Shared) -> Response {
     let r = blocking(&agent, |a| {
-        let rows = a.store.printers()?;
+        let rows = a.store.printers_seen()?;
         let devices = a.store.devices()?;
         let mut out = Vec::new();
         for p in rows {
@@ -146,7 +146,7 @@ pub async fn printers(State(agent): Shared) -> Response {
 /// their meaning).
 pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
     let r = blocking(&agent, move |a| {
-        let row = a.store.printers()?.into_iter().find(|p| p.id == id);
+        let row = a.store.printers_seen()?.into_iter().find(|p| p.id == id);
         let report = a.store.latest_report(id)?;
         Ok((row, report))
     })
