@@ -478,9 +478,28 @@ pub async fn run(
             l.set_nonblocking(true)?;
             tokio::net::TcpListener::from_std(l)?
         }
-        None => tokio::net::TcpListener::bind(config.web_listen)
-            .await
-            .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?,
+        None => {
+            // Opened to other hosts on the page (behind its password): where it listens
+            // then; if that cannot be bound, this host only, said.
+            let remote = !store.localhost_only().unwrap_or(true)
+                && store.page_password().ok().flatten().is_some()
+                && config.web_listen.ip().is_loopback();
+            let bound = match remote {
+                true => tokio::net::TcpListener::bind(config.web_remote_listen)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::error!(listen = %config.web_remote_listen, error = %e, "Local page: cannot listen for other hosts (web.remote_listen); this computer only.");
+                    })
+                    .ok(),
+                false => None,
+            };
+            match bound {
+                Some(l) => l,
+                None => tokio::net::TcpListener::bind(config.web_listen)
+                    .await
+                    .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?,
+            }
+        }
     };
     let listening = listener.local_addr()?;
     // Counted once the host's own start-up steps (store, key, listener) are done: their

@@ -509,7 +509,12 @@ async function loadSettings() {
   $("password-title").textContent = s.passwordSet ? "Change the agent password" : "Create an agent password";
   $("password-current-wrap").hidden = !s.passwordSet;
   $("localhost-only").checked = s.localhostOnly;
-  $("listen-help").textContent = `The page listens on ${s.listen}. With the box unticked, other computers may use it when that address is reachable from the network.`;
+  $("localhost-only").disabled = s.localhostOnly && !s.passwordSet;
+  $("listen-help").textContent = s.remote
+    ? `Other computers open this page at https://${location.hostname === "localhost" ? "<this computer>" : location.hostname}:${s.remote.port}/ (listening on ${s.remote.listen}). Their browser warns about the agent's own certificate: check that it shows the SHA-256 fingerprint ${s.remote.fingerprint}.`
+    : s.passwordSet
+      ? `Only this computer can open the page (${s.listen}). Untick to open it to other computers over HTTPS, with a certificate the agent makes.`
+      : `Only this computer can open the page (${s.listen}). Create an agent password first to open it to other computers.`;
   $("log-level").value = ["error", "warn", "info", "debug", "trace"].includes(s.logLevel) ? s.logLevel : "info";
   $("logout").hidden = !s.passwordSet;
 }
@@ -556,10 +561,15 @@ $("localhost-only").addEventListener("change", async () => {
     $("localhost-only").checked = true;
     return;
   }
+  showError("security-error", null);
   try {
-    await api("PUT", "/api/settings/security", { localhostOnly: on });
-    notice(on ? "Only this computer may open the page." : "Other computers may open the page (where the listener is reachable).");
-  } catch (e) { notice(e.message, true); }
+    const r = await api("PUT", "/api/settings/security", { localhostOnly: on });
+    notice(on ? "Only this computer may open the page." : `Other computers may open the page over HTTPS (certificate SHA-256 ${r.fingerprint}).`);
+  } catch (e) {
+    $("localhost-only").checked = !on;
+    showError("security-error", e);
+  }
+  await loadSettings().catch(() => {});
 });
 
 $("log-level").addEventListener("change", async () => {

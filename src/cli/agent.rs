@@ -258,16 +258,32 @@ pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
             ),
         });
     }
-    let rows = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Vec<(crate::store::PrinterRow, Option<String>)>> {
+    type Rows = Vec<(crate::store::PrinterRow, Option<String>)>;
+    let (listen, remote_listen) = (c.web_listen, c.web_remote_listen);
+    let (rows, page) = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(Rows, String)> {
             let store = crate::store::Store::open(&dir)?;
             let rows = store.printers_seen()?;
-            rows.into_iter()
+            let remote = !store.localhost_only()? && store.page_password()?.is_some();
+            let page = match crate::web::tls::stored_fingerprint(&store)? {
+                Some(fp) if remote => {
+                    let at = if listen.ip().is_loopback() { remote_listen } else { listen };
+                    format!(
+                        "local page: http://localhost:{}/ here, https://<this computer>:{}/ for other hosts (listening on {at}; certificate SHA-256 {fp})",
+                        at.port(),
+                        at.port()
+                    )
+                }
+                _ => format!("local page: http://{listen}/ (this computer only)"),
+            };
+            let rows = rows
+                .into_iter()
                 .map(|r| {
                     let rep = store.latest_report(r.id)?;
                     Ok((r, rep))
                 })
-                .collect()
+                .collect::<anyhow::Result<Rows>>()?;
+            Ok((rows, page))
         },
     )
     .await
@@ -288,6 +304,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<(), Exit> {
         writeln!(out).ok();
         return Ok(());
     }
+    writeln!(out, "{page}").ok();
     writeln!(
         out,
         "{:<22} {:<18} {:<16} {:<20} {:>9}  {:<26} last seen",

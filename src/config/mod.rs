@@ -24,6 +24,9 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// Local web listener (metrics now; the UI later).
     pub web_listen: SocketAddr,
+    /// Where the page listens (HTTPS for other hosts) once remote access is turned on
+    /// (`web.remote_listen`; default every IPv4 interface on `web.listen`'s port).
+    pub web_remote_listen: SocketAddr,
     /// Host names (lower case) the page answers to besides loopback names, IP literals and
     /// this computer's name, once "localhost only" is off (`web.allowed_hosts`).
     pub web_allowed_hosts: Vec<String>,
@@ -431,6 +434,7 @@ impl Source {
         let mut c = parse(&self.name, &self.text)?;
         if let Some(p) = self.web_port {
             c.web_listen.set_port(p);
+            c.web_remote_listen.set_port(p);
         }
         Ok(c)
     }

@@ -37,6 +37,7 @@ pub(super) struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWeb {
     pub listen: Option<String>,
+    pub remote_listen: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
 }
 

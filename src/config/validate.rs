@@ -92,7 +92,7 @@ pub(super) fn validate(
 ) -> Result<Config, ConfigErrors> {
     let mut e = Problems::default();
     let (log_level, stop_timeout) = agent(&raw.agent, &mut e);
-    let web_listen = web(&raw.web, web_port, &mut e);
+    let (web_listen, web_remote_listen) = web(&raw.web, web_port, &mut e);
     let web_allowed_hosts = allowed_hosts(raw.web.allowed_hosts.as_deref(), &mut e);
     let poller = poller(&raw.poller, &mut e);
     let profiles = profiles(raw.snmp_profiles, poller.deadline, &mut e);
@@ -111,6 +111,7 @@ pub(super) fn validate(
         log_level,
         stop_timeout,
         web_listen,
+        web_remote_listen,
         web_allowed_hosts,
         poller,
         discovery,
@@ -136,12 +137,31 @@ fn agent(a: &raw::RawAgent, e: &mut Problems) -> (String, Duration) {
     (log_level, Duration::from_secs(stop_timeout_secs))
 }
 
-/// `[web]`: the local page's address.
-fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
-    let text = w.listen.as_deref().unwrap_or("127.0.0.1:8080");
-    e.short("web.listen", text, 64);
-    let listen = match text.parse::<SocketAddr>() {
-        Ok(a) => a,
+/// `[web]`: the local page's address, and where it listens once remote access is on
+/// (`remote_listen`, default every interface on the same port).
+fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> (SocketAddr, SocketAddr) {
+    let listen = socket_addr(
+        e,
+        "web.listen",
+        w.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+    )
+    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listen = match web_port {
+        Some(p) => SocketAddr::new(listen.ip(), p),
+        None => listen,
+    };
+    let remote = match w.remote_listen.as_deref() {
+        Some(text) => socket_addr(e, "web.remote_listen", text).unwrap_or(listen),
+        None => SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), listen.port()),
+    };
+    (listen, remote)
+}
+
+/// An `address:port` key, its problem recorded under `key`.
+fn socket_addr(e: &mut Problems, key: &str, text: &str) -> Option<SocketAddr> {
+    e.short(key, text, 64);
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
         Err(err) => {
             let hint = if text
                 .rsplit_once(':')
@@ -151,16 +171,9 @@ fn web(w: &raw::RawWeb, web_port: Option<u16>, e: &mut Problems) -> SocketAddr {
             } else {
                 " (e.g. 127.0.0.1:8080)"
             };
-            e.add(
-                "web.listen",
-                format!("{text:?} is not an address:port: {err}{hint}"),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 8080))
+            e.add(key, format!("{text:?} is not an address:port: {err}{hint}"));
+            None
         }
-    };
-    match web_port {
-        Some(p) => SocketAddr::new(listen.ip(), p),
-        None => listen,
     }
 }
 

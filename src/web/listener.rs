@@ -94,24 +94,63 @@ fn take_slot(open: &Arc<Semaphore>, hosts: &Hosts, peer: IpAddr, limits: &Limits
     })
 }
 
+/// A change of where and how the page listens (remote access on or off): bind `addr`
+/// (dropping the old listener first when the port is the same), serve TLS with `tls`
+/// besides plain HTTP for this host; `done` gets the address bound, or why not (the old
+/// listener is then bound again).
+pub struct Rebind {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// TLS for other hosts (`None`: plain HTTP only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The outcome.
+    pub done: tokio::sync::oneshot::Sender<Result<SocketAddr, String>>,
+}
+
+/// How a connection reached the page (an extension on each request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// Over TLS.
+    pub tls: bool,
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Serves `app` on `listener` until `shutdown` completes; then open connections get
-/// [`STOP_GRACE`] to finish.
+/// [`STOP_GRACE`] to finish. With `tls`, a connection that starts a TLS handshake is
+/// served over TLS, and plain HTTP from other hosts is redirected to HTTPS on the same
+/// port (`plain_ok` says which peers may stay plain: this host); `rebind` moves the
+/// listener.
 ///
 /// # Errors
-/// None today: accept failures (such as running out of descriptors) are waited out.
+/// When the listener cannot be bound again after a failed move.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     app: Router,
     limits: Limits,
+    mut tls: Option<Arc<rustls::ServerConfig>>,
+    mut rebind: tokio::sync::mpsc::Receiver<Rebind>,
+    plain_ok: fn(IpAddr) -> bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.connections));
     let hosts = Arc::new(Mutex::new(HashMap::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let redirect = Router::new().fallback(to_https);
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
+            Some(r) = rebind.recv() => {
+                let (moved, outcome) = move_listener(listener, r.addr).await?;
+                listener = moved;
+                if outcome.is_ok() {
+                    tls = r.tls;
+                }
+                r.done.send(outcome).ok();
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
@@ -132,36 +171,44 @@ pub async fn serve(
                 .ok();
             continue;
         };
-        let app = app.clone();
-        let mut stop = stop_rx.clone();
+        let (app, redirect, tls) = (app.clone(), redirect.clone(), tls.clone());
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    app.clone().oneshot(req.map(Body::new))
-                },
-            );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_deadline);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::trace!(peer = %peer, error = %e, "Local page: connection ended.");
-                        }
-                        break;
+            let Some(tls) = tls else {
+                serve_conn(stream, app, peer, Transport { tls: false }, limits, stop).await;
+                return;
+            };
+            // The first byte says which: a TLS handshake, or plain HTTP.
+            let mut first = [0u8; 1];
+            let Ok(Ok(1)) =
+                tokio::time::timeout(limits.header_deadline, stream.peek(&mut first)).await
+            else {
+                return;
+            };
+            if first[0] == TLS_HANDSHAKE {
+                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                match tokio::time::timeout(limits.header_deadline, accept).await {
+                    Ok(Ok(s)) => {
+                        serve_conn(s, app, peer, Transport { tls: true }, limits, stop).await
                     }
-                    _ = stop.wait_for(|s| *s), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "Local page: TLS handshake failed.")
                     }
+                    Err(_) => tracing::debug!(peer = %peer, "Local page: TLS handshake too slow."),
                 }
+            } else if plain_ok(peer.ip()) {
+                serve_conn(stream, app, peer, Transport { tls: false }, limits, stop).await;
+            } else {
+                serve_conn(
+                    stream,
+                    redirect,
+                    peer,
+                    Transport { tls: false },
+                    limits,
+                    stop,
+                )
+                .await;
             }
         });
     }
@@ -171,6 +218,92 @@ pub async fn serve(
         .await
         .ok();
     Ok(())
+}
+
+/// Binds `addr` instead of `listener` (dropped first: the same port cannot be bound
+/// twice); on failure binds the old address again. Returns the listener in use and the
+/// outcome.
+async fn move_listener(
+    listener: TcpListener,
+    addr: SocketAddr,
+) -> std::io::Result<(TcpListener, Result<SocketAddr, String>)> {
+    let old = listener.local_addr()?;
+    if old == addr {
+        return Ok((listener, Ok(old)));
+    }
+    drop(listener);
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            let at = l.local_addr()?;
+            Ok((l, Ok(at)))
+        }
+        Err(e) => {
+            let why = format!("cannot listen on {addr}: {e}");
+            Ok((TcpListener::bind(old).await?, Err(why)))
+        }
+    }
+}
+
+/// Plain HTTP from another host once remote access is on: to the same place over HTTPS.
+async fn to_https(req: Request) -> Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| super::parse_host(h).is_some());
+    match host {
+        Some(h) => {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Response::builder()
+                .status(StatusCode::PERMANENT_REDIRECT)
+                .header(axum::http::header::LOCATION, format!("https://{h}{path}"))
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        None => reason(
+            StatusCode::BAD_REQUEST,
+            "this page is served over HTTPS to other hosts",
+        ),
+    }
+}
+
+/// Serves one connection until it ends, or gracefully once the listener stops.
+async fn serve_conn<I>(
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    transport: Transport,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        req.extensions_mut().insert(transport);
+        app.clone().oneshot(req.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_deadline);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(peer = %peer, error = %e, "Local page: connection ended.");
+                }
+                break;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 /// Reads a request's body whole, at most [`MAX_BODY_BYTES`] within [`BODY_DEADLINE`], so
@@ -237,9 +370,14 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(l, app, limits, async move {
-            rx.await.ok();
-        }));
+        let (_keep, rebind) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _keep = _keep;
+            serve(l, app, limits, None, rebind, |_| true, async move {
+                rx.await.ok();
+            })
+            .await
+        });
         (addr, tx)
     }
 
@@ -337,5 +475,113 @@ mod tests {
             take_slot(&open, &hosts, lo, &limits).is_none(),
             "the whole cap is used"
         );
+    }
+
+    /// Once open to other hosts: a TLS handshake is served over TLS on the same port,
+    /// plain HTTP from a peer that may not stay plain is sent to HTTPS, and the listener
+    /// moves (and refuses a move it cannot make, keeping its address).
+    #[tokio::test]
+    async fn tls_and_plain_share_the_port_and_the_listener_moves() {
+        crate::cloud::install_crypto();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().to_vec();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(der.clone())],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let app = Router::new().route(
+            "/",
+            axum::routing::get(|req: Request| async move {
+                let tls = req.extensions().get::<Transport>().is_some_and(|t| t.tls);
+                format!("tls={tls}")
+            }),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (rebind_tx, rebind) = tokio::sync::mpsc::channel(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            l,
+            app,
+            Limits::default(),
+            Some(Arc::new(config)),
+            rebind,
+            |_| false,
+            async move {
+                stopped.await.ok();
+            },
+        ));
+        // Plain HTTP from a peer that must use TLS: to the same place over HTTPS.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /x?y=1 HTTP/1.1\r\nHost: agent.example:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let a = answer(&mut s).await;
+        assert!(a.starts_with("HTTP/1.1 308"), "{a}");
+        assert!(
+            a.contains("location: https://agent.example:8080/x?y=1"),
+            "{a}"
+        );
+        // Over TLS, the certificate served is the one given.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let r = http
+            .get(format!("https://localhost:{}/", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        let info = r.extensions().get::<reqwest::tls::TlsInfo>().cloned();
+        assert_eq!(r.text().await.unwrap(), "tls=true");
+        assert_eq!(info.unwrap().peer_certificate(), Some(&der[..]));
+
+        // A move to an address in use is refused, the listener stays where it was.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        rebind_tx
+            .send(Rebind {
+                addr: busy.local_addr().unwrap(),
+                tls: None,
+                done,
+            })
+            .await
+            .ok();
+        let why = outcome.await.unwrap().unwrap_err();
+        assert!(why.contains("cannot listen on"), "{why}");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+        // A move to a free address, plain HTTP only: the old one is closed.
+        let free = {
+            let f = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            f.local_addr().unwrap()
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        rebind_tx
+            .send(Rebind {
+                addr: free,
+                tls: None,
+                done,
+            })
+            .await
+            .ok();
+        assert_eq!(outcome.await.unwrap(), Ok(free));
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        let mut s = tokio::net::TcpStream::connect(free).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(answer(&mut s).await.ends_with("tls=false"));
+        stop.send(()).ok();
     }
 }

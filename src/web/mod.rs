@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod listener;
+pub mod tls;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -88,6 +89,10 @@ pub struct Agent {
     pub started_ms: i64,
     /// This computer's name (the Host check, once other hosts are allowed).
     pub host_name: Option<String>,
+    /// Moves the listener (remote access on or off).
+    pub rebind: mpsc::Sender<listener::Rebind>,
+    /// The other end, taken by [`serve`].
+    rebind_rx: parking_lot::Mutex<Option<mpsc::Receiver<listener::Rebind>>>,
 }
 
 impl Agent {
@@ -104,7 +109,10 @@ impl Agent {
         } = h;
         // Unreadable: the safe side, localhost only.
         let localhost_only = store.localhost_only().unwrap_or(true);
+        let (rebind, rebind_rx) = mpsc::channel(1);
         Agent {
+            rebind,
+            rebind_rx: parking_lot::Mutex::new(Some(rebind_rx)),
             started_ms: clock.now_ms(),
             store,
             key,
@@ -129,6 +137,29 @@ impl Agent {
             localhost_only: AtomicBool::new(localhost_only),
             host_name: this_host_name(),
         }
+    }
+
+    /// Whether the page is open to other hosts: "localhost only" turned off, which the
+    /// page allows only once an agent password is set (checked again here: a store
+    /// whose password was removed by hand closes it).
+    pub fn remote_wanted(&self) -> bool {
+        !self
+            .localhost_only
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && self.store.page_password().ok().flatten().is_some()
+    }
+
+    /// The TLS configuration for other hosts, from the page's kept certificate (made on
+    /// first use).
+    ///
+    /// # Errors
+    /// When the certificate cannot be had.
+    pub fn page_tls(&self) -> Result<(Arc<rustls::ServerConfig>, String), tls::TlsError> {
+        let mut names = vec!["localhost".to_string()];
+        names.extend(self.host_name.clone());
+        names.extend(self.live.read().config.web_allowed_hosts.iter().cloned());
+        let cert = tls::PageCert::load_or_create(&self.store, &self.key, &names)?;
+        Ok((cert.server_config()?, cert.fingerprint()))
     }
 
     /// The names the page answers to besides loopback names and addresses: this
@@ -403,10 +434,30 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
         Err(resp) => return with_headers(resp),
     };
     let api = req.uri().path().starts_with("/api/");
+    let tls = req
+        .extensions()
+        .get::<listener::Transport>()
+        .is_some_and(|t| t.tls);
     let mut resp = next.run(req).await;
     if api {
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if tls {
+        // A session cookie set over HTTPS is never sent back in the clear.
+        let cookies: Vec<HeaderValue> = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        resp.headers_mut().remove(header::SET_COOKIE);
+        for c in cookies {
+            let v = format!("{}; Secure", c.to_str().unwrap_or_default());
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
     }
     with_headers(resp)
 }
@@ -480,13 +531,38 @@ pub async fn serve(
     state: WebState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve(
+    let (keep, mut rebind) = mpsc::channel(1);
+    let mut tls = None;
+    if let Some(agent) = &state.agent {
+        if let Some(rx) = agent.rebind_rx.lock().take() {
+            rebind = rx;
+        }
+        if agent.remote_wanted() {
+            let a = agent.clone();
+            match tokio::task::spawn_blocking(move || a.page_tls()).await {
+                Ok(Ok((config, fingerprint))) => {
+                    tracing::info!(listen = %listener.local_addr()?, fingerprint = %fingerprint, "Local page open to other hosts over HTTPS.");
+                    tls = Some(config);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "Local page: no certificate for remote access; other hosts are not served.");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let r = listener::serve(
         listener,
         router(state),
         listener::Limits::default(),
+        tls,
+        rebind,
+        peer_is_loopback,
         shutdown,
     )
-    .await
+    .await;
+    drop(keep);
+    r
 }
 
 #[cfg(test)]

@@ -46,8 +46,17 @@ impl Page {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca).unwrap();
+        // The page listens where its configuration says; once opened to other hosts it
+        // moves to another loopback port (tests talk to loopback only).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = listener.local_addr().unwrap();
+        let remote = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let text = format!(
-            "[cloud]\nurl = \"{cloud_url}\"\nca_file = \"{}\"\ntimeout_secs = 5\nproxy = {{ type = \"none\" }}\n\
+            "[web]\nlisten = \"{listen}\"\nremote_listen = \"{remote}\"\n\
+             [cloud]\nurl = \"{cloud_url}\"\nca_file = \"{}\"\ntimeout_secs = 5\nproxy = {{ type = \"none\" }}\n\
              [[snmp_profiles]]\nname = \"p\"\nauth = {{ type = \"v2c\", community = \"{COMMUNITY}\" }}\n",
             ca_file.display()
         );
@@ -69,8 +78,7 @@ impl Page {
             logs: Default::default(),
         };
         let agent = Arc::new(web::Agent::new(handles, config, apply_tx));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("http://{listen}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(web::serve(
             listener,
@@ -640,6 +648,124 @@ async fn discovery_report_filter_csv_and_progress_events() {
     assert!(
         text.contains("\"done\":5") && text.contains("\"total\":10"),
         "{text}"
+    );
+}
+
+/// The seed's "allow localhost access only", unticked: refused without an agent password;
+/// with one, the page moves to `web.remote_listen` and serves HTTPS with the agent's own
+/// certificate (the fingerprint the page shows is the one served; cookies `Secure`),
+/// plain HTTP staying for this host; ticked again, it moves back and HTTPS is gone.
+#[tokio::test]
+async fn remote_access_is_https_behind_the_password_and_closes_again() {
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let mut p = Page::start(&url, &ca).await;
+    let local = p.agent.live().config.web_listen;
+    let remote = p.agent.live().config.web_remote_listen;
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/security",
+            Some(json!({"localhostOnly": false})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.reason().contains("set an agent password first"),
+        "{}",
+        r.text
+    );
+    assert!(tokio::net::TcpStream::connect(remote).await.is_err());
+
+    let r = p
+        .call(
+            "POST",
+            "/api/password",
+            Some(json!({"new": AGENT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+    p.cookie = set.split(';').next().unwrap().to_string();
+    p.csrf = r.json()["csrf"].as_str().unwrap().to_string();
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/security",
+            Some(json!({"localhostOnly": false})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let opened = r.json();
+    assert_eq!(opened["listen"], remote.to_string(), "{opened}");
+    let fingerprint = opened["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+
+    // Over HTTPS on the remote address: the certificate served has that fingerprint,
+    // and a session cookie set there is Secure.
+    let https = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("https://127.0.0.1:{}/api/session", remote.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let der = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+        .unwrap();
+    use sha2::Digest;
+    let served: Vec<String> = sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(served.join(":"), fingerprint);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // The old address is closed; this host keeps plain HTTP on the new one.
+    assert!(tokio::net::TcpStream::connect(local).await.is_err());
+    p.base = format!("http://{remote}");
+    let s = p.call("GET", "/api/settings", None).await.json();
+    assert_eq!(s["localhostOnly"], false, "{s}");
+    assert_eq!(s["remote"]["fingerprint"], fingerprint.as_str(), "{s}");
+    // `fleet-agent status` says it too, from the store.
+    let state = p._dir.path().join("state");
+    let out = crate::common::run(&["status", "--state-dir", state.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("for other hosts") && text.contains(&fingerprint),
+        "{text}"
+    );
+
+    // Closed again: back on web.listen, plain HTTP; no HTTPS anywhere.
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/security",
+            Some(json!({"localhostOnly": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["listen"], local.to_string());
+    p.base = format!("http://{local}");
+    let s = p.call("GET", "/api/settings", None).await.json();
+    assert!(s["remote"].is_null(), "{s}");
+    assert!(tokio::net::TcpStream::connect(remote).await.is_err());
+    assert!(
+        https
+            .get(format!("https://127.0.0.1:{}/api/session", local.port()))
+            .send()
+            .await
+            .is_err(),
+        "no TLS once closed"
     );
 }
 

@@ -21,13 +21,24 @@ pub async fn settings(State(agent): Shared) -> Response {
             a.store.page_proxy(&a.key)?,
             a.store.page_password()?.is_some(),
             a.store.log_level()?,
+            crate::web::tls::stored_fingerprint(&a.store)?,
         ))
     })
     .await;
-    let (proxy, pw, level) = match r {
+    let (proxy, pw, level, fingerprint) = match r {
         Ok(v) => v,
         Err(e) => return e,
     };
+    // Open to other hosts: where, and the certificate's fingerprint to check in the
+    // browser's warning.
+    let remote = agent.remote_wanted().then(|| {
+        let at = if config.web_listen.ip().is_loopback() {
+            config.web_remote_listen
+        } else {
+            config.web_listen
+        };
+        json!({"listen": at.to_string(), "port": at.port(), "fingerprint": fingerprint})
+    });
     let file_proxy = match &config.cloud.proxy {
         Proxy::System => json!({"mode": "system"}),
         Proxy::None => json!({"mode": "none"}),
@@ -46,6 +57,7 @@ pub async fn settings(State(agent): Shared) -> Response {
         "fileProxy": file_proxy,
         "passwordSet": pw,
         "localhostOnly": agent.localhost_only.load(Ordering::Relaxed),
+        "remote": remote,
         "logLevel": level.unwrap_or_else(|| config.log_level.clone()),
         "listen": config.web_listen.to_string(),
     }))
@@ -115,7 +127,11 @@ pub struct Security {
     localhost_only: bool,
 }
 
-/// `PUT /api/settings/security`: "allow localhost access only" (on by default).
+/// `PUT /api/settings/security`: "allow localhost access only" (on by default). Turning
+/// it off opens the page to other hosts: only once an agent password is set, over HTTPS
+/// with the agent's own certificate, on `web.remote_listen` (every interface by default)
+/// when `web.listen` is a loopback address; plain HTTP stays for this host. Turning it on
+/// closes it again (back to `web.listen`, plain HTTP).
 pub async fn set_security(State(agent): Shared, body: Option<axum::Json<Security>>) -> Response {
     let Some(axum::Json(sec)) = body else {
         return reason(
@@ -123,20 +139,77 @@ pub async fn set_security(State(agent): Shared, body: Option<axum::Json<Security
             "expected JSON {\"localhostOnly\": bool}",
         );
     };
-    let on = sec.localhost_only;
-    if let Err(e) = blocking(&agent, move |a| a.store.set_localhost_only(on)).await {
+    let config = agent.live().config;
+    if sec.localhost_only {
+        agent.localhost_only.store(true, Ordering::Relaxed);
+        if let Err(e) = blocking(&agent, |a| a.store.set_localhost_only(true)).await {
+            return e;
+        }
+        let at = match move_page(&agent, config.web_listen, None).await {
+            Ok(at) => at,
+            Err(why) => return reason(StatusCode::INTERNAL_SERVER_ERROR, why),
+        };
+        tracing::info!(listen = %at, "Local page: localhost access only.");
+        return axum::Json(json!({"localhostOnly": true, "listen": at.to_string()}))
+            .into_response();
+    }
+    match blocking(&agent, |a| Ok(a.store.page_password()?.is_some())).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return reason(
+                StatusCode::CONFLICT,
+                "set an agent password first: the page opens to other hosts only behind one",
+            );
+        }
+        Err(e) => return e,
+    }
+    let a = agent.clone();
+    let (tls, fingerprint) = match tokio::task::spawn_blocking(move || a.page_tls()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return reason(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => return reason(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    };
+    let addr = if config.web_listen.ip().is_loopback() {
+        config.web_remote_listen
+    } else {
+        config.web_listen
+    };
+    let at = match move_page(&agent, addr, Some(tls)).await {
+        Ok(at) => at,
+        Err(why) => {
+            return reason(
+                StatusCode::CONFLICT,
+                format!("{why} (web.remote_listen); the page stays on this computer only"),
+            );
+        }
+    };
+    if let Err(e) = blocking(&agent, |a| a.store.set_localhost_only(false)).await {
         return e;
     }
-    agent.localhost_only.store(on, Ordering::Relaxed);
-    if on {
-        tracing::info!("Local page: localhost access only.");
-    } else {
-        tracing::warn!(
-            listen = %agent.live().config.web_listen,
-            "Local page: access from other hosts allowed (only reachable if web.listen is not a loopback address)."
-        );
-    }
-    StatusCode::NO_CONTENT.into_response()
+    agent.localhost_only.store(false, Ordering::Relaxed);
+    tracing::warn!(listen = %at, fingerprint = %fingerprint, "Local page open to other hosts over HTTPS.");
+    axum::Json(json!({
+        "localhostOnly": false,
+        "listen": at.to_string(),
+        "fingerprint": fingerprint,
+    }))
+    .into_response()
+}
+
+/// Moves the page's listener; the address it listens on, or why not.
+async fn move_page(
+    agent: &std::sync::Arc<crate::web::Agent>,
+    addr: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> Result<SocketAddr, String> {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let gone = || "the page's listener is not running".to_string();
+    agent
+        .rebind
+        .send(crate::web::listener::Rebind { addr, tls, done })
+        .await
+        .map_err(|_| gone())?;
+    outcome.await.map_err(|_| gone())?
 }
 
 /// `PUT /api/settings/log-level` body.
