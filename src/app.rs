@@ -113,6 +113,47 @@ async fn discovery_loop(
                 .map(|p| (p.address, p.serial))
                 .collect()
         };
+        // A printer found at a new address: its own state (credentials, certificate pin)
+        // follows it, and the old address is no longer polled (unless the file names it).
+        for r in &report.results {
+            let discovery::Outcome::Found {
+                moved_from: Some(from),
+                ..
+            } = &r.outcome
+            else {
+                continue;
+            };
+            let to = std::net::SocketAddr::new(r.address, d.port);
+            let from = from.parse::<std::net::SocketAddr>().or_else(|_| {
+                from.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, d.port))
+            });
+            let Ok(from) = from else { continue };
+            if from == to {
+                continue;
+            }
+            let (s, k, pairs) = (
+                store.clone(),
+                seal.clone(),
+                crate::jobs::state_moves(from, to),
+            );
+            let moved = tokio::task::spawn_blocking(move || {
+                let n = s.rename_settings(&pairs)?;
+                Ok::<_, crate::store::StoreError>((n, crate::jobs::stored_security(&s, &k, to)))
+            })
+            .await;
+            let Ok(Ok((n, security))) = moved else {
+                tracing::warn!(printer = %to, from = %from, "Printer moved, but its stored state could not follow it.");
+                continue;
+            };
+            if let Some(sec) = security {
+                poller.set_security(to, sec);
+            }
+            if !config.printers.iter().any(|p| p.address == from) {
+                poller.remove(from).await;
+            }
+            tracing::info!(printer = %to, from = %from, settings = n, "Printer moved; its credentials and certificate pin follow it.");
+        }
         let mut added = 0;
         for dev in report
             .devices

@@ -63,6 +63,7 @@ pub fn snmp(e: &SnmpError) -> i32 {
         | SnmpError::NotInTimeWindow { .. }
         | SnmpError::DecryptionError { .. }
         | SnmpError::UnsupportedSecLevel { .. }
+        | SnmpError::EngineChanged { .. }
         | SnmpError::BadResponse { .. } => AUTH,
         SnmpError::Io { .. } => FAILURE,
         _ => BAD_ANSWER,

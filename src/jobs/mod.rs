@@ -23,7 +23,7 @@ mod results;
 pub mod runner;
 
 pub use agent::load_library;
-pub use printer::{PANEL_MESSAGES, stored_security};
+pub use printer::{PANEL_MESSAGES, state_moves, stored_security};
 pub use runner::run;
 
 use crate::clock::Clock;

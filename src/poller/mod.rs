@@ -56,6 +56,18 @@ pub enum Snmp {
     Fake(fleet_snmp::fake::FakeSnmp),
 }
 
+impl Snmp {
+    /// The SNMPv3 authoritative engine ID learned for `addr` (what stored credentials
+    /// are pinned to).
+    pub fn engine_id(&self, addr: std::net::SocketAddr) -> Option<Vec<u8>> {
+        match self {
+            Snmp::Udp(c) => c.engine_id(addr),
+            #[cfg(feature = "test-util")]
+            Snmp::Fake(_) => None,
+        }
+    }
+}
+
 impl SnmpClient for Snmp {
     async fn request(
         &self,

@@ -181,11 +181,13 @@ struct Slot {
 
 /// Error codes (`SnmpError::code`) by which a printer that answers refuses the agent's
 /// credentials.
-const CREDENTIAL_REFUSALS: [&str; 4] = [
+const CREDENTIAL_REFUSALS: [&str; 5] = [
     "unknownUser",
     "wrongDigest",
     "decryptionError",
     "unsupportedSecLevel",
+    // Another device took the address of the one its credentials were set for.
+    "engineChanged",
 ];
 
 /// How often a printer with quirks is asked the plain way again (a fixed firmware gets

@@ -9,7 +9,7 @@ pub mod outbox;
 pub mod secrets;
 mod state;
 
-pub use state::{AgentState, CloudCredentials, PageProxy};
+pub use state::{AgentState, CloudCredentials, PageProxy, WEB_REFUSED};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};

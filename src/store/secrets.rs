@@ -243,6 +243,34 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Renames settings, plain or sealed (a printer's state following it to a new
+    /// address), in one transaction; a setting already at a new name is replaced. Returns
+    /// how many moved.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing moves).
+    pub fn rename_settings(&self, pairs: &[(String, String)]) -> Result<usize, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut moved = 0;
+        for (from, to) in pairs.iter().filter(|(f, t)| f != t) {
+            let there: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM settings WHERE name = ?1)",
+                params![from],
+                |r| r.get(0),
+            )?;
+            if there {
+                tx.execute("DELETE FROM settings WHERE name = ?1", params![to])?;
+                moved += tx.execute(
+                    "UPDATE settings SET name = ?2 WHERE name = ?1",
+                    params![from, to],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(moved)
+    }
+
     /// Stores a secret, sealed with `key`.
     ///
     /// # Errors

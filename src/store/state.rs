@@ -23,7 +23,7 @@ const LOCALHOST_ONLY: &str = "ui.localhost_only";
 const SEARCH_LOCAL: &str = "ui.search_local_networks";
 /// Prefix of "this printer's web server refused our credentials" (`"CODE AT_MS"`), by
 /// address.
-const WEB_REFUSED: &str = "web_refused.";
+pub const WEB_REFUSED: &str = "web_refused.";
 const PROXY: &str = "ui.proxy";
 
 fn unenrolled(printer_key: &str) -> String {

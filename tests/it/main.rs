@@ -13,6 +13,7 @@ mod deploy_job;
 mod discovery;
 mod fuzz_inputs;
 mod hostile_cloud;
+mod identity;
 mod layers;
 mod library_job;
 mod librenms_conformance;

@@ -243,6 +243,16 @@ impl UdpClient {
         }
     }
 
+    /// The SNMPv3 authoritative engine ID learned for `addr`, if any.
+    pub fn engine_id(&self, addr: SocketAddr) -> Option<Vec<u8>> {
+        self.inner
+            .shared
+            .engines
+            .lock()
+            .get(&normalize(addr))
+            .map(|s| s.engine_id.clone())
+    }
+
     /// Forgets learned SNMPv3 engine state for `addr` (e.g. after a device swap).
     pub fn forget_engine(&self, addr: SocketAddr) {
         {
@@ -490,6 +500,13 @@ impl UdpClient {
         };
         loop {
             let state = self.engine(target).await?;
+            if let Some(pin) = user.engine_pin.as_ref().filter(|p| **p != state.engine_id) {
+                return Err(SnmpError::EngineChanged {
+                    target: target.addr,
+                    expected: crate::value::hex(pin),
+                    found: crate::value::hex(&state.engine_id),
+                });
+            }
             let keys: Arc<LocalizedKeys> = user.keys_for(&state.engine_id);
             let (boots, time) = state.clock();
             let id = self.next_id();

@@ -108,6 +108,10 @@ pub struct UsmUser {
     pub extension: KeyExtension,
     /// Context name (snmpsim uses it to pick a recording).
     pub context: String,
+    /// The only authoritative engine this user's requests may go to (credentials set for
+    /// one device): another engine at the address gets nothing but the engine discovery
+    /// probe, which carries no secret ([`SnmpError::EngineChanged`]).
+    pub engine_pin: Option<Vec<u8>>,
     master: OnceLock<MasterKeys>,
     /// Keys localized per authoritative engine ID (cheap, but done once per engine).
     localized: parking_lot::Mutex<std::collections::HashMap<Vec<u8>, Arc<usm::LocalizedKeys>>>,
@@ -163,6 +167,7 @@ impl UsmUser {
             privacy,
             extension: KeyExtension::Blumenthal,
             context: String::new(),
+            engine_pin: None,
             master: OnceLock::new(),
             localized: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
@@ -316,6 +321,19 @@ pub enum SnmpError {
         /// What went wrong.
         reason: String,
     },
+    /// SNMPv3: the device at the address is not the one these credentials were set for
+    /// (its authoritative engine ID differs from the pinned one); nothing was sent.
+    #[error(
+        "{target}: SNMPv3 engine ID {found} is not {expected}, the device these credentials were set for; they were not sent"
+    )]
+    EngineChanged {
+        /// Agent address.
+        target: SocketAddr,
+        /// The pinned engine ID (hex).
+        expected: String,
+        /// The engine ID found (hex).
+        found: String,
+    },
     /// SNMPv3: a response failed authentication or could not be decrypted by us.
     #[error("{target}: SNMPv3 response failed {what}")]
     BadResponse {
@@ -383,6 +401,7 @@ impl SnmpError {
             SnmpError::DecryptionError { .. } => "decryptionError",
             SnmpError::UnsupportedSecLevel { .. } => "unsupportedSecLevel",
             SnmpError::EngineDiscovery { .. } => "engineDiscovery",
+            SnmpError::EngineChanged { .. } => "engineChanged",
             SnmpError::BadResponse { .. } => "badResponse",
             SnmpError::Malformed { .. } => "malformed",
             SnmpError::NonIncreasing { .. } => "nonIncreasing",

@@ -40,7 +40,12 @@ pub async fn reboot(ctx: &Context, job: &Job) -> JobResult {
     match library_action(ctx, &p, "reboot", false) {
         Some(w) if w.transport == "http" || w.transport == "https" => {
             let tls = w.transport == "https";
-            let web = super::credentials::web(ctx, p.addr).await;
+            let web = match super::credentials::web(ctx, p.addr).await {
+                Ok(w) => w,
+                Err(why) => {
+                    return printer_outcome(p.addr, p.serial.as_deref(), Status::Failed, why);
+                }
+            };
             let to = SocketAddr::new(p.addr.ip(), w.port);
             let how = if tls { "HTTPS" } else { "HTTP" };
             let path = &w.path;

@@ -22,37 +22,122 @@ fn web_key(addr: SocketAddr) -> String {
     format!("printer.web.{addr}")
 }
 
-/// A printer's web-server login as stored.
+/// The settings that make up a printer's own state at an address (its SNMP and web
+/// credentials, pinned certificate, web refusal), from `from` to `to`: what follows a
+/// printer that discovery found at a new address.
+pub fn state_moves(from: SocketAddr, to: SocketAddr) -> Vec<(String, String)> {
+    let refused = crate::store::WEB_REFUSED;
+    vec![
+        (snmp_key(from), snmp_key(to)),
+        (web_key(from), web_key(to)),
+        (format!("{refused}{from}"), format!("{refused}{to}")),
+        (
+            super::super::printer_web::pin_key(from.ip()),
+            super::super::printer_web::pin_key(to.ip()),
+        ),
+    ]
+}
+
+/// A printer's web-server login as stored, with the serial number of the printer it was
+/// set for (sent to no other device).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WebLogin {
     user: String,
     #[serde(with = "fleet_secret::exposed")]
     password: Secret,
+    #[serde(default)]
+    serial: Option<String>,
 }
 
-/// The SNMP credentials stored for a printer by an `updateCredentials` job, if any.
+/// A printer's SNMP credentials as stored: the `auth` document and the device they were
+/// set for (its serial number and SNMPv3 engine ID). Older stores hold the `auth`
+/// document alone.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAuth {
+    auth: serde_json::Value,
+    #[serde(default)]
+    serial: Option<String>,
+    /// Hex.
+    #[serde(default)]
+    engine_id: Option<String>,
+}
+
+/// The SNMP credentials stored for a printer by an `updateCredentials` job, if any;
+/// SNMPv3 ones pinned to the engine of the device they were set for, so another device
+/// that takes the address is never sent them.
 pub fn stored_security(store: &Store, key: &SealKey, addr: SocketAddr) -> Option<Security> {
     let doc = store.secret(key, &snmp_key(addr)).ok()??;
-    let auth: serde_json::Value = serde_json::from_str(doc.expose()).ok()?;
-    crate::config::auth_security(&auth, "auth").ok()
+    let value: serde_json::Value = serde_json::from_str(doc.expose()).ok()?;
+    let stored = match value.get("auth") {
+        Some(_) => serde_json::from_value::<StoredAuth>(value).ok()?,
+        None => StoredAuth {
+            auth: value,
+            serial: None,
+            engine_id: None,
+        },
+    };
+    let security = crate::config::auth_security(&stored.auth, "auth").ok()?;
+    Some(pinned(security, stored.engine_id.as_deref()))
 }
 
-/// The web-server login stored for a printer.
+/// `security` with its SNMPv3 user pinned to `engine_id` (hex), when both are there.
+fn pinned(security: Security, engine_id: Option<&str>) -> Security {
+    let Some(engine) = engine_id.and_then(|e| hex::decode(e).ok()) else {
+        return security;
+    };
+    match security {
+        Security::Usm(user) => match std::sync::Arc::try_unwrap(user) {
+            Ok(mut u) => {
+                u.engine_pin = Some(engine);
+                Security::Usm(std::sync::Arc::new(u))
+            }
+            Err(shared) => Security::Usm(shared),
+        },
+        other => other,
+    }
+}
+
+/// The web-server login stored for a printer, or why it may not be sent: the printer at
+/// the address now reports another serial number than the one it was set for (another
+/// device took the address).
 pub(super) async fn web(
     ctx: &Context,
     addr: SocketAddr,
-) -> Option<super::super::printer_web::Login> {
-    let key = ctx.settings.as_ref().map(|l| l.key.clone())?;
+) -> Result<Option<super::super::printer_web::Login>, String> {
+    let Some(key) = ctx.settings.as_ref().map(|l| l.key.clone()) else {
+        return Ok(None);
+    };
     let s = ctx.store.clone();
-    tokio::task::spawn_blocking(move || s.secret(&key, &web_key(addr)).ok().flatten())
-        .await
-        .ok()
-        .flatten()
-        .and_then(|w| serde_json::from_str::<WebLogin>(w.expose()).ok())
-        .map(|w| super::super::printer_web::Login {
-            user: w.user,
-            password: w.password,
-        })
+    let (login, now) = tokio::task::spawn_blocking(move || {
+        let login = s
+            .secret(&key, &web_key(addr))
+            .ok()
+            .flatten()
+            .and_then(|w| serde_json::from_str::<WebLogin>(w.expose()).ok());
+        let now = s
+            .printers()
+            .ok()
+            .and_then(|rows| rows.into_iter().find(|p| p.address == addr.to_string()))
+            .and_then(|p| p.serial);
+        (login, now)
+    })
+    .await
+    .unwrap_or((None, None));
+    let Some(w) = login else {
+        return Ok(None);
+    };
+    if let (Some(set_for), Some(now)) = (&w.serial, &now)
+        && set_for != now
+    {
+        return Err(format!(
+            "the printer at {addr} now reports serial {now}, not {set_for} that its web credentials were set for; they were not sent (set them again with updateCredentials params.web)"
+        ));
+    }
+    Ok(Some(super::super::printer_web::Login {
+        user: w.user,
+        password: w.password,
+    }))
 }
 
 /// `updateCredentials` with `params.auth` (the configuration's `auth` shape) and/or
@@ -108,8 +193,19 @@ pub async fn update(ctx: &Context, job: &Job, params: &CredentialsParams) -> Job
             );
         }
     }
+    // Bound to this device: its serial, and for SNMPv3 the engine that just accepted them.
+    let engine_id = matches!(security, Security::Usm(_))
+        .then(|| ctx.snmp.engine_id(addr))
+        .flatten()
+        .map(hex::encode);
+    let security = pinned(security, engine_id.as_deref());
+    let doc = StoredAuth {
+        auth: auth.0.clone(),
+        serial: p.serial.clone(),
+        engine_id,
+    };
     let s = ctx.store.clone();
-    let secret = Secret::new(auth.0.to_string());
+    let secret = Secret::new(serde_json::to_string(&doc).unwrap_or_default());
     let stored = tokio::task::spawn_blocking(move || s.set_secret(&key, &snmp_key(addr), &secret))
         .await
         .ok()
@@ -144,6 +240,7 @@ async fn store_web(ctx: &Context, job: &Job, web: &WebCredentials) -> JobResult 
         (Some(user), Some(password)) => Some(WebLogin {
             user: user.to_string(),
             password: password.clone(),
+            serial: None,
         }),
         (None, None) if pin.is_some() => None,
         _ => return failed("params.web: needs user and password (and/or certificateSha256)"),
@@ -160,7 +257,11 @@ async fn store_web(ctx: &Context, job: &Job, web: &WebCredentials) -> JobResult 
         (Some(_), None) => "web-server credentials",
         _ => "web-server certificate fingerprint",
     };
-    let secret = login.map(|l| Secret::new(serde_json::to_string(&l).unwrap_or_default()));
+    let secret = login.map(|mut l| {
+        // Bound to this printer: sent to no other device that takes the address.
+        l.serial.clone_from(&p.serial);
+        Secret::new(serde_json::to_string(&l).unwrap_or_default())
+    });
     let (s, addr) = (ctx.store.clone(), p.addr);
     let ok = tokio::task::spawn_blocking(move || {
         if let Some(secret) = &secret {

@@ -150,9 +150,11 @@ async fn send_item(
     let how = match transport.as_str() {
         "raw9100" => send_raw(to, &bytes).await.map(|()| format!("raw TCP {port}")),
         "http" | "https" => {
-            let web = super::credentials::web(ctx, addr).await;
             let tls = transport == "https";
-            let answer = super::super::printer_web::send(&ctx.store, to, tls, &path, Some(&item.name), &bytes, web).await;
+            let answer = match super::credentials::web(ctx, addr).await {
+                Ok(web) => super::super::printer_web::send(&ctx.store, to, tls, &path, Some(&item.name), &bytes, web).await,
+                Err(why) => Err((false, why)),
+            };
             if let Ok(code) = answer {
                 super::web_answered(ctx, addr, code).await;
             }

@@ -116,7 +116,10 @@ pub async fn printer_logs(ctx: &Context, job: &Job, params: &LogsParams) -> JobR
     }
     let path = &way.path;
     let to = SocketAddr::new(addr.ip(), way.port);
-    let web = super::credentials::web(ctx, addr).await;
+    let web = match super::credentials::web(ctx, addr).await {
+        Ok(w) => w,
+        Err(why) => return sent(addr, serial, vec![], Some((false, why))),
+    };
     let tls = way.transport == "https";
     let body = match super::super::printer_web::get(&ctx.store, to, tls, path, web).await {
         Ok((200, body)) => body,

@@ -17,7 +17,7 @@ pub mod deploy;
 pub mod logs;
 
 pub use commands::PANEL_MESSAGES;
-pub use credentials::stored_security;
+pub use credentials::{state_moves, stored_security};
 
 use super::Context;
 use super::results::{failed, one, with_printers};
