@@ -137,8 +137,15 @@ async fn discovery_loop(
                 seal.clone(),
                 crate::jobs::state_moves(from, to),
             );
+            let configured = config.printers.iter().any(|p| p.address == from);
+            let at = report.finished_at;
             let moved = tokio::task::spawn_blocking(move || {
                 let n = s.rename_settings(&pairs)?;
+                // Its row too (history, quirks), so the page and the cloud show one
+                // printer at its new address; not a row the file's address still polls.
+                if !configured {
+                    s.move_printer(&from.to_string(), &to.to_string(), at)?;
+                }
                 Ok::<_, crate::store::StoreError>((n, crate::jobs::stored_security(&s, &k, to)))
             })
             .await;
@@ -149,7 +156,7 @@ async fn discovery_loop(
             if let Some(sec) = security {
                 poller.set_security(to, sec);
             }
-            if !config.printers.iter().any(|p| p.address == from) {
+            if !configured {
                 poller.remove(from).await;
             }
             tracing::info!(printer = %to, from = %from, settings = n, "Printer moved; its credentials and certificate pin follow it.");

@@ -522,6 +522,37 @@ impl Store {
         )?)
     }
 
+    /// Gives a printer's row (its id, readings, quirks, health) a new address: the
+    /// printer moved (recorded as its `moved` event at `at_ms`). False when no row is at
+    /// `from`, or one is at `to` already (both are then left as they are).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn move_printer(&self, from: &str, to: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM printers WHERE address = ?1)",
+            params![to],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Ok(false);
+        }
+        let n = tx.execute(
+            "UPDATE printers SET address = ?2 WHERE address = ?1",
+            params![from, to],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "INSERT INTO events(printer_id, at_ms, kind, detail) SELECT id, ?2, 'moved', ?3 FROM printers WHERE address = ?1",
+                params![to, at_ms, serde_json::json!({"from": from, "to": to}).to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
     /// The remembered agent quirks of every printer that has some (or was re-probed).
     ///
     /// # Errors

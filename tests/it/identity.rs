@@ -117,6 +117,22 @@ async fn credentials_follow_the_printer_and_no_other_device_gets_them() {
         let key = fleet_agent::store::secrets::SealKey::for_store(&store, &state).unwrap();
         assert!(fleet_agent::jobs::stored_security(&store, &key, at_b).is_some());
         assert!(fleet_agent::jobs::stored_security(&store, &key, at_a).is_none());
+        // One printer, at its new address (its row moved with it: same id, history).
+        let rows: Vec<String> = store
+            .printers()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.address)
+            .collect();
+        assert_eq!(rows, [at_b.to_string()]);
+        let id = store.printers().unwrap()[0].id;
+        let events = store.events(id).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|(_, kind, detail)| kind == "moved" && detail.contains(&at_a.to_string())),
+            "{events:?}"
+        );
     }
     let j = run(json!({ "type": "refresh" })).await;
     assert_eq!(
