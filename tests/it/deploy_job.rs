@@ -254,7 +254,7 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
 
     let snmp_port = 20000 + (std::process::id() % 20000) as u16;
     let ip = Ipv4Addr::new(127, 96, (std::process::id() % 200) as u8, 1);
-    let _sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
+    let sim = crate::common::synthetic_printers(1, 5, 0.0, ip, snmp_port, "public").await;
     let raw = raw_endpoint(&format!("{ip}:9100")).await;
     let ask = Arc::new(Mutex::new(Ask::Digest));
     let (web, web_port, challenged) = http_endpoint(&format!("{ip}:0"), ask.clone()).await;
@@ -584,6 +584,28 @@ async fn files_reach_the_printer_by_raw_9100_and_http_within_the_limits() {
     assert!(
         head.contains(&format!("Authorization: Basic {basic}")),
         "{head}"
+    );
+
+    // Another printer takes the address (another serial): its web server is not sent the
+    // credentials set for this one, and the job says why.
+    sim.stop().await;
+    // (The second printer of a fleet starting one address lower: another serial number.)
+    let o = ip.octets();
+    let below = Ipv4Addr::new(o[0], o[1], o[2], o[3] - 1);
+    let _other = crate::common::synthetic_printers(2, 6, 0.0, below, snmp_port, "public").await;
+    let before = web.lock().unwrap().len();
+    let j = run(json!({ "type": "reboot", "printer": { "address": format!("{ip}:{snmp_port}") } }))
+        .await;
+    assert_eq!(j.state, JobState::Failed, "{j:?}");
+    let why = format!("{:?}", crate::common::cloud::result(&j));
+    assert!(
+        why.contains("now reports serial") && why.contains("were not sent"),
+        "{why}"
+    );
+    assert_eq!(
+        web.lock().unwrap().len(),
+        before,
+        "nothing reached its web server"
     );
 }
 

@@ -127,17 +127,44 @@ pub(super) async fn web(
     let Some(w) = login else {
         return Ok(None);
     };
-    if let (Some(set_for), Some(now)) = (&w.serial, &now)
-        && set_for != now
-    {
-        return Err(format!(
-            "the printer at {addr} now reports serial {now}, not {set_for} that its web credentials were set for; they were not sent (set them again with updateCredentials params.web)"
-        ));
+    if let Some(set_for) = &w.serial {
+        // Asked now over SNMP (prtGeneralSerialNumber), else the last poll's reading.
+        let now = match live_serial(ctx, addr).await {
+            Some(live) => Some(live),
+            None => now,
+        };
+        match now {
+            Some(now) if now == *set_for => {}
+            Some(now) => {
+                return Err(format!(
+                    "the printer at {addr} now reports serial {now}, not {set_for} that its web credentials were set for; they were not sent (set them again with updateCredentials params.web)"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "the printer at {addr} could not be confirmed to be {set_for}, the one its web credentials were set for; they were not sent"
+                ));
+            }
+        }
     }
     Ok(Some(super::super::printer_web::Login {
         user: w.user,
         password: w.password,
     }))
+}
+
+/// The serial number the printer at `addr` gives now (prtGeneralSerialNumber over the
+/// poller's SNMP access), when it answers one.
+async fn live_serial(ctx: &Context, addr: SocketAddr) -> Option<String> {
+    let target = ctx.poller.target(addr).await?;
+    let serial = oid("1.3.6.1.2.1.43.5.1.1.17.1");
+    let v = fleet_snmp::walk::get(&ctx.snmp, &target, &[serial])
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(v.first()?.value.as_bytes()?)
+        .trim()
+        .to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// `updateCredentials` with `params.auth` (the configuration's `auth` shape) and/or
@@ -257,9 +284,14 @@ async fn store_web(ctx: &Context, job: &Job, web: &WebCredentials) -> JobResult 
         (Some(_), None) => "web-server credentials",
         _ => "web-server certificate fingerprint",
     };
+    // Bound to this printer (its serial as it gives it now, the way it is checked before
+    // each use): sent to no other device that takes the address.
+    let bound = match live_serial(ctx, p.addr).await {
+        Some(live) => Some(live),
+        None => p.serial.clone(),
+    };
     let secret = login.map(|mut l| {
-        // Bound to this printer: sent to no other device that takes the address.
-        l.serial.clone_from(&p.serial);
+        l.serial = bound;
         Secret::new(serde_json::to_string(&l).unwrap_or_default())
     });
     let (s, addr) = (ctx.store.clone(), p.addr);
