@@ -89,21 +89,21 @@ function dl(pairs) {
 
 // ---- navigation ----
 
-const views = ["loading", "login", "activate", "status", "printers", "discovery", "outbox", "settings"];
+const views = ["loading", "login", "activate", "status", "printers", "printer", "discovery", "outbox", "settings"];
 
 function show(view) {
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   for (const a of document.querySelectorAll("nav a")) {
-    if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+    if (a.dataset.view === view || (view === "printer" && a.dataset.view === "printers")) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   clearInterval(state.timer);
   state.timer = null;
   if (view !== "discovery" && state.events) { state.events.close(); state.events = null; }
-  const load = { activate: loadNetworks, status: loadStatus, printers: loadPrinters, discovery: loadDiscovery, outbox: loadOutbox, settings: loadSettings }[view];
+  const load = { activate: loadNetworks, status: loadStatus, printers: loadPrinters, printer: loadPrinterPage, discovery: loadDiscovery, outbox: loadOutbox, settings: loadSettings }[view];
   if (load) {
     load().catch((e) => notice(e.message, true));
-    if (view === "status" || view === "printers" || view === "outbox") {
+    if (["status", "printers", "printer", "outbox"].includes(view)) {
       state.timer = setInterval(() => load().catch(() => {}), 5000);
     }
   }
@@ -119,7 +119,13 @@ function route() {
   const want = (location.hash || "#status").slice(1);
   // Before activation the settings and what will be sent (everything waits) stay reachable.
   if (want === "activate" || !s.activated && !["settings", "outbox"].includes(want)) return show("activate");
-  show(views.includes(want) ? want : "status");
+  // A printer's own page: #printer/ID (the back button and a shared link work).
+  const m = /^printer\/(\d+)$/.exec(want);
+  if (m) {
+    state.printerId = Number(m[1]);
+    return show("printer");
+  }
+  show(views.includes(want) && want !== "printer" ? want : "status");
 }
 
 async function boot() {
@@ -267,23 +273,77 @@ async function loadStatus() {
 
 // ---- printers ----
 
+const STATE_NAMES = {
+  notCommunicating: "Not communicating", needsCredentials: "Needs credentials", error: "Error",
+  warning: "Warning", lowSupply: "Low supply", ok: "OK", unknown: "Not read yet",
+};
+const STATE_CLASS = { notCommunicating: "bad", needsCredentials: "bad", error: "bad", warning: "warn", lowSupply: "warn", ok: "ok", unknown: "" };
+
+function stateBadge(st) { return el("span", { class: `badge ${STATE_CLASS[st] || ""}` }, STATE_NAMES[st] || st); }
+
+// One supply as a bar: remaining (consumables) or filling (waste), coloured by colorant;
+// no number when the printer gives none ("some remaining", "unknown").
+function bar(l, compact) {
+  const words = { someRemaining: "some remaining", unknown: "unknown", unrestricted: "no limit" };
+  const label = l.percent === null || l.percent === undefined
+    ? words[l.state] || "unknown"
+    : `${l.percent} %${l.kind === "filled" ? " full" : ""}`;
+  const fill = l.percent === null || l.percent === undefined ? null : l.percent;
+  const low = fill !== null && (l.kind === "filled" ? fill >= 90 : fill <= 10);
+  const level = el("span", { class: `level c-${(l.color || "other").replace(/[^a-z]/g, "")}` });
+  // Through the CSSOM: the page's CSP allows no inline style attribute.
+  if (fill !== null) level.style.setProperty("--p", `${fill}%`);
+  const meter = el("span", { class: `meter ${l.kind}${fill === null ? " nolevel" : ""}${low ? " low" : ""}`, role: "img", "aria-label": `${l.name}: ${label}` }, level);
+  if (compact) return el("span", { class: "supply", title: `${l.name}: ${label}` }, meter);
+  return el("div", { class: "supply-row" }, el("span", { class: "supply-name" }, l.name), meter, el("span", { class: "supply-level" }, label));
+}
+
+function printersQuery() {
+  const q = new URLSearchParams();
+  const text = $("printers-q").value.trim();
+  if (text) q.set("q", text);
+  if ($("printers-state").value) q.set("state", $("printers-state").value);
+  q.set("sort", $("printers-sort").value);
+  q.set("offset", String(state.printersOffset || 0));
+  q.set("limit", "50");
+  return q.toString();
+}
+
 async function loadPrinters() {
-  const list = await api("GET", "/api/printers");
-  $("printers-empty").hidden = list.length > 0;
-  const rows = list.map((p) => el("tr", { class: "clickable", "data-id": p.id, onclick: () => openPrinter(p.id) },
-    el("td", {}, el("a", { href: `#printers`, onclick: (e) => { e.preventDefault(); openPrinter(p.id); } }, p.address)),
-    el("td", {}, [p.manufacturer, p.model].filter(Boolean).join(" ") || "—"),
-    el("td", {}, p.serial || "—"),
-    el("td", {}, badge(p.health), p.healthReason ? el("div", { class: "help" }, p.healthReason) : null),
+  const r = await api("GET", `/api/printers?${printersQuery()}`);
+  $("printers-empty").hidden = r.all > 0;
+  $("printers-summary").replaceChildren(...Object.keys(STATE_NAMES).filter((st) => r.byState[st] > 0 || ["error", "warning", "lowSupply", "notCommunicating"].includes(st)).map((st) =>
+    el("button", { type: "button", class: `state-chip ${STATE_CLASS[st] || ""}${$("printers-state").value === st ? " chosen" : ""}`, "aria-pressed": String($("printers-state").value === st),
+      onclick: () => { $("printers-state").value = $("printers-state").value === st ? "" : st; state.printersOffset = 0; loadPrinters().catch((e) => notice(e.message, true)); } },
+    el("strong", {}, String(r.byState[st] || 0)), " ", STATE_NAMES[st])));
+  const rows = r.printers.map((p) => el("tr", { class: "clickable", "data-id": p.id, onclick: () => { location.hash = `#printer/${p.id}`; } },
+    el("td", {}, stateBadge(p.state), p.stateReason ? el("div", { class: "help" }, p.stateReason) : null),
+    el("td", {}, el("a", { href: `#printer/${p.id}`, onclick: (e) => e.stopPropagation() }, [p.manufacturer, p.model].filter(Boolean).join(" ") || p.address),
+      el("div", { class: "help" }, `${p.address}${p.serial ? ` · ${p.serial}` : ""}`)),
+    el("td", {}, p.location || "—", p.name ? el("div", { class: "help" }, p.name) : null),
+    el("td", {}, p.supplies.length ? el("span", { class: "supplies" }, p.supplies.map((l) => bar(l, true))) : "—",
+      p.lowestSupply ? el("div", { class: "help" }, `${p.lowestSupply.name} ${p.lowestSupply.percent} %${p.lowestSupply.kind === "filled" ? " full" : ""}`) : null),
     el("td", { class: "num" }, p.pages ?? "—"),
-    el("td", { class: "num" }, p.lowestSupplyPercent === null || p.lowestSupplyPercent === undefined ? "—" : `${Math.round(p.lowestSupplyPercent)} %`),
-    el("td", { class: "num" }, p.alerts),
     el("td", {}, ago(p.lastSeenMs)),
-    el("td", {}, p.discoveredBy || "configuration"),
     el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Refresh ${p.address}`, onclick: (e) => { e.stopPropagation(); refreshPrinter(p.id, e.target); } }, "Refresh")),
   ));
-  $("printers-table").tBodies[0].replaceChildren(...rows);
+  const empty = r.all > 0 && !rows.length ? [el("tr", {}, el("td", { colspan: 7 }, "No printer matches."))] : [];
+  $("printers-table").tBodies[0].replaceChildren(...rows, ...empty);
+  const first = r.total ? r.offset + 1 : 0;
+  $("printers-count").textContent = `${first}–${r.offset + r.printers.length} of ${r.total}${r.total !== r.all ? ` (${r.all} in all)` : ""}`;
+  $("printers-prev").disabled = r.offset === 0;
+  $("printers-next").disabled = r.offset + r.printers.length >= r.total;
 }
+
+for (const id of ["printers-state", "printers-sort"]) {
+  $(id).addEventListener("change", () => { state.printersOffset = 0; loadPrinters().catch((e) => notice(e.message, true)); });
+}
+$("printers-q").addEventListener("input", () => {
+  clearTimeout(state.searchTimer);
+  state.searchTimer = setTimeout(() => { state.printersOffset = 0; loadPrinters().catch((e) => notice(e.message, true)); }, 250);
+});
+$("printers-prev").addEventListener("click", () => { state.printersOffset = Math.max(0, (state.printersOffset || 0) - 50); loadPrinters().catch((e) => notice(e.message, true)); });
+$("printers-next").addEventListener("click", () => { state.printersOffset = (state.printersOffset || 0) + 50; loadPrinters().catch((e) => notice(e.message, true)); });
 
 async function refreshPrinter(id, button) {
   button.disabled = true;
@@ -291,8 +351,8 @@ async function refreshPrinter(id, button) {
   try {
     const r = await api("POST", `/api/printers/${id}/refresh`);
     notice(r.ok ? `${r.address} refreshed.` : `${r.address}: ${r.failure}`, !r.ok);
-    await loadPrinters();
-    if (!$("printer-detail").hidden) await openPrinter(id);
+    if (view === "printer") await loadPrinterPage();
+    else await loadPrinters();
   } catch (e) {
     notice(e.message, true);
   } finally {
@@ -322,31 +382,37 @@ function unreadLines(list) {
   });
 }
 
-async function openPrinter(id) {
+async function loadPrinterPage() {
+  const id = state.printerId;
   const p = await api("GET", `/api/printers/${id}`);
   const r = p.report || {};
   const d = r.device || {};
   const c = r.counters || {};
   const box = $("printer-detail");
   const unread = (section) => (d.unavailable || []).some((u) => u.section === section);
-  const supplies = (r.supplies || []).map((s) => el("tr", {},
+  const supplies = (r.supplies || []).map((s, i) => el("tr", {},
     el("td", {}, s.description || "—"), el("td", {}, s.type || "—"), el("td", {}, s.color || "—"),
-    el("td", { class: "num" }, supplyLevel(s)),
+    el("td", {}, p.levels && p.levels[i] ? bar(p.levels[i], true) : "", " ", supplyLevel(s)),
     el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesLevel ?? "—") : "—"),
     el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesMaxCapacity ?? "—") : "—"),
     el("td", {}, s.ext && s.ext.levelState ? s.ext.levelState : "—")));
   const alerts = (r.alerts || []).map((a) => el("li", {}, badge(a.status), " ", a.issue || a.description || a.alertKey || ""));
+  const title = `${[r.manufacturer, r.modelName].filter(Boolean).join(" ") || "Printer"} at ${p.address}`;
+  $("printer-title").textContent = title;
+  document.title = `${title} · Fleet Agent`;
   box.replaceChildren(
-    el("h2", {}, `${[r.manufacturer, r.modelName].filter(Boolean).join(" ") || "Printer"} at ${p.address}`),
-    dl([
-      ["Serial", r.serialNumber || "—"], ["State", badge(p.health)], ["Reason", p.healthReason || "—"],
+    el("div", { class: "card" }, dl([
+      ["State", [stateBadge(p.state), p.stateReason ? ` ${p.stateReason}` : ""]],
+      ["Serial", r.serialNumber || "—"], ["Reachability", badge(p.health)], ["Reason", p.healthReason || "—"],
       ["Last seen", ago(p.lastSeenMs)], ["System name", d.sysName || "—"], ["Location", d.sysLocation || "—"],
       ["Firmware", d.firmwareVersion || d.sysDescr || "—"],
       ["Page count", c.lifetimeCount != null ? `${c.lifetimeCount} ${c.lifetimeCountUnit || ""}` : "—"],
-      ["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")],
+      ...([c.printSideCount, c.copySideCount, c.faxSideCount].some((x) => x != null)
+        ? [["Print / copy / fax", [c.printSideCount, c.copySideCount, c.faxSideCount].map((x) => x ?? "—").join(" / ")]] : []),
       ["Agent quirks", p.agentQuirks || "none"],
       ["Commands", (p.commands || []).length ? p.commands.join(", ") : "none: an unknown vendor is only read"],
-    ]),
+    ]), el("button", { type: "button", class: "secondary", onclick: (e) => refreshPrinter(id, e.target) }, "Refresh now")),
+    (p.levels || []).length ? el("div", { class: "card supply-bars" }, el("h2", {}, "Supply levels"), p.levels.map((l) => bar(l, false))) : "",
     (d.unavailable || []).length
       ? el("div", { class: "help", id: "printer-unread" },
         el("p", {}, "Not read in the last poll (unknown, not empty; the last values read are kept for the cloud):"),
@@ -360,8 +426,6 @@ async function openPrinter(id) {
     alerts.length ? el("ul", {}, alerts) : el("p", {}, unread("alerts") ? "Not read in the last poll (unknown)." : "No alerts."),
     el("details", {}, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
   );
-  box.hidden = false;
-  box.scrollIntoView({ block: "nearest" });
 }
 
 // ---- discovery ----

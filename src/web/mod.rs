@@ -89,6 +89,10 @@ pub struct Agent {
     pub started_ms: i64,
     /// This computer's name (the Host check, once other hosts are allowed).
     pub host_name: Option<String>,
+    /// The printer list's summaries, kept until the printer's next poll (parsing every
+    /// report at each refresh of a 10,000-printer list would cost seconds).
+    pub summaries:
+        parking_lot::Mutex<std::collections::HashMap<i64, (SummaryKey, api::summary::Summary)>>,
     /// Moves the listener (remote access on or off).
     pub rebind: mpsc::Sender<listener::Rebind>,
     /// The other end, taken by [`serve`].
@@ -111,6 +115,7 @@ impl Agent {
         let localhost_only = store.localhost_only().unwrap_or(true);
         let (rebind, rebind_rx) = mpsc::channel(1);
         Agent {
+            summaries: parking_lot::Mutex::new(std::collections::HashMap::new()),
             rebind,
             rebind_rx: parking_lot::Mutex::new(Some(rebind_rx)),
             started_ms: clock.now_ms(),
@@ -185,6 +190,9 @@ impl Agent {
         *self.live.write() = live;
     }
 }
+
+/// What a cached printer summary was computed from: last reading, last attempt, health.
+pub type SummaryKey = (Option<i64>, Option<i64>, &'static str);
 
 /// What the handlers need.
 #[derive(Clone)]

@@ -769,6 +769,139 @@ async fn remote_access_is_https_behind_the_password_and_closes_again() {
     );
 }
 
+/// The printer list pages, filters and sorts on the agent (the page never loads the
+/// whole fleet), counts the whole fleet by state (attention first), and a printer at 1 %
+/// ink with an active warning is not "ok"; its page says the same.
+#[tokio::test]
+async fn the_printer_list_pages_filters_sorts_and_puts_attention_first() {
+    use fleet_agent::store::{Health, PollRecord, Success};
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let p = Page::start(&url, &ca).await;
+    let store = &p.agent.store;
+    let toner = |pct: u64| {
+        json!({"description": "Black Toner", "type": "Toner", "color": "Black",
+        "percentRemaining": pct, "ext": {"prtMarkerSuppliesClass": 3, "levelState": "known"}})
+    };
+    let mut polls = Vec::new();
+    for i in 1..=120u32 {
+        let id = store
+            .printer_id(&format!("10.0.{}.{}:161", i / 100, i % 100))
+            .unwrap();
+        let (health, report) = match i {
+            // Answers, but 1 % ink and a warning alert.
+            7 => (
+                Health::Ok,
+                json!({"supplies": [toner(1)], "alerts": [{"status": "WARNING", "issue": "Yellow Ink low"}],
+                "device": {"sysLocation": "Floor 3"}, "counters": {"lifetimeCount": 7}}),
+            ),
+            8 => (
+                Health::Ok,
+                json!({"supplies": [toner(5)], "alerts": [], "counters": {"lifetimeCount": 8}}),
+            ),
+            9 => (
+                Health::NotCommunicating,
+                json!({"supplies": [toner(50)], "alerts": []}),
+            ),
+            _ => (
+                Health::Ok,
+                json!({"supplies": [toner(80)], "alerts": [], "counters": {"lifetimeCount": i}}),
+            ),
+        };
+        polls.push(PollRecord {
+            printer_id: id,
+            at_ms: 1_000 + i64::from(i),
+            health,
+            reason: (health != Health::Ok).then(|| "no response".to_string()),
+            failures: 0,
+            success: Some(Success {
+                serial: Some(format!("SN{i:04}")),
+                manufacturer: Some("Acme".into()),
+                model: Some(if i % 2 == 0 { "Even 1" } else { "Odd 2" }.into()),
+                report: Some(report.to_string()),
+                quirks: None,
+            }),
+            events: vec![],
+        });
+    }
+    store.save_polls(&polls).unwrap();
+
+    let list = p.call("GET", "/api/printers", None).await.json();
+    assert_eq!(list["all"], 120, "{list}");
+    assert_eq!(list["total"], 120);
+    assert_eq!(
+        list["printers"].as_array().unwrap().len(),
+        50,
+        "one page, not the fleet"
+    );
+    assert_eq!(list["byState"]["warning"], 1, "{}", list["byState"]);
+    assert_eq!(list["byState"]["lowSupply"], 1);
+    assert_eq!(list["byState"]["notCommunicating"], 1);
+    assert_eq!(list["byState"]["ok"], 117);
+    // Attention first: not communicating, then the warning (with its reason), then low.
+    let first: Vec<(&str, &str)> = list["printers"].as_array().unwrap()[..3]
+        .iter()
+        .map(|r| (r["state"].as_str().unwrap(), r["serial"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        first,
+        [
+            ("notCommunicating", "SN0009"),
+            ("warning", "SN0007"),
+            ("lowSupply", "SN0008")
+        ]
+    );
+    assert_eq!(list["printers"][1]["stateReason"], "Yellow Ink low");
+    assert_eq!(list["printers"][2]["lowestSupply"]["percent"], 5);
+
+    // Search (location, serial), one state, sorting, paging.
+    let find = |q: &str| {
+        let p = &p;
+        let q = q.to_string();
+        async move {
+            p.call("GET", &format!("/api/printers?{q}"), None)
+                .await
+                .json()
+        }
+    };
+    let r = find("q=floor%203").await;
+    assert_eq!(
+        (r["total"].as_u64(), r["printers"][0]["serial"].as_str()),
+        (Some(1), Some("SN0007"))
+    );
+    assert_eq!(find("q=sn0100").await["total"], 1);
+    assert_eq!(
+        find("state=lowSupply").await["printers"][0]["serial"],
+        "SN0008"
+    );
+    let r = find("sort=address&offset=100&limit=10").await;
+    let addrs: Vec<&str> = r["printers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 10);
+    assert_eq!(
+        addrs[0], "10.0.1.1:161",
+        "numeric order: 10.0.0.99 before 10.0.1.0"
+    );
+    let r = find("sort=pages&desc=true&limit=1").await;
+    assert_eq!(r["printers"][0]["serial"], "SN0120");
+    assert_eq!(
+        find("limit=100000").await["limit"],
+        500,
+        "at most 500 rows a page"
+    );
+    // The printer's own page says the same state.
+    let id = list["printers"][1]["id"].as_i64().unwrap();
+    let one = p
+        .call("GET", &format!("/api/printers/{id}"), None)
+        .await
+        .json();
+    assert_eq!(one["state"], "warning");
+    assert_eq!(one["levels"][0]["percent"], 1);
+}
+
 /// Every API route the page serves is in docs/web-api.md.
 #[test]
 fn every_route_is_documented() {

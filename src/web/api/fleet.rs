@@ -93,52 +93,188 @@ pub async fn status(State(agent): Shared) -> Response {
     .into_response()
 }
 
-/// `GET /api/printers`: every managed printer with its latest reading's summary and how
-/// it was discovered.
-pub async fn printers(State(agent): Shared) -> Response {
-    let r = blocking(&agent, |a| {
+/// `GET /api/printers` query: a page of the list, filtered and sorted.
+#[derive(serde::Deserialize, Default)]
+pub struct ListQuery {
+    /// Text to find in address, serial, model, manufacturer, location or name.
+    #[serde(default)]
+    q: Option<String>,
+    /// One state (`error`, `lowSupply`, ...).
+    #[serde(default)]
+    state: Option<String>,
+    /// `state` (default: worst first), `address`, `model`, `serial`, `location`,
+    /// `pages`, `supply`, `lastSeen`.
+    #[serde(default)]
+    sort: Option<String>,
+    /// Reverse the order.
+    #[serde(default)]
+    desc: bool,
+    /// First row.
+    #[serde(default)]
+    offset: usize,
+    /// Rows (default 50, at most 500).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Most rows one page of the list carries.
+pub const MAX_LIMIT: usize = 500;
+
+/// `GET /api/printers?q=&state=&sort=&desc=&offset=&limit=`: one page of the managed
+/// printers, each with its state at a glance (reachability, alerts, supplies), its supply
+/// levels and how it was discovered; with the count per state of the whole fleet.
+pub async fn printers(
+    State(agent): Shared,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    use super::summary::{State as St, summarize};
+    let r = blocking(&agent, move |a| {
         let rows = a.store.printers_seen()?;
-        let devices = a.store.devices()?;
-        let mut out = Vec::new();
-        for p in rows {
-            let report: Option<Value> = a
-                .store
-                .latest_report(p.id)?
-                .and_then(|r| serde_json::from_str(&r).ok());
-            let ip = p.address.rsplit_once(':').map_or(&*p.address, |(h, _)| h);
-            let sources = devices
-                .iter()
-                .find(|d| d.address.as_deref() == Some(&*p.address) || d.address.as_deref() == Some(ip))
-                .map(|d| d.sources.clone());
-            let lowest = report.as_ref().and_then(|r| {
-                r.get("supplies")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(|s| s.get("percentRemaining")?.as_f64())
-                    .reduce(f64::min)
-            });
-            out.push(json!({
-                "id": p.id,
-                "address": p.address,
-                "serial": p.serial,
-                "manufacturer": p.manufacturer,
-                "model": p.model,
-                "health": p.health.as_str(),
-                "healthReason": p.health_reason,
-                "lastSeenMs": p.last_seen_ms,
-                "lastAttemptMs": p.last_attempt_ms,
-                "discoveredBy": sources,
-                "pages": report.as_ref().and_then(|r| r.pointer("/counters/lifetimeCount").cloned()),
-                "lowestSupplyPercent": lowest,
-                "alerts": report.as_ref().and_then(|r| r.get("alerts")?.as_array().map(Vec::len)).unwrap_or(0),
-            }));
+        // Address (ip:port, or the IP alone in older rows) → how it was discovered.
+        let mut sources = std::collections::HashMap::new();
+        for d in a.store.devices()? {
+            if let Some(addr) = d.address.clone() {
+                sources.insert(addr, d.sources.clone());
+            }
         }
-        Ok(out)
+        let mut items = Vec::with_capacity(rows.len());
+        {
+            let mut cache = a.summaries.lock();
+            let live: std::collections::HashSet<i64> = rows.iter().map(|p| p.id).collect();
+            cache.retain(|id, _| live.contains(id));
+            for p in rows {
+                let key = (p.last_seen_ms, p.last_attempt_ms, p.health.as_str());
+                let fresh = cache
+                    .get(&p.id)
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, s)| s.clone());
+                let summary = match fresh {
+                    Some(s) => s,
+                    None => {
+                        let report: Option<Value> = a
+                            .store
+                            .latest_report(p.id)?
+                            .and_then(|r| serde_json::from_str(&r).ok());
+                        let s = summarize(&p, report.as_ref());
+                        cache.insert(p.id, (key, s.clone()));
+                        s
+                    }
+                };
+                items.push((p, summary));
+            }
+        }
+        let mut by_state: std::collections::BTreeMap<&str, usize> =
+            St::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for (_, s) in &items {
+            *by_state.entry(s.state.as_str()).or_default() += 1;
+        }
+        let all = items.len();
+        let needle =
+            q.q.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_lowercase);
+        let want = q.state.as_deref().filter(|s| !s.is_empty());
+        items.retain(|(p, s)| {
+            want.is_none_or(|w| s.state.as_str() == w)
+                && needle.as_deref().is_none_or(|n| {
+                    [
+                        Some(p.address.as_str()),
+                        p.serial.as_deref(),
+                        p.model.as_deref(),
+                        p.manufacturer.as_deref(),
+                        s.location.as_deref(),
+                        s.name.as_deref(),
+                    ]
+                    .iter()
+                    .flatten()
+                    .any(|f| f.to_lowercase().contains(n))
+                })
+        });
+        let text = |o: &Option<String>| o.clone().unwrap_or_default().to_lowercase();
+        let lowest = |s: &super::summary::Summary| {
+            s.lowest.as_ref().map_or(101, |l| match l.kind {
+                "filled" => 100 - l.percent.unwrap_or(0).min(100),
+                _ => l.percent.unwrap_or(100),
+            })
+        };
+        match q.sort.as_deref().unwrap_or("state") {
+            "address" => items.sort_by_key(|(p, _)| address_key(&p.address)),
+            "model" => items.sort_by_key(|(p, _)| text(&p.model)),
+            "serial" => items.sort_by_key(|(p, _)| text(&p.serial)),
+            "location" => items.sort_by_key(|(_, s)| text(&s.location)),
+            "pages" => items.sort_by_key(|(_, s)| s.pages),
+            "supply" => items.sort_by_key(|(_, s)| lowest(s)),
+            "lastSeen" => items.sort_by_key(|(p, _)| p.last_seen_ms),
+            _ => items.sort_by_key(|(p, s)| (s.state, address_key(&p.address))),
+        }
+        if q.desc {
+            items.reverse();
+        }
+        let total = items.len();
+        let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+        let printers: Vec<Value> = items
+            .into_iter()
+            .skip(q.offset)
+            .take(limit)
+            .map(|(p, s)| {
+                let ip = p
+                    .address
+                    .rsplit_once(':')
+                    .map_or(p.address.clone(), |(h, _)| h.to_string());
+                let found = sources
+                    .get(&p.address)
+                    .or_else(|| sources.get(&ip))
+                    .cloned();
+                json!({
+                    "id": p.id,
+                    "address": p.address,
+                    "serial": p.serial,
+                    "manufacturer": p.manufacturer,
+                    "model": p.model,
+                    "location": s.location,
+                    "name": s.name,
+                    "health": p.health.as_str(),
+                    "healthReason": p.health_reason,
+                    "state": s.state,
+                    "stateReason": s.reason,
+                    "lastSeenMs": p.last_seen_ms,
+                    "lastAttemptMs": p.last_attempt_ms,
+                    "discoveredBy": found,
+                    "pages": s.pages,
+                    "lowestSupply": s.lowest,
+                    "supplies": s.supplies,
+                    "alerts": s.alerts,
+                })
+            })
+            .collect();
+        Ok(json!({
+            "all": all,
+            "total": total,
+            "offset": q.offset,
+            "limit": limit,
+            "byState": by_state,
+            "printers": printers,
+        }))
     })
     .await;
     match r {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => e,
+    }
+}
+
+/// Sorts addresses as numbers (10.0.0.9 before 10.0.0.10), names after them.
+fn address_key(a: &str) -> (u8, u128, u16, String) {
+    match a.parse::<SocketAddr>() {
+        Ok(s) => {
+            let ip = match s.ip() {
+                std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+                std::net::IpAddr::V6(v) => u128::from(v),
+            };
+            (0, ip, s.port(), String::new())
+        }
+        Err(_) => (1, 0, 0, a.to_string()),
     }
 }
 
@@ -161,9 +297,13 @@ pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
                     .as_ref()
                     .and_then(|r| r["device"]["sysObjectID"].as_str()),
             );
+            let summary = super::summary::summarize(&p, report.as_ref());
             axum::Json(json!({
                 "id": p.id,
                 "address": p.address,
+                "state": summary.state,
+                "stateReason": summary.reason,
+                "levels": summary.supplies,
                 "health": p.health.as_str(),
                 "healthReason": p.health_reason,
                 "lastSeenMs": p.last_seen_ms,

@@ -7,12 +7,15 @@
 //! - [`fleet`]: status, printers, refresh, the outbox.
 //! - [`discovery`]: the per-address report (JSON, CSV), "discover now", progress events.
 //! - [`settings`]: proxy, access, log level, password, the log download.
+//! - [`summary`]: a printer's state at a glance (reachability, alerts, supplies) and its
+//!   supply levels, for the list.
 
 mod activation;
 mod discovery;
 mod fleet;
 mod session;
 mod settings;
+pub mod summary;
 
 pub use activation::activate;
 pub use discovery::{discover_now, discovery_csv, discovery_events, discovery_report, networks};

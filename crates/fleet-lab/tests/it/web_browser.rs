@@ -321,20 +321,40 @@ async fn a_new_user_activates_and_uses_every_page() {
         30,
     )
     .await;
-    wait_js(&c, "[...document.querySelectorAll('#printers-table tbody tr')].every(r => r.textContent.includes('ok'))", "every printer polled", 30).await;
-    click(&c, "#printers-table tbody tr:first-child td:first-child a").await;
-    wait_js(&c, "!document.getElementById('printer-detail').hidden && document.querySelectorAll('#printer-detail tbody tr').length > 0", "the printer's detail", 20).await;
+    wait_js(&c, "[...document.querySelectorAll('#printers-table tbody tr')].every(r => !r.textContent.includes('Not read yet'))", "every printer polled", 30).await;
+    // Attention first: the states of the whole fleet add up to its six printers, and
+    // every row draws its supplies as bars.
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('#printers-summary strong')].reduce((a, s) => a + Number(s.textContent), 0) === 6 && [...document.querySelectorAll('#printers-table tbody tr')].every(r => r.querySelector('.meter'))",
+        "the fleet summary and supply bars",
+        10,
+    )
+    .await;
+    // A printer has its own page (#printer/ID), with its levels drawn.
+    click(&c, "#printers-table tbody tr:first-child td:nth-child(2) a").await;
+    wait_js(&c, "/^#printer\\/\\d+$/.test(location.hash) && !document.getElementById('view-printer').hidden && document.querySelectorAll('#printer-detail tbody tr').length > 0 && document.querySelectorAll('#printer-detail .supply-bars .meter').length > 0", "the printer's page", 20).await;
     let detail = text(&c, "#printer-detail").await;
     assert!(
         detail.contains("Supplies") && detail.contains("Raw level"),
         "{detail}"
     );
+    shot(&c, "04-printer-page").await;
     // The demo's printers are healthy: their agents need nothing special.
     wait_js(
         &c,
         "[...document.querySelectorAll('#printer-detail dt')].some(dt => dt.textContent === 'Agent quirks' && dt.nextElementSibling.textContent === 'none')",
         "the agent-quirks row saying none",
         5,
+    )
+    .await;
+    // The browser's back button returns to the list.
+    c.back().await.unwrap();
+    wait_js(
+        &c,
+        "location.hash === '#printers' && !document.getElementById('view-printers').hidden",
+        "the list after back",
+        10,
     )
     .await;
     click(&c, "#printers-table tbody tr:first-child button").await;
