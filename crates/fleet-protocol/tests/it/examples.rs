@@ -3,6 +3,7 @@
 //! section this test does not map fails it, so a new example needs its type named here.
 
 use fleet_protocol::activation::ActivateRequest;
+use fleet_protocol::admin::{NewJob, Repeat, Weekday};
 use fleet_protocol::heartbeat::{Communication, Heartbeat, PrinterStatus};
 use fleet_protocol::jobs::{Command, JobList, JobResult, LibraryParams, UpdateParams};
 use fleet_protocol::upload::{Envelope, Report};
@@ -87,6 +88,16 @@ fn every_example_reads_into_its_type_and_back() {
             "Agent update (`updateAgent`)" => {
                 let p: UpdateParams = round_trip(heading, json);
                 assert_eq!(p.health_secs, Some(120));
+            }
+            "Administration (reference cloud)" => {
+                let j: NewJob = round_trip(heading, json);
+                let r = j.recurrence.expect("a calendar schedule");
+                assert_eq!(
+                    r.repeat,
+                    Repeat::Weekly {
+                        days: vec![Weekday::Mon, Weekday::Thu]
+                    }
+                );
             }
             other => panic!("an example under {other:?} that this test does not map to a type"),
         }
