@@ -92,6 +92,7 @@ function dl(pairs) {
 const views = ["loading", "login", "activate", "status", "printers", "printer", "discovery", "outbox", "settings"];
 
 function show(view) {
+  state.view = view;
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.view === view || (view === "printer" && a.dataset.view === "printers")) a.setAttribute("aria-current", "page");
@@ -351,7 +352,7 @@ async function refreshPrinter(id, button) {
   try {
     const r = await api("POST", `/api/printers/${id}/refresh`);
     notice(r.ok ? `${r.address} refreshed.` : `${r.address}: ${r.failure}`, !r.ok);
-    if (view === "printer") await loadPrinterPage();
+    if (state.view === "printer") await loadPrinterPage();
     else await loadPrinters();
   } catch (e) {
     notice(e.message, true);
