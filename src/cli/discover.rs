@@ -49,7 +49,7 @@ pub struct DiscoverArgs {
     /// Retries (overrides the profiles').
     #[arg(long)]
     pub retries: Option<u32>,
-    /// The seed's "network usage delay": microseconds between two probe packets
+    /// The "network usage delay" of fleet portals: microseconds between two probe packets
     /// (250 = 4,000 packets/s; 0 = no limit, not recommended).
     #[arg(long, default_value_t = 250)]
     pub network_delay: u64,

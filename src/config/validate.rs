@@ -554,7 +554,7 @@ fn upload(u: &raw::RawUpload, e: &mut Problems) -> UploadRule {
         e.add(
             "upload.snapshot_interval_secs",
             format!(
-                "{secs} is outside 600..=86400 (the seed asks for a full upload at least every 24 h)"
+                "{secs} is outside 600..=86400 (the cloud expects a full upload at least every 24 h)"
             ),
         );
     }

@@ -57,7 +57,7 @@ enum Cmd {
         /// Agent id.
         agent: String,
     },
-    /// Print the assembled printers (the seed API's shape) as JSON.
+    /// Print the assembled printers (the cloud API's shape) as JSON.
     Assets(AdminArgs),
     /// Print the agent instances with their last heartbeat as JSON.
     Agents(AdminArgs),
