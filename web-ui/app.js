@@ -47,11 +47,20 @@ async function api(method, path, body) {
 }
 
 function notice(text, bad) {
+  state.noticeAt = Date.now();
   const n = $("notice");
   n.textContent = text;
   n.className = bad ? "bad" : "";
   n.hidden = !text;
   if (text && !bad) setTimeout(() => { if (n.textContent === text) n.hidden = true; }, 6000);
+}
+
+// A success message next to the form it is about (the notice at the top is out of view).
+function showOk(id, text) {
+  const e = $(id);
+  e.textContent = text || "";
+  e.hidden = !text;
+  if (text) setTimeout(() => { if (e.textContent === text) e.hidden = true; }, 8000);
 }
 
 function showError(id, err) {
@@ -92,6 +101,9 @@ function dl(pairs) {
 const views = ["loading", "login", "activate", "status", "printers", "printer", "discovery", "outbox", "settings"];
 
 function show(view) {
+  // A message about another page does not follow the admin around (one set while
+  // moving here, e.g. "Activated", stays).
+  if (view !== state.view && Date.now() - (state.noticeAt || 0) > 1500) $("notice").hidden = true;
   state.view = view;
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   for (const a of document.querySelectorAll("nav a")) {
@@ -433,7 +445,12 @@ async function loadPrinterPage() {
 
 function showProgress(p) {
   const running = !p.finished;
-  $("discovery-state").textContent = running ? "Running…" : "Idle";
+  // A small range is searched in milliseconds: say when the last run ended, so a click
+  // on "Discover now" visibly did something.
+  const ended = p.finishedAtMs ? new Date(p.finishedAtMs) : null;
+  const justNow = ended && state.discoverAskedAt && p.finishedAtMs >= state.discoverAskedAt - 1000;
+  $("discovery-state").textContent = running ? "Running…"
+    : ended ? `${justNow ? "Finished just now" : "Last run finished"} at ${ended.toLocaleTimeString()}` : "Idle";
   $("discover-now").disabled = running;
   const bar = $("discovery-progress");
   bar.max = Math.max(p.total, 1);
@@ -525,6 +542,7 @@ async function loadDiscovery() {
 
 $("discover-now").addEventListener("click", async () => {
   try {
+    state.discoverAskedAt = Date.now();
     await api("POST", "/api/discovery/run");
     $("discovery-state").textContent = "Starting…";
     $("discover-now").disabled = true;
@@ -584,25 +602,37 @@ async function loadSettings() {
   $("logout").hidden = !s.passwordSet;
 }
 
-$("proxy-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+// The agent tries a proxy before saving it; one that does not reach the cloud is saved
+// only when asked again ("Save anyway": the cloud may be down, not the proxy).
+async function saveProxy(force) {
   showError("proxy-error", null);
+  showOk("proxy-ok", null);
+  $("proxy-force").hidden = true;
   try {
     await api("PUT", "/api/settings/proxy", {
       host: $("proxy-host").value.trim(), port: Number($("proxy-port").value),
       user: $("proxy-user").value.trim() || null, password: $("proxy-password").value || null,
+      force,
     });
     $("proxy-password").value = "";
-    notice("Proxy saved; the cloud connection restarts with it.");
+    showOk("proxy-ok", force ? "Proxy saved without reaching the cloud through it; the cloud connection restarts with it." : "Proxy tried and saved; the cloud connection restarts with it.");
     await loadSettings();
-  } catch (e) { showError("proxy-error", e); }
-});
+  } catch (e) {
+    showError("proxy-error", e);
+    $("proxy-force").hidden = e.status !== 502;
+  }
+}
+
+$("proxy-form").addEventListener("submit", (ev) => { ev.preventDefault(); saveProxy(false); });
+$("proxy-force").addEventListener("click", () => saveProxy(true));
 
 $("proxy-clear").addEventListener("click", async () => {
+  showError("proxy-error", null);
+  $("proxy-force").hidden = true;
   try {
     await api("PUT", "/api/settings/proxy", { clear: true });
     $("proxy-form").reset();
-    notice("The configuration file's proxy setting is used again.");
+    showOk("proxy-ok", "The configuration file's proxy setting is used again.");
     await loadSettings();
   } catch (e) { showError("proxy-error", e); }
 });
@@ -615,7 +645,7 @@ $("password-form").addEventListener("submit", async (ev) => {
     const r = await api("POST", "/api/password", { current: $("password-current").value || null, new: $("password-new").value });
     state.csrf = r.csrf;
     $("password-form").reset();
-    notice("Password saved. Other browsers must log in again.");
+    showOk("password-ok", "Password saved. Other browsers must log in again.");
     await boot();
   } catch (e) { showError("password-error", e); }
 });
@@ -629,7 +659,7 @@ $("localhost-only").addEventListener("change", async () => {
   showError("security-error", null);
   try {
     const r = await api("PUT", "/api/settings/security", { localhostOnly: on });
-    notice(on ? "Only this computer may open the page." : `Other computers may open the page over HTTPS (certificate SHA-256 ${r.fingerprint}).`);
+    showOk("security-ok", on ? "Only this computer may open the page." : `Other computers may open the page over HTTPS (certificate SHA-256 ${r.fingerprint}).`);
   } catch (e) {
     $("localhost-only").checked = !on;
     showError("security-error", e);

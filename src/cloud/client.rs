@@ -280,6 +280,20 @@ impl CloudClient {
         })
     }
 
+    /// Whether the cloud answers at all through this client's proxy (any HTTP answer
+    /// counts: a tried proxy, before it is saved).
+    ///
+    /// # Errors
+    /// The transport's error (refused, timed out, a proxy that refused the tunnel).
+    pub async fn reach(&self) -> Result<(), CloudError> {
+        self.http
+            .get(format!("{}/api/health", self.base))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     /// Exchanges an activation code for credentials.
     ///
     /// # Errors

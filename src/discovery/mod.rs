@@ -195,6 +195,9 @@ pub struct Progress {
     pub eta_secs: f64,
     /// Whether the run is over.
     pub finished: bool,
+    /// When the last run ended (epoch ms), so a run over in milliseconds still shows it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
 }
 
 /// What a run produced.
@@ -543,6 +546,7 @@ pub async fn run<C: SnmpClient + Clone>(
             warnings.push(e.to_string());
             progress.send_replace(Progress {
                 finished: true,
+                finished_at_ms: Some(opts.reader.clock.now_ms()),
                 ..Progress::default()
             });
             return RunReport {
@@ -733,6 +737,7 @@ pub async fn run<C: SnmpClient + Clone>(
                     0.0
                 },
                 finished: false,
+                finished_at_ms: None,
             });
         }
         // Then the addresses only mDNS announced.
@@ -923,6 +928,7 @@ pub async fn run<C: SnmpClient + Clone>(
         rate: total as f64 / t0.elapsed().as_secs_f64().max(1e-3),
         eta_secs: 0.0,
         finished: true,
+        finished_at_ms: Some(opts.reader.clock.now_ms()),
     };
     progress.send_replace(done);
     RunReport {

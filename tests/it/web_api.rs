@@ -460,12 +460,34 @@ async fn activation_errors_success_and_no_secret_in_any_response() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.reason().contains("is not a level"), "{}", r.text);
 
-    // A proxy with a password, set in the settings.
+    // A proxy is tried before it is saved: one that does not answer (a closed loopback
+    // port) is refused with the reason, nothing saved, unless forced.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
     let r = p
         .call(
             "PUT",
             "/api/settings/proxy",
-            Some(json!({"host": "proxy.corp.example", "port": 3128, "user": "svc", "password": PROXY_PASSWORD})),
+            Some(json!({"host": "127.0.0.1", "port": dead, "user": "svc", "password": PROXY_PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(
+        r.reason()
+            .contains(&format!("through the proxy 127.0.0.1:{dead}"))
+            && r.reason().ends_with("not saved"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains(PROXY_PASSWORD));
+    assert!(p.call("GET", "/api/settings", None).await.json()["proxy"].is_null());
+    // A proxy with a password, set in the settings (forced: this test reaches no network).
+    let r = p
+        .call(
+            "PUT",
+            "/api/settings/proxy",
+            Some(json!({"host": "proxy.corp.example", "port": 3128, "user": "svc", "password": PROXY_PASSWORD, "force": true})),
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
@@ -477,7 +499,7 @@ async fn activation_errors_success_and_no_secret_in_any_response() {
         .call(
             "PUT",
             "/api/settings/proxy",
-            Some(json!({"host": "proxy.corp.example", "port": 8080, "user": "svc"})),
+            Some(json!({"host": "proxy.corp.example", "port": 8080, "user": "svc", "force": true})),
         )
         .await;
     assert_eq!(r.status, 204);

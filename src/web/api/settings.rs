@@ -64,11 +64,14 @@ pub async fn settings(State(agent): Shared) -> Response {
     .into_response()
 }
 
-/// `PUT /api/settings/proxy` body: a proxy, or `{"clear": true}` to use the file's.
+/// `PUT /api/settings/proxy` body: a proxy, or `{"clear": true}` to use the file's;
+/// `"force": true` saves a proxy through which the cloud cannot be reached now.
 #[derive(Deserialize)]
 pub struct ProxyChange {
     #[serde(default)]
     clear: bool,
+    #[serde(default)]
+    force: bool,
     #[serde(flatten)]
     proxy: Option<ProxyForm>,
 }
@@ -94,21 +97,54 @@ pub async fn set_proxy(State(agent): Shared, body: Option<axum::Json<ProxyChange
             None => return reason(StatusCode::BAD_REQUEST, "proxy.host: missing"),
         }
     };
-    let r = blocking(&agent, move |a| {
-        match new {
-            None => a.store.set_page_proxy(&a.key, None)?,
-            Some(form) => {
+    // The proxy as it would be stored (an empty password field keeps the stored one).
+    let proxy = match new {
+        None => None,
+        Some(form) => {
+            let r = blocking(&agent, move |a| {
                 let mut p = form.page_proxy();
-                // An empty password field keeps the stored password.
                 if p.password.is_none()
                     && let Some(old) = a.store.page_proxy(&a.key)?
                     && old.user == p.user
                 {
                     p.password = old.password;
                 }
-                a.store.set_page_proxy(&a.key, Some(&p))?;
+                Ok(p)
+            })
+            .await;
+            match r {
+                Ok(p) => Some(p),
+                Err(e) => return e,
             }
         }
+    };
+    // Tried before it is saved: a dead proxy would silently hold every upload back.
+    if let Some(p) = proxy.as_ref().filter(|_| !change.force) {
+        let cloud = agent.live().config.cloud;
+        let via = p.proxy();
+        if let Ok(Some(client)) = crate::cloud::activation::client(&cloud, &via)
+            && let Err(e) = client.reach().await
+        {
+            let url = cloud.url.unwrap_or_default();
+            let why = match e {
+                crate::cloud::client::CloudError::Transient(w) => w,
+                other => other.to_string(),
+            };
+            return (
+                StatusCode::BAD_GATEWAY,
+                axum::Json(json!({
+                    "reason": format!(
+                        "cannot reach the cloud at {url} through the proxy {}:{}: {why}; not saved",
+                        p.host, p.port
+                    ),
+                    "canForce": true,
+                })),
+            )
+                .into_response();
+        }
+    }
+    let r = blocking(&agent, move |a| {
+        a.store.set_page_proxy(&a.key, proxy.as_ref())?;
         Ok(())
     })
     .await;

@@ -287,12 +287,12 @@ async fn a_new_user_activates_and_uses_every_page() {
     )
     .await;
     assert!(text(&c, "#notice").await.contains("Activated as agent-"));
-    wait_js(&c, "document.querySelectorAll('#report-table tbody .badge.found').length === 6 && document.getElementById('discovery-state').textContent === 'Idle'", "six printers found", 60).await;
+    wait_js(&c, "document.querySelectorAll('#report-table tbody .badge.found').length === 6 && document.getElementById('discovery-state').textContent.startsWith('Last run finished at')", "six printers found", 60).await;
     // Devices named in words, not by the store's keys.
     wait_js(&c, "document.getElementById('report-table').textContent.includes('serial FA') && !document.getElementById('report-table').textContent.includes('sn:')", "devices named by serial", 10).await;
     // "Discover now" runs again and the progress comes back to idle with the same result.
     click(&c, "#discover-now").await;
-    wait_js(&c, "document.getElementById('discovery-figures').textContent.includes('6 of 6 addresses, 6 printer(s) found')", "a second run's progress", 60).await;
+    wait_js(&c, "document.getElementById('discovery-figures').textContent.includes('6 of 6 addresses, 6 printer(s) found') && document.getElementById('discovery-state').textContent.startsWith('Finished just now')", "a second run's progress, said to be over just now", 60).await;
     // Filter and export.
     fill(&c, "#report-filter", "127.46.0.3").await;
     wait_js(
@@ -401,15 +401,29 @@ async fn a_new_user_activates_and_uses_every_page() {
     //    the file's setting comes back.
     go(&c, "#settings").await;
     wait_js(&c, "!document.getElementById('view-settings').hidden && document.getElementById('proxy-source').textContent.length > 0", "the settings", 20).await;
-    fill(&c, "#proxy-host", "proxy.corp.example").await;
-    fill(&c, "#proxy-port", "3128").await;
+    // A proxy that does not answer (a closed loopback port) is tried, refused next to the
+    // form, and saved only with "Save anyway".
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    fill(&c, "#proxy-host", "127.0.0.1").await;
+    fill(&c, "#proxy-port", &dead.to_string()).await;
     fill(&c, "#proxy-user", "svc-fleet").await;
     fill(&c, "#proxy-password", "proxy-pass-77").await;
     click(&c, "#proxy-form button[type=submit]").await;
     wait_js(
         &c,
-        "document.getElementById('notice').textContent.includes('Proxy saved')",
-        "the saved proxy",
+        "!document.getElementById('proxy-error').hidden && document.getElementById('proxy-error').textContent.includes('not saved') && !document.getElementById('proxy-force').hidden",
+        "the untried proxy refused next to its form",
+        30,
+    )
+    .await;
+    click(&c, "#proxy-force").await;
+    wait_js(
+        &c,
+        "document.getElementById('proxy-ok').textContent.includes('Proxy saved') && document.getElementById('proxy-error').hidden",
+        "the proxy saved anyway",
         20,
     )
     .await;
@@ -426,7 +440,7 @@ async fn a_new_user_activates_and_uses_every_page() {
     click(&c, "#proxy-clear").await;
     wait_js(
         &c,
-        "document.getElementById('notice').textContent.includes('configuration file')",
+        "document.getElementById('proxy-ok').textContent.includes('configuration file')",
         "the cleared proxy",
         20,
     )
