@@ -233,33 +233,68 @@ impl RunReport {
 }
 
 impl IpResult {
-    /// The outcome's particulars in words (the CSV's `detail` column).
+    /// The outcome's particulars in words (the CSV's `detail` column; the page says the
+    /// same).
     pub fn detail(&self) -> String {
         let d = match &self.outcome {
-            Outcome::DnsFailure { reason } | Outcome::SnmpError { reason, .. } => reason.clone(),
+            Outcome::Excluded => "excluded by the discovery criteria".into(),
+            Outcome::DnsFailure { reason } => reason.clone(),
+            Outcome::NoAnswer => {
+                "no answer with any SNMP profile (wrong community, SNMP off, or no host)".into()
+            }
+            Outcome::Unreachable => "ICMP port unreachable: no SNMP agent at this address".into(),
+            Outcome::V3UnknownUser => "SNMPv3: unknown user".into(),
+            Outcome::V3WrongDigest => "SNMPv3: wrong authentication password".into(),
+            Outcome::V3NotInTimeWindow => "SNMPv3: not in time window".into(),
+            Outcome::SnmpError { code, reason } => format!("{code}: {reason}"),
             Outcome::NotAPrinter {
                 sys_object_id,
                 sys_descr,
-            } => format!(
-                "{} {}",
-                sys_object_id.as_deref().unwrap_or(""),
-                sys_descr.as_deref().unwrap_or("")
-            ),
+            } => [sys_descr.as_deref(), sys_object_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · "),
             Outcome::Duplicate {
                 device_key,
                 first_address,
-            } => format!("{device_key} at {first_address}"),
+            } => format!(
+                "same printer as {first_address} ({})",
+                device_words(device_key)
+            ),
             Outcome::Found {
                 device_key,
+                new,
                 moved_from,
-                ..
-            } => match moved_from {
-                Some(f) => format!("{device_key} (moved from {f})"),
-                None => device_key.clone(),
-            },
-            _ => String::new(),
+            } => {
+                let mut d = format!(
+                    "{}, {}",
+                    device_words(device_key),
+                    if *new { "new" } else { "known" }
+                );
+                if let Some(f) = moved_from {
+                    d.push_str(&format!(", moved from {f}"));
+                }
+                d
+            }
         };
         d.trim().to_string()
+    }
+}
+
+/// A device key in words: `sn:acme imaging|FAMLX1` → "serial FAMLX1 (acme imaging)".
+pub fn device_words(key: &str) -> String {
+    let (kind, rest) = key.split_once(':').unwrap_or(("", key));
+    match kind {
+        "sn" => match rest.split_once('|') {
+            Some((vendor, serial)) if !vendor.is_empty() => format!("serial {serial} ({vendor})"),
+            Some((_, serial)) => format!("serial {serial}"),
+            None => format!("serial {rest}"),
+        },
+        "mac" => format!("MAC {rest}"),
+        "uuid" => format!("UUID {rest}"),
+        "ip" => format!("address {rest}"),
+        _ => key.to_string(),
     }
 }
 
@@ -963,7 +998,7 @@ mod tests {
             ),
             row(
                 Outcome::Found {
-                    device_key: "sn:HP:X1".into(),
+                    device_key: "sn:hp|X1".into(),
                     new: false,
                     moved_from: Some("192.0.2.9".into()),
                 },
@@ -978,7 +1013,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "\"192.0.2.7\",\"\",\"found\",\"sn:HP:X1 (moved from 192.0.2.9)\",\"office\",\"target mdns\""
+            "\"192.0.2.7\",\"\",\"found\",\"serial X1 (hp), known, moved from 192.0.2.9\",\"office\",\"target mdns\""
         );
         assert_eq!(lines[3], "", "CRLF after the last row too");
         // The stored form reads back into the same rows (the page's download).

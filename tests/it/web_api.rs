@@ -617,7 +617,9 @@ async fn discovery_report_filter_csv_and_progress_events() {
         "{}",
         lines[1]
     );
-    assert!(lines[1].contains("sn:HP:X1"));
+    // The device in words, not the store's key.
+    assert!(lines[1].contains("serial HP:X1"), "{}", lines[1]);
+    assert!(!lines[1].contains("sn:"), "{}", lines[1]);
     // A device's text never runs as a spreadsheet formula.
     assert!(
         lines[3].contains("\"'=HYPERLINK(\"\"x\"\") switch\""),
