@@ -288,29 +288,76 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// # Errors
 /// Every syntax and validation problem, with its location.
 pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let path = match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                let col = span.start
-                    - text[..span.start.min(text.len())]
-                        .rfind('\n')
-                        .map_or(0, |p| p + 1)
-                    + 1;
-                format!("line {line}, column {col}")
-            }
-            None => "syntax".into(),
-        };
+    let report = |mut errors: Vec<ConfigError>| {
+        // The reader's problems in file order, then the semantic ones.
+        errors.sort_by_key(|e| {
+            e.path
+                .strip_prefix("line ")
+                .and_then(|r| r.split(',').next()?.parse::<usize>().ok())
+                .unwrap_or(usize::MAX)
+        });
         ConfigErrors {
             source: source.into(),
-            errors: vec![ConfigError {
-                path,
-                message: e.message().to_string(),
-            }],
+            errors,
         }
-    })?;
-    validate::validate(source, raw, None)
+    };
+    // A syntax error (or an unknown key, a wrong type) stops the TOML reader at once: the
+    // offending line (or the whole section, for a broken header) is set aside and the rest
+    // read again, so one run reports every problem the file has, each with its line, and
+    // then the semantic ones with their key paths.
+    let mut errors = Vec::new();
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let mut skipped = std::collections::BTreeSet::new();
+    for _ in 0..MAX_READ_ERRORS {
+        let attempt = lines.join("\n");
+        match toml::from_str::<raw::RawConfig>(&attempt) {
+            Ok(raw) => {
+                return match validate::validate(source, raw, None) {
+                    Ok(c) if errors.is_empty() => Ok(c),
+                    Ok(_) => Err(report(errors)),
+                    Err(mut e) => {
+                        errors.append(&mut e.errors);
+                        Err(report(errors))
+                    }
+                };
+            }
+            Err(e) => {
+                let at = e.span().map(|span| {
+                    let start = span.start.min(attempt.len());
+                    let line = attempt[..start].matches('\n').count();
+                    let col = start - attempt[..start].rfind('\n').map_or(0, |p| p + 1) + 1;
+                    (line, col)
+                });
+                errors.push(ConfigError {
+                    path: match at {
+                        Some((line, col)) => format!("line {}, column {col}", line + 1),
+                        None => "syntax".into(),
+                    },
+                    message: e.message().trim().to_string(),
+                });
+                let Some((line, _)) = at else { break };
+                if !skipped.insert(line) || line >= lines.len() {
+                    break;
+                }
+                let header = lines[line].trim_start().starts_with('[');
+                lines[line].clear();
+                if header {
+                    // Its keys would land in the table before it: set them aside too.
+                    for l in lines.iter_mut().skip(line + 1) {
+                        if l.trim_start().starts_with('[') {
+                            break;
+                        }
+                        l.clear();
+                    }
+                }
+            }
+        }
+    }
+    Err(report(errors))
 }
+
+/// Problems the TOML reader reports one at a time, at most (then the report stops).
+const MAX_READ_ERRORS: usize = 20;
 
 /// Keys the cloud's settings document may set (`docs/protocol.md`, Configuration): the
 /// rest (state directory, listener, cloud URL, CA, proxy, import files) belong to the host.

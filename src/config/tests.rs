@@ -393,3 +393,31 @@ proxy = {{ type = "http", url = "http://{long}" }}
     // The report names the problem; it does not repeat 60 KB four times.
     assert!(e.to_string().len() < 2000, "{} bytes", e.to_string().len());
 }
+
+/// A syntax error no longer hides the rest: every line the TOML reader trips on is
+/// reported (a broken section header with its keys), in file order, then the semantic
+/// problems with their key paths.
+#[test]
+fn one_run_reports_every_syntax_error_and_then_the_rest() {
+    let text = "[agent]\nstop_timeout_secs = = 3\n\n[poller]\ninterval_secs = 1\ncolour = \"blue\"\n\
+                deadline_secs = \"sixty\"\n\n[discovery\ninclude = [\"10.0.0.0/24\"]\n\n\
+                [[printers]]\naddress = \"nowhere\"\n";
+    let e = parse("bad.toml", text).unwrap_err();
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "line 2, column 21",
+            "line 6, column 1",
+            "line 7, column 17",
+            "line 9, column 11",
+            "poller.interval_secs",
+            "printers[0].address",
+        ],
+        "{e}"
+    );
+    assert!(
+        e.errors[1].message.contains("unknown field `colour`"),
+        "{e}"
+    );
+}
