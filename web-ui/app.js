@@ -410,6 +410,9 @@ async function loadPrinterPage() {
     el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesMaxCapacity ?? "—") : "—"),
     el("td", {}, s.ext && s.ext.levelState ? s.ext.levelState : "—")));
   const alerts = (r.alerts || []).map((a) => el("li", {}, badge(a.status), " ", a.issue || a.description || a.alertKey || ""));
+  // The 5-s refresh keeps what the admin opened.
+  const wasOpen = state.openReport === id && !!box.querySelector("details[open]");
+  state.openReport = id;
   const title = `${[r.manufacturer, r.modelName].filter(Boolean).join(" ") || "Printer"} at ${p.address}`;
   $("printer-title").textContent = title;
   document.title = `${title} · Fleet Agent`;
@@ -437,8 +440,75 @@ async function loadPrinterPage() {
       el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, unread("supplies") ? "Not read in the last poll." : "No supplies reported."))))),
     el("h2", {}, "Alerts"),
     alerts.length ? el("ul", {}, alerts) : el("p", {}, unread("alerts") ? "Not read in the last poll (unknown)." : "No alerts."),
-    el("details", {}, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
+    el("div", { class: "card", id: "printer-trends" }, ...(state.trends && state.trends.id === id ? trends(state.trends.h) : [el("h2", {}, "Trends"), el("p", { class: "help" }, "Loading…")])),
+    el("details", { open: wasOpen }, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
   );
+  const h = await api("GET", `/api/printers/${id}/history`);
+  state.trends = { id, h };
+  if (state.printerId === id) $("printer-trends").replaceChildren(...trends(h));
+}
+
+// ---- trends: page count and supply levels, one point a day, in plain SVG ----
+
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children.flat()) if (c) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+const INK = { black: "#222", cyan: "#00a3d9", magenta: "#d6007e", yellow: "#e6b800" };
+
+// One chart: series of [x index, y] over `n` days, y from lo to hi.
+function chart(title, n, lo, hi, series, first, last, unit) {
+  const W = 600, H = 150, L = 56, B = 20;
+  const x = (i) => L + (n > 1 ? (i / (n - 1)) * (W - L - 8) : 0);
+  const y = (v) => 8 + (hi === lo ? 0.5 : (hi - v) / (hi - lo)) * (H - B - 8);
+  const lines = series.map((s) => svg("polyline", { points: s.points.map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "), fill: "none", stroke: s.color, "stroke-width": 2 },
+    svg("title", {}, s.name)));
+  return el("figure", { class: "chart" }, el("figcaption", {}, title),
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title },
+      svg("line", { x1: L, y1: H - B, x2: W - 8, y2: H - B, stroke: "#b7c0cd" }),
+      svg("line", { x1: L, y1: 8, x2: L, y2: H - B, stroke: "#b7c0cd" }),
+      svg("text", { x: L - 4, y: 14, "text-anchor": "end", "font-size": 11, fill: "#5b6475" }, `${hi.toLocaleString()}${unit}`),
+      svg("text", { x: L - 4, y: H - B, "text-anchor": "end", "font-size": 11, fill: "#5b6475" }, `${lo.toLocaleString()}${unit}`),
+      svg("text", { x: L, y: H - 4, "font-size": 11, fill: "#5b6475" }, first),
+      svg("text", { x: W - 8, y: H - 4, "text-anchor": "end", "font-size": 11, fill: "#5b6475" }, last),
+      ...lines));
+}
+
+function trends(h) {
+  const out = [el("h2", {}, "Trends")];
+  const days = h.days || [];
+  if (days.length < 2) {
+    out.push(el("p", { class: "help" }, "The agent keeps one point a day (page count and supply levels, for 400 days); trends appear from the second day of readings."));
+  } else {
+    const first = days[0].day, last = days[days.length - 1].day;
+    const pages = days.map((d, i) => [i, d.pages]).filter(([, v]) => v !== null && v !== undefined);
+    if (pages.length > 1) {
+      const vals = pages.map(([, v]) => v);
+      out.push(chart("Page count", days.length, Math.min(...vals), Math.max(...vals), [{ name: "Pages", color: "#1f5fbf", points: pages }], first, last, ""));
+    }
+    const grey = ["#7d8797", "#8a6d4b", "#4b7d6d", "#6d4b8a"];
+    const series = (h.supplies || []).map((s, n) => ({
+      name: s.name,
+      color: INK[s.color] || grey[n % grey.length],
+      points: days.map((d, i) => [i, d.levels ? d.levels[s.key] : null]).filter(([, v]) => v !== null && v !== undefined),
+    })).filter((s) => s.points.length > 1);
+    if (series.length) {
+      out.push(chart("Supply levels (waste receptacles: filled)", days.length, 0, 100, series, first, last, " %"));
+      out.push(el("p", { class: "legend" }, series.map((s) => {
+        const swatch = el("span", { class: "swatch" });
+        swatch.style.background = s.color;
+        return el("span", {}, swatch, s.name);
+      })));
+    }
+  }
+  const est = h.estimates || [];
+  out.push(est.length
+    ? el("ul", { class: "estimates" }, est.map((e) => el("li", {}, el("strong", {}, e.name), `: runs out around ${e.runsOutOn} (in ${e.daysLeft} days; ${e.basis})`)))
+    : el("p", { class: "help" }, "No run-out date yet: it needs at least 4 daily readings over a week of steady use since the supply was last replaced."));
+  return out;
 }
 
 // ---- discovery ----

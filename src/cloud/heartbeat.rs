@@ -304,6 +304,7 @@ mod tests {
                 model: None,
                 report: None,
                 quirks: None,
+                point: None,
             }),
             events: vec![Event {
                 kind: "healthChanged",
@@ -391,6 +392,7 @@ mod tests {
                 model: None,
                 report: None,
                 quirks: Some(Some(serde_json::to_string(&q).unwrap())),
+                point: None,
             }),
             events: vec![],
         }])

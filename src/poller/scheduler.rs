@@ -942,6 +942,7 @@ impl<C: SnmpClient + Clone> Poller<C> {
                             report: changed
                                 .then(|| serde_json::to_string(&report).unwrap_or_default()),
                             quirks: quirks_changed,
+                            point: changed.then(|| trend_point(&report)),
                         }),
                         events: Vec::new(),
                     },
@@ -1039,5 +1040,24 @@ async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The day's trend point of a reading: its page count and each supply's level (left, or
+/// filled for a waste receptacle).
+fn trend_point(r: &crate::printer::PrinterReport) -> crate::store::Point {
+    crate::store::Point {
+        pages: r.counters.lifetime_count,
+        levels: r
+            .supplies
+            .iter()
+            .map(|s| {
+                let level = match s.ext.prt_marker_supplies_class {
+                    Some(4) => s.ext.percent_filled,
+                    _ => s.percent_remaining,
+                };
+                (s.supply_key.clone(), level)
+            })
+            .collect(),
     }
 }

@@ -56,6 +56,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_job_waiting.sql",
         include_str!("migrations/0011_job_waiting.sql"),
     ),
+    (
+        "0012_history.sql",
+        include_str!("migrations/0012_history.sql"),
+    ),
 ];
 
 /// Store errors.
@@ -251,7 +255,26 @@ pub struct Success {
     /// How its agent must be asked, when this poll learned or re-probed it: `Some(None)`
     /// for an ordinary agent, `Some(Some(json))` for quirks; `None` leaves them as stored.
     pub quirks: Option<Option<String>>,
+    /// The day's point of its trends, when the reading changed.
+    pub point: Option<Point>,
 }
+
+/// A printer's trend point: page count and supply levels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Point {
+    /// Lifetime page count.
+    pub pages: Option<u64>,
+    /// Each supply: its key, and its level (percent remaining, or filled for a
+    /// receptacle; `None` without a number).
+    pub levels: Vec<(String, Option<u8>)>,
+}
+
+/// Days of trend points kept per printer.
+pub const HISTORY_DAYS: i64 = 400;
+
+/// A stored trend point: the day (days since the epoch, UTC), page count, and each
+/// supply's key and level.
+pub type HistoryRow = (i64, Option<u64>, Vec<(String, Option<u8>)>);
 
 /// A printer's remembered agent quirks ([`Store::printer_quirks`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -619,6 +642,14 @@ impl Store {
             let mut quirks = tx.prepare_cached(
                 "UPDATE printers SET quirks = ?2, quirks_learned_ms = ?3 WHERE id = ?1",
             )?;
+            let mut last_keys = tx.prepare_cached(
+                "SELECT keys FROM history WHERE printer_id = ?1 AND day < ?2 AND keys IS NOT NULL ORDER BY day DESC LIMIT 1",
+            )?;
+            let mut point = tx.prepare_cached(
+                "INSERT OR REPLACE INTO history(printer_id, day, pages, levels, keys) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut expire =
+                tx.prepare_cached("DELETE FROM history WHERE printer_id = ?1 AND day < ?2")?;
             for r in batch {
                 match &r.success {
                     Some(ok) => {
@@ -635,6 +666,24 @@ impl Store {
                         }
                         if let Some(q) = &ok.quirks {
                             quirks.execute(params![r.printer_id, q, r.at_ms])?;
+                        }
+                        if let Some(p) = &ok.point {
+                            let day = r.at_ms.div_euclid(86_400_000);
+                            let keys = p
+                                .levels
+                                .iter()
+                                .map(|(k, _)| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            let before: Option<String> = last_keys
+                                .query_row(params![r.printer_id, day], |row| row.get(0))
+                                .optional()?;
+                            let levels: Vec<u8> =
+                                p.levels.iter().map(|(_, l)| l.unwrap_or(255)).collect();
+                            let pages = p.pages.and_then(|n| i64::try_from(n).ok());
+                            let keys = (before.as_deref() != Some(keys.as_str())).then_some(keys);
+                            point.execute(params![r.printer_id, day, pages, levels, keys])?;
+                            expire.execute(params![r.printer_id, day - HISTORY_DAYS])?;
                         }
                     }
                     None => {
@@ -661,6 +710,45 @@ impl Store {
             self.status_changed.notify_one();
         }
         Ok(())
+    }
+
+    /// A printer's trend points, oldest first, each with its supplies' keys (carried from
+    /// the point that last stored them).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn history(&self, printer_id: i64) -> Result<Vec<HistoryRow>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare_cached(
+            "SELECT day, pages, levels, keys FROM history WHERE printer_id = ?1 ORDER BY day",
+        )?;
+        let rows = q.query_map(params![printer_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut keys: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, pages, levels, k) = row?;
+            if let Some(k) = k {
+                keys = k
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            let levels = keys
+                .iter()
+                .zip(levels)
+                .map(|(k, l)| (k.clone(), (l <= 100).then_some(l)))
+                .collect();
+            out.push((day, pages.and_then(|p| u64::try_from(p).ok()), levels));
+        }
+        Ok(out)
     }
 
     /// Completes once a printer's health or quirks changed through this handle or a clone
@@ -880,6 +968,7 @@ mod tests {
                 model: Some("M1".into()),
                 report: Some("{\"a\":1}".into()),
                 quirks: None,
+                point: None,
             }),
             events: vec![Event {
                 kind: "counterReset",

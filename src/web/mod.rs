@@ -265,6 +265,7 @@ pub fn router(state: WebState) -> Router {
             .route("/api/printers", get(api::printers))
             .route("/api/printers/{id}", get(api::printer))
             .route("/api/printers/{id}/refresh", post(api::refresh))
+            .route("/api/printers/{id}/history", get(api::history))
             .route("/api/discovery", get(api::discovery_report))
             .route("/api/discovery.csv", get(api::discovery_csv))
             .route("/api/discovery/run", post(api::discover_now))

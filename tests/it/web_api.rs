@@ -843,6 +843,7 @@ async fn the_printer_list_pages_filters_sorts_and_puts_attention_first() {
                 model: Some(if i % 2 == 0 { "Even 1" } else { "Odd 2" }.into()),
                 report: Some(report.to_string()),
                 quirks: None,
+                point: None,
             }),
             events: vec![],
         });
@@ -924,6 +925,81 @@ async fn the_printer_list_pages_filters_sorts_and_puts_attention_first() {
         .json();
     assert_eq!(one["state"], "warning");
     assert_eq!(one["levels"][0]["percent"], 1);
+}
+
+/// Trends: one point a day per printer (the last reading of the day), and a run-out date
+/// for a supply in steady use, with its basis; none for one that is not used.
+#[tokio::test]
+async fn a_printer_keeps_a_point_a_day_and_says_when_a_supply_runs_out() {
+    use fleet_agent::store::{Health, Point, PollRecord, Success};
+    let (url, ca, _cloud, _d) = reference_cloud().await;
+    let p = Page::start(&url, &ca).await;
+    let store = &p.agent.store;
+    let id = store.printer_id("10.0.0.1:161").unwrap();
+    let report = json!({"supplies": [
+        {"supplyKey": "m:1.1", "description": "Cyan Toner", "color": "Cyan", "percentRemaining": 40,
+         "ext": {"prtMarkerSuppliesClass": 3}},
+        {"supplyKey": "m:1.2", "description": "Fuser", "percentRemaining": 90,
+         "ext": {"prtMarkerSuppliesClass": 3}}]});
+    let day_ms = 86_400_000i64;
+    let start = 20_000 * day_ms;
+    // Ten days, two readings a day (the later one counts), cyan down 2 % a day.
+    let mut polls = Vec::new();
+    for d in 0..10i64 {
+        for (h, extra) in [(8, 1u64), (17, 0)] {
+            let cyan = u8::try_from(60 - 2 * d).unwrap();
+            polls.push(PollRecord {
+                printer_id: id,
+                at_ms: start + d * day_ms + h * 3_600_000,
+                health: Health::Ok,
+                reason: None,
+                failures: 0,
+                success: Some(Success {
+                    serial: Some("S1".into()),
+                    manufacturer: None,
+                    model: None,
+                    report: Some(report.to_string()),
+                    quirks: None,
+                    point: Some(Point {
+                        pages: Some(1000 + 50 * u64::try_from(d).unwrap() + extra),
+                        levels: vec![
+                            ("m:1.1".into(), Some(cyan + u8::from(extra == 1))),
+                            ("m:1.2".into(), Some(90)),
+                        ],
+                    }),
+                }),
+                events: vec![],
+            });
+        }
+    }
+    store.save_polls(&polls).unwrap();
+    let h = p
+        .call("GET", &format!("/api/printers/{id}/history"), None)
+        .await
+        .json();
+    let days = h["days"].as_array().unwrap();
+    assert_eq!(days.len(), 10, "one point a day: {h}");
+    assert_eq!(days[0]["day"], "2024-10-04");
+    assert_eq!(days[9]["pages"], 1450, "the day's last reading");
+    assert_eq!(days[9]["levels"]["m:1.1"], 42);
+    let est = h["estimates"].as_array().unwrap();
+    assert_eq!(est.len(), 1, "the fuser is not being used up: {h}");
+    assert_eq!(est[0]["name"], "Cyan Toner");
+    assert_eq!(est[0]["daysLeft"], 21);
+    assert_eq!(est[0]["runsOutOn"], "2024-11-03");
+    assert!(
+        est[0]["basis"]
+            .as_str()
+            .unwrap()
+            .contains("2.0 % a day over the last 9 days (10 readings)"),
+        "{h}"
+    );
+    assert_eq!(
+        p.call("GET", "/api/printers/999/history", None)
+            .await
+            .status,
+        404
+    );
 }
 
 /// Every API route the page serves is in docs/web-api.md.

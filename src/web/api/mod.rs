@@ -7,6 +7,7 @@
 //! - [`fleet`]: status, printers, refresh, the outbox.
 //! - [`discovery`]: the per-address report (JSON, CSV), "discover now", progress events.
 //! - [`settings`]: proxy, access, log level, password, the log download.
+//! - [`trends`]: a printer's daily points and its supplies' run-out estimates.
 //! - [`summary`]: a printer's state at a glance (reachability, alerts, supplies) and its
 //!   supply levels, for the list.
 
@@ -16,12 +17,14 @@ mod fleet;
 mod session;
 mod settings;
 pub mod summary;
+mod trends;
 
 pub use activation::activate;
 pub use discovery::{discover_now, discovery_csv, discovery_events, discovery_report, networks};
 pub use fleet::{outbox, printer, printers, refresh, status};
 pub use session::{login, logout, session};
 pub use settings::{logs, set_log_level, set_password, set_proxy, set_security, settings};
+pub use trends::history;
 
 use super::{Agent, auth, reason};
 use axum::extract::State;

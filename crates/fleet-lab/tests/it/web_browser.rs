@@ -339,6 +339,8 @@ async fn a_new_user_activates_and_uses_every_page() {
         detail.contains("Supplies") && detail.contains("Raw level"),
         "{detail}"
     );
+    // Its trends: one point so far (the demo has run for seconds), said in words.
+    wait_js(&c, "document.getElementById('printer-trends').textContent.includes('one point a day') && document.getElementById('printer-trends').textContent.includes('No run-out date yet')", "the trends card", 10).await;
     shot(&c, "04-printer-page").await;
     // The demo's printers are healthy: their agents need nothing special.
     wait_js(
