@@ -1,7 +1,7 @@
 //! Interoperability with snmp2 (the crate the design card names, used here as an
 //! independent implementation): snmp2's client reads our simulator over v2c and v3
 //! (SHA-256/AES-128, MD5/DES), including GETBULK, and snmp2's decoder accepts what our
-//! encoder writes. See the README's design notes for why the agent does not use snmp2
+//! encoder writes. See docs/design.md for why the agent does not use snmp2
 //! for its own wire layer.
 
 use fleet_secret::Secret;
