@@ -440,12 +440,39 @@ async function loadPrinterPage() {
       el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, unread("supplies") ? "Not read in the last poll." : "No supplies reported."))))),
     el("h2", {}, "Alerts"),
     alerts.length ? el("ul", {}, alerts) : el("p", {}, unread("alerts") ? "Not read in the last poll (unknown)." : "No alerts."),
+    (d.inputTrays || []).length ? el("h2", {}, "Trays") : "",
+    (d.inputTrays || []).length ? el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, ["Tray", "Media", "Level", "Capacity"].map((t) => el("th", { scope: "col" }, t)))),
+      el("tbody", {}, d.inputTrays.map((t) => el("tr", {},
+        el("td", {}, t.name || t.index), el("td", {}, t.mediaName || "—"),
+        el("td", { class: "num" }, t.percent != null ? `${t.percent} %` : ({ someRemaining: "some", unknown: "unknown", unrestricted: "no limit" }[t.levelState] || "—")),
+        el("td", { class: "num" }, t.maxCapacity != null && t.maxCapacity >= 0 ? String(t.maxCapacity) : "—")))))) : "",
+    el("h2", {}, "Events"),
+    (p.events || []).length
+      ? el("ul", { class: "events" }, p.events.map((e) => el("li", {}, el("span", { class: "help" }, new Date(e.atMs).toLocaleString()), " ", eventText(e))))
+      : el("p", { class: "help" }, "No events yet (health changes, counter resets, supplies replaced, alerts, moves)."),
     el("div", { class: "card", id: "printer-trends" }, ...(state.trends && state.trends.id === id ? trends(state.trends.h) : [el("h2", {}, "Trends"), el("p", { class: "help" }, "Loading…")])),
     el("details", { open: wasOpen }, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
   );
   const h = await api("GET", `/api/printers/${id}/history`);
   state.trends = { id, h };
   if (state.printerId === id) $("printer-trends").replaceChildren(...trends(h));
+}
+
+// An event in words: health changes, counter resets, supplies replaced, alerts, moves.
+function eventText(e) {
+  const d = e.detail || {};
+  switch (e.kind) {
+    case "healthChanged": return `State: ${d.from || "?"} → ${d.to || "?"}${d.reason ? ` (${d.reason})` : ""}`;
+    case "counterReset": return `Page counter reset${d.from != null ? ` (${d.from} → ${d.to})` : ""}`;
+    case "counterJump": return `Page counter jumped${d.from != null ? ` (${d.from} → ${d.to})` : ""}`;
+    case "supplyReplaced": return `Supply replaced: ${d.description || d.supplyKey || ""}`;
+    case "alertRaised": return `Alert: ${d.issue || d.alertKey || ""}`;
+    case "alertCleared": return d.count ? `${d.count} alert(s) cleared` : "Alert cleared";
+    case "moved": return `Moved from ${d.from} to ${d.to}`;
+    case "quirksLearned": return `Learned how to ask its SNMP agent${d.quirks ? `: ${d.quirks}` : ""}`;
+    default: return e.kind;
+  }
 }
 
 // ---- trends: page count and supply levels, one point a day, in plain SVG ----

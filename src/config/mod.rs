@@ -321,6 +321,8 @@ pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
                     }
                 };
             }
+            // A field missing only because a line was set aside: not the file's problem.
+            Err(e) if !errors.is_empty() && e.message().starts_with("missing field") => break,
             Err(e) => {
                 let at = e.span().map(|span| {
                     let start = span.start.min(attempt.len());

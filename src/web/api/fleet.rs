@@ -284,11 +284,22 @@ pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
     let r = blocking(&agent, move |a| {
         let row = a.store.printers_seen()?.into_iter().find(|p| p.id == id);
         let report = a.store.latest_report(id)?;
-        Ok((row, report))
+        let events = a.store.events(id)?;
+        Ok((row, report, events))
     })
     .await;
     match r {
-        Ok((Some(p), report)) => {
+        Ok((Some(p), report, events)) => {
+            // Its history in events (health changes, counter resets, supplies replaced,
+            // alerts, moves), newest first, at most 50.
+            let events: Vec<Value> = events
+                .into_iter()
+                .rev()
+                .take(50)
+                .map(|(at, kind, detail)| {
+                    json!({"atMs": at, "kind": kind, "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null)})
+                })
+                .collect();
             let report = report.and_then(|r| serde_json::from_str::<Value>(&r).ok());
             // What the support library in use says can be done to it.
             let commands = crate::printer::library::commands(
@@ -315,11 +326,12 @@ pub async fn printer(State(agent): Shared, Path(id): Path<i64>) -> Response {
                     .and_then(|j| crate::store::read_quirks(j).ok())
                     .map_or_else(|| "none".to_owned(), |q| q.to_string()),
                 "commands": commands,
+                "events": events,
                 "report": report,
             }))
             .into_response()
         }
-        Ok((None, _)) => reason(StatusCode::NOT_FOUND, format!("no printer {id}")),
+        Ok((None, _, _)) => reason(StatusCode::NOT_FOUND, format!("no printer {id}")),
         Err(e) => e,
     }
 }

@@ -507,6 +507,7 @@ async fn a_new_user_activates_and_uses_every_page() {
         ("#discovery", "view-discovery", "11-discovery-360px"),
         ("#outbox", "view-outbox", "12-outbox-360px"),
         ("#settings", "view-settings", "13-settings-360px"),
+        ("#printer/1", "view-printer", "14-printer-page-360px"),
     ] {
         go(&c, hash).await;
         wait_js(
