@@ -132,6 +132,12 @@ async fn discovery_loop(
             if from == to {
                 continue;
             }
+            // Another device answers at the old address now (two printers swapped
+            // addresses): nothing is handed over rather than the wrong state.
+            if report.devices.iter().any(|dv| dv.address == from.ip()) {
+                tracing::warn!(printer = %to, from = %from, "Printer moved to an address another printer left, and another device took its old one; their stored credentials stay where they are (set them again).");
+                continue;
+            }
             let (s, k, pairs) = (
                 store.clone(),
                 seal.clone(),
@@ -168,25 +174,28 @@ async fn discovery_loop(
             .filter(|d| d.discovered_by.contains(&"snmp"))
         {
             let addr = std::net::SocketAddr::new(dev.address, d.port);
-            if let Some(serial) = known.get(&addr.to_string()) {
-                // A printer the cloud unenrolled is enrolled again when a run finds it
-                // (the seed's rule; excluded addresses are never found).
-                let again = match serial {
-                    Some(sn) => {
-                        let (s, k) = (store.clone(), format!("sn:{sn}"));
-                        tokio::task::spawn_blocking(move || s.clear_unenrolled(&k))
-                            .await
-                            .ok()
-                            .and_then(Result::ok)
-                            .unwrap_or(false)
-                    }
-                    None => false,
-                };
-                if !again {
-                    poller.sighted(addr);
-                    continue;
+            // A printer the cloud unenrolled is enrolled again when a run finds it (the
+            // guide's rule; excluded addresses are never found), wherever it is now.
+            let serial = dev
+                .serial
+                .clone()
+                .or_else(|| known.get(&addr.to_string()).cloned().flatten());
+            let again = match serial {
+                Some(sn) => {
+                    let (s, k) = (store.clone(), format!("sn:{sn}"));
+                    tokio::task::spawn_blocking(move || s.clear_unenrolled(&k))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(false)
                 }
+                None => false,
+            };
+            if again {
                 tracing::info!(printer = %addr, "Printer unenrolled by the cloud found again by discovery; enrolled again.");
+            } else if known.contains_key(&addr.to_string()) {
+                poller.sighted(addr);
+                continue;
             }
             let profile = config
                 .profiles
@@ -558,6 +567,7 @@ pub async fn run(
         trial = trial_deadline(&start);
         if let TrialStart::SetAside(_) = start {
             config = source.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.discovery.local_network |= store.search_local_networks()?;
             deps.logs.set_level(&config.log_level);
         }
     }
@@ -718,6 +728,15 @@ pub async fn run(
                 if c.web_listen != web_listen {
                     tracing::warn!(listen = %c.web_listen, "web.listen changed; it takes effect at the next start.");
                 }
+                // The page's choice to search the host's networks holds whatever the
+                // new configuration came from (SIGHUP, the cloud, the page).
+                let s = shared.store.clone();
+                c.discovery.local_network |=
+                    tokio::task::spawn_blocking(move || s.search_local_networks())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(false);
                 config = *c;
                 shared.deps.logs.set_level(&config.log_level);
                 tracing::info!(from = why, "Configuration applied; components restarted.");

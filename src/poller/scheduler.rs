@@ -558,10 +558,16 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     }
                     Control::Add(m, learned) => {
                         if let Some(i) = self.slots.iter().position(|s| s.target.addr == m.target.addr && s.removed) {
-                            // Unenrolled, then found again by discovery: managed again.
+                            // Unenrolled or moved away, then found again by discovery:
+                            // managed again, as what is there now (its row, its target).
                             let now = Instant::now();
-                            self.slots[i].removed = false;
-                            self.slots[i].due = now;
+                            let in_flight = self.slots[i].in_flight;
+                            self.slots[i] = Slot::new(*m, now);
+                            self.slots[i].in_flight = in_flight;
+                            if let Some((q, at)) = learned {
+                                self.slots[i].quirks = q.bounded();
+                                self.slots[i].quirks_at = at;
+                            }
                             heap.push(Reverse((now, i)));
                             self.health_counts();
                         } else if !self.slots.iter().any(|s| s.target.addr == m.target.addr) {

@@ -648,6 +648,15 @@ impl Store {
             let mut point = tx.prepare_cached(
                 "INSERT OR REPLACE INTO history(printer_id, day, pages, levels, keys) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut old_keys = tx.prepare_cached(
+                "SELECT keys FROM history WHERE printer_id = ?1 AND day < ?2 AND keys IS NOT NULL ORDER BY day DESC LIMIT 1",
+            )?;
+            // The supply keys live on the point where they changed: the oldest point kept
+            // takes them over from the points that expire.
+            let mut keep_keys = tx.prepare_cached(
+                "UPDATE history SET keys = ?3 WHERE printer_id = ?1 AND keys IS NULL
+                 AND day = (SELECT MIN(day) FROM history WHERE printer_id = ?1 AND day >= ?2)",
+            )?;
             let mut expire =
                 tx.prepare_cached("DELETE FROM history WHERE printer_id = ?1 AND day < ?2")?;
             for r in batch {
@@ -683,7 +692,14 @@ impl Store {
                             let pages = p.pages.and_then(|n| i64::try_from(n).ok());
                             let keys = (before.as_deref() != Some(keys.as_str())).then_some(keys);
                             point.execute(params![r.printer_id, day, pages, levels, keys])?;
-                            expire.execute(params![r.printer_id, day - HISTORY_DAYS])?;
+                            let oldest = day - HISTORY_DAYS;
+                            let expiring: Option<String> = old_keys
+                                .query_row(params![r.printer_id, oldest], |row| row.get(0))
+                                .optional()?;
+                            if let Some(k) = expiring {
+                                keep_keys.execute(params![r.printer_id, oldest, k])?;
+                            }
+                            expire.execute(params![r.printer_id, oldest])?;
                         }
                     }
                     None => {
@@ -949,6 +965,46 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One point a day, 400 days kept, and the supply keys (stored where they change)
+    /// survive the expiry of the point that held them.
+    #[test]
+    fn trend_points_expire_and_keep_their_supply_keys() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.printer_id("192.0.2.1:161").unwrap();
+        let poll = |day: i64, level: u8| PollRecord {
+            printer_id: id,
+            at_ms: day * 86_400_000 + 1,
+            health: Health::Ok,
+            reason: None,
+            failures: 0,
+            success: Some(Success {
+                serial: None,
+                manufacturer: None,
+                model: None,
+                report: None,
+                quirks: None,
+                point: Some(Point {
+                    pages: Some(u64::try_from(day).unwrap()),
+                    levels: vec![("m:1.1".into(), Some(level)), ("m:1.2".into(), None)],
+                }),
+            }),
+            events: vec![],
+        };
+        for day in 0..450 {
+            s.save_polls(&[poll(day, u8::try_from(100 - day / 5).unwrap())])
+                .unwrap();
+        }
+        let h = s.history(id).unwrap();
+        assert_eq!(h.len(), 401, "400 days back from the last");
+        assert_eq!(h[0].0, 49);
+        assert_eq!(
+            h[0].2,
+            [("m:1.1".to_string(), Some(91)), ("m:1.2".to_string(), None)],
+            "the keys outlive the point that held them"
+        );
+        assert_eq!(h[400].2[0], ("m:1.1".to_string(), Some(11)));
+    }
 
     #[test]
     fn migrates_saves_and_reads_back() {

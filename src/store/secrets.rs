@@ -244,8 +244,9 @@ impl Store {
     }
 
     /// Renames settings, plain or sealed (a printer's state following it to a new
-    /// address), in one transaction; a setting already at a new name is replaced. Returns
-    /// how many moved.
+    /// address), in one transaction. Every new name is cleared first, whether or not its
+    /// source exists: what was stored there belonged to the address's previous device.
+    /// Returns how many moved.
     ///
     /// # Errors
     /// On SQL failure (nothing moves).
@@ -259,8 +260,8 @@ impl Store {
                 params![from],
                 |r| r.get(0),
             )?;
+            tx.execute("DELETE FROM settings WHERE name = ?1", params![to])?;
             if there {
-                tx.execute("DELETE FROM settings WHERE name = ?1", params![to])?;
                 moved += tx.execute(
                     "UPDATE settings SET name = ?2 WHERE name = ?1",
                     params![from, to],

@@ -239,7 +239,19 @@ async fn move_listener(
         }
         Err(e) => {
             let why = format!("cannot listen on {addr}: {e}");
-            Ok((TcpListener::bind(old).await?, Err(why)))
+            // Back where it was; another process may grab the port in between: tried for
+            // a few seconds before the page gives up (said in the log).
+            let mut last = None;
+            for _ in 0..30 {
+                match TcpListener::bind(old).await {
+                    Ok(l) => return Ok((l, Err(why))),
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let e = last.unwrap_or_else(|| std::io::Error::other("bind failed"));
+            tracing::error!(listen = %old, error = %e, "Local page: cannot listen again where it was; the page is down until the agent restarts.");
+            Err(e)
         }
     }
 }

@@ -24,7 +24,7 @@ use parking_lot::RwLock;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use tokio::sync::{mpsc, watch};
 
 /// What the running components offer the page; replaced by the supervisor at each
@@ -394,20 +394,29 @@ fn peer_is_loopback(ip: IpAddr) -> bool {
 /// "localhost only" (the peer), the body read whole within its budget and deadline, then
 /// the security headers.
 async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
-    let localhost_only = s
-        .agent
-        .as_ref()
-        .is_none_or(|a| a.localhost_only.load(Ordering::Relaxed));
-    if localhost_only {
-        let peer = req
+    // Other hosts only once remote access is on (which needs the agent password), and
+    // only over TLS: never the password or a session in the clear, whatever the listener.
+    let localhost_only = s.agent.as_ref().is_none_or(|a| !a.remote_wanted());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer.filter(|ip| !peer_is_loopback(*ip)) {
+        let tls = req
             .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(ip) = peer.filter(|ip| !peer_is_loopback(*ip)) {
+            .get::<listener::Transport>()
+            .is_some_and(|t| t.tls);
+        if localhost_only {
             tracing::debug!(peer = %ip, "Refused a request from another host (localhost only).");
             return with_headers(reason(
                 StatusCode::FORBIDDEN,
                 "this page accepts connections from this computer only (setting: allow localhost access only)",
+            ));
+        }
+        if !tls {
+            return with_headers(reason(
+                StatusCode::FORBIDDEN,
+                "other computers reach this page over HTTPS only",
             ));
         }
     }
@@ -577,6 +586,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     /// Another host's request (the peer address as the listener reports it) is refused
     /// while "localhost only" is on, and served once it is turned off; the Host check
@@ -610,6 +620,7 @@ mod tests {
                 .uri("/api/session")
                 .header(header::HOST, host)
                 .extension(ConnectInfo(SocketAddr::from((peer, 40000))))
+                .extension(listener::Transport { tls: true })
                 .body(axum::body::Body::empty())
                 .unwrap()
         };
@@ -626,7 +637,26 @@ mod tests {
             .oneshot(ask([127, 0, 0, 1], "rebind.evil.example:8080"))
             .await;
         assert_eq!(status(r.unwrap()), StatusCode::FORBIDDEN);
+        // Turned off without an agent password (a store from before that rule): still
+        // this computer only.
         agent.localhost_only.store(false, Ordering::Relaxed);
+        let r = router(state.clone())
+            .oneshot(ask([192, 0, 2, 7], "192.0.2.1:8080"))
+            .await;
+        assert_eq!(status(r.unwrap()), StatusCode::FORBIDDEN);
+        agent
+            .store
+            .set_page_password(&auth::hash_password("agent-pass-1").unwrap())
+            .unwrap();
+        // Plain HTTP from another host: refused even so.
+        let mut plain = ask([192, 0, 2, 7], "192.0.2.1:8080");
+        plain
+            .extensions_mut()
+            .insert(listener::Transport { tls: false });
+        assert_eq!(
+            status(router(state.clone()).oneshot(plain).await.unwrap()),
+            StatusCode::FORBIDDEN
+        );
         for (host, want) in [
             ("agent.corp.example:8080", StatusCode::OK),
             ("192.0.2.1:8080", StatusCode::OK),

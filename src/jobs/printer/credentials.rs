@@ -161,10 +161,8 @@ async fn live_serial(ctx: &Context, addr: SocketAddr) -> Option<String> {
     let v = fleet_snmp::walk::get(&ctx.snmp, &target, &[serial])
         .await
         .ok()?;
-    let text = String::from_utf8_lossy(v.first()?.value.as_bytes()?)
-        .trim()
-        .to_string();
-    (!text.is_empty()).then_some(text)
+    // Read as the poller reads identity text (NULs, padding, placeholders).
+    crate::printer::text::identity(v.first()?.value.as_bytes()?)
 }
 
 /// `updateCredentials` with `params.auth` (the configuration's `auth` shape) and/or
