@@ -319,20 +319,21 @@ pub fn error_state_bits(bytes: &[u8]) -> Vec<&'static str> {
     out
 }
 
+/// hrPrinterDetectedErrorState bits that stop the printer (RFC 3805's critical ones).
+pub const CRITICAL_ERROR_BITS: [&str; 8] = [
+    "noPaper",
+    "noToner",
+    "doorOpen",
+    "jammed",
+    "inputTrayMissing",
+    "outputTrayMissing",
+    "markerSupplyMissing",
+    "outputFull",
+];
+
 fn printer_state(dev: Option<i64>, prt: Option<i64>, bits: &[&str]) -> &'static str {
     let has = |n: &str| bits.contains(&n);
-    let critical = [
-        "noPaper",
-        "noToner",
-        "doorOpen",
-        "jammed",
-        "inputTrayMissing",
-        "outputTrayMissing",
-        "markerSupplyMissing",
-        "outputFull",
-    ]
-    .iter()
-    .any(|b| has(b));
+    let critical = CRITICAL_ERROR_BITS.iter().any(|b| has(b));
     match (dev, prt) {
         (Some(5), _) if has("offline") => "offline",
         (Some(5), _) if critical => "criticalAlert",

@@ -11,7 +11,7 @@ pub mod limits;
 pub mod oids;
 pub mod text;
 
-pub use decode::{Collected, decode, plan};
+pub use decode::{CRITICAL_ERROR_BITS, Collected, decode, plan};
 
 use serde::Serialize;
 

@@ -192,12 +192,7 @@ pub async fn printers(
                 })
         });
         let text = |o: &Option<String>| o.clone().unwrap_or_default().to_lowercase();
-        let lowest = |s: &super::summary::Summary| {
-            s.lowest.as_ref().map_or(101, |l| match l.kind {
-                "filled" => 100 - l.percent.unwrap_or(0).min(100),
-                _ => l.percent.unwrap_or(100),
-            })
-        };
+        let lowest = |s: &super::summary::Summary| s.lowest.as_ref().map_or(101, |l| l.left());
         match q.sort.as_deref().unwrap_or("state") {
             "address" => items.sort_by_key(|(p, _)| address_key(&p.address)),
             "model" => items.sort_by_key(|(p, _)| text(&p.model)),

@@ -73,6 +73,17 @@ pub struct Level {
     pub state: Option<String>,
 }
 
+impl Level {
+    /// How much is left, in percent (for a receptacle: the room left), to find and sort
+    /// by the supply that needs attention first; 100 without a number.
+    pub fn left(&self) -> u64 {
+        match (self.kind, self.percent) {
+            ("filled", p) => 100 - p.unwrap_or(0).min(100),
+            (_, p) => p.unwrap_or(100),
+        }
+    }
+}
+
 /// The list's view of one printer.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,18 +106,10 @@ pub struct Summary {
     pub pages: Option<u64>,
 }
 
-/// Detected error states that stop the printer (RFC 3805's critical ones, and offline).
-const STOPPING: [&str; 9] = [
-    "noPaper",
-    "noToner",
-    "doorOpen",
-    "jammed",
-    "inputTrayMissing",
-    "outputTrayMissing",
-    "markerSupplyMissing",
-    "outputFull",
-    "offline",
-];
+/// Detected error states that stop the printer: RFC 3805's critical ones, and offline.
+fn stopping(bit: &str) -> bool {
+    bit == "offline" || crate::printer::CRITICAL_ERROR_BITS.contains(&bit)
+}
 
 /// The list's view of a printer from its row and latest report.
 pub fn summarize(p: &PrinterRow, report: Option<&Value>) -> Summary {
@@ -128,10 +131,7 @@ pub fn summarize(p: &PrinterRow, report: Option<&Value>) -> Summary {
     let lowest = supplies
         .iter()
         .filter(|l| l.percent.is_some())
-        .min_by_key(|l| match l.kind {
-            "filled" => 100 - l.percent.unwrap_or(0).min(100),
-            _ => l.percent.unwrap_or(100),
-        })
+        .min_by_key(|l| l.left())
         .cloned();
     let (state, reason) = state_of(p, r, &alerts, lowest.as_ref());
     Summary {
@@ -208,7 +208,7 @@ fn state_of(
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    if let Some(stop) = detected.iter().find(|d| STOPPING.contains(d)) {
+    if let Some(stop) = detected.iter().find(|d| stopping(d)) {
         return (State::Error, Some(words(stop)));
     }
     if let Some(a) = alerts.first() {
@@ -225,11 +225,7 @@ fn state_of(
     }
     if let Some(l) = lowest {
         let pct = l.percent.unwrap_or(100);
-        let low = match l.kind {
-            "filled" => pct >= 100 - LOW_PERCENT,
-            _ => pct <= LOW_PERCENT,
-        };
-        if low {
+        if l.left() <= LOW_PERCENT {
             let what = if l.kind == "filled" { "full" } else { "left" };
             return (State::LowSupply, Some(format!("{} {pct} % {what}", l.name)));
         }
