@@ -187,16 +187,23 @@ async fn send_batch(
                 .filter(|id| !refused.contains(id))
                 .collect();
             let resync_keys = resync.clone();
+            let gauges = ownership.metrics.clone();
             on_store(store, move |s| {
                 s.ack(&ids).ok();
                 if !refused.is_empty() {
                     s.reject(&refused).ok();
                 }
+                // The uploader sets these after readings; with no poll going on (a
+                // backlog draining) only the sender sees the outbox shrink.
+                if let (Some(m), Ok(st)) = (&gauges, s.outbox_stats()) {
+                    m.outbox_messages.set(st.messages as i64);
+                    m.outbox_bytes.set(st.bytes as i64);
+                }
                 if let Some(l) = last {
                     s.set_last_sent(&l).ok();
                 }
                 for k in &resync_keys {
-                    s.forget_sent(k).ok();
+                    s.cloud_copy_lost(k).ok();
                 }
             })
             .await;

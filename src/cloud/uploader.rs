@@ -70,7 +70,11 @@ pub fn process(
         return Ok(None);
     }
     let mut keyed = report::keyed(&r.report);
-    let prev = store.sent_state(&key)?.and_then(|row| {
+    let row = store.sent_state(&key)?;
+    // A stored state without its view: the cloud asked for a resync, or the outbox
+    // dropped deltas the cloud would need. The sequence goes on from it.
+    let last_seq = row.as_ref().map(|r| r.seq);
+    let prev = row.and_then(|row| {
         serde_json::from_str::<Value>(&row.keyed)
             .ok()
             .map(|keyed| Sent {
@@ -83,6 +87,8 @@ pub fn process(
     let carried = report::carry_unread(&r.report, prev.as_ref(), &mut keyed);
     let decision = if r.on_demand {
         Decision::Snapshot(Trigger::OnDemand)
+    } else if prev.is_none() && last_seq.is_some() {
+        Decision::Snapshot(Trigger::Resync)
     } else {
         report::decide_keyed(prev.as_ref(), &keyed, now_ms, rule)
     };
@@ -96,7 +102,7 @@ pub fn process(
             },
         )?;
     }
-    let seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+    let seq = last_seq.map_or(1, |s| s + 1);
     let (trigger, body, last_snapshot_ms) = match decision {
         Decision::Nothing => return Ok(None),
         Decision::Snapshot(t) => {
@@ -401,9 +407,14 @@ mod tests {
         assert_eq!(go(&store, 50, 0).unwrap().kind, "snapshot");
         assert_eq!(go(&store, 50, H), None);
         // The cloud asked for a resync: the same reading now goes out as a snapshot.
-        store.forget_sent("sn:SN9").unwrap();
+        store.cloud_copy_lost("sn:SN9").unwrap();
         let q = go(&store, 50, 2 * H).unwrap();
-        assert_eq!((q.kind, q.trigger), ("snapshot", Trigger::Enrolment));
+        assert_eq!((q.kind, q.trigger), ("snapshot", Trigger::Resync));
+        assert_eq!(
+            store.sent_state("sn:SN9").unwrap().unwrap().seq,
+            2,
+            "the sequence goes on"
+        );
         // A restarted agent rebuilds the memo from the stored state.
         drop(store);
         let store = Store::open(dir.path()).unwrap();

@@ -123,7 +123,27 @@ fn oldest(tx: &rusqlite::Transaction<'_>, sql: &str) -> rusqlite::Result<Option<
         .optional()
 }
 
-/// Inserts a message and applies the byte cap inside `tx`; returns evictions.
+/// Marks what the cloud holds for a printer as unknown (the sequence number stays, so
+/// the next report, a snapshot, follows the last one sent).
+const LOSE_CLOUD_COPY: &str = "UPDATE sent_state SET keyed = '' WHERE printer_key = ?1";
+
+/// What the byte cap evicted while a message was queued.
+#[derive(Debug, Default)]
+struct Evicted {
+    /// Messages removed.
+    count: u64,
+    /// Printers whose chain of deltas was cut up to the end of the queue: what the cloud
+    /// holds of them is now unknown, so their next reading goes out as a snapshot.
+    broken: Vec<String>,
+}
+
+/// Inserts a message and applies the byte cap inside `tx`.
+///
+/// A delta is a patch over the one before it, so the cloud cannot apply the deltas
+/// that follow an evicted one (it would answer each with a resync): they go with it, up
+/// to the printer's next snapshot; when none is queued, the printer's sent state is
+/// forgotten so that its next reading is a snapshot. Measured (issue 16's outage bench):
+/// evicting single deltas left 77,165 queued deltas the cloud could not apply.
 #[allow(clippy::too_many_arguments)]
 fn enqueue_in(
     tx: &rusqlite::Transaction<'_>,
@@ -133,7 +153,7 @@ fn enqueue_in(
     body: &str,
     now_ms: i64,
     cap_bytes: u64,
-) -> Result<u64, StoreError> {
+) -> Result<Evicted, StoreError> {
     tx.execute(
             "INSERT INTO outbox(message_id, printer_key, kind, body, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![message_id, printer_key, kind, body, body.len() as i64, now_ms],
@@ -146,8 +166,9 @@ fn enqueue_in(
         )?;
     }
     // Each step is an index lookup (totals row, oldest delta, oldest superseded
-    // snapshot): eviction costs the same with 10 or 100,000 messages queued.
-    let mut evicted = 0u64;
+    // snapshot), and a cut chain is deleted through the printer's index: eviction costs
+    // the same with 10 or 100,000 messages queued.
+    let mut out = Evicted::default();
     loop {
         let total: i64 = tx.query_row("SELECT bytes FROM outbox_totals WHERE id = 1", [], |r| {
             r.get(0)
@@ -155,12 +176,37 @@ fn enqueue_in(
         if total as u64 <= cap_bytes {
             break;
         }
-        // Asked in turn (a later query only when the earlier found nothing): the last
+        // The oldest delta and, with it, the rest of its printer's chain.
+        let delta: Option<(i64, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT id, printer_key FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((v, key)) = delta {
+            let next_snapshot: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM outbox WHERE printer_key IS ?1 AND kind = 'snapshot' AND id > ?2 ORDER BY id LIMIT 1",
+                )?
+                .query_row(params![key, v], |r| r.get(0))
+                .optional()?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM outbox WHERE printer_key IS ?1 AND kind = 'delta' AND id >= ?2 AND id < ?3",
+                )?
+                .execute(params![key, v, next_snapshot.unwrap_or(i64::MAX)])?;
+            out.count += n as u64;
+            if let (None, Some(k)) = (next_snapshot, key) {
+                tx.prepare_cached(LOSE_CLOUD_COPY)?.execute(params![k])?;
+                out.broken.push(k);
+            }
+            continue;
+        }
+        // Asked in turn (the later query only when the earlier found nothing): the last
         // one scans, and runs only when the queue holds no delta and no superseded
         // snapshot.
         let mut victim = None;
         for sql in [
-            "SELECT id FROM outbox WHERE kind = 'delta' ORDER BY id LIMIT 1",
             "SELECT id FROM outbox WHERE superseded = 1 ORDER BY id LIMIT 1",
             "SELECT id FROM outbox WHERE kind NOT IN ('snapshot', 'delta') ORDER BY id LIMIT 1",
         ] {
@@ -171,12 +217,12 @@ fn enqueue_in(
         }
         let Some(v) = victim else { break };
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![v])?;
-        evicted += 1;
+        out.count += 1;
     }
-    if evicted > 0 {
-        bump(tx, "outbox_dropped", evicted as i64)?;
+    if out.count > 0 {
+        bump(tx, "outbox_dropped", out.count as i64)?;
     }
-    Ok(evicted)
+    Ok(out)
 }
 
 impl Store {
@@ -199,8 +245,13 @@ impl Store {
         let tx = c.transaction()?;
         let evicted = enqueue_in(&tx, message_id, printer_key, kind, body, now_ms, cap_bytes)?;
         tx.commit()?;
+        let mut memo = self.sent_memo.lock();
+        for k in &evicted.broken {
+            memo.remove(k);
+        }
+        drop(memo);
         self.queued.notify_one();
-        Ok(evicted)
+        Ok(evicted.count)
     }
 
     /// Completes once a message has been queued through this handle or a clone of it
@@ -284,26 +335,50 @@ impl Store {
             now_ms,
             cap_bytes,
         )?;
-        tx.execute(
-            "INSERT INTO sent_state(printer_key, seq, keyed, last_snapshot_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(printer_key) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, last_snapshot_ms = excluded.last_snapshot_ms",
-            params![printer_key, state.seq as i64, state.keyed, state.last_snapshot_ms],
-        )?;
+        // This printer's own chain may have been cut with its new delta: its sent state
+        // stays marked unknown, and the next reading is a snapshot.
+        let cut = evicted.broken.iter().any(|k| k == printer_key);
+        if !cut {
+            tx.execute(
+                "INSERT INTO sent_state(printer_key, seq, keyed, last_snapshot_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(printer_key) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, last_snapshot_ms = excluded.last_snapshot_ms",
+                params![printer_key, state.seq as i64, state.keyed, state.last_snapshot_ms],
+            )?;
+        }
         tx.commit()?;
-        self.sent_memo.lock().insert(
-            printer_key.to_string(),
-            SentMemo {
-                fingerprint,
-                seq: state.seq,
-                last_snapshot_ms: state.last_snapshot_ms,
-            },
-        );
+        let mut memo = self.sent_memo.lock();
+        for k in &evicted.broken {
+            memo.remove(k);
+        }
+        if !cut {
+            memo.insert(
+                printer_key.to_string(),
+                SentMemo {
+                    fingerprint,
+                    seq: state.seq,
+                    last_snapshot_ms: state.last_snapshot_ms,
+                },
+            );
+        }
+        drop(memo);
         self.queued.notify_one();
-        Ok(Some(evicted))
+        Ok(Some(evicted.count))
     }
 
-    /// Forgets what the cloud holds for a printer (after a resync request), so the next
-    /// reading goes out as a snapshot.
+    /// Marks what the cloud holds of a printer as unknown (it answered "resync"): the next
+    /// reading goes out as a snapshot whose sequence number follows the last one sent.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn cloud_copy_lost(&self, printer_key: &str) -> Result<(), StoreError> {
+        let c = self.conn();
+        self.sent_memo.lock().remove(printer_key);
+        c.execute(LOSE_CLOUD_COPY, params![printer_key])?;
+        Ok(())
+    }
+
+    /// Forgets what the cloud holds for a printer (it belongs to another agent now), so
+    /// its next reading goes out as a first snapshot.
     ///
     /// # Errors
     /// On SQL failure.
@@ -744,6 +819,69 @@ mod tests {
         );
         let st = s.outbox_stats().unwrap();
         assert_eq!((st.messages, st.bytes, st.dropped), (4, 120, 3));
+    }
+
+    #[test]
+    fn an_evicted_delta_takes_the_deltas_built_on_it_and_its_printer_starts_again_with_a_snapshot()
+    {
+        let s = Store::open_in_memory().unwrap();
+        let cap = 200;
+        let up = |key: &str, seq: u64, id: &str, kind: &str, n: usize, cap: u64| {
+            let row = SentRow {
+                seq,
+                keyed: "{}".into(),
+                last_snapshot_ms: 0,
+            };
+            s.queue_upload(key, &row, seq, id, kind, &body(n), seq as i64, cap)
+                .unwrap()
+                .unwrap()
+        };
+        // Printer a: snapshot, three deltas; then a snapshot and a delta (a new chain).
+        // Printer b: a snapshot and a delta queued last.
+        up("sn:a", 1, "a1", "snapshot", 40, cap);
+        up("sn:a", 2, "a2", "delta", 20, cap);
+        up("sn:a", 3, "a3", "delta", 20, cap);
+        up("sn:a", 4, "a4", "snapshot", 40, cap);
+        up("sn:a", 5, "a5", "delta", 20, cap);
+        up("sn:b", 1, "b1", "snapshot", 40, cap);
+        // 180 + 30 = 210 > 200: a2 goes, and a3 with it (patched over a2), not a5 (it
+        // follows a4, a snapshot). 160 fits.
+        assert_eq!(up("sn:b", 2, "b2", "delta", 30, cap), 2);
+        let ids = |s: &Store| -> Vec<String> {
+            s.due_messages(10, i64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.message_id)
+                .collect()
+        };
+        assert_eq!(ids(&s), ["a1", "a4", "a5", "b1", "b2"]);
+        assert_eq!(
+            s.sent_state("sn:a").unwrap().unwrap().seq,
+            5,
+            "a's chain goes on"
+        );
+        // 160 + 50 = 210: a5 is the oldest delta; nothing of a follows it, so a's sent
+        // state is forgotten (its next reading is a snapshot); b's chain stays.
+        assert_eq!(up("sn:b", 3, "b3", "delta", 50, cap), 1);
+        assert_eq!(ids(&s), ["a1", "a4", "b1", "b2", "b3"]);
+        let lost = |k: &str| {
+            let row = s.sent_state(k).unwrap().unwrap();
+            (row.seq, row.keyed.is_empty())
+        };
+        assert_eq!(
+            lost("sn:a"),
+            (5, true),
+            "a's cloud copy unknown, its seq kept"
+        );
+        assert_eq!(lost("sn:b"), (3, false));
+        // A printer whose own new delta is cut with its chain: nothing of the chain is
+        // kept, and it too starts again with a snapshot. 200 + 20 = 220: b2 is the
+        // oldest delta; b3 and b4 follow it.
+        assert_eq!(up("sn:b", 4, "b4", "delta", 20, cap), 3);
+        assert_eq!(ids(&s), ["a1", "a4", "b1"]);
+        assert_eq!(lost("sn:b"), (3, true), "b4 was never queued: seq 3 stays");
+        let st = s.outbox_stats().unwrap();
+        assert_eq!((st.messages, st.bytes, st.dropped), (3, 120, 6));
     }
 
     fn scanned(s: &Store) -> (u64, u64) {

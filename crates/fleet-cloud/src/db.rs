@@ -334,6 +334,23 @@ impl CloudDb {
         Ok(())
     }
 
+    /// What arrived over all agents: distinct upload message ids, reports applied, and
+    /// distinct (agent, printer, sequence number) among them: equal when nothing was
+    /// applied twice (benchmarks count a replayed backlog with it).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn upload_totals(&self) -> Result<(u64, u64, u64), DbError> {
+        let c = self.conn();
+        let ids: i64 = c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        let (applied, distinct): (i64, i64) = c.query_row(
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT agent_id, serial, seq FROM applied_reports)) FROM applied_reports",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((ids as u64, applied as u64, distinct as u64))
+    }
+
     /// The sequence numbers of every report applied for one printer, in arrival order.
     ///
     /// # Errors

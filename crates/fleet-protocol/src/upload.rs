@@ -50,7 +50,8 @@ pub enum Trigger {
     IdentityChange,
     /// The cloud or the user asked for a refresh.
     OnDemand,
-    /// The cloud answered "resync".
+    /// The cloud's copy must be rebuilt: it answered "resync", or the agent's outbox,
+    /// full during an outage, dropped deltas the cloud would have needed.
     Resync,
     /// A trigger a newer agent sends; the report is applied all the same.
     #[serde(other)]

@@ -17,12 +17,23 @@ pub struct FakeSnmp {
     agents: Arc<Mutex<HashMap<SocketAddr, Store>>>,
     faults: Arc<Mutex<HashMap<SocketAddr, Faults>>>,
     log: Arc<Mutex<Vec<(SocketAddr, Request)>>>,
+    /// No request log (benchmarks: millions of requests would be kept).
+    unlogged: bool,
 }
 
 impl FakeSnmp {
     /// Creates an empty fake.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Creates an empty fake that keeps no log of requests ([`FakeSnmp::requests`] is
+    /// then empty): for long benchmarks, where the log would grow without end.
+    pub fn unlogged() -> Self {
+        FakeSnmp {
+            unlogged: true,
+            ..Self::default()
+        }
     }
 
     /// Serves `view` at `addr` (any community).
@@ -53,7 +64,9 @@ impl FakeSnmp {
 
 impl SnmpClient for FakeSnmp {
     async fn request(&self, target: &Target, request: Request) -> Result<Pdu, SnmpError> {
-        self.log.lock().push((target.addr, request.clone()));
+        if !self.unlogged {
+            self.log.lock().push((target.addr, request.clone()));
+        }
         let pdu = Pdu {
             kind: request.kind,
             request_id: 1,
