@@ -276,6 +276,12 @@ pub const HISTORY_DAYS: i64 = 400;
 /// supply's key and level.
 pub type HistoryRow = (i64, Option<u64>, Vec<(String, Option<u8>)>);
 
+/// Events kept per printer, the newest (health changes, counter resets, supplies
+/// replaced, alerts, moves, quirks): a printer raising and clearing an alert every poll
+/// for years would otherwise grow the store without end (the outage bench's printers,
+/// printing 40 times faster than real ones, added 40,000 rows an hour at 10,000 printers).
+pub const EVENTS_KEPT: i64 = 500;
+
 /// A printer's remembered agent quirks ([`Store::printer_quirks`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredQuirks {
@@ -642,6 +648,10 @@ impl Store {
             let mut quirks = tx.prepare_cached(
                 "UPDATE printers SET quirks = ?2, quirks_learned_ms = ?3 WHERE id = ?1",
             )?;
+            // Through the (printer_id, id) index: a step per event kept, not a scan.
+            let mut prune_events = tx.prepare_cached(
+                "DELETE FROM events WHERE printer_id = ?1 AND id < (SELECT id FROM events WHERE printer_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?;
             let mut last_keys = tx.prepare_cached(
                 "SELECT keys FROM history WHERE printer_id = ?1 AND day < ?2 AND keys IS NOT NULL ORDER BY day DESC LIMIT 1",
             )?;
@@ -714,6 +724,9 @@ impl Store {
                 }
                 for e in &r.events {
                     ev.execute(params![r.printer_id, r.at_ms, e.kind, e.detail.to_string()])?;
+                }
+                if !r.events.is_empty() {
+                    prune_events.execute(params![r.printer_id, EVENTS_KEPT - 1])?;
                 }
             }
         }
@@ -945,7 +958,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Returns the events of a printer, oldest first: (at_ms, kind, detail JSON).
+    /// Returns the events of a printer, oldest first: (at_ms, kind, detail JSON); at
+    /// most [`EVENTS_KEPT`].
     ///
     /// # Errors
     /// On SQL failure.
@@ -965,6 +979,41 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A printer's events are bounded: the newest EVENTS_KEPT stay, other printers' are
+    /// untouched.
+    #[test]
+    fn each_printer_keeps_its_newest_events_only() {
+        let s = Store::open_in_memory().unwrap();
+        let (a, b) = (
+            s.printer_id("127.0.0.1:161").unwrap(),
+            s.printer_id("127.0.0.2:161").unwrap(),
+        );
+        let poll = |id: i64, at_ms: i64, n: usize| PollRecord {
+            printer_id: id,
+            at_ms,
+            health: Health::Suspect,
+            reason: Some("timeout".into()),
+            failures: 1,
+            success: None,
+            events: (0..n)
+                .map(|i| Event {
+                    kind: "alertRaised",
+                    detail: serde_json::json!({ "n": at_ms * 10 + i as i64 }),
+                })
+                .collect(),
+        };
+        s.save_polls(&[poll(b, 0, 3)]).unwrap();
+        for t in 1..=120 {
+            s.save_polls(&[poll(a, t, 5)]).unwrap();
+        }
+        let ev = s.events(a).unwrap();
+        assert_eq!(ev.len() as i64, EVENTS_KEPT);
+        // The oldest kept is the 500th newest of 600: poll 21's first event.
+        assert_eq!(ev[0].2, r#"{"n":210}"#);
+        assert_eq!(ev.last().unwrap().2, r#"{"n":1204}"#);
+        assert_eq!(s.events(b).unwrap().len(), 3);
+    }
 
     /// One point a day, 400 days kept, and the supply keys (stored where they change)
     /// survive the expiry of the point that held them.
