@@ -279,8 +279,9 @@ pub type HistoryRow = (i64, Option<u64>, Vec<(String, Option<u8>)>);
 /// Events kept per printer, the newest (health changes, counter resets, supplies
 /// replaced, alerts, moves, quirks): a printer raising and clearing an alert every poll
 /// for years would otherwise grow the store without end (the outage bench's printers,
-/// printing 40 times faster than real ones, added 40,000 rows an hour at 10,000 printers).
-pub const EVENTS_KEPT: i64 = 500;
+/// printing 40 times faster than real ones, added 40,000 rows an hour at 10,000
+/// printers). 100 rows of about 110 bytes: at most 11 MB per 1,000 printers.
+pub const EVENTS_KEPT: i64 = 100;
 
 /// A printer's remembered agent quirks ([`Store::printer_quirks`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -1009,8 +1010,8 @@ mod tests {
         }
         let ev = s.events(a).unwrap();
         assert_eq!(ev.len() as i64, EVENTS_KEPT);
-        // The oldest kept is the 500th newest of 600: poll 21's first event.
-        assert_eq!(ev[0].2, r#"{"n":210}"#);
+        // The oldest kept is the 100th newest of 600: poll 101's first event.
+        assert_eq!(ev[0].2, r#"{"n":1010}"#);
         assert_eq!(ev.last().unwrap().2, r#"{"n":1204}"#);
         assert_eq!(s.events(b).unwrap().len(), 3);
     }

@@ -68,13 +68,13 @@ fn main() -> anyhow::Result<()> {
     let args = if std::env::args().any(|a| a == "--bench") {
         Args::parse_from(std::env::args().filter(|a| a != "--bench"))
     } else {
-        println!("outage bench under cargo test: 20 printers, 3 hours, a 160 KiB cap");
+        println!("outage bench under cargo test: 100 printers, 4 hours, a 1 MiB cap");
         Args {
-            printers: 20,
-            hours: 3,
-            interval_secs: 600,
+            printers: 100,
+            hours: 4,
+            interval_secs: 300,
             speed: 40.0,
-            outbox_max_bytes: Some(160 << 10),
+            outbox_max_bytes: Some(1 << 20),
             agent_bin: None,
             no_drain: false,
         }
@@ -200,6 +200,10 @@ async fn outage(a: &Args, dir: &Path) -> anyhow::Result<Day> {
     let interval = Duration::from_secs(a.interval_secs);
     let hour = Duration::from_secs(3600);
     tokio::time::sleep(interval / 2).await;
+    if run.is_finished() {
+        run.await??;
+        anyhow::bail!("the agent stopped at start");
+    }
     let store = loop {
         match fleet_agent::store::Store::open(&state) {
             Ok(s) => break s,
@@ -369,6 +373,24 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let addr = web.to_string();
+    let cloud_cpu0 = cpu_seconds();
+    let pid = child.id().unwrap_or(0);
+    let agent_cpu = || -> f64 {
+        let mut ns = 0u64;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                    ns += s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        ns as f64 / 1e9
+    };
+    let mut agent_cpu_s = 0.0;
     let deadline = t0 + Duration::from_secs(600);
     let mut first_ack = None;
     let drained = loop {
@@ -378,6 +400,7 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
             metric(&text, "fleet_agent_outbox_messages"),
             metric(&text, "fleet_agent_uploads_acked_total").unwrap_or(0.0),
         );
+        agent_cpu_s = agent_cpu().max(agent_cpu_s);
         if first_ack.is_none() && acked > 0.0 {
             first_ack = Some(t0.elapsed());
         }
@@ -389,6 +412,7 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
             break None;
         }
     };
+    let cloud_cpu_s = cpu_seconds() - cloud_cpu0;
     let text = get(&addr, "/metrics").await.unwrap_or_default();
     let acked = metric(&text, "fleet_agent_uploads_acked_total").unwrap_or(0.0);
     let requests = metric(&text, "fleet_agent_upload_requests_total").unwrap_or(0.0);
@@ -409,7 +433,7 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
     );
     match drained {
         Some(t) => println!(
-            "the cloud's return: fleet-agent run drained {} messages in {:.2} s from its start ({:.0} messages per second; first acknowledgement after {:.2} s), {acked:.0} acknowledged in {requests:.0} requests; {} left in the outbox, {} rejected by the cloud",
+            "the cloud's return: fleet-agent run drained {} messages in {:.2} s from its start ({:.0} messages per second; first acknowledgement after {:.2} s), {acked:.0} acknowledged in {requests:.0} requests; {} left in the outbox, {} rejected by the cloud; CPU meanwhile: the agent process {agent_cpu_s:.2} s, the reference cloud (this process) {cloud_cpu_s:.2} s",
             day.messages,
             t.as_secs_f64(),
             day.messages as f64 / t.as_secs_f64(),

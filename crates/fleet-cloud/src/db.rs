@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "refcloud 0009_calendar_schedules.sql",
         include_str!("../migrations/0009_calendar_schedules.sql"),
     ),
+    (
+        "refcloud 0010_assets_by_serial.sql",
+        include_str!("../migrations/0010_assets_by_serial.sql"),
+    ),
 ];
 
 /// Why the database failed.
@@ -327,10 +331,11 @@ impl CloudDb {
         kind: &str,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        self.conn().execute(
-            "INSERT INTO applied_reports (agent_id, serial, seq, kind, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![agent_id, serial, seq as i64, kind, now_ms],
-        )?;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO applied_reports (agent_id, serial, seq, kind, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![agent_id, serial, seq as i64, kind, now_ms])?;
         Ok(())
     }
 
@@ -699,11 +704,10 @@ impl CloudDb {
     pub fn other_owner(&self, serial: &str, agent_id: &str) -> Result<Option<String>, DbError> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT agent_id FROM assets WHERE serial = ?1 AND agent_id != ?2 LIMIT 1",
-                params![serial, agent_id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![serial, agent_id], |r| r.get(0))
             .optional()?)
     }
 
@@ -1027,11 +1031,10 @@ impl CloudDb {
     pub fn asset(&self, agent_id: &str, serial: &str) -> Result<Option<AssetRow>, DbError> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh FROM assets WHERE agent_id = ?1 AND serial = ?2",
-                params![agent_id, serial],
-                row,
-            )
+            )?
+            .query_row(params![agent_id, serial], row)
             .optional()?)
     }
 
@@ -1040,11 +1043,11 @@ impl CloudDb {
     /// # Errors
     /// On SQL failure.
     pub fn put_asset(&self, a: &AssetRow) -> Result<(), DbError> {
-        self.conn().execute(
+        self.conn().prepare_cached(
             "INSERT INTO assets(agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(agent_id, serial) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, date_modified_ms = excluded.date_modified_ms,
              last_data_refresh = excluded.last_data_refresh",
-            params![a.agent_id, a.serial, a.seq as i64, a.keyed, a.date_created_ms, a.date_modified_ms, a.last_data_refresh],
+            )?.execute(params![a.agent_id, a.serial, a.seq as i64, a.keyed, a.date_created_ms, a.date_modified_ms, a.last_data_refresh],
         )?;
         Ok(())
     }
