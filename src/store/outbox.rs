@@ -275,15 +275,18 @@ impl Store {
     }
 
     /// Remembers a decision that queued nothing, so the same fingerprint again skips the
-    /// full path; only while the stored state is still the one decided against (a resync
-    /// or a wipe meanwhile forgot it, under the same lock, and it must stay forgotten).
+    /// full path; only while the stored state is still the one decided against (a resync,
+    /// an eviction or a wipe meanwhile forgot it, under the same lock, and it must stay
+    /// forgotten).
     ///
     /// # Errors
     /// On SQL failure.
     pub fn remember_sent(&self, printer_key: &str, memo: SentMemo) -> Result<(), StoreError> {
         let c = self.conn();
         let seq: Option<i64> = c
-            .prepare_cached("SELECT seq FROM sent_state WHERE printer_key = ?1")?
+            // A state whose view is gone (`cloud_copy_lost`, seq kept) is not the one
+            // decided against: the next reading must be a snapshot.
+            .prepare_cached("SELECT seq FROM sent_state WHERE printer_key = ?1 AND keyed != ''")?
             .query_row(params![printer_key], |r| r.get(0))
             .optional()?;
         if seq.is_some_and(|s| s as u64 == memo.seq) {
@@ -845,7 +848,7 @@ mod tests {
         up("sn:a", 5, "a5", "delta", 20, cap);
         up("sn:b", 1, "b1", "snapshot", 40, cap);
         // 180 + 30 = 210 > 200: a2 goes, and a3 with it (patched over a2), not a5 (it
-        // follows a4, a snapshot). 160 fits.
+        // follows a4, a snapshot). 170 fits.
         assert_eq!(up("sn:b", 2, "b2", "delta", 30, cap), 2);
         let ids = |s: &Store| -> Vec<String> {
             s.due_messages(10, i64::MAX)
@@ -860,7 +863,7 @@ mod tests {
             5,
             "a's chain goes on"
         );
-        // 160 + 50 = 210: a5 is the oldest delta; nothing of a follows it, so a's sent
+        // 170 + 50 = 220: a5 is the oldest delta; nothing of a follows it, so a's sent
         // state is forgotten (its next reading is a snapshot); b's chain stays.
         assert_eq!(up("sn:b", 3, "b3", "delta", 50, cap), 1);
         assert_eq!(ids(&s), ["a1", "a4", "b1", "b2", "b3"]);
@@ -882,6 +885,17 @@ mod tests {
         assert_eq!(lost("sn:b"), (3, true), "b4 was never queued: seq 3 stays");
         let st = s.outbox_stats().unwrap();
         assert_eq!((st.messages, st.bytes, st.dropped), (3, 120, 6));
+        // A decision taken before the copy was lost is not remembered after it.
+        s.remember_sent(
+            "sn:b",
+            SentMemo {
+                fingerprint: 7,
+                seq: 3,
+                last_snapshot_ms: 0,
+            },
+        )
+        .unwrap();
+        assert!(s.sent_memo("sn:b").is_none());
     }
 
     fn scanned(s: &Store) -> (u64, u64) {
