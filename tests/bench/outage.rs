@@ -97,8 +97,13 @@ fn main() -> anyhow::Result<()> {
 
 /// CPU seconds of this process's threads (`/proc/self/task/*/schedstat`, nanoseconds).
 fn cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds of a process's threads: `pid` is a number or `self`.
+fn cpu_seconds_of(pid: &str) -> f64 {
     let mut ns = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
                 ns += s
@@ -329,22 +334,14 @@ async fn get(addr: &str, path: &str) -> Option<String> {
 }
 
 async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
-    let db = fleet_cloud::db::CloudDb::open(None)?;
-    let token = fleet_secret::random_token(24);
-    let cloud = fleet_cloud::Cloud::new(db.clone(), &token);
-    let (_, code, _) = cloud.create_agent("outage bench", &serde_json::json!({}))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("https://{}", listener.local_addr()?);
-    let cert = fleet_cloud::tls::generate(&["localhost", "127.0.0.1"])?;
-    let handle = fleet_cloud::start_with(listener, cloud, &cert).await?;
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, &cert.ca_pem)?;
+    let cloud = fleet_cloud::testing::TestCloud::serve(dir, |c| c).await;
+    let (db, url, ca_file) = (&cloud.db, &cloud.url, &cloud.ca_file);
     let client = fleet_agent::cloud::client::CloudClient::new(
-        &url,
-        Some(cert.ca_pem.as_bytes()),
+        url,
+        Some(cloud.ca_pem.as_bytes()),
         Duration::from_secs(10),
     )?;
-    let creds = client.activate(&code).await?;
+    let creds = client.activate(&cloud.code).await?;
     fleet_agent::cloud::save_credentials(&day.state, &creds).map_err(|e| anyhow::anyhow!("{e}"))?;
     let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let conf = dir.join("drain.toml");
@@ -374,22 +371,8 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
         .spawn()?;
     let addr = web.to_string();
     let cloud_cpu0 = cpu_seconds();
-    let pid = child.id().unwrap_or(0);
-    let agent_cpu = || -> f64 {
-        let mut ns = 0u64;
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                    ns += s
-                        .split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
-            }
-        }
-        ns as f64 / 1e9
-    };
+    let pid = child.id().unwrap_or(0).to_string();
+    let agent_cpu = || cpu_seconds_of(&pid);
     let mut agent_cpu_s = 0.0;
     let deadline = t0 + Duration::from_secs(600);
     let mut first_ack = None;
@@ -424,7 +407,6 @@ async fn drain(a: &Args, dir: &Path, day: &Day) -> anyhow::Result<()> {
     child.wait().await?;
     let left = fleet_agent::store::Store::open(&day.state)?.outbox_stats()?;
     let (ids, applied, distinct) = db.upload_totals()?;
-    handle.shutdown();
     let reached = day.queued - day.dropped;
     anyhow::ensure!(
         left.messages == 0 && applied == distinct && applied == reached,

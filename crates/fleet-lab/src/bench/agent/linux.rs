@@ -111,8 +111,8 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
         let c = BenchCloud::start().await?;
         extra.push_str(&format!(
             "url = \"{}\"\nca_file = \"{}\"\n",
-            c.url,
-            c.ca_file.display()
+            c.cloud.url,
+            c.cloud.ca_file.display()
         ));
         Some(c)
     } else {
@@ -283,63 +283,38 @@ pub async fn run(b: AgentBench) -> anyhow::Result<()> {
 
 /// The reference cloud in this process, one agent instance activated.
 struct BenchCloud {
-    url: String,
-    ca_file: PathBuf,
+    cloud: fleet_cloud::testing::TestCloud,
     creds: fleet_agent::cloud::client::Credentials,
-    db: fleet_cloud::db::CloudDb,
     dir: PathBuf,
-    stop: Box<dyn Fn() + Send>,
 }
 
 impl BenchCloud {
     async fn start() -> anyhow::Result<BenchCloud> {
-        let db = fleet_cloud::db::CloudDb::open(None)?;
-        let token = fleet_secret::random_token(24);
-        let cloud = fleet_cloud::Cloud::new(db.clone(), &token);
-        let (_, code, _) = cloud.create_agent("bench", &serde_json::json!({}))?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("https://{}", listener.local_addr()?);
-        let cert = fleet_cloud::tls::generate(&["localhost", "127.0.0.1"])?;
-        let handle = fleet_cloud::start_with(listener, cloud, &cert).await?;
-        let stop = Box::new(move || handle.shutdown());
         let dir =
             std::env::temp_dir().join(format!("fleet-agent-bench-cloud-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, &cert.ca_pem)?;
+        let cloud = fleet_cloud::testing::TestCloud::serve(&dir, |c| c).await;
         let client = fleet_agent::cloud::client::CloudClient::new(
-            &url,
-            Some(cert.ca_pem.as_bytes()),
+            &cloud.url,
+            Some(cloud.ca_pem.as_bytes()),
             Duration::from_secs(10),
         )?;
-        let creds = client.activate(&code).await?;
-        Ok(BenchCloud {
-            url,
-            ca_file,
-            creds,
-            db,
-            dir,
-            stop,
-        })
+        let creds = client.activate(&cloud.code).await?;
+        Ok(BenchCloud { cloud, creds, dir })
     }
 
     /// Reports the cloud applied (snapshots and deltas), over every printer.
     fn applied(&self) -> usize {
-        self.db.assets().map_or(0, |a| {
-            a.iter()
-                .map(|x| {
-                    self.db
-                        .applied_seqs(&x.agent_id, &x.serial)
-                        .map_or(0, |s| s.len())
-                })
-                .sum()
-        })
+        self.cloud
+            .db
+            .upload_totals()
+            .map_or(0, |(_, applied, _)| applied as usize)
     }
 }
 
 impl Drop for BenchCloud {
     fn drop(&mut self) {
-        (self.stop)();
+        // The cloud's server stops with it.
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }
