@@ -291,6 +291,53 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
     for (k, val) in rows {
         writeln!(s, "  {k:<13}{val}").ok();
     }
+    let counters = serde_json::to_value(&r.counters).unwrap_or_default();
+    let filled: Vec<String> = counters
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| v.is_u64() && k.as_str() != "lifetimeCount")
+        .map(|(k, v)| match r.counters.ext.sources.get(k) {
+            Some(src) => format!("{k} {v} ({src})"),
+            None => format!("{k} {v}"),
+        })
+        .collect();
+    if !filled.is_empty() {
+        writeln!(s, "Counters").ok();
+        for line in filled {
+            writeln!(s, "  {line}").ok();
+        }
+    }
+    writeln!(s, "Meters").ok();
+    if r.meters.is_empty() {
+        writeln!(s, "  (none read)").ok();
+    }
+    let word = |v: serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    for m in &r.meters {
+        let meaning = match (m.function, m.colour) {
+            (Some(f), Some(c)) => format!(
+                "{}/{}",
+                word(serde_json::to_value(f).unwrap_or_default()),
+                word(serde_json::to_value(c).unwrap_or_default())
+            ),
+            _ => "-".into(),
+        };
+        let unit = m.unit.map_or("-".into(), |u| {
+            word(serde_json::to_value(u).unwrap_or_default())
+        });
+        let named = match (&m.rule, &m.label) {
+            (Some(rule), Some(label)) => format!("{rule} \"{label}\""),
+            (Some(rule), None) => rule.clone(),
+            (None, Some(label)) => format!("(not in the library) \"{label}\""),
+            (None, None) => "(not in the library)".into(),
+        };
+        writeln!(
+            s,
+            "  {:<44} {:>12} {:<12} {:<18} {named}",
+            m.oid, m.value, unit, meaning
+        )
+        .ok();
+    }
     writeln!(s, "Supplies").ok();
     if r.supplies.is_empty() {
         writeln!(s, "  (none reported)").ok();

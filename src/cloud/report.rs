@@ -91,6 +91,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("supplies", &["/supplies"]),
     ("alerts", &["/alerts"]),
     ("counters", &["/counters"]),
+    ("meters", &["/meters"]),
     ("inputTrays", &["/device/inputTrays"]),
     ("console", &["/device/consoleDisplay"]),
     (

@@ -196,10 +196,57 @@ impl Reader {
         known: &mut Quirks,
     ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
-        let (firsts, columns) = printer::plan(&library);
-        let collect =
-            walk::collect_adaptive(client, target, &firsts, &columns, walk::Budget::POLL, known);
-        let mut c = tokio::time::timeout(self.deadline, collect)
+        let (firsts, mut columns) = printer::plan(&library);
+        // Vendor meters are a second step, for the printers whose vendor (and model
+        // family) the library maps: the rest pay nothing for them.
+        let read = async {
+            let mut c = walk::collect_adaptive(
+                client,
+                target,
+                &firsts,
+                &columns,
+                walk::Budget::POLL,
+                known,
+            )
+            .await?;
+            let soid_col = fleet_snmp::Oid::from_slice(printer::oids::SYS_OBJECT_ID);
+            let soid = c
+                .values
+                .range(soid_col.clone()..)
+                .next()
+                .filter(|(k, _)| k.starts_with(&soid_col))
+                .and_then(|(_, v)| v.as_oid())
+                .cloned();
+            let meter_columns =
+                printer::meters::plan(&printer::meters::maps(&library, soid.as_ref()));
+            let mut meters_failed = None;
+            if !meter_columns.is_empty() && c.cut.is_none() {
+                match walk::collect_adaptive(
+                    client,
+                    target,
+                    &[],
+                    &meter_columns,
+                    printer::meters::BUDGET,
+                    known,
+                )
+                .await
+                {
+                    Ok(m) => {
+                        c.values.extend(m.values);
+                        c.requests = c.requests.saturating_add(m.requests);
+                        c.probes = c.probes.saturating_add(m.probes);
+                        c.cut = c.cut.or(m.cut);
+                        c.learned |= m.learned;
+                        c.quirks = m.quirks;
+                        c.missing.extend(m.missing);
+                    }
+                    // The printer answered the poll itself: keep it, say what is missing.
+                    Err(e) => meters_failed = Some(e.to_string()),
+                }
+            }
+            Ok::<_, SnmpError>((c, meter_columns, meters_failed))
+        };
+        let (mut c, meter_columns, meters_failed) = tokio::time::timeout(self.deadline, read)
             .await
             .map_err(|_| PollError::Deadline {
                 addr: target.addr,
@@ -209,6 +256,7 @@ impl Reader {
                 addr: target.addr,
                 source: Box::new(source),
             })?;
+        columns.extend(meter_columns.iter().cloned());
         let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
         cuts.extend(printer::limits::trim(&mut c.values, &columns));
         // The version actually used (a v2c target whose agent answers v1 only is read as v1).
@@ -224,8 +272,30 @@ impl Reader {
             library: &library,
         };
         let mut report = printer::decode(&collected);
+        cuts.append(&mut report.device.cuts);
         report.device.cuts = cuts;
-        report.device.unavailable = c.missing.iter().map(printer::Unavailable::of).collect();
+        report.device.unavailable = c
+            .missing
+            .iter()
+            .map(|skip| {
+                let mut u = printer::Unavailable::of(skip);
+                if meter_columns.iter().any(|m| skip.oid.starts_with(m)) {
+                    u.section = "meters";
+                }
+                u
+            })
+            .collect();
+        if let Some(reason) = meters_failed {
+            report
+                .device
+                .unavailable
+                .extend(meter_columns.iter().map(|m| printer::Unavailable {
+                    section: "meters",
+                    object: None,
+                    oid: m.to_string(),
+                    reason: reason.clone(),
+                }));
+        }
         let learned = c.learned;
         report.device.quirks = (!c.quirks.is_empty()).then_some(c.quirks);
         if report.device.sys_descr.is_none() && report.device.sys_object_id.is_none() {

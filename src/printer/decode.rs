@@ -47,12 +47,15 @@ pub struct Collected<'a> {
 }
 
 impl Collected<'_> {
-    fn get(&self, oid: &[u32]) -> Option<&Value> {
+    pub(super) fn get(&self, oid: &[u32]) -> Option<&Value> {
         self.values.get(&Oid::from_slice(oid))
     }
 
     /// Rows of a column as (index suffix, value).
-    fn column<'s>(&'s self, col: &'s [u32]) -> impl Iterator<Item = (&'s [u32], &'s Value)> + 's {
+    pub(super) fn column<'s>(
+        &'s self,
+        col: &'s [u32],
+    ) -> impl Iterator<Item = (&'s [u32], &'s Value)> + 's {
         let start = Oid::from_slice(col);
         self.values
             .range(start..)
@@ -63,28 +66,28 @@ impl Collected<'_> {
             })
     }
 
-    fn first<'s>(&'s self, object: &'s [u32]) -> Option<&'s Value> {
+    pub(super) fn first<'s>(&'s self, object: &'s [u32]) -> Option<&'s Value> {
         self.column(object).next().map(|(_, v)| v)
     }
 
-    fn cell(&self, col: &[u32], index: &[u32]) -> Option<&Value> {
+    pub(super) fn cell(&self, col: &[u32], index: &[u32]) -> Option<&Value> {
         let mut arcs = col.to_vec();
         arcs.extend_from_slice(index);
         self.values.get(&Oid::new(arcs))
     }
 
-    fn int(&self, col: &[u32], index: &[u32]) -> Option<i64> {
+    pub(super) fn int(&self, col: &[u32], index: &[u32]) -> Option<i64> {
         self.cell(col, index).and_then(Value::as_i64)
     }
 
-    fn text(&self, col: &[u32], index: &[u32]) -> Option<String> {
+    pub(super) fn text(&self, col: &[u32], index: &[u32]) -> Option<String> {
         self.cell(col, index)
             .and_then(Value::as_bytes)
             .map(text::decode)
     }
 
     /// Indexes present in any of `cols`, as owned suffixes, in order.
-    fn rows(&self, cols: &[&[u32]]) -> Vec<Vec<u32>> {
+    pub(super) fn rows(&self, cols: &[&[u32]]) -> Vec<Vec<u32>> {
         let mut set = BTreeSet::new();
         for c in cols {
             for (s, _) in self.column(c) {
@@ -449,7 +452,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         .map(error_state_bits)
         .unwrap_or_default();
 
-    let device = Device {
+    let mut device = Device {
         ip_address: c.ip.map(|i| i.to_string()),
         mac_address: mac(c),
         serial_source,
@@ -481,13 +484,17 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         quirks: None,
         unavailable: Vec::new(),
     };
+    let mut counters = counters(c, hr_index);
+    let (meters, meters_cut) = super::meters::decode(c, &mut counters);
+    device.cuts.extend(meters_cut);
 
     PrinterReport {
         manufacturer,
         model_name,
         serial_number,
         collected_at: c.collected_at,
-        counters: counters(c, hr_index),
+        counters,
+        meters,
         supplies: supplies(c),
         alerts: alerts(c, sys_uptime),
         device,

@@ -1,5 +1,5 @@
 //! The printer support library in use: the one built into the agent (from
-//! [`super::oids`], version 1) until the cloud installs a newer signed one
+//! [`super::oids`] and `meters.json`, version 1) until the cloud installs a newer signed one
 //! (`fleet_protocol::library`), swapped in through a [`Handle`] while the agent runs.
 
 pub use fleet_protocol::library::{
@@ -44,8 +44,26 @@ pub fn commands(library: &Library, sys_object_id: Option<&str>) -> Vec<String> {
     out
 }
 
-/// The library built into this agent (from [`super::oids`]), version 1.
+/// The version of [`builtin`]: any library the cloud installs replaces it.
+pub const BUILTIN_VERSION: u64 = 1;
+
+/// The built-in meter maps (`meters.json`, in the library's own format).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuiltinMeters {
+    enterprise: u32,
+    meters: Vec<fleet_protocol::meters::MeterMap>,
+}
+
+fn builtin_meters() -> Vec<BuiltinMeters> {
+    // Checked whole by the tests (`the_builtin_library_is_valid_and_maps_meters`).
+    serde_json::from_str(include_str!("meters.json")).unwrap_or_default()
+}
+
+/// The library built into this agent (from [`super::oids`] and `meters.json`),
+/// version [`BUILTIN_VERSION`].
 pub fn builtin() -> Library {
+    let mut meters = builtin_meters();
     let own = |v: &[&[u32]]| v.iter().map(|o| o.to_vec()).collect::<Vec<_>>();
     let snmp = |actions: &[&str]| {
         actions
@@ -59,7 +77,7 @@ pub fn builtin() -> Library {
             .collect::<Vec<_>>()
     };
     Library {
-        version: 1,
+        version: BUILTIN_VERSION,
         vendors: super::oids::VENDORS
             .iter()
             .map(|v| VendorData {
@@ -86,6 +104,11 @@ pub fn builtin() -> Library {
                     }
                     a
                 },
+                meters: meters
+                    .iter_mut()
+                    .find(|m| m.enterprise == v.enterprise)
+                    .map(|m| std::mem::take(&mut m.meters))
+                    .unwrap_or_default(),
             })
             .collect(),
         brands: super::oids::BRANDS

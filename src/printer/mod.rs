@@ -8,11 +8,13 @@
 mod decode;
 pub mod library;
 pub mod limits;
+pub mod meters;
 pub mod oids;
 pub mod text;
 
 pub use decode::{CRITICAL_ERROR_BITS, Collected, decode, plan};
 
+pub use fleet_protocol::meters::Meter;
 use serde::Serialize;
 
 /// One printer as read over SNMP (the `--json` report and the upload's snapshot body).
@@ -29,6 +31,9 @@ pub struct PrinterReport {
     pub collected_at: i64,
     /// Page counters.
     pub counters: Counters,
+    /// Every usage counter read ([`meters`]): standard ones and the vendor's, known to
+    /// the support library or not.
+    pub meters: Vec<Meter>,
     /// Marker supplies (toner, drums, waste containers, ...).
     pub supplies: Vec<Supply>,
     /// Current alerts (prtAlertTable).
@@ -67,6 +72,12 @@ pub struct Counters {
     pub total_side_count: Option<u64>,
     /// All sheets (PWG system totals).
     pub total_sheet_count: Option<u64>,
+    /// Scans, total (a vendor meter the support library maps).
+    pub total_scan_count: Option<u64>,
+    /// Blank sides produced by copying (vendor meter).
+    pub blank_copy_side_count: Option<u64>,
+    /// Blank sides in fax output (vendor meter).
+    pub blank_fax_side_count: Option<u64>,
     /// Agent-only raw values.
     pub ext: CountersExt,
 }

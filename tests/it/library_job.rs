@@ -108,3 +108,139 @@ async fn signed_libraries_install_and_bad_ones_are_refused() {
     }
     assert_eq!(version, Some(2), "the installed library survives a restart");
 }
+
+/// A signed library that adds a vendor's meter map makes that vendor's counters appear
+/// in the readings from the next poll on, without a new agent; the cloud's asset carries
+/// the meters the printer's snapshot held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_adding_a_vendors_meters_shows_them_from_the_next_poll() {
+    use fleet_protocol::meters::{Colour, Function, Meter};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let recordings = dir.path().join("rec");
+    std::fs::create_dir_all(&recordings).unwrap();
+    // A printer of a vendor no library knows: enterprise 64999, counters under .5.1.
+    std::fs::write(
+        recordings.join("initech.snmprec"),
+        "1.3.6.1.2.1.1.1.0|4|Initech TPS 9000\n\
+         1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.64999.1\n\
+         1.3.6.1.2.1.43.5.1.1.17.1|4|INI-0042\n\
+         1.3.6.1.2.1.43.10.2.1.4.1.1|65|5000\n\
+         1.3.6.1.2.1.43.10.2.1.3.1.1|2|7\n\
+         1.3.6.1.4.1.64999.5.1.1.0|65|3000\n\
+         1.3.6.1.4.1.64999.5.1.2.0|65|2000\n\
+         1.3.6.1.4.1.64999.5.1.9.0|65|7\n",
+    )
+    .unwrap();
+    let (_sim, snmp) = crate::common::simulate_dir(&recordings, &[]);
+    let cloud = crate::common::cloud::start(dir.path(), &state).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n\
+             [poller]\ninterval_secs = 10\ndeadline_secs = 5\n\
+             [cloud]\nurl = \"{}\"\nca_file = \"{}\"\nlibrary_keys = [\"{public}\"]\n\
+             [[snmp_profiles]]\nname = \"initech\"\nauth = {{ type = \"v2c\", community = \"initech\" }}\n\
+             [[printers]]\naddress = \"{snmp}\"\nprofile = \"initech\"\n",
+            state.display(),
+            cloud.url,
+            cloud.ca_file.display()
+        ),
+    )
+    .unwrap();
+    fleet_agent::store::Store::open(&state).unwrap();
+    let _agent = crate::common::agent::InProcess::start(&conf, None);
+    let meters = || -> Option<Vec<Meter>> {
+        let store = fleet_agent::store::Store::open(&state).ok()?;
+        let id = store.printers().ok()?.first()?.id;
+        let report: Value = serde_json::from_str(&store.latest_report(id).ok()??).ok()?;
+        serde_json::from_value(report["meters"].clone()).ok()
+    };
+    let first = crate::common::wait_for("a first reading", 30, meters).await;
+    let oids: Vec<&str> = first.iter().map(|m| m.oid.as_str()).collect();
+    assert_eq!(
+        oids,
+        ["1.3.6.1.2.1.43.10.2.1.4.1.1"],
+        "without a map, only the standard counter is a meter"
+    );
+
+    let mut lib = library::builtin();
+    lib.version = 2;
+    lib.vendors.push(
+        serde_json::from_value(json!({
+            "name": "Initech",
+            "enterprise": 64999,
+            "meters": [{
+                "source": "Initech MIB 1.0",
+                "tables": [{"oid": "1.3.6.1.4.1.64999.5.1"}],
+                "rules": [
+                    {"name": "initech.printMono", "oid": "1.3.6.1.4.1.64999.5.1.1.0",
+                     "function": "print", "colour": "mono", "unit": "sides",
+                     "counter": "monoPrintSideCount"},
+                    {"name": "initech.printColour", "oid": "1.3.6.1.4.1.64999.5.1.2.0",
+                     "function": "print", "colour": "colour", "unit": "sides"}
+                ]
+            }]
+        }))
+        .unwrap(),
+    );
+    let id = cloud
+        .queue(
+            "updateLibrary",
+            json!({ "package": library::sign(&lib, &key) }),
+            &[],
+        )
+        .await;
+    let j = cloud.outcome(&id, 30).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let after = crate::common::wait_for("the vendor's meters", 30, || {
+        meters().filter(|m| m.len() == 4)
+    })
+    .await;
+    let mono = after
+        .iter()
+        .find(|m| m.oid == "1.3.6.1.4.1.64999.5.1.1.0")
+        .unwrap();
+    assert_eq!(mono.value, 3000);
+    assert_eq!(mono.rule.as_deref(), Some("initech.printMono"));
+    assert_eq!(
+        (mono.function, mono.colour),
+        (Some(Function::Print), Some(Colour::Mono))
+    );
+    // A counter in the vendor's subtree the map does not name: listed, OID and value only.
+    let unknown = after
+        .iter()
+        .find(|m| m.oid == "1.3.6.1.4.1.64999.5.1.9.0")
+        .unwrap();
+    assert_eq!((unknown.value, unknown.rule.as_ref()), (7, None));
+    let store = fleet_agent::store::Store::open(&state).unwrap();
+    let pid = store.printers().unwrap()[0].id;
+    let report: Value = serde_json::from_str(&store.latest_report(pid).unwrap().unwrap()).unwrap();
+    assert_eq!(report["counters"]["monoPrintSideCount"], 3000);
+    assert_eq!(
+        report["counters"]["ext"]["sources"]["monoPrintSideCount"],
+        "library:initech.printMono"
+    );
+
+    // The enrolment snapshot reached the cloud with its meters.
+    let mut assets = cloud.assets().await;
+    for _ in 0..100 {
+        if !assets.content.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assets = cloud.assets().await;
+    }
+    let asset = &assets.content[0];
+    assert!(
+        asset
+            .meters
+            .iter()
+            .any(|m| m.oid == "1.3.6.1.2.1.43.10.2.1.4.1.1" && m.value == 5000),
+        "{:?}",
+        asset.meters
+    );
+}

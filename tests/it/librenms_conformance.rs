@@ -299,6 +299,56 @@ fn check_against_truth(name: &str, rec: &Value, r: &Value, problems: &mut Vec<St
     }
 }
 
+/// Every counter sensor LibreNMS found in a recording is one of the report's meters,
+/// with the same raw value; a recording whose vendor counters LibreNMS did not list gets
+/// no vendor meter the support library names without its vendor's subtree being served.
+/// Returns the sensors checked.
+fn check_meters(
+    truth: &BTreeMap<String, Value>,
+    reports: &BTreeMap<String, Value>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let mut checked = 0;
+    for (name, rec) in truth {
+        let meters = reports[name]["meters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for sensor in rec["librenms_count_sensors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            checked += 1;
+            let oid = sensor["oid"].as_str().unwrap().trim_start_matches('.');
+            match meters.iter().find(|m| m["oid"] == oid) {
+                None => problems.push(format!(
+                    "{name}: counter sensor {oid} ({}) is not among the meters",
+                    sensor["descr"]
+                )),
+                Some(m) if m["value"] != sensor["raw_value"] => problems.push(format!(
+                    "{name}: meter {oid}: got {}, LibreNMS {}",
+                    m["value"], sensor["raw_value"]
+                )),
+                Some(_) => {}
+            }
+        }
+        // Nothing invented: every meter is an object the recording serves.
+        let file = crate::common::librenms_dir().join(rec["snmprec"].as_str().unwrap());
+        let served =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for m in &meters {
+            let oid = m["oid"].as_str().unwrap();
+            if !served.lines().any(|l| l.split('|').next() == Some(oid)) {
+                problems.push(format!(
+                    "{name}: meter {oid} is not served by the recording"
+                ));
+            }
+        }
+    }
+    checked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the LibreNMS recordings in ../shared (FLEET_AGENT_LIBRENMS_DIR); run by .ci/run"]
 async fn every_recording_matches_truth_json() {
@@ -312,6 +362,11 @@ async fn every_recording_matches_truth_json() {
     for (name, rec) in &truth {
         check_against_truth(name, rec, &reports[name], &mut problems);
     }
+    let sensors = check_meters(&truth, &reports, &mut problems);
+    assert_eq!(
+        sensors, 41,
+        "LibreNMS counter sensors checked (truth.json: librenms_count_sensors)"
+    );
     assert!(
         problems.is_empty(),
         "{} mismatches:\n{}",

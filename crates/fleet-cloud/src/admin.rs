@@ -220,6 +220,16 @@ pub fn asset(a: &AssetRow, status: Option<&PrinterStatus>) -> Asset {
         quirks: status.and_then(|s| s.quirks.clone()),
         base_firmware_last_modified_date: None,
         counters,
+        // An agent's meter the cloud cannot read is left out, not the whole asset.
+        meters: api
+            .get("meters")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| serde_json::from_value(x.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
         diagnostic_events: vec![],
         supplies: strip(api.get("supplies"), "supplyKey"),
         alerts: strip(api.get("alerts"), "alertKey"),

@@ -349,6 +349,10 @@ pub struct Asset {
     pub base_firmware_last_modified_date: Option<i64>,
     /// Page counters.
     pub counters: Value,
+    /// Every usage counter the agent read (not in the seed's API: an extension),
+    /// ordered by OID.
+    #[serde(default)]
+    pub meters: Vec<crate::meters::Meter>,
     /// Diagnostic events.
     pub diagnostic_events: Vec<Value>,
     /// Supplies.

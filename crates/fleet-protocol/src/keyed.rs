@@ -1,5 +1,6 @@
-//! The keyed view of a printer report (DATA-MODEL.md §4.2–§4.3): supplies and alerts
-//! become objects keyed by `supplyKey` / `alertKey`, so a delta can touch one element;
+//! The keyed view of a printer report (DATA-MODEL.md §4.2–§4.3): supplies, alerts and
+//! meters become objects keyed by `supplyKey` / `alertKey` / `oid`, so a delta can touch
+//! one element;
 //! RFC 7396 merge-patch diffs over it, and the way back to the API's arrays. The agent
 //! computes deltas with these functions and the cloud applies them with the same ones.
 
@@ -47,6 +48,7 @@ pub fn keyed(mut v: Value) -> Value {
     strip_nulls(&mut v);
     rekey(&mut v, "supplies", "supplyKey");
     rekey(&mut v, "alerts", "alertKey");
+    rekey(&mut v, "meters", "oid");
     v
 }
 
@@ -55,6 +57,7 @@ pub fn unkeyed(keyed: &Value) -> Value {
     let mut v = keyed.clone();
     unkey(&mut v, "supplies");
     unkey(&mut v, "alerts");
+    unkey(&mut v, "meters");
     v
 }
 

@@ -11,6 +11,7 @@
 //! - [`jobs`]: jobs ([`jobs::Job`] with a typed [`jobs::Command`] per type and an `Unknown`
 //!   fallback), their results, statuses, progress.
 //! - [`library`]: the printer support library document and its signed package.
+//! - [`meters`]: the library's meter maps and the meters a report carries.
 //! - [`update`]: the agent update manifest and its signed package.
 //! - [`signing`]: ed25519 signatures and key ids over both packages.
 //! - [`admin`]: the reference cloud's administration API.
@@ -25,6 +26,7 @@ pub mod heartbeat;
 pub mod jobs;
 pub mod keyed;
 pub mod library;
+pub mod meters;
 pub mod signing;
 pub mod update;
 pub mod upload;

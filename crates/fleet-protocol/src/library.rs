@@ -1,10 +1,12 @@
 //! The printer support library document (`updateLibrary`): vendor knowledge as versioned
 //! data, not code — which enterprise number is which vendor, the vendor objects holding
 //! the serial number, model, firmware and IEEE 1284 device ID, the brand names OEM
-//! devices show in sysDescr, and which actions a vendor's printers support by which
-//! transport — and its signed package. A package is verified against the trusted keys and
-//! checked whole; the agent decides whether to install it.
+//! devices show in sysDescr, which actions a vendor's printers support by which
+//! transport, and the vendor's meters ([`crate::meters`]) — and its signed package. A
+//! package is verified against the trusted keys and checked whole; the agent decides
+//! whether to install it.
 
+pub use crate::meters::MeterMap;
 use serde::{Deserialize, Serialize};
 
 /// Transports an action may name.
@@ -45,6 +47,9 @@ pub struct VendorData {
     /// What the vendor's printers support, and how.
     #[serde(default)]
     pub actions: Vec<Action>,
+    /// The vendor's usage counters (meters), per model family where needed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterMap>,
 }
 
 /// A brand shown in sysDescr.
@@ -202,6 +207,7 @@ impl Library {
                     }
                 }
             }
+            crate::meters::check(&v.meters, &format!("vendors[{i}]"), &mut problems);
             for (j, a) in v.actions.iter().enumerate() {
                 let at = format!("vendors[{i}].actions[{j}]");
                 if !TRANSPORTS.contains(&a.transport.as_str()) {
@@ -340,6 +346,7 @@ mod tests {
                 port: None,
                 path: None,
             }],
+            meters: vec![],
         };
         Library {
             version,

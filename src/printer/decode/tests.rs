@@ -151,6 +151,7 @@ fn a_hot_swapped_library_adds_a_vendor() {
         firmware: vec![],
         device_id: vec![],
         actions: vec![],
+        meters: vec![],
     });
     let handle = library::Handle::default();
     let before = handle.current();
@@ -159,7 +160,8 @@ fn a_hot_swapped_library_adds_a_vendor() {
         .unwrap();
     assert_eq!(installed.version, 1_000);
     assert_eq!(
-        before.version, 1,
+        before.version,
+        library::BUILTIN_VERSION,
         "what started with the old library keeps it"
     );
     let (firsts, _) = plan(&handle.current());

@@ -1,0 +1,602 @@
+//! Meters: a printer's usage counters beyond the Printer-MIB's lifetime count (print,
+//! copy, fax, scan; mono and colour; sides, sheets, length), as the support library maps
+//! them per vendor ([`MeterMap`], inside [`crate::library::VendorData`]) and as a report
+//! carries them ([`Meter`]: one entry per counter read, known or not).
+//!
+//! A map names the vendor subtrees that hold counters (walked whole, so a counter the map
+//! does not know is still listed with its OID and value) and rules giving the meaning of
+//! the ones it knows. A rule fills one of the seed's `counters` fields only when it says
+//! so and its unit is the field's (sides for `…SideCount`, sheets for `…SheetCount`): a
+//! meaning the vendor's documentation leaves open stays a meter, never a guessed counter.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// An OID written as dotted text in the library (`"1.3.6.1.4.1.11.2"`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dotted(pub Vec<u32>);
+
+impl fmt::Display for Dotted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Dotted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Dotted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dotted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.trim_start_matches('.')
+            .split('.')
+            .map(str::parse::<u32>)
+            .collect::<Result<Vec<u32>, _>>()
+            .map(Dotted)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a dotted OID")))
+    }
+}
+
+/// A rule's OID: dotted arcs where `*` stands for any one arc
+/// (`"1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.*"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pattern(pub Vec<Option<u32>>);
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match a {
+                Some(a) => write!(f, "{a}")?,
+                None => f.write_str("*")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.trim_start_matches('.')
+            .split('.')
+            .map(|a| {
+                if a == "*" {
+                    Ok(None)
+                } else {
+                    a.parse::<u32>().map(Some)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Pattern)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a dotted OID pattern (numbers and '*')"
+                ))
+            })
+    }
+}
+
+impl Pattern {
+    /// Tells whether `oid` is the pattern, arc for arc.
+    pub fn matches(&self, oid: &[u32]) -> bool {
+        oid.len() == self.0.len()
+            && self
+                .0
+                .iter()
+                .zip(oid)
+                .all(|(p, a)| p.is_none_or(|p| p == *a))
+    }
+
+    /// The pattern as an OID when it has no `*`.
+    pub fn exact(&self) -> Option<Vec<u32>> {
+        self.0.iter().copied().collect()
+    }
+
+    /// Tells whether every OID the pattern matches lies under `prefix`.
+    pub fn under(&self, prefix: &[u32]) -> bool {
+        self.0.len() > prefix.len() && self.0.iter().zip(prefix).all(|(p, a)| *p == Some(*a))
+    }
+}
+
+/// What a meter counts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Function {
+    /// Printed jobs (PDL, print service).
+    Print,
+    /// Copies.
+    Copy,
+    /// Fax (received and printed, or sent).
+    Fax,
+    /// Scans (originals read by the scanner).
+    Scan,
+    /// Every function together.
+    Total,
+    /// Anything else (duplex, document filing, jams, ...): the rule's name says what.
+    Other,
+}
+
+/// Which colour mode a meter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Colour {
+    /// Every mode together.
+    All,
+    /// Black and white.
+    Mono,
+    /// Any colour mode.
+    Colour,
+    /// Full colour (process colour).
+    FullColour,
+    /// Two colour.
+    TwoColour,
+    /// Single colour (one colorant other than black).
+    SingleColour,
+}
+
+/// What a meter's value counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unit {
+    /// Sides (printed faces of a sheet).
+    Sides,
+    /// Impressions: the Printer-MIB's and PWG's word for sides.
+    Impressions,
+    /// Sheets (a duplex sheet is one).
+    Sheets,
+    /// Scanned images.
+    Images,
+    /// Occurrences (jams, jobs, power-ons, ...).
+    Events,
+    /// Printed length (label and roll printers).
+    Millimetres,
+    /// Printed length.
+    Centimetres,
+    /// Printed length.
+    Metres,
+    /// Printed length.
+    Inches,
+    /// Printed length.
+    Feet,
+    /// Another unit, named by the rule.
+    Other,
+}
+
+impl Unit {
+    /// The Printer-MIB's PrtMarkerCounterUnitTC (impressions 7, sheets 8, feet 16,
+    /// meters 17; anything else is `other`).
+    pub fn of_printer_mib(tc: i64) -> Unit {
+        match tc {
+            7 => Unit::Impressions,
+            8 => Unit::Sheets,
+            16 => Unit::Feet,
+            17 => Unit::Metres,
+            _ => Unit::Other,
+        }
+    }
+
+    fn is_sides(self) -> bool {
+        matches!(self, Unit::Sides | Unit::Impressions)
+    }
+}
+
+/// A seed `counters` field a meter can fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum CounterField {
+    /// `printSideCount`.
+    PrintSideCount,
+    /// `monoPrintSideCount`.
+    MonoPrintSideCount,
+    /// `colorPrintSideCount`.
+    ColorPrintSideCount,
+    /// `copySideCount`.
+    CopySideCount,
+    /// `monoCopySideCount`.
+    MonoCopySideCount,
+    /// `colorCopySideCount`.
+    ColorCopySideCount,
+    /// `faxSideCount`.
+    FaxSideCount,
+    /// `monoSideCount`.
+    MonoSideCount,
+    /// `colorSideCount`.
+    ColorSideCount,
+    /// `totalSideCount`.
+    TotalSideCount,
+    /// `totalSheetCount`.
+    TotalSheetCount,
+    /// `totalScanCount`.
+    TotalScanCount,
+    /// `blankCopySideCount`.
+    BlankCopySideCount,
+    /// `blankFaxSideCount`.
+    BlankFaxSideCount,
+}
+
+impl CounterField {
+    /// The field's name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            CounterField::PrintSideCount => "printSideCount",
+            CounterField::MonoPrintSideCount => "monoPrintSideCount",
+            CounterField::ColorPrintSideCount => "colorPrintSideCount",
+            CounterField::CopySideCount => "copySideCount",
+            CounterField::MonoCopySideCount => "monoCopySideCount",
+            CounterField::ColorCopySideCount => "colorCopySideCount",
+            CounterField::FaxSideCount => "faxSideCount",
+            CounterField::MonoSideCount => "monoSideCount",
+            CounterField::ColorSideCount => "colorSideCount",
+            CounterField::TotalSideCount => "totalSideCount",
+            CounterField::TotalSheetCount => "totalSheetCount",
+            CounterField::TotalScanCount => "totalScanCount",
+            CounterField::BlankCopySideCount => "blankCopySideCount",
+            CounterField::BlankFaxSideCount => "blankFaxSideCount",
+        }
+    }
+
+    /// Tells whether a meter in `unit` may fill this field: sides (impressions) for
+    /// `…SideCount`, sheets for `…SheetCount`, images or sides for scans.
+    pub fn takes(self, unit: Unit) -> bool {
+        match self {
+            CounterField::TotalSheetCount => unit == Unit::Sheets,
+            CounterField::TotalScanCount => unit == Unit::Images || unit.is_sides(),
+            _ => unit.is_sides(),
+        }
+    }
+}
+
+/// One vendor subtree holding counters, walked whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeterTable {
+    /// The subtree (or the value column of a table): every integer under it is a meter.
+    pub oid: Dotted,
+    /// A text column whose row at the same index is the printer's own name for the meter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Dotted>,
+    /// An integer column whose row at the same index says which counter the row is
+    /// (rules with a `key` match on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Dotted>,
+    /// An integer column whose row at the same index gives the row's unit, read through
+    /// `unitValues`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Dotted>,
+    /// What the values of the `unit` column mean.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_values: Vec<UnitValue>,
+}
+
+/// One value of a table's unit column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnitValue {
+    /// The column's value.
+    pub value: i64,
+    /// Its meaning.
+    pub unit: Unit,
+}
+
+/// What one known meter means.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeterRule {
+    /// Unique in its vendor's maps (`hp.totalMonoPageCount`); written into each meter it names.
+    pub name: String,
+    /// The meter's instance OID; `*` matches any one arc. With `key`, the value column
+    /// of a table: any row under it whose key column holds `key`.
+    pub oid: Pattern,
+    /// See `oid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+    /// What it counts for.
+    pub function: Function,
+    /// Which colour mode.
+    pub colour: Colour,
+    /// Its unit; absent when the table's unit column gives it, or when the vendor's
+    /// documentation does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Unit>,
+    /// The seed counter it fills when no standard MIB gave that counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterField>,
+    /// It counts blank sides separately from mono ones: the seed counts blank pages as
+    /// mono, so its value is added into the mono counter of its function.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blank: bool,
+}
+
+impl MeterRule {
+    /// Tells whether this rule names the meter at `oid` whose row's key (when its table
+    /// has a key column) is `key`.
+    pub fn names(&self, oid: &[u32], key: Option<i64>) -> bool {
+        match self.key {
+            Some(k) => key == Some(k) && self.oid.exact().is_some_and(|c| oid.starts_with(&c)),
+            None => self.oid.matches(oid),
+        }
+    }
+}
+
+/// One vendor's (or model family's) counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeterMap {
+    /// The document the map was written from (the vendor's MIB, by name and version).
+    pub source: String,
+    /// sysObjectID prefixes of the printers it is for; empty: every printer of the vendor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sys_object_ids: Vec<Dotted>,
+    /// Subtrees walked whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<MeterTable>,
+    /// The known meters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<MeterRule>,
+}
+
+impl MeterMap {
+    /// Tells whether the map is for a printer whose sysObjectID is `sys_object_id`.
+    pub fn applies_to(&self, sys_object_id: &[u32]) -> bool {
+        self.sys_object_ids.is_empty()
+            || self
+                .sys_object_ids
+                .iter()
+                .any(|p| sys_object_id.starts_with(&p.0))
+    }
+
+    /// Rules whose OID lies under none of the tables: fetched one by one. (A rule with
+    /// a key names rows of a table.)
+    pub fn lone_rules(&self) -> impl Iterator<Item = &MeterRule> {
+        self.rules
+            .iter()
+            .filter(|r| r.key.is_none() && !self.tables.iter().any(|t| r.oid.under(&t.oid.0)))
+    }
+}
+
+/// The most maps per vendor, tables per map, rules per map and unit values per table.
+pub const MAX_MAPS: usize = 16;
+/// See [`MAX_MAPS`].
+pub const MAX_TABLES: usize = 32;
+/// See [`MAX_MAPS`].
+pub const MAX_RULES: usize = 512;
+/// See [`MAX_MAPS`].
+pub const MAX_UNIT_VALUES: usize = 32;
+
+fn oid_ok(o: &[u32]) -> bool {
+    o.len() >= 7 && o.len() <= 64 && o[..4] == [1, 3, 6, 1]
+}
+
+/// Checks a vendor's maps, pushing one line per problem, each naming its place
+/// (`at` is the vendor's, e.g. `vendors[3]`).
+pub fn check(maps: &[MeterMap], at: &str, problems: &mut Vec<String>) {
+    if maps.len() > MAX_MAPS {
+        problems.push(format!("{at}.meters: at most {MAX_MAPS} maps"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, m) in maps.iter().enumerate() {
+        let at = format!("{at}.meters[{i}]");
+        if m.source.trim().is_empty() || m.source.len() > 256 || m.source.contains(char::is_control)
+        {
+            problems.push(format!(
+                "{at}.source: 1 to 256 bytes without control characters"
+            ));
+        }
+        if m.tables.len() > MAX_TABLES {
+            problems.push(format!("{at}.tables: at most {MAX_TABLES}"));
+        }
+        if m.rules.len() > MAX_RULES {
+            problems.push(format!("{at}.rules: at most {MAX_RULES}"));
+        }
+        for (j, p) in m.sys_object_ids.iter().enumerate() {
+            if !oid_ok(&p.0) {
+                problems.push(format!(
+                    "{at}.sysObjectIds[{j}]: not an OID under 1.3.6.1 (7 to 64 arcs)"
+                ));
+            }
+        }
+        for (j, t) in m.tables.iter().enumerate() {
+            let at = format!("{at}.tables[{j}]");
+            for (field, o) in [
+                ("oid", Some(&t.oid)),
+                ("label", t.label.as_ref()),
+                ("key", t.key.as_ref()),
+                ("unit", t.unit.as_ref()),
+            ] {
+                if let Some(o) = o
+                    && !oid_ok(&o.0)
+                {
+                    problems.push(format!(
+                        "{at}.{field}: not an OID under 1.3.6.1 (7 to 64 arcs)"
+                    ));
+                }
+            }
+            if t.unit_values.len() > MAX_UNIT_VALUES {
+                problems.push(format!("{at}.unitValues: at most {MAX_UNIT_VALUES}"));
+            }
+            if !t.unit_values.is_empty() && t.unit.is_none() {
+                problems.push(format!("{at}.unitValues: needs a unit column"));
+            }
+        }
+        for (j, r) in m.rules.iter().enumerate() {
+            let at = format!("{at}.rules[{j}]");
+            let name_ok = !r.name.is_empty()
+                && r.name.len() <= 64
+                && r.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !name_ok {
+                problems.push(format!(
+                    "{at}.name: letters, digits, '.', '-' and '_' only, 1 to 64"
+                ));
+            } else if !names.insert(r.name.clone()) {
+                problems.push(format!("{at}.name: {:?} appears twice", r.name));
+            }
+            let fixed_head = r.oid.0.len() >= 7
+                && r.oid.0.len() <= 64
+                && r.oid.0[..7].iter().all(Option::is_some)
+                && r.oid.0[..4] == [Some(1), Some(3), Some(6), Some(1)];
+            if !fixed_head {
+                problems.push(format!(
+                    "{at}.oid: not an OID pattern under 1.3.6.1 (7 to 64 arcs, no '*' in the first 7)"
+                ));
+            }
+            if r.key.is_some() {
+                let table = r
+                    .oid
+                    .exact()
+                    .and_then(|o| m.tables.iter().find(|t| t.oid.0 == o));
+                if table.is_none_or(|t| t.key.is_none()) {
+                    problems.push(format!(
+                        "{at}.key: the oid must be a table of this map with a key column"
+                    ));
+                }
+            }
+            if let (Some(c), Some(u)) = (r.counter, r.unit)
+                && !c.takes(u)
+            {
+                problems.push(format!(
+                    "{at}.counter: {} cannot take a meter in {u:?}",
+                    c.name()
+                ));
+            }
+            if r.blank && r.colour != Colour::All && r.colour != Colour::Mono {
+                problems.push(format!("{at}.blank: a blank-side meter has colour all"));
+            }
+        }
+    }
+}
+
+/// One meter of a report: a counter the printer serves, with what the library knows of
+/// it. A meter the library does not know has its OID and value only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meter {
+    /// Instance OID.
+    pub oid: String,
+    /// Raw value as served.
+    pub value: i64,
+    /// What it counts, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Unit>,
+    /// What for, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<Function>,
+    /// Which colour mode, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<Colour>,
+    /// The rule that named it (`printer-mib.prtMarkerLifeCount`, `hp.totalMonoPageCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The printer's own name for it, when its table has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(json: serde_json::Value) -> MeterMap {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn patterns_and_keys_name_the_meters_they_should() {
+        let m = map(serde_json::json!({
+            "source": "test MIB",
+            "tables": [{"oid": "1.3.6.1.4.1.9.1.3", "key": "1.3.6.1.4.1.9.1.2"}],
+            "rules": [
+                {"name": "t.print", "oid": "1.3.6.1.4.1.9.2.1.*.61", "function": "print",
+                 "colour": "mono", "unit": "impressions", "counter": "monoPrintSideCount"},
+                {"name": "t.keyed", "oid": "1.3.6.1.4.1.9.1.3", "key": 17, "function": "copy",
+                 "colour": "all"}
+            ]
+        }));
+        let mut problems = Vec::new();
+        check(std::slice::from_ref(&m), "vendors[0]", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let print = &m.rules[0];
+        assert!(print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 61], None));
+        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 63], None));
+        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 61, 0], None));
+        let keyed = &m.rules[1];
+        assert!(keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], Some(17)));
+        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], Some(16)));
+        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], None));
+        // The print rule lies under no table: it is fetched on its own.
+        let lone: Vec<&str> = m.lone_rules().map(|r| r.name.as_str()).collect();
+        assert_eq!(lone, ["t.print"]);
+        assert_eq!(
+            serde_json::to_value(&m).unwrap()["rules"][0]["oid"],
+            "1.3.6.1.4.1.9.2.1.*.61"
+        );
+        assert!(m.applies_to(&[1, 3, 6, 1, 4, 1, 9, 5]));
+    }
+
+    #[test]
+    fn a_bad_map_is_refused_with_every_place_named() {
+        let m = map(serde_json::json!({
+            "source": "",
+            "sysObjectIds": ["1.3"],
+            "tables": [{"oid": "1.3.6.1.4.1.9.1.3", "unitValues": [{"value": 4, "unit": "sides"}]}],
+            "rules": [
+                {"name": "a b", "oid": "1.3.6.*.4.1.9", "function": "print", "colour": "mono"},
+                {"name": "x", "oid": "1.3.6.1.4.1.9.1.3", "key": 3, "function": "print", "colour": "mono"},
+                {"name": "x", "oid": "1.3.6.1.4.1.9.1.4", "function": "print", "colour": "mono",
+                 "unit": "sheets", "counter": "monoPrintSideCount"}
+            ]
+        }));
+        let mut problems = Vec::new();
+        check(&[m], "vendors[2]", &mut problems);
+        let all = problems.join("\n");
+        for want in [
+            "vendors[2].meters[0].source",
+            "vendors[2].meters[0].sysObjectIds[0]",
+            "vendors[2].meters[0].tables[0].unitValues: needs a unit column",
+            "vendors[2].meters[0].rules[0].name",
+            "vendors[2].meters[0].rules[0].oid",
+            "vendors[2].meters[0].rules[1].key",
+            "vendors[2].meters[0].rules[2].name: \"x\" appears twice",
+            "vendors[2].meters[0].rules[2].counter: monoPrintSideCount cannot take a meter in Sheets",
+        ] {
+            assert!(all.contains(want), "{want}:\n{all}");
+        }
+        assert!(
+            serde_json::from_value::<MeterMap>(serde_json::json!({
+                "source": "s", "rules": [{"name": "n", "oid": "1.3.x", "function": "print", "colour": "mono"}]
+            }))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,559 @@
+//! Meters: every usage counter a reading found (the Printer-MIB's marker counts, the PWG
+//! imaging counters, and the vendor counters the support library maps), as the report's
+//! `meters` list; and the seed's `counters` fields the library's rules may fill.
+//!
+//! Vendor counters are collected in a second step of a poll, only for a printer whose
+//! vendor (and model family) has maps ([`plan`]), so a printer without vendor meters
+//! costs nothing more.
+
+use super::decode::Collected;
+use super::library::Library;
+use super::oids;
+use super::{Counters, text};
+use fleet_protocol::meters::{Colour, CounterField, Function, Meter, MeterMap, MeterRule, Unit};
+use fleet_snmp::{Oid, Value};
+use std::collections::BTreeMap;
+
+/// The most meters a report lists (a printer serving more has a broken or hostile agent;
+/// the cut is noted in `device.cuts`).
+pub const MAX_METERS: usize = 1024;
+
+/// What the second step of a poll keeps at most: a vendor's counter subtrees hold tens
+/// to a few hundred values on real printers.
+pub const BUDGET: fleet_snmp::walk::Budget = fleet_snmp::walk::Budget {
+    values: 4_000,
+    bytes: 512 << 10,
+};
+
+/// The maps of the library that apply to a printer whose sysObjectID is `sys_object_id`.
+pub fn maps<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> Vec<&'l MeterMap> {
+    let Some(soid) = sys_object_id else {
+        return Vec::new();
+    };
+    let Some(vendor) =
+        super::library::enterprise(&soid.to_string()).and_then(|e| library.vendor(e))
+    else {
+        return Vec::new();
+    };
+    vendor
+        .meters
+        .iter()
+        .filter(|m| m.applies_to(soid.arcs()))
+        .collect()
+}
+
+/// The subtrees the second step of a poll walks for `maps`: each table with its key,
+/// label and unit columns, and the parent of each rule outside the tables (so its
+/// instance is read whatever its siblings are). Nested subtrees are asked once.
+pub fn plan(maps: &[&MeterMap]) -> Vec<Oid> {
+    let mut all: Vec<Vec<u32>> = Vec::new();
+    for m in maps {
+        for t in &m.tables {
+            all.push(t.oid.0.clone());
+            for c in [&t.key, &t.label, &t.unit].into_iter().flatten() {
+                all.push(c.0.clone());
+            }
+        }
+        for r in m.lone_rules() {
+            let fixed: Vec<u32> = r.oid.0.iter().map_while(|a| *a).collect();
+            let parent = if fixed.len() == r.oid.0.len() {
+                fixed[..fixed.len() - 1].to_vec()
+            } else {
+                fixed
+            };
+            all.push(parent);
+        }
+    }
+    all.sort();
+    all.dedup();
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    for o in all {
+        if !out.iter().any(|p| o.starts_with(p)) {
+            out.push(o);
+        }
+    }
+    out.into_iter().map(Oid::new).collect()
+}
+
+/// A counter value: integers, counters and gauges (not time ticks, texts or OIDs).
+fn count(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(_) | Value::Counter32(_) | Value::Gauge32(_) | Value::Counter64(_) => {
+            v.as_i64()
+        }
+        _ => None,
+    }
+}
+
+fn dotted(arcs: &[u32]) -> String {
+    Oid::from_slice(arcs).to_string()
+}
+
+/// One meter found, with the rule that named it (when one did).
+struct Found<'l> {
+    meter: Meter,
+    rule: Option<&'l MeterRule>,
+}
+
+/// Lists the meters of a reading and fills the `counters` fields the standard MIBs left
+/// empty from the library's rules (source `library:<rule>`); returns the meters and,
+/// when there were more than [`MAX_METERS`], a cut note.
+pub fn decode(c: &Collected<'_>, counters: &mut Counters) -> (Vec<Meter>, Option<String>) {
+    let mut found: BTreeMap<Oid, Found<'_>> = BTreeMap::new();
+    standard(c, &mut found);
+    let soid = c
+        .first(oids::SYS_OBJECT_ID)
+        .and_then(Value::as_oid)
+        .cloned();
+    for m in maps(c.library, soid.as_ref()) {
+        vendor(c, m, &mut found);
+    }
+    fill(counters, found.values());
+    let total = found.len();
+    let cut = (total > MAX_METERS)
+        .then(|| format!("meters: {total} counters, the first {MAX_METERS} kept"));
+    let meters = found
+        .into_values()
+        .take(MAX_METERS)
+        .map(|f| f.meter)
+        .collect();
+    (meters, cut)
+}
+
+/// Printer-MIB marker counts and PWG lifetime totals: already read by every poll.
+fn standard(c: &Collected<'_>, found: &mut BTreeMap<Oid, Found<'_>>) {
+    for (col, name) in [
+        (
+            oids::PRT_MARKER_LIFE_COUNT,
+            "printer-mib.prtMarkerLifeCount",
+        ),
+        (
+            oids::PRT_MARKER_POWER_ON_COUNT,
+            "printer-mib.prtMarkerPowerOnCount",
+        ),
+    ] {
+        for (ix, v) in c.column(col) {
+            let Some(value) = count(v) else { continue };
+            let unit = c
+                .int(oids::PRT_MARKER_COUNTER_UNIT, ix)
+                .map(Unit::of_printer_mib);
+            let mut arcs = col.to_vec();
+            arcs.extend_from_slice(ix);
+            let oid = Oid::new(arcs);
+            found.insert(
+                oid.clone(),
+                Found {
+                    meter: Meter {
+                        oid: oid.to_string(),
+                        value,
+                        unit,
+                        function: Some(Function::Total),
+                        colour: Some(Colour::All),
+                        rule: Some(name.into()),
+                        label: None,
+                    },
+                    rule: None,
+                },
+            );
+        }
+    }
+    // PWG 5106.1: lifetime (persistence 3) work totals (work type 3) per service key.
+    for (key_ix, v) in c.column(oids::IC_KEY_SERVICE_TYPE) {
+        let function = match v.as_i64() {
+            Some(3) => Function::Total,
+            Some(11) => Function::Print,
+            Some(4) => Function::Copy,
+            Some(7) => Function::Fax,
+            _ => continue,
+        };
+        let key = key_ix[0];
+        for (col, name, colour, unit) in [
+            (
+                oids::IC_IMP_TOTAL,
+                "pwg.icImpressionTotalImps",
+                Colour::All,
+                Unit::Impressions,
+            ),
+            (
+                oids::IC_IMP_MONO,
+                "pwg.icImpressionMonochromeImps",
+                Colour::Mono,
+                Unit::Impressions,
+            ),
+            (
+                oids::IC_IMP_FULL_COLOR,
+                "pwg.icImpressionFullColorImps",
+                Colour::FullColour,
+                Unit::Impressions,
+            ),
+            (
+                oids::IC_SHEET_TOTAL,
+                "pwg.icSheetTotalSheets",
+                Colour::All,
+                Unit::Sheets,
+            ),
+        ] {
+            let Some(value) = c.cell(col, &[key, 3, 3]).and_then(count) else {
+                continue;
+            };
+            let mut arcs = col.to_vec();
+            arcs.extend_from_slice(&[key, 3, 3]);
+            let oid = Oid::new(arcs);
+            found.insert(
+                oid.clone(),
+                Found {
+                    meter: Meter {
+                        oid: oid.to_string(),
+                        value,
+                        unit: Some(unit),
+                        function: Some(function),
+                        colour: Some(colour),
+                        rule: Some(name.into()),
+                        label: None,
+                    },
+                    rule: None,
+                },
+            );
+        }
+    }
+}
+
+/// One vendor map: every integer under its tables (named by a rule or not), and its
+/// rules outside the tables.
+fn vendor<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oid, Found<'l>>) {
+    for t in &m.tables {
+        for (ix, v) in c.column(&t.oid.0) {
+            let Some(value) = count(v) else { continue };
+            let mut arcs = t.oid.0.clone();
+            arcs.extend_from_slice(ix);
+            let key = t.key.as_ref().and_then(|k| c.int(&k.0, ix));
+            let label = t
+                .label
+                .as_ref()
+                .and_then(|l| c.cell(&l.0, ix))
+                .and_then(Value::as_bytes)
+                .map(|b| text::decode(b).trim().to_string())
+                .filter(|s| !s.is_empty());
+            let table_unit = t
+                .unit
+                .as_ref()
+                .and_then(|u| c.int(&u.0, ix))
+                .and_then(|u| t.unit_values.iter().find(|x| x.value == u).map(|x| x.unit));
+            let rule = m.rules.iter().find(|r| r.names(&arcs, key));
+            let oid = Oid::new(arcs);
+            found.entry(oid.clone()).or_insert(Found {
+                meter: Meter {
+                    oid: oid.to_string(),
+                    value,
+                    unit: rule.and_then(|r| r.unit).or(table_unit),
+                    function: rule.map(|r| r.function),
+                    colour: rule.map(|r| r.colour),
+                    rule: rule.map(|r| r.name.clone()),
+                    label,
+                },
+                rule,
+            });
+        }
+    }
+    for r in m.lone_rules() {
+        let fixed: Vec<u32> = r.oid.0.iter().map_while(|a| *a).collect();
+        for (ix, v) in c.column(&fixed) {
+            let mut arcs = fixed.clone();
+            arcs.extend_from_slice(ix);
+            let Some(value) = count(v).filter(|_| r.oid.matches(&arcs)) else {
+                continue;
+            };
+            let oid = Oid::new(arcs);
+            found.entry(oid.clone()).or_insert(Found {
+                meter: Meter {
+                    oid: dotted(oid.arcs()),
+                    value,
+                    unit: r.unit,
+                    function: Some(r.function),
+                    colour: Some(r.colour),
+                    rule: Some(r.name.clone()),
+                    label: None,
+                },
+                rule: Some(r),
+            });
+        }
+        if let Some(exact) = r.oid.exact()
+            && let Some(value) = c.get(&exact).and_then(count)
+        {
+            let oid = Oid::new(exact);
+            found.entry(oid.clone()).or_insert(Found {
+                meter: Meter {
+                    oid: oid.to_string(),
+                    value,
+                    unit: r.unit,
+                    function: Some(r.function),
+                    colour: Some(r.colour),
+                    rule: Some(r.name.clone()),
+                    label: None,
+                },
+                rule: Some(r),
+            });
+        }
+    }
+}
+
+/// The `counters` field a [`CounterField`] names.
+pub fn slot(c: &mut Counters, f: CounterField) -> &mut Option<u64> {
+    match f {
+        CounterField::PrintSideCount => &mut c.print_side_count,
+        CounterField::MonoPrintSideCount => &mut c.mono_print_side_count,
+        CounterField::ColorPrintSideCount => &mut c.color_print_side_count,
+        CounterField::CopySideCount => &mut c.copy_side_count,
+        CounterField::MonoCopySideCount => &mut c.mono_copy_side_count,
+        CounterField::ColorCopySideCount => &mut c.color_copy_side_count,
+        CounterField::FaxSideCount => &mut c.fax_side_count,
+        CounterField::MonoSideCount => &mut c.mono_side_count,
+        CounterField::ColorSideCount => &mut c.color_side_count,
+        CounterField::TotalSideCount => &mut c.total_side_count,
+        CounterField::TotalSheetCount => &mut c.total_sheet_count,
+        CounterField::TotalScanCount => &mut c.total_scan_count,
+        CounterField::BlankCopySideCount => &mut c.blank_copy_side_count,
+        CounterField::BlankFaxSideCount => &mut c.blank_fax_side_count,
+    }
+}
+
+/// Fills the counters the library's rules name, where the standard MIBs gave none and
+/// the meter's unit is the field's; then the seed's blank-page rule: a printer that
+/// counts blank sides apart has them added into the mono counter of the same function
+/// (only into a counter this library filled, whose meaning excludes them).
+fn fill<'a, 'l: 'a>(counters: &mut Counters, found: impl Iterator<Item = &'a Found<'l>> + Clone) {
+    for f in found.clone() {
+        let (Some(rule), Some(unit)) = (f.rule, f.meter.unit) else {
+            continue;
+        };
+        let Some(field) = rule.counter.filter(|c| c.takes(unit)) else {
+            continue;
+        };
+        let Ok(value) = u64::try_from(f.meter.value) else {
+            continue;
+        };
+        let slot = slot(counters, field);
+        if slot.is_none() {
+            *slot = Some(value);
+            counters
+                .ext
+                .sources
+                .insert(field.name().into(), format!("library:{}", rule.name));
+        }
+    }
+    for f in found {
+        let (Some(rule), Some(unit)) = (f.rule, f.meter.unit) else {
+            continue;
+        };
+        if !rule.blank || !CounterField::MonoPrintSideCount.takes(unit) {
+            continue;
+        }
+        let mono = match rule.function {
+            Function::Print => CounterField::MonoPrintSideCount,
+            Function::Copy => CounterField::MonoCopySideCount,
+            _ => continue,
+        };
+        let source = counters.ext.sources.get(mono.name()).cloned();
+        let Some(source) = source.filter(|s| s.starts_with("library:")) else {
+            continue;
+        };
+        let Ok(blank) = u64::try_from(f.meter.value) else {
+            continue;
+        };
+        let slot = slot(counters, mono);
+        if let Some(sum) = slot.and_then(|m| m.checked_add(blank)) {
+            *slot = Some(sum);
+            counters
+                .ext
+                .sources
+                .insert(mono.name().into(), format!("{source}+{}", rule.name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::library;
+
+    fn values(pairs: &[(&str, Value)]) -> BTreeMap<Oid, Value> {
+        pairs
+            .iter()
+            .map(|(o, v)| (o.parse::<Oid>().unwrap(), v.clone()))
+            .collect()
+    }
+
+    fn read(values: &BTreeMap<Oid, Value>, lib: &Library) -> crate::printer::PrinterReport {
+        crate::printer::decode(&Collected {
+            values,
+            ip: None,
+            collected_at: 0,
+            version: None,
+            library: lib,
+        })
+    }
+
+    #[test]
+    fn the_builtin_library_is_valid_and_maps_meters() {
+        let lib = library::builtin();
+        lib.check().unwrap();
+        let mapped: Vec<&str> = lib
+            .vendors
+            .iter()
+            .filter(|v| !v.meters.is_empty())
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(
+            mapped,
+            [
+                "HP",
+                "Lexmark",
+                "Brother",
+                "Ricoh",
+                "Kyocera",
+                "Xerox",
+                "Canon",
+                "Konica Minolta",
+                "Sharp"
+            ]
+        );
+        // HP: its engine counters subtree, and the scan count's parent on its own.
+        let hp: Oid = "1.3.6.1.4.1.11.2.3.9.1".parse().unwrap();
+        let cols = plan(&maps(&lib, Some(&hp)));
+        let cols: Vec<String> = cols.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            cols,
+            [
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.2.2.1.74",
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2"
+            ]
+        );
+        // A vendor without maps, or no sysObjectID: no second step.
+        let oki: Oid = "1.3.6.1.4.1.2001.1".parse().unwrap();
+        assert!(plan(&maps(&lib, Some(&oki))).is_empty());
+        assert!(plan(&maps(&lib, None)).is_empty());
+    }
+
+    #[test]
+    fn keyed_rows_take_their_unit_from_the_table_and_blank_sides_count_as_mono() {
+        let t = "1.3.6.1.4.1.641.6.4.2.1.1";
+        let row = |col: u32, ix: u32| format!("{t}.{col}.1.{ix}");
+        let v = values(&[
+            (
+                "1.3.6.1.2.1.1.2.0",
+                Value::ObjectId("1.3.6.1.4.1.641.2.1".parse().unwrap()),
+            ),
+            // printMono in sides, blankPrint in sides, printTotal in sheets, a type the
+            // library does not know, and a text under the value column.
+            (&row(2, 1), Value::Integer(17)),
+            (&row(3, 1), Value::Integer(4)),
+            (&row(4, 1), Value::Counter32(1000)),
+            (&row(2, 2), Value::Integer(65)),
+            (&row(3, 2), Value::Integer(4)),
+            (&row(4, 2), Value::Counter32(10)),
+            (&row(2, 3), Value::Integer(16)),
+            (&row(3, 3), Value::Integer(5)),
+            (&row(4, 3), Value::Counter32(700)),
+            (&row(2, 4), Value::Integer(99)),
+            (&row(4, 4), Value::Counter32(5)),
+            (&row(4, 5), Value::OctetString(b"n/a".to_vec())),
+        ]);
+        let r = read(&v, &library::builtin());
+        let by_oid = |ix: u32| {
+            r.meters
+                .iter()
+                .find(|m| m.oid == row(4, ix))
+                .unwrap_or_else(|| panic!("row {ix}: {:?}", r.meters))
+        };
+        assert_eq!(by_oid(1).rule.as_deref(), Some("lexmark.printMono"));
+        assert_eq!(by_oid(1).unit, Some(Unit::Sides));
+        assert_eq!(by_oid(3).unit, Some(Unit::Sheets));
+        let unknown = by_oid(4);
+        assert_eq!(
+            (unknown.value, &unknown.rule, unknown.unit),
+            (5, &None, None)
+        );
+        assert_eq!(r.meters.len(), 4, "the text is not a meter: {:?}", r.meters);
+        // Mono print sides include the blank ones (the seed's rule); print sides in
+        // sheets do not fill a side counter.
+        assert_eq!(r.counters.mono_print_side_count, Some(1010));
+        assert_eq!(
+            r.counters.ext.sources["monoPrintSideCount"],
+            "library:lexmark.printMono+lexmark.blankPrint"
+        );
+        assert_eq!(r.counters.print_side_count, None);
+    }
+
+    #[test]
+    fn standard_counters_win_over_vendor_meters_and_both_are_listed() {
+        let v = values(&[
+            (
+                "1.3.6.1.2.1.1.2.0",
+                Value::ObjectId("1.3.6.1.4.1.11.2.3.9.1".parse().unwrap()),
+            ),
+            ("1.3.6.1.2.1.43.10.2.1.4.1.1", Value::Counter32(900)),
+            ("1.3.6.1.2.1.43.10.2.1.3.1.1", Value::Integer(7)),
+            // PWG system totals (service key 1 = systemTotals): mono 800.
+            ("1.3.6.1.4.1.2699.1.3.1.2.1.1.2.1", Value::Integer(3)),
+            (
+                "1.3.6.1.4.1.2699.1.3.1.8.1.1.5.1.3.3",
+                Value::Counter32(800),
+            ),
+            // HP's own: mono 799 (a different moment), colour 100.
+            (
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2.6.0",
+                Value::Counter32(799),
+            ),
+            (
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2.7.0",
+                Value::Counter32(100),
+            ),
+        ]);
+        let r = read(&v, &library::builtin());
+        assert_eq!(r.counters.mono_side_count, Some(800));
+        assert_eq!(
+            r.counters.ext.sources["monoSideCount"],
+            "pwg:icImpressionMonochromeImps.1.3.3"
+        );
+        assert_eq!(r.counters.color_side_count, Some(100));
+        assert_eq!(
+            r.counters.ext.sources["colorSideCount"],
+            "library:hp.totalColorPageCount"
+        );
+        let rules: Vec<Option<&str>> = r.meters.iter().map(|m| m.rule.as_deref()).collect();
+        assert_eq!(
+            rules,
+            [
+                Some("printer-mib.prtMarkerLifeCount"),
+                Some("hp.totalMonoPageCount"),
+                Some("hp.totalColorPageCount"),
+                Some("pwg.icImpressionMonochromeImps"),
+            ]
+        );
+        assert_eq!(r.meters[0].unit, Some(Unit::Impressions));
+    }
+
+    #[test]
+    fn a_printer_serving_thousands_of_counters_keeps_a_bounded_list() {
+        let mut pairs = vec![(
+            "1.3.6.1.2.1.1.2.0".to_string(),
+            Value::ObjectId("1.3.6.1.4.1.1347.41".parse().unwrap()),
+        )];
+        for i in 0..3000u32 {
+            pairs.push((
+                format!("1.3.6.1.4.1.1347.42.3.1.9.{i}"),
+                Value::Counter32(i),
+            ));
+        }
+        let v: BTreeMap<Oid, Value> = pairs
+            .into_iter()
+            .map(|(o, v)| (o.parse().unwrap(), v))
+            .collect();
+        let r = read(&v, &library::builtin());
+        assert_eq!(r.meters.len(), MAX_METERS);
+        assert_eq!(
+            r.device.cuts,
+            ["meters: 3000 counters, the first 1024 kept"]
+        );
+    }
+}
