@@ -48,7 +48,8 @@ fn raw_level(s: &Value) -> Option<i64> {
 }
 
 /// A fingerprint of everything [`decide`] compares, read from the typed report: the alert
-/// keys, the identity (serial, model, manufacturer, firmware) and each supply's levels.
+/// keys, the identity (serial, model, manufacturer, firmware) and each supply's levels and
+/// chip serial.
 /// Two reports with the same fingerprint get the same decision against the same sent
 /// state (short of a due snapshot), so the uploader skips a poll whose fingerprint equals
 /// the last one decided without building the keyed view or reading the stored state.
@@ -65,7 +66,7 @@ pub fn fingerprint(report: &PrinterReport) -> u64 {
     report.model_name.hash(&mut h);
     report.manufacturer.hash(&mut h);
     report.device.firmware_version.hash(&mut h);
-    let mut supplies: Vec<(&str, Option<u8>, Option<i64>)> = report
+    let mut supplies: Vec<_> = report
         .supplies
         .iter()
         .map(|s| {
@@ -73,6 +74,7 @@ pub fn fingerprint(report: &PrinterReport) -> u64 {
                 s.supply_key.as_str(),
                 s.current_level,
                 s.ext.prt_marker_supplies_level,
+                s.serial_number.as_deref(),
             )
         })
         .collect();
@@ -198,6 +200,19 @@ pub fn decide_keyed(prev: Option<&Sent>, new: &Value, now_ms: i64, rule: Rule) -
     {
         for (k, sa) in a {
             let Some(sb) = b.get(k) else { continue };
+            // A supply whose chip says another serial number was replaced, whatever its
+            // level says (a new cartridge can read as full as the old one did).
+            let serial = |s: &Value| {
+                s.get("serialNumber")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            if let (Some(x), Some(y)) = (serial(sa), serial(sb))
+                && x != y
+            {
+                replaced = true;
+                continue;
+            }
             match (percent_of(sa), percent_of(sb)) {
                 (Some(x), Some(y)) if y < x => {
                     decreased |= (x - y) >= i64::from(rule.min_percent_drop)
@@ -346,6 +361,26 @@ mod tests {
             ),
             Decision::Delta(Trigger::SupplyReplaced, _)
         ));
+        // A supply whose chip serial changed, at the same level: replaced (known, not
+        // inferred); the same serial, lower: a decrease as usual.
+        let chip = |serial: &str, level: i64| {
+            let mut r = report(1000, level, true, "SN1");
+            r.supplies[0].serial_number = Some(serial.into());
+            r
+        };
+        let with_chip = sent(&chip("CHIP-1", 50), 0);
+        assert!(matches!(
+            decide(Some(&with_chip), &chip("CHIP-2", 50), H, Rule::default()),
+            Decision::Delta(Trigger::SupplyReplaced, _)
+        ));
+        assert!(matches!(
+            decide(Some(&with_chip), &chip("CHIP-1", 40), H, Rule::default()),
+            Decision::Delta(Trigger::SupplyDecrease, _)
+        ));
+        assert_ne!(
+            fingerprint(&chip("CHIP-1", 50)),
+            fingerprint(&chip("CHIP-2", 50))
+        );
         // Serial changed: identity.
         assert!(matches!(
             decide(Some(&s), &report(1000, 50, true, "SN2"), H, Rule::default()),

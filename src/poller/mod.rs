@@ -11,7 +11,7 @@ pub mod scheduler;
 use crate::clock::Clock;
 use crate::printer::{self, PrinterReport, library};
 use fleet_snmp::quirks::Quirks;
-use fleet_snmp::{SnmpClient, SnmpError, Target, walk};
+use fleet_snmp::{Oid, SnmpClient, SnmpError, Target, walk};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -195,10 +195,29 @@ impl Reader {
         target: &Target,
         known: &mut Quirks,
     ) -> Result<(PrinterReport, PollStats), PollError> {
+        self.read_hinted(client, target, known, None).await
+    }
+
+    /// [`Reader::read`] for a printer whose sysObjectID was `vendor` at the last poll: the
+    /// subtrees the support library maps for that vendor (meters, supply tables) are asked
+    /// with the rest of the poll, so a steady printer needs no second step; one whose
+    /// sysObjectID changed gets it.
+    ///
+    /// # Errors
+    /// As [`Reader::read`].
+    pub async fn read_hinted<C: SnmpClient>(
+        &self,
+        client: &C,
+        target: &Target,
+        known: &mut Quirks,
+        vendor: Option<&Oid>,
+    ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
         let (firsts, mut columns) = printer::plan(&library);
-        // Vendor meters are a second step, for the printers whose vendor (and model
-        // family) the library maps: the rest pay nothing for them.
+        let hinted = printer::meters::plan(&library, vendor);
+        columns.extend(hinted.iter().cloned());
+        // Vendor subtrees the last poll did not announce are a second step, for the
+        // printers whose vendor (and model family) the library maps: the rest pay nothing.
         let read = async {
             let mut c = walk::collect_adaptive(
                 client,
@@ -217,15 +236,19 @@ impl Reader {
                 .filter(|(k, _)| k.starts_with(&soid_col))
                 .and_then(|(_, v)| v.as_oid())
                 .cloned();
-            let meter_columns =
-                printer::meters::plan(&printer::meters::maps(&library, soid.as_ref()));
+            let meter_columns = printer::meters::plan(&library, soid.as_ref());
+            let second: Vec<Oid> = meter_columns
+                .iter()
+                .filter(|m| !hinted.contains(m))
+                .cloned()
+                .collect();
             let mut meters_failed = None;
-            if !meter_columns.is_empty() && c.cut.is_none() {
+            if !second.is_empty() && c.cut.is_none() {
                 match walk::collect_adaptive(
                     client,
                     target,
                     &[],
-                    &meter_columns,
+                    &second,
                     printer::meters::BUDGET,
                     known,
                 )
@@ -244,19 +267,20 @@ impl Reader {
                     Err(e) => meters_failed = Some(e.to_string()),
                 }
             }
-            Ok::<_, SnmpError>((c, meter_columns, meters_failed))
+            Ok::<_, SnmpError>((c, meter_columns, second, meters_failed))
         };
-        let (mut c, meter_columns, meters_failed) = tokio::time::timeout(self.deadline, read)
-            .await
-            .map_err(|_| PollError::Deadline {
-                addr: target.addr,
-                after: self.deadline,
-            })?
-            .map_err(|source| PollError::Snmp {
-                addr: target.addr,
-                source: Box::new(source),
-            })?;
-        columns.extend(meter_columns.iter().cloned());
+        let (mut c, meter_columns, second, meters_failed) =
+            tokio::time::timeout(self.deadline, read)
+                .await
+                .map_err(|_| PollError::Deadline {
+                    addr: target.addr,
+                    after: self.deadline,
+                })?
+                .map_err(|source| PollError::Snmp {
+                    addr: target.addr,
+                    source: Box::new(source),
+                })?;
+        columns.extend(second.iter().cloned());
         let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
         cuts.extend(printer::limits::trim(&mut c.values, &columns));
         // The version actually used (a v2c target whose agent answers v1 only is read as v1).
@@ -279,7 +303,11 @@ impl Reader {
             .iter()
             .map(|skip| {
                 let mut u = printer::Unavailable::of(skip);
-                if meter_columns.iter().any(|m| skip.oid.starts_with(m)) {
+                if meter_columns
+                    .iter()
+                    .chain(&hinted)
+                    .any(|m| skip.oid.starts_with(m))
+                {
                     u.section = "meters";
                 }
                 u
@@ -289,7 +317,7 @@ impl Reader {
             report
                 .device
                 .unavailable
-                .extend(meter_columns.iter().map(|m| printer::Unavailable {
+                .extend(second.iter().map(|m| printer::Unavailable {
                     section: "meters",
                     object: None,
                     oid: m.to_string(),
@@ -349,5 +377,93 @@ impl Reader {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_snmp::Value;
+    use fleet_snmp::agent::MibView;
+    use fleet_snmp::fake::FakeSnmp;
+
+    /// An HP printer with engine counters, and the same address later holding a Sharp.
+    fn view(sharp: bool) -> MibView {
+        let o = |s: &str| s.parse::<Oid>().unwrap();
+        let mut v = vec![
+            (
+                o("1.3.6.1.2.1.1.1.0"),
+                Value::OctetString(b"printer".to_vec()),
+            ),
+            (o("1.3.6.1.2.1.43.10.2.1.4.1.1"), Value::Counter32(1000)),
+        ];
+        if sharp {
+            v.push((
+                o("1.3.6.1.2.1.1.2.0"),
+                Value::ObjectId(o("1.3.6.1.4.1.2385.3.1")),
+            ));
+            v.push((
+                o("1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.61"),
+                Value::Counter32(600),
+            ));
+        } else {
+            v.push((
+                o("1.3.6.1.2.1.1.2.0"),
+                Value::ObjectId(o("1.3.6.1.4.1.11.2.3.9.1")),
+            ));
+            v.push((
+                o("1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2.6.0"),
+                Value::Counter32(900),
+            ));
+        }
+        MibView::new(v)
+    }
+
+    #[tokio::test]
+    async fn a_known_vendor_is_read_in_one_step_and_a_new_one_in_two() {
+        let addr: SocketAddr = "127.0.0.1:161".parse().unwrap();
+        let fake = FakeSnmp::new();
+        fake.add(addr, view(false));
+        let target = Target::new(addr, fleet_snmp::Security::v2c("public"));
+        let reader = Reader::default();
+        let meters = |r: &PrinterReport| -> Vec<String> {
+            r.meters
+                .iter()
+                .filter_map(|m| m.rule.clone())
+                .collect::<Vec<_>>()
+        };
+        // First poll: the vendor is learnt from the reading, its subtrees come after.
+        let (first, s1) = reader
+            .read_hinted(&fake, &target, &mut Quirks::default(), None)
+            .await
+            .unwrap();
+        assert!(meters(&first).contains(&"hp.totalMonoPageCount".to_string()));
+        // Next poll, told the vendor: the same reading in fewer round trips.
+        let hp: Oid = first.device.sys_object_id.clone().unwrap().parse().unwrap();
+        let (second, s2) = reader
+            .read_hinted(&fake, &target, &mut Quirks::default(), Some(&hp))
+            .await
+            .unwrap();
+        assert_eq!(meters(&second), meters(&first));
+        assert!(
+            s2.requests < s1.requests,
+            "{} requests with the vendor known, {} without",
+            s2.requests,
+            s1.requests
+        );
+        // The address now holds another vendor's printer: the stale hint costs nothing
+        // in correctness, the new vendor's subtrees are read in the second step.
+        fake.add(addr, view(true));
+        let (third, _) = reader
+            .read_hinted(&fake, &target, &mut Quirks::default(), Some(&hp))
+            .await
+            .unwrap();
+        assert_eq!(
+            meters(&third),
+            [
+                "printer-mib.prtMarkerLifeCount".to_string(),
+                "sharp.print.mono".to_string()
+            ]
+        );
     }
 }

@@ -177,6 +177,9 @@ struct Slot {
     partial: Option<Quirks>,
     /// Firmware version of the last reading (a new firmware gets its quirks re-probed).
     firmware: Option<String>,
+    /// sysObjectID of the last reading: its vendor's subtrees are asked with the rest
+    /// of the poll instead of in a second step.
+    vendor: Option<fleet_snmp::Oid>,
 }
 
 /// Error codes (`SnmpError::code`) by which a printer that answers refuses the agent's
@@ -255,6 +258,7 @@ impl Slot {
             reprobing: false,
             partial: None,
             firmware: None,
+            vendor: None,
         }
     }
 }
@@ -749,11 +753,12 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 _ if s.reprobing => Quirks::default(),
                 _ => s.quirks.clone(),
             };
-            let (client, target, deadline, reader) = (
+            let (client, target, deadline, reader, vendor) = (
                 self.client.clone(),
                 s.target.clone(),
                 self.cfg.deadline,
                 self.reader.clone(),
+                s.vendor.clone(),
             );
             let metrics = self.metrics.clone();
             running.spawn(async move {
@@ -762,20 +767,16 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 metrics.polls.inc();
                 metrics.polls_in_flight.inc();
                 let mut known = quirks.clone();
-                let r =
-                    match tokio::time::timeout(deadline, reader.read(&client, &target, &mut known))
-                        .await
-                    {
-                        Ok(Ok(ok)) => Ok(ok),
-                        Ok(Err(e)) => {
-                            Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code())))
-                        }
-                        Err(_) => Err(format!(
-                            "deadline|printer {}: no complete answer within the {} s deadline",
-                            target.addr,
-                            deadline.as_secs()
-                        )),
-                    };
+                let read = reader.read_hinted(&client, &target, &mut known, vendor.as_ref());
+                let r = match tokio::time::timeout(deadline, read).await {
+                    Ok(Ok(ok)) => Ok(ok),
+                    Ok(Err(e)) => Err(format!("{}|{e}", e.snmp().map_or("empty", |s| s.code()))),
+                    Err(_) => Err(format!(
+                        "deadline|printer {}: no complete answer within the {} s deadline",
+                        target.addr,
+                        deadline.as_secs()
+                    )),
+                };
                 metrics.polls_in_flight.dec();
                 let learned = (r.is_err() && known != quirks).then_some(known);
                 (i, started, r, started.elapsed(), learned)
@@ -903,6 +904,11 @@ impl<C: SnmpClient + Clone> Poller<C> {
                     s.quirks = q;
                     s.quirks_at = at_ms;
                 }
+                s.vendor = report
+                    .device
+                    .sys_object_id
+                    .as_deref()
+                    .and_then(|o| o.parse().ok());
                 if let Some(fw) = &report.device.firmware_version
                     && s.firmware.as_ref() != Some(fw)
                 {

@@ -495,7 +495,11 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         collected_at: c.collected_at,
         counters,
         meters,
-        supplies: supplies(c),
+        supplies: {
+            let mut s = supplies(c);
+            super::meters::supply_ids(c, &mut s);
+            s
+        },
         alerts: alerts(c, sys_uptime),
         device,
     }
@@ -826,6 +830,7 @@ fn supplies(c: &Collected<'_>) -> Vec<Supply> {
                     } else {
                         None
                     },
+                    part_number: None,
                 },
             }
         })

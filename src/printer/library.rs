@@ -47,12 +47,14 @@ pub fn commands(library: &Library, sys_object_id: Option<&str>) -> Vec<String> {
 /// The version of [`builtin`]: any library the cloud installs replaces it.
 pub const BUILTIN_VERSION: u64 = 1;
 
-/// The built-in meter maps (`meters.json`, in the library's own format).
+/// The built-in meter maps and supply tables (`meters.json`, in the library's own format).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BuiltinMeters {
     enterprise: u32,
     meters: Vec<fleet_protocol::meters::MeterMap>,
+    #[serde(default)]
+    supplies: Vec<fleet_protocol::meters::SupplyTable>,
 }
 
 fn builtin_meters() -> Vec<BuiltinMeters> {
@@ -108,6 +110,11 @@ pub fn builtin() -> Library {
                     .iter_mut()
                     .find(|m| m.enterprise == v.enterprise)
                     .map(|m| std::mem::take(&mut m.meters))
+                    .unwrap_or_default(),
+                supplies: meters
+                    .iter_mut()
+                    .find(|m| m.enterprise == v.enterprise)
+                    .map(|m| std::mem::take(&mut m.supplies))
                     .unwrap_or_default(),
             })
             .collect(),

@@ -10,7 +10,9 @@ use super::decode::Collected;
 use super::library::Library;
 use super::oids;
 use super::{Counters, text};
-use fleet_protocol::meters::{Colour, CounterField, Function, Meter, MeterMap, MeterRule, Unit};
+use fleet_protocol::meters::{
+    Colour, CounterField, Function, Meter, MeterMap, MeterRule, SupplyTable, Unit,
+};
 use fleet_snmp::{Oid, Value};
 use std::collections::BTreeMap;
 
@@ -25,29 +27,41 @@ pub const BUDGET: fleet_snmp::walk::Budget = fleet_snmp::walk::Budget {
     bytes: 512 << 10,
 };
 
-/// The maps of the library that apply to a printer whose sysObjectID is `sys_object_id`.
-pub fn maps<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> Vec<&'l MeterMap> {
-    let Some(soid) = sys_object_id else {
-        return Vec::new();
-    };
-    let Some(vendor) =
-        super::library::enterprise(&soid.to_string()).and_then(|e| library.vendor(e))
-    else {
-        return Vec::new();
-    };
-    vendor
-        .meters
-        .iter()
-        .filter(|m| m.applies_to(soid.arcs()))
-        .collect()
+fn vendor<'l>(
+    library: &'l Library,
+    sys_object_id: Option<&Oid>,
+) -> Option<&'l fleet_protocol::library::VendorData> {
+    super::library::enterprise(&sys_object_id?.to_string()).and_then(|e| library.vendor(e))
 }
 
-/// The subtrees the second step of a poll walks for `maps`: each table with its key,
-/// label and unit columns, and the parent of each rule outside the tables (so its
-/// instance is read whatever its siblings are). Nested subtrees are asked once.
-pub fn plan(maps: &[&MeterMap]) -> Vec<Oid> {
-    let mut all: Vec<Vec<u32>> = Vec::new();
-    for m in maps {
+/// The maps of the library that apply to a printer whose sysObjectID is `sys_object_id`.
+pub fn maps<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> Vec<&'l MeterMap> {
+    match (vendor(library, sys_object_id), sys_object_id) {
+        (Some(v), Some(soid)) => v
+            .meters
+            .iter()
+            .filter(|m| m.applies_to(soid.arcs()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The vendor's supply tables for a printer whose sysObjectID is `sys_object_id`.
+pub fn supply_tables<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> &'l [SupplyTable] {
+    vendor(library, sys_object_id).map_or(&[], |v| v.supplies.as_slice())
+}
+
+/// The subtrees the second step of a poll walks for a printer whose sysObjectID is
+/// `sys_object_id`: each meter table with its key, label and unit columns, the parent of
+/// each rule outside the tables (so its instance is read whatever its siblings are), and
+/// the vendor's supply table columns. Nested subtrees are asked once.
+pub fn plan(library: &Library, sys_object_id: Option<&Oid>) -> Vec<Oid> {
+    let maps = maps(library, sys_object_id);
+    let mut all: Vec<Vec<u32>> = supply_tables(library, sys_object_id)
+        .iter()
+        .flat_map(|t| t.columns().map(|c| c.0.clone()))
+        .collect();
+    for m in &maps {
         for t in &m.tables {
             all.push(t.oid.0.clone());
             for c in [&t.key, &t.label, &t.unit].into_iter().flatten() {
@@ -106,7 +120,7 @@ pub fn decode(c: &Collected<'_>, counters: &mut Counters) -> (Vec<Meter>, Option
         .and_then(Value::as_oid)
         .cloned();
     for m in maps(c.library, soid.as_ref()) {
-        vendor(c, m, &mut found);
+        vendor_meters(c, m, &mut found);
     }
     fill(counters, found.values());
     let total = found.len();
@@ -220,7 +234,7 @@ fn standard(c: &Collected<'_>, found: &mut BTreeMap<Oid, Found<'_>>) {
 
 /// One vendor map: every integer under its tables (named by a rule or not), and its
 /// rules outside the tables.
-fn vendor<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oid, Found<'l>>) {
+fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oid, Found<'l>>) {
     for t in &m.tables {
         for (ix, v) in c.column(&t.oid.0) {
             let Some(value) = count(v) else { continue };
@@ -293,6 +307,75 @@ fn vendor<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oid, Foun
                 },
                 rule: Some(r),
             });
+        }
+    }
+}
+
+/// Sets each supply's serial and part number from the vendor's supply tables: a vendor
+/// row goes to the supply with the same description (case and spaces aside), else to the
+/// only supply of its colorant when it is the only row of that colorant. Anything else is
+/// left unset rather than guessed.
+pub fn supply_ids(c: &Collected<'_>, supplies: &mut [super::Supply]) {
+    let soid = c
+        .first(oids::SYS_OBJECT_ID)
+        .and_then(Value::as_oid)
+        .cloned();
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    for t in supply_tables(c.library, soid.as_ref()) {
+        let text = |col: &Option<fleet_protocol::meters::Dotted>, ix: &[u32]| {
+            col.as_ref()
+                .and_then(|col| c.cell(&col.0, ix))
+                .and_then(Value::as_bytes)
+                .and_then(text::identity)
+        };
+        // (description, colorant, serial, part), normalised where compared.
+        type Row = (String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = c
+            .column(&t.description.0)
+            .take(super::limits::MAX_ROWS)
+            .filter_map(|(ix, v)| {
+                let d = v.as_bytes().map(text::decode)?;
+                Some((
+                    norm(&d),
+                    text(&t.colorant, ix).map(|s| norm(&s)),
+                    text(&t.serial, ix),
+                    text(&t.part, ix),
+                ))
+            })
+            .collect();
+        let colours: Vec<Option<String>> = supplies
+            .iter()
+            .map(|s| s.color.as_deref().map(norm))
+            .collect();
+        for (i, s) in supplies.iter_mut().enumerate() {
+            let by_description = s
+                .description
+                .as_deref()
+                .map(norm)
+                .and_then(|d| rows.iter().find(|r| r.0 == d));
+            let row = by_description.or_else(|| {
+                let colour = colours[i].as_ref()?;
+                if colours
+                    .iter()
+                    .filter(|c| c.as_ref() == Some(colour))
+                    .count()
+                    != 1
+                {
+                    return None;
+                }
+                let mut mine = rows.iter().filter(|r| r.1.as_ref() == Some(colour));
+                let first = mine.next()?;
+                mine.next().is_none().then_some(first)
+            });
+            if let Some(r) = row {
+                s.serial_number = r.2.clone();
+                s.ext.part_number = r.3.clone();
+            }
         }
     }
 }
@@ -419,7 +502,7 @@ mod tests {
         );
         // HP: its engine counters subtree, and the scan count's parent on its own.
         let hp: Oid = "1.3.6.1.4.1.11.2.3.9.1".parse().unwrap();
-        let cols = plan(&maps(&lib, Some(&hp)));
+        let cols = plan(&lib, Some(&hp));
         let cols: Vec<String> = cols.iter().map(ToString::to_string).collect();
         assert_eq!(
             cols,
@@ -430,8 +513,8 @@ mod tests {
         );
         // A vendor without maps, or no sysObjectID: no second step.
         let oki: Oid = "1.3.6.1.4.1.2001.1".parse().unwrap();
-        assert!(plan(&maps(&lib, Some(&oki))).is_empty());
-        assert!(plan(&maps(&lib, None)).is_empty());
+        assert!(plan(&lib, Some(&oki)).is_empty());
+        assert!(plan(&lib, None).is_empty());
     }
 
     #[test]
@@ -531,6 +614,87 @@ mod tests {
             ]
         );
         assert_eq!(r.meters[0].unit, Some(Unit::Impressions));
+    }
+
+    #[test]
+    fn supplies_get_their_chip_serial_and_part_number_from_the_vendor_table() {
+        let t = "1.3.6.1.4.1.641.6.4.4.1.1";
+        let s = |col: u32, ix: u32, text: &str| {
+            (
+                format!("{t}.{col}.1.{ix}"),
+                Value::OctetString(text.as_bytes().to_vec()),
+            )
+        };
+        let mut pairs = vec![(
+            "1.3.6.1.2.1.1.2.0".to_string(),
+            Value::ObjectId("1.3.6.1.4.1.641.2.1".parse().unwrap()),
+        )];
+        // Printer-MIB: a black toner, a cyan toner, two imaging units without colorant.
+        for (ix, d, colorant) in [
+            (1, "Black Cartridge", 1),
+            (2, "Cyan Cartridge", 2),
+            (3, "Imaging Unit", 0),
+            (4, "Imaging Unit 2", 0),
+        ] {
+            pairs.push((
+                format!("1.3.6.1.2.1.43.11.1.1.6.1.{ix}"),
+                Value::OctetString(d.as_bytes().to_vec()),
+            ));
+            pairs.push((
+                format!("1.3.6.1.2.1.43.11.1.1.3.1.{ix}"),
+                Value::Integer(colorant),
+            ));
+        }
+        for (ix, c) in [(1, "black"), (2, "cyan")] {
+            pairs.push((
+                format!("1.3.6.1.2.1.43.12.1.1.4.1.{ix}"),
+                Value::OctetString(c.as_bytes().to_vec()),
+            ));
+        }
+        // Lexmark's table: the black one by its description (spacing and case aside),
+        // the cyan one by its colorant only, an imaging unit matching nothing.
+        pairs.extend([
+            s(5, 1, "black  cartridge"),
+            s(4, 1, "black"),
+            s(6, 1, "CAFE0001"),
+            s(7, 1, "24B6035"),
+            s(5, 2, "Toner C"),
+            s(4, 2, "cyan"),
+            s(6, 2, "CAFE0002"),
+            s(5, 3, "Imaging Kit"),
+            s(4, 3, "none"),
+            s(6, 3, "CAFE0003"),
+        ]);
+        let v: BTreeMap<Oid, Value> = pairs
+            .into_iter()
+            .map(|(o, v)| (o.parse().unwrap(), v))
+            .collect();
+        let r = read(&v, &library::builtin());
+        let ids: Vec<(Option<&str>, Option<&str>)> = r
+            .supplies
+            .iter()
+            .map(|s| (s.serial_number.as_deref(), s.ext.part_number.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (Some("CAFE0001"), Some("24B6035")),
+                (Some("CAFE0002"), None),
+                (None, None),
+                (None, None)
+            ],
+            "two imaging units share the colorant 'none': neither is guessed"
+        );
+        let cols: Vec<String> = plan(
+            &library::builtin(),
+            Some(&"1.3.6.1.4.1.641.2.1".parse().unwrap()),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        for c in [".4", ".5", ".6", ".7"] {
+            assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
+        }
     }
 
     #[test]

@@ -132,7 +132,8 @@ pub enum LevelState {
 pub struct Supply {
     /// Stable key `m:<hrDeviceIndex>.<prtMarkerSuppliesIndex>`.
     pub supply_key: String,
-    /// Supply chip serial (not in Printer-MIB).
+    /// Supply chip serial (not in Printer-MIB: from the vendor's supply table, where the
+    /// support library names one).
     pub serial_number: Option<String>,
     /// Level in percent (remaining supply; remaining space for receptacles), when computable.
     pub current_level: Option<u8>,
@@ -181,6 +182,9 @@ pub struct SupplyExt {
     pub colorant_value: Option<String>,
     /// For receptacles (waste): percent filled, when computable.
     pub percent_filled: Option<u8>,
+    /// Part number, from the vendor's supply table (with `serialNumber`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_number: Option<String>,
 }
 
 /// One alert (prtAlertTable row).

@@ -50,6 +50,9 @@ pub struct VendorData {
     /// The vendor's usage counters (meters), per model family where needed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meters: Vec<MeterMap>,
+    /// The vendor's supply tables (serial and part numbers of the supplies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::meters::SupplyTable>,
 }
 
 /// A brand shown in sysDescr.
@@ -208,6 +211,7 @@ impl Library {
                 }
             }
             crate::meters::check(&v.meters, &format!("vendors[{i}]"), &mut problems);
+            crate::meters::check_supplies(&v.supplies, &format!("vendors[{i}]"), &mut problems);
             for (j, a) in v.actions.iter().enumerate() {
                 let at = format!("vendors[{i}].actions[{j}]");
                 if !TRANSPORTS.contains(&a.transport.as_str()) {
@@ -347,6 +351,7 @@ mod tests {
                 path: None,
             }],
             meters: vec![],
+            supplies: vec![],
         };
         Library {
             version,

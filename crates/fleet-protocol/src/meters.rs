@@ -384,6 +384,70 @@ impl MeterMap {
     }
 }
 
+/// A vendor table naming each supply's serial and part number (the chip's), joined to
+/// the Printer-MIB's supplies by description, else by a colorant only one supply has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SupplyTable {
+    /// The document the table was written from.
+    pub source: String,
+    /// The description column (text, compared with prtMarkerSuppliesDescription).
+    pub description: Dotted,
+    /// The colorant column (text: `black`, `cyan`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colorant: Option<Dotted>,
+    /// The serial number column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<Dotted>,
+    /// The part number column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Dotted>,
+}
+
+impl SupplyTable {
+    /// Every column to read.
+    pub fn columns(&self) -> impl Iterator<Item = &Dotted> {
+        std::iter::once(&self.description).chain(
+            [&self.colorant, &self.serial, &self.part]
+                .into_iter()
+                .flatten(),
+        )
+    }
+}
+
+/// Checks a vendor's supply tables like [`check`].
+pub fn check_supplies(tables: &[SupplyTable], at: &str, problems: &mut Vec<String>) {
+    if tables.len() > MAX_TABLES {
+        problems.push(format!("{at}.supplies: at most {MAX_TABLES}"));
+    }
+    for (i, t) in tables.iter().enumerate() {
+        let at = format!("{at}.supplies[{i}]");
+        if t.source.trim().is_empty() || t.source.len() > 256 || t.source.contains(char::is_control)
+        {
+            problems.push(format!(
+                "{at}.source: 1 to 256 bytes without control characters"
+            ));
+        }
+        for (field, o) in [
+            ("description", Some(&t.description)),
+            ("colorant", t.colorant.as_ref()),
+            ("serial", t.serial.as_ref()),
+            ("part", t.part.as_ref()),
+        ] {
+            if let Some(o) = o
+                && !oid_ok(&o.0)
+            {
+                problems.push(format!(
+                    "{at}.{field}: not an OID under 1.3.6.1 (7 to 64 arcs)"
+                ));
+            }
+        }
+        if t.serial.is_none() && t.part.is_none() {
+            problems.push(format!("{at}: names neither a serial nor a part column"));
+        }
+    }
+}
+
 /// The most maps per vendor, tables per map, rules per map and unit values per table.
 pub const MAX_MAPS: usize = 16;
 /// See [`MAX_MAPS`].

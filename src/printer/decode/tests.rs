@@ -152,6 +152,7 @@ fn a_hot_swapped_library_adds_a_vendor() {
         device_id: vec![],
         actions: vec![],
         meters: vec![],
+        supplies: vec![],
     });
     let handle = library::Handle::default();
     let before = handle.current();

@@ -82,6 +82,16 @@ fn every_example_reads_into_its_type_and_back() {
             "Jobs" => {
                 let _: JobResult = round_trip(heading, json);
             }
+            "Meters" if v.is_array() => {
+                let m: Vec<fleet_protocol::meters::Meter> = round_trip(heading, json);
+                assert_eq!(m[1].rule, None);
+            }
+            "Meters" => {
+                let m: fleet_protocol::meters::MeterMap = round_trip(heading, json);
+                let mut problems = Vec::new();
+                fleet_protocol::meters::check(&[m], "vendors[0]", &mut problems);
+                assert!(problems.is_empty(), "{heading}: {problems:?}");
+            }
             "Printer support library (`updateLibrary`)" => {
                 let _: LibraryParams = round_trip(heading, json);
             }
