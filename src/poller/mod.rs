@@ -213,76 +213,100 @@ impl Reader {
         vendor: Option<&Oid>,
     ) -> Result<(PrinterReport, PollStats), PollError> {
         let library = self.library.current();
-        let (firsts, mut columns) = printer::plan(&library);
+        let (firsts, columns) = printer::plan(&library);
         let hinted = printer::meters::plan(&library, vendor);
-        columns.extend(hinted.iter().cloned());
-        // Vendor subtrees the last poll did not announce are a second step, for the
-        // printers whose vendor (and model family) the library maps: the rest pay nothing.
-        let read = async {
-            let mut c = walk::collect_adaptive(
+        let mut first_columns = columns.clone();
+        first_columns.extend(hinted.iter().cloned());
+        let started = tokio::time::Instant::now();
+        let mut c = tokio::time::timeout(
+            self.deadline,
+            walk::collect_adaptive(
                 client,
                 target,
                 &firsts,
-                &columns,
+                &first_columns,
                 walk::Budget::POLL,
                 known,
-            )
-            .await?;
-            let soid_col = fleet_snmp::Oid::from_slice(printer::oids::SYS_OBJECT_ID);
-            let soid = c
-                .values
-                .range(soid_col.clone()..)
-                .next()
-                .filter(|(k, _)| k.starts_with(&soid_col))
-                .and_then(|(_, v)| v.as_oid())
-                .cloned();
-            let meter_columns = printer::meters::plan(&library, soid.as_ref());
-            let second: Vec<Oid> = meter_columns
-                .iter()
-                .filter(|m| !hinted.contains(m))
-                .cloned()
-                .collect();
-            let mut meters_failed = None;
-            if !second.is_empty() && c.cut.is_none() {
-                match walk::collect_adaptive(
-                    client,
-                    target,
-                    &[],
-                    &second,
-                    printer::meters::BUDGET,
-                    known,
-                )
-                .await
-                {
-                    Ok(m) => {
-                        c.values.extend(m.values);
-                        c.requests = c.requests.saturating_add(m.requests);
-                        c.probes = c.probes.saturating_add(m.probes);
-                        c.cut = c.cut.or(m.cut);
-                        c.learned |= m.learned;
-                        c.quirks = m.quirks;
-                        c.missing.extend(m.missing);
-                    }
-                    // The printer answered the poll itself: keep it, say what is missing.
-                    Err(e) => meters_failed = Some(e.to_string()),
+            ),
+        )
+        .await
+        .map_err(|_| PollError::Deadline {
+            addr: target.addr,
+            after: self.deadline,
+        })?
+        .map_err(|source| PollError::Snmp {
+            addr: target.addr,
+            source: Box::new(source),
+        })?;
+        let soid_col = Oid::from_slice(printer::oids::SYS_OBJECT_ID);
+        let soid = c
+            .values
+            .range(soid_col.clone()..)
+            .next()
+            .filter(|(k, _)| k.starts_with(&soid_col))
+            .and_then(|(_, v)| v.as_oid())
+            .cloned();
+        // Vendor subtrees the last poll did not announce (a printer seen for the first
+        // time, or another one at the address) are a second step, for the printers whose
+        // vendor (and model family) the library maps: the rest pay nothing. It keeps
+        // within the read's deadline (a little less, so the caller's own deadline on the
+        // whole read does not fire first), and its failure keeps the reading.
+        let vendor_columns = printer::meters::plan(&library, soid.as_ref());
+        let second: Vec<Oid> = vendor_columns
+            .iter()
+            .filter(|m| !hinted.iter().any(|h| m.starts_with(h)))
+            .cloned()
+            .collect();
+        let mut second_failed = None;
+        if !second.is_empty() {
+            let left = self
+                .deadline
+                .saturating_sub(started.elapsed())
+                .saturating_sub(self.deadline / 20);
+            let before = known.clone();
+            let step = walk::collect_adaptive(
+                client,
+                target,
+                &[],
+                &second,
+                printer::meters::BUDGET,
+                known,
+            );
+            match (c.cut.is_some(), tokio::time::timeout(left, step).await) {
+                (true, _) => second_failed = Some("the reading was cut before them".to_string()),
+                (false, Ok(Ok(m))) => {
+                    c.values.extend(m.values);
+                    c.requests = c.requests.saturating_add(m.requests);
+                    c.probes = c.probes.saturating_add(m.probes);
+                    c.cut = c.cut.or(m.cut);
+                    c.learned |= m.learned;
+                    c.quirks = m.quirks;
+                    c.missing.extend(m.missing);
+                }
+                (false, Ok(Err(e))) => second_failed = Some(e.to_string()),
+                (false, Err(_)) => {
+                    second_failed = Some(format!(
+                        "no complete answer within the {} s deadline",
+                        self.deadline.as_secs()
+                    ))
                 }
             }
-            Ok::<_, SnmpError>((c, meter_columns, second, meters_failed))
-        };
-        let (mut c, meter_columns, second, meters_failed) =
-            tokio::time::timeout(self.deadline, read)
-                .await
-                .map_err(|_| PollError::Deadline {
-                    addr: target.addr,
-                    after: self.deadline,
-                })?
-                .map_err(|source| PollError::Snmp {
-                    addr: target.addr,
-                    source: Box::new(source),
-                })?;
-        columns.extend(second.iter().cloned());
+            // What the step learned about the device is kept even when it failed.
+            if second_failed.is_some() && *known != before {
+                c.learned = true;
+                c.quirks = known.clone();
+            }
+        }
         let mut cuts: Vec<String> = c.cut.iter().map(ToString::to_string).collect();
         cuts.extend(printer::limits::trim(&mut c.values, &columns));
+        // A vendor subtree is one column holding many counters: it keeps as many rows as
+        // a report keeps meters.
+        let vendor_read: Vec<Oid> = hinted.iter().chain(&second).cloned().collect();
+        cuts.extend(printer::limits::trim_rows(
+            &mut c.values,
+            &vendor_read,
+            printer::meters::MAX_METERS,
+        ));
         // The version actually used (a v2c target whose agent answers v1 only is read as v1).
         let version = match target.security.version() {
             fleet_snmp::Version::V2c if c.quirks.v1 => fleet_snmp::Version::V1,
@@ -298,27 +322,35 @@ impl Reader {
         let mut report = printer::decode(&collected);
         cuts.append(&mut report.device.cuts);
         report.device.cuts = cuts;
+        // A vendor column not read is the meters' section, or the supplies' for a supply
+        // table (their serial numbers).
+        let supply_columns = printer::meters::supply_columns(&library, soid.as_ref());
+        let section = |oid: &Oid| -> Option<&'static str> {
+            if supply_columns.iter().any(|s| oid.starts_with(s)) {
+                Some("supplies")
+            } else if vendor_read.iter().any(|m| oid.starts_with(m)) {
+                Some("meters")
+            } else {
+                None
+            }
+        };
         report.device.unavailable = c
             .missing
             .iter()
             .map(|skip| {
                 let mut u = printer::Unavailable::of(skip);
-                if meter_columns
-                    .iter()
-                    .chain(&hinted)
-                    .any(|m| skip.oid.starts_with(m))
-                {
-                    u.section = "meters";
+                if let Some(s) = section(&skip.oid) {
+                    u.section = s;
                 }
                 u
             })
             .collect();
-        if let Some(reason) = meters_failed {
+        if let Some(reason) = second_failed {
             report
                 .device
                 .unavailable
                 .extend(second.iter().map(|m| printer::Unavailable {
-                    section: "meters",
+                    section: section(m).unwrap_or("meters"),
                     object: None,
                     oid: m.to_string(),
                     reason: reason.clone(),
@@ -465,5 +497,47 @@ mod tests {
                 "sharp.print.mono".to_string()
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vendor_subtree_the_printer_will_not_answer_keeps_the_reading() {
+        let addr: SocketAddr = "127.0.0.2:161".parse().unwrap();
+        let fake = FakeSnmp::new();
+        fake.add(addr, view(true));
+        fake.set_faults(
+            addr,
+            fleet_snmp::agent::Faults {
+                drop: vec!["1.3.6.1.4.1.2385.1.1.19".parse().unwrap()],
+                ..Default::default()
+            },
+        );
+        let mut target = Target::new(addr, fleet_snmp::Security::v2c("public"));
+        target.timeout = std::time::Duration::from_millis(200);
+        target.retries = 0;
+        let reader = Reader::default();
+        let sharp: Oid = "1.3.6.1.4.1.2385.3.1".parse().unwrap();
+        for hint in [None, Some(&sharp)] {
+            let mut known = Quirks::default();
+            let (r, _) = reader
+                .read_hinted(&fake, &target, &mut known, hint)
+                .await
+                .unwrap_or_else(|e| panic!("hint {hint:?}: {e}"));
+            assert_eq!(r.counters.lifetime_count, Some(1000), "hint {hint:?}");
+            let sections: Vec<&str> = r.device.unavailable.iter().map(|u| u.section).collect();
+            // The value and label columns of the table, both under the dropped subtree.
+            assert_eq!(
+                sections,
+                ["meters", "meters"],
+                "hint {hint:?}: {:?}",
+                r.device.unavailable
+            );
+            assert!(
+                r.meters
+                    .iter()
+                    .all(|m| !m.oid.starts_with("1.3.6.1.4.1.2385")),
+                "{:?}",
+                r.meters
+            );
+        }
     }
 }

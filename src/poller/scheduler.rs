@@ -962,6 +962,10 @@ impl<C: SnmpClient + Clone> Poller<C> {
                 )
             }
             Err(msg) => {
+                // The next poll asks without the vendor's subtrees: if they made this
+                // one fail, the reading comes back (they then fail apart, in the second
+                // step, which keeps the reading).
+                s.vendor = None;
                 if std::mem::take(&mut s.reprobing) {
                     // The plain way failed: back to the known quirks, asked again in a day.
                     s.quirks_at = at_ms;

@@ -18,24 +18,7 @@ const MAX_NOTES: usize = 8;
 /// Cuts texts longer than [`MAX_TEXT_BYTES`] and the rows of each of `columns` past
 /// [`MAX_ROWS`]; returns one line per cut.
 pub fn trim(values: &mut BTreeMap<Oid, Value>, columns: &[Oid]) -> Vec<String> {
-    let mut notes = Vec::new();
-    for col in columns {
-        let extra: Vec<Oid> = values
-            .range(col.clone()..)
-            .take_while(|(k, _)| k.starts_with(col))
-            .skip(MAX_ROWS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !extra.is_empty() {
-            notes.push(format!(
-                "{col}: {} rows, the first {MAX_ROWS} kept",
-                MAX_ROWS + extra.len()
-            ));
-            for k in extra {
-                values.remove(&k);
-            }
-        }
-    }
+    let mut notes = trim_rows(values, columns, MAX_ROWS);
     for (oid, v) in values.iter_mut() {
         if let Value::OctetString(b) | Value::Opaque(b) = v
             && b.len() > MAX_TEXT_BYTES
@@ -51,6 +34,29 @@ pub fn trim(values: &mut BTreeMap<Oid, Value>, columns: &[Oid]) -> Vec<String> {
         let more = notes.len() - MAX_NOTES;
         notes.truncate(MAX_NOTES);
         notes.push(format!("and {more} more cuts"));
+    }
+    notes
+}
+
+/// Cuts the rows of each of `columns` past `max`; returns one line per cut.
+pub fn trim_rows(values: &mut BTreeMap<Oid, Value>, columns: &[Oid], max: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    for col in columns {
+        let extra: Vec<Oid> = values
+            .range(col.clone()..)
+            .take_while(|(k, _)| k.starts_with(col))
+            .skip(max)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !extra.is_empty() {
+            notes.push(format!(
+                "{col}: {} rows, the first {max} kept",
+                max + extra.len()
+            ));
+            for k in extra {
+                values.remove(&k);
+            }
+        }
     }
     notes
 }

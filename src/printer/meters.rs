@@ -2,9 +2,10 @@
 //! imaging counters, and the vendor counters the support library maps), as the report's
 //! `meters` list; and the seed's `counters` fields the library's rules may fill.
 //!
-//! Vendor counters are collected in a second step of a poll, only for a printer whose
-//! vendor (and model family) has maps ([`plan`]), so a printer without vendor meters
-//! costs nothing more.
+//! Vendor counters (and supply tables) are collected only for a printer whose vendor (and
+//! model family) the library maps ([`plan`]): with the rest of the poll when the previous
+//! poll saw its sysObjectID, else in a second step (`poller::Reader::read_hinted`), so a
+//! printer without vendor meters costs nothing more.
 
 use super::decode::Collected;
 use super::library::Library;
@@ -37,11 +38,16 @@ fn vendor<'l>(
 /// The maps of the library that apply to a printer whose sysObjectID is `sys_object_id`.
 pub fn maps<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> Vec<&'l MeterMap> {
     match (vendor(library, sys_object_id), sys_object_id) {
-        (Some(v), Some(soid)) => v
-            .meters
-            .iter()
-            .filter(|m| m.applies_to(soid.arcs()))
-            .collect(),
+        (Some(v), Some(soid)) => {
+            let mut maps: Vec<&MeterMap> = v
+                .meters
+                .iter()
+                .filter(|m| m.applies_to(soid.arcs()))
+                .collect();
+            // A model family's map names its meters before the vendor-wide one does.
+            maps.sort_by_key(|m| m.sys_object_ids.is_empty());
+            maps
+        }
         _ => Vec::new(),
     }
 }
@@ -49,6 +55,14 @@ pub fn maps<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> Vec<&'l Me
 /// The vendor's supply tables for a printer whose sysObjectID is `sys_object_id`.
 pub fn supply_tables<'l>(library: &'l Library, sys_object_id: Option<&Oid>) -> &'l [SupplyTable] {
     vendor(library, sys_object_id).map_or(&[], |v| v.supplies.as_slice())
+}
+
+/// The columns of the vendor's supply tables.
+pub fn supply_columns(library: &Library, sys_object_id: Option<&Oid>) -> Vec<Oid> {
+    supply_tables(library, sys_object_id)
+        .iter()
+        .flat_map(|t| t.columns().map(|c| Oid::from_slice(&c.0)))
+        .collect()
 }
 
 /// The subtrees the second step of a poll walks for a printer whose sysObjectID is
@@ -80,9 +94,10 @@ pub fn plan(library: &Library, sys_object_id: Option<&Oid>) -> Vec<Oid> {
     }
     all.sort();
     all.dedup();
+    // Sorted, a subtree comes right after the one holding it.
     let mut out: Vec<Vec<u32>> = Vec::new();
     for o in all {
-        if !out.iter().any(|p| o.starts_with(p)) {
+        if !out.last().is_some_and(|p| o.starts_with(p)) {
             out.push(o);
         }
     }
@@ -97,6 +112,16 @@ fn count(v: &Value) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// A printer's name for a meter as shown: control characters out, at most 128 characters.
+fn label_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 fn dotted(arcs: &[u32]) -> String {
@@ -246,7 +271,7 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
                 .as_ref()
                 .and_then(|l| c.cell(&l.0, ix))
                 .and_then(Value::as_bytes)
-                .map(|b| text::decode(b).trim().to_string())
+                .map(|b| label_text(&text::decode(b)))
                 .filter(|s| !s.is_empty());
             let table_unit = t
                 .unit
@@ -259,7 +284,8 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
                 meter: Meter {
                     oid: oid.to_string(),
                     value,
-                    unit: rule.and_then(|r| r.unit).or(table_unit),
+                    // The row's own unit column says more than the rule.
+                    unit: table_unit.or(rule.and_then(|r| r.unit)),
                     function: rule.map(|r| r.function),
                     colour: rule.map(|r| r.colour),
                     rule: rule.map(|r| r.name.clone()),
@@ -312,8 +338,9 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
 }
 
 /// Sets each supply's serial and part number from the vendor's supply tables: a vendor
-/// row goes to the supply with the same description (case and spaces aside), else to the
-/// only supply of its colorant when it is the only row of that colorant. Anything else is
+/// row goes to the supply with the same description (case and spaces aside, unique on
+/// both sides), else to the only supply of its colorant when it is the only row of that
+/// colorant. Anything else is
 /// left unset rather than guessed.
 pub fn supply_ids(c: &Collected<'_>, supplies: &mut [super::Supply]) {
     let soid = c
@@ -352,12 +379,23 @@ pub fn supply_ids(c: &Collected<'_>, supplies: &mut [super::Supply]) {
             .iter()
             .map(|s| s.color.as_deref().map(norm))
             .collect();
+        let descriptions: Vec<Option<String>> = supplies
+            .iter()
+            .map(|s| s.description.as_deref().map(norm))
+            .collect();
         for (i, s) in supplies.iter_mut().enumerate() {
-            let by_description = s
-                .description
-                .as_deref()
-                .map(norm)
-                .and_then(|d| rows.iter().find(|r| r.0 == d));
+            // A description names one supply only when it is unique on both sides.
+            let by_description = s.description.as_deref().map(norm).and_then(|d| {
+                let mut mine = rows.iter().filter(|r| r.0 == d);
+                let first = mine.next()?;
+                let unique = mine.next().is_none()
+                    && descriptions
+                        .iter()
+                        .filter(|x| x.as_deref() == Some(d.as_str()))
+                        .count()
+                        == 1;
+                unique.then_some(first)
+            });
             let row = by_description.or_else(|| {
                 let colour = colours[i].as_ref()?;
                 if colours
@@ -405,14 +443,28 @@ pub fn slot(c: &mut Counters, f: CounterField) -> &mut Option<u64> {
 /// counts blank sides apart has them added into the mono counter of the same function
 /// (only into a counter this library filled, whose meaning excludes them).
 fn fill<'a, 'l: 'a>(counters: &mut Counters, found: impl Iterator<Item = &'a Found<'l>> + Clone) {
+    // A rule naming several meters (a pattern, or a keyed row repeated per device) fills
+    // no counter: which one is meant is not known.
+    let mut named: BTreeMap<&str, usize> = BTreeMap::new();
     for f in found.clone() {
-        let (Some(rule), Some(unit)) = (f.rule, f.meter.unit) else {
+        if let Some(r) = f.rule {
+            *named.entry(r.name.as_str()).or_default() += 1;
+        }
+    }
+    let usable = |f: &Found<'l>| -> Option<(&'l MeterRule, Unit, u64)> {
+        let rule = f.rule?;
+        let unit = f.meter.unit?;
+        let agrees = rule.unit.is_none_or(|u| u == unit);
+        (named.get(rule.name.as_str()) == Some(&1) && agrees)
+            .then_some(())
+            .and_then(|()| u64::try_from(f.meter.value).ok())
+            .map(|v| (rule, unit, v))
+    };
+    for f in found.clone() {
+        let Some((rule, unit, value)) = usable(f) else {
             continue;
         };
         let Some(field) = rule.counter.filter(|c| c.takes(unit)) else {
-            continue;
-        };
-        let Ok(value) = u64::try_from(f.meter.value) else {
             continue;
         };
         let slot = slot(counters, field);
@@ -425,7 +477,7 @@ fn fill<'a, 'l: 'a>(counters: &mut Counters, found: impl Iterator<Item = &'a Fou
         }
     }
     for f in found {
-        let (Some(rule), Some(unit)) = (f.rule, f.meter.unit) else {
+        let Some((rule, unit, blank)) = usable(f) else {
             continue;
         };
         if !rule.blank || !CounterField::MonoPrintSideCount.takes(unit) {
@@ -438,9 +490,6 @@ fn fill<'a, 'l: 'a>(counters: &mut Counters, found: impl Iterator<Item = &'a Fou
         };
         let source = counters.ext.sources.get(mono.name()).cloned();
         let Some(source) = source.filter(|s| s.starts_with("library:")) else {
-            continue;
-        };
-        let Ok(blank) = u64::try_from(f.meter.value) else {
             continue;
         };
         let slot = slot(counters, mono);
@@ -497,7 +546,9 @@ mod tests {
                 "Xerox",
                 "Canon",
                 "Konica Minolta",
-                "Sharp"
+                "Epson",
+                "Sharp",
+                "Toshiba"
             ]
         );
         // HP: its engine counters subtree, and the scan count's parent on its own.
@@ -634,7 +685,7 @@ mod tests {
             (1, "Black Cartridge", 1),
             (2, "Cyan Cartridge", 2),
             (3, "Imaging Unit", 0),
-            (4, "Imaging Unit 2", 0),
+            (4, "Imaging Unit", 0),
         ] {
             pairs.push((
                 format!("1.3.6.1.2.1.43.11.1.1.6.1.{ix}"),
@@ -652,7 +703,8 @@ mod tests {
             ));
         }
         // Lexmark's table: the black one by its description (spacing and case aside),
-        // the cyan one by its colorant only, an imaging unit matching nothing.
+        // the cyan one by its colorant only, an imaging unit whose description two
+        // supplies share.
         pairs.extend([
             s(5, 1, "black  cartridge"),
             s(4, 1, "black"),
@@ -661,7 +713,7 @@ mod tests {
             s(5, 2, "Toner C"),
             s(4, 2, "cyan"),
             s(6, 2, "CAFE0002"),
-            s(5, 3, "Imaging Kit"),
+            s(5, 3, "Imaging Unit"),
             s(4, 3, "none"),
             s(6, 3, "CAFE0003"),
         ]);
@@ -683,7 +735,7 @@ mod tests {
                 (None, None),
                 (None, None)
             ],
-            "two imaging units share the colorant 'none': neither is guessed"
+            "two imaging units share their description and colorant: neither is guessed"
         );
         let cols: Vec<String> = plan(
             &library::builtin(),

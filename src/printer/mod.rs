@@ -308,8 +308,8 @@ impl PrinterReport {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Unavailable {
-    /// The report section it feeds: `supplies`, `alerts`, `counters`, `inputTrays`,
-    /// `status`, `console` or `identity`.
+    /// The report section it feeds: `supplies`, `alerts`, `counters`, `meters`,
+    /// `inputTrays`, `status`, `console` or `identity`.
     pub section: &'static str,
     /// The MIB object's name, when it is one of the poll plan's.
     pub object: Option<&'static str>,

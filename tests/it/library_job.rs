@@ -225,22 +225,31 @@ async fn a_library_adding_a_vendors_meters_shows_them_from_the_next_poll() {
         "library:initech.printMono"
     );
 
-    // The enrolment snapshot reached the cloud with its meters.
-    let mut assets = cloud.assets().await;
+    // Meters alone never trigger an upload; a refresh sends the reading as a snapshot,
+    // and the cloud's asset then carries the vendor's meters, in OID order.
+    let refresh = cloud.submit(&json!({ "type": "refresh" })).await;
+    let j = cloud.outcome(&refresh, 30).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    let mut oids = Vec::new();
     for _ in 0..100 {
-        if !assets.content.is_empty() {
+        let assets = cloud.assets().await;
+        oids = assets
+            .content
+            .first()
+            .map(|a| a.meters.iter().map(|m| m.oid.clone()).collect())
+            .unwrap_or_default();
+        if oids.len() == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assets = cloud.assets().await;
     }
-    let asset = &assets.content[0];
-    assert!(
-        asset
-            .meters
-            .iter()
-            .any(|m| m.oid == "1.3.6.1.2.1.43.10.2.1.4.1.1" && m.value == 5000),
-        "{:?}",
-        asset.meters
+    assert_eq!(
+        oids,
+        [
+            "1.3.6.1.2.1.43.10.2.1.4.1.1",
+            "1.3.6.1.4.1.64999.5.1.1.0",
+            "1.3.6.1.4.1.64999.5.1.2.0",
+            "1.3.6.1.4.1.64999.5.1.9.0"
+        ]
     );
 }

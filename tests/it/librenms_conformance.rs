@@ -333,16 +333,34 @@ fn check_meters(
                 Some(_) => {}
             }
         }
-        // Nothing invented: every meter is an object the recording serves.
+        // Nothing invented or altered: every meter is an integer object the recording
+        // serves (snmprec tags 2 Integer, 65 Counter32, 66 Gauge32, 70 Counter64), with
+        // the value it serves.
         let file = crate::common::librenms_dir().join(rec["snmprec"].as_str().unwrap());
         let served =
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for m in &meters {
             let oid = m["oid"].as_str().unwrap();
-            if !served.lines().any(|l| l.split('|').next() == Some(oid)) {
-                problems.push(format!(
+            let line = served
+                .lines()
+                .map(|l| l.splitn(3, '|').collect::<Vec<_>>())
+                .find(|f| f.len() == 3 && f[0] == oid);
+            match line {
+                Some(f) if ["2", "65", "66", "70"].contains(&f[1]) => {
+                    if f[2].parse::<i64>().ok() != m["value"].as_i64() {
+                        problems.push(format!(
+                            "{name}: meter {oid} = {}, the recording serves {}",
+                            m["value"], f[2]
+                        ));
+                    }
+                }
+                Some(f) => problems.push(format!(
+                    "{name}: meter {oid} from a value of snmprec type {}",
+                    f[1]
+                )),
+                None => problems.push(format!(
                     "{name}: meter {oid} is not served by the recording"
-                ));
+                )),
             }
         }
     }

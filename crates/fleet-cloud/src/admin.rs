@@ -220,20 +220,28 @@ pub fn asset(a: &AssetRow, status: Option<&PrinterStatus>) -> Asset {
         quirks: status.and_then(|s| s.quirks.clone()),
         base_firmware_last_modified_date: None,
         counters,
-        // An agent's meter the cloud cannot read is left out, not the whole asset.
-        meters: api
-            .get("meters")
-            .and_then(Value::as_array)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|x| serde_json::from_value(x.clone()).ok())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        meters: meters(&api),
         diagnostic_events: vec![],
         supplies: strip(api.get("supplies"), "supplyKey"),
         alerts: strip(api.get("alerts"), "alertKey"),
     }
+}
+
+/// The asset's meters, in OID order (arc by arc: the keyed view orders them as text). An
+/// agent's meter the cloud cannot read is left out, not the whole asset.
+fn meters(api: &Value) -> Vec<fleet_protocol::meters::Meter> {
+    let mut m: Vec<fleet_protocol::meters::Meter> = api
+        .get("meters")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| serde_json::from_value(x.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let arcs = |oid: &str| -> Vec<u64> { oid.split('.').filter_map(|a| a.parse().ok()).collect() };
+    m.sort_by_cached_key(|x| arcs(&x.oid));
+    m
 }
 
 /// `GET /v1.0/assets`: every printer, one page.

@@ -491,6 +491,11 @@ pub fn check(maps: &[MeterMap], at: &str, problems: &mut Vec<String>) {
         }
         for (j, t) in m.tables.iter().enumerate() {
             let at = format!("{at}.tables[{j}]");
+            if t.oid.0.len() < 9 {
+                problems.push(format!(
+                    "{at}.oid: at least 9 arcs (a subtree of a vendor, not the vendor)"
+                ));
+            }
             for (field, o) in [
                 ("oid", Some(&t.oid)),
                 ("label", t.label.as_ref()),
@@ -526,13 +531,14 @@ pub fn check(maps: &[MeterMap], at: &str, problems: &mut Vec<String>) {
             } else if !names.insert(r.name.clone()) {
                 problems.push(format!("{at}.name: {:?} appears twice", r.name));
             }
-            let fixed_head = r.oid.0.len() >= 7
+            // Never a whole enterprise (or more) to walk: the first 9 arcs are fixed.
+            let fixed_head = r.oid.0.len() >= 9
                 && r.oid.0.len() <= 64
-                && r.oid.0[..7].iter().all(Option::is_some)
+                && r.oid.0[..9].iter().all(Option::is_some)
                 && r.oid.0[..4] == [Some(1), Some(3), Some(6), Some(1)];
             if !fixed_head {
                 problems.push(format!(
-                    "{at}.oid: not an OID pattern under 1.3.6.1 (7 to 64 arcs, no '*' in the first 7)"
+                    "{at}.oid: not an OID pattern under 1.3.6.1 (9 to 64 arcs, no '*' in the first 9)"
                 ));
             }
             if r.key.is_some() {
@@ -555,7 +561,9 @@ pub fn check(maps: &[MeterMap], at: &str, problems: &mut Vec<String>) {
                 ));
             }
             if r.blank && r.colour != Colour::All && r.colour != Colour::Mono {
-                problems.push(format!("{at}.blank: a blank-side meter has colour all"));
+                problems.push(format!(
+                    "{at}.blank: a blank-side meter has colour all or mono"
+                ));
             }
         }
     }
@@ -599,11 +607,12 @@ mod tests {
     fn patterns_and_keys_name_the_meters_they_should() {
         let m = map(serde_json::json!({
             "source": "test MIB",
-            "tables": [{"oid": "1.3.6.1.4.1.9.1.3", "key": "1.3.6.1.4.1.9.1.2"}],
+            "tables": [{"oid": "1.3.6.1.4.1.9.9.1.3", "key": "1.3.6.1.4.1.9.9.1.2"}],
+            "sysObjectIds": ["1.3.6.1.4.1.9.9.5"],
             "rules": [
-                {"name": "t.print", "oid": "1.3.6.1.4.1.9.2.1.*.61", "function": "print",
+                {"name": "t.print", "oid": "1.3.6.1.4.1.9.9.2.1.*.61", "function": "print",
                  "colour": "mono", "unit": "impressions", "counter": "monoPrintSideCount"},
-                {"name": "t.keyed", "oid": "1.3.6.1.4.1.9.1.3", "key": 17, "function": "copy",
+                {"name": "t.keyed", "oid": "1.3.6.1.4.1.9.9.1.3", "key": 17, "function": "copy",
                  "colour": "all"}
             ]
         }));
@@ -611,21 +620,22 @@ mod tests {
         check(std::slice::from_ref(&m), "vendors[0]", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let print = &m.rules[0];
-        assert!(print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 61], None));
-        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 63], None));
-        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 2, 1, 4, 61, 0], None));
+        assert!(print.names(&[1, 3, 6, 1, 4, 1, 9, 9, 2, 1, 4, 61], None));
+        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 9, 2, 1, 4, 63], None));
+        assert!(!print.names(&[1, 3, 6, 1, 4, 1, 9, 9, 2, 1, 4, 61, 0], None));
         let keyed = &m.rules[1];
-        assert!(keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], Some(17)));
-        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], Some(16)));
-        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 1, 3, 1, 5], None));
+        assert!(keyed.names(&[1, 3, 6, 1, 4, 1, 9, 9, 1, 3, 1, 5], Some(17)));
+        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 9, 1, 3, 1, 5], Some(16)));
+        assert!(!keyed.names(&[1, 3, 6, 1, 4, 1, 9, 9, 1, 3, 1, 5], None));
         // The print rule lies under no table: it is fetched on its own.
         let lone: Vec<&str> = m.lone_rules().map(|r| r.name.as_str()).collect();
         assert_eq!(lone, ["t.print"]);
         assert_eq!(
             serde_json::to_value(&m).unwrap()["rules"][0]["oid"],
-            "1.3.6.1.4.1.9.2.1.*.61"
+            "1.3.6.1.4.1.9.9.2.1.*.61"
         );
-        assert!(m.applies_to(&[1, 3, 6, 1, 4, 1, 9, 5]));
+        assert!(m.applies_to(&[1, 3, 6, 1, 4, 1, 9, 9, 5, 1]));
+        assert!(!m.applies_to(&[1, 3, 6, 1, 4, 1, 9, 9, 6, 1]));
     }
 
     #[test]
@@ -633,11 +643,12 @@ mod tests {
         let m = map(serde_json::json!({
             "source": "",
             "sysObjectIds": ["1.3"],
-            "tables": [{"oid": "1.3.6.1.4.1.9.1.3", "unitValues": [{"value": 4, "unit": "sides"}]}],
+            "tables": [{"oid": "1.3.6.1.4.1.9.9.1.3", "unitValues": [{"value": 4, "unit": "sides"}]},
+                       {"oid": "1.3.6.1.4.1.9"}],
             "rules": [
                 {"name": "a b", "oid": "1.3.6.*.4.1.9", "function": "print", "colour": "mono"},
-                {"name": "x", "oid": "1.3.6.1.4.1.9.1.3", "key": 3, "function": "print", "colour": "mono"},
-                {"name": "x", "oid": "1.3.6.1.4.1.9.1.4", "function": "print", "colour": "mono",
+                {"name": "x", "oid": "1.3.6.1.4.1.9.9.1.3", "key": 3, "function": "print", "colour": "mono"},
+                {"name": "x", "oid": "1.3.6.1.4.1.9.9.1.4", "function": "print", "colour": "mono",
                  "unit": "sheets", "counter": "monoPrintSideCount"}
             ]
         }));
@@ -648,6 +659,7 @@ mod tests {
             "vendors[2].meters[0].source",
             "vendors[2].meters[0].sysObjectIds[0]",
             "vendors[2].meters[0].tables[0].unitValues: needs a unit column",
+            "vendors[2].meters[0].tables[1].oid: at least 9 arcs",
             "vendors[2].meters[0].rules[0].name",
             "vendors[2].meters[0].rules[0].oid",
             "vendors[2].meters[0].rules[1].key",
