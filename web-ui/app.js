@@ -404,14 +404,15 @@ async function loadPrinterPage() {
   const box = $("printer-detail");
   const unread = (section) => (d.unavailable || []).some((u) => u.section === section);
   const supplies = (r.supplies || []).map((s, i) => el("tr", {},
-    el("td", {}, s.description || "—"), el("td", {}, s.type || "—"), el("td", {}, s.color || "—"),
+    el("td", {}, s.description || "—", s.serialNumber ? el("div", { class: "help" }, `serial ${s.serialNumber}${s.ext && s.ext.partNumber ? `, part ${s.ext.partNumber}` : ""}`) : ""),
+    el("td", {}, s.type || "—"), el("td", {}, s.color || "—"),
     el("td", {}, p.levels && p.levels[i] ? bar(p.levels[i], true) : "", " ", supplyLevel(s)),
     el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesLevel ?? "—") : "—"),
     el("td", { class: "num" }, s.ext ? String(s.ext.prtMarkerSuppliesMaxCapacity ?? "—") : "—"),
     el("td", {}, s.ext && s.ext.levelState ? s.ext.levelState : "—")));
   const alerts = (r.alerts || []).map((a) => el("li", {}, badge(a.status), " ", a.issue || a.description || a.alertKey || ""));
   // The 5-s refresh keeps what the admin opened.
-  const wasOpen = state.openReport === id && !!box.querySelector("details[open]");
+  const wasOpen = state.openReport === id && !!box.querySelector("details.report[open]");
   state.openReport = id;
   const title = `${[r.manufacturer, r.modelName].filter(Boolean).join(" ") || "Printer"} at ${p.address}`;
   $("printer-title").textContent = title;
@@ -440,6 +441,18 @@ async function loadPrinterPage() {
       el("tbody", {}, supplies.length ? supplies : el("tr", {}, el("td", { colspan: 7 }, unread("supplies") ? "Not read in the last poll." : "No supplies reported."))))),
     el("h2", {}, "Alerts"),
     alerts.length ? el("ul", {}, alerts) : el("p", {}, unread("alerts") ? "Not read in the last poll (unknown)." : "No alerts."),
+    el("details", { class: "meters", open: state.openMeters === id, ontoggle: (e) => { state.openMeters = e.target.open ? id : null; } },
+      el("summary", {}, `Meters (${(r.meters || []).length})`),
+      (r.meters || []).length
+        ? el("div", { class: "scroll" }, el("table", {},
+          el("thead", {}, el("tr", {}, ["Meter", "Value", "Unit", "Counts", "OID"].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, r.meters.map((m) => el("tr", {},
+            el("td", {}, m.label || m.rule || "not in the support library"),
+            el("td", { class: "num" }, Number(m.value).toLocaleString()),
+            el("td", {}, m.unit || "—"),
+            el("td", {}, m.function ? `${m.function}, ${m.colour}` : "—"),
+            el("td", {}, el("code", {}, m.oid)))))))
+        : el("p", {}, unread("meters") ? "Not read in the last poll (unknown)." : "No usage counters reported.")),
     (d.inputTrays || []).length ? el("h2", {}, "Trays") : "",
     (d.inputTrays || []).length ? el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, ["Tray", "Media", "Level", "Capacity"].map((t) => el("th", { scope: "col" }, t)))),
@@ -452,7 +465,7 @@ async function loadPrinterPage() {
       ? el("ul", { class: "events" }, p.events.map((e) => el("li", {}, el("span", { class: "help" }, new Date(e.atMs).toLocaleString()), " ", eventText(e))))
       : el("p", { class: "help" }, "No events yet (health changes, counter resets, supplies replaced, alerts, moves)."),
     el("div", { class: "card", id: "printer-trends" }, ...(state.trends && state.trends.id === id ? trends(state.trends.h) : [el("h2", {}, "Trends"), el("p", { class: "help" }, "Loading…")])),
-    el("details", { open: wasOpen }, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
+    el("details", { class: "report", open: wasOpen }, el("summary", {}, "Full report (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))),
   );
   const h = await api("GET", `/api/printers/${id}/history`);
   state.trends = { id, h };

@@ -367,6 +367,15 @@ pub fn render(r: &PrinterReport, addr: SocketAddr, version: Version) -> String {
             },
         )
         .ok();
+        if sp.serial_number.is_some() || sp.ext.part_number.is_some() {
+            writeln!(
+                s,
+                "          chip serial {}, part {}",
+                sp.serial_number.as_deref().unwrap_or("-"),
+                sp.ext.part_number.as_deref().unwrap_or("-")
+            )
+            .ok();
+        }
     }
     if !d.input_trays.is_empty() {
         writeln!(s, "Trays").ok();

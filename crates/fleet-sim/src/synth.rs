@@ -205,6 +205,12 @@ enum Dynamic {
     AlertCode,
     AlertGroupIndex,
     AlertTime,
+    /// A row of Lexmark's paperGeneralCountTable (LEXMARK-MPS-MIB): 0 printTotal,
+    /// 1 printMono, 2 blankPrint.
+    PaperCount(u8),
+    /// The chip serial of supply `i` (Lexmark's currentSuppliesTable): a new one with each
+    /// cartridge.
+    SupplySerial(usize),
 }
 
 /// The shared, per-model part of a synthetic printer.
@@ -348,6 +354,37 @@ impl Template {
         dynamic("1.3.6.1.2.1.43.18.1.1.7.1.1", Dynamic::AlertCode, &mut v);
         dynamic("1.3.6.1.2.1.43.18.1.1.8.1.1", Dynamic::AlertDescr, &mut v);
         dynamic("1.3.6.1.2.1.43.18.1.1.9.1.1", Dynamic::AlertTime, &mut v);
+        if model.enterprise == 641 {
+            // The vendor's own counters: print sides, of which blank ones apart (mono
+            // models also count mono sides without the blank ones), in sides (4).
+            let mono = model.colorants.len() == 1;
+            let rows: &[(u8, i64)] = if mono {
+                &[(0, 16), (1, 17), (2, 65)]
+            } else {
+                &[(0, 16), (2, 65)]
+            };
+            let t = "1.3.6.1.4.1.641.6.4.2.1.1";
+            for (row, (kind, ty)) in rows.iter().enumerate() {
+                let ix = row + 1;
+                v.push((o(&format!("{t}.2.1.{ix}")), Value::Integer(*ty)));
+                v.push((o(&format!("{t}.3.1.{ix}")), Value::Integer(4)));
+                dynamic(&format!("{t}.4.1.{ix}"), Dynamic::PaperCount(*kind), &mut v);
+            }
+            // Its supply table: colorant, description, chip serial.
+            let t = "1.3.6.1.4.1.641.6.4.4.1.1";
+            for (i, sd) in model.supplies.iter().enumerate() {
+                let ix = i + 1;
+                let colorant = usize::try_from(sd.colorant)
+                    .ok()
+                    .and_then(|c| c.checked_sub(1))
+                    .and_then(|c| model.colorants.get(c))
+                    .copied()
+                    .unwrap_or("none");
+                v.push((o(&format!("{t}.4.1.{ix}")), s(colorant)));
+                v.push((o(&format!("{t}.5.1.{ix}")), s(sd.descr)));
+                dynamic(&format!("{t}.6.1.{ix}"), Dynamic::SupplySerial(i), &mut v);
+            }
+        }
         Arc::new(Template {
             model,
             view: MibView::new(v),
@@ -440,6 +477,13 @@ impl SynthPrinter {
         self.pages() - self.base_pages
     }
 
+    /// How many cartridges of supply `i` ran out since the start.
+    fn cartridges(&self, i: usize) -> i64 {
+        let sd = &self.template.model.supplies[i];
+        let capacity_pages = (sd.max * 1000 / sd.milli_per_page.max(1)).max(1);
+        (self.used_at_start[i] + self.printed_since_start()) / capacity_pages
+    }
+
     /// Level of supply `i` in its unit; a cartridge that runs out is replaced by a full one.
     fn level(&self, i: usize) -> i64 {
         let sd = &self.template.model.supplies[i];
@@ -519,6 +563,20 @@ impl SynthPrinter {
                 self.low_supply()?;
                 Value::TimeTicks(ticks().saturating_sub(6000) as u32)
             }
+            Dynamic::PaperCount(kind) => {
+                // One side in fifty is blank.
+                let pages = self.pages();
+                let blank = pages / 50;
+                let n = match kind {
+                    0 => pages,
+                    1 => pages - blank,
+                    _ => blank,
+                };
+                Value::Counter32((n as u64 % (u64::from(u32::MAX) + 1)) as u32)
+            }
+            Dynamic::SupplySerial(i) => Value::OctetString(
+                format!("CHIP{:05}{i}{:03}", self.index, self.cartridges(i) % 1000).into_bytes(),
+            ),
         })
     }
 

@@ -350,6 +350,25 @@ async fn a_new_user_activates_and_uses_every_page() {
         5,
     )
     .await;
+    // Its usage counters, folded until asked for, stay open across the page's refresh.
+    click(&c, "#printer-detail details.meters summary").await;
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('#printer-detail details.meters[open] tbody tr')].some(tr => tr.textContent.includes('printer-mib.prtMarkerLifeCount') && tr.textContent.includes('1.3.6.1.2.1.43.10.2.1.4.'))",
+        "the meters table with the life count",
+        10,
+    )
+    .await;
+    shot(&c, "04b-printer-meters").await;
+    // The page redraws every 5 s.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    wait_js(
+        &c,
+        "document.querySelector('#printer-detail details.meters[open]') && !document.querySelector('#printer-detail details.report[open]')",
+        "the meters still open after a refresh, the JSON still closed",
+        12,
+    )
+    .await;
     // The browser's back button returns to the list.
     c.back().await.unwrap();
     wait_js(
