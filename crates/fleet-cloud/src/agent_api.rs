@@ -3,7 +3,7 @@
 //! settings document with its entity tag.
 
 use super::{CODE_VALIDITY_MS, Cloud, Doc, TOKEN_SECS, etag, hash, reason, unavailable};
-use crate::db::{AssetRow, CloudDb, CodeProblem, DbError};
+use crate::db::{AssetRow, CodeProblem, DbError, Upload};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -154,7 +154,7 @@ pub const TAKEOVER_HOLD_MS: i64 = 24 * 3600 * 1000;
 /// holds is `ownedByAnotherAgent`, unless the uploading agent asks for a takeover and the
 /// printer has not moved within [`TAKEOVER_HOLD_MS`].
 fn apply_report(
-    db: &CloudDb,
+    db: &Upload<'_>,
     agent: &str,
     r: &Report,
     now: i64,
@@ -233,23 +233,27 @@ pub async fn upload(
         .get(axum::http::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let out = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
-        let first = db.first_sight(&envelope.message_id, &agent, now)?;
-        let results = envelope
-            .reports
-            .iter()
-            .map(|r| {
-                let status = if first {
-                    apply_report(&db, &agent, r, now, envelope.takeover)?
-                } else {
-                    ReportStatus::Duplicate
-                };
-                Ok(ReportResult {
-                    serial_number: r.serial_number().map(str::to_string),
-                    report_seq: r.report_seq(),
-                    status,
+        let results = db.upload(|db| {
+            let first = db.first_sight(&envelope.message_id, &agent, now)?;
+            let results = envelope
+                .reports
+                .iter()
+                .map(|r| {
+                    let status = if first {
+                        apply_report(db, &agent, r, now, envelope.takeover)?
+                    } else {
+                        ReportStatus::Duplicate
+                    };
+                    Ok(ReportResult {
+                        serial_number: r.serial_number().map(str::to_string),
+                        report_seq: r.report_seq(),
+                        status,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, DbError>>()?;
+                .collect::<Result<Vec<_>, DbError>>()?;
+            Ok((first, results))
+        })?;
+        let (first, results) = results;
         Ok((
             results,
             crate::UploadSeen {

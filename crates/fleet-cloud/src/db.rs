@@ -319,26 +319,6 @@ impl CloudDb {
         )? == 1)
     }
 
-    /// Records one applied report.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn log_applied(
-        &self,
-        agent_id: &str,
-        serial: &str,
-        seq: u64,
-        kind: &str,
-        now_ms: i64,
-    ) -> Result<(), DbError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO applied_reports (agent_id, serial, seq, kind, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![agent_id, serial, seq as i64, kind, now_ms])?;
-        Ok(())
-    }
-
     /// What arrived over all agents: distinct upload message ids, reports applied, and
     /// distinct (agent, printer, sequence number) among them: equal when nothing was
     /// applied twice (benchmarks count a replayed backlog with it).
@@ -697,58 +677,6 @@ impl CloudDb {
             .optional()?)
     }
 
-    /// The agent other than `agent_id` that holds a printer, if any.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn other_owner(&self, serial: &str, agent_id: &str) -> Result<Option<String>, DbError> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT agent_id FROM assets WHERE serial = ?1 AND agent_id != ?2 LIMIT 1",
-            )?
-            .query_row(params![serial, agent_id], |r| r.get(0))
-            .optional()?)
-    }
-
-    /// Moves a printer from one agent to another (its asset is re-created by the new
-    /// owner's snapshot) and records the move.
-    ///
-    /// # Errors
-    /// On SQL failure (nothing changes).
-    pub fn move_asset(
-        &self,
-        serial: &str,
-        from: &str,
-        to: &str,
-        now_ms: i64,
-    ) -> Result<(), DbError> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        tx.execute(
-            "DELETE FROM assets WHERE agent_id = ?1 AND serial = ?2",
-            params![from, serial],
-        )?;
-        tx.execute(
-            "INSERT INTO ownership_moves (serial, from_agent, to_agent, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![serial, from, to, now_ms],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// When a printer last moved between agents.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn last_move_ms(&self, serial: &str) -> Result<Option<i64>, DbError> {
-        Ok(self.conn().query_row(
-            "SELECT MAX(at_ms) FROM ownership_moves WHERE serial = ?1",
-            params![serial],
-            |r| r.get(0),
-        )?)
-    }
-
     /// Removes a printer from an agent's assets (after an unenroll); false when absent.
     ///
     /// # Errors
@@ -1007,49 +935,22 @@ impl CloudDb {
             .optional()?)
     }
 
-    /// Records a message id; returns `false` when it was already seen (a resend).
+    /// Runs `f` on one upload's changes in a single transaction: its message id, its
+    /// reports' assets and their log commit together or not at all. A cloud killed half-way
+    /// through a batch must not keep the id without the reports (the resend would be
+    /// answered `duplicate` and its reports lost), nor some reports without the id.
     ///
     /// # Errors
-    /// On SQL failure.
-    pub fn first_sight(
+    /// What `f` returns, or an SQL failure; either way nothing of `f`'s is kept.
+    pub fn upload<T>(
         &self,
-        message_id: &str,
-        agent_id: &str,
-        now_ms: i64,
-    ) -> Result<bool, DbError> {
-        let n = self.conn().execute(
-            "INSERT INTO messages(message_id, agent_id, received_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
-            params![message_id, agent_id, now_ms],
-        )?;
-        Ok(n == 1)
-    }
-
-    /// Returns one asset.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn asset(&self, agent_id: &str, serial: &str) -> Result<Option<AssetRow>, DbError> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh FROM assets WHERE agent_id = ?1 AND serial = ?2",
-            )?
-            .query_row(params![agent_id, serial], row)
-            .optional()?)
-    }
-
-    /// Inserts or replaces an asset's state.
-    ///
-    /// # Errors
-    /// On SQL failure.
-    pub fn put_asset(&self, a: &AssetRow) -> Result<(), DbError> {
-        self.conn().prepare_cached(
-            "INSERT INTO assets(agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(agent_id, serial) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, date_modified_ms = excluded.date_modified_ms,
-             last_data_refresh = excluded.last_data_refresh",
-            )?.execute(params![a.agent_id, a.serial, a.seq as i64, a.keyed, a.date_created_ms, a.date_modified_ms, a.last_data_refresh],
-        )?;
-        Ok(())
+        f: impl FnOnce(&Upload<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&Upload(&tx))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Lists every asset.
@@ -1064,6 +965,124 @@ impl CloudDb {
     }
 }
 
+/// The statements of one upload, inside the transaction [`CloudDb::upload`] holds.
+pub struct Upload<'a>(&'a Connection);
+
+impl Upload<'_> {
+    /// Records a message id; returns `false` when it was already seen (a resend).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn first_sight(
+        &self,
+        message_id: &str,
+        agent_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let n = self.0.prepare_cached(
+            "INSERT INTO messages(message_id, agent_id, received_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
+        )?.execute(params![message_id, agent_id, now_ms])?;
+        Ok(n == 1)
+    }
+
+    /// The agent other than `agent_id` that holds a printer, if any.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn other_owner(&self, serial: &str, agent_id: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT agent_id FROM assets WHERE serial = ?1 AND agent_id != ?2 LIMIT 1",
+            )?
+            .query_row(params![serial, agent_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Moves a printer from one agent to another (its asset is re-created by the new
+    /// owner's snapshot) and records the move.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn move_asset(
+        &self,
+        serial: &str,
+        from: &str,
+        to: &str,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        self.0.execute(
+            "DELETE FROM assets WHERE agent_id = ?1 AND serial = ?2",
+            params![from, serial],
+        )?;
+        self.0.execute(
+            "INSERT INTO ownership_moves (serial, from_agent, to_agent, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![serial, from, to, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// When a printer last moved between agents.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn last_move_ms(&self, serial: &str) -> Result<Option<i64>, DbError> {
+        Ok(self.0.query_row(
+            "SELECT MAX(at_ms) FROM ownership_moves WHERE serial = ?1",
+            params![serial],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Returns one asset.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn asset(&self, agent_id: &str, serial: &str) -> Result<Option<AssetRow>, DbError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh FROM assets WHERE agent_id = ?1 AND serial = ?2",
+            )?
+            .query_row(params![agent_id, serial], row)
+            .optional()?)
+    }
+
+    /// Inserts or replaces an asset's state.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn put_asset(&self, a: &AssetRow) -> Result<(), DbError> {
+        self.0.prepare_cached(
+            "INSERT INTO assets(agent_id, serial, seq, keyed, date_created_ms, date_modified_ms, last_data_refresh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(agent_id, serial) DO UPDATE SET seq = excluded.seq, keyed = excluded.keyed, date_modified_ms = excluded.date_modified_ms,
+             last_data_refresh = excluded.last_data_refresh",
+            )?.execute(params![a.agent_id, a.serial, a.seq as i64, a.keyed, a.date_created_ms, a.date_modified_ms, a.last_data_refresh],
+        )?;
+        Ok(())
+    }
+
+    /// Records one applied report.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn log_applied(
+        &self,
+        agent_id: &str,
+        serial: &str,
+        seq: u64,
+        kind: &str,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO applied_reports (agent_id, serial, seq, kind, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![agent_id, serial, seq as i64, kind, now_ms])?;
+        Ok(())
+    }
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRow> {
     Ok(AssetRow {
         agent_id: r.get(0)?,
@@ -1074,4 +1093,47 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRow> {
         date_modified_ms: r.get(5)?,
         last_data_refresh: r.get(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(seq: u64) -> AssetRow {
+        AssetRow {
+            agent_id: "a1".into(),
+            serial: "S1".into(),
+            seq,
+            keyed: "{}".into(),
+            date_created_ms: 1,
+            date_modified_ms: 1,
+            last_data_refresh: 1,
+        }
+    }
+
+    #[test]
+    fn an_upload_that_fails_half_way_keeps_neither_its_id_nor_its_reports() {
+        let db = CloudDb::open(None).unwrap();
+        // A failure after the id and the first report were written (as a kill would be).
+        let failed = db.upload(|u| {
+            assert!(u.first_sight("m1", "a1", 1)?);
+            u.put_asset(&asset(1))?;
+            u.log_applied("a1", "S1", 1, "snapshot", 1)?;
+            Err::<(), _>(DbError::TooNew { found: 0, known: 0 })
+        });
+        assert!(failed.is_err());
+        assert!(db.assets().unwrap().is_empty(), "no report kept");
+        assert!(db.applied_seqs("a1", "S1").unwrap().is_empty());
+
+        // The resend is then a first sight and applies.
+        db.upload(|u| {
+            assert!(u.first_sight("m1", "a1", 2)?, "the id was not kept");
+            u.put_asset(&asset(1))?;
+            u.log_applied("a1", "S1", 1, "snapshot", 2)
+        })
+        .unwrap();
+        assert_eq!(db.applied_seqs("a1", "S1").unwrap(), vec![1]);
+        let again = db.upload(|u| u.first_sight("m1", "a1", 3)).unwrap();
+        assert!(!again, "a committed id is known");
+    }
 }
