@@ -12,7 +12,7 @@ use super::library::Library;
 use super::oids;
 use super::{Counters, text};
 use fleet_protocol::meters::{
-    Colour, CounterField, Function, Meter, MeterMap, MeterRule, SupplyTable, Unit,
+    Colour, CounterField, Form, Function, Meter, MeterMap, MeterRule, SupplyTable, Unit,
 };
 use fleet_snmp::{Oid, Value};
 use std::collections::BTreeMap;
@@ -111,6 +111,16 @@ fn count(v: &Value) -> Option<i64> {
             v.as_i64()
         }
         _ => None,
+    }
+}
+
+/// A meter's value, and the unit its text names: a text rule (`form: text`) reads the
+/// count at the start of a text, and an integer as one.
+fn reading(v: &Value, form: Form) -> Option<(i64, Option<Unit>)> {
+    let integer = || count(v).map(|n| (n, None));
+    match form {
+        Form::Integer => integer(),
+        Form::Text => v.as_bytes().and_then(Form::read_text).or_else(integer),
     }
 }
 
@@ -262,10 +272,14 @@ fn standard(c: &Collected<'_>, found: &mut BTreeMap<Oid, Found<'_>>) {
 fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oid, Found<'l>>) {
     for t in &m.tables {
         for (ix, v) in c.column(&t.oid.0) {
-            let Some(value) = count(v) else { continue };
             let mut arcs = t.oid.0.clone();
             arcs.extend_from_slice(ix);
             let key = t.key.as_ref().and_then(|k| c.int(&k.0, ix));
+            let rule = m.rules.iter().find(|r| r.names(&arcs, key));
+            let form = rule.map_or(Form::Integer, |r| r.form);
+            let Some((value, text_unit)) = reading(v, form) else {
+                continue;
+            };
             let label = t
                 .label
                 .as_ref()
@@ -278,14 +292,13 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
                 .as_ref()
                 .and_then(|u| c.int(&u.0, ix))
                 .and_then(|u| t.unit_values.iter().find(|x| x.value == u).map(|x| x.unit));
-            let rule = m.rules.iter().find(|r| r.names(&arcs, key));
             let oid = Oid::new(arcs);
             found.entry(oid.clone()).or_insert(Found {
                 meter: Meter {
                     oid: oid.to_string(),
                     value,
-                    // The row's own unit column says more than the rule.
-                    unit: table_unit.or(rule.and_then(|r| r.unit)),
+                    // The row's own unit (its text, its unit column) says more than the rule.
+                    unit: text_unit.or(table_unit).or(rule.and_then(|r| r.unit)),
                     function: rule.map(|r| r.function),
                     colour: rule.map(|r| r.colour),
                     rule: rule.map(|r| r.name.clone()),
@@ -300,7 +313,8 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
         for (ix, v) in c.column(&fixed) {
             let mut arcs = fixed.clone();
             arcs.extend_from_slice(ix);
-            let Some(value) = count(v).filter(|_| r.oid.matches(&arcs)) else {
+            let Some((value, text_unit)) = reading(v, r.form).filter(|_| r.oid.matches(&arcs))
+            else {
                 continue;
             };
             let oid = Oid::new(arcs);
@@ -308,7 +322,7 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
                 meter: Meter {
                     oid: dotted(oid.arcs()),
                     value,
-                    unit: r.unit,
+                    unit: text_unit.or(r.unit),
                     function: Some(r.function),
                     colour: Some(r.colour),
                     rule: Some(r.name.clone()),
@@ -318,14 +332,14 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
             });
         }
         if let Some(exact) = r.oid.exact()
-            && let Some(value) = c.get(&exact).and_then(count)
+            && let Some((value, text_unit)) = c.get(&exact).and_then(|v| reading(v, r.form))
         {
             let oid = Oid::new(exact);
             found.entry(oid.clone()).or_insert(Found {
                 meter: Meter {
                     oid: oid.to_string(),
                     value,
-                    unit: r.unit,
+                    unit: text_unit.or(r.unit),
                     function: Some(r.function),
                     colour: Some(r.colour),
                     rule: Some(r.name.clone()),
@@ -548,7 +562,8 @@ mod tests {
                 "Konica Minolta",
                 "Epson",
                 "Sharp",
-                "Toshiba"
+                "Toshiba",
+                "Zebra"
             ]
         );
         // HP: its engine counters subtree, and the scan count's parent on its own.
@@ -747,6 +762,68 @@ mod tests {
         for c in [".4", ".5", ".6", ".7"] {
             assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
         }
+    }
+
+    #[test]
+    fn a_label_printers_text_odometer_gives_its_length_and_unit() {
+        let text = |t: &str| Value::OctetString(t.as_bytes().to_vec());
+        let v = values(&[
+            (
+                "1.3.6.1.2.1.1.2.0",
+                Value::ObjectId("1.3.6.1.4.1.10642.1".parse().unwrap()),
+            ),
+            ("1.3.6.1.4.1.10642.200.17.1.0", Value::Integer(12)),
+            ("1.3.6.1.4.1.10642.200.17.2.0", text("48,210")),
+            (
+                "1.3.6.1.4.1.10642.200.17.3.0",
+                text("89667 INCHES, 227775 CENTIMETERS"),
+            ),
+            ("1.3.6.1.4.1.10642.200.17.7.0", text("n/a")),
+        ]);
+        let lib = library::builtin();
+        let zebra: Oid = "1.3.6.1.4.1.10642.1".parse().unwrap();
+        let walked: Vec<String> = plan(&lib, Some(&zebra))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            walked,
+            ["1.3.6.1.4.1.10642.200.17"],
+            "the odometer, in one walk"
+        );
+        let r = read(&v, &lib);
+        let got: Vec<(&str, i64, Option<Unit>, Option<&str>)> = r
+            .meters
+            .iter()
+            .map(|m| (m.oid.as_str(), m.value, m.unit, m.rule.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "1.3.6.1.4.1.10642.200.17.1.0",
+                    12,
+                    Some(Unit::Other),
+                    Some("zebra.userLabelCount")
+                ),
+                (
+                    "1.3.6.1.4.1.10642.200.17.2.0",
+                    48210,
+                    Some(Unit::Other),
+                    Some("zebra.totalLabelCount")
+                ),
+                (
+                    "1.3.6.1.4.1.10642.200.17.3.0",
+                    89667,
+                    Some(Unit::Inches),
+                    Some("zebra.totalPrintLength")
+                ),
+            ],
+            "a text that is no count is not a meter"
+        );
+        // Lengths and labels are no sides: the seed's counters stay empty.
+        assert_eq!(r.counters.total_side_count, None);
+        assert_eq!(r.counters.print_side_count, None);
     }
 
     #[test]

@@ -208,6 +208,68 @@ impl Unit {
     fn is_sides(self) -> bool {
         matches!(self, Unit::Sides | Unit::Impressions)
     }
+
+    /// A length unit as printers name it in text ("CENTIMETERS", "in"), any case.
+    pub fn of_word(word: &str) -> Option<Unit> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "mm" | "millimeter" | "millimeters" | "millimetre" | "millimetres" => Unit::Millimetres,
+            "cm" | "centimeter" | "centimeters" | "centimetre" | "centimetres" => Unit::Centimetres,
+            "m" | "meter" | "meters" | "metre" | "metres" => Unit::Metres,
+            "in" | "inch" | "inches" => Unit::Inches,
+            "ft" | "foot" | "feet" => Unit::Feet,
+            _ => return None,
+        })
+    }
+}
+
+/// How a rule's value is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Form {
+    /// An integer, counter or gauge.
+    #[default]
+    Integer,
+    /// Text starting with a whole count (thousands commas allowed), optionally followed by
+    /// its unit's name: `"89667 INCHES, 227775 CENTIMETERS"` reads as 89667 inches (the
+    /// first quantity). The unit the text names wins over the rule's. An integer is
+    /// read as such.
+    Text,
+}
+
+impl Form {
+    fn is_integer(&self) -> bool {
+        *self == Form::Integer
+    }
+
+    /// The count (and the unit named after it) at the start of a text counter; `None` when
+    /// the text does not start with a number or the number does not fit an `i64`. Reads
+    /// at most the first 64 bytes.
+    pub fn read_text(text: &[u8]) -> Option<(i64, Option<Unit>)> {
+        let head = &text[..text.len().min(64)];
+        let head = std::str::from_utf8(head)
+            .unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
+        let head = head.trim_start();
+        let end = head
+            .find(|c: char| !(c.is_ascii_digit() || c == ','))
+            .unwrap_or(head.len());
+        let number = &head[..end];
+        // Commas only as thousands separators: "1,234,567", never "12,34" or ",5".
+        let groups: Vec<&str> = number.split(',').collect();
+        let grouped = groups.len() == 1
+            || (!groups[0].is_empty()
+                && groups[0].len() <= 3
+                && groups[1..].iter().all(|g| g.len() == 3));
+        if number.is_empty() || !grouped || groups.iter().any(|g| g.is_empty()) {
+            return None;
+        }
+        let value: i64 = number.replace(',', "").parse().ok()?;
+        let word: String = head[end..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
+        Some((value, Unit::of_word(&word)))
+    }
 }
 
 /// A seed `counters` field a meter can fill.
@@ -335,6 +397,10 @@ pub struct MeterRule {
     /// mono, so its value is added into the mono counter of its function.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blank: bool,
+    /// How the value is served: an integer (the default) or a text such as Zebra's
+    /// odometer, `"89667 INCHES, 227775 CENTIMETERS"`.
+    #[serde(default, skip_serializing_if = "Form::is_integer")]
+    pub form: Form,
 }
 
 impl MeterRule {
@@ -601,6 +667,40 @@ mod tests {
 
     fn map(json: serde_json::Value) -> MeterMap {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn text_counters_read_their_first_quantity_and_its_unit() {
+        let read = |t: &str| Form::read_text(t.as_bytes());
+        assert_eq!(
+            read("89667 INCHES, 227775 CENTIMETERS"),
+            Some((89667, Some(Unit::Inches)))
+        );
+        assert_eq!(
+            read("227775 CENTIMETERS"),
+            Some((227775, Some(Unit::Centimetres)))
+        );
+        assert_eq!(
+            read("  1,234,567 cm"),
+            Some((1_234_567, Some(Unit::Centimetres)))
+        );
+        assert_eq!(read("42"), Some((42, None)));
+        assert_eq!(
+            read("42 labels"),
+            Some((42, None)),
+            "no unit word: unit unknown"
+        );
+        assert_eq!(read("12,34 in"), None, "not a thousands grouping");
+        assert_eq!(read(",5 in"), None);
+        assert_eq!(read("INCHES 5"), None, "the number comes first");
+        assert_eq!(read(""), None);
+        assert_eq!(read("99999999999999999999 in"), None, "beyond i64");
+        // Only the first 64 bytes are looked at, and bad UTF-8 after the number is fine.
+        let mut long = b"7 ft".to_vec();
+        long.extend([0xff; 100]);
+        assert_eq!(Form::read_text(&long), Some((7, Some(Unit::Feet))));
+        let far = format!("{}5 in", " ".repeat(70));
+        assert_eq!(read(&far), None);
     }
 
     #[test]
