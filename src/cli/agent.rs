@@ -121,11 +121,17 @@ pub(super) fn service(cmd: ServiceCommand) -> Result<(), Exit> {
             ServiceCommand::Install(a) => {
                 let mut args: Vec<std::ffi::OsString> = vec!["service".into(), "run".into()];
                 args.extend(a.to_args());
-                winsvc::install(args).map_err(fail)?;
+                let partial = winsvc::install(args).map_err(fail)?;
                 println!(
                     "installed the service {} (automatic start); start it with `fleet-agent service start`",
                     winsvc::SERVICE_NAME
                 );
+                if let Some(why) = partial {
+                    eprintln!(
+                        "warning: {why}: the service will not be restarted after a failure; \
+                         run `fleet-agent service recovery` again, or set it in services.msc (Recovery tab)"
+                    );
+                }
             }
             ServiceCommand::Uninstall => {
                 winsvc::uninstall().map_err(fail)?;

@@ -71,8 +71,9 @@ pub enum LibraryCommand {
 /// Where the configuration and state are (`activate`, `status`, `discover`).
 #[derive(Args, Debug, Clone)]
 pub struct StateArgs {
-    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml when it exists, else
-    /// the built-in defaults).
+    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml, on Windows
+    /// %ProgramData%\FleetAgent\fleet-agent.toml, when it exists; else the built-in
+    /// defaults).
     #[arg(long, env = "FLEET_AGENT_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// State directory (overrides `agent.state_dir`).
@@ -84,8 +85,9 @@ pub struct StateArgs {
 /// file (`run`, the service).
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml when it exists, else
-    /// the built-in defaults).
+    /// Configuration file (default: /etc/fleet-agent/fleet-agent.toml, on Windows
+    /// %ProgramData%\FleetAgent\fleet-agent.toml, when it exists; else the built-in
+    /// defaults).
     #[arg(long, env = "FLEET_AGENT_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// State directory (overrides `agent.state_dir`).

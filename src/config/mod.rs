@@ -221,6 +221,46 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The key path of the `key = value` on `line` (0-based) of `text`: its table's path
+/// (an array of tables counted: `printers[1]`) and the bare key, so that a wrong type
+/// says `poller.interval_secs` and not only where. `None` where the line holds no plain
+/// `key =` (a value continued over lines, a header, a quoted key).
+fn key_path_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let key = lines.get(line)?.split_once('=')?.0.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    };
+    if !bare(key) {
+        return None;
+    }
+    let header = |l: &str| -> Option<(String, bool)> {
+        let t = l.trim();
+        if let Some(r) = t.strip_prefix("[[") {
+            return Some((r.split("]]").next()?.trim().to_string(), true));
+        }
+        let r = t.strip_prefix('[')?;
+        Some((r.split(']').next()?.trim().to_string(), false))
+    };
+    let before = &lines[..line];
+    let table = before.iter().rev().find_map(|l| header(l));
+    let table = match table {
+        None => return Some(key.to_string()),
+        Some((name, _)) if !bare(&name) => return None,
+        Some((name, false)) => name,
+        Some((name, true)) => {
+            let n = before
+                .iter()
+                .filter(|l| header(l) == Some((name.clone(), true)))
+                .count();
+            format!("{name}[{}]", n.saturating_sub(1))
+        }
+    };
+    Some(format!("{table}.{key}"))
+}
+
 /// Returns the platform's state directory: `/var/lib/fleet-agent` for root on Unix,
 /// `%ProgramData%\FleetAgent` on Windows, else the user's data directory.
 pub fn default_state_dir() -> PathBuf {
@@ -291,9 +331,10 @@ pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
     let report = |mut errors: Vec<ConfigError>| {
         // The reader's problems in file order, then the semantic ones.
         errors.sort_by_key(|e| {
+            // "line 9, column 11" or "poller.deadline_secs (line 7, column 17)".
             e.path
-                .strip_prefix("line ")
-                .and_then(|r| r.split(',').next()?.parse::<usize>().ok())
+                .split_once("line ")
+                .and_then(|(_, r)| r.split(',').next()?.parse::<usize>().ok())
                 .unwrap_or(usize::MAX)
         });
         ConfigErrors {
@@ -332,7 +373,10 @@ pub fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
                 });
                 errors.push(ConfigError {
                     path: match at {
-                        Some((line, col)) => format!("line {}, column {col}", line + 1),
+                        Some((line, col)) => match key_path_at(text, line) {
+                            Some(key) => format!("{key} (line {}, column {col})", line + 1),
+                            None => format!("line {}, column {col}", line + 1),
+                        },
                         None => "syntax".into(),
                     },
                     message: e.message().trim().to_string(),

@@ -79,18 +79,29 @@ address = "192.0.2.1:161"
 #[test]
 fn unknown_keys_and_syntax_errors_name_the_line() {
     let e = parse("x.toml", "[poller]\ninterval_sec = 60\n").unwrap_err();
-    assert_eq!(e.errors[0].path, "line 2, column 1");
+    assert_eq!(e.errors[0].path, "poller.interval_sec (line 2, column 1)");
     assert!(
         e.errors[0].message.contains("unknown field"),
         "{}",
         e.errors[0].message
     );
+    // A wrong type names its key, counted in an array of tables; a broken header has no key.
+    let e = parse(
+        "x.toml",
+        "[[printers]]\naddress = \"10.0.0.1\"\n[[printers]]\naddress = 5\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.errors[0].path, "printers[1].address (line 4, column 11)");
     let e = parse(
         "x.toml",
         "[[snmp_profiles]]\nname = \"a\"\nauth = { type = \"v4\" }\n",
     )
     .unwrap_err();
-    assert!(e.errors[0].path.starts_with("line 3"), "{:?}", e.errors);
+    assert_eq!(
+        e.errors[0].path, "snmp_profiles[0].auth (line 3, column 17)",
+        "{:?}",
+        e.errors
+    );
 }
 
 #[test]
@@ -407,9 +418,9 @@ fn one_run_reports_every_syntax_error_and_then_the_rest() {
     assert_eq!(
         paths,
         [
-            "line 2, column 21",
-            "line 6, column 1",
-            "line 7, column 17",
+            "agent.stop_timeout_secs (line 2, column 21)",
+            "poller.colour (line 6, column 1)",
+            "poller.deadline_secs (line 7, column 17)",
             "line 9, column 11",
             "poller.interval_secs",
             "printers[0].address",

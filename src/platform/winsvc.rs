@@ -105,10 +105,15 @@ pub(super) fn notify(state: super::ServiceState<'_>) {
 
 fn explain(what: &str, e: windows_service::Error) -> String {
     let denied = matches!(&e, windows_service::Error::Winapi(io) if io.raw_os_error() == Some(5));
-    if denied {
-        format!("{what}: access denied; run this from an elevated prompt (Run as administrator)")
-    } else {
-        format!("{what}: {e}")
+    match &e {
+        _ if denied => {
+            format!(
+                "{what}: access denied; run this from an elevated prompt (Run as administrator)"
+            )
+        }
+        // The crate's own text ("IO error in winapi call") hides which error it was.
+        windows_service::Error::Winapi(io) => format!("{what}: {io}"),
+        _ => format!("{what}: {e}"),
     }
 }
 
@@ -118,11 +123,13 @@ fn manager(access: ServiceManagerAccess) -> Result<ServiceManager, String> {
 }
 
 /// Installs the service (automatic start as LocalSystem, restarted after a failure),
-/// running this executable with `arguments` (`service run --config ...`).
+/// running this executable with `arguments` (`service run --config ...`). Returns what
+/// could not be set once the service exists (its recovery actions: Wine's service
+/// manager refuses them), for the caller to warn about: the service itself works.
 ///
 /// # Errors
 /// Access denied (not elevated), an existing service of that name, and other SCM errors.
-pub fn install(arguments: Vec<OsString>) -> Result<(), String> {
+pub fn install(arguments: Vec<OsString>) -> Result<Option<String>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let m = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
     let info = ServiceInfo {
@@ -143,7 +150,7 @@ pub fn install(arguments: Vec<OsString>) -> Result<(), String> {
     service
         .set_description(DESCRIPTION)
         .map_err(|e| explain("cannot set the description", e))?;
-    set_recovery(&service)
+    Ok(set_recovery(&service).err())
 }
 
 /// Sets the installed service's recovery actions (the MSI runs this after installing it,

@@ -1,6 +1,6 @@
 //! Files only the running account can read: the agent's state directory, its sealing key,
 //! the reference cloud's admin token. Mode 0700/0600 on Unix; on Windows an ACL without
-//! inherited entries granting SYSTEM, Administrators and the running account.
+//! inherited entries granting SYSTEM, Administrators and the file's owner.
 
 use std::io::Write;
 use std::path::Path;
@@ -96,33 +96,22 @@ pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     restrict(dir)
 }
 
-/// The running account's SID, from `whoami /user` (`"nt authority\system","S-1-5-18"`).
-#[cfg(windows)]
-fn current_sid() -> std::io::Result<String> {
-    let out = std::process::Command::new("whoami")
-        .args(["/user", "/fo", "csv", "/nh"])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .rsplit(',')
-        .next()
-        .map(|s| s.trim_matches('"').to_string())
-        .filter(|s| s.starts_with("S-1-"))
-        .ok_or_else(|| std::io::Error::other(format!("whoami /user gave {text:?}")))
-}
-
-/// Replaces the ACL with SYSTEM, Administrators and the running account (full control),
+/// Replaces the ACL with SYSTEM, Administrators and the file's owner (full control),
 /// dropping inherited entries (ProgramData grants Users read by inheritance).
+///
+/// Only well-known SIDs, never account names or a command's text: `icacls` and `whoami`
+/// print localized text (French Windows among the seed's readers) and Wine's `whoami`
+/// gives no SID. The owner is the account that created the file (the service's
+/// LocalSystem, or the admin running the agent by hand), reached through the OWNER
+/// RIGHTS SID S-1-3-4, so nothing has to be looked up; icacls's exit status is all that
+/// is read.
 #[cfg(windows)]
 fn windows_acl(path: &Path) -> std::io::Result<()> {
     let rights = if path.is_dir() { "(OI)(CI)F" } else { "F" };
     let mut cmd = std::process::Command::new("icacls");
     cmd.arg(path).arg("/inheritance:r");
-    for sid in [
-        "S-1-5-18".to_string(),
-        "S-1-5-32-544".to_string(),
-        current_sid()?,
-    ] {
+    // SYSTEM, Administrators, OWNER RIGHTS.
+    for sid in ["S-1-5-18", "S-1-5-32-544", "S-1-3-4"] {
         cmd.arg("/grant:r").arg(format!("*{sid}:{rights}"));
     }
     let out = cmd.output()?;

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The Windows build run under Wine (the closest thing to Windows that CI has), with a
+# fresh prefix, against printers simulated on the Linux side on 127.0.0.1. Run by
+# .ci/run after packaging/windows/build-msi.sh; prints each check as it passes.
+#
+#  1. fleet-agent.exe: version, config validate (a good file, and a bad one with its
+#     key path and exit 64), poll of a simulated printer, run in the foreground with
+#     /metrics answering and both printers polled.
+#  2. The MSI: msiexec /i /qn PORT=...; the files, the configuration and the service's
+#     registration (automatic, LocalSystem, its command line with the port); the service
+#     started by the installer answering on that port.
+#  3. The service polling the simulator, then stopped through the service manager
+#     (net stop): its log shows the agent's ordered stop.
+#  4. msiexec /x: executable and service gone, configuration and state kept (as the
+#     README documents).
+#
+# Where Wine differs from Windows (README "Windows under Wine"): Wine 8 has no
+# bcryptprimitives.dll (a stand-in built from tests/wine/bcryptprimitives.c goes into the
+# prefix, never into the package); its service manager refuses recovery actions; its
+# icacls is a stub that changes nothing, so the state directory's ACL is not verified
+# here; %ProgramData% of its services is C:\users\Public; a new prefix says Windows 7.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+exe="$ROOT/target/x86_64-pc-windows-gnu/release/fleet-agent.exe"
+lab="${FLEET_LAB:-$ROOT/target/release/fleet-lab}"
+msi=$(ls "$ROOT"/target/windows/fleet-agent-*-x64.msi 2>/dev/null | head -1 || true)
+for need in wine wineserver x86_64-w64-mingw32-gcc curl; do
+  command -v "$need" >/dev/null || { echo "skipped: $need is not installed"; exit 0; }
+done
+[ -f "$exe" ] && [ -n "$msi" ] && [ -x "$lab" ] || {
+  echo "skipped: build the Windows executable and MSI (packaging/windows/build-msi.sh) and fleet-lab first"
+  exit 0
+}
+
+work=$(mktemp -d)
+export WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+sim_pid=""
+run_pid=""
+cleanup() {
+  [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null || true
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+  wineserver -k 2>/dev/null || true
+  if [ -n "${FLEET_WINE_KEEP:-}" ]; then echo "kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() {
+  echo "FAILED: $*"
+  exit 1
+}
+ok() { echo "  ok: $*"; }
+# Wine's console output has CRLF line ends. The output is what is checked, not the status.
+w() { wine "$@" 2>&1 | tr -d '\r' || true; }
+# Waits up to $2 seconds for $1 (a shell condition).
+wait_for() {
+  local t=0
+  until eval "$1"; do
+    t=$((t + 1))
+    [ "$t" -le "$(($2 * 5))" ] || return 1
+    sleep 0.2
+  done
+}
+metric() { curl -s -m 3 "http://127.0.0.1:$1/metrics" | tr -d '\r' | awk -v m="$2" '$1 == m { print $2 }'; }
+
+echo "Wine: $(wine --version); prefix $WINEPREFIX"
+wineboot -i >/dev/null 2>&1
+# A new prefix says Windows 7, which the MSI's launch condition refuses (it needs 10).
+wine winecfg -v win10 >/dev/null 2>&1
+wineserver -w
+# Services live in wineserver's session: keep one session up for everything below (it
+# would end a few seconds after each command, and the service with it). Made persistent
+# only once the prefix exists: during its creation a second services.exe would start,
+# and services created in one would be unknown to the other (error 1060).
+wineserver -p >/dev/null 2>&1
+wineboot >/dev/null 2>&1
+sys32="$WINEPREFIX/drive_c/windows/system32"
+x86_64-w64-mingw32-gcc -O2 -shared -o "$sys32/bcryptprimitives.dll" tests/wine/bcryptprimitives.c -ladvapi32
+ok "stand-in bcryptprimitives.dll built into the prefix (test tooling, not packaged)"
+
+# Two printers simulated on the Linux side.
+port=$((20000 + $$ % 20000))
+"$lab" simulate --synthetic 2 --fleet-start 127.0.0.1 --port "$port" >"$work/sim.log" 2>&1 &
+sim_pid=$!
+wait_for 'grep -q listening "$work/sim.log"' 20 || fail "the simulator did not start: $(cat "$work/sim.log")"
+
+echo "1. fleet-agent.exe under Wine"
+out=$(w "$exe" version)
+[[ "$out" == "fleet-agent "* ]] || fail "version: $out"
+ok "version: $out"
+
+web1=$((port + 1))
+conf="$work/agent.toml"
+cat >"$conf" <<EOF
+[agent]
+state_dir = 'C:\\fa-run\\state'
+[web]
+listen = "127.0.0.1:$web1"
+[poller]
+interval_secs = 10
+[[printers]]
+address = "127.0.0.1:$port"
+[[printers]]
+address = "127.0.0.2:$port"
+EOF
+wconf=$(winepath -w "$conf" 2>/dev/null | tr -d '\r')
+out=$(w "$exe" config validate "$wconf")
+[[ "$out" == *"valid (1 SNMP profile(s), 2 printer(s)"* ]] || fail "config validate: $out"
+ok "config validate: $out"
+printf '[poller]\ninterval_secs = "often"\n' >"$work/bad.toml"
+set +e
+out=$(wine "$exe" config validate "$(winepath -w "$work/bad.toml" | tr -d '\r')" 2>&1)
+rc=$?
+set -e
+out=$(tr -d '\r' <<<"$out")
+[ "$rc" = 64 ] && [[ "$out" == *"poller.interval_secs"* ]] || fail "a bad configuration: exit $rc, $out"
+ok "a bad configuration exits 64 naming poller.interval_secs"
+
+out=$(w "$exe" poll "127.0.0.1:$port")
+[[ "$out" == *"Serial       FAMLX0000001"* ]] || fail "poll: $out"
+# The vendor step too (a second walk once the sysObjectID is known): the Lexmark-like
+# simulated printer's supply chip serials.
+grep -q "chip serial CHIP" <<<"$out" || fail "poll: no supply chip serials (the vendor step): $out"
+ok "poll 127.0.0.1:$port: $(grep -c . <<<"$out") lines, serial FAMLX0000001, $(grep -c 'chip serial' <<<"$out") supplies with chip serials"
+
+wine "$exe" run --config "$wconf" >"$work/run.log" 2>&1 &
+run_pid=$!
+wait_for '[ "$(metric '"$web1"' fleet_agent_polls_total)" -ge 2 ] 2>/dev/null' 60 \
+  || fail "run: no polls on /metrics; log: $(tail -5 "$work/run.log")"
+ok "run (foreground): /metrics on 127.0.0.1:$web1 answers, $(metric "$web1" fleet_agent_polls_total) polls, $(metric "$web1" 'fleet_agent_printers{health="ok"}') printers OK"
+# No Ctrl-C can be sent to a Wine console program from here: the ordered stop is checked
+# on the service below.
+kill "$run_pid" 2>/dev/null || true
+wait "$run_pid" 2>/dev/null || true
+run_pid=""
+
+echo "2. the MSI"
+web2=$((port + 2))
+set +e
+wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" /qn PORT="$web2" >"$work/msi.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "msiexec /i exited $rc: $(tr -d '\r' <"$work/msi.log" | tail -5)"
+ok "msiexec /i $(basename "$msi") /qn PORT=$web2"
+installed="$WINEPREFIX/drive_c/Program Files/Fleet Agent/fleet-agent.exe"
+cmp -s "$installed" "$exe" || fail "the installed executable is not the build's"
+data=$(ls -d "$WINEPREFIX"/drive_c/ProgramData/FleetAgent 2>/dev/null || true)
+[ -n "$data" ] && cmp -s "$data/fleet-agent.toml" config/fleet-agent.toml \
+  || fail "the default configuration is not under ProgramData\\FleetAgent"
+ok "files: C:\\Program Files\\Fleet Agent\\fleet-agent.exe, C:\\ProgramData\\FleetAgent\\fleet-agent.toml (the default configuration)"
+key='HKLM\System\CurrentControlSet\Services\FleetAgent'
+reg=$(w reg query "$key")
+grep -q 'ImagePath.*Fleet Agent\\fleet-agent.exe.*service run --config.*FleetAgent\\fleet-agent.toml.*--web-port '"$web2" <<<"$reg" \
+  || fail "the service's command line: $reg"
+grep -Eq 'Start[[:space:]]+REG_DWORD[[:space:]]+0x2' <<<"$reg" || fail "the service does not start automatically: $reg"
+grep -Eqi 'ObjectName[[:space:]]+REG_SZ[[:space:]]+LocalSystem' <<<"$reg" || fail "the service's account: $reg"
+ok "service FleetAgent registered: automatic, LocalSystem, $(grep -o 'service run.*' <<<"$reg")"
+wait_for '[ -n "$(metric '"$web2"' fleet_agent_polls_total)" ]' 60 \
+  || fail "the service started by the installer does not answer on port $web2"
+ok "the installer started the service: /metrics answers on port $web2"
+
+echo "3. the service polls the simulator and stops through the service manager"
+w net stop FleetAgent >/dev/null
+# The two simulated printers, polled every 10 s (the first poll of each falls at random
+# within the interval).
+sed -i -e 's/^interval_secs = 300$/interval_secs = 10/' -e 's/^deadline_secs = 60$/deadline_secs = 5/' "$data/fleet-agent.toml"
+printf '\n[[printers]]\naddress = "127.0.0.1:%s"\n[[printers]]\naddress = "127.0.0.2:%s"\n' "$port" "$port" >>"$data/fleet-agent.toml"
+w net start FleetAgent >/dev/null
+wait_for '[ "$(metric '"$web2"' fleet_agent_polls_total)" -ge 2 ] 2>/dev/null' 60 \
+  || fail "the service does not poll the simulator; its log: $(tail -5 "$WINEPREFIX"/drive_c/users/Public/FleetAgent/logs/fleet-agent.log "$data"/logs/fleet-agent.log 2>/dev/null)"
+ok "net start: the service polled $(metric "$web2" 'fleet_agent_printers{health="ok"}') printers OK on the simulator"
+out=$(w net stop FleetAgent)
+log=$(ls "$WINEPREFIX"/drive_c/users/Public/FleetAgent/logs/fleet-agent.log "$data"/logs/fleet-agent.log 2>/dev/null | head -1 || true)
+[ -n "$log" ] || fail "no service log"
+wait_for 'tail -4 "$log" | grep -q "Agent stopped"' 30 || fail "net stop: no ordered stop in the log: $(tail -5 "$log")"
+stop=$(tail -6 "$log" | tr -d '\r' | sed -n '/Shutting down/,$p' | sed 's/^[^ ]* *INFO [^ ]* //')
+grep -q "Poller stopped" <<<"$stop" || fail "the ordered stop: $stop"
+ok "net stop: $(tr '\n' ' ' <<<"$stop")"
+
+echo "4. uninstall"
+set +e
+wine msiexec /x "$(winepath -w "$msi" | tr -d '\r')" /qn >"$work/msix.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "msiexec /x exited $rc"
+[ ! -e "$installed" ] || fail "the executable is still there after uninstall"
+set +e
+wine reg query "$key" >/dev/null 2>&1
+gone=$?
+set -e
+[ "$gone" != 0 ] || fail "the service is still registered after uninstall"
+[ -f "$data/fleet-agent.toml" ] || fail "the configuration was removed"
+[ -f "$log" ] || fail "the state (log) was removed"
+ok "msiexec /x: executable and service removed; configuration and state kept"
+echo "Windows under Wine: all checks passed"
