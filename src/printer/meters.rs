@@ -562,6 +562,7 @@ mod tests {
                 "Konica Minolta",
                 "Epson",
                 "Sharp",
+                "Samsung",
                 "Toshiba",
                 "Zebra"
             ]
@@ -824,6 +825,57 @@ mod tests {
         // Lengths and labels are no sides: the seed's counters stay empty.
         assert_eq!(r.counters.total_side_count, None);
         assert_eq!(r.counters.print_side_count, None);
+    }
+
+    #[test]
+    fn samsung_rows_are_listed_with_their_unit_and_no_meaning_is_guessed() {
+        let t = "1.3.6.1.4.1.236.11.5.11.53.11.2.1";
+        let v = values(&[
+            (
+                "1.3.6.1.2.1.1.2.0",
+                Value::ObjectId("1.3.6.1.4.1.236.11.5.1".parse().unwrap()),
+            ),
+            // Two rows as the MIB indexes them (hrDeviceIndex, row), print and copy.
+            (&format!("{t}.2.1.1"), Value::Integer(1)),
+            (&format!("{t}.4.1.1"), Value::Integer(8)),
+            (&format!("{t}.7.1.1"), Value::Counter32(4143)),
+            (&format!("{t}.2.1.2"), Value::Integer(2)),
+            (&format!("{t}.4.1.2"), Value::Integer(7)),
+            (&format!("{t}.7.1.2"), Value::Counter32(50)),
+        ]);
+        let lib = library::builtin();
+        let samsung: Oid = "1.3.6.1.4.1.236.11.5.1".parse().unwrap();
+        let walked: Vec<String> = plan(&lib, Some(&samsung))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(walked.contains(&format!("{t}.7")), "{walked:?}");
+        assert!(walked.contains(&format!("{t}.4")), "{walked:?}");
+        let r = read(&v, &lib);
+        let got: Vec<(&str, i64, Option<Unit>, Option<Function>, Option<&str>)> = r
+            .meters
+            .iter()
+            .map(|m| {
+                (
+                    m.oid.as_str(),
+                    m.value,
+                    m.unit,
+                    m.function,
+                    m.rule.as_deref(),
+                )
+            })
+            .collect();
+        let oid1 = format!("{t}.7.1.1");
+        let oid2 = format!("{t}.7.1.2");
+        assert_eq!(
+            got,
+            [
+                (oid1.as_str(), 4143, Some(Unit::Sheets), None, None),
+                (oid2.as_str(), 50, Some(Unit::Impressions), None, None),
+            ]
+        );
+        assert_eq!(r.counters.print_side_count, None);
+        assert_eq!(r.counters.copy_side_count, None);
     }
 
     #[test]
