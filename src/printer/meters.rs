@@ -852,17 +852,13 @@ mod tests {
         assert!(walked.contains(&format!("{t}.7")), "{walked:?}");
         assert!(walked.contains(&format!("{t}.4")), "{walked:?}");
         let r = read(&v, &lib);
-        let got: Vec<(&str, i64, Option<Unit>, Option<Function>, Option<&str>)> = r
+        // (oid, value, unit, nothing claimed: no function, colour or rule)
+        let got: Vec<(&str, i64, Option<Unit>, bool)> = r
             .meters
             .iter()
             .map(|m| {
-                (
-                    m.oid.as_str(),
-                    m.value,
-                    m.unit,
-                    m.function,
-                    m.rule.as_deref(),
-                )
+                let bare = m.function.is_none() && m.colour.is_none() && m.rule.is_none();
+                (m.oid.as_str(), m.value, m.unit, bare)
             })
             .collect();
         let oid1 = format!("{t}.7.1.1");
@@ -870,8 +866,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                (oid1.as_str(), 4143, Some(Unit::Sheets), None, None),
-                (oid2.as_str(), 50, Some(Unit::Impressions), None, None),
+                (oid1.as_str(), 4143, Some(Unit::Sheets), true),
+                (oid2.as_str(), 50, Some(Unit::Impressions), true),
             ]
         );
         assert_eq!(r.counters.print_side_count, None);
