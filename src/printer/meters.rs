@@ -12,7 +12,7 @@ use super::library::Library;
 use super::oids;
 use super::{Counters, text};
 use fleet_protocol::meters::{
-    Colour, CounterField, Form, Function, Meter, MeterMap, MeterRule, SupplyTable, Unit,
+    Colour, CounterField, Form, Function, Meter, MeterMap, MeterRule, SupplyJoin, SupplyTable, Unit,
 };
 use fleet_snmp::{Oid, Value};
 use std::collections::BTreeMap;
@@ -374,43 +374,75 @@ pub fn supply_ids(c: &Collected<'_>, supplies: &mut [super::Supply]) {
                 .and_then(Value::as_bytes)
                 .and_then(text::identity)
         };
-        // (description, colorant, serial, part), normalised where compared.
-        type Row = (String, Option<String>, Option<String>, Option<String>);
+        // The rows are those of the column the join reads first.
+        let Some(anchor) = t.columns().next() else {
+            continue;
+        };
         let rows: Vec<Row> = c
-            .column(&t.description.0)
+            .column(&anchor.0)
             .take(super::limits::MAX_ROWS)
-            .filter_map(|(ix, v)| {
-                let d = v.as_bytes().map(text::decode)?;
-                Some((
-                    norm(&d),
-                    text(&t.colorant, ix).map(|s| norm(&s)),
-                    text(&t.serial, ix),
-                    text(&t.part, ix),
-                ))
+            .map(|(ix, _)| Row {
+                description: t
+                    .description
+                    .as_ref()
+                    .and_then(|col| c.cell(&col.0, ix))
+                    .and_then(Value::as_bytes)
+                    .map(|b| norm(&text::decode(b))),
+                colorant: text(&t.colorant, ix).map(|s| norm(&s)),
+                serial: text(&t.serial, ix),
+                part: text(&t.part, ix),
             })
             .collect();
-        let colours: Vec<Option<String>> = supplies
-            .iter()
-            .map(|s| s.color.as_deref().map(norm))
-            .collect();
-        let descriptions: Vec<Option<String>> = supplies
-            .iter()
-            .map(|s| s.description.as_deref().map(norm))
-            .collect();
-        for (i, s) in supplies.iter_mut().enumerate() {
-            // A description names one supply only when it is unique on both sides.
-            let by_description = s.description.as_deref().map(norm).and_then(|d| {
-                let mut mine = rows.iter().filter(|r| r.0 == d);
+        let joined: Vec<Option<&Row>> = match t.join {
+            SupplyJoin::Description => by_description(supplies, &rows, norm),
+            SupplyJoin::PartInDescription => by_part_in_description(supplies, &rows, norm),
+        };
+        for (s, row) in supplies.iter_mut().zip(joined) {
+            if let Some(r) = row {
+                s.serial_number = r.serial.clone();
+                s.ext.part_number = r.part.clone();
+            }
+        }
+    }
+}
+
+/// One row of a vendor's supply table, its description and colorant normalised.
+struct Row {
+    description: Option<String>,
+    colorant: Option<String>,
+    serial: Option<String>,
+    part: Option<String>,
+}
+
+/// Each supply's row by description (unique on both sides), else by a colorant only that
+/// supply and one row have.
+fn by_description<'r>(
+    supplies: &[super::Supply],
+    rows: &'r [Row],
+    norm: impl Fn(&str) -> String,
+) -> Vec<Option<&'r Row>> {
+    let colours: Vec<Option<String>> = supplies
+        .iter()
+        .map(|s| s.color.as_deref().map(&norm))
+        .collect();
+    let descriptions: Vec<Option<String>> = supplies
+        .iter()
+        .map(|s| s.description.as_deref().map(&norm))
+        .collect();
+    (0..supplies.len())
+        .map(|i| {
+            let by_description = descriptions[i].as_ref().and_then(|d| {
+                let mut mine = rows.iter().filter(|r| r.description.as_ref() == Some(d));
                 let first = mine.next()?;
                 let unique = mine.next().is_none()
                     && descriptions
                         .iter()
-                        .filter(|x| x.as_deref() == Some(d.as_str()))
+                        .filter(|x| x.as_ref() == Some(d))
                         .count()
                         == 1;
                 unique.then_some(first)
             });
-            let row = by_description.or_else(|| {
+            by_description.or_else(|| {
                 let colour = colours[i].as_ref()?;
                 if colours
                     .iter()
@@ -420,16 +452,47 @@ pub fn supply_ids(c: &Collected<'_>, supplies: &mut [super::Supply]) {
                 {
                     return None;
                 }
-                let mut mine = rows.iter().filter(|r| r.1.as_ref() == Some(colour));
+                let mut mine = rows.iter().filter(|r| r.colorant.as_ref() == Some(colour));
                 let first = mine.next()?;
                 mine.next().is_none().then_some(first)
-            });
-            if let Some(r) = row {
-                s.serial_number = r.2.clone();
-                s.ext.part_number = r.3.clone();
+            })
+        })
+        .collect()
+}
+
+/// Each supply's row by the row's part number being a word of the supply's description,
+/// when exactly one row's part is in it and that part is in no other supply's.
+fn by_part_in_description<'r>(
+    supplies: &[super::Supply],
+    rows: &'r [Row],
+    norm: impl Fn(&str) -> String,
+) -> Vec<Option<&'r Row>> {
+    let words: Vec<Vec<String>> = supplies
+        .iter()
+        .map(|s| {
+            s.description
+                .as_deref()
+                .map(|d| norm(d).split(' ').map(str::to_string).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let part = |r: &Row| r.part.as_deref().map(&norm).filter(|p| !p.contains(' '));
+    words
+        .iter()
+        .map(|mine| {
+            let mut hits = rows
+                .iter()
+                .filter(|r| part(r).is_some_and(|p| mine.contains(&p)));
+            let row = hits.next()?;
+            if hits.next().is_some() {
+                return None;
             }
-        }
-    }
+            let p = part(row)?;
+            let others = words.iter().filter(|w| w.contains(&p)).count();
+            let rows_with_it = rows.iter().filter(|r| part(r).as_ref() == Some(&p)).count();
+            (others == 1 && rows_with_it == 1).then_some(row)
+        })
+        .collect()
 }
 
 /// The `counters` field a [`CounterField`] names.
@@ -567,7 +630,8 @@ mod tests {
                 "Zebra"
             ]
         );
-        // HP: its engine counters subtree, and the scan count's parent on its own.
+        // HP: its engine counters subtree, the scan count's parent on its own, and the
+        // consumables' serial and part number columns.
         let hp: Oid = "1.3.6.1.4.1.11.2.3.9.1".parse().unwrap();
         let cols = plan(&lib, Some(&hp));
         let cols: Vec<String> = cols.iter().map(ToString::to_string).collect();
@@ -575,7 +639,9 @@ mod tests {
             cols,
             [
                 "1.3.6.1.4.1.11.2.3.9.4.2.1.2.2.1.74",
-                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2"
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2",
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.10.1.1.3",
+                "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.10.1.1.56"
             ]
         );
         // A vendor without maps, or no sysObjectID: no second step.
@@ -761,6 +827,72 @@ mod tests {
         .map(ToString::to_string)
         .collect();
         for c in [".4", ".5", ".6", ".7"] {
+            assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
+        }
+    }
+
+    #[test]
+    fn hp_cartridges_get_their_chip_serial_by_the_part_number_in_their_description() {
+        let t = "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.10.1.1";
+        // HP strings start with a symbol-set prefix (0x01 0x15, Roman-8).
+        let hp = |text: &str| {
+            let mut b = vec![0x01, 0x15];
+            b.extend_from_slice(text.as_bytes());
+            Value::OctetString(b)
+        };
+        let mut pairs = vec![(
+            "1.3.6.1.2.1.1.2.0".to_string(),
+            Value::ObjectId("1.3.6.1.4.1.11.2.3.9.1".parse().unwrap()),
+        )];
+        for (ix, d) in [
+            (1, "Black Cartridge HP CF410A"),
+            (2, "Cyan Cartridge HP CF411A"),
+            (3, "Magenta Cartridge HP CF413A"),
+            (4, "Imaging Drum HP CF232A"),
+        ] {
+            pairs.push((
+                format!("1.3.6.1.2.1.43.11.1.1.6.1.{ix}"),
+                Value::OctetString(d.as_bytes().to_vec()),
+            ));
+            pairs.push((format!("1.3.6.1.2.1.43.11.1.1.3.1.{ix}"), Value::Integer(0)));
+        }
+        // Rows in another order than the supplies; magenta's part is on two rows (no
+        // guess); a row whose part no supply names; no row for the drum.
+        for (n, serial, part) in [
+            (1, "CRUM-K-0001", "CF411A"),
+            (2, "CRUM-K-0002", "CF410A"),
+            (3, "CRUM-M-0003", "CF413A"),
+            (4, "CRUM-M-0004", "CF413A"),
+            (5, "CRUM-X-0005", "W9008MC"),
+        ] {
+            pairs.push((format!("{t}.3.{n}.0"), hp(serial)));
+            pairs.push((format!("{t}.56.{n}.0"), hp(part)));
+        }
+        let v: BTreeMap<Oid, Value> = pairs
+            .into_iter()
+            .map(|(o, v)| (o.parse().unwrap(), v))
+            .collect();
+        let lib = library::builtin();
+        let r = read(&v, &lib);
+        let ids: Vec<(Option<&str>, Option<&str>)> = r
+            .supplies
+            .iter()
+            .map(|s| (s.serial_number.as_deref(), s.ext.part_number.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (Some("CRUM-K-0002"), Some("CF410A")),
+                (Some("CRUM-K-0001"), Some("CF411A")),
+                (None, None),
+                (None, None)
+            ]
+        );
+        let cols: Vec<String> = plan(&lib, Some(&"1.3.6.1.4.1.11.2.3.9.1".parse().unwrap()))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for c in [".3", ".56"] {
             assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
         }
     }

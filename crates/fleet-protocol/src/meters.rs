@@ -457,8 +457,13 @@ impl MeterMap {
 pub struct SupplyTable {
     /// The document the table was written from.
     pub source: String,
-    /// The description column (text, compared with prtMarkerSuppliesDescription).
-    pub description: Dotted,
+    /// How a row finds its Printer-MIB supply.
+    #[serde(default, skip_serializing_if = "SupplyJoin::is_default")]
+    pub join: SupplyJoin,
+    /// The description column (text, compared with prtMarkerSuppliesDescription);
+    /// needed by the `description` join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Dotted>,
     /// The colorant column (text: `black`, `cyan`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colorant: Option<Dotted>,
@@ -473,11 +478,30 @@ pub struct SupplyTable {
 impl SupplyTable {
     /// Every column to read.
     pub fn columns(&self) -> impl Iterator<Item = &Dotted> {
-        std::iter::once(&self.description).chain(
-            [&self.colorant, &self.serial, &self.part]
-                .into_iter()
-                .flatten(),
-        )
+        [&self.description, &self.colorant, &self.serial, &self.part]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// How a vendor supply row finds its Printer-MIB supply. Either way a row that could be
+/// two supplies', or a supply that two rows could be, is left unjoined: nothing guessed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SupplyJoin {
+    /// By description (case and spaces aside, unique on both sides), else by a colorant
+    /// only one supply and one row have.
+    #[default]
+    Description,
+    /// By the row's part number appearing as a word of one supply's description: HP
+    /// describes a cartridge as `Black Cartridge HP CF410A`, and its consumable table
+    /// gives the part `CF410A` with the chip's serial number.
+    PartInDescription,
+}
+
+impl SupplyJoin {
+    fn is_default(&self) -> bool {
+        *self == SupplyJoin::Description
     }
 }
 
@@ -495,7 +519,7 @@ pub fn check_supplies(tables: &[SupplyTable], at: &str, problems: &mut Vec<Strin
             ));
         }
         for (field, o) in [
-            ("description", Some(&t.description)),
+            ("description", t.description.as_ref()),
             ("colorant", t.colorant.as_ref()),
             ("serial", t.serial.as_ref()),
             ("part", t.part.as_ref()),
@@ -510,6 +534,15 @@ pub fn check_supplies(tables: &[SupplyTable], at: &str, problems: &mut Vec<Strin
         }
         if t.serial.is_none() && t.part.is_none() {
             problems.push(format!("{at}: names neither a serial nor a part column"));
+        }
+        match t.join {
+            SupplyJoin::Description if t.description.is_none() => {
+                problems.push(format!("{at}.description: the description join needs it"));
+            }
+            SupplyJoin::PartInDescription if t.part.is_none() => {
+                problems.push(format!("{at}.part: the partInDescription join needs it"));
+            }
+            _ => {}
         }
     }
 }
@@ -667,6 +700,40 @@ mod tests {
 
     fn map(json: serde_json::Value) -> MeterMap {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn supply_tables_need_the_columns_their_join_reads() {
+        let table =
+            |json: serde_json::Value| -> SupplyTable { serde_json::from_value(json).unwrap() };
+        let tables = [
+            table(serde_json::json!({"source": "a", "serial": "1.3.6.1.4.1.9.1.1"})),
+            table(
+                serde_json::json!({"source": "b", "join": "partInDescription",
+                                     "serial": "1.3.6.1.4.1.9.1.1"}),
+            ),
+            table(
+                serde_json::json!({"source": "c", "join": "partInDescription",
+                                     "serial": "1.3.6.1.4.1.9.1.1", "part": "1.3.6.1.4.1.9.1.2"}),
+            ),
+            table(
+                serde_json::json!({"source": "d", "description": "1.3.6.1.4.1.9.1.3",
+                                     "serial": "1.3.6.1.4.1.9.1.1"}),
+            ),
+        ];
+        let mut problems = Vec::new();
+        check_supplies(&tables, "vendors[0]", &mut problems);
+        assert_eq!(
+            problems,
+            [
+                "vendors[0].supplies[0].description: the description join needs it",
+                "vendors[0].supplies[1].part: the partInDescription join needs it"
+            ]
+        );
+        // The default join is not written out, so a library signed before the field
+        // existed reads the same.
+        let out = serde_json::to_value(&tables[3]).unwrap();
+        assert!(out.get("join").is_none(), "{out}");
     }
 
     #[test]
