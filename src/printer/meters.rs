@@ -134,10 +134,6 @@ fn label_text(s: &str) -> String {
         .to_string()
 }
 
-fn dotted(arcs: &[u32]) -> String {
-    Oid::from_slice(arcs).to_string()
-}
-
 /// One meter found, with the rule that named it (when one did).
 struct Found<'l> {
     meter: Meter,
@@ -313,42 +309,36 @@ fn vendor_meters<'l>(c: &Collected<'l>, m: &'l MeterMap, found: &mut BTreeMap<Oi
         for (ix, v) in c.column(&fixed) {
             let mut arcs = fixed.clone();
             arcs.extend_from_slice(ix);
-            let Some((value, text_unit)) = reading(v, r.form).filter(|_| r.oid.matches(&arcs))
-            else {
-                continue;
-            };
-            let oid = Oid::new(arcs);
-            found.entry(oid.clone()).or_insert(Found {
-                meter: Meter {
-                    oid: dotted(oid.arcs()),
-                    value,
-                    unit: text_unit.or(r.unit),
-                    function: Some(r.function),
-                    colour: Some(r.colour),
-                    rule: Some(r.name.clone()),
-                    label: None,
-                },
-                rule: Some(r),
-            });
+            if r.oid.matches(&arcs) {
+                add_ruled(found, Oid::new(arcs), v, r);
+            }
         }
         if let Some(exact) = r.oid.exact()
-            && let Some((value, text_unit)) = c.get(&exact).and_then(|v| reading(v, r.form))
+            && let Some(v) = c.get(&exact)
         {
-            let oid = Oid::new(exact);
-            found.entry(oid.clone()).or_insert(Found {
-                meter: Meter {
-                    oid: oid.to_string(),
-                    value,
-                    unit: text_unit.or(r.unit),
-                    function: Some(r.function),
-                    colour: Some(r.colour),
-                    rule: Some(r.name.clone()),
-                    label: None,
-                },
-                rule: Some(r),
-            });
+            add_ruled(found, Oid::new(exact), v, r);
         }
     }
+}
+
+/// Lists the value at `oid` as the meter rule `r` names it (outside any table), unless
+/// it is no count or already listed.
+fn add_ruled<'l>(found: &mut BTreeMap<Oid, Found<'l>>, oid: Oid, v: &Value, r: &'l MeterRule) {
+    let Some((value, text_unit)) = reading(v, r.form) else {
+        return;
+    };
+    found.entry(oid.clone()).or_insert(Found {
+        meter: Meter {
+            oid: oid.to_string(),
+            value,
+            unit: text_unit.or(r.unit),
+            function: Some(r.function),
+            colour: Some(r.colour),
+            rule: Some(r.name.clone()),
+            label: None,
+        },
+        rule: Some(r),
+    });
 }
 
 /// Sets each supply's serial and part number from the vendor's supply tables: a vendor
@@ -476,21 +466,24 @@ fn by_part_in_description<'r>(
                 .unwrap_or_default()
         })
         .collect();
-    let part = |r: &Row| r.part.as_deref().map(&norm).filter(|p| !p.contains(' '));
+    // Each row's part number, normalised once; a part with a space is no word.
+    let parts: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r.part.as_deref().map(&norm).filter(|p| !p.contains(' ')))
+        .collect();
     words
         .iter()
         .map(|mine| {
-            let mut hits = rows
-                .iter()
-                .filter(|r| part(r).is_some_and(|p| mine.contains(&p)));
-            let row = hits.next()?;
+            let mut hits =
+                (0..rows.len()).filter(|&i| parts[i].as_ref().is_some_and(|p| mine.contains(p)));
+            let i = hits.next()?;
             if hits.next().is_some() {
                 return None;
             }
-            let p = part(row)?;
-            let others = words.iter().filter(|w| w.contains(&p)).count();
-            let rows_with_it = rows.iter().filter(|r| part(r).as_ref() == Some(&p)).count();
-            (others == 1 && rows_with_it == 1).then_some(row)
+            let p = parts[i].as_ref()?;
+            let others = words.iter().filter(|w| w.contains(p)).count();
+            let rows_with_it = parts.iter().filter(|x| x.as_ref() == Some(p)).count();
+            (others == 1 && rows_with_it == 1).then_some(&rows[i])
         })
         .collect()
 }
@@ -585,10 +578,26 @@ mod tests {
     use super::*;
     use crate::printer::library;
 
-    fn values(pairs: &[(&str, Value)]) -> BTreeMap<Oid, Value> {
+    fn values<S: AsRef<str>>(pairs: &[(S, Value)]) -> BTreeMap<Oid, Value> {
         pairs
             .iter()
-            .map(|(o, v)| (o.parse::<Oid>().unwrap(), v.clone()))
+            .map(|(o, v)| (o.as_ref().parse::<Oid>().unwrap(), v.clone()))
+            .collect()
+    }
+
+    /// The subtrees the vendor step walks for a printer whose sysObjectID is `soid`.
+    fn walked(lib: &Library, soid: &str) -> Vec<String> {
+        plan(lib, Some(&soid.parse().unwrap()))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Each supply's (chip serial, part number).
+    fn chip_ids(r: &crate::printer::PrinterReport) -> Vec<(Option<&str>, Option<&str>)> {
+        r.supplies
+            .iter()
+            .map(|s| (s.serial_number.as_deref(), s.ext.part_number.as_deref()))
             .collect()
     }
 
@@ -632,11 +641,8 @@ mod tests {
         );
         // HP: its engine counters subtree, the scan count's parent on its own, and the
         // consumables' serial and part number columns.
-        let hp: Oid = "1.3.6.1.4.1.11.2.3.9.1".parse().unwrap();
-        let cols = plan(&lib, Some(&hp));
-        let cols: Vec<String> = cols.iter().map(ToString::to_string).collect();
         assert_eq!(
-            cols,
+            walked(&lib, "1.3.6.1.4.1.11.2.3.9.1"),
             [
                 "1.3.6.1.4.1.11.2.3.9.4.2.1.2.2.1.74",
                 "1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2",
@@ -799,16 +805,9 @@ mod tests {
             s(4, 3, "none"),
             s(6, 3, "CAFE0003"),
         ]);
-        let v: BTreeMap<Oid, Value> = pairs
-            .into_iter()
-            .map(|(o, v)| (o.parse().unwrap(), v))
-            .collect();
+        let v = values(&pairs);
         let r = read(&v, &library::builtin());
-        let ids: Vec<(Option<&str>, Option<&str>)> = r
-            .supplies
-            .iter()
-            .map(|s| (s.serial_number.as_deref(), s.ext.part_number.as_deref()))
-            .collect();
+        let ids = chip_ids(&r);
         assert_eq!(
             ids,
             [
@@ -819,13 +818,7 @@ mod tests {
             ],
             "two imaging units share their description and colorant: neither is guessed"
         );
-        let cols: Vec<String> = plan(
-            &library::builtin(),
-            Some(&"1.3.6.1.4.1.641.2.1".parse().unwrap()),
-        )
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let cols = walked(&library::builtin(), "1.3.6.1.4.1.641.2.1");
         for c in [".4", ".5", ".6", ".7"] {
             assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
         }
@@ -868,17 +861,10 @@ mod tests {
             pairs.push((format!("{t}.3.{n}.0"), hp(serial)));
             pairs.push((format!("{t}.56.{n}.0"), hp(part)));
         }
-        let v: BTreeMap<Oid, Value> = pairs
-            .into_iter()
-            .map(|(o, v)| (o.parse().unwrap(), v))
-            .collect();
+        let v = values(&pairs);
         let lib = library::builtin();
         let r = read(&v, &lib);
-        let ids: Vec<(Option<&str>, Option<&str>)> = r
-            .supplies
-            .iter()
-            .map(|s| (s.serial_number.as_deref(), s.ext.part_number.as_deref()))
-            .collect();
+        let ids = chip_ids(&r);
         assert_eq!(
             ids,
             [
@@ -888,10 +874,7 @@ mod tests {
                 (None, None)
             ]
         );
-        let cols: Vec<String> = plan(&lib, Some(&"1.3.6.1.4.1.11.2.3.9.1".parse().unwrap()))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let cols = walked(&lib, "1.3.6.1.4.1.11.2.3.9.1");
         for c in [".3", ".56"] {
             assert!(cols.contains(&format!("{t}{c}")), "{c}: {cols:?}");
         }
@@ -914,13 +897,8 @@ mod tests {
             ("1.3.6.1.4.1.10642.200.17.7.0", text("n/a")),
         ]);
         let lib = library::builtin();
-        let zebra: Oid = "1.3.6.1.4.1.10642.1".parse().unwrap();
-        let walked: Vec<String> = plan(&lib, Some(&zebra))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            walked,
+            walked(&lib, "1.3.6.1.4.1.10642.1"),
             ["1.3.6.1.4.1.10642.200.17"],
             "the odometer, in one walk"
         );
@@ -976,13 +954,9 @@ mod tests {
             (&format!("{t}.7.1.2"), Value::Counter32(50)),
         ]);
         let lib = library::builtin();
-        let samsung: Oid = "1.3.6.1.4.1.236.11.5.1".parse().unwrap();
-        let walked: Vec<String> = plan(&lib, Some(&samsung))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert!(walked.contains(&format!("{t}.7")), "{walked:?}");
-        assert!(walked.contains(&format!("{t}.4")), "{walked:?}");
+        let cols = walked(&lib, "1.3.6.1.4.1.236.11.5.1");
+        assert!(cols.contains(&format!("{t}.7")), "{cols:?}");
+        assert!(cols.contains(&format!("{t}.4")), "{cols:?}");
         let r = read(&v, &lib);
         // (oid, value, unit, nothing claimed: no function, colour or rule)
         let got: Vec<(&str, i64, Option<Unit>, bool)> = r
@@ -1018,10 +992,7 @@ mod tests {
                 Value::Counter32(i),
             ));
         }
-        let v: BTreeMap<Oid, Value> = pairs
-            .into_iter()
-            .map(|(o, v)| (o.parse().unwrap(), v))
-            .collect();
+        let v = values(&pairs);
         let r = read(&v, &library::builtin());
         assert_eq!(r.meters.len(), MAX_METERS);
         assert_eq!(
