@@ -72,21 +72,69 @@ pub(super) async fn run_agent(
         })?,
     };
     let dir = state_dir(a.state_dir.as_ref(), &c);
-    // A verified staged update replaces this process here (it does not return then).
-    let launched = crate::update::launch(&dir, &c.cloud.update_keys);
-    let deps = crate::app::Deps::new(dir, logs, launched);
-    let ended = crate::app::run(source, deps, crate::platform::shutdown_signal())
-        .await
-        .map_err(Exit::from)?;
-    if ended == crate::app::Ended::Restart {
-        return Err(restart_for_update());
+    if crate::update::supervised() {
+        crate::platform::stop_when_stdin_closes();
     }
-    Ok(())
+    // A staged version run as a child is started as `run` (it is not the service).
+    let mut child_args: Vec<std::ffi::OsString> = vec!["run".into()];
+    child_args.extend(a.to_args());
+    loop {
+        // A verified staged update replaces this process here (it does not return then),
+        // or runs as this process's child until it ends.
+        let launched = launch(&dir, &c.cloud.update_keys, &child_args).await;
+        if let crate::update::Launch::Ran(code) = launched {
+            return match code {
+                0 => Ok(()),
+                code => Err(Exit {
+                    code,
+                    message: format!("the agent's staged version exited with status {code}"),
+                }),
+            };
+        }
+        let deps = crate::app::Deps::new(dir.clone(), logs.clone(), launched);
+        let ended = crate::app::run(source.clone(), deps, crate::platform::shutdown_signal())
+            .await
+            .map_err(Exit::from)?;
+        if ended != crate::app::Ended::Restart {
+            return Ok(());
+        }
+        // Where staged versions run as children, this process starts the next one.
+        if !crate::update::child_handover() || crate::update::supervised() {
+            return Err(restart_for_update());
+        }
+        tracing::info!("Starting again for the agent update.");
+    }
+}
+
+/// The launcher's decision (see [`crate::update::launch`]). While it waits on a staged
+/// version run as a child, this process's own stop requests (SIGTERM, Ctrl-C) still
+/// reach it, and through it the child.
+async fn launch(
+    dir: &std::path::Path,
+    keys: &[String],
+    child_args: &[std::ffi::OsString],
+) -> crate::update::Launch {
+    if !crate::update::child_handover() {
+        return crate::update::launch(dir, keys, child_args);
+    }
+    let (d, k, a) = (dir.to_path_buf(), keys.to_vec(), child_args.to_vec());
+    let mut waiting = tokio::task::spawn_blocking(move || crate::update::launch(&d, &k, &a));
+    let done = tokio::select! {
+        r = &mut waiting => r,
+        () = crate::platform::relay_os_stop() => waiting.await,
+    };
+    done.unwrap_or(crate::update::Launch::Ran(exit::FAILURE))
 }
 
 /// The way out of a run that stopped to start again for an update: status 75 for the
 /// service manager, else (in the foreground) the installed launcher in this process.
 fn restart_for_update() -> Exit {
+    if crate::update::supervised() {
+        return Exit {
+            code: crate::update::EXIT_RESTART,
+            message: "stopped to start again for an agent update (status 75: the launcher starts what follows)".into(),
+        };
+    }
     if crate::platform::service_manager() {
         return Exit {
             code: crate::update::EXIT_RESTART,
@@ -193,7 +241,10 @@ fn service_run(a: AgentArgs) -> Result<(), Exit> {
                 return exit::FAILURE;
             }
         };
-        match rt.block_on(run_agent(a.clone(), Some(logs.clone()))) {
+        // A staged version run as this service's child logs to the same file.
+        let mut a = a.clone();
+        a.log_file = Some(log.clone());
+        match rt.block_on(run_agent(a, Some(logs.clone()))) {
             Ok(()) => 0,
             Err(e) => {
                 tracing::error!(code = e.code, "{}", e.message);

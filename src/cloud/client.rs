@@ -103,9 +103,14 @@ fn accepts_gzip(h: &reqwest::header::HeaderMap) -> bool {
 }
 
 fn classify(e: reqwest::Error) -> CloudError {
-    // reqwest's own message hides the cause (refused, TLS, proxy tunnel): add the chain.
+    CloudError::Transient(with_causes(&e))
+}
+
+/// reqwest's own message hides the cause (refused, TLS, proxy tunnel, a certificate
+/// store that cannot be read): the message with its chain of causes.
+fn with_causes(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
-    let mut src = std::error::Error::source(&e);
+    let mut src = std::error::Error::source(e);
     while let Some(c) = src {
         let m = c.to_string();
         if !text.contains(&m) {
@@ -114,7 +119,7 @@ fn classify(e: reqwest::Error) -> CloudError {
         }
         src = c.source();
     }
-    CloudError::Transient(text)
+    text
 }
 
 /// The largest document the agent reads from the cloud (settings, a page of jobs).
@@ -242,14 +247,11 @@ impl CloudClient {
                 "{base_url}: the cloud URL must start with https://"
             )));
         }
+        let tls = super::trust::client_config(extra_ca).map_err(CloudError::Config)?;
         let mut b = reqwest::Client::builder()
             .timeout(timeout)
-            .user_agent(concat!("fleet-agent/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = extra_ca {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| CloudError::Config(format!("extra CA: {e}")))?;
-            b = b.add_root_certificate(cert);
-        }
+            .user_agent(concat!("fleet-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls);
         match proxy {
             crate::config::Proxy::System => {}
             crate::config::Proxy::None => b = b.no_proxy(),
@@ -270,7 +272,12 @@ impl CloudClient {
                 b = b.proxy(p);
             }
         }
-        let http = b.build().map_err(|e| CloudError::Config(e.to_string()))?;
+        let http = b.build().map_err(|e| {
+            CloudError::Config(format!(
+                "cannot set up HTTPS to the cloud: {}",
+                with_causes(&e)
+            ))
+        })?;
         Ok(CloudClient {
             http,
             base: base_url.trim_end_matches('/').to_string(),

@@ -10,6 +10,7 @@ pub mod heartbeat;
 pub mod report;
 pub mod sender;
 pub mod settings;
+pub mod trust;
 pub mod uploader;
 
 /// The cloud link's recent history (this process only): what the local page shows and

@@ -2,9 +2,9 @@
 //! the agent then restarts into it (see [`crate::update`] for the launcher, the health
 //! check and the rollback).
 
-use super::results::{done, failed};
+use super::results::failed;
 use super::{Context, Outcome};
-use fleet_protocol::jobs::{Message, Status, UpdateParams, valid_token};
+use fleet_protocol::jobs::{UpdateParams, valid_token};
 
 /// `updateAgent`: params `{"package": {manifest, signature, keyId}, "file": NAME,
 /// "healthSecs": N}` with the binary attached to the job as NAME.
@@ -18,15 +18,6 @@ pub(super) async fn update_agent(ctx: &Context, job_id: &str, params: &UpdatePar
         ))
         .into()
     };
-    if !cfg!(unix) {
-        return done(
-            Status::AgentNotSupported,
-            vec![Message::error(
-                "this agent updates itself on Linux and other Unix hosts only; on Windows install the new MSI",
-            )],
-        )
-        .into();
-    }
     let manifest = match update::verify(&params.package, &ctx.update_keys) {
         Ok(m) => m,
         Err(e) => return refused(e),

@@ -83,7 +83,40 @@ static STOP: std::sync::LazyLock<tokio::sync::Notify> =
 /// Asks the running agent to stop, exactly as SIGTERM does (the second request quits at
 /// once). Safe to call from any thread, before or while [`shutdown_signal`] waits.
 pub fn request_stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
     STOP.notify_one();
+}
+
+/// Set at the first [`request_stop`]: read by a launcher that waits on a child process
+/// rather than on the async shutdown path.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a stop was requested from inside the process ([`request_stop`]).
+pub fn stop_requested() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// For an agent run as a child by the update launcher ([`crate::update`]): its standard
+/// input closing (the launcher asked it to stop, or the launcher itself is gone) is a
+/// stop request like SIGTERM's. The reading thread is detached: it never holds the
+/// process up at exit.
+pub fn stop_when_stdin_closes() {
+    std::thread::spawn(|| {
+        use std::io::Read;
+        let mut buf = [0_u8; 256];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        tracing::info!("The launcher closed this agent's input: stopping.");
+        request_stop();
+    });
+}
+
+/// Turns the operating system's stop requests (SIGTERM, Ctrl-C) into [`request_stop`],
+/// for a process that waits on a launched child rather than on [`shutdown_signal`].
+/// Runs until the first one.
+pub async fn relay_os_stop() {
+    os_stop_request().await;
+    request_stop();
 }
 
 async fn stop_request() {

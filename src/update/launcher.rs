@@ -3,6 +3,7 @@
 
 use super::staging::*;
 use super::*;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// What the launcher does at a start.
@@ -79,20 +80,31 @@ pub enum Launch {
     Installed,
     /// This process is a staged version the launcher started.
     Staged(String),
+    /// This process ran staged versions as its children ([`child_handover`]) until one
+    /// ended without a restart to follow: its exit status, this process's too.
+    Ran(i32),
 }
 
-/// Called once at the start of `run`: starts the staged version when there is one that
-/// passes its checks (and does not return then), rolls a failed trial back, or returns
-/// to let the installed binary run.
-pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
+/// Called at the start of `run`: starts the staged version when there is one that
+/// passes its checks, rolls a failed trial back, or returns to let the installed binary
+/// run. The staged version replaces this process (`exec`: it does not return then) or,
+/// with [`child_handover`], runs as a child with `child_args` while this process waits,
+/// stops it when asked to, and starts what follows when it exits for a restart.
+// The real clock and a blocking wait: this runs on a thread of its own before any
+// component (or the agent's injectable clock) exists, and only waits on a process.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> Launch {
     if let Some(v) = std::env::var_os(LAUNCHED) {
         return Launch::Staged(v.to_string_lossy().into_owned());
     }
     let own = env!("CARGO_PKG_VERSION");
     let mut current = state(state_dir);
-    // At most: a trial rolled back, then the previous version's own decision.
-    for _ in 0..3 {
-        let Some(s) = current.take() else {
+    // Decisions without a start in between: at most a trial rolled back, then the
+    // previous version's own decision.
+    let mut turns = 0;
+    loop {
+        turns += 1;
+        let Some(s) = current.take().filter(|_| turns <= 3) else {
             return Launch::Installed;
         };
         let old_file = s.file.clone();
@@ -110,15 +122,43 @@ pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
         if !kept(&old_file) && !matches!(&step, Step::Exec(..)) {
             std::fs::remove_file(dir(state_dir).join(&old_file)).ok();
         }
+        let trial = next.as_ref().is_some_and(|n| n.phase == Phase::Trial);
         match step {
+            Step::Exec(path, version) if child_handover() => {
+                if crate::platform::stop_requested() {
+                    return Launch::Ran(0);
+                }
+                let started = std::time::Instant::now();
+                match run_child(&path, &version, child_args) {
+                    Ok(code) => {
+                        tracing::info!(version = %version, code, "The staged agent version exited.");
+                        let stopping = crate::platform::stop_requested();
+                        // A restart it asked for, or a trial that died: what follows
+                        // (the next version, or the rollback) is decided now.
+                        let again = code == EXIT_RESTART || (code != 0 && trial);
+                        if stopping || !again {
+                            return Launch::Ran(code);
+                        }
+                        if started.elapsed() < RESTART_PAUSE {
+                            std::thread::sleep(RESTART_PAUSE);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(version = %version, error = %e, "The staged agent could not be started.");
+                        if !trial {
+                            return Launch::Installed;
+                        }
+                    }
+                }
+                turns = 0;
+                current = state(state_dir);
+            }
             Step::Exec(path, version) => {
                 let err = exec(&path, &version);
                 tracing::error!(version = %version, error = %err, "The staged agent could not be started.");
                 // Counted as a failed start: the next start rolls it back.
-                if let Some(n) = next
-                    && n.phase == Phase::Trial
-                {
-                    current = Some(n);
+                if trial {
+                    current = next;
                     continue;
                 }
                 return Launch::Installed;
@@ -127,7 +167,58 @@ pub fn launch(state_dir: &Path, trusted: &[String]) -> Launch {
             Step::Own => return Launch::Installed,
         }
     }
-    Launch::Installed
+}
+
+/// The least time between two starts of a staged version by the launcher (systemd's
+/// unit waits as long before a restart).
+const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a child asked to stop may take before it is killed: the longest
+/// `agent.stop_timeout_secs` (300) and the web listener's turn.
+const CHILD_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(310);
+
+/// Runs a staged version as a child and waits for it: its input is a pipe whose closing
+/// asks it to stop (when this process is asked to, or dies), killed if it has not
+/// stopped by [`CHILD_STOP_DEADLINE`]. Its exit status, or why it could not start.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)] // as for `launch`
+fn run_child(path: &Path, version: &str, args: &[OsString]) -> std::io::Result<i32> {
+    use std::process::{Command, Stdio};
+    tracing::info!(version, file = %path.display(), "Starting the staged agent version (child process).");
+    let mut child = Command::new(path)
+        .args(args)
+        .env(LAUNCHED, version)
+        .env(LAUNCHER, std::env::current_exe().unwrap_or_default())
+        .env(SUPERVISED, "1")
+        .stdin(Stdio::piped())
+        .spawn()?;
+    // This process is what the service manager knows: running (and accepting the stop
+    // control, on Windows) while its child runs.
+    crate::platform::notify(crate::platform::ServiceState::Ready(&format!(
+        "running version {version} (child process {})",
+        child.id()
+    )));
+    let mut input = child.stdin.take();
+    let mut deadline = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            // No code: ended by a signal (Unix), a failure.
+            return Ok(status.code().unwrap_or(1));
+        }
+        if input.is_some() && crate::platform::stop_requested() {
+            tracing::info!(version, "Asking the staged agent version to stop.");
+            input = None;
+            deadline = Some(std::time::Instant::now() + CHILD_STOP_DEADLINE);
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            tracing::error!(
+                version,
+                "The staged agent version did not stop in time; killed."
+            );
+            child.kill().ok();
+            return Ok(child.wait()?.code().unwrap_or(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// The installed binary: the one that launched this process, else this one.

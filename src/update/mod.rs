@@ -20,6 +20,11 @@
 //!   or the installed one), deletes the trial's file and leaves a report that the previous
 //!   version delivers as the job's failure, with the reason.
 //!
+//! On Windows there is no `exec`: the installed binary stays the service process and runs
+//! the staged version as its child ([`child_handover`]), passes a stop on by closing the
+//! child's input, and makes the launcher's decision again itself when the child exits for
+//! a restart (status 75) or a trial dies.
+//!
 //! Never unsigned code: the manifest is signed with ed25519 by a key in
 //! `cloud.update_keys` (set on the host only), and the file's size and SHA-256 must match
 //! it — when it is downloaded and before every start.
@@ -56,8 +61,27 @@ pub const HEALTH_SECS: std::ops::RangeInclusive<u64> = 5..=3600;
 /// Set by the launcher in the environment of the version it starts: that version.
 const LAUNCHED: &str = "FLEET_AGENT_UPDATE_LAUNCHED";
 /// Set by the launcher: the installed binary, which a foreground restart runs again.
-#[cfg_attr(not(unix), allow(dead_code))]
 const LAUNCHER: &str = "FLEET_AGENT_UPDATE_LAUNCHER";
+/// Set by a launcher that runs the staged version as its child: that version stops when
+/// its standard input closes, and asks for a restart with [`EXIT_RESTART`].
+const SUPERVISED: &str = "FLEET_AGENT_UPDATE_SUPERVISED";
+/// `child` runs staged versions as child processes on Unix too (the Windows handover;
+/// the tests run it on Linux this way).
+const HANDOVER: &str = "FLEET_AGENT_UPDATE_HANDOVER";
+
+/// Whether a staged version runs as a child of the installed binary rather than in its
+/// place: always on Windows, where a process cannot become another executable (no
+/// `exec`); on Unix when `FLEET_AGENT_UPDATE_HANDOVER=child`.
+pub fn child_handover() -> bool {
+    cfg!(windows) || std::env::var_os(HANDOVER).is_some_and(|v| v == "child")
+}
+
+/// Whether this process is a staged version run as a launcher's child: it stops when
+/// its input closes and restarts by exiting with [`EXIT_RESTART`] (the launcher starts
+/// what comes next).
+pub fn supervised() -> bool {
+    std::env::var_os(SUPERVISED).is_some()
+}
 
 /// Why an update was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

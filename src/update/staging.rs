@@ -177,7 +177,8 @@ pub fn stage(
     let d = dir(state_dir);
     let io = |p: &Path, e: std::io::Error| UpdateError::Io(format!("{}: {e}", p.display()));
     fleet_secret::owner_only::create_dir(&d).map_err(|e| io(&d, e))?;
-    let file = format!("{PRODUCT}-{}", m.version);
+    // `.exe` on Windows, where a program is found by its extension.
+    let file = format!("{PRODUCT}-{}{}", m.version, std::env::consts::EXE_SUFFIX);
     let path = d.join(&file);
     // Whole or absent (a crash mid-write leaves no half binary under the final name),
     // runnable by the agent's account only.

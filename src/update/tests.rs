@@ -157,7 +157,7 @@ fn an_unhealthy_trial_is_rolled_back_with_its_reason_and_reported() {
         Confirmed::No
     ));
     // The launcher at the next start: installed version, report left for the store.
-    assert_eq!(launch(d.path(), &key().1), Launch::Installed);
+    assert_eq!(launch(d.path(), &key().1, &[]), Launch::Installed);
     assert!(state(d.path()).is_none());
     assert!(!dir(d.path()).join("fleet-agent-9.0.0").exists());
     settle(d.path(), &store, 6);
@@ -184,7 +184,7 @@ fn a_state_file_naming_a_path_is_ignored_and_nothing_outside_is_deleted() {
     // Written as a tampered file would be (save() does not check).
     save(d.path(), Some(&s)).unwrap();
     assert!(state(d.path()).is_none(), "refused");
-    assert_eq!(launch(d.path(), &trusted), Launch::Installed);
+    assert_eq!(launch(d.path(), &trusted, &[]), Launch::Installed);
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     let mut ok = staged(d.path(), "9.0.0", b"v9", "job-1");
     ok.previous = Some(Box::new(Staged {

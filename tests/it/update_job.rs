@@ -6,7 +6,10 @@
 //! runs but never reaches the cloud are rolled back, and the version rolled back to
 //! reports the job failed with the reason; a good one confirms itself, reports the job
 //! completed, and is what the launcher starts after a restart. In the foreground (no
-//! service manager) the agent restarts itself into the next update, in place.
+//! service manager) the agent restarts itself into the next update, in place. With the
+//! Windows handover (`FLEET_AGENT_UPDATE_HANDOVER=child`) the installed binary runs each
+//! version as its child, rolls a crashed trial back itself, and stops its child when
+//! it is stopped.
 //!
 //! The "new versions" are small shell scripts signed like a release (they record that
 //! they ran, then run this build or fail): what matters is which file the launcher
@@ -131,8 +134,21 @@ fn marker_lines(marker: &Path) -> Vec<String> {
 /// This build's version (what the updates are compared with and rolled back to).
 const V: &str = env!("CARGO_PKG_VERSION");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_are_verified_staged_confirmed_or_rolled_back() {
+/// One agent's surroundings: its state directory and configuration, trusting `key` for
+/// updates, activated against a reference cloud.
+struct Setup {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    cloud: fleet_cloud::testing::TestCloud,
+    key: ed25519_dalek::SigningKey,
+    conf: PathBuf,
+    /// The same agent with a cloud that does not answer (a closed loopback port).
+    bad_conf: PathBuf,
+    /// What the "new versions" record when they run.
+    marker: PathBuf,
+}
+
+async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cloud = crate::common::cloud::start(dir.path(), &state).await;
@@ -148,13 +164,34 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
     };
     let conf = dir.path().join("agent.toml");
     std::fs::write(&conf, conf_text(&cloud.url)).unwrap();
-    // The same agent but a cloud that does not answer (a closed loopback port).
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("https://{}", dead.local_addr().unwrap());
     drop(dead);
     let bad_conf = dir.path().join("unreachable.toml");
     std::fs::write(&bad_conf, conf_text(&dead_url)).unwrap();
     let marker = dir.path().join("ran.txt");
+    Setup {
+        dir,
+        state,
+        cloud,
+        key,
+        conf,
+        bad_conf,
+        marker,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_verified_staged_confirmed_or_rolled_back() {
+    let Setup {
+        dir,
+        state,
+        cloud,
+        key,
+        conf,
+        bad_conf,
+        marker,
+    } = setup().await;
     let bin = crate::common::bin();
 
     let log = std::env::var_os("FLEET_AGENT_UPDATE_TEST_LOG")
@@ -381,4 +418,120 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
     assert!(!update::dir(&state).join("fleet-agent-9.0.0").exists());
     assert!(update::dir(&state).join("fleet-agent-9.3.0").exists());
     fg.child.kill().ok();
+}
+
+/// The Windows handover, run on Linux (`FLEET_AGENT_UPDATE_HANDOVER=child`): the
+/// installed binary stays the process the service manager knows; it runs each staged
+/// version as its child, starts what follows itself when that child exits for a restart
+/// or a trial dies (nothing restarts it from outside), and passes its own stop on to the
+/// child by closing the child's input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_child_handover_the_installed_binary_supervises_each_version() {
+    let Setup {
+        dir,
+        state,
+        cloud,
+        key,
+        conf,
+        marker,
+        ..
+    } = setup().await;
+    let bin = crate::common::bin();
+    let log = dir.path().join("launcher.log");
+    let mut launcher = crate::common::Proc {
+        child: Command::new(bin)
+            .args(["run", "--config", conf.to_str().unwrap()])
+            .env("FLEET_AGENT_UPDATE_HANDOVER", "child")
+            .env_remove("INVOCATION_ID")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        first_line: String::new(),
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // A trial that crashes at start: rolled back by the same launcher process, which
+    // runs the installed version again and reports the job failed.
+    let (_, crash) = script(dir.path(), "v9.1", &marker, "9.1.0", "exit 3");
+    let id = cloud
+        .queue(
+            "updateAgent",
+            params(&key, "9.1.0", "fleet-agent", &crash),
+            &[("fleet-agent", &crash)],
+        )
+        .await;
+    let j = cloud.outcome(&id, 60).await;
+    assert_eq!(j.state, JobState::Failed, "{j:?}\n{}", log_text());
+    assert!(
+        message(&j).starts_with(&format!(
+            "rolled back to version {V}: version 9.1.0 stopped before it confirmed it was healthy"
+        )),
+        "{j:?}"
+    );
+    assert_eq!(marker_lines(&marker), ["9.1.0"], "started exactly once");
+    assert!(
+        launcher.child.try_wait().unwrap().is_none(),
+        "{}",
+        log_text()
+    );
+
+    // A good version: the child confirms itself and runs on under the launcher.
+    let (_, good) = script(
+        dir.path(),
+        "v9",
+        &marker,
+        "9.0.0",
+        &format!("exec '{bin}' \"$@\""),
+    );
+    let id = cloud
+        .queue(
+            "updateAgent",
+            params(&key, "9.0.0", "fleet-agent", &good),
+            &[("fleet-agent", &good)],
+        )
+        .await;
+    let j = cloud.outcome(&id, 60).await;
+    assert_eq!(j.state, JobState::Completed, "{j:?}\n{}", log_text());
+    assert_eq!(
+        message(&j),
+        format!(
+            "agent updated from version {V} to 9.0.0; healthy (the cloud answered its heartbeat)"
+        )
+    );
+    assert_eq!(marker_lines(&marker), ["9.1.0", "9.0.0"]);
+    let s = update::state(&state).unwrap();
+    assert_eq!(
+        (s.phase, s.version()),
+        (update::Phase::Active, "9.0.0".into())
+    );
+    assert!(update::dir(&state).join("fleet-agent-9.0.0").exists());
+    assert!(
+        launcher.child.try_wait().unwrap().is_none(),
+        "{}",
+        log_text()
+    );
+
+    // SIGTERM to the launcher reaches the child through its input; both stop in order.
+    let pid = launcher.child.id();
+    Command::new("kill").arg(pid.to_string()).status().unwrap();
+    let mut status = None;
+    for _ in 0..300 {
+        status = launcher.child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{text}");
+    let asked = text
+        .find("Asking the staged agent version to stop")
+        .expect(&text);
+    let heard = text
+        .find("The launcher closed this agent's input")
+        .expect(&text);
+    let stopped = text.rfind("Agent stopped").expect(&text);
+    assert!(asked < heard && heard < stopped, "{text}");
 }

@@ -9,8 +9,11 @@
 #  2. The MSI: msiexec /i /qn PORT=...; the files, the configuration and the service's
 #     registration (automatic, LocalSystem, its command line with the port); the service
 #     started by the installer answering on that port.
-#  3. The service polling the simulator, then stopped through the service manager
-#     (net stop): its log shows the agent's ordered stop.
+#  3. The service polling the simulator and reporting to the reference cloud (activated
+#     with `fleet-agent.exe activate`); an `updateAgent` job: the signed new version is
+#     staged, run by the service as its child, confirmed healthy and reported; then the
+#     service stopped through the service manager (net stop): the child is asked to stop
+#     and the log shows the agent's ordered stop.
 #  4. msiexec /x: executable and service gone, configuration and state kept (as the
 #     README documents).
 #
@@ -24,12 +27,13 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 exe="$ROOT/target/x86_64-pc-windows-gnu/release/fleet-agent.exe"
 lab="${FLEET_LAB:-$ROOT/target/release/fleet-lab}"
+cloud="${FLEET_CLOUD:-$ROOT/target/release/fleet-cloud}"
 msi=$(ls "$ROOT"/target/windows/fleet-agent-*-x64.msi 2>/dev/null | head -1 || true)
 for need in wine wineserver x86_64-w64-mingw32-gcc curl; do
   command -v "$need" >/dev/null || { echo "skipped: $need is not installed"; exit 0; }
 done
-[ -f "$exe" ] && [ -n "$msi" ] && [ -x "$lab" ] || {
-  echo "skipped: build the Windows executable and MSI (packaging/windows/build-msi.sh) and fleet-lab first"
+[ -f "$exe" ] && [ -n "$msi" ] && [ -x "$lab" ] && [ -x "$cloud" ] || {
+  echo "skipped: build the Windows executable and MSI (packaging/windows/build-msi.sh), fleet-lab and fleet-cloud first"
   exit 0
 }
 
@@ -37,8 +41,10 @@ work=$(mktemp -d)
 export WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 sim_pid=""
 run_pid=""
+cloud_pid=""
 cleanup() {
   [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null || true
+  [ -n "$cloud_pid" ] && kill "$cloud_pid" 2>/dev/null || true
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   wineserver -k 2>/dev/null || true
   if [ -n "${FLEET_WINE_KEEP:-}" ]; then echo "kept: $work"; else rm -rf "$work"; fi
@@ -158,23 +164,94 @@ wait_for '[ -n "$(metric '"$web2"' fleet_agent_polls_total)" ]' 60 \
   || fail "the service started by the installer does not answer on port $web2"
 ok "the installer started the service: /metrics answers on port $web2"
 
-echo "3. the service polls the simulator and stops through the service manager"
+echo "3. the service polls, reports to the reference cloud, updates itself, and stops through the service manager"
 w net stop FleetAgent >/dev/null
+cport=$((port + 3))
+export FLEET_CLOUD_ADMIN_TOKEN="wine-admin-$$"
+"$cloud" serve --listen "127.0.0.1:$cport" --ca-out "$work/cloud-ca.pem" >"$work/cloud.log" 2>&1 &
+cloud_pid=$!
+wait_for 'grep -q listening "$work/cloud.log"' 20 || fail "the reference cloud did not start: $(cat "$work/cloud.log")"
+curl_cloud=(--url "https://127.0.0.1:$cport" --ca "$work/cloud-ca.pem")
+created=$("$cloud" create-agent "${curl_cloud[@]}" --name "wine")
+agent_id=$(awk '{ print $2 }' <<<"$created")
+code=$(awk '{ print $5 }' <<<"$created")
+public=$("$cloud" library-key --out "$work/update-key" | grep -Eo '[A-Za-z0-9+/]{43}=' | head -1)
+[ -n "$agent_id" ] && [ -n "$code" ] && [ -n "$public" ] || fail "cloud set-up: $created / key $public"
 # The two simulated printers, polled every 10 s (the first poll of each falls at random
-# within the interval).
-sed -i -e 's/^interval_secs = 300$/interval_secs = 10/' -e 's/^deadline_secs = 60$/deadline_secs = 5/' "$data/fleet-agent.toml"
+# within the interval); the state directory named, so that `activate` run from this
+# console and the service (whose %ProgramData% differs under Wine) share it; the cloud.
+wca=$(winepath -w "$work/cloud-ca.pem" | tr -d '\r')
+wca=${wca//\\/\\\\} # sed reads backslashes in its replacement
+sed -i -e 's/^interval_secs = 300$/interval_secs = 10/' -e 's/^deadline_secs = 60$/deadline_secs = 5/' \
+  -e 's|^# state_dir = .*|state_dir = '"'C:\\\\fa-svc'"'|' \
+  -e 's|^url = ""|url = "https://127.0.0.1:'"$cport"'"|' \
+  -e 's|^ca_file = ""|ca_file = '"'$wca'"'|' \
+  -e 's|^update_keys = \[\]|update_keys = ["'"$public"'"]|' "$data/fleet-agent.toml"
 printf '\n[[printers]]\naddress = "127.0.0.1:%s"\n[[printers]]\naddress = "127.0.0.2:%s"\n' "$port" "$port" >>"$data/fleet-agent.toml"
+wdconf=$(winepath -w "$data/fleet-agent.toml" | tr -d '\r')
+out=$(w "$installed" config validate "$wdconf")
+[[ "$out" == *"valid ("* ]] || fail "the edited configuration: $out"
+out=$(w "$installed" activate --code "$code" --config "$wdconf")
+[[ "$out" == *"$agent_id"* ]] || fail "activate: $out"
+ok "fleet-agent.exe activate: agent $agent_id against the reference cloud on 127.0.0.1:$cport"
+# The service's log is under the state directory it was given on its command line (none
+# here, so %ProgramData% as Wine's services see it, C:\users\Public).
+log="$WINEPREFIX/drive_c/users/Public/FleetAgent/logs/fleet-agent.log"
 w net start FleetAgent >/dev/null
 wait_for '[ "$(metric '"$web2"' fleet_agent_polls_total)" -ge 2 ] 2>/dev/null' 60 \
-  || fail "the service does not poll the simulator; its log: $(tail -5 "$WINEPREFIX"/drive_c/users/Public/FleetAgent/logs/fleet-agent.log "$data"/logs/fleet-agent.log 2>/dev/null)"
+  || fail "the service does not poll the simulator; its log: $(tail -5 "$log" 2>/dev/null)"
 ok "net start: the service polled $(metric "$web2" 'fleet_agent_printers{health="ok"}') printers OK on the simulator"
+wait_for '"$cloud" assets "${curl_cloud[@]}" 2>/dev/null | grep -q FAMLX0000001' 60 \
+  || fail "the printers did not reach the cloud; the log: $(tail -5 "$log")"
+ok "the cloud has the printers: $("$cloud" assets "${curl_cloud[@]}" | grep -o '"serialNumber": *"FAM[^"]*"' | sort -u | tr '\n' ' ')"
+
+# A "new version": this build's executable signed as 99.0.0 for Windows.
+cp "$exe" "$work/fleet-agent-next.exe"
+"$cloud" update-sign --key "$work/update-key" --file "$work/fleet-agent-next.exe" --version 99.0.0 \
+  --os windows --arch x86_64 --health-secs 60 --out "$work/update.json" >/dev/null
+"$cloud" job "${curl_cloud[@]}" --type updateAgent --params-file "$work/update.json" \
+  --file "$work/fleet-agent-next.exe" "$agent_id" >"$work/job.json"
+# The updateAgent job's state and message, from the cloud's admin view.
+job_state() {
+  "$cloud" jobs "${curl_cloud[@]}" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+for j in (v["jobs"] if isinstance(v, dict) else v):
+    if j["type"] == "updateAgent":
+        msgs = [m.get("text", "") for m in ((j.get("result") or {}).get("messages") or [])]
+        print(j["state"], *msgs)'
+}
+wait_for '[[ "$(job_state)" == *completed* || "$(job_state)" == *failed* ]]' 120 \
+  || fail "updateAgent: no outcome in 120 s ($(job_state)); the log: $(tail -8 "$log")"
+[[ "$(job_state)" == completed* ]] || fail "updateAgent: $(job_state); the log: $(tail -8 "$log")"
+grep -q "Starting the staged agent version (child process)" "$log" || fail "no child start in the log"
+ok "updateAgent 99.0.0: verified, staged, run by the service as its child, confirmed: job $(job_state)"
+[ -f "$WINEPREFIX/drive_c/fa-svc/update/fleet-agent-99.0.0.exe" ] || fail "the staged file: $(ls "$WINEPREFIX/drive_c/fa-svc/update")"
+# The agent's last heartbeat (kept as its JSON text) names the update that runs.
+running=$("$cloud" agents "${curl_cloud[@]}" | python3 -c '
+import json, sys
+def find(v):
+    if isinstance(v, str) and v.startswith("{"):
+        v = json.loads(v)
+    if isinstance(v, dict):
+        if "agentUpdate" in v:
+            return v["agentUpdate"].get("version")
+        v = list(v.values())
+    if isinstance(v, list):
+        for x in v:
+            r = find(x)
+            if r:
+                return r
+print(find(json.load(sys.stdin)) or "")')
+[ "$running" = 99.0.0 ] || fail "the heartbeat names update ${running:-none}: $("$cloud" agents "${curl_cloud[@]}" | head -30)"
+wait_for '[ -n "$(metric '"$web2"' fleet_agent_polls_total)" ]' 30 || fail "the updated agent does not answer on $web2"
+ok "the heartbeat names 99.0.0 (from $(w "$exe" version | awk '{ print $2 }')); the updated agent answers on port $web2"
 out=$(w net stop FleetAgent)
-log=$(ls "$WINEPREFIX"/drive_c/users/Public/FleetAgent/logs/fleet-agent.log "$data"/logs/fleet-agent.log 2>/dev/null | head -1 || true)
-[ -n "$log" ] || fail "no service log"
 wait_for 'tail -4 "$log" | grep -q "Agent stopped"' 30 || fail "net stop: no ordered stop in the log: $(tail -5 "$log")"
-stop=$(tail -6 "$log" | tr -d '\r' | sed -n '/Shutting down/,$p' | sed 's/^[^ ]* *INFO [^ ]* //')
+grep -q "The launcher closed this agent's input: stopping" "$log" || fail "net stop: the child was not asked to stop: $(tail -8 "$log")"
+stop=$(tail -8 "$log" | tr -d '\r' | sed -n '/Shutting down/,$p' | sed 's/^[^ ]* *INFO [^ ]* //')
 grep -q "Poller stopped" <<<"$stop" || fail "the ordered stop: $stop"
-ok "net stop: $(tr '\n' ' ' <<<"$stop")"
+ok "net stop: the service closed its child's input; the child: $(tr '\n' ' ' <<<"$stop")"
 
 echo "4. uninstall"
 set +e
