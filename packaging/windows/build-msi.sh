@@ -41,16 +41,23 @@ awk -F'\t' '$1=="FleetAgentService"' "$work/ServiceInstall" > "$work/svc"
 # Name, type 16 (own process), start 2 (automatic), LocalSystem, the command line.
 [ -n "$(awk -F'\t' '$2=="FleetAgent" && $4==16 && $5==2 && $9=="LocalSystem"' "$work/svc")" ] \
   || fail "service row: $(cat "$work/svc")"
-grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --web-port [PORT]' "$work/svc" >/dev/null \
+grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --state-dir "[CommonAppDataFolder]FleetAgent" --web-port [PORT] --cloud-url "[CLOUDURL]"' "$work/svc" >/dev/null \
   || fail "service command line: $(cat "$work/svc")"
 [ -n "$(awk -F'\t' '$2=="FleetAgent" && $3==163' "$work/ServiceControl")" ] \
   || fail "ServiceControl must start on install, stop on install/uninstall, remove on uninstall (163)"
 [ -n "$(awk -F'\t' '$1=="SetServiceRecovery" && $3=="FleetAgentExe" && $4=="service recovery"' "$work/CustomAction")" ] \
   || fail "no recovery custom action"
+# ACTIVATIONCODE: `activate` with the service's configuration, state and cloud URL.
+[ -n "$(awk -F'\t' '$1=="Activate" && $3=="FleetAgentExe" && index($4, "activate --code \"[ACTIVATIONCODE]\"") == 1 && index($4, "--state-dir \"[CommonAppDataFolder]FleetAgent\" --cloud-url \"[CLOUDURL]\"")' "$work/CustomAction")" ] \
+  || fail "no activation custom action: $(grep Activate "$work/CustomAction")"
+grep -x $'MsiHiddenProperties\tACTIVATIONCODE' "$work/Property" >/dev/null || fail "ACTIVATIONCODE must be hidden from the log"
 sort -t$'\t' -k3n "$work/InstallExecuteSequence" > "$work/seq"
 # A deferred action must sit after InstallServices and before InstallFinalize.
 awk -F'\t' '$1=="InstallServices"{s=$3} $1=="SetServiceRecovery"{r=$3} $1=="InstallFinalize"{f=$3} END{exit !(s && r && f && s<r && r<f)}' "$work/seq" \
   || fail "the recovery action must run between InstallServices and InstallFinalize: $(grep -E 'InstallServices|SetServiceRecovery|InstallFinalize' "$work/seq")"
+# The activation: deferred, only when a code is given, before the service starts.
+awk -F'\t' '$1=="InstallServices"{s=$3} $1=="Activate"{a=$3; c=$2} $1=="StartServices"{t=$3} END{exit !(s && a && t && s<a && a<t && c=="ACTIVATIONCODE AND NOT REMOVE")}' "$work/seq" \
+  || fail "the activation must run after InstallServices and before StartServices, on ACTIVATIONCODE: $(grep -E 'InstallServices|Activate|StartServices' "$work/seq")"
 grep -x $'PORT\t80' "$work/Property" >/dev/null || fail "PORT must default to 80"
 grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
   || fail "no PORT condition: $(cat "$work/LaunchCondition")"
@@ -63,4 +70,4 @@ cmp config/fleet-agent.toml "$conf" || fail "the packed configuration differs"
 echo "MSI contents:"; (cd "$work/x" && find . -type f -printf '  %p %s bytes\n')
 # The agent alone: the reference cloud and the lab tools never reach an agent host.
 [ "$(find "$work/x" -type f | wc -l)" = 2 ] || fail "the MSI holds more than the agent and its configuration"
-echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default"
+echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default, CLOUDURL and ACTIVATIONCODE (hidden) for silent installs"

@@ -35,6 +35,10 @@ pub struct ActivateArgs {
     /// Configuration and state.
     #[command(flatten)]
     pub agent: StateArgs,
+    /// The cloud's URL (replaces `cloud.url`, as `run --cloud-url` does; the Windows
+    /// installer's CLOUDURL). Empty: the configuration's.
+    #[arg(long, env = "FLEET_AGENT_CLOUD_URL", value_name = "URL")]
+    pub cloud_url: Option<String>,
 }
 
 /// `status` arguments.
@@ -54,7 +58,9 @@ pub(super) async fn run_agent(
     a: AgentArgs,
     logs: Option<crate::telemetry::Logs>,
 ) -> Result<(), Exit> {
-    let source = load_source(a.config.as_ref())?.with_web_port(a.web_port);
+    let source = load_source(a.config.as_ref())?
+        .with_web_port(a.web_port)
+        .with_cloud_url(a.cloud_url.clone());
     let c = source.parse().map_err(Exit::from)?;
     let logs = match logs {
         Some(l) => l,
@@ -260,7 +266,10 @@ fn service_run(a: AgentArgs) -> Result<(), Exit> {
 
 pub(super) async fn activate(a: ActivateArgs) -> Result<(), Exit> {
     use crate::cloud::activation::{self, ActivationError as E};
-    let c = load_config(a.agent.config.as_ref())?;
+    let c = load_source(a.agent.config.as_ref())?
+        .with_cloud_url(a.cloud_url.clone())
+        .parse()
+        .map_err(Exit::from)?;
     let fail = |message: String| Exit {
         code: exit::FAILURE,
         message,

@@ -101,6 +101,10 @@ pub struct AgentArgs {
     /// writes `<state dir>\logs\fleet-agent.log` by default).
     #[arg(long, env = "FLEET_AGENT_LOG_FILE", hide_env_values = true)]
     pub log_file: Option<PathBuf>,
+    /// The cloud's URL (replaces `cloud.url`; the Windows installer's CLOUDURL). Empty:
+    /// the configuration's.
+    #[arg(long, env = "FLEET_AGENT_CLOUD_URL", value_name = "URL")]
+    pub cloud_url: Option<String>,
 }
 
 impl AgentArgs {
@@ -120,6 +124,9 @@ impl AgentArgs {
         }
         if let Some(p) = &self.log_file {
             v.extend(["--log-file".into(), abs(p).into()]);
+        }
+        if let Some(u) = self.cloud_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            v.extend(["--cloud-url".into(), u.into()]);
         }
         v
     }

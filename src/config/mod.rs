@@ -458,6 +458,8 @@ pub struct Source {
     pub text: String,
     /// A port that replaces `web.listen`'s (`--web-port`, the Windows installer's choice).
     pub web_port: Option<u16>,
+    /// A URL that replaces `cloud.url` (`--cloud-url`, the Windows installer's CLOUDURL).
+    pub cloud_url: Option<String>,
 }
 
 impl fmt::Debug for Source {
@@ -478,6 +480,7 @@ impl Source {
             path: None,
             text: text.into(),
             web_port: None,
+            cloud_url: None,
         }
     }
 
@@ -498,6 +501,7 @@ impl Source {
             path: Some(path.to_path_buf()),
             text,
             web_port: None,
+            cloud_url: None,
         })
     }
 
@@ -507,7 +511,10 @@ impl Source {
     /// When the file cannot be read.
     pub fn reread(&self) -> Result<Source, ConfigErrors> {
         match &self.path {
-            Some(p) => Source::read(p).map(|s| s.with_web_port(self.web_port)),
+            Some(p) => Source::read(p).map(|s| {
+                s.with_web_port(self.web_port)
+                    .with_cloud_url(self.cloud_url.clone())
+            }),
             None => Ok(self.clone()),
         }
     }
@@ -517,6 +524,40 @@ impl Source {
     pub fn with_web_port(mut self, port: Option<u16>) -> Source {
         self.web_port = port;
         self
+    }
+
+    /// The same source with `cloud.url` replaced (kept across re-reads); an empty or
+    /// blank URL leaves the file's (the installer passes an empty CLOUDURL as "").
+    #[must_use]
+    pub fn with_cloud_url(mut self, url: Option<String>) -> Source {
+        self.cloud_url = url.filter(|u| !u.trim().is_empty());
+        self
+    }
+
+    /// Lays `--cloud-url` over a validated configuration, checked as `cloud.url` is.
+    fn overlay(&self, mut c: Config) -> Result<Config, ConfigErrors> {
+        if let Some(u) = &self.cloud_url {
+            let problem = if u.len() > 2048 {
+                Some(format!("{} bytes; at most 2048", u.len()))
+            } else if !u.starts_with("https://") {
+                Some(format!(
+                    "{u:?} must start with https:// (the cloud is reached over HTTPS only)"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(ConfigErrors {
+                    source: self.name.clone(),
+                    errors: vec![ConfigError {
+                        path: "--cloud-url (replaces cloud.url)".into(),
+                        message,
+                    }],
+                });
+            }
+            c.cloud.url = Some(u.clone());
+        }
+        Ok(c)
     }
 
     /// Validates the text alone.
@@ -529,7 +570,7 @@ impl Source {
             c.web_listen.set_port(p);
             c.web_remote_listen.set_port(p);
         }
-        Ok(c)
+        self.overlay(c)
     }
 
     /// Validates the text with the cloud's settings document laid over it (JSON Merge
@@ -599,7 +640,7 @@ impl Source {
                     message: e.inner().message().to_string(),
                 }])
             })?;
-        validate::validate(&source, raw, self.web_port)
+        self.overlay(validate::validate(&source, raw, self.web_port)?)
     }
 }
 

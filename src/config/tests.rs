@@ -21,6 +21,34 @@ fn the_shipped_default_config_parses() {
 }
 
 #[test]
+fn the_installers_cloud_url_replaces_the_files_checked_like_it() {
+    let file = "[cloud]\nurl = \"https://file.example\"\n";
+    let url = |src: &Source| src.parse().unwrap().cloud.url;
+    let given = |u: &str| Source::new("f", file).with_cloud_url(Some(u.into()));
+    assert_eq!(
+        url(&given("https://cloud.example")).as_deref(),
+        Some("https://cloud.example")
+    );
+    // CLOUDURL not given: the installer passes "".
+    assert_eq!(url(&given("")).as_deref(), Some("https://file.example"));
+    assert_eq!(url(&given("  ")).as_deref(), Some("https://file.example"));
+    // Kept across a re-read and under the cloud's settings.
+    let doc = serde_json::json!({ "agent": { "log_level": "debug" } });
+    let c = given("https://cloud.example")
+        .reread()
+        .unwrap()
+        .parse_with_cloud(&doc)
+        .unwrap();
+    assert_eq!(c.cloud.url.as_deref(), Some("https://cloud.example"));
+    // Refused as the file's would be, naming the option.
+    let e = given("http://cloud.example").parse().unwrap_err();
+    assert_eq!(e.errors[0].path, "--cloud-url (replaces cloud.url)", "{e}");
+    assert!(e.errors[0].message.contains("https://"), "{e}");
+    let long = format!("https://{}", "a".repeat(2100));
+    assert!(given(&long).parse().is_err());
+}
+
+#[test]
 fn an_empty_file_gets_every_default() {
     let c = parse("empty", "").unwrap();
     assert_eq!(c.profiles[0].name, "default");
