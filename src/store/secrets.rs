@@ -1,6 +1,8 @@
 //! Settings and secrets at rest: secrets are sealed with ChaCha20-Poly1305 under a random
 //! key kept in `secret.key` in the state directory (created owner-only: mode 0600 on
-//! Unix, an ACL for SYSTEM, Administrators and the agent's account on Windows).
+//! Unix, an ACL for SYSTEM, Administrators and the agent's account on Windows, where the
+//! key is also wrapped with DPAPI in machine scope: a copied state directory does not
+//! open on another host).
 
 use super::{Store, StoreError};
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -30,10 +32,29 @@ impl SealKey {
             path: path.clone(),
             source: Box::new(e),
         };
+        use fleet_secret::machine_bound;
         if let Ok(bytes) = std::fs::read(&path) {
-            let arr: [u8; 32] = bytes
+            let arr: [u8; 32] = machine_bound::unwrap(&bytes)
+                .map_err(|e| err(std::io::Error::other(e.to_string())))?
                 .try_into()
                 .map_err(|_| err(std::io::Error::other("secret.key must hold 32 bytes")))?;
+            // A key an older version wrote unwrapped (Windows): the same key, wrapped now.
+            if cfg!(windows) && !machine_bound::is_wrapped(&bytes) {
+                match machine_bound::wrap(&arr) {
+                    Ok(w) => {
+                        if let Err(e) = fleet_secret::owner_only::write(
+                            &path,
+                            &w,
+                            fleet_secret::owner_only::Existing::Swap,
+                        ) {
+                            tracing::warn!(file = %path.display(), error = %e, "secret.key could not be rewritten bound to this machine; kept as it was.");
+                        }
+                    }
+                    Err(why) => {
+                        tracing::warn!(file = %path.display(), error = %why, "secret.key could not be bound to this machine (DPAPI); kept as it was, protected by its ACL.");
+                    }
+                }
+            }
             return Ok(SealKey(arr.into()));
         }
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -41,8 +62,14 @@ impl SealKey {
         fleet_secret::owner_only::restrict(dir).map_err(err)?;
         let mut k = [0u8; 32];
         fleet_secret::random_bytes(&mut k);
+        // Bound to this machine on Windows (DPAPI); if that fails the key is still
+        // protected by the directory's ACL, so the agent goes on.
+        let file = machine_bound::wrap(&k).unwrap_or_else(|why| {
+            tracing::warn!(file = %path.display(), error = %why, "secret.key could not be bound to this machine (DPAPI); kept protected by its ACL only.");
+            k.to_vec()
+        });
         // Never overwrite a key another process just created: its secrets are sealed with it.
-        fleet_secret::owner_only::write(&path, &k, fleet_secret::owner_only::Existing::Refuse)
+        fleet_secret::owner_only::write(&path, &file, fleet_secret::owner_only::Existing::Refuse)
             .map_err(err)?;
         Ok(SealKey(k.into()))
     }

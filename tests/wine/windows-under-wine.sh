@@ -226,6 +226,10 @@ wait_for '[ "$(metric '"$web2"' fleet_agent_polls_total)" -ge 2 ] 2>/dev/null' 6
 ok "the service polled $(metric "$web2" 'fleet_agent_printers{health="ok"}') printers OK on the simulator"
 wait_for '"$cloud" assets "${curl_cloud[@]}" 2>/dev/null | grep -q FAMLX0000001' 60 \
   || fail "the printers did not reach the cloud (activation during the install?); the log: $(tail -5 "$log")"
+# The sealing key, written by the service at its first start, is bound to this machine.
+[ "$(head -c 21 "$data/secret.key")" = "fleet-agent dpapi v1" ] && [ "$(stat -c %s "$data/secret.key")" -gt 32 ] \
+  || fail "secret.key is not wrapped with DPAPI: $(head -c 21 "$data/secret.key" | od -c | head -2)"
+ok "secret.key wrapped with DPAPI (machine scope), $(stat -c %s "$data/secret.key") bytes; the service and the installer's activation open it"
 ok "activated during the install as $agent_id: the cloud has $("$cloud" assets "${curl_cloud[@]}" | grep -o '"serialNumber": *"FAM[^"]*"' | sort -u | wc -l) printer(s) from it"
 # Windows leaves ACTIVATIONCODE out of the verbose log (MsiHiddenProperties, checked in
 # the package by build-msi.sh); Wine's msiexec ignores that property and logs it.

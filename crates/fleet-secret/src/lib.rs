@@ -6,7 +6,10 @@
 //! - [`owner_only`]: files and directories readable by the running account only (mode
 //!   0600/0700 on Unix, an ACL without inherited entries on Windows), and the one writer
 //!   for such files.
+//! - [`machine_bound`]: key files wrapped with DPAPI (machine scope) on Windows, so a
+//!   copied state directory does not carry its key to another host.
 
+pub mod machine_bound;
 pub mod owner_only;
 
 use std::fmt;
