@@ -473,6 +473,33 @@ impl Hangup {
     }
 }
 
+/// Binds the local page's address; when its port is taken, the first free one of
+/// `fallback` (the Windows installer's 8080 and 8088), said in the log. The port moved
+/// to, if any.
+///
+/// # Errors
+/// The first address's error when no fallback could be bound (or it failed otherwise).
+async fn bind_page(
+    addr: std::net::SocketAddr,
+    fallback: &[u16],
+) -> std::io::Result<(tokio::net::TcpListener, Option<u16>)> {
+    let taken = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => return Ok((l, None)),
+        Err(e) => e,
+    };
+    if taken.kind() == std::io::ErrorKind::AddrInUse {
+        for &port in fallback {
+            let mut at = addr;
+            at.set_port(port);
+            if let Ok(l) = tokio::net::TcpListener::bind(at).await {
+                tracing::warn!(taken = %addr, listen = %at, "Local page: port {} is taken; the page is on port {port}.", addr.port());
+                return Ok((l, Some(port)));
+            }
+        }
+    }
+    Err(taken)
+}
+
 /// Runs the agent until `shutdown` completes (or a restart is asked for).
 ///
 /// The configuration in force is `source` with the cloud's stored settings laid over it.
@@ -552,9 +579,21 @@ pub async fn run(
             };
             match bound {
                 Some(l) => l,
-                None => tokio::net::TcpListener::bind(config.web_listen)
-                    .await
-                    .with_context(|| format!("web.listen {}: cannot listen", config.web_listen))?,
+                None => {
+                    let (l, moved) = bind_page(config.web_listen, &source.web_port_fallback)
+                        .await
+                        .with_context(|| {
+                            format!("web.listen {}: cannot listen", config.web_listen)
+                        })?;
+                    if let Some(port) = moved {
+                        // Where the page is from now on, for every later reading of the
+                        // configuration (a reload, the cloud's settings, the page's own).
+                        source = source.with_web_port(Some(port));
+                        config.web_listen.set_port(port);
+                        config.web_remote_listen.set_port(port);
+                    }
+                    l
+                }
             }
         }
     };
@@ -1090,6 +1129,33 @@ async fn start_components(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_taken_page_port_moves_to_the_first_free_fallback() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        // Two distinct free ports (held together while chosen).
+        let (a, b) = {
+            let x = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let y = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            (
+                x.local_addr().unwrap().port(),
+                y.local_addr().unwrap().port(),
+            )
+        };
+        // The taken port, then a free one: the first free fallback is used.
+        let (l, moved) = bind_page(busy, &[busy.port(), a, b]).await.unwrap();
+        assert_eq!(moved, Some(a));
+        assert_eq!(l.local_addr().unwrap().port(), a);
+        // No fallback: the port's own error.
+        let e = bind_page(busy, &[]).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // A free port stays where it is.
+        let mut at = busy;
+        at.set_port(b);
+        let (l2, moved) = bind_page(at, &[a]).await.unwrap();
+        assert_eq!((moved, l2.local_addr().unwrap()), (None, at));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn stop_waits_for_components_within_the_configured_deadline_and_names_laggards() {

@@ -41,7 +41,7 @@ awk -F'\t' '$1=="FleetAgentService"' "$work/ServiceInstall" > "$work/svc"
 # Name, type 16 (own process), start 2 (automatic), LocalSystem, the command line.
 [ -n "$(awk -F'\t' '$2=="FleetAgent" && $4==16 && $5==2 && $9=="LocalSystem"' "$work/svc")" ] \
   || fail "service row: $(cat "$work/svc")"
-grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --state-dir "[CommonAppDataFolder]FleetAgent" --web-port [PORT] --cloud-url "[CLOUDURL]"' "$work/svc" >/dev/null \
+grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml" --state-dir "[CommonAppDataFolder]FleetAgent" --web-port [PORT] --web-port-fallback "[PORTFALLBACK]" --cloud-url "[CLOUDURL]"' "$work/svc" >/dev/null \
   || fail "service command line: $(cat "$work/svc")"
 [ -n "$(awk -F'\t' '$2=="FleetAgent" && $3==163' "$work/ServiceControl")" ] \
   || fail "ServiceControl must start on install, stop on install/uninstall, remove on uninstall (163)"
@@ -59,6 +59,7 @@ awk -F'\t' '$1=="InstallServices"{s=$3} $1=="SetServiceRecovery"{r=$3} $1=="Inst
 awk -F'\t' '$1=="InstallServices"{s=$3} $1=="Activate"{a=$3; c=$2} $1=="StartServices"{t=$3} END{exit !(s && a && t && s<a && a<t && c=="ACTIVATIONCODE AND NOT REMOVE")}' "$work/seq" \
   || fail "the activation must run after InstallServices and before StartServices, on ACTIVATIONCODE: $(grep -E 'InstallServices|Activate|StartServices' "$work/seq")"
 grep -x $'PORT\t80' "$work/Property" >/dev/null || fail "PORT must default to 80"
+grep -x $'PORTFALLBACK\t8080,8088' "$work/Property" >/dev/null || fail "PORTFALLBACK must default to 8080,8088"
 grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
   || fail "no PORT condition: $(cat "$work/LaunchCondition")"
 [ -n "$(awk -F'\t' '$1=="DefaultConfig" && $4==400' "$work/Component")" ] \
@@ -70,4 +71,4 @@ cmp config/fleet-agent.toml "$conf" || fail "the packed configuration differs"
 echo "MSI contents:"; (cd "$work/x" && find . -type f -printf '  %p %s bytes\n')
 # The agent alone: the reference cloud and the lab tools never reach an agent host.
 [ "$(find "$work/x" -type f | wc -l)" = 2 ] || fail "the MSI holds more than the agent and its configuration"
-echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default, CLOUDURL and ACTIVATIONCODE (hidden) for silent installs"
+echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default (else 8080, 8088), CLOUDURL and ACTIVATIONCODE (hidden) for silent installs"

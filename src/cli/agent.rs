@@ -60,7 +60,8 @@ pub(super) async fn run_agent(
 ) -> Result<(), Exit> {
     let source = load_source(a.config.as_ref())?
         .with_web_port(a.web_port)
-        .with_cloud_url(a.cloud_url.clone());
+        .with_cloud_url(a.cloud_url.clone())
+        .with_web_port_fallback(a.web_port_fallback.0.clone());
     let c = source.parse().map_err(Exit::from)?;
     let logs = match logs {
         Some(l) => l,

@@ -105,6 +105,32 @@ pub struct AgentArgs {
     /// the configuration's.
     #[arg(long, env = "FLEET_AGENT_CLOUD_URL", value_name = "URL")]
     pub cloud_url: Option<String>,
+    /// Ports the local page moves to, in order, when its own is taken, comma-separated
+    /// (the Windows installer's 8080,8088); empty: none.
+    #[arg(long, value_name = "PORTS", value_parser = parse_ports, default_value = "")]
+    pub web_port_fallback: PortList,
+}
+
+/// Ports, comma-separated (`8080,8088`); empty for none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortList(pub Vec<u16>);
+
+fn parse_ports(s: &str) -> Result<PortList, String> {
+    let ports = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{p:?} is not a TCP port (1..65535)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ports.len() > 8 {
+        return Err(format!("{} ports; at most 8", ports.len()));
+    }
+    Ok(PortList(ports))
 }
 
 impl AgentArgs {
@@ -127,6 +153,15 @@ impl AgentArgs {
         }
         if let Some(u) = self.cloud_url.as_ref().filter(|u| !u.trim().is_empty()) {
             v.extend(["--cloud-url".into(), u.into()]);
+        }
+        if !self.web_port_fallback.0.is_empty() {
+            let ports: Vec<String> = self
+                .web_port_fallback
+                .0
+                .iter()
+                .map(u16::to_string)
+                .collect();
+            v.extend(["--web-port-fallback".into(), ports.join(",").into()]);
         }
         v
     }
@@ -256,6 +291,10 @@ mod tests {
             "conf/agent.toml",
             "--web-port",
             "8088",
+            "--cloud-url",
+            "https://cloud.example",
+            "--web-port-fallback",
+            " 8080, 8090 ",
         ])
         .unwrap();
         let Command::Service(agent::ServiceCommand::Install(a)) = cli.command else {
@@ -269,9 +308,46 @@ mod tests {
         assert_eq!(args[0], "--config");
         assert!(std::path::Path::new(&args[1]).is_absolute(), "{args:?}");
         assert!(args[1].ends_with("agent.toml"), "{args:?}");
-        assert_eq!(&args[2..], ["--web-port", "8088"]);
+        assert_eq!(
+            &args[2..],
+            [
+                "--web-port",
+                "8088",
+                "--cloud-url",
+                "https://cloud.example",
+                "--web-port-fallback",
+                "8080,8090"
+            ]
+        );
         // Port 0 is refused at parse time, not at bind time.
         let e = Cli::try_parse_from(["fleet-agent", "run", "--web-port", "0"]).unwrap_err();
         assert!(e.to_string().contains("--web-port"), "{e}");
+    }
+
+    #[test]
+    fn fallback_ports_are_a_comma_list_empty_for_none() {
+        assert_eq!(parse_ports("8080,8088"), Ok(PortList(vec![8080, 8088])));
+        // The installer's empty PORTFALLBACK.
+        assert_eq!(parse_ports(""), Ok(PortList(vec![])));
+        assert_eq!(parse_ports(" , "), Ok(PortList(vec![])));
+        assert!(
+            parse_ports("0")
+                .unwrap_err()
+                .contains("\"0\" is not a TCP port")
+        );
+        assert!(parse_ports("8080,http").is_err());
+        assert!(parse_ports("70000").is_err());
+        assert!(
+            parse_ports("1,2,3,4,5,6,7,8,9")
+                .unwrap_err()
+                .contains("at most 8")
+        );
+        // Not given: none, and nothing on the service's command line.
+        let cli = Cli::try_parse_from(["fleet-agent", "run"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(a.web_port_fallback.0.is_empty());
+        assert!(a.to_args().is_empty(), "{:?}", a.to_args());
     }
 }

@@ -460,6 +460,9 @@ pub struct Source {
     pub web_port: Option<u16>,
     /// A URL that replaces `cloud.url` (`--cloud-url`, the Windows installer's CLOUDURL).
     pub cloud_url: Option<String>,
+    /// Ports the page moves to, in order, when its own is taken (`--web-port-fallback`,
+    /// the Windows installer's 8080 and 8088).
+    pub web_port_fallback: Vec<u16>,
 }
 
 impl fmt::Debug for Source {
@@ -481,6 +484,7 @@ impl Source {
             text: text.into(),
             web_port: None,
             cloud_url: None,
+            web_port_fallback: Vec::new(),
         }
     }
 
@@ -502,6 +506,7 @@ impl Source {
             text,
             web_port: None,
             cloud_url: None,
+            web_port_fallback: Vec::new(),
         })
     }
 
@@ -511,9 +516,11 @@ impl Source {
     /// When the file cannot be read.
     pub fn reread(&self) -> Result<Source, ConfigErrors> {
         match &self.path {
-            Some(p) => Source::read(p).map(|s| {
-                s.with_web_port(self.web_port)
-                    .with_cloud_url(self.cloud_url.clone())
+            Some(p) => Source::read(p).map(|s| Source {
+                web_port: self.web_port,
+                cloud_url: self.cloud_url.clone(),
+                web_port_fallback: self.web_port_fallback.clone(),
+                ..s
             }),
             None => Ok(self.clone()),
         }
@@ -523,6 +530,14 @@ impl Source {
     #[must_use]
     pub fn with_web_port(mut self, port: Option<u16>) -> Source {
         self.web_port = port;
+        self
+    }
+
+    /// The same source with ports the page moves to when its own is taken (kept across
+    /// re-reads).
+    #[must_use]
+    pub fn with_web_port_fallback(mut self, ports: Vec<u16>) -> Source {
+        self.web_port_fallback = ports;
         self
     }
 

@@ -45,7 +45,9 @@ export WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES=
 sim_pid=""
 run_pid=""
 cloud_pid=""
+taker_pid=""
 cleanup() {
+  [ -n "$taker_pid" ] && kill "$taker_pid" 2>/dev/null || true
   [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null || true
   [ -n "$cloud_pid" ] && kill "$cloud_pid" 2>/dev/null || true
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
@@ -144,12 +146,20 @@ run_pid=""
 
 echo "2. the MSI"
 web2=$((port + 2))
+# PORT taken by another program: the service skips the fallbacks that are taken too and
+# moves to the first free one.
+fallback=$((port + 4))
+python3 -c 'import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("taken", flush=True); time.sleep(600)' "$web2" >"$work/taken.log" 2>&1 &
+taker_pid=$!
+wait_for 'grep -q taken "$work/taken.log"' 10 || fail "could not occupy port $web2"
 set +e
-wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" /qn PORT="$web2" >"$work/msi.log" 2>&1
+wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" /qn PORT="$web2" PORTFALLBACK="$web2,$fallback" >"$work/msi.log" 2>&1
 rc=$?
 set -e
 [ "$rc" = 0 ] || fail "msiexec /i exited $rc: $(tr -d '\r' <"$work/msi.log" | tail -5)"
-ok "msiexec /i $(basename "$msi") /qn PORT=$web2"
+ok "msiexec /i $(basename "$msi") /qn PORT=$web2 PORTFALLBACK=$web2,$fallback"
 installed="$WINEPREFIX/drive_c/Program Files/Fleet Agent/fleet-agent.exe"
 cmp -s "$installed" "$exe" || fail "the installed executable is not the build's"
 data=$(ls -d "$WINEPREFIX"/drive_c/ProgramData/FleetAgent 2>/dev/null || true)
@@ -158,18 +168,21 @@ data=$(ls -d "$WINEPREFIX"/drive_c/ProgramData/FleetAgent 2>/dev/null || true)
 ok "files: C:\\Program Files\\Fleet Agent\\fleet-agent.exe, C:\\ProgramData\\FleetAgent\\fleet-agent.toml (the default configuration)"
 key='HKLM\System\CurrentControlSet\Services\FleetAgent'
 reg=$(w reg query "$key")
-grep -q 'ImagePath.*Fleet Agent\\fleet-agent.exe.*service run --config.*FleetAgent\\fleet-agent.toml.*--state-dir.*FleetAgent.*--web-port '"$web2"' --cloud-url ""' <<<"$reg" \
+grep -q 'ImagePath.*Fleet Agent\\fleet-agent.exe.*service run --config.*FleetAgent\\fleet-agent.toml.*--state-dir.*FleetAgent.*--web-port '"$web2"' --web-port-fallback "'"$web2,$fallback"'" --cloud-url ""' <<<"$reg" \
   || fail "the service's command line: $reg"
 grep -Eq 'Start[[:space:]]+REG_DWORD[[:space:]]+0x2' <<<"$reg" || fail "the service does not start automatically: $reg"
 grep -Eqi 'ObjectName[[:space:]]+REG_SZ[[:space:]]+LocalSystem' <<<"$reg" || fail "the service's account: $reg"
 ok "service FleetAgent registered: automatic, LocalSystem, $(grep -o 'service run.*' <<<"$reg")"
-wait_for '[ -n "$(metric '"$web2"' fleet_agent_polls_total)" ]' 60 \
-  || fail "the service started by the installer does not answer on port $web2"
-ok "the installer started the service: /metrics answers on port $web2"
+wait_for '[ -n "$(metric '"$fallback"' fleet_agent_polls_total)" ]' 60 \
+  || fail "the service started by the installer does not answer on port $fallback (PORT $web2 taken)"
+ok "the installer started the service: PORT $web2 is taken by another program, so the page answers on $fallback, the first free PORTFALLBACK port"
+kill "$taker_pid" 2>/dev/null || true
 # The state directory is the one the installer names on the service's command line.
 log="$data/logs/fleet-agent.log"
 wait_for '[ -f "$log" ] && [ -f "$data/fleet-agent.db" ]' 20 || fail "no log or store under C:\\ProgramData\\FleetAgent: $(ls "$data")"
 ok "state and log in C:\\ProgramData\\FleetAgent (the installer's --state-dir)"
+grep -q "Local page: port $web2 is taken; the page is on port $fallback" "$log" || fail "the log does not say where the page moved: $(grep -i 'page' "$log" | tail -3)"
+ok "the log says: $(grep -o "Local page: port $web2 is taken; the page is on port $fallback" "$log" | head -1)"
 
 echo "3. uninstall"
 uninstall() {
