@@ -473,7 +473,7 @@ impl Hangup {
     }
 }
 
-/// Binds the local page's address; when its port is taken, the first free one of
+/// Binds the local page's address; when its port is taken (or refused), the first free one of
 /// `fallback` (the Windows installer's 8080 and 8088), said in the log. The port moved
 /// to, if any.
 ///
@@ -487,7 +487,11 @@ async fn bind_page(
         Ok(l) => return Ok((l, None)),
         Err(e) => e,
     };
-    if taken.kind() == std::io::ErrorKind::AddrInUse {
+    // Windows says "access denied" for a port in a reserved range or held exclusively.
+    if matches!(
+        taken.kind(),
+        std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+    ) {
         for &port in fallback {
             let mut at = addr;
             at.set_port(port);
@@ -793,12 +797,18 @@ pub async fn run(
         h.abort();
     }
     web_stop_tx.send(true).ok();
+    let abort = web.abort_handle();
     match tokio::time::timeout(config.stop_timeout, web).await {
         Ok(Ok(Err(e))) => {
             tracing::warn!(component = "web", error = %e, "Component stopped with an error.")
         }
         Ok(_) => tracing::info!(component = "web", "Component stopped."),
-        Err(_) => tracing::error!(component = "web", "Stop deadline passed."),
+        Err(_) => {
+            // Cut short: it must not keep the port and the store past this run (an
+            // in-process restart binds them again).
+            abort.abort();
+            tracing::error!(component = "web", "Stop deadline passed.");
+        }
     }
     tracing::info!("Agent stopped.");
     result

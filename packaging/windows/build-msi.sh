@@ -28,6 +28,12 @@ msiinfo export "$msi" Component > "$work/Component.idt"
 awk 'BEGIN{FS=OFS="\t"} $1=="DefaultConfig"{$4=400} {print}' "$work/Component.idt" > "$work/c" \
   && mv "$work/c" "$work/Component.idt"
 (cd "$work" && msibuild "$OLDPWD/$msi" -i Component.idt)
+# The activation's command line holds the code: msidbCustomActionTypeHideTarget (8192)
+# keeps it out of the installer's log (wixl has no attribute for it).
+msiinfo export "$msi" CustomAction > "$work/CustomAction.idt"
+awk 'BEGIN{FS=OFS="\t"} $1=="Activate" && int($2 / 8192) % 2 == 0 {$2 += 8192} {print}' "$work/CustomAction.idt" > "$work/c" \
+  && mv "$work/c" "$work/CustomAction.idt"
+(cd "$work" && msibuild "$OLDPWD/$msi" -i CustomAction.idt)
 echo "MSI: $msi, $(stat -c %s "$msi") bytes ($(du -h "$msi" | cut -f1))"
 
 fail() { echo "MSI check failed: $*"; exit 1; }
@@ -48,7 +54,7 @@ grep -F 'service run --config "[CommonAppDataFolder]FleetAgent\fleet-agent.toml"
 [ -n "$(awk -F'\t' '$1=="SetServiceRecovery" && $3=="FleetAgentExe" && $4=="service recovery"' "$work/CustomAction")" ] \
   || fail "no recovery custom action"
 # ACTIVATIONCODE: `activate` with the service's configuration, state and cloud URL.
-[ -n "$(awk -F'\t' '$1=="Activate" && $3=="FleetAgentExe" && index($4, "activate --code \"[ACTIVATIONCODE]\"") == 1 && index($4, "--state-dir \"[CommonAppDataFolder]FleetAgent\" --cloud-url \"[CLOUDURL]\"")' "$work/CustomAction")" ] \
+[ -n "$(awk -F'\t' '$1=="Activate" && int($2 / 8192) % 2 == 1 && $3=="FleetAgentExe" && index($4, "activate --code \"[ACTIVATIONCODE]\"") == 1 && index($4, "--state-dir \"[CommonAppDataFolder]FleetAgent\" --cloud-url \"[CLOUDURL]\"")' "$work/CustomAction")" ] \
   || fail "no activation custom action: $(grep Activate "$work/CustomAction")"
 grep -x $'MsiHiddenProperties\tACTIVATIONCODE' "$work/Property" >/dev/null || fail "ACTIVATIONCODE must be hidden from the log"
 sort -t$'\t' -k3n "$work/InstallExecuteSequence" > "$work/seq"

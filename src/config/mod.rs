@@ -545,7 +545,7 @@ impl Source {
     /// blank URL leaves the file's (the installer passes an empty CLOUDURL as "").
     #[must_use]
     pub fn with_cloud_url(mut self, url: Option<String>) -> Source {
-        self.cloud_url = url.filter(|u| !u.trim().is_empty());
+        self.cloud_url = url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
         self
     }
 

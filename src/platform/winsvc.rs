@@ -77,9 +77,11 @@ fn set(state: ServiceState, code: i32, wait_hint: Duration) {
     } else {
         ServiceControlAccept::empty()
     };
-    let exit_code = match u32::try_from(code) {
-        Ok(0) | Err(_) => ServiceExitCode::Win32(0),
-        Ok(c) => ServiceExitCode::ServiceSpecific(c),
+    // A crash's status (an NTSTATUS such as 0xC0000005) is negative as an i32: still a
+    // failure, so the recovery actions apply.
+    let exit_code = match code {
+        0 => ServiceExitCode::Win32(0),
+        c => ServiceExitCode::ServiceSpecific(u32::from_ne_bytes(c.to_ne_bytes())),
     };
     handle
         .set_service_status(ServiceStatus {

@@ -103,6 +103,11 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
     // previous version's own decision.
     let mut turns = 0;
     loop {
+        // Asked to stop between two children: nothing more starts, and no trial's start
+        // is counted for a run that never happened.
+        if child_handover() && crate::platform::stop_requested() {
+            return Launch::Ran(0);
+        }
         turns += 1;
         let Some(s) = current.take().filter(|_| turns <= 3) else {
             return Launch::Installed;
@@ -125,18 +130,21 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
         let trial = next.as_ref().is_some_and(|n| n.phase == Phase::Trial);
         match step {
             Step::Exec(path, version) if child_handover() => {
-                if crate::platform::stop_requested() {
-                    return Launch::Ran(0);
-                }
+                wait_for_state_dir(state_dir);
                 let started = std::time::Instant::now();
                 match run_child(&path, &version, child_args) {
                     Ok(code) => {
                         tracing::info!(version = %version, code, "The staged agent version exited.");
-                        let stopping = crate::platform::stop_requested();
+                        // Stopped as asked: a clean stop for the service manager, whatever
+                        // the child's status (a kill at the deadline, a restart it had
+                        // asked for), or its recovery actions would start it again.
+                        if crate::platform::stop_requested() {
+                            return Launch::Ran(0);
+                        }
                         // A restart it asked for, or a trial that died: what follows
                         // (the next version, or the rollback) is decided now.
                         let again = code == EXIT_RESTART || (code != 0 && trial);
-                        if stopping || !again {
+                        if !again {
                             return Launch::Ran(code);
                         }
                         if started.elapsed() < RESTART_PAUSE {
@@ -177,6 +185,31 @@ const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// `agent.stop_timeout_secs` (300) and the web listener's turn.
 const CHILD_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(310);
 
+/// Waits (up to [`CHILD_STOP_DEADLINE`]) until no other agent holds the state directory:
+/// a child of a launcher that was killed may still be stopping, and a new child started
+/// beside it would fail on the lock (and a trial would be rolled back for it).
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)] // as for `launch`
+fn wait_for_state_dir(state_dir: &Path) {
+    let until = std::time::Instant::now() + CHILD_STOP_DEADLINE;
+    let mut said = false;
+    loop {
+        match crate::platform::lock_state_dir(state_dir) {
+            Ok(lock) => {
+                drop(lock);
+                return;
+            }
+            Err(e) if std::time::Instant::now() < until => {
+                if !said {
+                    tracing::warn!(error = %e, "Another agent still holds the state directory; waiting for it before starting the staged version.");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// Runs a staged version as a child and waits for it: its input is a pipe whose closing
 /// asks it to stop (when this process is asked to, or dies), killed if it has not
 /// stopped by [`CHILD_STOP_DEADLINE`]. Its exit status, or why it could not start.
@@ -184,13 +217,22 @@ const CHILD_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(
 fn run_child(path: &Path, version: &str, args: &[OsString]) -> std::io::Result<i32> {
     use std::process::{Command, Stdio};
     tracing::info!(version, file = %path.display(), "Starting the staged agent version (child process).");
-    let mut child = Command::new(path)
-        .args(args)
+    let mut cmd = Command::new(path);
+    cmd.args(args)
         .env(LAUNCHED, version)
         .env(LAUNCHER, std::env::current_exe().unwrap_or_default())
         .env(SUPERVISED, "1")
-        .stdin(Stdio::piped())
-        .spawn()?;
+        .stdin(Stdio::piped());
+    // No console of its own (a service has none to share): console events (logoff,
+    // shutdown, Ctrl-C of a console that is not the agent's) must not end it; its stop
+    // comes through its input.
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        cmd.creation_flags(CREATE_NO_WINDOW);
+    }
+    let mut child = cmd.spawn()?;
     // This process is what the service manager knows: running (and accepting the stop
     // control, on Windows) while its child runs.
     crate::platform::notify(crate::platform::ServiceState::Ready(&format!(

@@ -49,8 +49,14 @@ pub enum Existing {
 /// I/O errors; `AlreadyExists` with [`Existing::Refuse`].
 pub fn write(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<()> {
     if existing == Existing::Swap {
+        // Unique per writer: two processes swapping the same file (the service and an
+        // `activate` beside it) must not rename each other's half-written part.
         let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".part");
+        name.push(format!(
+            ".{}-{}.part",
+            std::process::id(),
+            crate::random_token(4)
+        ));
         let part = path.with_file_name(name);
         write(&part, bytes, Existing::Replace)?;
         return std::fs::rename(&part, path);
