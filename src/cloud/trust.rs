@@ -43,7 +43,6 @@ fn verifier(
         Some(pem) => Arc::new(ExtraFirst {
             extra: extra_verifier(pem, provider)?,
             platform: Arc::new(platform),
-            provider: provider.clone(),
         }),
     })
 }
@@ -77,7 +76,6 @@ fn extra_verifier(
 struct ExtraFirst {
     extra: Arc<dyn ServerCertVerifier>,
     platform: Arc<dyn ServerCertVerifier>,
-    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for ExtraFirst {
@@ -120,18 +118,14 @@ impl ServerCertVerifier for ExtraFirst {
         }
     }
 
+    // The handshake's signatures: the same check whichever verifier took the chain.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.extra.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -140,18 +134,11 @@ impl ServerCertVerifier for ExtraFirst {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.extra.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.extra.supported_verify_schemes()
     }
 }
 

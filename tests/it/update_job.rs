@@ -123,6 +123,25 @@ fn params(key: &ed25519_dalek::SigningKey, version: &str, file: &str, bytes: &[u
     json!({ "package": update::sign(&m, key), "file": file, "healthSecs": health })
 }
 
+/// Queues `updateAgent` for `version`, its file `bytes` signed by `key`, and waits up to
+/// `secs` for the job's outcome.
+async fn offer(
+    cloud: &fleet_cloud::testing::TestCloud,
+    key: &ed25519_dalek::SigningKey,
+    version: &str,
+    bytes: &[u8],
+    secs: u64,
+) -> fleet_protocol::admin::JobView {
+    let id = cloud
+        .queue(
+            "updateAgent",
+            params(key, version, "fleet-agent", bytes),
+            &[("fleet-agent", bytes)],
+        )
+        .await;
+    cloud.outcome(&id, secs).await
+}
+
 fn marker_lines(marker: &Path) -> Vec<String> {
     std::fs::read_to_string(marker)
         .unwrap_or_default()
@@ -271,14 +290,7 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
 
     // A version that crashes at start: started once, rolled back, reported.
     let (_, crash) = script(dir.path(), "v9.1", &marker, "9.1.0", "exit 3");
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.1.0", "fleet-agent", &crash),
-            &[("fleet-agent", &crash)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 60).await;
+    let j = offer(&cloud, &key, "9.1.0", &crash, 60).await;
     assert_eq!(j.state, JobState::Failed, "{j:?}");
     assert!(
         message(&j).starts_with(&format!(
@@ -306,14 +318,7 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
         "9.2.0",
         &format!("exec '{bin}' run --config '{}'", bad_conf.display()),
     );
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.2.0", "fleet-agent", &mute),
-            &[("fleet-agent", &mute)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 90).await;
+    let j = offer(&cloud, &key, "9.2.0", &mute, 90).await;
     assert_eq!(j.state, JobState::Failed, "{j:?}");
     assert!(
         message(&j).contains("version 9.2.0 was not healthy: no answer from the cloud within 5 s"),
@@ -323,14 +328,7 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
     assert_eq!(agent.exits(), [75, 3, 75, 75]);
 
     // A good version: confirmed healthy, the job completed by it.
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.0.0", "fleet-agent", &good),
-            &[("fleet-agent", &good)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 60).await;
+    let j = offer(&cloud, &key, "9.0.0", &good, 60).await;
     assert_eq!(j.state, JobState::Completed, "{j:?}");
     assert_eq!(
         message(&j),
@@ -400,14 +398,7 @@ async fn updates_are_verified_staged_confirmed_or_rolled_back() {
         "9.0.0",
         "the active update starts"
     );
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.3.0", "fleet-agent", &next),
-            &[("fleet-agent", &next)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 60).await;
+    let j = offer(&cloud, &key, "9.3.0", &next, 60).await;
     assert_eq!(j.state, JobState::Completed, "{j:?}");
     assert!(message(&j).contains("to 9.3.0"), "{j:?}");
     assert_eq!(marker_lines(&marker)[4..], ["9.3.0"]);
@@ -455,14 +446,7 @@ async fn with_the_child_handover_the_installed_binary_supervises_each_version() 
     // A trial that crashes at start: rolled back by the same launcher process, which
     // runs the installed version again and reports the job failed.
     let (_, crash) = script(dir.path(), "v9.1", &marker, "9.1.0", "exit 3");
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.1.0", "fleet-agent", &crash),
-            &[("fleet-agent", &crash)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 60).await;
+    let j = offer(&cloud, &key, "9.1.0", &crash, 60).await;
     assert_eq!(j.state, JobState::Failed, "{j:?}\n{}", log_text());
     assert!(
         message(&j).starts_with(&format!(
@@ -485,14 +469,7 @@ async fn with_the_child_handover_the_installed_binary_supervises_each_version() 
         "9.0.0",
         &format!("exec '{bin}' \"$@\""),
     );
-    let id = cloud
-        .queue(
-            "updateAgent",
-            params(&key, "9.0.0", "fleet-agent", &good),
-            &[("fleet-agent", &good)],
-        )
-        .await;
-    let j = cloud.outcome(&id, 60).await;
+    let j = offer(&cloud, &key, "9.0.0", &good, 60).await;
     assert_eq!(j.state, JobState::Completed, "{j:?}\n{}", log_text());
     assert_eq!(
         message(&j),
