@@ -2,9 +2,10 @@
 # Builds the Windows executable (x86_64-pc-windows-gnu, linked by mingw-w64) and the MSI
 # (wixl, Debian msitools) from packaging/windows/fleet-agent.wxs, then checks what the MSI
 # holds: the executable and the default configuration byte for byte, the service
-# "FleetAgent" with its command line (configuration path, PORT), the launch conditions
-# and the configuration's NeverOverwrite/Permanent attributes. Run by .ci/run.
-# Nothing here runs the executable: that needs a Windows host.
+# "FleetAgent" with its command line (configuration path, PORT), the launch conditions,
+# the configuration's NeverOverwrite/Permanent attributes, the dialogs and the shortcuts.
+# Run by .ci/run.
+# Nothing here runs the executable: tests/wine/windows-under-wine.sh does, under Wine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=x86_64-pc-windows-gnu
@@ -34,13 +35,33 @@ msiinfo export "$msi" CustomAction > "$work/CustomAction.idt"
 awk 'BEGIN{FS=OFS="\t"} $1=="Activate" && int($2 / 8192) % 2 == 0 {$2 += 8192} {print}' "$work/CustomAction.idt" > "$work/c" \
   && mv "$work/c" "$work/CustomAction.idt"
 (cd "$work" && msibuild "$OLDPWD/$msi" -i CustomAction.idt)
+# The dialogs (wixl builds none), from packaging/windows/ui: the licence (LICENSE as RTF),
+# the port, the progress, and the end with "Open Fleet Agent in the browser" (LAUNCHPAGE,
+# the OpenPage action), as the seed's installer has them; a silent install (/qn, /qb)
+# shows none of them.
+mkdir "$work/ui"
+cp packaging/windows/ui/*.idt "$work/ui/"
+# Brackets as RTF escapes: the installer would read [name] as a property.
+RTF="{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Tahoma;}}\\fs16 $(sed -e 's/\[/\\'\''5b/g' -e 's/\]/\\'\''5d/g' -e 's/$/\\par /' LICENSE | tr -d '\n')}" \
+  awk '{ i = index($0, "@LICENSE_RTF@"); if (i) $0 = substr($0, 1, i - 1) ENVIRON["RTF"] substr($0, i + 13) } 1' \
+  packaging/windows/ui/Control.idt > "$work/ui/Control.idt"
+(cd "$work/ui" && for t in *.idt; do msibuild "$OLDPWD/$msi" -i "$t"; done)
+msibuild "$msi" -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Condition\`, \`Sequence\`) VALUES ('LicenseDlg', 'NOT Installed', 1230)" \
+  -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('ProgressDlg', 1280)" \
+  -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('ExitDlg', -1)" \
+  -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('UserExitDlg', -2)" \
+  -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('FatalErrorDlg', -3)" \
+  -q "INSERT INTO \`Property\` (\`Property\`, \`Value\`) VALUES ('DefaultUIFont', 'DlgFont8')" \
+  -q "UPDATE \`Property\` SET \`Value\` = 'WIX_DOWNGRADE_DETECTED;WIX_UPGRADE_DETECTED;PORT;PORTFALLBACK;CLOUDURL;ACTIVATIONCODE' WHERE \`Property\` = 'SecureCustomProperties'" \
+  -q "UPDATE \`Shortcut\` SET \`Name\` = 'FLEETAG|Fleet Agent'"
 echo "MSI: $msi, $(stat -c %s "$msi") bytes ($(du -h "$msi" | cut -f1))"
 
 fail() { echo "MSI check failed: $*"; exit 1; }
 # Each table is exported to a file before it is searched: `msiinfo export | grep -q` under
 # pipefail fails at random when grep quits early and msiinfo dies of SIGPIPE (CI saw
 # "no PORT condition" on a good MSI that way).
-for table in ServiceInstall ServiceControl CustomAction InstallExecuteSequence Property LaunchCondition Component; do
+for table in ServiceInstall ServiceControl CustomAction InstallExecuteSequence Property LaunchCondition Component \
+    Dialog Control ControlEvent ControlCondition InstallUISequence CheckBox Shortcut; do
   msiinfo export "$msi" "$table" | tr -d '\r' > "$work/$table"
 done
 awk -F'\t' '$1=="FleetAgentService"' "$work/ServiceInstall" > "$work/svc"
@@ -70,6 +91,32 @@ grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
   || fail "no PORT condition: $(cat "$work/LaunchCondition")"
 [ -n "$(awk -F'\t' '$1=="DefaultConfig" && $4==400' "$work/Component")" ] \
   || fail "the configuration component is not NeverOverwrite+Permanent"
+# The interface: licence, port, progress, then the page opened at Finish when ticked.
+for d in LicenseDlg PortDlg PortErrorDlg CancelDlg ProgressDlg ExitDlg UserExitDlg FatalErrorDlg; do
+  [ -n "$(awk -F'\t' -v d="$d" '$1==d' "$work/Dialog")" ] || fail "no dialog $d"
+done
+awk -F'\t' '$1=="LicenseDlg"{l=$3; c=$2} $1=="ProgressDlg"{p=$3} $1=="ExecuteAction"{e=$3} $1=="ExitDlg"{x=$3} $1=="UserExitDlg"{u=$3} $1=="FatalErrorDlg"{f=$3}
+  END{exit !(l && l<p && p<e && c=="NOT Installed" && x==-1 && u==-2 && f==-3)}' "$work/InstallUISequence" \
+  || fail "the dialogs' order: $(cat "$work/InstallUISequence")"
+lic=$(awk -F'\t' '$1=="LicenseDlg" && $2=="LicenseText" && $3=="ScrollableText" {print $10}' "$work/Control")
+[[ "$lic" == '{\rtf1'* ]] && grep -q 'Apache License' <<<"$lic" && grep -q 'END OF TERMS AND CONDITIONS' <<<"$lic" && ! grep -q '[][]' <<<"$lic" \
+  || fail "the licence page does not hold LICENSE as RTF (without brackets): ${lic:0:120}"
+[ -n "$(awk -F'\t' '$1=="LicenseDlg" && $2=="Next" && $3=="Disable" && $4=="LICENSEACCEPTED <> \"1\""' "$work/ControlCondition")" ] \
+  || fail "Next must stay disabled until the licence is accepted"
+[ -n "$(awk -F'\t' '$1=="PortDlg" && $2=="PortEdit" && $3=="Edit" && $9=="PORT"' "$work/Control")" ] || fail "no PORT field"
+[ -n "$(awk -F'\t' '$1=="ExitDlg" && $2=="Launch" && $3=="CheckBox" && $9=="LAUNCHPAGE"' "$work/Control")" ] || fail "no LAUNCHPAGE box"
+grep -x $'LAUNCHPAGE\t1' "$work/Property" >/dev/null && grep -x $'LAUNCHPAGE\t1' "$work/CheckBox" >/dev/null \
+  || fail "Open Fleet Agent in the browser must be ticked by default"
+[ -n "$(awk -F'\t' '$1=="ExitDlg" && $2=="Finish" && $3=="DoAction" && $4=="OpenPage" && $5=="LAUNCHPAGE = \"1\" AND NOT Installed"' "$work/ControlEvent")" ] \
+  || fail "Finish must run OpenPage when LAUNCHPAGE is ticked"
+args='page open --web-port [PORT] --web-port-fallback "[PORTFALLBACK]"'
+# 18: the installed executable; + 64 continue and + 128 do not wait (the page may take a while).
+[ -n "$(awk -F'\t' -v a="$args" '$1=="OpenPage" && $2 % 64 == 18 && int($2 / 64) % 4 == 3 && $3=="FleetAgentExe" && $4==a' "$work/CustomAction")" ] \
+  || fail "no OpenPage action: $(grep OpenPage "$work/CustomAction")"
+for d in DesktopFolder ProgramMenuFolder; do
+  [ -n "$(awk -F'\t' -v d="$d" -v a="$args" '$2==d && $3=="FLEETAG|Fleet Agent" && $5=="[#FleetAgentExe]" && $6==a' "$work/Shortcut")" ] \
+    || fail "no shortcut in $d: $(cat "$work/Shortcut")"
+done
 msiextract -C "$work/x" "$msi" >/dev/null
 cmp "$exe" "$(find "$work/x" -name fleet-agent.exe)" || fail "the packed executable differs"
 conf=$(find "$work/x" -name fleet-agent.toml)
@@ -77,4 +124,4 @@ cmp config/fleet-agent.toml "$conf" || fail "the packed configuration differs"
 echo "MSI contents:"; (cd "$work/x" && find . -type f -printf '  %p %s bytes\n')
 # The agent alone: the reference cloud and the lab tools never reach an agent host.
 [ "$(find "$work/x" -type f | wc -l)" = 2 ] || fail "the MSI holds more than the agent and its configuration"
-echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default (else 8080, 8088), CLOUDURL and ACTIVATIONCODE (hidden) for silent installs"
+echo "MSI checked: service FleetAgent (automatic, LocalSystem, recovery set after install), PORT=80 by default (else 8080, 8088), CLOUDURL and ACTIVATIONCODE (hidden) for silent installs; dialogs: licence, port, progress, Open Fleet Agent in the browser (ticked); desktop and Start menu shortcuts"

@@ -6,12 +6,14 @@
 //! - [`agent`]: `run`, `service`, `activate`, `status`.
 //! - [`discover`][mod@discover]: `discover`.
 //! - [`snmp`]: `poll`, `walk` and their SNMP options.
+//! - [`page`]: `page open` (the installer's "open in the browser" and shortcuts).
 //! - this file: the command tree, `config`, `library`, `version`, and where the
 //!   configuration and the state directory are.
 
 pub mod agent;
 pub mod discover;
 pub mod exit;
+pub mod page;
 pub mod snmp;
 
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +58,9 @@ pub enum Command {
     /// install a systemd unit instead).
     #[command(subcommand)]
     Service(agent::ServiceCommand),
+    /// The local web page.
+    #[command(subcommand)]
+    Page(page::PageCommand),
     /// Print the version.
     Version,
 }
@@ -115,7 +120,7 @@ pub struct AgentArgs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortList(pub Vec<u16>);
 
-fn parse_ports(s: &str) -> Result<PortList, String> {
+pub(super) fn parse_ports(s: &str) -> Result<PortList, String> {
     let ports = s
         .split(',')
         .map(str::trim)
@@ -270,6 +275,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             );
             Ok(())
         }
+        Command::Page(page::PageCommand::Open(a)) => page::open(a).await,
         Command::Version => {
             println!("fleet-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())

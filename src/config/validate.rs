@@ -133,7 +133,12 @@ fn agent(a: &raw::RawAgent, e: &mut Problems) -> (String, Duration) {
     } else if let Err(why) = crate::telemetry::check_filter(&log_level) {
         e.add("agent.log_level", why);
     }
-    let stop_timeout_secs = e.within("agent.stop_timeout_secs", a.stop_timeout_secs, 30, 1..=300);
+    let stop_timeout_secs = e.within(
+        "agent.stop_timeout_secs",
+        a.stop_timeout_secs,
+        30,
+        1..=crate::platform::MAX_STOP_TIMEOUT_SECS,
+    );
     (log_level, Duration::from_secs(stop_timeout_secs))
 }
 

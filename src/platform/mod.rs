@@ -89,6 +89,15 @@ pub fn request_stop() {
 
 /// Set at the first [`request_stop`]: read by a launcher that waits on a child process
 /// rather than on the async shutdown path.
+/// The longest `agent.stop_timeout_secs` allowed, in seconds.
+pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
+
+/// The longest a stopping agent process may take: the longest stop timeout, then the web
+/// listener's turn and the exit. What the Windows service manager is told a stop may take,
+/// and how long the update launcher gives a child asked to stop before killing it.
+pub const STOP_BOUND: std::time::Duration =
+    std::time::Duration::from_secs(MAX_STOP_TIMEOUT_SECS + 10);
+
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether a stop was requested from inside the process ([`request_stop`]).

@@ -22,9 +22,8 @@ pub const SERVICE_NAME: &str = "FleetAgent";
 pub const DISPLAY_NAME: &str = "Fleet Agent";
 const DESCRIPTION: &str = "Discovers and polls network printers and reports their counters, supplies and alerts to the cloud.";
 
-/// How long the SCM is told a stop may take: the longest `agent.stop_timeout_secs` (300)
-/// plus the web listener's turn.
-const STOP_HINT: Duration = Duration::from_secs(310);
+/// How long the SCM is told a stop may take.
+const STOP_HINT: Duration = crate::platform::STOP_BOUND;
 
 static STATUS: OnceLock<ServiceStatusHandle> = OnceLock::new();
 type Main = Box<dyn Fn() -> i32 + Send + Sync>;

@@ -33,7 +33,20 @@ impl SealKey {
             source: Box::new(e),
         };
         use fleet_secret::machine_bound;
-        if let Ok(bytes) = std::fs::read(&path) {
+        // Read up to a bound: a key is 32 bytes (about 200 wrapped with DPAPI).
+        const MAX_KEY_FILE: u64 = 4096;
+        let read = std::fs::File::open(&path).and_then(|f| {
+            use std::io::Read;
+            let mut b = Vec::new();
+            f.take(MAX_KEY_FILE + 1).read_to_end(&mut b)?;
+            Ok(b)
+        });
+        if let Ok(bytes) = read {
+            if bytes.len() as u64 > MAX_KEY_FILE {
+                return Err(err(std::io::Error::other(format!(
+                    "secret.key is larger than {MAX_KEY_FILE} bytes: not a key this agent wrote"
+                ))));
+            }
             let arr: [u8; 32] = machine_bound::unwrap(&bytes)
                 .map_err(|e| err(std::io::Error::other(e.to_string())))?
                 .try_into()
@@ -331,6 +344,31 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_of_the_wrong_size_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        for (bytes, why) in [
+            (vec![7u8; 31], "must hold 32 bytes"),
+            (vec![7u8; 100_000], "larger than 4096 bytes"),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let e = SealKey::load_or_create(dir.path()).err().unwrap();
+            assert!(e.to_string().contains(why), "{e}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "the file is left as it was"
+            );
+        }
+        std::fs::write(&path, [9u8; 32]).unwrap();
+        assert_eq!(
+            SealKey::load_or_create(dir.path()).unwrap().0.as_slice(),
+            &[9u8; 32],
+            "an unwrapped 32-byte key (Linux) is read as it is"
+        );
+    }
 
     #[test]
     fn secrets_are_sealed_at_rest_and_read_back() {

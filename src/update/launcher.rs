@@ -108,6 +108,10 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
         if child_handover() && crate::platform::stop_requested() {
             return Launch::Ran(0);
         }
+        // Before deciding, so that a stop during the wait counts no trial either.
+        if child_handover() && !wait_for_state_dir(state_dir) {
+            return Launch::Ran(0);
+        }
         turns += 1;
         let Some(s) = current.take().filter(|_| turns <= 3) else {
             return Launch::Installed;
@@ -130,7 +134,6 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
         let trial = next.as_ref().is_some_and(|n| n.phase == Phase::Trial);
         match step {
             Step::Exec(path, version) if child_handover() => {
-                wait_for_state_dir(state_dir);
                 let started = std::time::Instant::now();
                 match run_child(&path, &version, child_args) {
                     Ok(code) => {
@@ -181,23 +184,24 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
 /// unit waits as long before a restart).
 const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long a child asked to stop may take before it is killed: the longest
-/// `agent.stop_timeout_secs` (300) and the web listener's turn.
-const CHILD_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(310);
+/// How long a child asked to stop may take before it is killed.
+const CHILD_STOP_DEADLINE: std::time::Duration = crate::platform::STOP_BOUND;
 
 /// Waits (up to [`CHILD_STOP_DEADLINE`]) until no other agent holds the state directory:
 /// a child of a launcher that was killed may still be stopping, and a new child started
-/// beside it would fail on the lock (and a trial would be rolled back for it).
+/// beside it would fail on the lock (and a trial would be rolled back for it). A stop
+/// asked meanwhile ends the wait at once: false then.
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)] // as for `launch`
-fn wait_for_state_dir(state_dir: &Path) {
+fn wait_for_state_dir(state_dir: &Path) -> bool {
     let until = std::time::Instant::now() + CHILD_STOP_DEADLINE;
     let mut said = false;
     loop {
         match crate::platform::lock_state_dir(state_dir) {
             Ok(lock) => {
                 drop(lock);
-                return;
+                return true;
             }
+            Err(_) if crate::platform::stop_requested() => return false,
             Err(e) if std::time::Instant::now() < until => {
                 if !said {
                     tracing::warn!(error = %e, "Another agent still holds the state directory; waiting for it before starting the staged version.");
@@ -205,7 +209,7 @@ fn wait_for_state_dir(state_dir: &Path) {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
 }

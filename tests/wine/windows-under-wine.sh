@@ -8,7 +8,9 @@
 #     /metrics answering and both printers polled.
 #  2. The MSI: msiexec /i /qn PORT=...; the files, the configuration and the service's
 #     registration (automatic, LocalSystem, its command line with the port and the state
-#     directory); the service started by the installer answering on that port.
+#     directory); the service started by the installer answering on that port; the
+#     desktop and Start menu shortcuts, `page open` finding the page on the fallback port,
+#     and the shortcut opening it in "the browser" (a script Wine hands links to).
 #  3. msiexec /x: executable and service gone, configuration and state kept (as the
 #     README documents).
 #  4. A silent install with CLOUDURL and ACTIVATIONCODE over the kept configuration: the
@@ -18,12 +20,16 @@
 #     child, confirmed healthy and reported; then the service stopped through the
 #     service manager (net stop): the child is asked to stop and the log shows the
 #     agent's ordered stop. Then the uninstall again.
+#  7. The installer's interface, on a virtual screen (Xvfb) driven by keys (xdotool): the
+#     licence accepted, a port typed, Install, then Finish with "Open Fleet Agent in the
+#     browser" ticked: the page's address reaches the browser.
 #
 # Where Wine differs from Windows (README "Windows under Wine"): Wine 8 has no
 # bcryptprimitives.dll (a stand-in built from tests/wine/bcryptprimitives.c goes into the
 # prefix, never into the package); its service manager refuses recovery actions; its
-# icacls is a stub that changes nothing, so the state directory's ACL is not verified
-# here; %ProgramData% of its services is C:\users\Public; its msiexec logs hidden
+# icacls is a stub that changes nothing and Wine keeps no ACLs, so the ACL the agent asks
+# for is recorded by a stand-in (tests/wine/icacls-recorder.c) and checked, not read
+# back; %ProgramData% of its services is C:\users\Public; its msiexec logs hidden
 # properties; a new prefix says Windows 7.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,12 +47,19 @@ done
 }
 
 work=$(mktemp -d)
-export WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# winemenubuilder off and a HOME of its own: Wine links the prefix's Desktop to $HOME and
+# mirrors shortcuts into ~/.local/share/applications; the MSI's shortcuts stay in $work.
+# icacls.exe native: the recorder built below, for every process (the services too).
+mkdir -p "$work/home"
+export HOME="$work/home" WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all \
+  WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d;icacls.exe=n"
 sim_pid=""
 run_pid=""
 cloud_pid=""
 taker_pid=""
+xvfb_pid=""
 cleanup() {
+  [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null || true
   [ -n "$taker_pid" ] && kill "$taker_pid" 2>/dev/null || true
   [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null || true
   [ -n "$cloud_pid" ] && kill "$cloud_pid" 2>/dev/null || true
@@ -73,6 +86,17 @@ wait_for() {
 }
 metric() { curl -s -m 3 "http://127.0.0.1:$1/metrics" | tr -d '\r' | awk -v m="$2" '$1 == m { print $2 }'; }
 
+# A virtual screen for the installer's dialogs (step 7), there from the start: Wine's
+# session takes its display driver when it begins.
+for need in Xvfb xdotool; do
+  command -v "$need" >/dev/null || fail "$need is needed for the installer's dialogs (.ci/run installs it)"
+done
+disp=":$((100 + $$ % 400))"
+Xvfb "$disp" -screen 0 1024x768x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+xvfb_pid=$!
+export DISPLAY="$disp"
+wait_for 'xdotool getdisplaygeometry >/dev/null 2>&1' 20 || fail "Xvfb did not start: $(cat "$work/xvfb.log")"
+
 echo "Wine: $(wine --version); prefix $WINEPREFIX"
 wineboot -i >/dev/null 2>&1
 # A new prefix says Windows 7, which the MSI's launch condition refuses (it needs 10).
@@ -87,6 +111,20 @@ wineboot >/dev/null 2>&1
 sys32="$WINEPREFIX/drive_c/windows/system32"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$sys32/bcryptprimitives.dll" tests/wine/bcryptprimitives.c -ladvapi32
 ok "stand-in bcryptprimitives.dll built into the prefix (test tooling, not packaged)"
+# Wine keeps no ACLs and its icacls is a stub: a recorder in its place writes down what the
+# agent asks for (C:\icacls.log), checked after the install.
+x86_64-w64-mingw32-gcc -O2 -o "$sys32/icacls.exe" tests/wine/icacls-recorder.c
+acl_log="$WINEPREFIX/drive_c/icacls.log"
+ok "icacls recorder built into the prefix (test tooling, not packaged)"
+# "The browser": Wine hands http links (ShellExecute) to the first program of this list,
+# here one that writes down what it was asked to open.
+cat >"$work/browser" <<'B'
+#!/bin/sh
+echo "$@" >>"$(dirname "$0")/browser.log"
+B
+chmod +x "$work/browser"
+wine reg add 'HKCU\Software\Wine\WineBrowser' /v Browsers /d "$work/browser" /f >/dev/null 2>&1
+opened() { tr -d '\r' <"$work/browser.log" 2>/dev/null | tail -1; }
 
 # Two printers simulated on the Linux side.
 port=$((20000 + $$ % 20000))
@@ -181,8 +219,37 @@ kill "$taker_pid" 2>/dev/null || true
 log="$data/logs/fleet-agent.log"
 wait_for '[ -f "$log" ] && [ -f "$data/fleet-agent.db" ]' 20 || fail "no log or store under C:\\ProgramData\\FleetAgent: $(ls "$data")"
 ok "state and log in C:\\ProgramData\\FleetAgent (the installer's --state-dir)"
+# The ACL the service asked for: inherited entries dropped; SYSTEM, Administrators and
+# OWNER RIGHTS by their SIDs (never names, which Windows translates); inherited by what
+# the directory will hold; the key file restricted too.
+grants() { echo "/inheritance:r /grant:r *S-1-5-18:$1 /grant:r *S-1-5-32-544:$1 /grant:r *S-1-3-4:$1"; }
+tr -d '\r' <"$acl_log" | grep -qF 'C:\ProgramData\FleetAgent '"$(grants '(OI)(CI)F')" \
+  || fail "the state directory's ACL was not asked for: $(tr -d '\r' <"$acl_log" | tail -3)"
+tr -d '\r' <"$acl_log" | grep -qF 'C:\ProgramData\FleetAgent\secret.key '"$(grants F)" \
+  || fail "secret.key's ACL was not asked for: $(tr -d '\r' <"$acl_log" | tail -3)"
+ok "ACL asked for (icacls recorder, $(wc -l <"$acl_log") calls): C:\\ProgramData\\FleetAgent $(grants '(OI)(CI)F'); secret.key the same without inheritance"
 grep -q "Local page: port $web2 is taken; the page is on port $fallback" "$log" || fail "the log does not say where the page moved: $(grep -i 'page' "$log" | tail -3)"
 ok "the log says: $(grep -o "Local page: port $web2 is taken; the page is on port $fallback" "$log" | head -1)"
+# The shortcuts (the seed's "raccourci Fleet Agent"): `page open` with the service's ports.
+# Wine puts an all-users install's shortcuts in the user's folders.
+users="$WINEPREFIX/drive_c/users/$(id -un)"
+desk="$users/Desktop/Fleet Agent.lnk"
+menu="$users/AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Fleet Agent.lnk"
+for lnk in "$desk" "$menu"; do
+  [ -f "$lnk" ] && python3 -c 'import sys; sys.exit(sys.argv[2].encode("utf-16-le") not in open(sys.argv[1], "rb").read())' \
+    "$lnk" "page open --web-port $web2 --web-port-fallback \"$web2,$fallback\"" \
+    || fail "no shortcut $lnk running page open with the service's ports: $(ls "$(dirname "$lnk")")"
+done
+ok "shortcuts \"Fleet Agent\" on the desktop and in the Start menu: fleet-agent.exe page open --web-port $web2 --web-port-fallback \"$web2,$fallback\""
+# The port the installer chose answers (another program holds it, and never replies): the
+# page is found on the fallback.
+out=$(w "$installed" page open --no-browser --wait-secs 5 --web-port "$web2" --web-port-fallback "$web2,$fallback")
+grep -q "^Fleet Agent .*: http://localhost:$fallback/" <<<"$out" || fail "page open: $out"
+ok "page open --no-browser: $(grep '^Fleet Agent' <<<"$out")"
+# The desktop shortcut, opened as from Explorer: the browser gets the page's address.
+w start /wait /unix "$desk" >/dev/null
+wait_for '[ "$(opened)" = "http://localhost:$fallback/" ]' 20 || fail "the shortcut did not open the page: $(opened)"
+ok "the desktop shortcut opened $(opened) in the browser (ShellExecute)"
 
 echo "3. uninstall"
 uninstall() {
@@ -197,6 +264,7 @@ uninstall() {
   gone=$?
   set -e
   [ "$gone" != 0 ] || fail "the service is still registered after uninstall"
+  [ ! -e "$desk" ] && [ ! -e "$menu" ] || fail "the shortcuts are still there after uninstall"
   [ -f "$data/fleet-agent.toml" ] || fail "the configuration was removed"
   [ -f "$log" ] && [ -f "$data/fleet-agent.db" ] || fail "the state (store, log) was removed"
 }
@@ -299,4 +367,54 @@ ok "net stop: the service closed its child's input; the child: $(tr '\n' ' ' <<<
 echo "6. uninstall"
 uninstall
 ok "msiexec /x: executable and service removed; configuration and state kept"
+
+echo "7. the installer's interface (double-click), on the virtual screen"
+web3=$((port + 5))
+: >"$work/browser.log"
+# PORT from the command line fills the port page; the admin types another there.
+# Its log tells which dialog is up (each is an action of the interface's sequence).
+wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" PORT="$web2" /l*v "$(winepath -w "$work/ui.log" | tr -d '\r')" >"$work/msiui.log" 2>&1 &
+msi_pid=$!
+shown() { grep -aq "Action start .*: $1\." "$work/ui.log" 2>/dev/null; }
+wait_for 'shown LicenseDlg && [ -n "$(xdotool search --name "Fleet Agent Setup" 2>/dev/null)" ]' 60 \
+  || fail "no licence dialog: $(cat "$work/msiui.log")"
+dialog() { xdotool search --name "Fleet Agent Setup" 2>/dev/null | head -1; }
+# Keys to the installer's window, then time for the next dialog to draw.
+keys() {
+  local win
+  win=$(dialog)
+  [ -n "$win" ] || fail "the installer's window is gone (before: $*)"
+  xdotool windowfocus "$win" 2>/dev/null || true
+  xdotool key --window "$win" --delay 100 "$@"
+  sleep 2
+}
+sleep 2
+# The licence: Next stays disabled until "I accept" (Alt+A) is ticked. Were it enabled,
+# this Return would move on, and the keys below would install with PORT unchanged.
+keys Return
+keys alt+a
+keys Return
+# The port page: its field has the focus, filled with PORT.
+keys End BackSpace BackSpace BackSpace BackSpace BackSpace BackSpace
+xdotool type --window "$(dialog)" --delay 100 "$web3"
+sleep 1
+keys Return
+wait_for 'w reg query "$key" | grep -q -- "--web-port $web3 "' 60 || fail "the service was not installed with the port typed in the dialog: $(w reg query "$key" | grep ImagePath)"
+ok "licence accepted (Alt+A; Next was disabled before), port $web3 typed over $web2, Install: the service runs with --web-port $web3"
+wait_for '[ -n "$(metric '"$web3"' fleet_agent_polls_total)" ]' 60 || fail "the page does not answer on $web3"
+# The last page: Finish with "Open Fleet Agent in the browser" ticked (the default).
+# (Enter while the progress shows would ask to cancel.)
+wait_for 'shown ExitDlg' 60 || fail "no last dialog: $(tail -5 "$work/ui.log")"
+sleep 2
+keys Return
+wait_for '[ "$(opened)" = "http://localhost:$web3/" ]' 60 || fail "Finish did not open the page: $(opened); $(grep -a 'OpenPage' "$work/ui.log")"
+wait_for '! kill -0 "$msi_pid" 2>/dev/null' 30 || fail "msiexec did not end after Finish"
+ok "Finish with \"Open Fleet Agent in the browser\" ticked: the browser was given $(opened)"
+# The service runs 99.0.0 (step 5's update, kept in the state) as its child, so its stop
+# takes a little longer, and Wine's msiexec removes the files without waiting for the
+# service to have stopped (its StopServices ends at once): fleet-agent.exe, still in use,
+# would stay behind. Stopped first here.
+w net stop FleetAgent >/dev/null
+uninstall
+ok "msiexec /x: executable, service and shortcuts removed; configuration and state kept"
 echo "Windows under Wine: all checks passed"
