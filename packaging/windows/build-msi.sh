@@ -53,7 +53,8 @@ msibuild "$msi" -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Condition\`
   -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('FatalErrorDlg', -3)" \
   -q "INSERT INTO \`Property\` (\`Property\`, \`Value\`) VALUES ('DefaultUIFont', 'DlgFont8')" \
   -q "UPDATE \`Property\` SET \`Value\` = 'WIX_DOWNGRADE_DETECTED;WIX_UPGRADE_DETECTED;PORT;PORTFALLBACK;CLOUDURL;ACTIVATIONCODE' WHERE \`Property\` = 'SecureCustomProperties'" \
-  -q "UPDATE \`Shortcut\` SET \`Name\` = 'FLEETAG|Fleet Agent'"
+  -q "UPDATE \`Shortcut\` SET \`Name\` = 'FLEETAG|Fleet Agent'" \
+  -q "UPDATE \`Registry\` SET \`Key\` = 'Software\\Fleet Agent' WHERE \`Component_\` = 'Choices'"
 echo "MSI: $msi, $(stat -c %s "$msi") bytes ($(du -h "$msi" | cut -f1))"
 
 fail() { echo "MSI check failed: $*"; exit 1; }
@@ -61,7 +62,7 @@ fail() { echo "MSI check failed: $*"; exit 1; }
 # pipefail fails at random when grep quits early and msiinfo dies of SIGPIPE (CI saw
 # "no PORT condition" on a good MSI that way).
 for table in ServiceInstall ServiceControl CustomAction InstallExecuteSequence Property LaunchCondition Component \
-    Dialog Control ControlEvent ControlCondition InstallUISequence CheckBox Shortcut; do
+    AppSearch Registry Dialog Control ControlEvent ControlCondition InstallUISequence CheckBox Shortcut; do
   msiinfo export "$msi" "$table" | tr -d '\r' > "$work/$table"
 done
 awk -F'\t' '$1=="FleetAgentService"' "$work/ServiceInstall" > "$work/svc"
@@ -85,8 +86,21 @@ awk -F'\t' '$1=="InstallServices"{s=$3} $1=="SetServiceRecovery"{r=$3} $1=="Inst
 # The activation: deferred, only when a code is given, before the service starts.
 awk -F'\t' '$1=="InstallServices"{s=$3} $1=="Activate"{a=$3; c=$2} $1=="StartServices"{t=$3} END{exit !(s && a && t && s<a && a<t && c=="ACTIVATIONCODE AND NOT REMOVE")}' "$work/seq" \
   || fail "the activation must run after InstallServices and before StartServices, on ACTIVATIONCODE: $(grep -E 'InstallServices|Activate|StartServices' "$work/seq")"
-grep -x $'PORT\t80' "$work/Property" >/dev/null || fail "PORT must default to 80"
-grep -x $'PORTFALLBACK\t8080,8088' "$work/Property" >/dev/null || fail "PORTFALLBACK must default to 8080,8088"
+# PORT, PORTFALLBACK, CLOUDURL: given, else remembered from the installed version, else
+# the default (80; 8080,8088), in both sequences before LaunchConditions checks PORT.
+[ -n "$(awk -F'\t' '$1=="DefaultPort" && $2 % 64 == 51 && $3=="PORT" && $4=="80"' "$work/CustomAction")" ] || fail "PORT must default to 80"
+[ -n "$(awk -F'\t' '$1=="DefaultPortFallback" && $2 % 64 == 51 && $3=="PORTFALLBACK" && $4=="8080,8088"' "$work/CustomAction")" ] || fail "PORTFALLBACK must default to 8080,8088"
+! grep -qE $'^(PORT|PORTFALLBACK|CLOUDURL)\t' "$work/Property" || fail "a default in the Property table hides whether a value was given"
+for p in PORT PORTFALLBACK CLOUDURL; do
+  [ -n "$(awk -F'\t' -v p="$p" '$3==p && $4=="[SAVED" p "]"' "$work/CustomAction")" ] || fail "$p is not taken from the installed version"
+  grep -q $'^SAVED'"$p"$'\t' "$work/AppSearch" || fail "SAVED$p is not searched"
+  [ -n "$(awk -F'\t' -v p="$p" '$5=="[" p "]"' "$work/Registry")" ] || fail "$p is not remembered in the registry"
+done
+for sq in InstallUISequence InstallExecuteSequence; do
+  awk -F'\t' '$1=="AppSearch"{a=$3} $1=="UseSavedPort"{u=$3; uc=$2} $1=="DefaultPort"{d=$3; dc=$2} $1=="LaunchConditions"{l=$3}
+    END{exit !(a && a<u && u<d && d<l && uc=="NOT PORT AND SAVEDPORT" && dc=="NOT PORT")}' "$work/$sq" \
+    || fail "$sq: the remembered and default PORT must be set after AppSearch and before LaunchConditions"
+done
 grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
   || fail "no PORT condition: $(cat "$work/LaunchCondition")"
 [ -n "$(awk -F'\t' '$1=="DefaultConfig" && $4==400' "$work/Component")" ] \

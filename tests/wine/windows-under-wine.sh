@@ -19,7 +19,9 @@
 #  5. An `updateAgent` job: the signed new version is staged, run by the service as its
 #     child, confirmed healthy and reported; then the service stopped through the
 #     service manager (net stop): the child is asked to stop and the log shows the
-#     agent's ordered stop. Then the uninstall again.
+#     agent's ordered stop.
+#  6. An upgrade (this build as 0.1.1) given no properties: the service keeps the port,
+#     fallbacks and cloud URL the installed version had. Then the uninstall again.
 #  7. The installer's interface, on a virtual screen (Xvfb) driven by keys (xdotool): the
 #     licence accepted, a port typed, Install, then Finish with "Open Fleet Agent in the
 #     browser" ticked: the page's address reaches the browser.
@@ -252,9 +254,17 @@ wait_for '[ "$(opened)" = "http://localhost:$fallback/" ]' 20 || fail "the short
 ok "the desktop shortcut opened $(opened) in the browser (ShellExecute)"
 
 echo "3. uninstall"
+# Stops the service and waits for its process to be gone: the service manager reports
+# the stop a moment before the process exits, and Wine's msiexec does not wait for either
+# (see step 7), so an uninstall right after would find fleet-agent.exe in use.
+stop_service() {
+  w net stop FleetAgent >/dev/null
+  wait_for '! pgrep -f "Fleet Agent.fleet-agent.exe" >/dev/null' 60 || fail "the service's process did not exit after net stop"
+}
+# Uninstalls the product of package $1 (default: the build's MSI).
 uninstall() {
   set +e
-  wine msiexec /x "$(winepath -w "$msi" | tr -d '\r')" /qn >"$work/msix.log" 2>&1
+  wine msiexec /x "$(winepath -w "${1:-$msi}" | tr -d '\r')" /qn >"$work/msix.log" 2>&1
   rc=$?
   set -e
   [ "$rc" = 0 ] || fail "msiexec /x exited $rc"
@@ -364,8 +374,36 @@ stop=$(tail -8 "$log" | tr -d '\r' | sed -n '/Shutting down/,$p' | sed 's/^[^ ]*
 grep -q "Poller stopped" <<<"$stop" || fail "the ordered stop: $stop"
 ok "net stop: the service closed its child's input; the child: $(tr '\n' ' ' <<<"$stop")"
 
-echo "6. uninstall"
-uninstall
+echo "6. an upgrade that is given no properties keeps the installed choices, then the uninstall"
+# The same build as version 0.1.1: a new product and package code, the same upgrade
+# code, and the Upgrade table's bounds moved as wixl would have set them for 0.1.1 (older
+# versions removed, newer ones refused).
+upgrade="$work/fleet-agent-0.1.1-x64.msi"
+cp "$msi" "$upgrade"
+upgrade_code=$(msiinfo export "$msi" Property | tr -d '\r' | awk -F'\t' '$1=="UpgradeCode" { print $2 }')
+# (The primary key's columns cannot be updated: the rows are replaced.)
+msibuild "$upgrade" -q "UPDATE \`Property\` SET \`Value\` = '0.1.1' WHERE \`Property\` = 'ProductVersion'" \
+  -q "DELETE FROM \`Upgrade\` WHERE \`ActionProperty\` = 'WIX_UPGRADE_DETECTED'" \
+  -q "DELETE FROM \`Upgrade\` WHERE \`ActionProperty\` = 'WIX_DOWNGRADE_DETECTED'" \
+  -q "INSERT INTO \`Upgrade\` (\`UpgradeCode\`, \`VersionMax\`, \`Attributes\`, \`ActionProperty\`) VALUES ('$upgrade_code', '0.1.1', 1, 'WIX_UPGRADE_DETECTED')" \
+  -q "INSERT INTO \`Upgrade\` (\`UpgradeCode\`, \`VersionMin\`, \`Attributes\`, \`ActionProperty\`) VALUES ('$upgrade_code', '0.1.1', 2, 'WIX_DOWNGRADE_DETECTED')" \
+  -q "UPDATE \`Property\` SET \`Value\` = '{$(python3 -c 'import uuid; print(str(uuid.uuid4()).upper())')}' WHERE \`Property\` = 'ProductCode'" \
+  -s "Fleet Agent" "Fleet Agent project" "x64;1033" "{$(python3 -c 'import uuid; print(str(uuid.uuid4()).upper())')}"
+before=$(w reg query "$key" | grep -o 'service run.*')
+set +e
+wine msiexec /i "$(winepath -w "$upgrade" | tr -d '\r')" /qn >"$work/msiup.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "msiexec /i (upgrade) exited $rc: $(tr -d '\r' <"$work/msiup.log" | tail -5)"
+after=$(w reg query "$key" | grep -o 'service run.*')
+grep -qF -- "--web-port $web2 --web-port-fallback \"8080,8088\" --cloud-url \"https://127.0.0.1:$cport\"" <<<"$after" \
+  || fail "the upgrade did not keep PORT, PORTFALLBACK and CLOUDURL: before $before; after $after"
+cmp -s "$installed" "$exe" || fail "the upgrade did not install the executable"
+versions=$(w reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s | grep -i 'DisplayVersion' | grep -o '0\.1\.[0-9]*' | sort | tr '\n' ' ')
+[ "$versions" = "0.1.1 " ] || fail "after the upgrade the products registered are: ${versions:-none} (0.1.0 must be gone)"
+ok "msiexec /i 0.1.1 /qn over 0.1.0, no properties: 0.1.0 removed, and the service keeps $(grep -o -- '--web-port.*' <<<"$after")"
+stop_service
+uninstall "$upgrade"
 ok "msiexec /x: executable and service removed; configuration and state kept"
 
 echo "7. the installer's interface (double-click), on the virtual screen"
@@ -414,7 +452,7 @@ ok "Finish with \"Open Fleet Agent in the browser\" ticked: the browser was give
 # takes a little longer, and Wine's msiexec removes the files without waiting for the
 # service to have stopped (its StopServices ends at once): fleet-agent.exe, still in use,
 # would stay behind. Stopped first here.
-w net stop FleetAgent >/dev/null
+stop_service
 uninstall
 ok "msiexec /x: executable, service and shortcuts removed; configuration and state kept"
 echo "Windows under Wine: all checks passed"
