@@ -52,6 +52,7 @@ msibuild "$msi" -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Condition\`
   -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('UserExitDlg', -2)" \
   -q "INSERT INTO \`InstallUISequence\` (\`Action\`, \`Sequence\`) VALUES ('FatalErrorDlg', -3)" \
   -q "INSERT INTO \`Property\` (\`Property\`, \`Value\`) VALUES ('DefaultUIFont', 'DlgFont8')" \
+  -q "INSERT INTO \`Property\` (\`Property\`, \`Value\`) VALUES ('ErrorDialog', 'ErrorDlg')" \
   -q "UPDATE \`Property\` SET \`Value\` = 'WIX_DOWNGRADE_DETECTED;WIX_UPGRADE_DETECTED;PORT;PORTFALLBACK;CLOUDURL;ACTIVATIONCODE' WHERE \`Property\` = 'SecureCustomProperties'" \
   -q "UPDATE \`Shortcut\` SET \`Name\` = 'FLEETAG|Fleet Agent'" \
   -q "UPDATE \`Registry\` SET \`Key\` = 'Software\\Fleet Agent' WHERE \`Component_\` = 'Choices'"
@@ -106,7 +107,7 @@ grep -F 'PORT >= 1 AND PORT <= 65535' "$work/LaunchCondition" >/dev/null \
 [ -n "$(awk -F'\t' '$1=="DefaultConfig" && $4==400' "$work/Component")" ] \
   || fail "the configuration component is not NeverOverwrite+Permanent"
 # The interface: licence, port, progress, then the page opened at Finish when ticked.
-for d in LicenseDlg PortDlg PortErrorDlg CancelDlg ProgressDlg ExitDlg UserExitDlg FatalErrorDlg; do
+for d in LicenseDlg PortDlg PortErrorDlg CancelDlg ProgressDlg ExitDlg UserExitDlg FatalErrorDlg ErrorDlg; do
   [ -n "$(awk -F'\t' -v d="$d" '$1==d' "$work/Dialog")" ] || fail "no dialog $d"
 done
 awk -F'\t' '$1=="LicenseDlg"{l=$3; c=$2} $1=="ProgressDlg"{p=$3} $1=="ExecuteAction"{e=$3} $1=="ExitDlg"{x=$3} $1=="UserExitDlg"{u=$3} $1=="FatalErrorDlg"{f=$3}
@@ -118,6 +119,12 @@ lic=$(awk -F'\t' '$1=="LicenseDlg" && $2=="LicenseText" && $3=="ScrollableText" 
 [ -n "$(awk -F'\t' '$1=="LicenseDlg" && $2=="Next" && $3=="Disable" && $4=="LICENSEACCEPTED <> \"1\""' "$work/ControlCondition")" ] \
   || fail "Next must stay disabled until the licence is accepted"
 [ -n "$(awk -F'\t' '$1=="PortDlg" && $2=="PortEdit" && $3=="Edit" && $9=="PORT"' "$work/Control")" ] || fail "no PORT field"
+# The installer's own messages in a dialog of the package (65536: the error dialog).
+grep -x $'ErrorDialog\tErrorDlg' "$work/Property" >/dev/null && [ -n "$(awk -F'\t' '$1=="ErrorDlg" && int($6 / 65536) % 2 == 1' "$work/Dialog")" ] \
+  || fail "no error dialog"
+# What the dialogs set must reach the elevated part of the install.
+grep -x $'SecureCustomProperties\tWIX_DOWNGRADE_DETECTED;WIX_UPGRADE_DETECTED;PORT;PORTFALLBACK;CLOUDURL;ACTIVATIONCODE' "$work/Property" >/dev/null \
+  || fail "SecureCustomProperties: $(grep SecureCustomProperties "$work/Property")"
 [ -n "$(awk -F'\t' '$1=="ExitDlg" && $2=="Launch" && $3=="CheckBox" && $9=="LAUNCHPAGE"' "$work/Control")" ] || fail "no LAUNCHPAGE box"
 grep -x $'LAUNCHPAGE\t1' "$work/Property" >/dev/null && grep -x $'LAUNCHPAGE\t1' "$work/CheckBox" >/dev/null \
   || fail "Open Fleet Agent in the browser must be ticked by default"

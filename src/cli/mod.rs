@@ -111,16 +111,20 @@ pub struct AgentArgs {
     #[arg(long, env = "FLEET_AGENT_CLOUD_URL", value_name = "URL")]
     pub cloud_url: Option<String>,
     /// Ports the local page moves to, in order, when its own is taken, comma-separated
-    /// (the Windows installer's 8080,8088); empty: none.
+    /// (the Windows installer's 8080,8088); empty or `none`: none.
     #[arg(long, value_name = "PORTS", value_parser = parse_ports, default_value = "")]
     pub web_port_fallback: PortList,
 }
 
-/// Ports, comma-separated (`8080,8088`); empty for none.
+/// Ports, comma-separated (`8080,8088`); empty or `none` for none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortList(pub Vec<u16>);
 
 pub(super) fn parse_ports(s: &str) -> Result<PortList, String> {
+    // `none`: what the installer can remember (an empty property counts as not given).
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(PortList::default());
+    }
     let ports = s
         .split(',')
         .map(str::trim)
@@ -333,9 +337,12 @@ mod tests {
     #[test]
     fn fallback_ports_are_a_comma_list_empty_for_none() {
         assert_eq!(parse_ports("8080,8088"), Ok(PortList(vec![8080, 8088])));
-        // The installer's empty PORTFALLBACK.
         assert_eq!(parse_ports(""), Ok(PortList(vec![])));
         assert_eq!(parse_ports(" , "), Ok(PortList(vec![])));
+        // The installer's PORTFALLBACK=none (an empty property cannot be remembered).
+        assert_eq!(parse_ports("none"), Ok(PortList(vec![])));
+        assert_eq!(parse_ports(" None "), Ok(PortList(vec![])));
+        assert!(parse_ports("none,8080").is_err());
         assert!(
             parse_ports("0")
                 .unwrap_err()

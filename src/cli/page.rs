@@ -70,9 +70,10 @@ fn candidate_ports(a: &PageArgs) -> Result<Vec<u16>, Exit> {
 }
 
 /// Whether a Fleet Agent page answers on `port` of this computer; its version if so.
-async fn probe(client: &reqwest::Client, port: u16) -> Option<String> {
+async fn probe(client: &reqwest::Client, port: u16, timeout: Duration) -> Option<String> {
     let mut resp = client
         .get(format!("http://127.0.0.1:{port}/api/health"))
+        .timeout(timeout)
         .send()
         .await
         .ok()?;
@@ -94,15 +95,14 @@ async fn probe(client: &reqwest::Client, port: u16) -> Option<String> {
 /// second until `wait` has passed.
 async fn find_page(ports: &[u16], wait: Duration) -> Option<(u16, String)> {
     crate::cloud::install_crypto();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .ok()?;
+    let client = reqwest::Client::builder().no_proxy().build().ok()?;
     let deadline = Instant::now() + wait;
     loop {
         for &p in ports {
-            if let Some(v) = probe(&client, p).await {
+            // The last round stays within the wait (give or take a quarter second).
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = PROBE_TIMEOUT.min(left.max(Duration::from_millis(250)));
+            if let Some(v) = probe(&client, p, timeout).await {
                 return Some((p, v));
             }
         }

@@ -87,8 +87,6 @@ pub fn request_stop() {
     STOP.notify_one();
 }
 
-/// Set at the first [`request_stop`]: read by a launcher that waits on a child process
-/// rather than on the async shutdown path.
 /// The longest `agent.stop_timeout_secs` allowed, in seconds.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
 
@@ -98,6 +96,8 @@ pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
 pub const STOP_BOUND: std::time::Duration =
     std::time::Duration::from_secs(MAX_STOP_TIMEOUT_SECS + 10);
 
+/// Set at the first [`request_stop`]: read by a launcher that waits on a child process
+/// rather than on the async shutdown path.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether a stop was requested from inside the process ([`request_stop`]).

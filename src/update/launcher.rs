@@ -108,8 +108,10 @@ pub fn launch(state_dir: &Path, trusted: &[String], child_args: &[OsString]) -> 
         if child_handover() && crate::platform::stop_requested() {
             return Launch::Ran(0);
         }
-        // Before deciding, so that a stop during the wait counts no trial either.
-        if child_handover() && !wait_for_state_dir(state_dir) {
+        // With an update staged, before deciding, so that a stop during the wait counts
+        // no trial either. (With none, the agent runs in this process and its own lock
+        // says at once when another agent holds the directory.)
+        if child_handover() && current.is_some() && !wait_for_state_dir(state_dir) {
             return Launch::Ran(0);
         }
         turns += 1;

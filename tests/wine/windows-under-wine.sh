@@ -93,11 +93,13 @@ metric() { curl -s -m 3 "http://127.0.0.1:$1/metrics" | tr -d '\r' | awk -v m="$
 for need in Xvfb xdotool; do
   command -v "$need" >/dev/null || fail "$need is needed for the installer's dialogs (.ci/run installs it)"
 done
-disp=":$((100 + $$ % 400))"
-Xvfb "$disp" -screen 0 1024x768x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+# Xvfb picks a free display number and writes it to descriptor 3.
+Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp 3>"$work/display" >"$work/xvfb.log" 2>&1 &
 xvfb_pid=$!
-export DISPLAY="$disp"
-wait_for 'xdotool getdisplaygeometry >/dev/null 2>&1' 20 || fail "Xvfb did not start: $(cat "$work/xvfb.log")"
+wait_for '[ -s "$work/display" ]' 20 || fail "Xvfb did not start: $(cat "$work/xvfb.log")"
+export DISPLAY=":$(head -1 "$work/display")"
+# Links go to the browser Wine is told of below, never to one named by the environment.
+unset BROWSER
 
 echo "Wine: $(wine --version); prefix $WINEPREFIX"
 wineboot -i >/dev/null 2>&1
@@ -216,7 +218,6 @@ ok "service FleetAgent registered: automatic, LocalSystem, $(grep -o 'service ru
 wait_for '[ -n "$(metric '"$fallback"' fleet_agent_polls_total)" ]' 60 \
   || fail "the service started by the installer does not answer on port $fallback (PORT $web2 taken)"
 ok "the installer started the service: PORT $web2 is taken by another program, so the page answers on $fallback, the first free PORTFALLBACK port"
-kill "$taker_pid" 2>/dev/null || true
 # The state directory is the one the installer names on the service's command line.
 log="$data/logs/fleet-agent.log"
 wait_for '[ -f "$log" ] && [ -f "$data/fleet-agent.db" ]' 20 || fail "no log or store under C:\\ProgramData\\FleetAgent: $(ls "$data")"
@@ -252,17 +253,21 @@ ok "page open --no-browser: $(grep '^Fleet Agent' <<<"$out")"
 w start /wait /unix "$desk" >/dev/null
 wait_for '[ "$(opened)" = "http://localhost:$fallback/" ]' 20 || fail "the shortcut did not open the page: $(opened)"
 ok "the desktop shortcut opened $(opened) in the browser (ShellExecute)"
+kill "$taker_pid" 2>/dev/null || true
 
 echo "3. uninstall"
-# Stops the service and waits for its process to be gone: the service manager reports
-# the stop a moment before the process exits, and Wine's msiexec does not wait for either
-# (see step 7), so an uninstall right after would find fleet-agent.exe in use.
+# Stops the service and waits for its process to be gone. Wine's msiexec removes the
+# files without waiting for the service it stops to exit (its StopServices ends at once),
+# so an uninstall of a running service finds fleet-agent.exe in use now and then, and
+# leaves it behind; Windows waits (ServiceControl Wait="yes", up to 30 s).
 stop_service() {
   w net stop FleetAgent >/dev/null
   wait_for '! pgrep -f "Fleet Agent.fleet-agent.exe" >/dev/null' 60 || fail "the service's process did not exit after net stop"
 }
-# Uninstalls the product of package $1 (default: the build's MSI).
+# Uninstalls the product of package $1 (default: the build's MSI), the service stopped
+# first (see stop_service: Wine's msiexec would race the service's exit).
 uninstall() {
+  stop_service
   set +e
   wine msiexec /x "$(winepath -w "${1:-$msi}" | tr -d '\r')" /qn >"$work/msix.log" 2>&1
   rc=$?
@@ -305,13 +310,13 @@ printf '\n[[printers]]\naddress = "127.0.0.1:%s"\n[[printers]]\naddress = "127.0
 grep -q '^url = ""' "$data/fleet-agent.toml" || fail "the kept configuration names a cloud URL"
 set +e
 wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" /qn /l*v "$(winepath -w "$work/msi2.log" | tr -d '\r')" \
-  PORT="$web2" CLOUDURL="https://127.0.0.1:$cport" ACTIVATIONCODE="$code" >/dev/null 2>&1
+  PORT="$web2" PORTFALLBACK=none CLOUDURL="https://127.0.0.1:$cport" ACTIVATIONCODE="$code" >/dev/null 2>&1
 rc=$?
 set -e
 [ "$rc" = 0 ] || fail "msiexec /i with CLOUDURL and ACTIVATIONCODE exited $rc: $(iconv -f utf-16 -t utf-8 "$work/msi2.log" 2>/dev/null | tail -5)"
 reg=$(w reg query "$key")
 grep -q -- "--cloud-url \"https://127.0.0.1:$cport\"" <<<"$reg" || fail "the service's command line: $reg"
-ok "msiexec /i /qn PORT=$web2 CLOUDURL=https://127.0.0.1:$cport ACTIVATIONCODE=…: the service runs with --cloud-url"
+ok "msiexec /i /qn PORT=$web2 PORTFALLBACK=none CLOUDURL=https://127.0.0.1:$cport ACTIVATIONCODE=…: the service runs with --cloud-url"
 wait_for '[ "$(metric '"$web2"' fleet_agent_polls_total)" -ge 2 ] 2>/dev/null' 60 \
   || fail "the service does not poll the simulator; its log: $(tail -5 "$log" 2>/dev/null)"
 ok "the service polled $(metric "$web2" 'fleet_agent_printers{health="ok"}') printers OK on the simulator"
@@ -396,13 +401,12 @@ rc=$?
 set -e
 [ "$rc" = 0 ] || fail "msiexec /i (upgrade) exited $rc: $(tr -d '\r' <"$work/msiup.log" | tail -5)"
 after=$(w reg query "$key" | grep -o 'service run.*')
-grep -qF -- "--web-port $web2 --web-port-fallback \"8080,8088\" --cloud-url \"https://127.0.0.1:$cport\"" <<<"$after" \
+grep -qF -- "--web-port $web2 --web-port-fallback \"none\" --cloud-url \"https://127.0.0.1:$cport\"" <<<"$after" \
   || fail "the upgrade did not keep PORT, PORTFALLBACK and CLOUDURL: before $before; after $after"
 cmp -s "$installed" "$exe" || fail "the upgrade did not install the executable"
 versions=$(w reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s | grep -i 'DisplayVersion' | grep -o '0\.1\.[0-9]*' | sort | tr '\n' ' ')
 [ "$versions" = "0.1.1 " ] || fail "after the upgrade the products registered are: ${versions:-none} (0.1.0 must be gone)"
 ok "msiexec /i 0.1.1 /qn over 0.1.0, no properties: 0.1.0 removed, and the service keeps $(grep -o -- '--web-port.*' <<<"$after")"
-stop_service
 uninstall "$upgrade"
 ok "msiexec /x: executable and service removed; configuration and state kept"
 
@@ -410,49 +414,51 @@ echo "7. the installer's interface (double-click), on the virtual screen"
 web3=$((port + 5))
 : >"$work/browser.log"
 # PORT from the command line fills the port page; the admin types another there.
-# Its log tells which dialog is up (each is an action of the interface's sequence).
+# Its verbose log is for the failure messages.
 wine msiexec /i "$(winepath -w "$msi" | tr -d '\r')" PORT="$web2" /l*v "$(winepath -w "$work/ui.log" | tr -d '\r')" >"$work/msiui.log" 2>&1 &
 msi_pid=$!
-shown() { grep -aq "Action start .*: $1\." "$work/ui.log" 2>/dev/null; }
-wait_for 'shown LicenseDlg && [ -n "$(xdotool search --name "Fleet Agent Setup" 2>/dev/null)" ]' 60 \
-  || fail "no licence dialog: $(cat "$work/msiui.log")"
-dialog() { xdotool search --name "Fleet Agent Setup" 2>/dev/null | head -1; }
-# Keys to the installer's window, then time for the next dialog to draw.
+# Each dialog has its own title ("Fleet Agent Setup: Licence", ...): keys go to the one
+# that is up, and which one is up after them is checked.
+up() { xdotool search --onlyvisible --name "Fleet Agent Setup: $1" 2>/dev/null | head -1; }
+wait_up() {
+  local want=$1
+  wait_for '[ -n "$(up "$want")" ]' 60 || fail "no \"$want\" dialog: $(tail -3 "$work/ui.log" | tr -d '\r')"
+}
+# Keys to dialog $1, then time for what they do to show.
 keys() {
   local win
-  win=$(dialog)
-  [ -n "$win" ] || fail "the installer's window is gone (before: $*)"
+  win=$(up "$1")
+  [ -n "$win" ] || fail "no \"$1\" dialog for the keys ${*:2}"
   xdotool windowfocus "$win" 2>/dev/null || true
-  xdotool key --window "$win" --delay 100 "$@"
+  xdotool key --window "$win" --delay 100 "${@:2}"
   sleep 2
 }
-sleep 2
-# The licence: Next stays disabled until "I accept" (Alt+A) is ticked. Were it enabled,
-# this Return would move on, and the keys below would install with PORT unchanged.
-keys Return
-keys alt+a
-keys Return
-# The port page: its field has the focus, filled with PORT.
-keys End BackSpace BackSpace BackSpace BackSpace BackSpace BackSpace
-xdotool type --window "$(dialog)" --delay 100 "$web3"
+wait_up Licence
 sleep 1
-keys Return
+# Next is disabled until "I accept" is ticked: from the licence text, Tab goes to the box,
+# then past Next to Cancel, whose Enter asks whether to cancel (answered No, the default).
+keys Licence Tab Tab Return
+[ -n "$(up Cancel)" ] && [ -z "$(up Port)" ] || fail "Next was not disabled before the licence was accepted (Tab stopped on it)"
+keys Cancel Return
+[ -z "$(up Cancel)" ] && [ -n "$(up Licence)" ] || fail "No on the cancel question did not go back to the licence"
+keys Licence alt+a Return
+wait_up Port
+# The port page: its field has the focus, filled with PORT.
+keys Port End BackSpace BackSpace BackSpace BackSpace BackSpace BackSpace
+xdotool type --window "$(up Port)" --delay 100 "$web3"
+sleep 1
+keys Port Return
 wait_for 'w reg query "$key" | grep -q -- "--web-port $web3 "' 60 || fail "the service was not installed with the port typed in the dialog: $(w reg query "$key" | grep ImagePath)"
-ok "licence accepted (Alt+A; Next was disabled before), port $web3 typed over $web2, Install: the service runs with --web-port $web3"
+ok "licence: Next disabled (Tab went past it to Cancel; No went back) until I accept (Alt+A) was ticked; port $web3 typed over $web2; Install: the service runs with --web-port $web3"
 wait_for '[ -n "$(metric '"$web3"' fleet_agent_polls_total)" ]' 60 || fail "the page does not answer on $web3"
 # The last page: Finish with "Open Fleet Agent in the browser" ticked (the default).
 # (Enter while the progress shows would ask to cancel.)
-wait_for 'shown ExitDlg' 60 || fail "no last dialog: $(tail -5 "$work/ui.log")"
-sleep 2
-keys Return
+wait_up Finished
+sleep 1
+keys Finished Return
 wait_for '[ "$(opened)" = "http://localhost:$web3/" ]' 60 || fail "Finish did not open the page: $(opened); $(grep -a 'OpenPage' "$work/ui.log")"
 wait_for '! kill -0 "$msi_pid" 2>/dev/null' 30 || fail "msiexec did not end after Finish"
 ok "Finish with \"Open Fleet Agent in the browser\" ticked: the browser was given $(opened)"
-# The service runs 99.0.0 (step 5's update, kept in the state) as its child, so its stop
-# takes a little longer, and Wine's msiexec removes the files without waiting for the
-# service to have stopped (its StopServices ends at once): fleet-agent.exe, still in use,
-# would stay behind. Stopped first here.
-stop_service
 uninstall
 ok "msiexec /x: executable, service and shortcuts removed; configuration and state kept"
 echo "Windows under Wine: all checks passed"
