@@ -71,7 +71,7 @@ fn candidate_ports(a: &PageArgs) -> Result<Vec<u16>, Exit> {
 
 /// Whether a Fleet Agent page answers on `port` of this computer; its version if so.
 async fn probe(client: &reqwest::Client, port: u16, timeout: Duration) -> Option<String> {
-    let mut resp = client
+    let resp = client
         .get(format!("http://127.0.0.1:{port}/api/health"))
         .timeout(timeout)
         .send()
@@ -80,13 +80,9 @@ async fn probe(client: &reqwest::Client, port: u16, timeout: Duration) -> Option
     if !resp.status().is_success() {
         return None;
     }
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        if body.len() + chunk.len() > HEALTH_BYTES {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::cloud::client::body_of(resp, HEALTH_BYTES)
+        .await
+        .ok()?;
     let h: Health = serde_json::from_slice(&body).ok()?;
     (h.status == "ok").then_some(h.version)
 }

@@ -175,7 +175,7 @@ fn first_jobs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FirstJobs, D::Er
 }
 
 /// Reads a body whole, refusing one over `max` bytes before reading past it.
-async fn body_of(mut r: reqwest::Response, max: usize) -> Result<Vec<u8>, CloudError> {
+pub(crate) async fn body_of(mut r: reqwest::Response, max: usize) -> Result<Vec<u8>, CloudError> {
     let too_big =
         || CloudError::Transient(format!("the cloud's answer is larger than {max} bytes"));
     if r.content_length().is_some_and(|n| n > max as u64) {
