@@ -224,8 +224,14 @@ pub fn content_hash(report: &mut crate::printer::PrinterReport) -> u64 {
         .iter_mut()
         .map(|a| a.ext.raised_at.take())
         .collect();
-    let mut h = Hashing(std::collections::hash_map::DefaultHasher::new());
+    // serde_json writes token by token; SipHash pays a setup per write, so whole blocks
+    // are handed over (the unbuffered hash was 7 % of the agent's CPU under `perf`).
+    let mut h = std::io::BufWriter::with_capacity(
+        8192,
+        Hashing(std::collections::hash_map::DefaultHasher::new()),
+    );
     serde_json::to_writer(&mut h, &*report).ok();
+    std::io::Write::flush(&mut h).ok();
     for (a, r) in report.alerts.iter_mut().zip(raised) {
         a.ext.raised_at = r;
     }
@@ -234,7 +240,7 @@ pub fn content_hash(report: &mut crate::printer::PrinterReport) -> u64 {
         report.device.uptime_seconds,
         report.device.last_boot_at,
     ) = clock;
-    h.0.finish()
+    h.get_ref().0.finish()
 }
 
 impl Slot {
