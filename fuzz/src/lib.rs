@@ -106,3 +106,22 @@ pub fn job(data: &[u8]) {
         serde_json::from_str::<fleet_protocol::jobs::Job>(&again).expect("an encoded job decodes");
     }
 }
+
+/// A printer's IPP answer: decoded within the codec's bounds, and what decodes maps into a
+/// report within the mapping's row bounds.
+pub fn ipp_response(data: &[u8]) {
+    if let Ok(r) = fleet_ipp::codec::decode(data) {
+        let attributes: usize = r.groups.iter().map(|g| g.attributes.len()).sum();
+        assert!(attributes <= fleet_ipp::codec::MAX_ATTRIBUTES);
+        let report = fleet_agent::printer::ipp::report(&r, None, 0);
+        assert!(report.supplies.len() <= 64 && report.alerts.len() <= 64);
+        for v in r
+            .groups
+            .iter()
+            .flat_map(|g| &g.attributes)
+            .flat_map(|a| &a.values)
+        {
+            let _ = v.to_string();
+        }
+    }
+}

@@ -184,7 +184,7 @@ pub fn supply_type_name(code: i64) -> Option<&'static str> {
         .and_then(|i| NAMES.get(i).copied())
 }
 
-fn supply_display_type(code: i64) -> &'static str {
+pub(super) fn supply_display_type(code: i64) -> &'static str {
     match code {
         3 | 21 => "Toner",
         4 => "Waste Toner",
@@ -202,7 +202,7 @@ fn supply_display_type(code: i64) -> &'static str {
     }
 }
 
-fn unit_display(code: i64) -> &'static str {
+pub(super) fn unit_display(code: i64) -> &'static str {
     match code {
         2 => "Unknown",
         3 => "TenThousandthsOfInches",
@@ -482,6 +482,8 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         snmp_version: c.version,
         cuts: Vec::new(),
         quirks: None,
+        printer_uuid: None,
+        source: None,
         unavailable: Vec::new(),
     };
     let mut counters = counters(c, hr_index);
@@ -505,7 +507,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
     }
 }
 
-fn strip_model(model: &str, manufacturer: Option<&str>) -> String {
+pub(super) fn strip_model(model: &str, manufacturer: Option<&str>) -> String {
     let mut m = model.trim().to_string();
     let mut prefixes: Vec<String> = manufacturer
         .map(|s| vec![s.to_string()])

@@ -6,6 +6,7 @@
 //! percentage exists only when level and capacity allow computing it.
 
 mod decode;
+pub mod ipp;
 pub mod library;
 pub mod limits;
 pub mod meters;
@@ -290,6 +291,13 @@ pub struct Device {
     /// (learned by the poller: a request it drops, GETBULK it fails, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quirks: Option<fleet_snmp::quirks::Quirks>,
+    /// IPP's `printer-uuid` (`urn:uuid:...`), when the printer was read over IPP: an
+    /// identity that survives address changes like the serial number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub printer_uuid: Option<String>,
+    /// Which source gave this reading (`ipp` when read over IPP; absent for SNMP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
     /// What this reading could not read, by section; the section's values are unknown
     /// (not empty) in such a reading. Empty when everything was read.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -127,3 +127,42 @@ fn job_documents() {
     .collect();
     run("job", bodies::job, &seeds, 5000);
 }
+
+#[test]
+fn ipp_answers() {
+    // A printer group as ippeveprinter writes it, and a request (also a valid message).
+    let mut answer = vec![2, 0, 0, 0, 0, 0, 0, 1, 1, 4];
+    let mut attr = |tag: u8, name: &str, value: &[u8]| {
+        answer.push(tag);
+        answer.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        answer.extend_from_slice(name.as_bytes());
+        answer.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        answer.extend_from_slice(value);
+    };
+    attr(0x41, "printer-device-id", b"MFG:Acme;MDL:Laser 9000;SN:X1;");
+    attr(0x23, "printer-state", &3i32.to_be_bytes());
+    attr(0x44, "printer-state-reasons", b"toner-low-warning");
+    attr(0x44, "", b"media-jam-error");
+    attr(0x30, "printer-supply", b"index=1;class=supplyThatIsConsumed;type=toner;unit=percent;maxcapacity=100;level=75;colorantname=black;");
+    attr(0x41, "printer-supply-description", b"Black Toner");
+    attr(0x34, "media-col-default", b"");
+    attr(0x4A, "", b"media-source");
+    attr(0x44, "", b"tray-1");
+    attr(0x37, "", b"");
+    answer.push(3);
+    let request = fleet_ipp::codec::get_printer_attributes_request(
+        1,
+        "ipp://p/ipp/print",
+        &["printer-supply"],
+    );
+    assert!(
+        fleet_ipp::codec::decode(&answer).is_ok(),
+        "the seed is a valid answer"
+    );
+    run(
+        "ipp_response",
+        bodies::ipp_response,
+        &[answer, request],
+        5000,
+    );
+}

@@ -14,6 +14,7 @@ mod discovery;
 mod fuzz_inputs;
 mod hostile_cloud;
 mod identity;
+mod ipp_cups;
 mod layers;
 mod library_job;
 mod librenms_conformance;

@@ -356,12 +356,13 @@ pub enum SnmpError {
     NonIncreasing {
         /// Agent address.
         target: SocketAddr,
-        /// Subtree being walked.
-        root: Oid,
+        /// Subtree being walked (boxed, as the next two: OIDs keep their arcs inline,
+        /// and three would make every `Result` carrying this error large).
+        root: Box<Oid>,
         /// The previous OID.
-        previous: Oid,
+        previous: Box<Oid>,
         /// The offending OID.
-        oid: Oid,
+        oid: Box<Oid>,
     },
     /// The agent answered tooBig even for the smallest request we can make.
     #[error("{target}: response too big even for one variable")]

@@ -636,9 +636,9 @@ async fn run<C: SnmpClient>(
                         if !adaptive {
                             return Err(SnmpError::NonIncreasing {
                                 target: target.addr,
-                                root: col.root.clone(),
-                                previous: col.cursor.clone(),
-                                oid: vb.oid.clone(),
+                                root: Box::new(col.root.clone()),
+                                previous: Box::new(col.cursor.clone()),
+                                oid: Box::new(vb.oid.clone()),
                             });
                         }
                         done[j] = true;

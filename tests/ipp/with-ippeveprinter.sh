@@ -1,0 +1,49 @@
+#!/bin/bash
+# Runs CUPS's ippeveprinter (an independent IPP Everywhere implementation) in a network
+# namespace of its own, then runs the given command there with IPP_URI set to it.
+# ippeveprinter needs DNS-SD, so the namespace gets its own system D-Bus and Avahi, with
+# a private /run (unshare -m) so the host's are untouched.
+# Usage (root): with-ippeveprinter.sh COMMAND [ARGS...]
+# Needs: iproute2, cups-ipp-utils (ippeveprinter, ipptool), avahi-daemon, dbus.
+set -euo pipefail
+trap 'echo "with-ippeveprinter.sh: line $LINENO failed (exit $?)" >&2' ERR
+if [ -z "${FLEET_IPP_INSIDE:-}" ]; then
+  ns="fa-ipp-$$"
+  ip netns add "$ns"
+  trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$ns" 2>/dev/null || true' EXIT
+  FLEET_IPP_INSIDE=1 ip netns exec "$ns" unshare -m "$0" "$@"
+  exit $?
+fi
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/dbus.pid" ] && kill "$(cat "$work/dbus.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+mount --make-rprivate / 2>/dev/null || true
+mount -t tmpfs tmpfs /run
+mkdir -p /run/dbus /run/avahi-daemon
+ip link set lo up
+# Avahi wants a multicast interface besides loopback: a veth pair inside the namespace.
+ip link add fa-v0 type veth peer name fa-v1
+ip addr add 10.231.0.1/24 dev fa-v0
+ip link set fa-v1 up
+ip link set fa-v0 up
+dbus-daemon --system --fork --print-pid > "$work/dbus.pid"
+cat > "$work/avahi.conf" <<EOC
+[server]
+use-ipv6=no
+allow-interfaces=fa-v0
+[publish]
+publish-workstation=no
+EOC
+avahi-daemon --no-drop-root --no-chroot -f "$work/avahi.conf" > "$work/avahi.log" 2>&1 &
+for _ in $(seq 50); do avahi-daemon -c 2>/dev/null && break; sleep 0.1; done
+avahi-daemon -c || { echo "avahi-daemon did not start:" >&2; cat "$work/avahi.log" >&2; exit 1; }
+mkdir -p "$work/spool"
+port=${IPP_PORT:-8631}
+ippeveprinter -n localhost -p "$port" -d "$work/spool" -M Acme -m "Laser 9000" -l "Floor 2" \
+  "Fleet Test Printer" > "$work/ippeveprinter.log" 2>&1 &
+export IPP_URI="ipp://localhost:$port/ipp/print"
+for _ in $(seq 100); do
+  ipptool -q "$IPP_URI" get-printer-attributes.test 2>/dev/null && break
+  sleep 0.1
+done
+ipptool -q "$IPP_URI" get-printer-attributes.test || { cat "$work/ippeveprinter.log" >&2; exit 1; }
+"$@"

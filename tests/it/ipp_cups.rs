@@ -1,0 +1,153 @@
+//! IPP against an independent implementation: CUPS's `ippeveprinter`, in a network
+//! namespace with its own D-Bus and Avahi (`tests/ipp/with-ippeveprinter.sh`).
+//! `fleet-agent poll --ipp` must read the supplies, state reasons and identity that
+//! CUPS's own client, `ipptool`, reads from the same server; a supply level changed
+//! through the printer's web form must show in the next reading, with its alert.
+//! Needs root, iproute2, cups-ipp-utils, avahi-daemon (`.ci/run` installs and runs it).
+
+use serde_json::Value;
+use std::process::Command;
+
+/// `name (syntax) = value` lines of `ipptool -tv`, by name.
+fn ipptool_attr(out: &str, name: &str) -> Option<String> {
+    out.lines().find_map(|l| {
+        let l = l.trim();
+        let (head, value) = l.split_once(" = ")?;
+        let attr = head.split_whitespace().next()?;
+        (attr == name).then(|| value.to_string())
+    })
+}
+
+/// Splits a `printer-supply` 1setOf as ipptool prints it (values joined by ",", each
+/// ending in ";") into `key=value` maps.
+fn supply_rows(v: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    v.split(";,")
+        .map(|row| {
+            row.trim_end_matches(';')
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root, iproute2, cups-ipp-utils (ippeveprinter, ipptool) and avahi-daemon; run by .ci/run"]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a synchronous black-box test waiting for child processes"
+)]
+fn poll_over_ipp_reads_what_ipptool_reads_from_ippeveprinter() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/ipp/with-ippeveprinter.sh"
+    );
+    // Inside the namespace: our reading, CUPS's reading, the web form, our second reading.
+    let steps = r#"
+        set -e
+        "$AGENT" poll --ipp --json "$IPP_URI" > "$OUT/first.json"
+        ipptool -tv "$IPP_URI" get-printer-attributes.test > "$OUT/ipptool.txt"
+        exec 3<>/dev/tcp/127.0.0.1/8631
+        printf 'GET /supplies?supply0=30&supply1=3 HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+        # ippeveprinter keeps the connection open: read the status line only.
+        read -r status <&3
+        exec 3>&-
+        case "$status" in *" 200 "*) ;; *) echo "web form: $status" >&2; exit 1 ;; esac
+        "$AGENT" poll --ipp --json "$IPP_URI" > "$OUT/second.json"
+        "$AGENT" poll --ipp "localhost:8631" > "$OUT/second.txt"
+    "#;
+    let out = Command::new(script)
+        .args(["bash", "-c", steps])
+        .env("AGENT", crate::common::bin())
+        .env("OUT", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let first: Value = serde_json::from_str(&read("first.json")).unwrap();
+    let second: Value = serde_json::from_str(&read("second.json")).unwrap();
+    let cups = read("ipptool.txt");
+
+    // Identity: the device ID's maker and model, the UUID.
+    let device_id =
+        ipptool_attr(&cups, "printer-device-id").expect("ipptool read printer-device-id");
+    assert!(
+        device_id.contains("MFG:Acme;") && device_id.contains("MDL:Laser 9000;"),
+        "{device_id}"
+    );
+    assert_eq!(first["manufacturer"], "Acme");
+    assert_eq!(first["modelName"], "Laser 9000");
+    assert_eq!(
+        first["device"]["printerUuid"].as_str(),
+        ipptool_attr(&cups, "printer-uuid").as_deref()
+    );
+    assert_eq!(first["device"]["sysLocation"], "Floor 2");
+    assert_eq!(first["device"]["source"], "ipp");
+
+    // Supplies: each row of printer-supply, with the same index, type, class, level.
+    let rows =
+        supply_rows(&ipptool_attr(&cups, "printer-supply").expect("ipptool read printer-supply"));
+    let ours = first["supplies"].as_array().unwrap();
+    assert_eq!(ours.len(), rows.len(), "{ours:?} vs {rows:?}");
+    assert!(!rows.is_empty());
+    let descriptions = ipptool_attr(&cups, "printer-supply-description").unwrap();
+    for (s, row) in ours.iter().zip(&rows) {
+        assert_eq!(s["supplyKey"], format!("m:1.{}", row["index"]));
+        assert_eq!(s["ext"]["typeName"], row["type"].as_str());
+        assert_eq!(s["ext"]["prtMarkerSuppliesLevel"].to_string(), row["level"]);
+        assert_eq!(
+            s["ext"]["prtMarkerSuppliesMaxCapacity"].to_string(),
+            row["maxcapacity"]
+        );
+        assert_eq!(s["ext"]["source"], "ipp");
+        assert!(
+            descriptions.contains(s["description"].as_str().unwrap()),
+            "{descriptions}"
+        );
+    }
+
+    // State reasons: the same set (none here at first).
+    let reasons = ipptool_attr(&cups, "printer-state-reasons").unwrap();
+    let alerts: Vec<&str> = first["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["issue"].as_str().unwrap())
+        .collect();
+    if reasons == "none" {
+        assert!(alerts.is_empty(), "{alerts:?}");
+    } else {
+        assert_eq!(alerts.join(","), reasons);
+    }
+    assert_eq!(first["device"]["printerState"], "idle");
+
+    // After the web form: black toner at 3 %, and the printer's toner-low reason.
+    let black = second["supplies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["ext"]["typeName"] == "toner")
+        .expect("a toner row");
+    assert_eq!(black["currentLevel"], 3);
+    assert_eq!(black["color"], "Black");
+    let keys: Vec<&str> = second["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alertKey"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"ipp:toner-low"), "{keys:?}");
+    let text = read("second.txt");
+    assert!(
+        text.starts_with("Printer ipp://localhost:8631/ipp/print (IPP)"),
+        "{text}"
+    );
+    assert!(text.contains("ipp:toner-low"), "{text}");
+}
