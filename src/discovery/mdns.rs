@@ -16,7 +16,7 @@ pub const SERVICE_TYPES: &[&str] = &[
 
 /// TXT keys kept as hints.
 pub const TXT_KEYS: &[&str] = &[
-    "UUID", "ty", "product", "adminurl", "note", "usb_MFG", "usb_MDL",
+    "UUID", "ty", "product", "adminurl", "note", "usb_MFG", "usb_MDL", "rp",
 ];
 
 /// One resolved printer service.

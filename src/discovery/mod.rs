@@ -523,6 +523,90 @@ pub fn device_key(
     format!("ip:{ip}")
 }
 
+/// IPP Get-Printer-Attributes answers, by address, from the addresses that announced
+/// `_ipp._tcp` and gave no SNMP reading: at most 8 at a time, 5 s each, one request per
+/// address (mDNS said it speaks IPP, so one request is polite).
+async fn ipp_identities(
+    sightings: &[mdns::Sighting],
+    probed: &HashMap<IpAddr, Probed>,
+) -> HashMap<IpAddr, crate::printer::PrinterReport> {
+    const AT_ONCE: usize = 8;
+    const DEADLINE: Duration = Duration::from_secs(5);
+    let mut uris: Vec<(IpAddr, String)> = Vec::new();
+    for s in sightings
+        .iter()
+        .filter(|s| s.service_type.starts_with("_ipp._tcp"))
+    {
+        let path = s
+            .txt
+            .get("rp")
+            .map_or("ipp/print", |p| p.trim_start_matches('/'));
+        for ip in &s.addresses {
+            let answered = probed.get(ip).is_some_and(|p| p.report.is_some());
+            if answered || uris.iter().any(|(a, _)| a == ip) || uris.len() >= 256 {
+                continue;
+            }
+            let host = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                // A link-local address would need its zone; such a printer has others.
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => continue,
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            uris.push((*ip, format!("ipp://{host}:{}/{path}", s.port)));
+        }
+    }
+    if uris.is_empty() {
+        return HashMap::new();
+    }
+    crate::cloud::install_crypto();
+    // Printers are on the local network: never through a proxy, never redirected.
+    let Ok(http) = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(DEADLINE)
+        .build()
+    else {
+        return HashMap::new();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut out = HashMap::new();
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending = uris.into_iter();
+    loop {
+        while set.len() < AT_ONCE {
+            let Some((ip, uri)) = pending.next() else {
+                break;
+            };
+            let http = http.clone();
+            set.spawn(async move {
+                let r = fleet_ipp::get_printer_attributes(
+                    &http,
+                    &uri,
+                    crate::printer::ipp::REQUESTED,
+                    DEADLINE,
+                )
+                .await;
+                (ip, uri, r)
+            });
+        }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        match done {
+            Ok((ip, _, Ok(answer))) => {
+                out.insert(ip, crate::printer::ipp::report(&answer, Some(ip), now));
+            }
+            Ok((_, uri, Err(e))) => {
+                tracing::debug!(printer = %uri, error = %e, "IPP identity not read.")
+            }
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 /// Runs one discovery. Progress is published on `progress`; with a store, devices are
 /// upserted (moves recorded) and the per-IP report of this run replaces the last one.
 pub async fn run<C: SnmpClient + Clone>(
@@ -810,6 +894,9 @@ pub async fn run<C: SnmpClient + Clone>(
         }
     }
 
+    // Addresses that announced IPP and gave no SNMP reading: IPP is asked who they are.
+    let mut ipp = ipp_identities(&sightings, &probed).await;
+
     // Fold SNMP and mDNS into devices, in address order (stable across runs).
     let mut devices: Vec<FoundDevice> = Vec::new();
     let mut by_key: HashMap<String, IpAddr> = HashMap::new();
@@ -857,16 +944,41 @@ pub async fn run<C: SnmpClient + Clone>(
                 )
             }
             (None, Some(s)) if !matches!(p.outcome, Outcome::NotAPrinter { .. }) => {
-                // Seen only by mDNS (no SNMP answer): still a device, keyed by UUID.
-                let key = device_key(None, None, None, uuid.as_deref(), ip);
+                // Seen only by mDNS (no SNMP answer): still a device, keyed by the serial
+                // IPP gave, else the UUID (IPP's, else the TXT record's).
+                let r = ipp.remove(&ip);
+                let uuid = r
+                    .as_ref()
+                    .and_then(|r| r.device.printer_uuid.as_deref())
+                    .map(|u| u.strip_prefix("urn:uuid:").unwrap_or(u).to_string())
+                    .or(uuid);
+                let serial = r.as_ref().and_then(|r| r.serial_number.clone());
+                let manufacturer = r
+                    .as_ref()
+                    .and_then(|r| r.manufacturer.clone())
+                    .or_else(|| s.txt.get("usb_MFG").cloned());
+                let key = device_key(
+                    serial.as_deref(),
+                    manufacturer.as_deref(),
+                    None,
+                    uuid.as_deref(),
+                    ip,
+                );
                 let d = FoundDevice {
                     device_key: key.clone(),
                     address: ip,
-                    serial: None,
-                    manufacturer: s.txt.get("usb_MFG").cloned(),
-                    model: s.txt.get("ty").or_else(|| s.txt.get("product")).cloned(),
+                    serial,
+                    manufacturer,
+                    model: r
+                        .as_ref()
+                        .and_then(|r| r.model_name.clone())
+                        .or_else(|| s.txt.get("ty").or_else(|| s.txt.get("product")).cloned()),
                     mac: None,
-                    discovered_by: vec!["mdns"],
+                    discovered_by: if r.is_some() {
+                        vec!["mdns", "ipp"]
+                    } else {
+                        vec!["mdns"]
+                    },
                     mdns: s.txt.clone(),
                     profile: None,
                     quirks: None,

@@ -38,7 +38,7 @@ for _ in $(seq 50); do avahi-daemon -c 2>/dev/null && break; sleep 0.1; done
 avahi-daemon -c || { echo "avahi-daemon did not start:" >&2; cat "$work/avahi.log" >&2; exit 1; }
 mkdir -p "$work/spool"
 port=${IPP_PORT:-8631}
-ippeveprinter -n localhost -p "$port" -d "$work/spool" -M Acme -m "Laser 9000" -l "Floor 2" \
+ippeveprinter -p "$port" -d "$work/spool" -M Acme -m "Laser 9000" -l "Floor 2" \
   "Fleet Test Printer" > "$work/ippeveprinter.log" 2>&1 &
 export IPP_URI="ipp://localhost:$port/ipp/print"
 for _ in $(seq 100); do

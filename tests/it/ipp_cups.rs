@@ -2,7 +2,8 @@
 //! namespace with its own D-Bus and Avahi (`tests/ipp/with-ippeveprinter.sh`).
 //! `fleet-agent poll --ipp` must read the supplies, state reasons and identity that
 //! CUPS's own client, `ipptool`, reads from the same server; a supply level changed
-//! through the printer's web form must show in the next reading, with its alert.
+//! through the printer's web form must show in the next reading, with its alert; and
+//! discovery, hearing it over mDNS with no SNMP answer, takes its identity from IPP.
 //! Needs root, iproute2, cups-ipp-utils, avahi-daemon (`.ci/run` installs and runs it).
 
 use serde_json::Value;
@@ -57,6 +58,7 @@ fn poll_over_ipp_reads_what_ipptool_reads_from_ippeveprinter() {
         case "$status" in *" 200 "*) ;; *) echo "web form: $status" >&2; exit 1 ;; esac
         "$AGENT" poll --ipp --json "$IPP_URI" > "$OUT/second.json"
         "$AGENT" poll --ipp "localhost:8631" > "$OUT/second.txt"
+        "$AGENT" discover --mdns-secs 4 --json > "$OUT/discover.json"
     "#;
     let out = Command::new(script)
         .args(["bash", "-c", steps])
@@ -144,6 +146,22 @@ fn poll_over_ipp_reads_what_ipptool_reads_from_ippeveprinter() {
         .map(|a| a["alertKey"].as_str().unwrap())
         .collect();
     assert!(keys.contains(&"ipp:toner-low"), "{keys:?}");
+    // Discovery: the printer announced itself over mDNS (by Avahi) and answers no SNMP;
+    // IPP then gives its identity, and the device is keyed by the IPP UUID.
+    let found: Value = serde_json::from_str(&read("discover.json")).unwrap();
+    let devices = found["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let d = &devices[0];
+    assert_eq!(d["discoveredBy"], serde_json::json!(["mdns", "ipp"]), "{d}");
+    assert_eq!(
+        (d["manufacturer"].as_str(), d["model"].as_str()),
+        (Some("Acme"), Some("Laser 9000"))
+    );
+    let uuid = first["device"]["printerUuid"].as_str().unwrap();
+    assert_eq!(
+        d["deviceKey"].as_str().unwrap(),
+        format!("uuid:{}", uuid.trim_start_matches("urn:uuid:"))
+    );
     let text = read("second.txt");
     assert!(
         text.starts_with("Printer ipp://localhost:8631/ipp/print (IPP)"),
