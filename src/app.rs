@@ -74,6 +74,7 @@ async fn discovery_loop(
             max_addresses: d.max_addresses,
             mdns: d.mdns,
             reader: page.reader(),
+            ipp: d.ipp,
         };
         let (tx, mut rx) = tokio::sync::watch::channel(discovery::Progress::default());
         let m = metrics.clone();

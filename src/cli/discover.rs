@@ -68,6 +68,10 @@ pub struct DiscoverArgs {
     /// Do not read or write the store (identity is then per run only).
     #[arg(long)]
     pub no_store: bool,
+    /// Never ask a printer over IPP who it is (by default a printer announced over mDNS
+    /// that gives no SNMP answer is asked once).
+    #[arg(long)]
+    pub no_ipp: bool,
     /// Configuration and state.
     #[command(flatten)]
     pub agent: StateArgs,
@@ -211,6 +215,11 @@ pub(super) async fn discover(a: DiscoverArgs) -> Result<(), Exit> {
         max_addresses: u128::from(a.max_addresses),
         mdns: Duration::from_secs(a.mdns_secs),
         reader: crate::poller::Reader::default(),
+        ipp: if a.no_ipp {
+            crate::config::IppUse::Off
+        } else {
+            crate::config::IppUse::Auto
+        },
     };
     let (tx, rx) = tokio::sync::watch::channel(discovery::Progress::default());
     let shown = tokio::spawn(show_progress(rx));

@@ -145,6 +145,20 @@ pub struct DiscoveryConfig {
     /// Take over printers another agent manages (the seed's "transfer management of
     /// printers enrolled via another agent").
     pub takeover: bool,
+    /// Whether discovery may ask a printer over IPP who it is.
+    pub ipp: IppUse,
+}
+
+/// Whether the agent speaks IPP to printers (`discovery.ipp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IppUse {
+    /// Asks IPP who a printer is when it announced IPP over mDNS and gave no SNMP
+    /// answer (one request per address and run).
+    #[default]
+    Auto,
+    /// Never speaks IPP.
+    Off,
 }
 
 impl DiscoveryConfig {
@@ -435,6 +449,7 @@ const CLOUD_KEYS: &[(&str, &[&str])] = &[
             "port",
             "profiles",
             "takeover",
+            "ipp",
         ],
     ),
     ("cloud", &["timeout_secs", "outbox_max_bytes"]),

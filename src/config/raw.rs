@@ -109,6 +109,7 @@ pub(super) struct RawDiscovery {
     #[serde(default)]
     pub profiles: Vec<String>,
     pub takeover: Option<bool>,
+    pub ipp: Option<super::IppUse>,
 }
 
 #[derive(Debug, Deserialize, Default)]

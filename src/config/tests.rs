@@ -133,6 +133,21 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
 }
 
 #[test]
+fn ipp_is_auto_by_default_off_on_request_and_nothing_else() {
+    use crate::config::IppUse;
+    assert_eq!(parse("x.toml", "").unwrap().discovery.ipp, IppUse::Auto);
+    let c = parse("x.toml", "[discovery]\nipp = \"off\"\n").unwrap();
+    assert_eq!(c.discovery.ipp, IppUse::Off);
+    let e = parse("x.toml", "[discovery]\nipp = \"sometimes\"\n").unwrap_err();
+    assert_eq!(e.errors[0].path, "discovery.ipp (line 2, column 7)", "{e}");
+    assert!(
+        e.errors[0].message.contains("`auto`"),
+        "{}",
+        e.errors[0].message
+    );
+}
+
+#[test]
 fn secrets_never_show_in_debug_output() {
     let text = r#"
 [[snmp_profiles]]

@@ -427,6 +427,7 @@ fn discovery(rd: &raw::RawDiscovery, profiles: &[Profile], e: &mut Problems) -> 
         port: rd.port.unwrap_or(161),
         profiles: chosen,
         takeover: rd.takeover.unwrap_or(false),
+        ipp: rd.ipp.unwrap_or_default(),
     }
 }
 

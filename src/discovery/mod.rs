@@ -347,6 +347,8 @@ pub struct Options {
     pub mdns: Duration,
     /// Reads the printers found (support library, clock).
     pub reader: poller::Reader,
+    /// Whether a printer announced over mDNS with no SNMP answer is asked over IPP.
+    pub ipp: crate::config::IppUse,
 }
 
 /// Classifies the answer to the cheap probe.
@@ -895,7 +897,10 @@ pub async fn run<C: SnmpClient + Clone>(
     }
 
     // Addresses that announced IPP and gave no SNMP reading: IPP is asked who they are.
-    let mut ipp = ipp_identities(&sightings, &probed).await;
+    let mut ipp = match opts.ipp {
+        crate::config::IppUse::Auto => ipp_identities(&sightings, &probed).await,
+        crate::config::IppUse::Off => HashMap::new(),
+    };
 
     // Fold SNMP and mDNS into devices, in address order (stable across runs).
     let mut devices: Vec<FoundDevice> = Vec::new();

@@ -103,6 +103,7 @@ async fn discover(targets: TargetSet, port: u16, store: Option<Store>) -> discov
         max_addresses: 65_536,
         mdns: Duration::ZERO,
         reader: Default::default(),
+        ipp: Default::default(),
     };
     let r = discovery::run(client, opts, store, tx).await;
     assert!(rx.borrow().finished);

@@ -59,6 +59,7 @@ fn poll_over_ipp_reads_what_ipptool_reads_from_ippeveprinter() {
         "$AGENT" poll --ipp --json "$IPP_URI" > "$OUT/second.json"
         "$AGENT" poll --ipp "localhost:8631" > "$OUT/second.txt"
         "$AGENT" discover --mdns-secs 4 --json > "$OUT/discover.json"
+        "$AGENT" discover --mdns-secs 4 --no-ipp --json > "$OUT/no-ipp.json"
     "#;
     let out = Command::new(script)
         .args(["bash", "-c", steps])
@@ -161,6 +162,12 @@ fn poll_over_ipp_reads_what_ipptool_reads_from_ippeveprinter() {
     assert_eq!(
         d["deviceKey"].as_str().unwrap(),
         format!("uuid:{}", uuid.trim_start_matches("urn:uuid:"))
+    );
+    // With IPP off, the same printer is known by its mDNS announcement alone.
+    let off: Value = serde_json::from_str(&read("no-ipp.json")).unwrap();
+    assert_eq!(
+        off["devices"][0]["discoveredBy"],
+        serde_json::json!(["mdns"])
     );
     let text = read("second.txt");
     assert!(

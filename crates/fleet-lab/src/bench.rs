@@ -616,6 +616,7 @@ async fn discover_bench(b: DiscoverBench) -> anyhow::Result<()> {
         max_addresses: 65_536,
         mdns: Duration::ZERO,
         reader: fleet_agent::poller::Reader::default(),
+        ipp: fleet_agent::config::IppUse::Off,
     };
     println!(
         "bench discover: 65,536 addresses (127.1.0.0/16 in a private namespace), {} printers, timeout {} ms, {} retry, limit {} packets/s, {} in flight",
