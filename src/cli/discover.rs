@@ -69,7 +69,7 @@ pub struct DiscoverArgs {
     #[arg(long)]
     pub no_store: bool,
     /// Never ask a printer over IPP who it is (by default a printer announced over mDNS
-    /// that gives no SNMP answer is asked once).
+    /// that gives no SNMP reading is asked once).
     #[arg(long)]
     pub no_ipp: bool,
     /// Configuration and state.

@@ -239,14 +239,8 @@ async fn poll_ipp(a: PollArgs) -> anyhow::Result<()> {
         format!("ipp://{}/ipp/print", a.host)
     };
     let deadline = std::time::Duration::from_secs(10);
-    crate::cloud::install_crypto();
-    // Printers are on the local network: never through a proxy, never redirected.
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(deadline)
-        .build()
-        .map_err(|e| anyhow::anyhow!("{uri}: {e}"))?;
+    let http =
+        crate::printer::ipp::http_client(deadline).map_err(|e| anyhow::anyhow!("{uri}: {e}"))?;
     let answer =
         fleet_ipp::get_printer_attributes(&http, &uri, crate::printer::ipp::REQUESTED, deadline)
             .await

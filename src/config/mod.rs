@@ -154,7 +154,7 @@ pub struct DiscoveryConfig {
 #[serde(rename_all = "lowercase")]
 pub enum IppUse {
     /// Asks IPP who a printer is when it announced IPP over mDNS and gave no SNMP
-    /// answer (one request per address and run).
+    /// reading (one request per address and run).
     #[default]
     Auto,
     /// Never speaks IPP.

@@ -525,8 +525,8 @@ pub fn device_key(
     format!("ip:{ip}")
 }
 
-/// IPP Get-Printer-Attributes answers, by address, from the addresses that announced
-/// `_ipp._tcp` and gave no SNMP reading: at most 8 at a time, 5 s each, one request per
+/// IPP Get-Printer-Attributes answers, by address, from the addresses this run probed
+/// that announced `_ipp._tcp` and gave no SNMP reading (no answer, or one refused): at most 8 at a time, 5 s each, one request per
 /// address (mDNS said it speaks IPP, so one request is polite).
 async fn ipp_identities(
     sightings: &[mdns::Sighting],
@@ -544,8 +544,12 @@ async fn ipp_identities(
             .get("rp")
             .map_or("ipp/print", |p| p.trim_start_matches('/'));
         for ip in &s.addresses {
-            let answered = probed.get(ip).is_some_and(|p| p.report.is_some());
-            if answered || uris.iter().any(|(a, _)| a == ip) || uris.len() >= 256 {
+            // Only addresses this run probed (an excluded one never is) whose SNMP gave
+            // no reading, and not those SNMP showed are no printer.
+            let ask = probed.get(ip).is_some_and(|p| {
+                p.report.is_none() && !matches!(p.outcome, Outcome::NotAPrinter { .. })
+            });
+            if !ask || uris.iter().any(|(a, _)| a == ip) || uris.len() >= 256 {
                 continue;
             }
             let host = match ip {
@@ -560,15 +564,12 @@ async fn ipp_identities(
     if uris.is_empty() {
         return HashMap::new();
     }
-    crate::cloud::install_crypto();
-    // Printers are on the local network: never through a proxy, never redirected.
-    let Ok(http) = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(DEADLINE)
-        .build()
-    else {
-        return HashMap::new();
+    let http = match crate::printer::ipp::http_client(DEADLINE) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "IPP identities not read.");
+            return HashMap::new();
+        }
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

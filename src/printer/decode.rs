@@ -134,7 +134,9 @@ pub fn percent(level: i64, max: Option<i64>, unit: Option<i64>) -> Option<u8> {
     }
     match max {
         Some(m) if m > 0 => {
-            let p = (100 * level + m / 2) / m;
+            // In i128: an IPP printer's level and capacity are text, parsed as any i64.
+            let (l, m) = (i128::from(level), i128::from(m));
+            let p = (100 * l + m / 2) / m;
             Some(p.clamp(0, 100) as u8)
         }
         _ => None,
@@ -411,13 +413,7 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
         .find(|b| descr_lower.starts_with(&b.prefix))
         .map(|b| (b.oem, b.name.as_str()));
     let manufacturer = text::field_1284(&fields, &["MFG", "MANUFACTURER"])
-        .map(|m| {
-            if m.eq_ignore_ascii_case("hewlett-packard") {
-                "HP".to_string()
-            } else {
-                m.to_string()
-            }
-        })
+        .map(maker_name)
         .or_else(|| {
             brand
                 .filter(|(is_oem, _)| *is_oem)
@@ -507,6 +503,16 @@ pub fn decode(c: &Collected<'_>) -> PrinterReport {
     }
 }
 
+/// The maker's name as the agent spells it (one key per printer, whichever source named
+/// it): HP's 1284 IDs say "Hewlett-Packard".
+pub(super) fn maker_name(m: &str) -> String {
+    if m.eq_ignore_ascii_case("hewlett-packard") {
+        "HP".to_string()
+    } else {
+        m.to_string()
+    }
+}
+
 pub(super) fn strip_model(model: &str, manufacturer: Option<&str>) -> String {
     let mut m = model.trim().to_string();
     let mut prefixes: Vec<String> = manufacturer
@@ -531,7 +537,9 @@ pub(super) fn strip_model(model: &str, manufacturer: Option<&str>) -> String {
     );
     for p in prefixes {
         if m.len() > p.len() + 1
-            && m[..p.len()].eq_ignore_ascii_case(&p)
+            // `get`: the model may start with a multi-byte character, where a prefix's
+            // length is not a character boundary.
+            && m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(&p))
             && m.as_bytes()[p.len()] == b' '
         {
             m = m[p.len() + 1..].trim_start().to_string();

@@ -7,7 +7,8 @@
 //! Alerts come from `printer-state-reasons` (`-error` / `-warning` / `-report`).
 
 use super::decode::{
-    level_state, percent, strip_model, supply_display_type, supply_type_name, unit_display,
+    level_state, maker_name, percent, strip_model, supply_display_type, supply_type_name,
+    unit_display,
 };
 use super::{Alert, AlertExt, Counters, Device, PrinterReport, Supply, SupplyExt, text};
 use fleet_ipp::{Response, Value};
@@ -34,21 +35,52 @@ pub const REQUESTED: &[&str] = &[
     "printer-media-sheets-completed",
 ];
 
+/// The HTTP client the agent asks printers' IPP with. Printers are on the local network:
+/// never through a proxy, never redirected. Its TLS configuration is its own (ring, no
+/// trusted roots: IPPS with a pinned certificate is not built yet), never a process-wide
+/// default.
+///
+/// # Errors
+/// When the TLS or HTTP client cannot be set up.
+pub fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| format!("HTTP client set-up: {e}"))
+}
+
 /// The longest text kept from one attribute value (descriptions, names, messages).
 const MAX_TEXT: usize = 256;
 /// The most supplies and alerts kept from one answer.
 const MAX_ROWS: usize = 64;
 
 fn first_text(r: &Response, name: &str) -> Option<String> {
+    first_text_within(r, name, MAX_TEXT)
+}
+
+fn first_text_within(r: &Response, name: &str, max: usize) -> Option<String> {
     r.printer(name)
         .iter()
         .find_map(|v| v.text())
-        .map(|t| clip(t.trim()))
+        .map(|t| clip_to(t.trim(), max))
         .filter(|t| !t.is_empty())
 }
 
 fn clip(s: &str) -> String {
-    match s.char_indices().nth(MAX_TEXT) {
+    clip_to(s, MAX_TEXT)
+}
+
+fn clip_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
         Some((i, _)) => s[..i].to_string(),
         None => s.to_string(),
     }
@@ -60,20 +92,23 @@ fn first_int(r: &Response, name: &str) -> Option<i64> {
 
 /// Maps a Get-Printer-Attributes answer into a report.
 pub fn report(r: &Response, ip: Option<std::net::IpAddr>, collected_at: i64) -> PrinterReport {
-    let device_id = first_text(r, "printer-device-id");
+    // 1284 IDs run to several hundred characters with the serial near the end: the
+    // SNMP path's text budget, not the short one.
+    let device_id = first_text_within(r, "printer-device-id", super::limits::MAX_TEXT_BYTES);
     let fields = device_id
         .as_deref()
         .map(text::parse_1284)
         .unwrap_or_default();
     let make_model = first_text(r, "printer-make-and-model");
     let manufacturer = text::field_1284(&fields, &["MFG", "MANUFACTURER"])
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
+        .map(maker_name)
         .or_else(|| {
             make_model
                 .as_deref()
                 .and_then(|m| m.split_whitespace().next())
-                .map(str::to_string)
+                .map(maker_name)
         });
     let model = text::field_1284(&fields, &["MDL", "MODEL"])
         .map(str::to_string)
@@ -146,11 +181,25 @@ pub fn report(r: &Response, ip: Option<std::net::IpAddr>, collected_at: i64) -> 
             printer_state: printer_state(state, &reasons, &bits),
             hr_printer_detected_error_state: bits,
             console_display: first_text(r, "printer-state-message").into_iter().collect(),
-            printer_uuid: first_text(r, "printer-uuid"),
+            printer_uuid: first_text(r, "printer-uuid").filter(|u| is_uuid_urn(u)),
             source: Some("ipp"),
             ..Device::default()
         },
     }
+}
+
+/// `urn:uuid:` and a well-formed, non-nil UUID (RFC 4122): a device is keyed by it, so a
+/// malformed or nil one would merge unrelated printers.
+fn is_uuid_urn(u: &str) -> bool {
+    let Some(id) = u.strip_prefix("urn:uuid:") else {
+        return false;
+    };
+    let shape = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    shape && id.bytes().any(|b| b != b'0' && b != b'-')
 }
 
 /// The reason without its severity suffix, and the severity.
@@ -524,6 +573,48 @@ mod tests {
         let rep = report(&r, None, 0);
         assert_eq!((rep.device.printer_state, rep.alerts.len()), ("idle", 0));
         assert_eq!((rep.manufacturer, rep.serial_number), (None, None));
+    }
+
+    #[test]
+    fn hostile_values_are_refused_or_cut_without_panicking() {
+        let r = answer(vec![
+            // A model starting with a multi-byte character (the maker-prefix check).
+            (
+                "printer-device-id",
+                vec![txt("MFG:Hewlett-Packard;MDL:Ré 9000;")],
+            ),
+            (
+                "printer-uuid",
+                vec![txt("urn:uuid:00000000-0000-0000-0000-000000000000")],
+            ),
+            (
+                "printer-supply",
+                vec![Value::Octets(
+                    b"index=1;type=toner;level=92233720368547758;maxcapacity=1;".to_vec(),
+                )],
+            ),
+        ]);
+        let rep = report(&r, None, 0);
+        assert_eq!(rep.model_name.as_deref(), Some("Ré 9000"));
+        // One maker name whichever source named it.
+        assert_eq!(rep.manufacturer.as_deref(), Some("HP"));
+        // A nil UUID names no device.
+        assert_eq!(rep.device.printer_uuid, None);
+        assert_eq!(rep.supplies[0].current_level, Some(100));
+        assert!(is_uuid_urn("urn:uuid:f119f7ed-31f1-3647-5d3d-79b700c9950a"));
+        assert!(!is_uuid_urn("urn:uuid:"));
+        assert!(!is_uuid_urn("f119f7ed-31f1-3647-5d3d-79b700c9950a"));
+        assert!(!is_uuid_urn(
+            "urn:uuid:f119f7ed+31f1-3647-5d3d-79b700c9950a"
+        ));
+        // A long device ID keeps its serial at the end.
+        let id = format!("MFG:Acme;MDL:X;CMD:{};SN:LATE1;", "P".repeat(600));
+        let rep = report(
+            &answer(vec![("printer-device-id", vec![txt(&id)])]),
+            None,
+            0,
+        );
+        assert_eq!(rep.serial_number.as_deref(), Some("LATE1"));
     }
 
     #[test]

@@ -10,12 +10,34 @@ trap 'echo "with-ippeveprinter.sh: line $LINENO failed (exit $?)" >&2' ERR
 if [ -z "${FLEET_IPP_INSIDE:-}" ]; then
   ns="fa-ipp-$$"
   ip netns add "$ns"
-  trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$ns" 2>/dev/null || true' EXIT
-  FLEET_IPP_INSIDE=1 ip netns exec "$ns" unshare -m "$0" "$@"
-  exit $?
+  cleanup() {
+    # Whatever still runs in the namespace: TERM, a moment, then KILL; then the namespace.
+    local pids
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    if [ -n "$pids" ]; then
+      kill $pids 2>/dev/null || true
+      for _ in $(seq 20); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -z "$pids" ] && break
+        sleep 0.1
+      done
+      [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+    fi
+    ip netns del "$ns" 2>/dev/null || true
+  }
+  trap cleanup EXIT
+  rc=0
+  FLEET_IPP_INSIDE=1 ip netns exec "$ns" unshare -m "$0" "$@" || rc=$?
+  exit "$rc"
 fi
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/dbus.pid" ] && kill "$(cat "$work/dbus.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+finish() {
+  kill $(jobs -p) 2>/dev/null || true
+  [ -f "$work/dbus.pid" ] && kill "$(cat "$work/dbus.pid")" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap finish EXIT
 mount --make-rprivate / 2>/dev/null || true
 mount -t tmpfs tmpfs /run
 mkdir -p /run/dbus /run/avahi-daemon
@@ -40,7 +62,7 @@ mkdir -p "$work/spool"
 port=${IPP_PORT:-8631}
 ippeveprinter -p "$port" -d "$work/spool" -M Acme -m "Laser 9000" -l "Floor 2" \
   "Fleet Test Printer" > "$work/ippeveprinter.log" 2>&1 &
-export IPP_URI="ipp://localhost:$port/ipp/print"
+export IPP_URI="ipp://localhost:$port/ipp/print" IPP_PORT="$port" IPP_LOG="$work/ippeveprinter.log"
 for _ in $(seq 100); do
   ipptool -q "$IPP_URI" get-printer-attributes.test 2>/dev/null && break
   sleep 0.1

@@ -163,8 +163,9 @@ mod tests {
         tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
             let mut req = vec![0u8; 4096];
-            let got = s.read(&mut req).await.unwrap_or(0);
-            assert!(got > 0, "the client sent no request");
+            // What the client sent is not checked here (the codec's tests do); reading
+            // it lets the client finish sending before the answer.
+            let _got = s.read(&mut req).await.unwrap_or(0);
             tokio::time::sleep(delay).await;
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -169,7 +169,8 @@ impl Response {
     }
 }
 
-/// Why a response could not be decoded, with the byte offset where it went wrong.
+/// Why a response could not be decoded, with the byte offset: where the fault is, or for a
+/// bad value, just past it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("IPP response malformed at byte {offset}: {reason}")]
 pub struct DecodeError {
@@ -270,13 +271,7 @@ struct Raw<'a> {
 }
 
 fn raw<'a>(r: &mut Reader<'a>) -> Result<Raw<'a>, DecodeError> {
-    let mut tag = r.u8("value tag")?;
-    if tag == tag::EXTENSION {
-        // RFC 8010 §3.5.2: the real tag is the next four octets of the name field's
-        // place; we keep its low byte only when it fits, else treat it as unknown.
-        let ext = r.u32("extension tag")?;
-        tag = u8::try_from(ext).unwrap_or(0x12);
-    }
+    let tag = r.u8("value tag")?;
     let n = r.u16("name length")?;
     let name = r.take(usize::from(n), "name")?;
     let v = r.u16("value length")?;
@@ -325,6 +320,14 @@ fn value(
         0x40..=0x5F => Value::String(raw.tag, String::from_utf8_lossy(v).into_owned()),
         tag::BEG_COLLECTION => Value::Collection(collection(r, depth + 1, budget)?),
         tag::END_COLLECTION => return Err(r.err("endCollection outside a collection")),
+        tag::EXTENSION => {
+            // RFC 8010 §3.5.2: the value starts with the real tag in four octets, whose
+            // high bit must be clear. Kept raw: no syntax the agent reads uses one.
+            match v.get(..4) {
+                Some(t) if t[0] & 0x80 == 0 => Value::Other(tag::EXTENSION, v.to_vec()),
+                _ => return Err(r.err("malformed extension tag")),
+            }
+        }
         t => Value::Other(t, v.to_vec()),
     })
 }
@@ -641,6 +644,29 @@ mod tests {
         a(&mut b, tag::MEMBER_NAME, "", b"m");
         a(&mut b, tag::INTEGER, "", &1i32.to_be_bytes());
         assert_eq!(decode(&response(&b)).unwrap_err().reason, "value tag");
+    }
+
+    #[test]
+    fn an_extension_tag_carries_its_type_in_the_value() {
+        let mut b = vec![delimiter::PRINTER];
+        a(&mut b, tag::EXTENSION, "x-ext", &[0, 0, 0x40, 0x01, 9, 9]);
+        a(&mut b, tag::KEYWORD, "after", b"ok");
+        b.push(delimiter::END);
+        let r = decode(&response(&b)).unwrap();
+        assert_eq!(
+            r.printer("x-ext"),
+            &[Value::Other(tag::EXTENSION, vec![0, 0, 0x40, 0x01, 9, 9])]
+        );
+        assert_eq!(r.printer("after")[0].to_string(), "ok");
+        for bad in [&[0x80, 0, 0, 1][..], &[0, 0][..]] {
+            let mut b = vec![delimiter::PRINTER];
+            a(&mut b, tag::EXTENSION, "x-ext", bad);
+            b.push(delimiter::END);
+            assert_eq!(
+                decode(&response(&b)).unwrap_err().reason,
+                "malformed extension tag"
+            );
+        }
     }
 
     #[test]
