@@ -210,7 +210,16 @@ fn run_status_and_config_commands_work_end_to_end() {
         }
     }
     assert!(ok, "both printers polled and stored");
-    let metrics = crate::common::http_get(web_port, "/metrics");
+    // A stored reading reaches the outbox a moment later (the uploader gathers readings
+    // for 250 ms before one trip to the store): wait for both snapshots, up to 5 s.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = crate::common::http_get(web_port, "/metrics");
+        if metrics.contains("fleet_agent_uploads_queued_total{kind=\"snapshot\"} 2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         metrics.contains("fleet_agent_printers{health=\"ok\"} 2"),
         "{metrics}"
