@@ -186,7 +186,7 @@ pub fn supply_type_name(code: i64) -> Option<&'static str> {
         .and_then(|i| NAMES.get(i).copied())
 }
 
-pub(super) fn supply_display_type(code: i64) -> &'static str {
+fn supply_display_type(code: i64) -> &'static str {
     match code {
         3 | 21 => "Toner",
         4 => "Waste Toner",
@@ -204,7 +204,7 @@ pub(super) fn supply_display_type(code: i64) -> &'static str {
     }
 }
 
-pub(super) fn unit_display(code: i64) -> &'static str {
+fn unit_display(code: i64) -> &'static str {
     match code {
         2 => "Unknown",
         3 => "TenThousandthsOfInches",
@@ -811,40 +811,84 @@ fn supplies(c: &Collected<'_>) -> Vec<Supply> {
                 (_, Some(v)) => Some(text::capitalize(v)),
                 _ => None,
             };
-            let pct = level.and_then(|l| percent(l, max, unit));
-            let receptacle = class == Some(4);
-            Supply {
-                supply_key: format!("m:{}.{}", ix[0], ix[1]),
-                serial_number: None,
-                current_level: pct,
+            supply_row(SupplyRow {
+                source: "printer-mib",
+                hr_index: ix[0],
+                index: ix[1],
+                class,
+                kind,
+                unit,
+                max,
+                level,
                 color,
+                colorant_value,
                 description: c.text(oids::PRT_SUPPLIES_DESCRIPTION, ix),
-                maximum_capacity: max.filter(|&m| m >= 0),
-                kind: kind.map(|k| supply_display_type(k).to_string()),
-                capacity_unit: unit.map(|u| unit_display(u).to_string()),
-                percent_remaining: if receptacle { None } else { pct },
-                ext: SupplyExt {
-                    source: "printer-mib",
-                    hr_device_index: ix[0],
-                    prt_marker_supplies_index: ix[1],
-                    prt_marker_supplies_class: class,
-                    prt_marker_supplies_type: kind,
-                    type_name: kind.and_then(supply_type_name),
-                    prt_marker_supplies_supply_unit: unit,
-                    prt_marker_supplies_max_capacity: max,
-                    prt_marker_supplies_level: level,
-                    level_state: level.map(level_state),
-                    colorant_value,
-                    percent_filled: if receptacle {
-                        pct.map(|p| 100 - p)
-                    } else {
-                        None
-                    },
-                    part_number: None,
-                },
-            }
+            })
         })
         .collect()
+}
+
+/// One supply row in the Printer-MIB's terms, whichever source read it.
+pub(super) struct SupplyRow {
+    /// `printer-mib` or `ipp`.
+    pub source: &'static str,
+    /// hrDeviceIndex.
+    pub hr_index: u32,
+    /// prtMarkerSuppliesIndex.
+    pub index: u32,
+    /// prtMarkerSuppliesClass, raw.
+    pub class: Option<i64>,
+    /// prtMarkerSuppliesType, raw.
+    pub kind: Option<i64>,
+    /// prtMarkerSuppliesSupplyUnit, raw.
+    pub unit: Option<i64>,
+    /// prtMarkerSuppliesMaxCapacity, raw.
+    pub max: Option<i64>,
+    /// prtMarkerSuppliesLevel, raw (−1/−2/−3 kept).
+    pub level: Option<i64>,
+    /// The colour shown.
+    pub color: Option<String>,
+    /// The colorant's own text.
+    pub colorant_value: Option<String>,
+    /// The supply's description.
+    pub description: Option<String>,
+}
+
+/// Builds a supply from its raw row: the percentage only when computable, and a
+/// receptacle's level read as free space.
+pub(super) fn supply_row(r: SupplyRow) -> Supply {
+    let pct = r.level.and_then(|l| percent(l, r.max, r.unit));
+    let receptacle = r.class == Some(4);
+    Supply {
+        supply_key: format!("m:{}.{}", r.hr_index, r.index),
+        serial_number: None,
+        current_level: pct,
+        color: r.color,
+        description: r.description,
+        maximum_capacity: r.max.filter(|&m| m >= 0),
+        kind: r.kind.map(|k| supply_display_type(k).to_string()),
+        capacity_unit: r.unit.map(|u| unit_display(u).to_string()),
+        percent_remaining: if receptacle { None } else { pct },
+        ext: SupplyExt {
+            source: r.source,
+            hr_device_index: r.hr_index,
+            prt_marker_supplies_index: r.index,
+            prt_marker_supplies_class: r.class,
+            prt_marker_supplies_type: r.kind,
+            type_name: r.kind.and_then(supply_type_name),
+            prt_marker_supplies_supply_unit: r.unit,
+            prt_marker_supplies_max_capacity: r.max,
+            prt_marker_supplies_level: r.level,
+            level_state: r.level.map(level_state),
+            colorant_value: r.colorant_value,
+            percent_filled: if receptacle {
+                pct.map(|p| 100 - p)
+            } else {
+                None
+            },
+            part_number: None,
+        },
+    }
 }
 
 fn alerts(c: &Collected<'_>, sys_uptime: Option<u64>) -> Vec<Alert> {

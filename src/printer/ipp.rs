@@ -6,11 +6,8 @@
 //! numbers, the level keeps −1/−2/−3, and a percentage is given only when computable.
 //! Alerts come from `printer-state-reasons` (`-error` / `-warning` / `-report`).
 
-use super::decode::{
-    level_state, maker_name, percent, strip_model, supply_display_type, supply_type_name,
-    unit_display,
-};
-use super::{Alert, AlertExt, Counters, Device, PrinterReport, Supply, SupplyExt, text};
+use super::decode::{SupplyRow, maker_name, strip_model, supply_row, supply_type_name};
+use super::{Alert, AlertExt, Counters, Device, PrinterReport, Supply, text};
 use fleet_ipp::{Response, Value};
 
 /// What the agent asks a printer for: the attributes it maps, so the answer stays a few
@@ -136,23 +133,25 @@ pub fn report(r: &Response, ip: Option<std::net::IpAddr>, collected_at: i64) -> 
     let bits = error_bits(&reasons);
     let uptime = first_int(r, "printer-up-time").and_then(|t| u64::try_from(t).ok());
     let mut counters = Counters::default();
-    if let Some(n) =
-        first_int(r, "printer-impressions-completed").and_then(|n| u64::try_from(n).ok())
-    {
-        counters.total_side_count = Some(n);
-        counters.ext.sources.insert(
-            "totalSideCount".into(),
-            "ipp:printer-impressions-completed".into(),
-        );
-    }
-    if let Some(n) =
-        first_int(r, "printer-media-sheets-completed").and_then(|n| u64::try_from(n).ok())
-    {
-        counters.total_sheet_count = Some(n);
-        counters.ext.sources.insert(
-            "totalSheetCount".into(),
-            "ipp:printer-media-sheets-completed".into(),
-        );
+    for (attr, field, slot) in [
+        (
+            "printer-impressions-completed",
+            "totalSideCount",
+            &mut counters.total_side_count,
+        ),
+        (
+            "printer-media-sheets-completed",
+            "totalSheetCount",
+            &mut counters.total_sheet_count,
+        ),
+    ] {
+        if let Some(n) = first_int(r, attr).and_then(|n| u64::try_from(n).ok()) {
+            *slot = Some(n);
+            counters
+                .ext
+                .sources
+                .insert(field.into(), format!("ipp:{attr}"));
+        }
     }
     PrinterReport {
         manufacturer,
@@ -378,44 +377,25 @@ fn supplies(r: &Response) -> Vec<Supply> {
                 Some("none") => Some("none".to_string()),
                 _ => colorant_value.as_deref().map(text::capitalize),
             };
-            let pct = level.and_then(|l| percent(l, max, unit));
-            let receptacle = class == Some(4);
-            Some(Supply {
-                // The MIB's key for the same row (PWG 5100.13: index = prtMarkerSuppliesIndex
-                // of the printer's one hrDevice), so a printer read over SNMP one day and
-                // IPP the next keeps its supplies.
-                supply_key: format!("m:1.{index}"),
-                serial_number: None,
-                current_level: pct,
+            // The MIB's key for the same row (PWG 5100.13: index = prtMarkerSuppliesIndex
+            // of the printer's one hrDevice), so a printer read over SNMP one day and IPP
+            // the next keeps its supplies.
+            Some(supply_row(SupplyRow {
+                source: "ipp",
+                hr_index: 1,
+                index,
+                class,
+                kind,
+                unit,
+                max,
+                level,
                 color,
+                colorant_value,
                 description: descriptions
                     .get(pos)
                     .and_then(|d| d.text().map(|t| clip(t.trim())))
                     .filter(|d| !d.is_empty()),
-                maximum_capacity: max.filter(|&m| m >= 0),
-                kind: kind.map(|k| supply_display_type(k).to_string()),
-                capacity_unit: unit.map(|u| unit_display(u).to_string()),
-                percent_remaining: if receptacle { None } else { pct },
-                ext: SupplyExt {
-                    source: "ipp",
-                    hr_device_index: 1,
-                    prt_marker_supplies_index: index,
-                    prt_marker_supplies_class: class,
-                    prt_marker_supplies_type: kind,
-                    type_name: kind.and_then(supply_type_name),
-                    prt_marker_supplies_supply_unit: unit,
-                    prt_marker_supplies_max_capacity: max,
-                    prt_marker_supplies_level: level,
-                    level_state: level.map(level_state),
-                    colorant_value,
-                    percent_filled: if receptacle {
-                        pct.map(|p| 100 - p)
-                    } else {
-                        None
-                    },
-                    part_number: None,
-                },
-            })
+            }))
         })
         .collect()
 }

@@ -70,7 +70,7 @@ pub async fn get_printer_attributes(
         Some(rest) => format!("ipp://{rest}"),
         None => printer_uri.to_string(),
     };
-    let id = fastrand_id();
+    let id = request_id();
     let body = codec::get_printer_attributes_request(id, &ipp_uri, requested);
     let exchange = async {
         let mut resp = http
@@ -114,7 +114,7 @@ pub async fn get_printer_attributes(
 
 /// A request id: any value works for one request per connection; one that changes
 /// lets a capture tell requests apart.
-fn fastrand_id() -> u32 {
+fn request_id() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
     let n = SystemTime::now()
         .duration_since(UNIX_EPOCH)
